@@ -1,0 +1,80 @@
+// Deterministic reduction of per-row (loss, den) pairs to the scalar loss.
+//
+// Shapes: in_sum and in_den hold n values; reduce_block writes one partial pair per
+// workgroup at out_sum[out_base + g], out_den[out_base + g]. The host repeats it until one
+// pair is left, then finalize writes
+//   out_sum[0] = Σ loss / Σ den  (mean; NaN for 0/0: every target ignored, zero total
+//                                 weight, or no rows, as in PyTorch)
+//              = Σ loss          (sum)
+//   out_den[0] = the mean's denominator D (1 for sum), which the gradient divides by.
+// Each workgroup sums BLOCK = WG * ITEMS consecutive values: each invocation adds ITEMS of
+// them in index order, then the workgroup adds the WG sums in a fixed tree. The order
+// depends only on n, so the result is bitwise reproducible. No atomics.
+//
+// Bindings (keep in sync with `Family::Reduce` in src/gpu/kernels.rs and `ReduceParams` in
+// src/gpu/reduce.rs):
+//   0 params: uniform ReduceParams
+//   1 in_sum: storage, read         [n]
+//   2 in_den: storage, read         [n]
+//   3 out_sum: storage, read_write  [>= out_base + ceil(n / BLOCK)]
+//   4 out_den: storage, read_write  same as out_sum
+
+struct ReduceParams {
+    n: u32,
+    out_base: u32,
+    // 1: mean, 2: sum (finalize only)
+    mode: u32,
+    _pad: u32,
+}
+
+const ITEMS: u32 = 4u;
+const MODE_MEAN: u32 = 1u;
+
+@group(0) @binding(0) var<uniform> params: ReduceParams;
+@group(0) @binding(1) var<storage, read> in_sum: array<f32>;
+@group(0) @binding(2) var<storage, read> in_den: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out_sum: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out_den: array<f32>;
+
+@compute @workgroup_size(WG)
+fn reduce_block(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = linear_workgroup(wid, nwg);
+    let start = g * WG * ITEMS;
+    // The grid is rounded up to a rectangle; the whole workgroup leaves together.
+    if start >= params.n {
+        return;
+    }
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var k = 0u; k < ITEMS; k++) {
+        let i = start + k * WG + lid;
+        if i < params.n {
+            acc += vec2<f32>(in_sum[i], in_den[i]);
+        }
+    }
+    let total = workgroup_sum2(acc, lid);
+    if lid == 0u {
+        out_sum[params.out_base + g] = total.x;
+        out_den[params.out_base + g] = total.y;
+    }
+}
+
+@compute @workgroup_size(1)
+fn finalize() {
+    let s = in_sum[0];
+    let d = in_den[0];
+    if params.mode == MODE_MEAN {
+        if d == 0.0 && s == 0.0 {
+            out_sum[0] = quiet_nan();
+        } else {
+            out_sum[0] = s / d;
+        }
+        out_den[0] = d;
+    } else {
+        out_sum[0] = s;
+        out_den[0] = 1.0;
+    }
+}

@@ -1,0 +1,12 @@
+//! The CPU reference: the same operations and semantics as the GPU path, accumulated in f64
+//! and parallel over rows. Each file mirrors a shader so the two read side by side:
+//! `lse.rs` ↔ shaders/shared/lse.wgsl, `softmax.rs` ↔ softmax.wgsl, `loss.rs` ↔ loss.wgsl
+//! and reduce.wgsl. It is the oracle of the GPU tests and `xent eval --device cpu`.
+
+mod loss;
+mod lse;
+mod softmax;
+
+pub use loss::{cross_entropy, nll_loss};
+pub use lse::Lse;
+pub use softmax::{log_softmax, softmax};

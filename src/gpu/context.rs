@@ -1,0 +1,313 @@
+//! The one GPU context: adapter, device, queue and every pipeline, created once.
+
+use super::kernels::{Family, Kernel};
+use crate::error::{Result, XentError};
+use std::collections::HashMap;
+use std::future::Future;
+use wgpu::util::DeviceExt;
+
+/// Options for [`Context::with_options`].
+#[derive(Clone, Debug, Default)]
+pub struct ContextOptions {
+    /// Bind at most this many bytes of a tensor at once (default: the adapter's
+    /// `max_storage_buffer_binding_size`). Lowering it exercises chunking on small data.
+    pub max_binding_bytes: Option<u64>,
+    /// Invocations per workgroup, a power of two (default: [`Context::default_workgroup_size`]).
+    pub workgroup_size: Option<u32>,
+}
+
+/// A wgpu device with every wgpu-xent pipeline compiled. Create it once and reuse it.
+pub struct Context {
+    pub(crate) device: wgpu::Device,
+    pub(crate) queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    workgroup_size: u32,
+    max_binding_bytes: u64,
+    layouts: HashMap<Family, wgpu::BindGroupLayout>,
+    pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+}
+
+impl Context {
+    /// The adapter chosen by `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`, with its own limits.
+    pub fn new() -> Result<Self> {
+        pollster::block_on(Self::new_async(ContextOptions::default()))
+    }
+
+    /// As [`Context::new`], with options.
+    pub fn with_options(options: ContextOptions) -> Result<Self> {
+        pollster::block_on(Self::new_async(options))
+    }
+
+    /// The async form of [`Context::with_options`].
+    pub async fn new_async(options: ContextOptions) -> Result<Self> {
+        let instance = wgpu::Instance::new(
+            wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
+        );
+        let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
+            .await
+            .map_err(|e| XentError::NoAdapter {
+                detail: format!("{e}; backends searched: {}", backends_from_env()),
+            })?;
+        let info = adapter.get_info();
+        // The adapter's own limits: wgpu's defaults cap bindings at 128 MiB and buffers at 256 MiB.
+        let limits = adapter.limits();
+        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("wgpu-xent"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| XentError::RequestDevice {
+                adapter: info.name.clone(),
+                detail: e.to_string(),
+            })?;
+        // Errors outside an error scope would otherwise panic inside wgpu.
+        device.on_uncaptured_error(std::sync::Arc::new(|e| {
+            eprintln!("wgpu-xent: uncaptured wgpu error: {e}");
+        }));
+        let workgroup_size = options
+            .workgroup_size
+            .unwrap_or_else(|| Self::default_workgroup_size(&info, &limits));
+        if !workgroup_size.is_power_of_two()
+            || workgroup_size > limits.max_compute_invocations_per_workgroup
+            || workgroup_size > limits.max_compute_workgroup_size_x
+        {
+            return Err(XentError::InvalidArgument(format!(
+                "workgroup size {workgroup_size} must be a power of two within the adapter's limit of {}",
+                limits.max_compute_invocations_per_workgroup
+            )));
+        }
+        let max_binding_bytes = options
+            .max_binding_bytes
+            .unwrap_or(u64::MAX)
+            .min(limits.max_storage_buffer_binding_size as u64)
+            .min(limits.max_buffer_size);
+        let mut ctx = Self {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            workgroup_size,
+            max_binding_bytes,
+            layouts: HashMap::new(),
+            pipelines: HashMap::new(),
+        };
+        ctx.build_pipelines().await?;
+        Ok(ctx)
+    }
+
+    /// The workgroup size used unless one is given: CPU adapters (lavapipe, llvmpipe) run a
+    /// workgroup as a loop over SIMD lanes and prefer smaller ones than discrete GPUs.
+    pub fn default_workgroup_size(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> u32 {
+        let wanted = match info.device_type {
+            wgpu::DeviceType::Cpu => 64,
+            _ => 256,
+        };
+        wanted
+            .min(limits.max_compute_invocations_per_workgroup)
+            .min(limits.max_compute_workgroup_size_x)
+    }
+
+    async fn build_pipelines(&mut self) -> Result<()> {
+        let device = self.device.clone();
+        let wg = self.workgroup_size as f64;
+        let mut layouts = HashMap::new();
+        let mut pipelines = HashMap::new();
+        self.scoped(async {
+            for family in Family::ALL {
+                let label = format!("xent {family:?}");
+                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(&label),
+                    source: wgpu::ShaderSource::Wgsl(family.source().into()),
+                });
+                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+                    label: Some(&label),
+                    entries: &family.layout_entries(),
+                });
+                let pipeline_layout =
+                    device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                        label: Some(&label),
+                        bind_group_layouts: &[Some(&layout)],
+                        immediate_size: 0,
+                    });
+                for kernel in Kernel::ALL.into_iter().filter(|k| k.family() == family) {
+                    let pipeline =
+                        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                            label: Some(kernel.entry_point()),
+                            layout: Some(&pipeline_layout),
+                            module: &module,
+                            entry_point: Some(kernel.entry_point()),
+                            compilation_options: wgpu::PipelineCompilationOptions {
+                                constants: &[("WG", wg)],
+                                // Every kernel writes workgroup memory before reading it.
+                                zero_initialize_workgroup_memory: false,
+                            },
+                            cache: None,
+                        });
+                    pipelines.insert(kernel, pipeline);
+                }
+                layouts.insert(family, layout);
+            }
+            Ok(())
+        })
+        .await?;
+        self.layouts = layouts;
+        self.pipelines = pipelines;
+        Ok(())
+    }
+
+    /// The adapter's name, backend, type and driver.
+    pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
+        &self.info
+    }
+
+    /// The limits the device was created with (the adapter's own).
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.limits
+    }
+
+    /// The optional features enabled on the device.
+    pub fn features(&self) -> wgpu::Features {
+        self.features
+    }
+
+    /// Invocations per workgroup of every kernel.
+    pub fn workgroup_size(&self) -> u32 {
+        self.workgroup_size
+    }
+
+    /// The most bytes of one tensor bound at once; larger tensors are split into chunks.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.max_binding_bytes
+    }
+
+    /// The wgpu device.
+    pub fn device(&self) -> &wgpu::Device {
+        &self.device
+    }
+
+    /// The wgpu queue.
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.queue
+    }
+
+    /// Runs `work` inside validation and out-of-memory error scopes, so that wgpu errors come
+    /// back as `Err` rather than panics; a scoped wgpu error wins over the work's own result.
+    pub(crate) async fn scoped<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let result = work.await;
+        let validation = validation.pop().await;
+        let oom = oom.pop().await;
+        if let Some(e) = oom {
+            return Err(XentError::OutOfMemory(e.to_string()));
+        }
+        if let Some(e) = validation {
+            return Err(XentError::Gpu(e.to_string()));
+        }
+        result
+    }
+
+    /// Creates a storage buffer holding `data`.
+    pub(crate) fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
+        let bytes: &[u8] = bytemuck::cast_slice(data);
+        self.check_buffer_size(label, bytes.len() as u64)?;
+        // A zero-sized binding is invalid; bind a 4-byte placeholder instead.
+        let contents: &[u8] = if bytes.is_empty() { &[0; 4] } else { bytes };
+        Ok(self
+            .device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            }))
+    }
+
+    /// Creates an uninitialised storage buffer of `len` f32 values that can be read back.
+    pub(crate) fn output(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
+        let size = (len.max(1) * 4) as u64;
+        self.check_buffer_size(label, size)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Creates a uniform buffer from a `#[repr(C)]` parameter struct.
+    pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: bytemuck::bytes_of(params),
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    fn check_buffer_size(&self, label: &str, size: u64) -> Result<()> {
+        if size > self.limits.max_buffer_size {
+            return Err(XentError::OutOfMemory(format!(
+                "{label} needs a buffer of {size} bytes; the adapter's max_buffer_size is {}",
+                self.limits.max_buffer_size
+            )));
+        }
+        Ok(())
+    }
+
+    /// Binds `buffers` to bindings 0, 1, 2, ... of `family`'s layout.
+    pub(crate) fn bind(&self, family: Family, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+        debug_assert_eq!(buffers.len(), family.binding_count());
+        let entries: Vec<wgpu::BindGroupEntry> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("xent bind group"),
+            layout: &self.layouts[&family],
+            entries: &entries,
+        })
+    }
+
+    /// Records one dispatch of `kernel` over `workgroups` workgroups (a 2-D grid when needed).
+    pub(crate) fn dispatch(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        kernel: Kernel,
+        bind_group: &wgpu::BindGroup,
+        workgroups: u64,
+        label: &str,
+    ) -> Result<()> {
+        let (x, y) = super::chunks::grid(
+            workgroups,
+            self.limits.max_compute_workgroups_per_dimension,
+        )?;
+        if x == 0 {
+            return Ok(());
+        }
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some(label),
+            timestamp_writes: None,
+        });
+        pass.set_pipeline(&self.pipelines[&kernel]);
+        pass.set_bind_group(0, bind_group, &[]);
+        pass.dispatch_workgroups(x, y, 1);
+        Ok(())
+    }
+}
+
+fn backends_from_env() -> String {
+    std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all (WGPU_BACKEND unset)".into())
+}

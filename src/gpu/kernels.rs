@@ -1,0 +1,169 @@
+//! The WGSL kernels: one source file per family under `shaders/`, a typed name per entry
+//! point, and the explicit bind-group layout each family is written against.
+
+/// The shared prelude: workgroup size, online log-sum-exp, tree reductions.
+const SHARED: &str = include_str!("../../shaders/shared/lse.wgsl");
+
+/// A family of kernels: one `.wgsl` file and one bind-group layout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// `shaders/softmax.wgsl`: log_softmax and softmax.
+    Softmax,
+    /// `shaders/loss.wgsl`: per-row cross_entropy and nll_loss.
+    Loss,
+    /// `shaders/reduce.wgsl`: the deterministic loss reduction.
+    Reduce,
+}
+
+impl Family {
+    /// Every family.
+    pub const ALL: [Family; 3] = [Family::Softmax, Family::Loss, Family::Reduce];
+
+    /// The complete WGSL source: the shared prelude followed by the family's file.
+    pub fn source(self) -> String {
+        let own = match self {
+            Family::Softmax => include_str!("../../shaders/softmax.wgsl"),
+            Family::Loss => include_str!("../../shaders/loss.wgsl"),
+            Family::Reduce => include_str!("../../shaders/reduce.wgsl"),
+        };
+        format!("{SHARED}\n{own}")
+    }
+
+    /// Binding 0 is the uniform parameters; then storage buffers, read-only or not.
+    /// Keep in sync with the binding table in each shader's header.
+    fn storage_bindings(self) -> &'static [bool] {
+        // true = read_write
+        match self {
+            Family::Softmax => &[false, true],
+            Family::Loss => &[false, false, false, false, true, true, true],
+            Family::Reduce => &[false, false, true, true],
+        }
+    }
+
+    /// Number of bindings, the uniform included.
+    pub fn binding_count(self) -> usize {
+        1 + self.storage_bindings().len()
+    }
+
+    pub(crate) fn layout_entries(self) -> Vec<wgpu::BindGroupLayoutEntry> {
+        let uniform = wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        };
+        let storage = self
+            .storage_bindings()
+            .iter()
+            .enumerate()
+            .map(|(i, &rw)| wgpu::BindGroupLayoutEntry {
+                binding: 1 + i as u32,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: !rw },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        std::iter::once(uniform).chain(storage).collect()
+    }
+}
+
+/// One compute entry point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    /// `log_softmax` in softmax.wgsl: one workgroup per row.
+    LogSoftmax,
+    /// `softmax` in softmax.wgsl: one workgroup per row.
+    Softmax,
+    /// `cross_entropy_rows` in loss.wgsl: one workgroup per row.
+    CrossEntropyRows,
+    /// `nll_rows` in loss.wgsl: one invocation per row.
+    NllRows,
+    /// `reduce_block` in reduce.wgsl: WG·ITEMS values per workgroup.
+    ReduceBlock,
+    /// `finalize` in reduce.wgsl: one invocation.
+    ReduceFinalize,
+}
+
+impl Kernel {
+    /// Every kernel, in the order the context builds them.
+    pub const ALL: [Kernel; 6] = [
+        Kernel::LogSoftmax,
+        Kernel::Softmax,
+        Kernel::CrossEntropyRows,
+        Kernel::NllRows,
+        Kernel::ReduceBlock,
+        Kernel::ReduceFinalize,
+    ];
+
+    /// The family (file and layout) it belongs to.
+    pub fn family(self) -> Family {
+        match self {
+            Kernel::LogSoftmax | Kernel::Softmax => Family::Softmax,
+            Kernel::CrossEntropyRows | Kernel::NllRows => Family::Loss,
+            Kernel::ReduceBlock | Kernel::ReduceFinalize => Family::Reduce,
+        }
+    }
+
+    /// The WGSL entry point's name.
+    pub fn entry_point(self) -> &'static str {
+        match self {
+            Kernel::LogSoftmax => "log_softmax",
+            Kernel::Softmax => "softmax",
+            Kernel::CrossEntropyRows => "cross_entropy_rows",
+            Kernel::NllRows => "nll_rows",
+            Kernel::ReduceBlock => "reduce_block",
+            Kernel::ReduceFinalize => "finalize",
+        }
+    }
+}
+
+/// Values each `reduce_block` workgroup sums: `WG * ITEMS` (keep ITEMS in sync with reduce.wgsl).
+pub(crate) fn reduce_block_len(workgroup_size: u32) -> u64 {
+    const ITEMS: u64 = 4;
+    workgroup_size as u64 * ITEMS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shader parses and validates with naga, with no adapter involved.
+    #[test]
+    fn every_shader_validates_with_naga() {
+        for family in Family::ALL {
+            let src = family.source();
+            let module = naga::front::wgsl::parse_str(&src)
+                .unwrap_or_else(|e| panic!("{family:?}: {}", e.emit_to_string(&src)));
+            naga::valid::Validator::new(
+                naga::valid::ValidationFlags::all(),
+                naga::valid::Capabilities::all(),
+            )
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{family:?}: {}", e.emit_to_string(&src)));
+            for kernel in Kernel::ALL.iter().filter(|k| k.family() == family) {
+                assert!(
+                    module
+                        .entry_points
+                        .iter()
+                        .any(|ep| ep.name == kernel.entry_point()),
+                    "{kernel:?} has no entry point {}",
+                    kernel.entry_point()
+                );
+            }
+            // The binding table in Rust matches the globals the shader declares.
+            let bound = module
+                .global_variables
+                .iter()
+                .filter(|(_, g)| g.binding.is_some())
+                .count();
+            assert_eq!(bound, family.binding_count(), "{family:?}");
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! Shape checking and the `[outer, C, inner]` view that every kernel works on.
+//!
+//! A contiguous tensor is viewed as `[outer, C, inner]` around its class axis. A *row* is
+//! the C values `x[o, 0..C, i]` at flat index `o·C·inner + c·inner + i`, and row
+//! `r = o·inner + i`. For `[N, C]` that is the usual row; for `[N, C, d1..dk]` the class
+//! axis is strided by `inner = d1·…·dk`, and the rows are the loss positions in the order
+//! of the target `[N, d1..dk]`.
+
+use crate::error::{Result, XentError};
+use crate::options::{LossOptions, Target, Tensor};
+
+/// Target value that marks an ignored position once targets are normalised.
+/// Valid classes are `>= 0`, so it cannot collide with one.
+pub const IGNORED: i32 = -1;
+
+/// The `[outer, C, inner]` view of a tensor around its class axis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RowLayout {
+    /// Product of the dims before the class axis.
+    pub outer: usize,
+    /// Size of the class axis, C.
+    pub classes: usize,
+    /// Product of the dims after the class axis: the stride between classes.
+    pub inner: usize,
+}
+
+impl RowLayout {
+    /// Number of rows, `outer · inner`.
+    pub fn rows(&self) -> usize {
+        self.outer * self.inner
+    }
+
+    /// Number of elements, `outer · C · inner`.
+    pub fn len(&self) -> usize {
+        self.outer * self.classes * self.inner
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Flat index of class 0 of row `r`.
+    pub fn row_base(&self, r: usize) -> usize {
+        (r / self.inner) * self.classes * self.inner + r % self.inner
+    }
+
+    /// The view for softmax ops along `dim` (negative dims count from the end, as in PyTorch).
+    pub fn for_dim(shape: &[usize], dim: i64) -> Result<Self> {
+        // PyTorch treats a 0-d tensor as having one dim of size 1 here.
+        let rank = shape.len().max(1) as i64;
+        if dim < -rank || dim >= rank {
+            return Err(XentError::DimOutOfRange {
+                dim,
+                low: -rank,
+                high: rank - 1,
+            });
+        }
+        if shape.is_empty() {
+            return Ok(Self {
+                outer: 1,
+                classes: 1,
+                inner: 1,
+            });
+        }
+        let d = if dim < 0 { dim + rank } else { dim } as usize;
+        Ok(Self {
+            outer: shape[..d].iter().product(),
+            classes: shape[d],
+            inner: shape[d + 1..].iter().product(),
+        })
+    }
+}
+
+/// A checked loss problem: the layout, the output shape and the normalised targets.
+#[derive(Clone, Debug)]
+pub struct LossProblem {
+    /// The input's view around its class axis (dim 1, or dim 0 for an unbatched `[C]`).
+    pub layout: RowLayout,
+    /// Shape of the `none` output: the target's shape for class targets,
+    /// the input's shape without dim 1 for probability targets.
+    pub out_shape: Vec<usize>,
+    /// The targets, one per row.
+    pub targets: Targets,
+}
+
+/// Targets after checking.
+#[derive(Clone, Debug)]
+pub enum Targets {
+    /// A class per row in `[0, C)`, or [`IGNORED`].
+    Classes(Vec<i32>),
+    /// Probabilities with the input's shape (same layout as the logits).
+    Probs(Vec<f32>),
+}
+
+/// Checks an input of `cross_entropy` / `nll_loss` against its target and options,
+/// in PyTorch's order, and normalises the targets.
+pub fn check_loss(
+    op: &str,
+    input: &Tensor<f32>,
+    target: &Target,
+    opts: &LossOptions,
+) -> Result<LossProblem> {
+    input.check_len("input")?;
+    let shape = input.shape;
+    if shape.is_empty() {
+        return Err(XentError::InvalidShape(format!(
+            "{op}: expected an input of 1 or more dimensions (got 0)"
+        )));
+    }
+    let layout = RowLayout::for_dim(shape, if shape.len() == 1 { 0 } else { 1 })?;
+    let classes = layout.classes;
+    let eps = opts.label_smoothing;
+    if !(0.0..=1.0).contains(&eps) {
+        return Err(XentError::InvalidArgument(format!(
+            "label_smoothing must be between 0.0 and 1.0. Got: {eps}"
+        )));
+    }
+    if !opts.z_loss.is_finite() {
+        return Err(XentError::InvalidArgument(format!(
+            "z_loss must be finite. Got: {}",
+            opts.z_loss
+        )));
+    }
+    if let Some(cap) = opts.softcap {
+        if !(cap.is_finite() && cap > 0.0) {
+            return Err(XentError::InvalidArgument(format!(
+                "softcap must be a finite value > 0. Got: {cap}"
+            )));
+        }
+    }
+    if op == "nll_loss" && (opts.z_loss != 0.0 || opts.softcap.is_some()) {
+        return Err(XentError::InvalidArgument(
+            "nll_loss takes log-probabilities: z_loss and softcap apply to cross_entropy only".into(),
+        ));
+    }
+    if let Some(w) = opts.weight {
+        if w.len() != classes {
+            return Err(XentError::WeightShape {
+                classes,
+                shape: vec![w.len()],
+            });
+        }
+    }
+    if let Target::Probs(t) = target {
+        return check_prob_target(op, shape, layout, t, opts);
+    }
+    if op == "nll_loss" && eps != 0.0 {
+        return Err(XentError::InvalidArgument(
+            "nll_loss has no label_smoothing".into(),
+        ));
+    }
+    let tshape = target.shape();
+    let expected: Vec<usize> = match shape.len() {
+        1 => vec![],
+        _ => std::iter::once(shape[0])
+            .chain(shape[2..].iter().copied())
+            .collect(),
+    };
+    match shape.len() {
+        1 if !tshape.is_empty() => {
+            return Err(XentError::InvalidShape(format!(
+                "{op}: for an unbatched input of shape {shape:?} the target must be 0-d, got shape {tshape:?}"
+            )))
+        }
+        2 if tshape.len() != 1 => {
+            return Err(XentError::InvalidShape(format!(
+                "{op}: 0D or 1D target tensor expected, multi-target not supported (input {shape:?}, target {tshape:?})"
+            )))
+        }
+        2 if tshape[0] != shape[0] => {
+            return Err(XentError::BatchMismatch {
+                input: shape[0],
+                target: tshape[0],
+            })
+        }
+        _ if tshape != expected.as_slice() => {
+            return Err(XentError::ShapeMismatch {
+                input: shape.to_vec(),
+                target: tshape.to_vec(),
+            })
+        }
+        _ => {}
+    }
+    let targets = normalise_classes(target, classes, opts.ignore_index)?;
+    Ok(LossProblem {
+        layout,
+        out_shape: expected,
+        targets: Targets::Classes(targets),
+    })
+}
+
+fn check_prob_target(
+    op: &str,
+    shape: &[usize],
+    layout: RowLayout,
+    t: &Tensor<f32>,
+    opts: &LossOptions,
+) -> Result<LossProblem> {
+    if op != "cross_entropy" {
+        return Err(XentError::InvalidArgument(format!(
+            "{op}: expected class-index targets (int64, int32 or uint32), got float probabilities"
+        )));
+    }
+    t.check_len("target")?;
+    if t.shape != shape {
+        return Err(XentError::ShapeMismatch {
+            input: shape.to_vec(),
+            target: t.shape.to_vec(),
+        });
+    }
+    if opts.ignore_index >= 0 {
+        return Err(XentError::InvalidArgument(
+            "ignore_index is not supported for floating point target".into(),
+        ));
+    }
+    let out_shape = match shape.len() {
+        1 => vec![],
+        _ => std::iter::once(shape[0])
+            .chain(shape[2..].iter().copied())
+            .collect(),
+    };
+    Ok(LossProblem {
+        layout,
+        out_shape,
+        targets: Targets::Probs(t.data.to_vec()),
+    })
+}
+
+/// Checks every class target and maps it to `i32`, with `ignore_index` mapped to [`IGNORED`].
+fn normalise_classes(target: &Target, classes: usize, ignore_index: i64) -> Result<Vec<i32>> {
+    fn go<T: Copy + Into<i64>>(
+        t: &Tensor<T>,
+        classes: usize,
+        ignore_index: i64,
+    ) -> Result<Vec<i32>> {
+        t.check_len("target")?;
+        t.data
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let v: i64 = v.into();
+                if v == ignore_index {
+                    Ok(IGNORED)
+                } else if v >= 0 && (v as u64) < classes as u64 {
+                    Ok(v as i32)
+                } else {
+                    Err(XentError::TargetOutOfBounds {
+                        position: unravel(i, t.shape),
+                        value: v,
+                        classes,
+                        ignore_index,
+                    })
+                }
+            })
+            .collect()
+    }
+    match target {
+        Target::I64(t) => go(t, classes, ignore_index),
+        Target::I32(t) => go(t, classes, ignore_index),
+        Target::U32(t) => go(t, classes, ignore_index),
+        Target::Probs(_) => unreachable!("probability targets are checked separately"),
+    }
+}
+
+/// The multi-index of flat position `i` in `shape`.
+pub fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (k, &d) in shape.iter().enumerate().rev() {
+        if d > 0 {
+            idx[k] = i % d;
+            i /= d;
+        }
+    }
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_views_the_class_axis() {
+        let l = RowLayout::for_dim(&[2, 3, 4, 5], 1).unwrap();
+        assert_eq!((l.outer, l.classes, l.inner), (2, 3, 20));
+        assert_eq!(l.row_base(21), 60 + 1);
+        let l = RowLayout::for_dim(&[2, 3, 4], -1).unwrap();
+        assert_eq!((l.outer, l.classes, l.inner), (6, 4, 1));
+        assert!(matches!(
+            RowLayout::for_dim(&[2, 3], 2),
+            Err(XentError::DimOutOfRange { low: -2, high: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn target_errors_name_position_value_and_classes() {
+        let x = vec![0.0f32; 6];
+        let t = [1i64, 3];
+        let err = check_loss(
+            "cross_entropy",
+            &Tensor::new(&x, &[2, 3]),
+            &Target::I64(Tensor::new(&t, &[2])),
+            &LossOptions::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("Target 3 is out of bounds"), "{err}");
+        assert!(err.contains("[1]") && err.contains("[0, 3)"), "{err}");
+    }
+
+    #[test]
+    fn ignore_index_may_be_a_valid_class() {
+        let x = vec![0.0f32; 6];
+        let t = [1i32, 0];
+        let p = check_loss(
+            "cross_entropy",
+            &Tensor::new(&x, &[2, 3]),
+            &Target::I32(Tensor::new(&t, &[2])),
+            &LossOptions {
+                ignore_index: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let Targets::Classes(c) = p.targets else {
+            panic!()
+        };
+        assert_eq!(c, vec![1, IGNORED]);
+    }
+}

@@ -1,0 +1,135 @@
+//! Host-side tensors and loss options, shared by the GPU path and the CPU reference.
+
+use crate::error::{Result, XentError};
+use std::str::FromStr;
+
+/// A borrowed, contiguous (row-major) tensor on the host.
+#[derive(Clone, Copy, Debug)]
+pub struct Tensor<'a, T> {
+    /// Elements in row-major order; `data.len()` is the product of `shape`.
+    pub data: &'a [T],
+    /// The shape; `&[]` is a scalar.
+    pub shape: &'a [usize],
+}
+
+impl<'a, T> Tensor<'a, T> {
+    /// Wraps `data` with `shape`. The length is checked when an op uses it.
+    pub fn new(data: &'a [T], shape: &'a [usize]) -> Self {
+        Self { data, shape }
+    }
+
+    /// Checks that the data holds exactly `prod(shape)` elements.
+    pub(crate) fn check_len(&self, what: &str) -> Result<usize> {
+        let n = self.shape.iter().product::<usize>();
+        if n != self.data.len() {
+            return Err(XentError::InvalidShape(format!(
+                "{what} has shape {:?} ({n} elements) but {} elements of data",
+                self.shape,
+                self.data.len()
+            )));
+        }
+        Ok(n)
+    }
+}
+
+/// The target of `cross_entropy` / `nll_loss`.
+#[derive(Clone, Copy, Debug)]
+pub enum Target<'a> {
+    /// Class indices, as PyTorch takes them.
+    I64(Tensor<'a, i64>),
+    /// Class indices as `i32`.
+    I32(Tensor<'a, i32>),
+    /// Class indices as `u32`.
+    U32(Tensor<'a, u32>),
+    /// Class probabilities with the input's shape (`cross_entropy` only).
+    Probs(Tensor<'a, f32>),
+}
+
+impl Target<'_> {
+    /// The target's shape.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Target::I64(t) => t.shape,
+            Target::I32(t) => t.shape,
+            Target::U32(t) => t.shape,
+            Target::Probs(t) => t.shape,
+        }
+    }
+}
+
+/// How per-position losses are combined, as PyTorch's `reduction`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Reduction {
+    /// One loss per position, shape `[N, d1..dk]`.
+    None,
+    /// Σ ℓ_n / Σ_n w[y_n]·m_n: the weighted mean (the default).
+    #[default]
+    Mean,
+    /// Σ ℓ_n.
+    Sum,
+}
+
+impl FromStr for Reduction {
+    type Err = XentError;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(Reduction::None),
+            "mean" => Ok(Reduction::Mean),
+            "sum" => Ok(Reduction::Sum),
+            _ => Err(XentError::InvalidArgument(format!(
+                "{s} is not a valid value for reduction (expected none, mean or sum)"
+            ))),
+        }
+    }
+}
+
+/// PyTorch's default `ignore_index`.
+pub const DEFAULT_IGNORE_INDEX: i64 = -100;
+
+/// The options of `cross_entropy` and `nll_loss`, with PyTorch's defaults.
+#[derive(Clone, Copy, Debug)]
+pub struct LossOptions<'a> {
+    /// Per-class weight, shape `[C]`.
+    pub weight: Option<&'a [f32]>,
+    /// Targets equal to this contribute nothing (default -100). It may be a valid class.
+    pub ignore_index: i64,
+    /// `none`, `mean` (default) or `sum`.
+    pub reduction: Reduction,
+    /// ε in [0, 1]: loss = (1 - ε)·nll + (ε / C)·smoothing term. `cross_entropy` only.
+    pub label_smoothing: f32,
+    /// z-loss scale: adds `z_loss · lse²` per counted row (PaLM, Liger-Kernel). 0 is off.
+    /// `cross_entropy` only.
+    pub z_loss: f32,
+    /// Logit soft-capping: logits become `cap · tanh(x / cap)` before anything else.
+    /// `cross_entropy` only.
+    pub softcap: Option<f32>,
+}
+
+impl Default for LossOptions<'_> {
+    fn default() -> Self {
+        Self {
+            weight: None,
+            ignore_index: DEFAULT_IGNORE_INDEX,
+            reduction: Reduction::Mean,
+            label_smoothing: 0.0,
+            z_loss: 0.0,
+            softcap: None,
+        }
+    }
+}
+
+/// A result on the host: f32 values and PyTorch's output shape (`[]` for `mean` and `sum`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Output {
+    /// Values in row-major order.
+    pub data: Vec<f32>,
+    /// PyTorch's output shape.
+    pub shape: Vec<usize>,
+}
+
+impl Output {
+    /// The single value of a scalar output (`mean` or `sum`), or the first element.
+    pub fn scalar(&self) -> f32 {
+        self.data.first().copied().unwrap_or(f32::NAN)
+    }
+}
