@@ -131,7 +131,8 @@ pub fn check_loss(
     }
     if op == "nll_loss" && (opts.z_loss != 0.0 || opts.softcap.is_some()) {
         return Err(XentError::InvalidArgument(
-            "nll_loss takes log-probabilities: z_loss and softcap apply to cross_entropy only".into(),
+            "nll_loss takes log-probabilities: z_loss and softcap apply to cross_entropy only"
+                .into(),
         ));
     }
     if let Some(w) = opts.weight {
@@ -288,7 +289,11 @@ mod tests {
         assert_eq!((l.outer, l.classes, l.inner), (6, 4, 1));
         assert!(matches!(
             RowLayout::for_dim(&[2, 3], 2),
-            Err(XentError::DimOutOfRange { low: -2, high: 1, .. })
+            Err(XentError::DimOutOfRange {
+                low: -2,
+                high: 1,
+                ..
+            })
         ));
     }
 

@@ -36,7 +36,10 @@ fn open(path: &Path) -> Result<npyz::NpyFile<std::io::BufReader<std::fs::File>>>
     let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
         .map_err(|e| npy_err(path, format!("not a valid .npy file: {e}")))?;
     if npy.order() != npyz::Order::C && npy.shape().len() > 1 {
-        return Err(npy_err(path, "Fortran-order arrays are not supported; save it C-contiguous"));
+        return Err(npy_err(
+            path,
+            "Fortran-order arrays are not supported; save it C-contiguous",
+        ));
     }
     Ok(npy)
 }
@@ -45,13 +48,21 @@ fn open(path: &Path) -> Result<npyz::NpyFile<std::io::BufReader<std::fs::File>>>
 fn plain_dtype(path: &Path, dtype: &DType) -> Result<(TypeChar, u64, String)> {
     match dtype {
         DType::Plain(ts) => Ok((ts.type_char(), ts.size_field(), ts.to_string())),
-        _ => Err(npy_err(path, "structured and array dtypes are not supported")),
+        _ => Err(npy_err(
+            path,
+            "structured and array dtypes are not supported",
+        )),
     }
 }
 
-fn read<T: npyz::Deserialize>(path: &Path, npy: npyz::NpyFile<impl std::io::Read>) -> Result<NpyArray<T>> {
+fn read<T: npyz::Deserialize>(
+    path: &Path,
+    npy: npyz::NpyFile<impl std::io::Read>,
+) -> Result<NpyArray<T>> {
     let shape = npy.shape().iter().map(|&d| d as usize).collect();
-    let data = npy.into_vec::<T>().map_err(|e| npy_err(path, e.to_string()))?;
+    let data = npy
+        .into_vec::<T>()
+        .map_err(|e| npy_err(path, e.to_string()))?;
     Ok(NpyArray { data, shape })
 }
 
@@ -61,7 +72,10 @@ pub fn read_f32(path: impl AsRef<Path>) -> Result<NpyArray<f32>> {
     let npy = open(path)?;
     match plain_dtype(path, &npy.dtype())? {
         (TypeChar::Float, 4, _) => read(path, npy),
-        (_, _, name) => Err(npy_err(path, format!("expected float32 ('<f4'), got '{name}'"))),
+        (_, _, name) => Err(npy_err(
+            path,
+            format!("expected float32 ('<f4'), got '{name}'"),
+        )),
     }
 }
 
@@ -71,7 +85,10 @@ pub fn read_u16(path: impl AsRef<Path>) -> Result<NpyArray<u16>> {
     let npy = open(path)?;
     match plain_dtype(path, &npy.dtype())? {
         (TypeChar::Uint, 2, _) => read(path, npy),
-        (_, _, name) => Err(npy_err(path, format!("expected uint16 ('<u2'), got '{name}'"))),
+        (_, _, name) => Err(npy_err(
+            path,
+            format!("expected uint16 ('<u2'), got '{name}'"),
+        )),
     }
 }
 
@@ -85,7 +102,9 @@ pub fn read_target(path: impl AsRef<Path>) -> Result<NpyTarget> {
         (TypeChar::Float, 4, _) => Ok(NpyTarget::F32(read(path, npy)?)),
         (_, _, name) => Err(npy_err(
             path,
-            format!("expected int64 or int32 class indices, or float32 probabilities; got '{name}'"),
+            format!(
+                "expected int64 or int32 class indices, or float32 probabilities; got '{name}'"
+            ),
         )),
     }
 }

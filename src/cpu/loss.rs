@@ -44,11 +44,16 @@ pub fn nll_loss(input: Tensor<f32>, target: Target, opts: &LossOptions) -> Resul
 pub(crate) struct RowLoss {
     pub loss: f64,
     pub den: f64,
+    #[allow(dead_code)] // read by the gradient
     pub lse: f64,
 }
 
 /// Per-row cross_entropy, as `cross_entropy_rows` in loss.wgsl computes it.
-pub(crate) fn cross_entropy_rows(x: &[f32], problem: &LossProblem, opts: &LossOptions) -> Vec<RowLoss> {
+pub(crate) fn cross_entropy_rows(
+    x: &[f32],
+    problem: &LossProblem,
+    opts: &LossOptions,
+) -> Vec<RowLoss> {
     let l = problem.layout;
     let classes = l.classes;
     let eps = opts.label_smoothing as f64;

@@ -11,7 +11,10 @@ pub struct Lse {
 
 impl Lse {
     /// Nothing pushed yet.
-    pub const EMPTY: Lse = Lse { m: -f64::MAX, s: 0.0 };
+    pub const EMPTY: Lse = Lse {
+        m: -f64::MAX,
+        s: 0.0,
+    };
 
     /// Adds one value. A NaN or +inf value makes `s` NaN, as in the kernel.
     pub fn push(self, x: f64) -> Lse {

@@ -42,9 +42,8 @@ impl Context {
 
     /// The async form of [`Context::with_options`].
     pub async fn new_async(options: ContextOptions) -> Result<Self> {
-        let instance = wgpu::Instance::new(
-            wgpu::InstanceDescriptor::new_without_display_handle_from_env(),
-        );
+        let instance =
+            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
             .await
             .map_err(|e| XentError::NoAdapter {
@@ -290,10 +289,8 @@ impl Context {
         workgroups: u64,
         label: &str,
     ) -> Result<()> {
-        let (x, y) = super::chunks::grid(
-            workgroups,
-            self.limits.max_compute_workgroups_per_dimension,
-        )?;
+        let (x, y) =
+            super::chunks::grid(workgroups, self.limits.max_compute_workgroups_per_dimension)?;
         if x == 0 {
             return Ok(());
         }

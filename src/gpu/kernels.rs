@@ -56,20 +56,20 @@ impl Family {
             },
             count: None,
         };
-        let storage = self
-            .storage_bindings()
-            .iter()
-            .enumerate()
-            .map(|(i, &rw)| wgpu::BindGroupLayoutEntry {
-                binding: 1 + i as u32,
-                visibility: wgpu::ShaderStages::COMPUTE,
-                ty: wgpu::BindingType::Buffer {
-                    ty: wgpu::BufferBindingType::Storage { read_only: !rw },
-                    has_dynamic_offset: false,
-                    min_binding_size: None,
-                },
-                count: None,
-            });
+        let storage =
+            self.storage_bindings()
+                .iter()
+                .enumerate()
+                .map(|(i, &rw)| wgpu::BindGroupLayoutEntry {
+                    binding: 1 + i as u32,
+                    visibility: wgpu::ShaderStages::COMPUTE,
+                    ty: wgpu::BindingType::Buffer {
+                        ty: wgpu::BufferBindingType::Storage { read_only: !rw },
+                        has_dynamic_offset: false,
+                        min_binding_size: None,
+                    },
+                    count: None,
+                });
         std::iter::once(uniform).chain(storage).collect()
     }
 }

@@ -37,7 +37,12 @@ impl Context {
     }
 
     /// `torch.nn.functional.nll_loss(input, target, weight, ignore_index, reduction)`.
-    pub fn nll_loss(&self, input: Tensor<f32>, target: Target, opts: &LossOptions) -> Result<Output> {
+    pub fn nll_loss(
+        &self,
+        input: Tensor<f32>,
+        target: Target,
+        opts: &LossOptions,
+    ) -> Result<Output> {
         pollster::block_on(self.nll_loss_async(input, target, opts))
     }
 
@@ -108,20 +113,37 @@ impl Context {
                 let logits = self.upload("logits", &input[elems.clone()])?;
                 let (targets, probs) = match &problem.targets {
                     Targets::Classes(t) => (self.upload("targets", &t[rows.clone()])?, None),
-                    Targets::Probs(p) => (self.upload::<i32>("targets", &[])?, Some(self.upload("probs", &p[elems.clone()])?)),
+                    Targets::Probs(p) => (
+                        self.upload::<i32>("targets", &[])?,
+                        Some(self.upload("probs", &p[elems.clone()])?),
+                    ),
                 };
                 let losses = self.output("losses", rows.len())?;
                 let dens = self.output("dens", rows.len())?;
                 let lses = self.output("lses", rows.len())?;
                 let bind = self.bind(
                     Family::Loss,
-                    &[&params, &logits, &targets, probs.as_ref().unwrap_or(&dummy), &weight, &losses, &dens, &lses],
+                    &[
+                        &params,
+                        &logits,
+                        &targets,
+                        probs.as_ref().unwrap_or(&dummy),
+                        &weight,
+                        &losses,
+                        &dens,
+                        &lses,
+                    ],
                 );
                 let workgroups = match kernel {
                     Kernel::NllRows => (rows.len() as u64).div_ceil(self.workgroup_size() as u64),
                     _ => rows.len() as u64,
                 };
-                let label = format!("{kernel:?} rows={} C={} inner={}", rows.len(), layout.classes, layout.inner);
+                let label = format!(
+                    "{kernel:?} rows={} C={} inner={}",
+                    rows.len(),
+                    layout.classes,
+                    layout.inner
+                );
                 self.dispatch(&mut encoder, kernel, &bind, workgroups, &label)?;
                 per_chunk.push((losses, dens, rows.len()));
             }

@@ -22,6 +22,7 @@ const MODE_SUM: u32 = 2;
 /// the gradient divides by (1 for `sum`).
 pub(crate) struct Reduced {
     pub value: wgpu::Buffer,
+    #[allow(dead_code)] // read by the gradient
     pub den: wgpu::Buffer,
 }
 
@@ -96,6 +97,12 @@ impl Context {
         );
         let bind = self.bind(Family::Reduce, &[&params, in_sum, in_den, out_sum, out_den]);
         let groups = n.div_ceil(reduce_block_len(self.workgroup_size()));
-        self.dispatch(encoder, Kernel::ReduceBlock, &bind, groups, &format!("reduce n={n}"))
+        self.dispatch(
+            encoder,
+            Kernel::ReduceBlock,
+            &bind,
+            groups,
+            &format!("reduce n={n}"),
+        )
     }
 }

@@ -43,7 +43,10 @@ impl Context {
         let layout = RowLayout::for_dim(x.shape, dim)?;
         let shape = x.shape.to_vec();
         if layout.is_empty() {
-            return Ok(Output { data: vec![], shape });
+            return Ok(Output {
+                data: vec![],
+                shape,
+            });
         }
         let chunks = chunks::plan(&layout, self.max_binding_bytes())?;
         self.scoped(async {
@@ -64,7 +67,10 @@ impl Context {
                 let input = self.upload("softmax x", &x.data[elems.clone()])?;
                 let output = self.output("softmax y", elems.len())?;
                 let bind = self.bind(Family::Softmax, &[&params, &input, &output]);
-                let label = format!("{kernel:?} rows={rows} C={} inner={}", layout.classes, layout.inner);
+                let label = format!(
+                    "{kernel:?} rows={rows} C={} inner={}",
+                    layout.classes, layout.inner
+                );
                 self.dispatch(&mut encoder, kernel, &bind, rows as u64, &label)?;
                 staged.push(self.stage(&mut encoder, &output, elems.len() as u64 * 4));
             }

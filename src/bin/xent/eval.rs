@@ -68,7 +68,9 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         )));
     }
     if a.grad_out.is_some() {
-        return Err(XentError::Unsupported("--grad-out is not yet supported".into()));
+        return Err(XentError::Unsupported(
+            "--grad-out is not yet supported".into(),
+        ));
     }
     let input = npy::read_f32(&a.input)?;
     let x = Tensor::new(&input.data, &input.shape);
@@ -106,9 +108,10 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             None => cpu::softmax(x, a.dim)?,
         },
         Op::CrossEntropy | Op::NllLoss => {
-            let path = a.target.as_ref().ok_or_else(|| {
-                XentError::InvalidArgument(format!("{:?} needs --target", a.op))
-            })?;
+            let path = a
+                .target
+                .as_ref()
+                .ok_or_else(|| XentError::InvalidArgument(format!("{:?} needs --target", a.op)))?;
             let t = npy::read_target(path)?;
             let target = match &t {
                 NpyTarget::I64(t) => Target::I64(Tensor::new(&t.data, &t.shape)),

@@ -9,7 +9,10 @@ pub fn run() -> Result<()> {
     println!("adapters wgpu sees ({}):", adapters.len());
     for a in &adapters {
         let i = a.get_info();
-        println!("  {} ({:?}, {:?}, driver {} {})", i.name, i.backend, i.device_type, i.driver, i.driver_info);
+        println!(
+            "  {} ({:?}, {:?}, driver {} {})",
+            i.name, i.backend, i.device_type, i.driver, i.driver_info
+        );
     }
     let ctx = Context::new()?;
     let i = ctx.adapter_info();
@@ -17,15 +20,39 @@ pub fn run() -> Result<()> {
     println!("xent uses: {}", i.name);
     println!("  backend:                          {:?}", i.backend);
     println!("  device type:                      {:?}", i.device_type);
-    println!("  driver:                           {} {}", i.driver, i.driver_info);
-    println!("  max_storage_buffer_binding_size:  {}", l.max_storage_buffer_binding_size);
+    println!(
+        "  driver:                           {} {}",
+        i.driver, i.driver_info
+    );
+    println!(
+        "  max_storage_buffer_binding_size:  {}",
+        l.max_storage_buffer_binding_size
+    );
     println!("  max_buffer_size:                  {}", l.max_buffer_size);
-    println!("  min_storage_buffer_offset_align.: {}", l.min_storage_buffer_offset_alignment);
-    println!("  max_compute_workgroup_storage:    {}", l.max_compute_workgroup_storage_size);
-    println!("  max_compute_invocations_per_wg:   {}", l.max_compute_invocations_per_workgroup);
-    println!("  max_compute_workgroups_per_dim:   {}", l.max_compute_workgroups_per_dimension);
-    println!("  workgroup size used:              {}", ctx.workgroup_size());
-    println!("  adapter features:                 {:?}", adapter_features(&instance, i));
+    println!(
+        "  min_storage_buffer_offset_align.: {}",
+        l.min_storage_buffer_offset_alignment
+    );
+    println!(
+        "  max_compute_workgroup_storage:    {}",
+        l.max_compute_workgroup_storage_size
+    );
+    println!(
+        "  max_compute_invocations_per_wg:   {}",
+        l.max_compute_invocations_per_workgroup
+    );
+    println!(
+        "  max_compute_workgroups_per_dim:   {}",
+        l.max_compute_workgroups_per_dimension
+    );
+    println!(
+        "  workgroup size used:              {}",
+        ctx.workgroup_size()
+    );
+    println!(
+        "  adapter features:                 {:?}",
+        adapter_features(&instance, i)
+    );
     Ok(())
 }
 

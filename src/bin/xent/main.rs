@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "xent", version, about = "Softmax-family losses on any wgpu adapter, matching PyTorch")]
+#[command(
+    name = "xent",
+    version,
+    about = "Softmax-family losses on any wgpu adapter, matching PyTorch"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

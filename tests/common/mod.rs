@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::sync::OnceLock;
+use wgpu_xent::Context;
+
+/// The GPU context of the adapter chosen by `WGPU_BACKEND`. A missing adapter **fails** the
+/// test (with the error telling how to install one); it never skips.
+pub fn ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| match Context::new() {
+        Ok(ctx) => {
+            eprintln!("GPU tests run on: {:?}", ctx.adapter_info());
+            ctx
+        }
+        Err(e) => panic!("GPU tests need an adapter and found none: {e}"),
+    })
+}
+
+/// Asserts `|ours - truth| <= tol_abs + tol_rel·|truth|` elementwise, NaN where the truth is
+/// NaN and the same infinities: the rule of the golden cases.
+pub fn assert_close(what: &str, ours: &[f32], truth: &[f64], tol_abs: f64, tol_rel: f64) {
+    assert_eq!(ours.len(), truth.len(), "{what}: length");
+    for (i, (&o, &t)) in ours.iter().zip(truth).enumerate() {
+        let o = o as f64;
+        let ok = if t.is_nan() {
+            o.is_nan()
+        } else if t.is_infinite() {
+            o == t
+        } else {
+            o.is_finite() && (o - t).abs() <= tol_abs + tol_rel * t.abs()
+        };
+        assert!(
+            ok,
+            "{what}: element {i}: ours {o}, expected {t} (tol_abs {tol_abs}, tol_rel {tol_rel})"
+        );
+    }
+}
+
+/// A small deterministic generator (SplitMix64), so data needs no extra crate.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+
+    /// Roughly normal, scaled.
+    pub fn normal(&mut self, scale: f32) -> f32 {
+        let s: f32 = (0..4).map(|_| self.uniform()).sum::<f32>() - 2.0;
+        s * scale * 1.7
+    }
+
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next_u64() % n.max(1) as u64) as usize
+    }
+
+    pub fn logits(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.normal(scale)).collect()
+    }
+}

@@ -1,0 +1,127 @@
+//! The golden cases computed by PyTorch in float64 (tests/golden, copied from the project's
+//! shared set), run through the library on the GPU and on the CPU reference.
+
+mod common;
+
+use common::{assert_close, ctx};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use wgpu_xent::npy::{self, NpyTarget};
+use wgpu_xent::{cpu, LossOptions, Output, Reduction, Result, Target, Tensor};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+fn read_f64(path: &Path) -> (Vec<f64>, Vec<usize>) {
+    let npy = npyz::NpyFile::new(std::fs::File::open(path).unwrap()).unwrap();
+    let shape = npy.shape().iter().map(|&d| d as usize).collect();
+    (npy.into_vec::<f64>().unwrap(), shape)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Device {
+    Gpu,
+    Cpu,
+}
+
+/// Runs one case's op as `xent eval` would.
+fn eval(dir: &Path, case: &Value, device: Device) -> Result<Output> {
+    let files = &case["files"];
+    let args = &case["args"];
+    let input = npy::read_f32(dir.join(files["input"].as_str().unwrap()))?;
+    let x = Tensor::new(&input.data, &input.shape);
+    let op = case["op"].as_str().unwrap();
+    if op == "log-softmax" || op == "softmax" {
+        let dim = args["dim"].as_i64().unwrap();
+        return match (op, device) {
+            ("log-softmax", Device::Gpu) => ctx().log_softmax(x, dim),
+            ("log-softmax", Device::Cpu) => cpu::log_softmax(x, dim),
+            (_, Device::Gpu) => ctx().softmax(x, dim),
+            (_, Device::Cpu) => cpu::softmax(x, dim),
+        };
+    }
+    let weight = files
+        .get("weight")
+        .map(|w| npy::read_f32(dir.join(w.as_str().unwrap())))
+        .transpose()?;
+    let opts = LossOptions {
+        weight: weight.as_ref().map(|w| w.data.as_slice()),
+        ignore_index: args
+            .get("ignore_index")
+            .map_or(-100, |v| v.as_i64().unwrap()),
+        reduction: args
+            .get("reduction")
+            .map_or(Ok(Reduction::Mean), |r| r.as_str().unwrap().parse())?,
+        label_smoothing: args
+            .get("label_smoothing")
+            .map_or(0.0, |v| v.as_f64().unwrap() as f32),
+        ..Default::default()
+    };
+    let t = npy::read_target(dir.join(files["target"].as_str().unwrap()))?;
+    let target = match &t {
+        NpyTarget::I64(t) => Target::I64(Tensor::new(&t.data, &t.shape)),
+        NpyTarget::I32(t) => Target::I32(Tensor::new(&t.data, &t.shape)),
+        NpyTarget::F32(t) => Target::Probs(Tensor::new(&t.data, &t.shape)),
+    };
+    match (op, device) {
+        ("cross-entropy", Device::Gpu) => ctx().cross_entropy(x, target, &opts),
+        ("cross-entropy", Device::Cpu) => cpu::cross_entropy(x, target, &opts),
+        ("nll-loss", Device::Gpu) => ctx().nll_loss(x, target, &opts),
+        ("nll-loss", Device::Cpu) => cpu::nll_loss(x, target, &opts),
+        _ => panic!("unknown op {op}"),
+    }
+}
+
+fn run_all(device: Device) {
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(root().join("manifest.json")).unwrap())
+            .unwrap();
+    let mut checked = 0;
+    let mut low_precision = 0;
+    for name in manifest["cases"].as_array().unwrap() {
+        let name = name.as_str().unwrap();
+        let dir = root().join(name);
+        let case: Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+        let dtype = case["dtype"].as_str().unwrap_or("f32");
+        if dtype != "f32" {
+            // f16 / bf16 inputs are not read yet: they must be refused, never misread.
+            let err = eval(&dir, &case, device).expect_err(name).to_string();
+            assert!(err.contains("float32"), "{name}: {err}");
+            low_precision += 1;
+            continue;
+        }
+        let result = eval(&dir, &case, device);
+        if case["expected"].is_null() {
+            let err = result.expect_err(name).to_string();
+            let torch = case["error"].as_str().unwrap();
+            // Our message starts like PyTorch's (ours may add the position and C).
+            let head: String = torch.chars().take(20).collect();
+            assert!(
+                err.contains(&head),
+                "{name}: {err:?} does not read like {torch:?}"
+            );
+        } else {
+            let out = result.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let (truth, shape) = read_f64(&dir.join(case["expected"].as_str().unwrap()));
+            assert_eq!(out.shape, shape, "{name}: shape");
+            let tol_abs = case["tol_abs"].as_f64().unwrap();
+            let tol_rel = case["tol_rel"].as_f64().unwrap();
+            assert_close(name, &out.data, &truth, tol_abs, tol_rel);
+        }
+        checked += 1;
+    }
+    assert!(checked >= 110, "only {checked} golden cases checked");
+    assert_eq!(low_precision, 6);
+}
+
+#[test]
+fn golden_cases_on_the_gpu() {
+    run_all(Device::Gpu);
+}
+
+#[test]
+fn golden_cases_on_the_cpu_reference() {
+    run_all(Device::Cpu);
+}
