@@ -1,4 +1,4 @@
-// log_softmax and softmax along one axis of a contiguous tensor.
+// log_softmax and softmax along one axis of a contiguous tensor, and their backward passes.
 //
 // Shapes: x and y are the tensor viewed as [outer, C, inner] (see src/layout.rs). Row r is
 // x[o, 0..C, i] with r = o*inner + i, class c of it at flat index o*C*inner + c*inner + i.
@@ -12,11 +12,17 @@
 // online (m, s), then the workgroup merges them in a fixed tree (deterministic).
 // Passes: read the row for (m, s), read it again and write y: 8 bytes read + 4 written per logit.
 //
+// Backward, given the forward output `out` (bound as x) and the upstream gradient gy:
+//   log_softmax_backward: gx_c = gy_c - exp(out_c) · Σ_j gy_j
+//   softmax_backward:     gx_c = out_c · (gy_c - Σ_j gy_j · out_j)
+// One workgroup per row: a pass for the row sum (fixed tree order), a pass to write gx.
+//
 // Bindings (keep in sync with `Family::Softmax` in src/gpu/kernels.rs and
 // `SoftmaxParams` in src/gpu/softmax.rs):
 //   0 params: uniform SoftmaxParams
 //   1 x: storage, read        [rows * C] of this chunk
-//   2 y: storage, read_write  same shape as x
+//   2 y: storage, read_write  same shape as x (gx for the backward entry points)
+//   3 gy: storage, read        same shape as x, the upstream gradient (backward only)
 
 struct SoftmaxParams {
     rows: u32,
@@ -28,6 +34,7 @@ struct SoftmaxParams {
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(3) var<storage, read> gy: array<f32>;
 
 fn row_base(row: u32) -> u32 {
     return (row / params.inner) * params.classes * params.inner + row % params.inner;
@@ -76,5 +83,57 @@ fn softmax(
     for (var c = lid; c < params.classes; c += WG) {
         let i = base + c * params.inner;
         y[i] = exp(x[i] - st.m) / st.s;
+    }
+}
+
+// Σ_c gy_c (log_softmax) or Σ_c gy_c · out_c (softmax) over the row, in a fixed tree order.
+fn row_dot(base: u32, lid: u32, times_out: bool) -> f32 {
+    var acc = 0.0;
+    for (var c = lid; c < params.classes; c += WG) {
+        let i = base + c * params.inner;
+        if times_out {
+            acc += gy[i] * x[i];
+        } else {
+            acc += gy[i];
+        }
+    }
+    return workgroup_sum2(vec2<f32>(acc, 0.0), lid).x;
+}
+
+@compute @workgroup_size(WG)
+fn log_softmax_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = linear_workgroup(wid, nwg);
+    // The grid is rounded up to a rectangle; the whole workgroup leaves together.
+    if row >= params.rows {
+        return;
+    }
+    let base = row_base(row);
+    let total = row_dot(base, lid, false);
+    for (var c = lid; c < params.classes; c += WG) {
+        let i = base + c * params.inner;
+        y[i] = gy[i] - exp(x[i]) * total;
+    }
+}
+
+@compute @workgroup_size(WG)
+fn softmax_backward(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = linear_workgroup(wid, nwg);
+    // The grid is rounded up to a rectangle; the whole workgroup leaves together.
+    if row >= params.rows {
+        return;
+    }
+    let base = row_base(row);
+    let total = row_dot(base, lid, true);
+    for (var c = lid; c < params.classes; c += WG) {
+        let i = base + c * params.inner;
+        y[i] = x[i] * (gy[i] - total);
     }
 }

@@ -95,9 +95,9 @@ pub enum Targets {
 
 /// Checks an input of `cross_entropy` / `nll_loss` against its target and options,
 /// in PyTorch's order, and normalises the targets.
-pub fn check_loss(
+pub fn check_loss<T>(
     op: &str,
-    input: &Tensor<f32>,
+    input: &Tensor<T>,
     target: &Target,
     opts: &LossOptions,
 ) -> Result<LossProblem> {

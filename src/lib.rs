@@ -29,4 +29,7 @@ mod options;
 
 pub use error::{Result, XentError};
 pub use gpu::{Context, ContextOptions};
-pub use options::{LossOptions, Output, Reduction, Target, Tensor, DEFAULT_IGNORE_INDEX};
+pub use options::{
+    BackwardOptions, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
+    DEFAULT_IGNORE_INDEX,
+};

@@ -133,3 +133,33 @@ impl Output {
         self.data.first().copied().unwrap_or(f32::NAN)
     }
 }
+
+/// Options of the fused forward + backward.
+#[derive(Clone, Copy, Debug)]
+pub struct BackwardOptions {
+    /// The upstream gradient g, d(objective)/d(loss) (default 1). For `none` it multiplies
+    /// the gradient of the summed losses.
+    pub grad_output: f32,
+    /// Also return the per-row log-sum-exp (free: the forward computes it anyway).
+    pub return_lse: bool,
+}
+
+impl Default for BackwardOptions {
+    fn default() -> Self {
+        Self {
+            grad_output: 1.0,
+            return_lse: false,
+        }
+    }
+}
+
+/// The result of a fused forward + backward.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LossAndGrad {
+    /// The loss, as the forward op returns it.
+    pub loss: Output,
+    /// d(loss)/d(input), the input's shape; `None` when it was written in place.
+    pub grad: Option<Output>,
+    /// The per-row log-sum-exp, shape `[N, d1..dk]`, when asked for.
+    pub lse: Option<Output>,
+}

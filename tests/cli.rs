@@ -72,7 +72,7 @@ fn eval_refuses_bad_input_with_a_message_and_no_output() {
             "invalid value 'bogus'",
         ),
         (
-            &["--target", "t.npy", "--grad-out", "g.npy"],
+            &["--target", "t.npy", "--input-dtype", "f16"],
             "not yet supported",
         ),
         (&["--target", "i.npy", "--input-dtype", "f32"], "expected"),
@@ -97,6 +97,7 @@ fn eval_refuses_bad_input_with_a_message_and_no_output() {
         assert!(!r.status.success(), "{extra:?} succeeded");
         assert!(stderr.contains(want), "{extra:?}: {stderr}");
         assert!(!out.exists(), "{extra:?} wrote output");
+        assert!(!d.join("g.npy").exists(), "{extra:?} wrote a gradient");
     }
     // An int64 input is the wrong dtype.
     let r = xent()

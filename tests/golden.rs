@@ -7,7 +7,9 @@ use common::{assert_close, ctx};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use wgpu_xent::npy::{self, NpyTarget};
-use wgpu_xent::{cpu, LossOptions, Output, Reduction, Result, Target, Tensor};
+use wgpu_xent::{
+    cpu, BackwardOptions, LossAndGrad, LossOptions, Reduction, Result, Target, Tensor,
+};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
@@ -25,8 +27,9 @@ enum Device {
     Cpu,
 }
 
-/// Runs one case's op as `xent eval` would.
-fn eval(dir: &Path, case: &Value, device: Device) -> Result<Output> {
+/// Runs one case's op as `xent eval` would, with the fused backward when the case has a
+/// gradient (and, on the GPU, the in-place backward too, which must agree bitwise).
+fn eval(dir: &Path, case: &Value, device: Device) -> Result<LossAndGrad> {
     let files = &case["files"];
     let args = &case["args"];
     let input = npy::read_f32(dir.join(files["input"].as_str().unwrap()))?;
@@ -34,12 +37,17 @@ fn eval(dir: &Path, case: &Value, device: Device) -> Result<Output> {
     let op = case["op"].as_str().unwrap();
     if op == "log-softmax" || op == "softmax" {
         let dim = args["dim"].as_i64().unwrap();
-        return match (op, device) {
+        let loss = match (op, device) {
             ("log-softmax", Device::Gpu) => ctx().log_softmax(x, dim),
             ("log-softmax", Device::Cpu) => cpu::log_softmax(x, dim),
             (_, Device::Gpu) => ctx().softmax(x, dim),
             (_, Device::Cpu) => cpu::softmax(x, dim),
-        };
+        }?;
+        return Ok(LossAndGrad {
+            loss,
+            grad: None,
+            lse: None,
+        });
     }
     let weight = files
         .get("weight")
@@ -64,13 +72,45 @@ fn eval(dir: &Path, case: &Value, device: Device) -> Result<Output> {
         NpyTarget::I32(t) => Target::I32(Tensor::new(&t.data, &t.shape)),
         NpyTarget::F32(t) => Target::Probs(Tensor::new(&t.data, &t.shape)),
     };
-    match (op, device) {
-        ("cross-entropy", Device::Gpu) => ctx().cross_entropy(x, target, &opts),
-        ("cross-entropy", Device::Cpu) => cpu::cross_entropy(x, target, &opts),
-        ("nll-loss", Device::Gpu) => ctx().nll_loss(x, target, &opts),
-        ("nll-loss", Device::Cpu) => cpu::nll_loss(x, target, &opts),
-        _ => panic!("unknown op {op}"),
+    let b = BackwardOptions::default();
+    if case.get("grad").is_none_or(|g| g.is_null()) {
+        let loss = match (op, device) {
+            ("cross-entropy", Device::Gpu) => ctx().cross_entropy(x, target, &opts),
+            ("cross-entropy", Device::Cpu) => cpu::cross_entropy(x, target, &opts),
+            ("nll-loss", Device::Gpu) => ctx().nll_loss(x, target, &opts),
+            ("nll-loss", Device::Cpu) => cpu::nll_loss(x, target, &opts),
+            _ => panic!("unknown op {op}"),
+        }?;
+        return Ok(LossAndGrad {
+            loss,
+            grad: None,
+            lse: None,
+        });
     }
+    let result = match (op, device) {
+        ("cross-entropy", Device::Gpu) => ctx().cross_entropy_backward(x, target, &opts, &b)?,
+        ("cross-entropy", Device::Cpu) => cpu::cross_entropy_backward(x, target, &opts, &b)?,
+        ("nll-loss", Device::Gpu) => ctx().nll_loss_backward(x, target, &opts, &b)?,
+        ("nll-loss", Device::Cpu) => cpu::nll_loss_backward(x, target, &opts, &b)?,
+        _ => panic!("unknown op {op}"),
+    };
+    if op == "cross-entropy" && device == Device::Gpu {
+        let mut logits = input.data.clone();
+        let in_place =
+            ctx().cross_entropy_backward_in_place(&mut logits, &input.shape, target, &opts, &b)?;
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(
+            bits(&in_place.loss.data),
+            bits(&result.loss.data),
+            "in-place loss"
+        );
+        assert_eq!(
+            bits(&logits),
+            bits(&result.grad.as_ref().unwrap().data),
+            "in-place gradient"
+        );
+    }
+    Ok(result)
 }
 
 fn run_all(device: Device) {
@@ -78,6 +118,7 @@ fn run_all(device: Device) {
         serde_json::from_str(&std::fs::read_to_string(root().join("manifest.json")).unwrap())
             .unwrap();
     let mut checked = 0;
+    let mut grads = 0;
     let mut low_precision = 0;
     for name in manifest["cases"].as_array().unwrap() {
         let name = name.as_str().unwrap();
@@ -105,15 +146,30 @@ fn run_all(device: Device) {
         } else {
             let out = result.unwrap_or_else(|e| panic!("{name}: {e}"));
             let (truth, shape) = read_f64(&dir.join(case["expected"].as_str().unwrap()));
-            assert_eq!(out.shape, shape, "{name}: shape");
+            assert_eq!(out.loss.shape, shape, "{name}: shape");
             let tol_abs = case["tol_abs"].as_f64().unwrap();
             let tol_rel = case["tol_rel"].as_f64().unwrap();
-            assert_close(name, &out.data, &truth, tol_abs, tol_rel);
+            assert_close(name, &out.loss.data, &truth, tol_abs, tol_rel);
+            if let Some(g) = case["grad"].as_str() {
+                let grad = out.grad.unwrap_or_else(|| panic!("{name}: no gradient"));
+                let (truth, shape) = read_f64(&dir.join(g));
+                assert_eq!(grad.shape, shape, "{name}: gradient shape");
+                let tol = case["grad_tol_abs"].as_f64().unwrap();
+                assert_close(
+                    &format!("{name} gradient"),
+                    &grad.data,
+                    &truth,
+                    tol,
+                    tol_rel,
+                );
+                grads += 1;
+            }
         }
         checked += 1;
     }
     assert!(checked >= 110, "only {checked} golden cases checked");
     assert_eq!(low_precision, 6);
+    assert!(grads >= 75, "only {grads} gradients checked");
 }
 
 #[test]

@@ -3,7 +3,9 @@
 use super::lse::Lse;
 use crate::error::Result;
 use crate::layout::{check_loss, LossProblem, Targets, IGNORED};
-use crate::options::{LossOptions, Output, Reduction, Target, Tensor};
+use crate::options::{
+    BackwardOptions, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
+};
 use rayon::prelude::*;
 
 /// `torch.nn.functional.cross_entropy`, accumulated in f64.
@@ -11,6 +13,158 @@ pub fn cross_entropy(input: Tensor<f32>, target: Target, opts: &LossOptions) -> 
     let problem = check_loss("cross_entropy", &input, &target, opts)?;
     let rows = cross_entropy_rows(input.data, &problem, opts);
     Ok(reduce(&rows, &problem, opts.reduction))
+}
+
+/// `cross_entropy` and the per-row log-sum-exp (shape `[N, d1..dk]`).
+pub fn cross_entropy_with_lse(
+    input: Tensor<f32>,
+    target: Target,
+    opts: &LossOptions,
+) -> Result<(Output, Output)> {
+    let problem = check_loss("cross_entropy", &input, &target, opts)?;
+    let rows = cross_entropy_rows(input.data, &problem, opts);
+    let lse = Output {
+        data: rows.iter().map(|r| r.st.value() as f32).collect(),
+        shape: rows_shape(input.shape),
+    };
+    Ok((reduce(&rows, &problem, opts.reduction), lse))
+}
+
+/// The fused forward + backward of `cross_entropy`, as grad.wgsl computes it, in f64.
+pub fn cross_entropy_backward(
+    input: Tensor<f32>,
+    target: Target,
+    opts: &LossOptions,
+    backward: &BackwardOptions,
+) -> Result<LossAndGrad> {
+    let problem = check_loss("cross_entropy", &input, &target, opts)?;
+    let rows = cross_entropy_rows(input.data, &problem, opts);
+    let l = problem.layout;
+    let coef = backward.grad_output as f64 / denominator(&rows, opts.reduction);
+    let eps = opts.label_smoothing as f64;
+    let classes = l.classes as f64;
+    let w = |c: usize| opts.weight.map_or(1.0, |w| w[c] as f64);
+    let weight_sum: f64 = (0..l.classes).map(w).sum();
+    let grad = map_classes(input.data, &problem, |r, c, i| {
+        let row = &rows[r];
+        let x = load(input.data, i, opts);
+        let p = row.st.log_prob(x).exp();
+        let d = match &problem.targets {
+            Targets::Probs(t) => row.q * p - w(c) * (t[i] as f64 * (1.0 - eps) + eps / classes),
+            Targets::Classes(t) => match t[r] {
+                IGNORED => return 0.0,
+                y => {
+                    let onehot = if c == y as usize { 1.0 } else { 0.0 };
+                    let mut d = (1.0 - eps) * w(y as usize) * (p - onehot);
+                    if eps > 0.0 {
+                        d += eps / classes * (p * weight_sum - w(c));
+                    }
+                    d
+                }
+            },
+        };
+        let z = 2.0 * opts.z_loss as f64 * row.st.value() * p;
+        let mut d = (d + if opts.z_loss != 0.0 { z } else { 0.0 }) * coef;
+        if let Some(cap) = opts.softcap {
+            let y = x / cap as f64;
+            d *= 1.0 - y * y;
+        }
+        d
+    });
+    Ok(LossAndGrad {
+        loss: reduce(&rows, &problem, opts.reduction),
+        grad: Some(Output {
+            data: grad,
+            shape: input.shape.to_vec(),
+        }),
+        lse: backward.return_lse.then(|| Output {
+            data: rows.iter().map(|r| r.st.value() as f32).collect(),
+            shape: rows_shape(input.shape),
+        }),
+    })
+}
+
+/// `nll_loss` and its gradient, -(g/D)·w[y] at the target, in f64.
+pub fn nll_loss_backward(
+    input: Tensor<f32>,
+    target: Target,
+    opts: &LossOptions,
+    backward: &BackwardOptions,
+) -> Result<LossAndGrad> {
+    let loss = nll_loss(input, target, opts)?;
+    let problem = check_loss("nll_loss", &input, &target, opts)?;
+    let Targets::Classes(t) = &problem.targets else {
+        unreachable!("nll_loss takes class targets")
+    };
+    let w = |c: usize| opts.weight.map_or(1.0, |w| w[c] as f64);
+    let den = match opts.reduction {
+        Reduction::Mean => t
+            .iter()
+            .filter(|&&y| y != IGNORED)
+            .map(|&y| w(y as usize))
+            .sum(),
+        _ => 1.0,
+    };
+    let coef = backward.grad_output as f64 / den;
+    let grad = map_classes(input.data, &problem, |r, c, _| match t[r] {
+        y if y != IGNORED && y as usize == c => -coef * w(c),
+        _ => 0.0,
+    });
+    Ok(LossAndGrad {
+        loss,
+        grad: Some(Output {
+            data: grad,
+            shape: input.shape.to_vec(),
+        }),
+        lse: None,
+    })
+}
+
+/// `f(row, class, flat index)` for every logit, in the logits' layout; parallel over outer slices.
+fn map_classes(
+    x: &[f32],
+    problem: &LossProblem,
+    f: impl Fn(usize, usize, usize) -> f64 + Sync,
+) -> Vec<f32> {
+    let l = problem.layout;
+    let mut out = vec![0f32; x.len()];
+    let slice = (l.classes * l.inner).max(1);
+    out.par_chunks_mut(slice).enumerate().for_each(|(o, ys)| {
+        for i in 0..l.inner {
+            for c in 0..l.classes {
+                let k = c * l.inner + i;
+                ys[k] = f(o * l.inner + i, c, o * slice + k) as f32;
+            }
+        }
+    });
+    out
+}
+
+/// The logit after softcap, in f64.
+fn load<X: Copy + Into<f64>>(x: &[X], i: usize, opts: &LossOptions) -> f64 {
+    let v: f64 = x[i].into();
+    match opts.softcap {
+        Some(cap) => cap as f64 * (v / cap as f64).tanh(),
+        None => v,
+    }
+}
+
+/// The mean's denominator D (1 for `sum` and `none`).
+fn denominator(rows: &[RowLoss], reduction: Reduction) -> f64 {
+    match reduction {
+        Reduction::Mean => rows.iter().map(|r| r.den).sum(),
+        _ => 1.0,
+    }
+}
+
+/// `[N, d1..dk]` for an input of `shape`.
+fn rows_shape(shape: &[usize]) -> Vec<usize> {
+    match shape.len() {
+        0 | 1 => vec![],
+        _ => std::iter::once(shape[0])
+            .chain(shape[2..].iter().copied())
+            .collect(),
+    }
 }
 
 /// `torch.nn.functional.nll_loss`, accumulated in f64.
@@ -31,7 +185,7 @@ pub fn nll_loss(input: Tensor<f32>, target: Target, opts: &LossOptions) -> Resul
                 RowLoss {
                     loss: -w(y) * x,
                     den: w(y),
-                    lse: f64::NAN,
+                    ..Default::default()
                 }
             }
         })
@@ -39,18 +193,30 @@ pub fn nll_loss(input: Tensor<f32>, target: Target, opts: &LossOptions) -> Resul
     Ok(reduce(&rows, &problem, opts.reduction))
 }
 
-/// One row's loss, its share of the mean's denominator, and its log-sum-exp.
-#[derive(Clone, Copy, Debug, Default)]
+/// One row's loss, its share of the mean's denominator, its softmax statistics and
+/// Q = Σ_c q_c (the `stats` of loss.wgsl).
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct RowLoss {
     pub loss: f64,
     pub den: f64,
-    #[allow(dead_code)] // read by the gradient
-    pub lse: f64,
+    pub st: Lse,
+    pub q: f64,
+}
+
+impl Default for RowLoss {
+    fn default() -> Self {
+        Self {
+            loss: 0.0,
+            den: 0.0,
+            st: Lse::EMPTY,
+            q: 0.0,
+        }
+    }
 }
 
 /// Per-row cross_entropy, as `cross_entropy_rows` in loss.wgsl computes it.
-pub(crate) fn cross_entropy_rows(
-    x: &[f32],
+pub(crate) fn cross_entropy_rows<X: Copy + Into<f64> + Sync>(
+    x: &[X],
     problem: &LossProblem,
     opts: &LossOptions,
 ) -> Vec<RowLoss> {
@@ -58,13 +224,7 @@ pub(crate) fn cross_entropy_rows(
     let classes = l.classes;
     let eps = opts.label_smoothing as f64;
     let z = opts.z_loss as f64;
-    let load = |i: usize| {
-        let v = x[i] as f64;
-        match opts.softcap {
-            Some(cap) => cap as f64 * (v / cap as f64).tanh(),
-            None => v,
-        }
-    };
+    let load = |i: usize| load(x, i, opts);
     let w = |c: usize| opts.weight.map_or(1.0, |w| w[c] as f64);
     (0..l.rows())
         .into_par_iter()
@@ -77,9 +237,11 @@ pub(crate) fn cross_entropy_rows(
             let smooth = |q: &dyn Fn(usize) -> f64| -> f64 {
                 (0..classes).map(|c| -q(c) * st.log_prob(load(at(c)))).sum()
             };
+            let mut q = 0.0;
             let (mut loss, den) = match &problem.targets {
                 Targets::Probs(p) => {
                     let t = |c: usize| p[at(c)] as f64 * (1.0 - eps) + eps / classes as f64;
+                    q = (0..classes).map(|c| w(c) * t(c)).sum();
                     (smooth(&|c| w(c) * t(c)), 1.0)
                 }
                 Targets::Classes(t) => match t[r] {
@@ -94,31 +256,50 @@ pub(crate) fn cross_entropy_rows(
                     }
                 },
             };
-            if z != 0.0 && den != 0.0 {
+            let counted = !matches!(&problem.targets, Targets::Classes(t) if t[r] == IGNORED);
+            if z != 0.0 && counted {
                 loss += z * lse * lse;
             }
-            RowLoss { loss, den, lse }
+            RowLoss { loss, den, st, q }
         })
         .collect()
 }
 
 /// The reduction of reduce.wgsl: `none`, `sum`, or Σ loss / Σ den (NaN for 0/0).
 pub(crate) fn reduce(rows: &[RowLoss], problem: &LossProblem, reduction: Reduction) -> Output {
+    let shape = match reduction {
+        Reduction::None => problem.out_shape.clone(),
+        _ => vec![],
+    };
+    Output {
+        data: reduce_f64(rows, reduction)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect(),
+        shape,
+    }
+}
+
+/// The reduction, kept in f64.
+fn reduce_f64(rows: &[RowLoss], reduction: Reduction) -> Vec<f64> {
     let (sum, den) = rows
         .iter()
         .fold((0.0, 0.0), |(s, d), r| (s + r.loss, d + r.den));
     match reduction {
-        Reduction::None => Output {
-            data: rows.iter().map(|r| r.loss as f32).collect(),
-            shape: problem.out_shape.clone(),
-        },
-        Reduction::Sum => Output {
-            data: vec![sum as f32],
-            shape: vec![],
-        },
-        Reduction::Mean => Output {
-            data: vec![(sum / den) as f32],
-            shape: vec![],
-        },
+        Reduction::None => rows.iter().map(|r| r.loss).collect(),
+        Reduction::Sum => vec![sum],
+        Reduction::Mean => vec![sum / den],
     }
+}
+
+/// `cross_entropy` of f64 logits, kept in f64 throughout: for finite-difference checks of the
+/// gradient, which need more precision than an f32 result carries.
+pub fn cross_entropy_f64(
+    input: Tensor<f64>,
+    target: Target,
+    opts: &LossOptions,
+) -> Result<Vec<f64>> {
+    let problem = check_loss("cross_entropy", &input, &target, opts)?;
+    let rows = cross_entropy_rows(input.data, &problem, opts);
+    Ok(reduce_f64(&rows, opts.reduction))
 }

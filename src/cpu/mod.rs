@@ -7,6 +7,9 @@ mod loss;
 mod lse;
 mod softmax;
 
-pub use loss::{cross_entropy, nll_loss};
+pub use loss::{
+    cross_entropy, cross_entropy_backward, cross_entropy_f64, cross_entropy_with_lse, nll_loss,
+    nll_loss_backward,
+};
 pub use lse::Lse;
-pub use softmax::{log_softmax, softmax};
+pub use softmax::{log_softmax, log_softmax_backward, softmax, softmax_backward};

@@ -138,6 +138,8 @@ impl Context {
                         immediate_size: 0,
                     });
                 for kernel in Kernel::ALL.into_iter().filter(|k| k.family() == family) {
+                    let mut constants = vec![("WG", wg)];
+                    constants.extend_from_slice(kernel.constants());
                     let pipeline =
                         device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                             label: Some(kernel.entry_point()),
@@ -145,7 +147,7 @@ impl Context {
                             module: &module,
                             entry_point: Some(kernel.entry_point()),
                             compilation_options: wgpu::PipelineCompilationOptions {
-                                constants: &[("WG", wg)],
+                                constants: &constants,
                                 // Every kernel writes workgroup memory before reading it.
                                 zero_initialize_workgroup_memory: false,
                             },

@@ -3,30 +3,35 @@
 
 /// The shared prelude: workgroup size, online log-sum-exp, tree reductions.
 const SHARED: &str = include_str!("../../shaders/shared/lse.wgsl");
+/// The loss parameters and input bindings, shared by the forward and backward families.
+const LOSS_INPUTS: &str = include_str!("../../shaders/shared/loss_inputs.wgsl");
 
 /// A family of kernels: one `.wgsl` file and one bind-group layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
-    /// `shaders/softmax.wgsl`: log_softmax and softmax.
+    /// `shaders/softmax.wgsl`: log_softmax and softmax, and their backward passes.
     Softmax,
     /// `shaders/loss.wgsl`: per-row cross_entropy and nll_loss.
     Loss,
+    /// `shaders/grad.wgsl`: d(loss)/d(logits) of cross_entropy and nll_loss.
+    Grad,
     /// `shaders/reduce.wgsl`: the deterministic loss reduction.
     Reduce,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 3] = [Family::Softmax, Family::Loss, Family::Reduce];
+    pub const ALL: [Family; 4] = [Family::Softmax, Family::Loss, Family::Grad, Family::Reduce];
 
-    /// The complete WGSL source: the shared prelude followed by the family's file.
+    /// The complete WGSL source: the shared prelude(s) followed by the family's file.
     pub fn source(self) -> String {
-        let own = match self {
-            Family::Softmax => include_str!("../../shaders/softmax.wgsl"),
-            Family::Loss => include_str!("../../shaders/loss.wgsl"),
-            Family::Reduce => include_str!("../../shaders/reduce.wgsl"),
+        let (prelude, own) = match self {
+            Family::Softmax => ("", include_str!("../../shaders/softmax.wgsl")),
+            Family::Loss => (LOSS_INPUTS, include_str!("../../shaders/loss.wgsl")),
+            Family::Grad => (LOSS_INPUTS, include_str!("../../shaders/grad.wgsl")),
+            Family::Reduce => ("", include_str!("../../shaders/reduce.wgsl")),
         };
-        format!("{SHARED}\n{own}")
+        format!("{SHARED}\n{prelude}\n{own}")
     }
 
     /// Binding 0 is the uniform parameters; then storage buffers, read-only or not.
@@ -34,8 +39,9 @@ impl Family {
     fn storage_bindings(self) -> &'static [bool] {
         // true = read_write
         match self {
-            Family::Softmax => &[false, true],
+            Family::Softmax => &[false, true, false],
             Family::Loss => &[false, false, false, false, true, true, true],
+            Family::Grad => &[false, false, false, false, false, false, true],
             Family::Reduce => &[false, false, true, true],
         }
     }
@@ -81,10 +87,20 @@ pub enum Kernel {
     LogSoftmax,
     /// `softmax` in softmax.wgsl: one workgroup per row.
     Softmax,
+    /// `log_softmax_backward` in softmax.wgsl: one workgroup per row.
+    LogSoftmaxBackward,
+    /// `softmax_backward` in softmax.wgsl: one workgroup per row.
+    SoftmaxBackward,
     /// `cross_entropy_rows` in loss.wgsl: one workgroup per row.
     CrossEntropyRows,
     /// `nll_rows` in loss.wgsl: one invocation per row.
     NllRows,
+    /// `cross_entropy_grad` in grad.wgsl, writing a separate gradient buffer.
+    CrossEntropyGrad,
+    /// `cross_entropy_grad` in grad.wgsl with `IN_PLACE`: the gradient overwrites the logits.
+    CrossEntropyGradInPlace,
+    /// `nll_grad` in grad.wgsl.
+    NllGrad,
     /// `reduce_block` in reduce.wgsl: WG·ITEMS values per workgroup.
     ReduceBlock,
     /// `finalize` in reduce.wgsl: one invocation.
@@ -93,11 +109,16 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order the context builds them.
-    pub const ALL: [Kernel; 6] = [
+    pub const ALL: [Kernel; 11] = [
         Kernel::LogSoftmax,
         Kernel::Softmax,
+        Kernel::LogSoftmaxBackward,
+        Kernel::SoftmaxBackward,
         Kernel::CrossEntropyRows,
         Kernel::NllRows,
+        Kernel::CrossEntropyGrad,
+        Kernel::CrossEntropyGradInPlace,
+        Kernel::NllGrad,
         Kernel::ReduceBlock,
         Kernel::ReduceFinalize,
     ];
@@ -105,8 +126,14 @@ impl Kernel {
     /// The family (file and layout) it belongs to.
     pub fn family(self) -> Family {
         match self {
-            Kernel::LogSoftmax | Kernel::Softmax => Family::Softmax,
+            Kernel::LogSoftmax
+            | Kernel::Softmax
+            | Kernel::LogSoftmaxBackward
+            | Kernel::SoftmaxBackward => Family::Softmax,
             Kernel::CrossEntropyRows | Kernel::NllRows => Family::Loss,
+            Kernel::CrossEntropyGrad | Kernel::CrossEntropyGradInPlace | Kernel::NllGrad => {
+                Family::Grad
+            }
             Kernel::ReduceBlock | Kernel::ReduceFinalize => Family::Reduce,
         }
     }
@@ -116,10 +143,24 @@ impl Kernel {
         match self {
             Kernel::LogSoftmax => "log_softmax",
             Kernel::Softmax => "softmax",
+            Kernel::LogSoftmaxBackward => "log_softmax_backward",
+            Kernel::SoftmaxBackward => "softmax_backward",
             Kernel::CrossEntropyRows => "cross_entropy_rows",
             Kernel::NllRows => "nll_rows",
+            Kernel::CrossEntropyGrad | Kernel::CrossEntropyGradInPlace => "cross_entropy_grad",
+            Kernel::NllGrad => "nll_grad",
             Kernel::ReduceBlock => "reduce_block",
             Kernel::ReduceFinalize => "finalize",
+        }
+    }
+}
+
+impl Kernel {
+    /// Pipeline-overridable constants besides `WG`.
+    pub fn constants(self) -> &'static [(&'static str, f64)] {
+        match self {
+            Kernel::CrossEntropyGradInPlace => &[("IN_PLACE", 1.0)],
+            _ => &[],
         }
     }
 }

@@ -22,7 +22,6 @@ const MODE_SUM: u32 = 2;
 /// the gradient divides by (1 for `sum`).
 pub(crate) struct Reduced {
     pub value: wgpu::Buffer,
-    #[allow(dead_code)] // read by the gradient
     pub den: wgpu::Buffer,
 }
 

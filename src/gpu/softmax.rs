@@ -30,16 +30,59 @@ impl Context {
 
     /// The async form of [`Context::log_softmax`].
     pub async fn log_softmax_async(&self, x: Tensor<'_, f32>, dim: i64) -> Result<Output> {
-        self.softmax_family(Kernel::LogSoftmax, x, dim).await
+        self.softmax_family(Kernel::LogSoftmax, x, dim, None).await
     }
 
     /// The async form of [`Context::softmax`].
     pub async fn softmax_async(&self, x: Tensor<'_, f32>, dim: i64) -> Result<Output> {
-        self.softmax_family(Kernel::Softmax, x, dim).await
+        self.softmax_family(Kernel::Softmax, x, dim, None).await
     }
 
-    async fn softmax_family(&self, kernel: Kernel, x: Tensor<'_, f32>, dim: i64) -> Result<Output> {
+    /// `log_softmax`'s backward: `grad_out - exp(out) · Σ grad_out` along `dim`, given the
+    /// forward output `out` and the upstream gradient `grad_out` (same shape).
+    pub fn log_softmax_backward(
+        &self,
+        grad_out: Tensor<f32>,
+        out: Tensor<f32>,
+        dim: i64,
+    ) -> Result<Output> {
+        pollster::block_on(self.softmax_family(
+            Kernel::LogSoftmaxBackward,
+            out,
+            dim,
+            Some(grad_out),
+        ))
+    }
+
+    /// `softmax`'s backward: `out · (grad_out - Σ grad_out · out)` along `dim`.
+    pub fn softmax_backward(
+        &self,
+        grad_out: Tensor<f32>,
+        out: Tensor<f32>,
+        dim: i64,
+    ) -> Result<Output> {
+        pollster::block_on(self.softmax_family(Kernel::SoftmaxBackward, out, dim, Some(grad_out)))
+    }
+
+    /// One pass of a softmax-family kernel over every row of `x` (for the backward kernels,
+    /// `x` is the forward output and `gy` the upstream gradient).
+    async fn softmax_family(
+        &self,
+        kernel: Kernel,
+        x: Tensor<'_, f32>,
+        dim: i64,
+        gy: Option<Tensor<'_, f32>>,
+    ) -> Result<Output> {
         x.check_len("input")?;
+        if let Some(gy) = gy {
+            gy.check_len("grad_out")?;
+            if gy.shape != x.shape {
+                return Err(crate::XentError::ShapeMismatch {
+                    input: x.shape.to_vec(),
+                    target: gy.shape.to_vec(),
+                });
+            }
+        }
         let layout = RowLayout::for_dim(x.shape, dim)?;
         let shape = x.shape.to_vec();
         if layout.is_empty() {
@@ -66,7 +109,11 @@ impl Context {
                 );
                 let input = self.upload("softmax x", &x.data[elems.clone()])?;
                 let output = self.output("softmax y", elems.len())?;
-                let bind = self.bind(Family::Softmax, &[&params, &input, &output]);
+                let upstream = match gy {
+                    Some(gy) => self.upload("softmax gy", &gy.data[elems.clone()])?,
+                    None => self.upload::<f32>("unused", &[])?,
+                };
+                let bind = self.bind(Family::Softmax, &[&params, &input, &output, &upstream]);
                 let label = format!(
                     "{kernel:?} rows={rows} C={} inner={}",
                     layout.classes, layout.inner
