@@ -33,3 +33,8 @@ pub use options::{
     BackwardOptions, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
     DEFAULT_IGNORE_INDEX,
 };
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
