@@ -1,13 +1,27 @@
-//! Criterion benchmarks of the main ops through the host API (upload and readback included).
+//! Criterion benchmarks of the main ops on data already on the device (prepared once; no
+//! upload in the timed loop). GPU time comes from timestamp queries where the adapter has
+//! them, wall time (submit to result on the host) otherwise. Throughput is the logits' bytes.
 //!
 //!     cargo bench --bench losses -- --quick
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use std::time::{Duration, Instant};
 use wgpu_xent::{Context, LossOptions, Target, Tensor};
+
+/// Sums `iters` runs: GPU time when `run` reports it, wall time otherwise.
+fn timed(iters: u64, mut run: impl FnMut() -> Option<Duration>) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let start = Instant::now();
+        let gpu = run();
+        total += gpu.unwrap_or_else(|| start.elapsed());
+    }
+    total
+}
 
 fn losses(cr: &mut Criterion) {
     let ctx = Context::new().expect("benchmarks need an adapter");
-    let mut group = cr.benchmark_group("host-api");
+    let mut group = cr.benchmark_group("xent-gpu");
     group.sample_size(10);
     for (n, c) in [(256usize, 4096usize), (64, 32000)] {
         let x: Vec<f32> = (0..n * c)
@@ -15,20 +29,28 @@ fn losses(cr: &mut Criterion) {
             .collect();
         let t: Vec<i64> = (0..n).map(|i| ((i * 31) % c) as i64).collect();
         let (shape, tshape) = ([n, c], [n]);
+        let (input, target) = (
+            Tensor::new(&x, &shape),
+            Target::I64(Tensor::new(&t, &tshape)),
+        );
         group.throughput(Throughput::Bytes((n * c * 4) as u64));
         let id = format!("{n}x{c}");
+        let opts = LossOptions::default();
+        let ce = ctx
+            .prepare_cross_entropy(input, target, &opts, false)
+            .unwrap();
         group.bench_function(BenchmarkId::new("cross_entropy", &id), |b| {
-            b.iter(|| {
-                ctx.cross_entropy(
-                    Tensor::new(&x, &shape),
-                    Target::I64(Tensor::new(&t, &tshape)),
-                    &LossOptions::default(),
-                )
-                .unwrap()
-            })
+            b.iter_custom(|iters| timed(iters, || ce.run_timed().unwrap().1))
         });
+        let grad = ctx
+            .prepare_cross_entropy(input, target, &opts, true)
+            .unwrap();
+        group.bench_function(BenchmarkId::new("cross_entropy_grad", &id), |b| {
+            b.iter_custom(|iters| timed(iters, || grad.run_timed().unwrap().1))
+        });
+        let ls = ctx.prepare_softmax(input, 1, true).unwrap();
         group.bench_function(BenchmarkId::new("log_softmax", &id), |b| {
-            b.iter(|| ctx.log_softmax(Tensor::new(&x, &shape), 1).unwrap())
+            b.iter_custom(|iters| timed(iters, || ls.run_timed().unwrap().1))
         });
     }
     group.finish();

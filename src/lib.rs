@@ -20,15 +20,17 @@
 //! # Ok(()) }
 //! ```
 
+pub mod compare;
 pub mod cpu;
 mod error;
 pub mod gpu;
 pub mod layout;
 pub mod npy;
 mod options;
+pub mod traffic;
 
 pub use error::{Result, XentError};
-pub use gpu::{Context, ContextOptions};
+pub use gpu::{Context, ContextOptions, PreparedBandwidth, PreparedLoss, PreparedSoftmax};
 pub use options::{
     BackwardOptions, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
     DEFAULT_IGNORE_INDEX,

@@ -126,3 +126,147 @@ fn info_names_the_adapter_and_its_limits() {
         "{stdout}"
     );
 }
+
+#[test]
+fn check_passes_a_correct_configuration_and_fails_a_wrong_one() {
+    let run = |args: &[&str]| {
+        let r = xent().arg("check").args(args).output().unwrap();
+        (
+            r.status.code(),
+            String::from_utf8_lossy(&r.stdout).to_string(),
+        )
+    };
+    let base = [
+        "--shape",
+        "33x257",
+        "--weighted",
+        "--ignore-frac",
+        "0.2",
+        "--label-smoothing",
+        "0.1",
+        "--grad",
+    ];
+    let (code, out) = run(&base);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("PASS") && out.contains("max ulp") && out.contains("gradient"),
+        "{out}"
+    );
+    // One output perturbed on purpose.
+    let (code, out) = run(&[&base[..], &["--perturb"]].concat());
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("beyond tolerance 1"),
+        "{out}"
+    );
+    // f32 against the f64 reference with no tolerance at all: some element differs.
+    let (code, out) = run(&[
+        "--op",
+        "log-softmax",
+        "--shape",
+        "16x1000",
+        "--tol-abs",
+        "0",
+        "--tol-rel",
+        "0",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    let (code, out) = run(&[
+        "--op", "softmax", "--shape", "4x5x6", "--dim", "1", "--grad",
+    ]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn bench_writes_json_with_every_field_and_a_plot() {
+    let d = tmpdir("bench");
+    let (json, svg) = (d.join("r.json"), d.join("r.svg"));
+    let r = xent()
+        .args([
+            "bench",
+            "--op",
+            "cross-entropy",
+            "--op",
+            "cross-entropy-grad",
+            "--op",
+            "nll-loss",
+        ])
+        .args([
+            "--op",
+            "log-softmax",
+            "--op",
+            "softmax",
+            "--op",
+            "copy",
+            "--shape",
+            "32x1000",
+        ])
+        .args(["--iters", "2", "--warmup", "1", "--json"])
+        .arg(&json)
+        .arg("--plot")
+        .arg(&svg)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for k in ["name", "backend", "device_type", "driver"] {
+        assert!(v["adapter"][k].is_string(), "adapter.{k}");
+    }
+    let results = v["results"].as_array().unwrap();
+    let ops: Vec<&str> = results.iter().map(|r| r["op"].as_str().unwrap()).collect();
+    assert_eq!(
+        ops,
+        [
+            "cross-entropy",
+            "cross-entropy-grad",
+            "nll-loss",
+            "log-softmax",
+            "softmax",
+            "copy",
+            "read"
+        ]
+    );
+    let fields = [
+        "impl",
+        "op",
+        "n",
+        "c",
+        "dtype",
+        "median_ms",
+        "min_ms",
+        "max_ms",
+        "kernel_median_ms",
+        "gb_per_s",
+        "bytes_per_logit",
+        "pct_of_copy",
+        "max_abs_err",
+    ];
+    for r in results {
+        for f in fields {
+            assert!(r.get(f).is_some(), "{f} missing in {r}");
+        }
+        assert_eq!(r["impl"], "xent-gpu");
+        assert_eq!((r["n"].as_u64(), r["c"].as_u64()), (Some(32), Some(1000)));
+        let op = r["op"].as_str().unwrap();
+        let expect = match op {
+            "cross-entropy" | "read" => 4.0,
+            "cross-entropy-grad" | "log-softmax" | "softmax" => 12.0,
+            "nll-loss" => 0.004,
+            "copy" => 8.0,
+            _ => unreachable!(),
+        };
+        assert_eq!(r["bytes_per_logit"].as_f64(), Some(expect), "{op}");
+        let gb = r["gb_per_s"].as_f64().unwrap();
+        let ms = r["median_ms"].as_f64().unwrap();
+        assert!(
+            (gb - 32.0 * 1000.0 * 4.0 / ms / 1e6).abs() < 1e-9 * gb.max(1.0),
+            "{op}: GB/s convention"
+        );
+        if op != "copy" && op != "read" {
+            assert!(r["max_abs_err"].as_f64().unwrap() < 1e-4, "{op} validated");
+        }
+    }
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains("classes C") && svg.contains("GB/s") && svg.contains("xent bench:"));
+}

@@ -282,28 +282,9 @@ impl Context {
         })
     }
 
-    /// Records one dispatch of `kernel` over `workgroups` workgroups (a 2-D grid when needed).
-    pub(crate) fn dispatch(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        kernel: Kernel,
-        bind_group: &wgpu::BindGroup,
-        workgroups: u64,
-        label: &str,
-    ) -> Result<()> {
-        let (x, y) =
-            super::chunks::grid(workgroups, self.limits.max_compute_workgroups_per_dimension)?;
-        if x == 0 {
-            return Ok(());
-        }
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some(label),
-            timestamp_writes: None,
-        });
-        pass.set_pipeline(&self.pipelines[&kernel]);
-        pass.set_bind_group(0, bind_group, &[]);
-        pass.dispatch_workgroups(x, y, 1);
-        Ok(())
+    /// The compiled pipeline of `kernel`.
+    pub(crate) fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
+        &self.pipelines[&kernel]
     }
 }
 

@@ -17,11 +17,19 @@ pub enum Family {
     Grad,
     /// `shaders/reduce.wgsl`: the deterministic loss reduction.
     Reduce,
+    /// `shaders/bandwidth.wgsl`: the read-bandwidth roofline.
+    Bandwidth,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 4] = [Family::Softmax, Family::Loss, Family::Grad, Family::Reduce];
+    pub const ALL: [Family; 5] = [
+        Family::Softmax,
+        Family::Loss,
+        Family::Grad,
+        Family::Reduce,
+        Family::Bandwidth,
+    ];
 
     /// The complete WGSL source: the shared prelude(s) followed by the family's file.
     pub fn source(self) -> String {
@@ -30,6 +38,7 @@ impl Family {
             Family::Loss => (LOSS_INPUTS, include_str!("../../shaders/loss.wgsl")),
             Family::Grad => (LOSS_INPUTS, include_str!("../../shaders/grad.wgsl")),
             Family::Reduce => ("", include_str!("../../shaders/reduce.wgsl")),
+            Family::Bandwidth => ("", include_str!("../../shaders/bandwidth.wgsl")),
         };
         format!("{SHARED}\n{prelude}\n{own}")
     }
@@ -43,6 +52,7 @@ impl Family {
             Family::Loss => &[false, false, false, false, true, true, true],
             Family::Grad => &[false, false, false, false, false, false, true],
             Family::Reduce => &[false, false, true, true],
+            Family::Bandwidth => &[false, true],
         }
     }
 
@@ -105,11 +115,13 @@ pub enum Kernel {
     ReduceBlock,
     /// `finalize` in reduce.wgsl: one invocation.
     ReduceFinalize,
+    /// `read_sum` in bandwidth.wgsl.
+    ReadSum,
 }
 
 impl Kernel {
     /// Every kernel, in the order the context builds them.
-    pub const ALL: [Kernel; 11] = [
+    pub const ALL: [Kernel; 12] = [
         Kernel::LogSoftmax,
         Kernel::Softmax,
         Kernel::LogSoftmaxBackward,
@@ -121,6 +133,7 @@ impl Kernel {
         Kernel::NllGrad,
         Kernel::ReduceBlock,
         Kernel::ReduceFinalize,
+        Kernel::ReadSum,
     ];
 
     /// The family (file and layout) it belongs to.
@@ -135,6 +148,7 @@ impl Kernel {
                 Family::Grad
             }
             Kernel::ReduceBlock | Kernel::ReduceFinalize => Family::Reduce,
+            Kernel::ReadSum => Family::Bandwidth,
         }
     }
 
@@ -151,6 +165,7 @@ impl Kernel {
             Kernel::NllGrad => "nll_grad",
             Kernel::ReduceBlock => "reduce_block",
             Kernel::ReduceFinalize => "finalize",
+            Kernel::ReadSum => "read_sum",
         }
     }
 }

@@ -4,6 +4,10 @@
 use super::chunks;
 use super::context::Context;
 use super::kernels::{Family, Kernel};
+use super::program::Program;
+use super::readback::Staging;
+use super::reduce::Reduced;
+use super::timestamps::Timestamps;
 use crate::error::Result;
 use crate::layout::{check_loss, LossProblem, Targets, IGNORED};
 use crate::options::{
@@ -237,17 +241,21 @@ impl Context {
                 lse: req.lse.then(Vec::new),
             });
         }
-        self.scoped(self.record_and_read(input.data, &problem, opts, req))
-            .await
+        self.scoped(async {
+            let plan = self.build_loss(input.data, &problem, opts, req)?;
+            plan.run().await.map(|(r, _)| r)
+        })
+        .await
     }
 
-    async fn record_and_read(
+    /// Uploads the inputs and builds every buffer, bind group and dispatch of one call.
+    fn build_loss(
         &self,
         input: &[f32],
         problem: &LossProblem,
         opts: &LossOptions<'_>,
         req: Request,
-    ) -> Result<Results> {
+    ) -> Result<PreparedLoss<'_>> {
         let layout = &problem.layout;
         let chunks = chunks::plan(layout, self.max_binding_bytes())?;
         let mut flags = 0;
@@ -262,20 +270,9 @@ impl Context {
             .map_or(layout.classes as f64, |w| w.iter().map(|&v| v as f64).sum());
         let weight = self.upload("weight", opts.weight.unwrap_or(&[]))?;
         let dummy = self.upload::<f32>("unused", &[])?;
-        let mut encoder = self.device.create_command_encoder(&Default::default());
+        let mut program = Program::default();
 
         // Forward: one loss, den and stats per row.
-        struct ChunkBuffers {
-            params: wgpu::Buffer,
-            logits: wgpu::Buffer,
-            targets: wgpu::Buffer,
-            probs: Option<wgpu::Buffer>,
-            losses: wgpu::Buffer,
-            dens: wgpu::Buffer,
-            stats: wgpu::Buffer,
-            rows: usize,
-            elems: usize,
-        }
         let mut bufs = Vec::with_capacity(chunks.len());
         for chunk in &chunks {
             let elems = chunk.elems(layout);
@@ -312,6 +309,7 @@ impl Context {
                 losses: self.output("losses", rows.len())?,
                 dens: self.output("dens", rows.len())?,
                 stats: self.output("stats", rows.len() * 4)?,
+                grad: None,
                 rows: rows.len(),
                 elems: elems.len(),
             };
@@ -339,7 +337,7 @@ impl Context {
                 "{kernel:?} rows={} C={} inner={}",
                 b.rows, layout.classes, layout.inner
             );
-            self.dispatch(&mut encoder, kernel, &bind, workgroups, &label)?;
+            self.push(&mut program, kernel, bind, workgroups, label)?;
             bufs.push(b);
         }
 
@@ -348,23 +346,20 @@ impl Context {
             Reduction::None => None,
             r => {
                 let parts: Vec<_> = bufs.iter().map(|b| (&b.losses, &b.dens, b.rows)).collect();
-                Some(self.record_reduction(&mut encoder, &parts, r)?)
+                Some(self.push_reduction(&mut program, &parts, r)?)
             }
         };
         let one = self.upload("unit scale", &[1.0f32])?;
         let scale = reduced.as_ref().map_or(&one, |r| &r.den);
 
         // Backward: a second read of the logits, one write of the gradient.
-        let mut grads = Vec::new();
         if req.grad != Grad::None {
-            for b in &bufs {
+            for b in &mut bufs {
                 let in_place = req.grad == Grad::InPlace;
-                let grad = if in_place {
-                    None
-                } else {
-                    Some(self.output("grad", b.elems)?)
-                };
-                let (src, dst) = match &grad {
+                if !in_place {
+                    b.grad = Some(self.output("grad", b.elems)?);
+                }
+                let (src, dst) = match &b.grad {
                     Some(g) => (&b.logits, g),
                     None => (&dummy, &b.logits),
                 };
@@ -386,57 +381,255 @@ impl Context {
                     (Loss::CrossEntropy, false) => Kernel::CrossEntropyGrad,
                     (Loss::CrossEntropy, true) => Kernel::CrossEntropyGradInPlace,
                 };
-                self.dispatch(
-                    &mut encoder,
+                self.push(
+                    &mut program,
                     kernel,
-                    &bind,
+                    bind,
                     b.rows as u64,
-                    &format!("{kernel:?} rows={}", b.rows),
+                    format!("{kernel:?} rows={}", b.rows),
                 )?;
-                grads.push(grad);
             }
         }
 
-        // One submission; read back the loss, then the gradient and lse chunks.
-        let mut staged = Vec::new();
-        match &reduced {
-            Some(r) => staged.push(self.stage(&mut encoder, &r.value, 4)),
-            None => staged.extend(
-                bufs.iter()
-                    .map(|b| self.stage(&mut encoder, &b.losses, b.rows as u64 * 4)),
-            ),
-        }
-        let loss_parts = staged.len();
-        for (b, g) in bufs.iter().zip(&grads) {
-            staged.push(self.stage(
-                &mut encoder,
-                g.as_ref().unwrap_or(&b.logits),
-                b.elems as u64 * 4,
-            ));
-        }
-        if req.lse {
-            staged.extend(
-                bufs.iter()
-                    .map(|b| self.stage(&mut encoder, &b.stats, b.rows as u64 * 16)),
-            );
-        }
-        let mut parts = self.submit_and_read(encoder, staged).await?.into_iter();
-        let loss = Output {
-            data: parts.by_ref().take(loss_parts).collect::<Vec<_>>().concat(),
-            shape: match opts.reduction {
+        // Staging buffers, made once and reused by every run.
+        let loss_staging = match &reduced {
+            Some(_) => vec![self.staging(4)],
+            None => bufs
+                .iter()
+                .map(|b| self.staging(b.rows as u64 * 4))
+                .collect(),
+        };
+        let grad_staging = match req.grad {
+            Grad::None => vec![],
+            _ => bufs
+                .iter()
+                .map(|b| self.staging(b.elems as u64 * 4))
+                .collect(),
+        };
+        let lse_staging = match req.lse {
+            true => bufs
+                .iter()
+                .map(|b| self.staging(b.rows as u64 * 16))
+                .collect(),
+            false => vec![],
+        };
+        Ok(PreparedLoss {
+            ctx: self,
+            program,
+            reduced,
+            chunks: bufs,
+            loss_staging,
+            grad_staging,
+            lse_staging,
+            timestamps: self.timestamp_queries(),
+            loss_shape: match opts.reduction {
                 Reduction::None => problem.out_shape.clone(),
                 _ => vec![],
             },
+            input_shape: vec![],
+            req,
+            read_grad: true,
+        })
+    }
+}
+
+/// The buffers of one chunk of rows.
+struct ChunkBuffers {
+    params: wgpu::Buffer,
+    logits: wgpu::Buffer,
+    targets: wgpu::Buffer,
+    probs: Option<wgpu::Buffer>,
+    losses: wgpu::Buffer,
+    dens: wgpu::Buffer,
+    stats: wgpu::Buffer,
+    /// The out-of-place gradient; `None` when there is none or it goes over `logits`.
+    grad: Option<wgpu::Buffer>,
+    rows: usize,
+    elems: usize,
+}
+
+/// A loss call whose inputs are on the device and whose buffers, bind groups, dispatches and
+/// staging buffers are built: each [`PreparedLoss::run`] is one submission and one readback.
+/// Built by [`Context::prepare_cross_entropy`].
+pub struct PreparedLoss<'a> {
+    ctx: &'a Context,
+    program: Program,
+    reduced: Option<Reduced>,
+    chunks: Vec<ChunkBuffers>,
+    loss_staging: Vec<Staging>,
+    grad_staging: Vec<Staging>,
+    lse_staging: Vec<Staging>,
+    timestamps: Option<Timestamps>,
+    loss_shape: Vec<usize>,
+    input_shape: Vec<usize>,
+    req: Request,
+    /// Whether each run reads the gradient back (the host API) or leaves it on the device.
+    read_grad: bool,
+}
+
+impl Context {
+    /// Uploads a `cross_entropy` call once, so that it can be run many times without any
+    /// upload or allocation: the benchmark's timed loop, or a loop that only replaces the
+    /// logits with [`PreparedLoss::write_logits`]. `grad` adds the fused backward (out of place).
+    pub fn prepare_cross_entropy(
+        &self,
+        input: Tensor<f32>,
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<PreparedLoss<'_>> {
+        let req = Request {
+            loss: Loss::CrossEntropy,
+            grad: if grad { Grad::OutOfPlace } else { Grad::None },
+            grad_output: 1.0,
+            lse: false,
         };
-        let grad = (req.grad != Grad::None)
-            .then(|| parts.by_ref().take(bufs.len()).collect::<Vec<_>>().concat());
-        // stats are (M, S, Q, lse) per row.
-        let lse = req.lse.then(|| {
+        self.prepare(Loss::CrossEntropy, input, target, opts, req)
+    }
+
+    /// As [`Context::prepare_cross_entropy`] for `nll_loss` (forward).
+    pub fn prepare_nll_loss(
+        &self,
+        input: Tensor<f32>,
+        target: Target,
+        opts: &LossOptions,
+    ) -> Result<PreparedLoss<'_>> {
+        let req = Request {
+            loss: Loss::Nll,
+            grad: Grad::None,
+            grad_output: 1.0,
+            lse: false,
+        };
+        self.prepare(Loss::Nll, input, target, opts, req)
+    }
+
+    fn prepare(
+        &self,
+        loss: Loss,
+        input: Tensor<f32>,
+        target: Target,
+        opts: &LossOptions,
+        req: Request,
+    ) -> Result<PreparedLoss<'_>> {
+        let problem = check_loss(loss.name(), &input, &target, opts)?;
+        if problem.layout.rows() == 0 {
+            return Err(crate::XentError::InvalidShape(
+                "nothing to prepare: the batch is empty".into(),
+            ));
+        }
+        let mut plan = pollster::block_on(
+            self.scoped(async { self.build_loss(input.data, &problem, opts, req) }),
+        )?;
+        plan.input_shape = input.shape.to_vec();
+        plan.read_grad = false;
+        Ok(plan)
+    }
+}
+
+impl PreparedLoss<'_> {
+    /// Runs the call: one submission, then the loss read back (the gradient stays on the
+    /// device; see [`PreparedLoss::read_grad`]). Returns the loss and, when the adapter has
+    /// timestamp queries, the GPU time of the compute pass.
+    pub fn run_timed(&self) -> Result<(LossAndGrad, Option<std::time::Duration>)> {
+        pollster::block_on(self.ctx.scoped(self.run()))
+            .map(|(r, t)| (r.into_loss_and_grad(&self.input_shape), t))
+    }
+
+    /// Replaces the logits (same shape) with `data`: a queue write, no allocation.
+    pub fn write_logits(&self, data: &[f32]) -> Result<()> {
+        let total: usize = self.chunks.iter().map(|c| c.elems).sum();
+        if data.len() != total {
+            return Err(crate::XentError::InvalidShape(format!(
+                "write_logits: expected {total} values, got {}",
+                data.len()
+            )));
+        }
+        let mut at = 0;
+        for c in &self.chunks {
+            self.ctx.queue.write_buffer(
+                &c.logits,
+                0,
+                bytemuck::cast_slice(&data[at..at + c.elems]),
+            );
+            at += c.elems;
+        }
+        Ok(())
+    }
+
+    /// Reads back the gradient of the last run (empty unless prepared with `grad`).
+    pub fn read_grad(&self) -> Result<Vec<f32>> {
+        let reads: Vec<_> = self
+            .chunks
+            .iter()
+            .map(|c| c.grad.as_ref().unwrap_or(&c.logits))
+            .zip(&self.grad_staging)
+            .collect();
+        let (bytes, _) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
+            &Program::default(),
+            &reads,
+            None,
+        )))?;
+        Ok(bytes
+            .iter()
+            .flat_map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(b))
+            .collect())
+    }
+
+    /// Number of dispatches in one run.
+    pub fn dispatches(&self) -> usize {
+        self.program.len()
+    }
+
+    async fn run(&self) -> Result<(Results, Option<std::time::Duration>)> {
+        let mut reads: Vec<(&wgpu::Buffer, &Staging)> = match &self.reduced {
+            Some(r) => vec![(&r.value, &self.loss_staging[0])],
+            None => self
+                .chunks
+                .iter()
+                .map(|c| &c.losses)
+                .zip(&self.loss_staging)
+                .collect(),
+        };
+        let grad_staging: &[Staging] = if self.read_grad {
+            &self.grad_staging
+        } else {
+            &[]
+        };
+        reads.extend(
+            self.chunks
+                .iter()
+                .map(|c| c.grad.as_ref().unwrap_or(&c.logits))
+                .zip(grad_staging),
+        );
+        reads.extend(self.chunks.iter().map(|c| &c.stats).zip(&self.lse_staging));
+        let (bytes, elapsed) = self
+            .ctx
+            .run_program(&self.program, &reads, self.timestamps.as_ref())
+            .await?;
+        let mut parts = bytes.into_iter();
+        let floats = |b: Vec<u8>| -> Vec<f32> { bytemuck::pod_collect_to_vec(&b) };
+        let loss = Output {
+            data: parts
+                .by_ref()
+                .take(self.loss_staging.len())
+                .flat_map(floats)
+                .collect(),
+            shape: self.loss_shape.clone(),
+        };
+        let grad = (self.req.grad != Grad::None && self.read_grad).then(|| {
             parts
-                .flat_map(|s| s.chunks(4).map(|v| v[3]).collect::<Vec<_>>())
+                .by_ref()
+                .take(grad_staging.len())
+                .flat_map(floats)
                 .collect()
         });
-        Ok(Results { loss, grad, lse })
+        // stats are (M, S, Q, lse) per row.
+        let lse = self.req.lse.then(|| {
+            parts
+                .flat_map(|b| floats(b).chunks(4).map(|v| v[3]).collect::<Vec<_>>())
+                .collect()
+        });
+        Ok((Results { loss, grad, lse }, elapsed))
     }
 }
 

@@ -1,11 +1,17 @@
 //! The GPU path: one [`Context`] owns the device and the pipelines; ops are its methods.
 
+mod bandwidth;
 mod chunks;
 mod context;
 pub mod kernels;
 mod loss;
+mod program;
 mod readback;
 mod reduce;
 mod softmax;
+mod timestamps;
 
+pub use bandwidth::PreparedBandwidth;
 pub use context::{Context, ContextOptions};
+pub use loss::PreparedLoss;
+pub use softmax::PreparedSoftmax;

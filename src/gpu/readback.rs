@@ -4,41 +4,46 @@
 use super::context::Context;
 use crate::error::{Result, XentError};
 
-/// A pending copy of a storage buffer's first `size` bytes into a mappable buffer.
-pub(crate) struct Staged {
+/// A mappable buffer that receives a copy of the first `size` bytes of a storage buffer.
+/// It can be reused across submissions.
+pub(crate) struct Staging {
     buffer: wgpu::Buffer,
     size: u64,
 }
 
 impl Context {
-    /// Records a copy of the first `size` bytes of `src` into a fresh mappable buffer.
-    pub(crate) fn stage(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        src: &wgpu::Buffer,
-        size: u64,
-    ) -> Staged {
+    /// A reusable mappable buffer of `size` bytes.
+    pub(crate) fn staging(&self, size: u64) -> Staging {
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("xent staging"),
             size: size.max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        if size > 0 {
-            encoder.copy_buffer_to_buffer(src, 0, &buffer, 0, size);
-        }
-        Staged { buffer, size }
+        Staging { buffer, size }
     }
 
-    /// Submits `encoder` and returns the staged buffers' contents as f32, in order.
-    pub(crate) async fn submit_and_read(
+    /// Records a copy of the first `staging.size` bytes of `src` into `staging`.
+    pub(crate) fn copy_to(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        src: &wgpu::Buffer,
+        staging: &Staging,
+    ) {
+        if staging.size > 0 {
+            encoder.copy_buffer_to_buffer(src, 0, &staging.buffer, 0, staging.size);
+        }
+    }
+
+    /// Submits `encoder` and returns the staged buffers' bytes, in order.
+    pub(crate) async fn submit_and_read_bytes(
         &self,
         encoder: wgpu::CommandEncoder,
-        staged: Vec<Staged>,
-    ) -> Result<Vec<Vec<f32>>> {
+        staged: &[&Staging],
+    ) -> Result<Vec<Vec<u8>>> {
         let submission = self.queue.submit(Some(encoder.finish()));
         let mut receivers = Vec::with_capacity(staged.len());
-        for s in &staged {
+        for s in staged {
             let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
             s.buffer
                 .slice(..s.size.max(4))
@@ -65,10 +70,9 @@ impl Context {
                 .slice(..s.size.max(4))
                 .get_mapped_range()
                 .map_err(|e| XentError::Readback(e.to_string()))?;
-            let values: Vec<f32> = bytemuck::cast_slice(&view[..s.size as usize]).to_vec();
+            out.push(view[..s.size as usize].to_vec());
             drop(view);
             s.buffer.unmap();
-            out.push(values);
         }
         Ok(out)
     }

@@ -2,6 +2,7 @@
 
 use super::context::Context;
 use super::kernels::{reduce_block_len, Family, Kernel};
+use super::program::Program;
 use crate::error::Result;
 use crate::options::Reduction;
 
@@ -26,11 +27,11 @@ pub(crate) struct Reduced {
 }
 
 impl Context {
-    /// Records the reduction of `parts`, each `(losses, dens, rows)`, in their order.
+    /// Appends the reduction of `parts`, each `(losses, dens, rows)`, in their order.
     /// `reduction` must be `Mean` or `Sum`.
-    pub(crate) fn record_reduction(
+    pub(crate) fn push_reduction(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
+        program: &mut Program,
         parts: &[(&wgpu::Buffer, &wgpu::Buffer, usize)],
         reduction: Reduction,
     ) -> Result<Reduced> {
@@ -41,7 +42,7 @@ impl Context {
         let mut den = self.output("reduce partial dens", total as usize)?;
         let mut base = 0u64;
         for (part, &groups) in parts.iter().zip(&counts) {
-            self.record_block(encoder, part.0, part.1, part.2 as u64, base, &sum, &den)?;
+            self.push_block(program, part.0, part.1, part.2 as u64, base, &sum, &den)?;
             base += groups;
         }
         let mut n = total;
@@ -49,7 +50,7 @@ impl Context {
             let groups = n.div_ceil(block);
             let next_sum = self.output("reduce partial sums", groups as usize)?;
             let next_den = self.output("reduce partial dens", groups as usize)?;
-            self.record_block(encoder, &sum, &den, n, 0, &next_sum, &next_den)?;
+            self.push_block(program, &sum, &den, n, 0, &next_sum, &next_den)?;
             (sum, den, n) = (next_sum, next_den, groups);
         }
         let value = self.output("loss", 1)?;
@@ -67,7 +68,13 @@ impl Context {
             },
         );
         let bind = self.bind(Family::Reduce, &[&params, &sum, &den, &value, &denominator]);
-        self.dispatch(encoder, Kernel::ReduceFinalize, &bind, 1, "reduce finalize")?;
+        self.push(
+            program,
+            Kernel::ReduceFinalize,
+            bind,
+            1,
+            "reduce finalize".into(),
+        )?;
         Ok(Reduced {
             value,
             den: denominator,
@@ -75,9 +82,9 @@ impl Context {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record_block(
+    fn push_block(
         &self,
-        encoder: &mut wgpu::CommandEncoder,
+        program: &mut Program,
         in_sum: &wgpu::Buffer,
         in_den: &wgpu::Buffer,
         n: u64,
@@ -96,12 +103,12 @@ impl Context {
         );
         let bind = self.bind(Family::Reduce, &[&params, in_sum, in_den, out_sum, out_den]);
         let groups = n.div_ceil(reduce_block_len(self.workgroup_size()));
-        self.dispatch(
-            encoder,
+        self.push(
+            program,
             Kernel::ReduceBlock,
-            &bind,
+            bind,
             groups,
-            &format!("reduce n={n}"),
+            format!("reduce n={n}"),
         )
     }
 }

@@ -1,9 +1,12 @@
-//! Launchers for `shaders/softmax.wgsl`.
+//! Launchers for `shaders/softmax.wgsl`: log_softmax, softmax and their backward passes.
 
 use super::chunks;
 use super::context::Context;
 use super::kernels::{Family, Kernel};
-use crate::error::Result;
+use super::program::Program;
+use super::readback::Staging;
+use super::timestamps::Timestamps;
+use crate::error::{Result, XentError};
 use crate::layout::RowLayout;
 use crate::options::{Output, Tensor};
 
@@ -15,6 +18,16 @@ struct SoftmaxParams {
     classes: u32,
     inner: u32,
     _pad: u32,
+}
+
+/// A softmax-family call with its input on the device and everything built: each
+/// [`PreparedSoftmax::run_timed`] is one submission and one readback.
+pub struct PreparedSoftmax<'a> {
+    ctx: &'a Context,
+    program: Program,
+    outputs: Vec<(wgpu::Buffer, Staging)>,
+    timestamps: Option<Timestamps>,
+    shape: Vec<usize>,
 }
 
 impl Context {
@@ -64,8 +77,21 @@ impl Context {
         pollster::block_on(self.softmax_family(Kernel::SoftmaxBackward, out, dim, Some(grad_out)))
     }
 
-    /// One pass of a softmax-family kernel over every row of `x` (for the backward kernels,
-    /// `x` is the forward output and `gy` the upstream gradient).
+    /// Uploads a `log_softmax` (or `softmax`, when `log` is false) once, to run it many times.
+    pub fn prepare_softmax(
+        &self,
+        x: Tensor<f32>,
+        dim: i64,
+        log: bool,
+    ) -> Result<PreparedSoftmax<'_>> {
+        let kernel = if log {
+            Kernel::LogSoftmax
+        } else {
+            Kernel::Softmax
+        };
+        pollster::block_on(self.scoped(async { self.build_softmax(kernel, x, dim, None) }))
+    }
+
     async fn softmax_family(
         &self,
         kernel: Kernel,
@@ -73,60 +99,99 @@ impl Context {
         dim: i64,
         gy: Option<Tensor<'_, f32>>,
     ) -> Result<Output> {
+        self.scoped(async {
+            let prepared = self.build_softmax(kernel, x, dim, gy)?;
+            Ok(prepared.run().await?.0)
+        })
+        .await
+    }
+
+    /// One pass of a softmax-family kernel over every row of `x` (for the backward kernels,
+    /// `x` is the forward output and `gy` the upstream gradient).
+    fn build_softmax(
+        &self,
+        kernel: Kernel,
+        x: Tensor<'_, f32>,
+        dim: i64,
+        gy: Option<Tensor<'_, f32>>,
+    ) -> Result<PreparedSoftmax<'_>> {
         x.check_len("input")?;
         if let Some(gy) = gy {
             gy.check_len("grad_out")?;
             if gy.shape != x.shape {
-                return Err(crate::XentError::ShapeMismatch {
+                return Err(XentError::ShapeMismatch {
                     input: x.shape.to_vec(),
                     target: gy.shape.to_vec(),
                 });
             }
         }
         let layout = RowLayout::for_dim(x.shape, dim)?;
-        let shape = x.shape.to_vec();
-        if layout.is_empty() {
-            return Ok(Output {
-                data: vec![],
-                shape,
-            });
+        let chunks = if layout.is_empty() {
+            vec![]
+        } else {
+            chunks::plan(&layout, self.max_binding_bytes())?
+        };
+        let mut program = Program::default();
+        let mut outputs = Vec::with_capacity(chunks.len());
+        for chunk in &chunks {
+            let elems = chunk.elems(&layout);
+            let rows = chunk.rows(&layout).len();
+            let params = self.uniform(
+                "softmax params",
+                &SoftmaxParams {
+                    rows: rows as u32,
+                    classes: layout.classes as u32,
+                    inner: layout.inner as u32,
+                    _pad: 0,
+                },
+            );
+            let input = self.upload("softmax x", &x.data[elems.clone()])?;
+            let output = self.output("softmax y", elems.len())?;
+            let upstream = match gy {
+                Some(gy) => self.upload("softmax gy", &gy.data[elems.clone()])?,
+                None => self.upload::<f32>("unused", &[])?,
+            };
+            let bind = self.bind(Family::Softmax, &[&params, &input, &output, &upstream]);
+            let label = format!(
+                "{kernel:?} rows={rows} C={} inner={}",
+                layout.classes, layout.inner
+            );
+            self.push(&mut program, kernel, bind, rows as u64, label)?;
+            outputs.push((output, self.staging(elems.len() as u64 * 4)));
         }
-        let chunks = chunks::plan(&layout, self.max_binding_bytes())?;
-        self.scoped(async {
-            let mut encoder = self.device.create_command_encoder(&Default::default());
-            let mut staged = Vec::with_capacity(chunks.len());
-            for chunk in &chunks {
-                let elems = chunk.elems(&layout);
-                let rows = chunk.rows(&layout).len();
-                let params = self.uniform(
-                    "softmax params",
-                    &SoftmaxParams {
-                        rows: rows as u32,
-                        classes: layout.classes as u32,
-                        inner: layout.inner as u32,
-                        _pad: 0,
-                    },
-                );
-                let input = self.upload("softmax x", &x.data[elems.clone()])?;
-                let output = self.output("softmax y", elems.len())?;
-                let upstream = match gy {
-                    Some(gy) => self.upload("softmax gy", &gy.data[elems.clone()])?,
-                    None => self.upload::<f32>("unused", &[])?,
-                };
-                let bind = self.bind(Family::Softmax, &[&params, &input, &output, &upstream]);
-                let label = format!(
-                    "{kernel:?} rows={rows} C={} inner={}",
-                    layout.classes, layout.inner
-                );
-                self.dispatch(&mut encoder, kernel, &bind, rows as u64, &label)?;
-                staged.push(self.stage(&mut encoder, &output, elems.len() as u64 * 4));
-            }
-            let parts = self.submit_and_read(encoder, staged).await?;
-            Ok(Output {
-                data: parts.concat(),
-                shape,
-            })
+        Ok(PreparedSoftmax {
+            ctx: self,
+            program,
+            outputs,
+            timestamps: self.timestamp_queries(),
+            shape: x.shape.to_vec(),
         })
-        .await
+    }
+}
+
+impl PreparedSoftmax<'_> {
+    /// Runs the call: one submission, then the output read back. Returns the output and,
+    /// when the adapter has timestamp queries, the GPU time of the compute pass.
+    pub fn run_timed(&self) -> Result<(Output, Option<std::time::Duration>)> {
+        pollster::block_on(self.ctx.scoped(self.run()))
+    }
+
+    async fn run(&self) -> Result<(Output, Option<std::time::Duration>)> {
+        let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, s)).collect();
+        let (bytes, elapsed) = self
+            .ctx
+            .run_program(&self.program, &reads, self.timestamps.as_ref())
+            .await?;
+        let data = bytes
+            .iter()
+            .flat_map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(b))
+            .collect();
+        Ok((
+            Output {
+                data,
+                shape: self.shape.clone(),
+            },
+            elapsed,
+        ))
     }
 }

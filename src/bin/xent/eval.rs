@@ -1,13 +1,10 @@
 //! `xent eval`: one operation on .npy files.
 
-use crate::{DeviceKind, Op};
+use crate::ops::run_op;
+use crate::{data, DeviceKind, Op};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use wgpu_xent::npy::{self, NpyTarget};
-use wgpu_xent::{
-    cpu, BackwardOptions, Context, LossAndGrad, LossOptions, Output, Reduction, Result, Target,
-    Tensor, XentError,
-};
+use wgpu_xent::{npy, Context, LossOptions, Reduction, Result, XentError};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -60,141 +57,71 @@ pub struct EvalArgs {
     softcap: Option<f32>,
 }
 
+/// `none`, `mean` or `sum`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum CliReduction {
+pub enum CliReduction {
     None,
     Mean,
     Sum,
 }
 
+impl From<CliReduction> for Reduction {
+    fn from(r: CliReduction) -> Self {
+        match r {
+            CliReduction::None => Reduction::None,
+            CliReduction::Mean => Reduction::Mean,
+            CliReduction::Sum => Reduction::Sum,
+        }
+    }
+}
+
+/// The dtype of the logits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum InputDtype {
+pub enum InputDtype {
     F32,
     F16,
     Bf16,
 }
 
-pub fn run(a: &EvalArgs) -> Result<()> {
-    if a.input_dtype != InputDtype::F32 {
+/// Refuses the dtypes that are not read yet.
+pub fn require_f32(dtype: InputDtype) -> Result<()> {
+    if dtype != InputDtype::F32 {
         return Err(XentError::Unsupported(format!(
-            "--input-dtype {:?} is not yet supported (f32 only)",
-            a.input_dtype
+            "--input-dtype {dtype:?} is not yet supported (f32 only)"
         )));
     }
+    Ok(())
+}
+
+pub fn run(a: &EvalArgs) -> Result<()> {
+    require_f32(a.input_dtype)?;
     if a.lse_out.is_some() && a.op != Op::CrossEntropy {
         return Err(XentError::InvalidArgument(
             "--lse-out applies to cross-entropy only".into(),
         ));
     }
-    let input = npy::read_f32(&a.input)?;
-    let x = Tensor::new(&input.data, &input.shape);
-    let weight = a.weight.as_ref().map(npy::read_f32).transpose()?;
-    if let Some(w) = &weight {
-        if w.shape.len() != 1 {
-            return Err(XentError::Npy {
-                path: a.weight.as_ref().unwrap().display().to_string(),
-                message: format!("weight must be 1-D of shape [C], got shape {:?}", w.shape),
-            });
-        }
-    }
+    let inputs = data::read(&a.input, a.target.as_ref(), a.weight.as_ref())?;
     let opts = LossOptions {
-        weight: weight.as_ref().map(|w| w.data.as_slice()),
+        weight: inputs.weight.as_deref(),
         ignore_index: a.ignore_index,
-        reduction: match a.reduction {
-            CliReduction::None => Reduction::None,
-            CliReduction::Mean => Reduction::Mean,
-            CliReduction::Sum => Reduction::Sum,
-        },
+        reduction: a.reduction.into(),
         label_smoothing: a.label_smoothing,
         z_loss: a.z_loss,
         softcap: a.softcap,
     };
-    let backward = BackwardOptions {
-        grad_output: 1.0,
-        return_lse: a.lse_out.is_some(),
-    };
-    let want_grad = a.grad_out.is_some();
     let ctx = match a.device {
         DeviceKind::Gpu => Some(Context::new()?),
         DeviceKind::Cpu => None,
     };
-    let result: LossAndGrad = match a.op {
-        Op::LogSoftmax | Op::Softmax => {
-            let log = a.op == Op::LogSoftmax;
-            let out = match (&ctx, log) {
-                (Some(ctx), true) => ctx.log_softmax(x, a.dim)?,
-                (Some(ctx), false) => ctx.softmax(x, a.dim)?,
-                (None, true) => cpu::log_softmax(x, a.dim)?,
-                (None, false) => cpu::softmax(x, a.dim)?,
-            };
-            let grad = if want_grad {
-                let ones = vec![1.0f32; out.data.len()];
-                let (gy, y) = (
-                    Tensor::new(&ones, &out.shape),
-                    Tensor::new(&out.data, &out.shape),
-                );
-                Some(match (&ctx, log) {
-                    (Some(ctx), true) => ctx.log_softmax_backward(gy, y, a.dim)?,
-                    (Some(ctx), false) => ctx.softmax_backward(gy, y, a.dim)?,
-                    (None, true) => cpu::log_softmax_backward(gy, y, a.dim)?,
-                    (None, false) => cpu::softmax_backward(gy, y, a.dim)?,
-                })
-            } else {
-                None
-            };
-            LossAndGrad {
-                loss: out,
-                grad,
-                lse: None,
-            }
-        }
-        Op::CrossEntropy | Op::NllLoss => {
-            let path = a
-                .target
-                .as_ref()
-                .ok_or_else(|| XentError::InvalidArgument(format!("{:?} needs --target", a.op)))?;
-            let t = npy::read_target(path)?;
-            let target = match &t {
-                NpyTarget::I64(t) => Target::I64(Tensor::new(&t.data, &t.shape)),
-                NpyTarget::I32(t) => Target::I32(Tensor::new(&t.data, &t.shape)),
-                NpyTarget::F32(t) => Target::Probs(Tensor::new(&t.data, &t.shape)),
-            };
-            let forward_only = |out: Output| LossAndGrad {
-                loss: out,
-                grad: None,
-                lse: None,
-            };
-            let with_lse = |(loss, lse): (Output, Output)| LossAndGrad {
-                loss,
-                grad: None,
-                lse: Some(lse),
-            };
-            match (a.op, &ctx, want_grad) {
-                (Op::CrossEntropy, Some(ctx), true) => {
-                    ctx.cross_entropy_backward(x, target, &opts, &backward)?
-                }
-                (Op::CrossEntropy, None, true) => {
-                    cpu::cross_entropy_backward(x, target, &opts, &backward)?
-                }
-                (Op::CrossEntropy, Some(ctx), false) if backward.return_lse => {
-                    with_lse(ctx.cross_entropy_with_lse(x, target, &opts)?)
-                }
-                (Op::CrossEntropy, None, false) if backward.return_lse => {
-                    with_lse(cpu::cross_entropy_with_lse(x, target, &opts)?)
-                }
-                (Op::CrossEntropy, Some(ctx), false) => {
-                    forward_only(ctx.cross_entropy(x, target, &opts)?)
-                }
-                (Op::CrossEntropy, None, false) => {
-                    forward_only(cpu::cross_entropy(x, target, &opts)?)
-                }
-                (_, Some(ctx), true) => ctx.nll_loss_backward(x, target, &opts, &backward)?,
-                (_, None, true) => cpu::nll_loss_backward(x, target, &opts, &backward)?,
-                (_, Some(ctx), false) => forward_only(ctx.nll_loss(x, target, &opts)?),
-                (_, None, false) => forward_only(cpu::nll_loss(x, target, &opts)?),
-            }
-        }
-    };
+    let result = run_op(
+        ctx.as_ref(),
+        a.op,
+        &inputs,
+        &opts,
+        a.grad_out.is_some(),
+        a.lse_out.is_some(),
+        a.dim,
+    )?;
     // Everything is computed before anything is written: bad input leaves no output behind.
     npy::write_f32(&a.out, &result.loss.data, &result.loss.shape)?;
     if let (Some(path), Some(g)) = (&a.grad_out, &result.grad) {

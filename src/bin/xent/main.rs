@@ -1,7 +1,12 @@
 //! `xent`: offload a loss to the GPU, compare it with the CPU reference, list adapters.
 
+mod bench;
+mod check;
+mod data;
 mod eval;
 mod info;
+mod ops;
+mod plot;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::process::ExitCode;
@@ -23,6 +28,11 @@ enum Command {
     Info,
     /// Evaluate one operation on .npy files and write the result as float32 .npy.
     Eval(eval::EvalArgs),
+    /// Compare the GPU against the CPU reference on one configuration; exit 1 when any
+    /// element is beyond tolerance.
+    Check(check::CheckArgs),
+    /// Time ops over a sweep of shapes, validated first, beside the copy/read roofline.
+    Bench(bench::BenchArgs),
 }
 
 /// The operations, named as on the command line.
@@ -50,11 +60,14 @@ pub enum DeviceKind {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Info => info::run(),
-        Command::Eval(args) => eval::run(&args),
+        Command::Info => info::run().map(|()| true),
+        Command::Eval(args) => eval::run(&args).map(|()| true),
+        Command::Check(args) => check::run(&args),
+        Command::Bench(args) => bench::run(&args).map(|()| true),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -1,0 +1,148 @@
+//! `xent check`: the GPU against the CPU reference on one configuration.
+
+use crate::data::{self, Synth};
+use crate::eval::{require_f32, CliReduction, InputDtype};
+use crate::ops::run_op;
+use crate::Op;
+use clap::Args;
+use std::path::PathBuf;
+use wgpu_xent::compare::{compare, Comparison};
+use wgpu_xent::{Context, LossOptions, Result, XentError};
+
+/// Default `--tol-abs`.
+pub const TOL_ABS: f64 = 1e-5;
+/// Default `--tol-rel`.
+pub const TOL_REL: f64 = 1e-4;
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// The operation.
+    #[arg(long, value_enum, default_value_t = Op::CrossEntropy)]
+    op: Op,
+    /// Generate data of this shape: NxC or NxCxD1x.. (default 64x1000 without --input).
+    #[arg(long)]
+    shape: Option<String>,
+    /// Seed of the generated data.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Read the logits from this float32 .npy instead of generating them.
+    #[arg(long, conflicts_with = "shape")]
+    input: Option<PathBuf>,
+    /// Targets .npy (int64/int32 classes, or float32 probabilities), with --input.
+    #[arg(long, requires = "input")]
+    target: Option<PathBuf>,
+    /// Weight .npy (float32 [C]), with --input.
+    #[arg(long, requires = "input")]
+    weight: Option<PathBuf>,
+    /// Generate a random per-class weight.
+    #[arg(long)]
+    weighted: bool,
+    /// Fraction of generated targets set to --ignore-index.
+    #[arg(long, default_value_t = 0.0)]
+    ignore_frac: f32,
+    /// Targets equal to this are ignored.
+    #[arg(long, default_value_t = -100, allow_negative_numbers = true)]
+    ignore_index: i64,
+    /// Generate class-probability targets instead of class indices.
+    #[arg(long)]
+    probs: bool,
+    /// none, mean or sum.
+    #[arg(long, value_enum, default_value_t = CliReduction::Mean)]
+    reduction: CliReduction,
+    /// Label smoothing ε in [0, 1].
+    #[arg(long, default_value_t = 0.0)]
+    label_smoothing: f32,
+    /// z-loss scale.
+    #[arg(long, default_value_t = 0.0)]
+    z_loss: f32,
+    /// Logit soft-capping.
+    #[arg(long)]
+    softcap: Option<f32>,
+    /// Also compare d(loss)/d(input).
+    #[arg(long)]
+    grad: bool,
+    /// The class axis of log-softmax / softmax.
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    dim: i64,
+    /// The logits' dtype.
+    #[arg(long, value_enum, default_value_t = InputDtype::F32)]
+    dtype: InputDtype,
+    /// Absolute tolerance: an element passes when |gpu - cpu| <= tol_abs + tol_rel·|cpu|.
+    #[arg(long, default_value_t = TOL_ABS)]
+    tol_abs: f64,
+    /// Relative tolerance.
+    #[arg(long, default_value_t = TOL_REL)]
+    tol_rel: f64,
+    /// Testing only: adds 1e-2 to the first GPU output, so that the check must fail.
+    #[arg(long, hide = true)]
+    perturb: bool,
+}
+
+pub fn run(a: &CheckArgs) -> Result<bool> {
+    require_f32(a.dtype)?;
+    let inputs = match &a.input {
+        Some(path) => data::read(path, a.target.as_ref(), a.weight.as_ref())?,
+        None => {
+            let shape = data::parse_shape(a.shape.as_deref().unwrap_or("64x1000"))?;
+            let synth = Synth {
+                seed: a.seed,
+                weighted: a.weighted,
+                ignore_frac: a.ignore_frac,
+                ignore_index: a.ignore_index,
+                probs: a.probs,
+            };
+            data::synthesize(&shape, &synth)
+        }
+    };
+    let opts = LossOptions {
+        weight: inputs.weight.as_deref(),
+        ignore_index: if a.probs { -100 } else { a.ignore_index },
+        reduction: a.reduction.into(),
+        label_smoothing: a.label_smoothing,
+        z_loss: a.z_loss,
+        softcap: a.softcap,
+    };
+    let ctx = Context::new()?;
+    let mut gpu = run_op(Some(&ctx), a.op, &inputs, &opts, a.grad, false, a.dim)?;
+    let cpu = run_op(None, a.op, &inputs, &opts, a.grad, false, a.dim)?;
+    if a.perturb {
+        match gpu.loss.data.first_mut() {
+            Some(v) => *v += 1e-2,
+            None => {
+                return Err(XentError::InvalidArgument(
+                    "--perturb: the output is empty".into(),
+                ))
+            }
+        }
+    }
+    let info = ctx.adapter_info();
+    println!(
+        "xent check {:?} {:?} on {} ({:?}); tolerance |gpu - cpu| <= {:e} + {:e}·|cpu|",
+        a.op, inputs.shape, info.name, info.backend, a.tol_abs, a.tol_rel
+    );
+    let mut ok = report(
+        "output",
+        &compare(&gpu.loss.data, &cpu.loss.data, a.tol_abs, a.tol_rel),
+    );
+    if let (Some(g), Some(c)) = (&gpu.grad, &cpu.grad) {
+        ok &= report("gradient", &compare(&g.data, &c.data, a.tol_abs, a.tol_rel));
+    }
+    println!("{}", if ok { "PASS" } else { "FAIL" });
+    Ok(ok)
+}
+
+fn report(what: &str, c: &Comparison) -> bool {
+    let ulp = if c.max_ulp == u64::MAX {
+        "inf".to_string()
+    } else {
+        c.max_ulp.to_string()
+    };
+    println!(
+        "  {what:9} {:>10} elements  max abs {:.3e}  max rel {:.3e}  max ulp {ulp}  beyond tolerance {}",
+        c.len, c.max_abs, c.max_rel, c.beyond
+    );
+    if let Some((i, g, r)) = c.worst {
+        println!("  {:9} worst at [{i}]: gpu {g:e}, cpu {r:e}", "");
+    }
+    c.beyond == 0
+}

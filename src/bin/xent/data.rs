@@ -1,0 +1,152 @@
+//! Inputs for `check` and `bench`: generated from a seed, or read from .npy files.
+
+use std::path::PathBuf;
+use wgpu_xent::npy::{self, NpyTarget};
+use wgpu_xent::{Result, Target, Tensor, XentError};
+
+/// Owned inputs of one configuration.
+pub struct Inputs {
+    pub x: Vec<f32>,
+    pub shape: Vec<usize>,
+    pub classes: Vec<i64>,
+    pub probs: Option<Vec<f32>>,
+    pub tshape: Vec<usize>,
+    pub weight: Option<Vec<f32>>,
+    /// False when no target was given (log-softmax and softmax need none).
+    pub target_given: bool,
+}
+
+impl Inputs {
+    pub fn input(&self) -> Tensor<'_, f32> {
+        Tensor::new(&self.x, &self.shape)
+    }
+
+    pub fn target(&self) -> Target<'_> {
+        match &self.probs {
+            Some(p) => Target::Probs(Tensor::new(p, &self.shape)),
+            None => Target::I64(Tensor::new(&self.classes, &self.tshape)),
+        }
+    }
+}
+
+/// Parses `NxC` or `NxCxD1x..`.
+pub fn parse_shape(s: &str) -> Result<Vec<usize>> {
+    let dims: std::result::Result<Vec<usize>, _> =
+        s.to_lowercase().split('x').map(str::parse).collect();
+    match dims {
+        Ok(d) if d.len() >= 2 => Ok(d),
+        _ => Err(XentError::InvalidArgument(format!(
+            "--shape {s}: expected NxC or NxCxD1x.. (e.g. 1024x32000)"
+        ))),
+    }
+}
+
+/// A small deterministic generator (SplitMix64).
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed ^ 0x5851f42d4c957f2d)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn uniform(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Options of generated data.
+pub struct Synth {
+    pub seed: u64,
+    pub weighted: bool,
+    pub ignore_frac: f32,
+    pub ignore_index: i64,
+    pub probs: bool,
+}
+
+/// Logits uniform in [-4, 4), targets uniform over the classes (a fraction ignored),
+/// probabilities normalised per position, weights in [0.2, 1.2).
+pub fn synthesize(shape: &[usize], s: &Synth) -> Inputs {
+    let mut rng = Rng::new(s.seed);
+    let (n, c) = (shape[0], shape[1]);
+    let inner: usize = shape[2..].iter().product();
+    let x: Vec<f32> = (0..n * c * inner)
+        .map(|_| rng.uniform() * 8.0 - 4.0)
+        .collect();
+    let classes = (0..n * inner)
+        .map(|_| {
+            if rng.uniform() < s.ignore_frac {
+                s.ignore_index
+            } else {
+                (rng.next_u64() % c as u64) as i64
+            }
+        })
+        .collect();
+    let probs = s.probs.then(|| {
+        let mut p: Vec<f32> = (0..x.len()).map(|_| rng.uniform() + 1e-3).collect();
+        for o in 0..n {
+            for i in 0..inner {
+                let at = |k: usize| o * c * inner + k * inner + i;
+                let sum: f32 = (0..c).map(|k| p[at(k)]).sum();
+                (0..c).for_each(|k| p[at(k)] /= sum);
+            }
+        }
+        p
+    });
+    let weight = s
+        .weighted
+        .then(|| (0..c).map(|_| rng.uniform() + 0.2).collect());
+    let mut tshape = vec![n];
+    tshape.extend(&shape[2..]);
+    Inputs {
+        x,
+        shape: shape.to_vec(),
+        classes,
+        probs,
+        tshape,
+        weight,
+        target_given: true,
+    }
+}
+
+/// Reads `--input` (float32), `--target` (int64/int32 classes or float32 probabilities) and
+/// `--weight` (float32 [C]).
+pub fn read(input: &PathBuf, target: Option<&PathBuf>, weight: Option<&PathBuf>) -> Result<Inputs> {
+    let x = npy::read_f32(input)?;
+    let (classes, probs, tshape) = match target.map(npy::read_target).transpose()? {
+        Some(NpyTarget::I64(t)) => (t.data, None, t.shape),
+        Some(NpyTarget::I32(t)) => (t.data.iter().map(|&v| v as i64).collect(), None, t.shape),
+        Some(NpyTarget::F32(t)) => (vec![], Some(t.data), t.shape),
+        None => (vec![], None, vec![]),
+    };
+    let weight = match weight {
+        Some(path) => {
+            let w = npy::read_f32(path)?;
+            if w.shape.len() != 1 {
+                return Err(XentError::Npy {
+                    path: path.display().to_string(),
+                    message: format!("weight must be 1-D of shape [C], got shape {:?}", w.shape),
+                });
+            }
+            Some(w.data)
+        }
+        None => None,
+    };
+    Ok(Inputs {
+        x: x.data,
+        shape: x.shape,
+        classes,
+        probs,
+        tshape,
+        weight,
+        target_given: target.is_some(),
+    })
+}

@@ -1,0 +1,121 @@
+//! A program: the ordered dispatches of one op, built once and recorded into one compute pass.
+//!
+//! Building (buffers, uniforms, bind groups) is separate from recording, so a caller that runs
+//! the same shape again (the benchmark, a training loop) pays for it once. In a compute pass
+//! each dispatch is its own synchronisation scope: wgpu inserts the barrier between a dispatch
+//! that writes a buffer and a later one that reads it.
+
+use super::chunks::grid;
+use super::context::Context;
+use super::kernels::Kernel;
+use super::readback::Staging;
+use super::timestamps::Timestamps;
+use crate::error::Result;
+
+/// One dispatch: a kernel, its bindings and its grid.
+pub(crate) struct Dispatch {
+    kernel: Kernel,
+    bind: wgpu::BindGroup,
+    grid: (u32, u32),
+    label: String,
+}
+
+/// The dispatches of one op, in order.
+#[derive(Default)]
+pub(crate) struct Program {
+    dispatches: Vec<Dispatch>,
+}
+
+impl Program {
+    /// Number of dispatches.
+    pub fn len(&self) -> usize {
+        self.dispatches.len()
+    }
+}
+
+impl Context {
+    /// Appends a dispatch of `workgroups` workgroups (a 2-D grid past 65,535).
+    pub(crate) fn push(
+        &self,
+        program: &mut Program,
+        kernel: Kernel,
+        bind: wgpu::BindGroup,
+        workgroups: u64,
+        label: String,
+    ) -> Result<()> {
+        let grid = grid(
+            workgroups,
+            self.limits().max_compute_workgroups_per_dimension,
+        )?;
+        if grid.0 > 0 {
+            program.dispatches.push(Dispatch {
+                kernel,
+                bind,
+                grid,
+                label,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records `program` into one compute pass, with a timestamp at its start and end
+    /// (query indices `first` and `first + 1`) when `timestamps` is given.
+    pub(crate) fn record(
+        &self,
+        encoder: &mut wgpu::CommandEncoder,
+        program: &Program,
+        timestamps: Option<(&wgpu::QuerySet, u32)>,
+    ) {
+        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+            label: Some("xent"),
+            timestamp_writes: timestamps.map(|(set, first)| wgpu::ComputePassTimestampWrites {
+                query_set: set,
+                beginning_of_pass_write_index: Some(first),
+                end_of_pass_write_index: Some(first + 1),
+            }),
+        });
+        for d in &program.dispatches {
+            pass.push_debug_group(&d.label);
+            pass.set_pipeline(self.pipeline(d.kernel));
+            pass.set_bind_group(0, &d.bind, &[]);
+            pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
+            pass.pop_debug_group();
+        }
+    }
+}
+
+impl Context {
+    /// Records `program` (timed when `timestamps` is given), copies each `(source, staging)`
+    /// pair, submits once and reads the staging buffers back. Returns their bytes, in order,
+    /// and the GPU time of the pass.
+    pub(crate) async fn run_program(
+        &self,
+        program: &Program,
+        reads: &[(&wgpu::Buffer, &Staging)],
+        timestamps: Option<&Timestamps>,
+    ) -> Result<(Vec<Vec<u8>>, Option<std::time::Duration>)> {
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        self.record(&mut encoder, program, timestamps.map(|t| (&t.set, 0)));
+        for (src, staging) in reads {
+            self.copy_to(&mut encoder, src, staging);
+        }
+        let mut staged: Vec<&Staging> = reads.iter().map(|r| r.1).collect();
+        if let Some(t) = timestamps {
+            encoder.resolve_query_set(&t.set, 0..2, &t.resolve, 0);
+            self.copy_to(&mut encoder, &t.resolve, &t.staging);
+            staged.push(&t.staging);
+        }
+        let mut bytes = self.submit_and_read_bytes(encoder, &staged).await?;
+        let elapsed = match timestamps {
+            Some(_) => {
+                let ticks: Vec<u64> =
+                    bytemuck::pod_collect_to_vec(&bytes.pop().unwrap_or_default());
+                let ns = ticks[1].saturating_sub(ticks[0]) as f64
+                    * self.queue.get_timestamp_period() as f64;
+                Some(std::time::Duration::from_nanos(ns as u64))
+            }
+            None => None,
+        };
+        Ok((bytes, elapsed))
+    }
+}

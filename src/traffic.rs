@@ -1,0 +1,65 @@
+//! Bytes each op moves per logit under the kernels' pass structure (the `Traffic:` / `Passes:`
+//! lines of each shader header). `xent bench` computes GB/s from these.
+
+/// The ops `xent bench` times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BenchOp {
+    /// `cross_entropy` forward, class targets: one read of each logit.
+    CrossEntropy,
+    /// Fused `cross_entropy` forward + backward: two reads and one write per logit.
+    CrossEntropyGrad,
+    /// `nll_loss` forward: one read per row (of the target's value).
+    NllLoss,
+    /// `log_softmax`: two reads (statistics, then output) and one write.
+    LogSoftmax,
+    /// `softmax`: two reads and one write.
+    Softmax,
+    /// A buffer-to-buffer copy: one read and one write.
+    Copy,
+    /// The trivial read kernel of bandwidth.wgsl: one read.
+    Read,
+}
+
+impl BenchOp {
+    /// The name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            BenchOp::CrossEntropy => "cross-entropy",
+            BenchOp::CrossEntropyGrad => "cross-entropy-grad",
+            BenchOp::NllLoss => "nll-loss",
+            BenchOp::LogSoftmax => "log-softmax",
+            BenchOp::Softmax => "softmax",
+            BenchOp::Copy => "copy",
+            BenchOp::Read => "read",
+        }
+    }
+
+    /// Bytes read and written per logit of `classes` classes, for elements of `elem_bytes`
+    /// bytes, as the GPU kernels move them (per-row outputs and the reduction are excluded:
+    /// they are C times smaller).
+    pub fn bytes_per_logit(self, classes: usize, elem_bytes: usize) -> f64 {
+        let e = elem_bytes as f64;
+        match self {
+            BenchOp::CrossEntropy | BenchOp::Read => e,
+            BenchOp::CrossEntropyGrad | BenchOp::LogSoftmax | BenchOp::Softmax => 3.0 * e,
+            BenchOp::NllLoss => e / classes.max(1) as f64,
+            BenchOp::Copy => 2.0 * e,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_per_logit_follow_the_pass_structure() {
+        assert_eq!(BenchOp::CrossEntropy.bytes_per_logit(32000, 4), 4.0);
+        assert_eq!(BenchOp::CrossEntropyGrad.bytes_per_logit(32000, 4), 12.0);
+        assert_eq!(BenchOp::LogSoftmax.bytes_per_logit(4096, 4), 12.0);
+        assert_eq!(BenchOp::Softmax.bytes_per_logit(4096, 4), 12.0);
+        assert_eq!(BenchOp::NllLoss.bytes_per_logit(1000, 4), 0.004);
+        assert_eq!(BenchOp::Copy.bytes_per_logit(7, 4), 8.0);
+        assert_eq!(BenchOp::Read.bytes_per_logit(7, 4), 4.0);
+    }
+}
