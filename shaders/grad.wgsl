@@ -13,10 +13,11 @@
 //   nll_loss: ∂ℓ/∂x_c = -(g/D)·w[y]·[c = y]·m_n; it reads no logits.
 //   Ignored rows get an exact 0.
 //
-// Work and traffic: one workgroup per row. cross_entropy_grad reads each logit once more and
-// writes its gradient: with the forward that is 8 bytes read + 4 written per logit. With
-// IN_PLACE the gradient overwrites the logits (binding 7 is the logits buffer, binding 1 a
-// dummy); each invocation reads x_c before it writes the same element, so there is no race.
+// Work and traffic: `lanes` invocations per row, like the forward; contiguous rows are read
+// as vec4s. cross_entropy_grad reads each logit once more and writes its gradient: with the
+// forward that is 8 bytes read + 4 written per logit. With IN_PLACE the gradient overwrites
+// the logits (binding 7 is the logits buffer, binding 1 a dummy); each invocation reads x_c
+// before it writes the same element, so there is no race.
 //
 // Bindings 5-7 (keep in sync with `Family::Grad` in src/gpu/kernels.rs):
 //   5 stats: storage, read         [rows] vec4 (M, S, Q, lse) from cross_entropy_rows
@@ -30,11 +31,55 @@ override IN_PLACE: bool = false;
 @group(0) @binding(6) var<storage, read> scale: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grad: array<f32>;
 
-fn logit(i: u32) -> f32 {
+fn source(i: u32) -> f32 {
     if IN_PLACE {
         return grad[i];
     }
-    return logits[i];
+    return logit(i);
+}
+
+fn source4(j: u32) -> vec4<f32> {
+    if IN_PLACE {
+        return vec4<f32>(grad[4u * j], grad[4u * j + 1u], grad[4u * j + 2u], grad[4u * j + 3u]);
+    }
+    return logits[j];
+}
+
+// What every element of a row needs.
+struct RowGrad {
+    st: vec4<f32>,
+    coef: f32,
+    y: i32,
+    wy: f32,
+}
+
+// ∂ℓ/∂x for the raw logit `raw` at flat index i, class c.
+fn grad_one(g: RowGrad, raw: f32, i: u32, c: u32) -> f32 {
+    let eps = params.label_smoothing;
+    let x = cap(raw);
+    let p = exp(x - g.st.x) / g.st.y;
+    var d = 0.0;
+    if prob_targets() {
+        d = g.st.z * p - prob_weight(c, i);
+    } else {
+        var onehot = 0.0;
+        if i32(c) == g.y {
+            onehot = 1.0;
+        }
+        d = (1.0 - eps) * g.wy * (p - onehot);
+        if eps > 0.0 {
+            d += eps / f32(params.classes) * (p * params.weight_sum - class_weight(c));
+        }
+    }
+    if params.z_loss != 0.0 {
+        d += 2.0 * params.z_loss * g.st.w * p;
+    }
+    d *= g.coef;
+    if params.softcap != 0.0 {
+        let y = x / params.softcap;
+        d *= 1.0 - y * y;
+    }
+    return d;
 }
 
 @compute @workgroup_size(WG)
@@ -43,60 +88,64 @@ fn cross_entropy_grad(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = linear_workgroup(wid, nwg);
-    if row >= params.rows {
+    let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
+    if !slot.valid {
         return;
     }
+    let row = slot.row;
     let base = row_base(row);
     let classes = params.classes;
-    let eps = params.label_smoothing;
-    let probs_given = prob_targets();
-    let st = stats[row];
-    let coef = params.grad_output / scale[0];
-    var t = 0;
-    var wy = 0.0;
-    if !probs_given {
-        t = row_target(row);
-        if t < 0 {
+    var g = RowGrad(stats[row], params.grad_output / scale[0], 0, 0.0);
+    var fill = 0.0;
+    var constant = false;
+    if !prob_targets() {
+        g.y = row_target(row);
+        if g.y < 0 {
             // Ignored: an exact zero. Out of range: NaN, like the row's loss.
-            var v = 0.0;
-            if t == -2 {
-                v = quiet_nan();
+            constant = true;
+            if g.y == -2 {
+                fill = quiet_nan();
             }
-            for (var c = lid; c < classes; c += WG) {
-                grad[base + c * params.inner] = v;
-            }
-            return;
-        }
-        wy = class_weight(u32(t));
-    }
-    let zterm = 2.0 * params.z_loss * st.w;
-    for (var c = lid; c < classes; c += WG) {
-        let i = base + c * params.inner;
-        let x = cap(logit(i));
-        let p = exp(x - st.x) / st.y;
-        var d = 0.0;
-        if probs_given {
-            d = st.z * p - prob_weight(c, i);
         } else {
-            var onehot = 0.0;
-            if i32(c) == t {
-                onehot = 1.0;
+            g.wy = class_weight(u32(g.y));
+        }
+    }
+    if params.inner == 1u {
+        let sp = row_span(base, classes);
+        for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+            let c0 = 4u * j - base;
+            var d = vec4<f32>(fill);
+            if !constant {
+                let v = source4(j);
+                d = vec4<f32>(
+                    grad_one(g, v.x, 4u * j, c0),
+                    grad_one(g, v.y, 4u * j + 1u, c0 + 1u),
+                    grad_one(g, v.z, 4u * j + 2u, c0 + 2u),
+                    grad_one(g, v.w, 4u * j + 3u, c0 + 3u),
+                );
             }
-            d = (1.0 - eps) * wy * (p - onehot);
-            if eps > 0.0 {
-                d += eps / f32(classes) * (p * params.weight_sum - class_weight(c));
+            grad[4u * j] = d.x;
+            grad[4u * j + 1u] = d.y;
+            grad[4u * j + 2u] = d.z;
+            grad[4u * j + 3u] = d.w;
+        }
+        for (var k = slot.lane; k < sp.ends; k += params.lanes) {
+            let i = span_scalar(sp, base, k);
+            var d = fill;
+            if !constant {
+                d = grad_one(g, source(i), i, i - base);
             }
+            grad[i] = d;
         }
-        if params.z_loss != 0.0 {
-            d += zterm * p;
+    } else {
+        for (var c = slot.lane; c < classes; c += params.lanes) {
+            let i = base + c * params.inner;
+            var d = fill;
+            if !constant {
+                d = grad_one(g, source(i), i, c);
+            }
+            grad[i] = d;
         }
-        d *= coef;
-        if params.softcap != 0.0 {
-            let y = x / params.softcap;
-            d *= 1.0 - y * y;
-        }
-        grad[i] = d;
     }
 }
 
@@ -106,19 +155,19 @@ fn nll_grad(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = linear_workgroup(wid, nwg);
-    if row >= params.rows {
+    let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
+    if !slot.valid {
         return;
     }
-    let base = row_base(row);
-    let t = row_target(row);
+    let base = row_base(slot.row);
+    let t = row_target(slot.row);
     var gy = 0.0;
     if t >= 0 {
         gy = -params.grad_output / scale[0] * class_weight(u32(t));
     } else if t == -2 {
         gy = quiet_nan();
     }
-    for (var c = lid; c < params.classes; c += WG) {
+    for (var c = slot.lane; c < params.classes; c += params.lanes) {
         var v = 0.0;
         if i32(c) == t || t == -2 {
             v = gy;

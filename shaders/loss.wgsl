@@ -16,10 +16,11 @@
 //   nll_loss reads the input as log-probabilities: ℓ_n = -w[y]·x[y]·m_n.
 //   The reduction over rows (and the mean's denominator Σ den_n) is reduce.wgsl.
 //
-// Work and traffic: cross_entropy_rows is one workgroup per row and reads the row once
-// (online max and sum-exp; one invocation gathers the target logit): 4 bytes per logit, 8
-// with probability targets. It never materialises log_softmax. nll_rows is one invocation
-// per row and reads one value of it.
+// Work and traffic: cross_entropy_rows gives each row `lanes` invocations (shared/lse.wgsl)
+// and reads it once, as vec4s when it is contiguous: a vec4 costs one rescale exp(M_old - M)
+// and four exp(x - M), and the target logit is gathered by one invocation. 4 bytes read per
+// logit (8 with probability targets); log_softmax is never materialised. nll_rows is one
+// invocation per row and reads one value of it.
 //
 // A class target outside [0, C) that is not ignored makes its row NaN; it never reads out
 // of bounds.
@@ -33,50 +34,95 @@
 @group(0) @binding(6) var<storage, read_write> dens: array<f32>;
 @group(0) @binding(7) var<storage, read_write> stats: array<vec4<f32>>;
 
+// One lane's share of a row: the online (M, S) and the smoothing sums (Q, A).
+struct Acc {
+    st: Lse,
+    q: f32,
+    a: f32,
+}
+
+// Whether the row needs Q and A (label smoothing or probability targets).
+fn smoothing() -> bool {
+    return prob_targets() || params.label_smoothing > 0.0;
+}
+
+// Adds logit i (class c) to the lane's sums; r is the row's reference logit.
+fn push_one(acc: Acc, i: u32, c: u32, r: f32) -> Acc {
+    let x = cap(logit(i));
+    var out = Acc(lse_push(acc.st, x), acc.q, acc.a);
+    if smoothing() {
+        var q = class_weight(c);
+        if prob_targets() {
+            q = prob_weight(c, i);
+        }
+        out.q += q;
+        out.a += q * (x - r);
+    }
+    return out;
+}
+
+// Adds the vec4 j (classes c0..c0+3 of a contiguous row) to the lane's sums.
+fn push_vec4(acc: Acc, j: u32, c0: u32, r: f32) -> Acc {
+    let v = cap4(logits[j]);
+    let m = max(acc.st.m, max(max(v.x, v.y), max(v.z, v.w)));
+    let e = exp(v - vec4<f32>(m));
+    var out = Acc(Lse(m, acc.st.s * exp(acc.st.m - m) + ((e.x + e.y) + (e.z + e.w))), acc.q, acc.a);
+    if smoothing() {
+        var q = vec4<f32>(class_weight(c0), class_weight(c0 + 1u), class_weight(c0 + 2u), class_weight(c0 + 3u));
+        if prob_targets() {
+            let eps = params.label_smoothing;
+            q *= probs[j] * (1.0 - eps) + eps / f32(params.classes);
+        }
+        out.q += (q.x + q.y) + (q.z + q.w);
+        let qa = q * (v - vec4<f32>(r));
+        out.a += (qa.x + qa.y) + (qa.z + qa.w);
+    }
+    return out;
+}
+
 @compute @workgroup_size(WG)
 fn cross_entropy_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = linear_workgroup(wid, nwg);
-    // The grid is rounded up to a rectangle; the whole workgroup leaves together.
-    if row >= params.rows {
-        return;
-    }
+    let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
+    let row = slot.row;
     let base = row_base(row);
     let classes = params.classes;
     let inner = params.inner;
     let eps = params.label_smoothing;
     let probs_given = prob_targets();
-    let smoothing = probs_given || eps > 0.0;
     var r = 0.0;
-    if smoothing && classes > 0u {
-        r = cap(logits[base]);
-        if !is_finite(r) {
-            r = 0.0;
-        }
-    }
-
-    var st = lse_empty();
-    var qa = vec2<f32>(0.0, 0.0);
-    for (var c = lid; c < classes; c += WG) {
-        let i = base + c * inner;
-        let x = cap(logits[i]);
-        st = lse_push(st, x);
-        if smoothing {
-            var q = class_weight(c);
-            if probs_given {
-                q = prob_weight(c, i);
+    var acc = Acc(lse_empty(), 0.0, 0.0);
+    if slot.valid {
+        if smoothing() && classes > 0u {
+            r = cap(logit(base));
+            if !is_finite(r) {
+                r = 0.0;
             }
-            qa += vec2<f32>(q, q * (x - r));
+        }
+        if inner == 1u {
+            let sp = row_span(base, classes);
+            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+                acc = push_vec4(acc, j, 4u * j - base, r);
+            }
+            for (var k = slot.lane; k < sp.ends; k += params.lanes) {
+                let i = span_scalar(sp, base, k);
+                acc = push_one(acc, i, i - base, r);
+            }
+        } else {
+            for (var c = slot.lane; c < classes; c += params.lanes) {
+                acc = push_one(acc, base + c * inner, c, r);
+            }
         }
     }
-    let row_st = workgroup_lse(st, lid);
-    if smoothing {
-        qa = workgroup_sum2(qa, lid);
+    let row_st = workgroup_lse(acc.st, lid, params.lanes);
+    var qa = vec2<f32>(0.0, 0.0);
+    if smoothing() {
+        qa = workgroup_sum2(vec2<f32>(acc.q, acc.a), lid, params.lanes);
     }
-    if lid != 0u {
+    if !slot.valid || slot.lane != 0u {
         return;
     }
 
@@ -97,7 +143,7 @@ fn cross_entropy_rows(
             den = quiet_nan();
         } else {
             let w = class_weight(u32(t));
-            loss = -w * lse_log_prob(row_st, cap(logits[base + u32(t) * inner]));
+            loss = -w * lse_log_prob(row_st, cap(logit(base + u32(t) * inner)));
             // Only when ε > 0: 0·inf would turn an infinite smoothing term into NaN.
             if eps > 0.0 {
                 loss = (1.0 - eps) * loss + eps / f32(classes) * spread;
@@ -131,7 +177,7 @@ fn nll_rows(
         den = quiet_nan();
     } else if t >= 0 {
         let w = class_weight(u32(t));
-        loss = -w * logits[row_base(row) + u32(t) * params.inner];
+        loss = -w * logit(row_base(row) + u32(t) * params.inner);
         den = w;
     }
     losses[row] = loss;

@@ -55,7 +55,7 @@ fn reduce_block(
             acc += vec2<f32>(in_sum[i], in_den[i]);
         }
     }
-    let total = workgroup_sum2(acc, lid);
+    let total = workgroup_sum2(acc, lid, WG);
     if lid == 0u {
         out_sum[params.out_base + g] = total.x;
         out_den[params.out_base + g] = total.y;

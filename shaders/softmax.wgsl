@@ -7,45 +7,106 @@
 // Math, per row:
 //   m = max_c x_c,  s = Σ_c exp(x_c - m),  lse = m + log(s)
 //   log_softmax: y_c = (x_c - m) - log(s)  softmax: y_c = exp(x_c - m) / s
-//
-// Work: one workgroup per row; each invocation walks the row with stride WG keeping an
-// online (m, s), then the workgroup merges them in a fixed tree (deterministic).
-// Passes: read the row for (m, s), read it again and write y: 8 bytes read + 4 written per logit.
-//
 // Backward, given the forward output `out` (bound as x) and the upstream gradient gy:
 //   log_softmax_backward: gx_c = gy_c - exp(out_c) · Σ_j gy_j
 //   softmax_backward:     gx_c = out_c · (gy_c - Σ_j gy_j · out_j)
-// One workgroup per row: a pass for the row sum (fixed tree order), a pass to write gx.
+//
+// Work: `lanes` invocations per row (shared/lse.wgsl); each walks its share of the row
+// keeping an online (m, s) — or the backward's sum — and the row's lanes merge them in a
+// fixed tree (deterministic). Contiguous rows (inner = 1) are read as vec4s.
+// Passes: read the row for the statistics, read it again and write y: 8 bytes read + 4
+// written per logit (12 for the backward's reads of out and gy, twice, plus the write:
+// 16 read + 4 written).
 //
 // Bindings (keep in sync with `Family::Softmax` in src/gpu/kernels.rs and
 // `SoftmaxParams` in src/gpu/softmax.rs):
 //   0 params: uniform SoftmaxParams
-//   1 x: storage, read        [rows * C] of this chunk
+//   1 x: storage, read        [rows * C] as vec4s (the buffer is padded to 16 bytes)
 //   2 y: storage, read_write  same shape as x (gx for the backward entry points)
-//   3 gy: storage, read        same shape as x, the upstream gradient (backward only)
+//   3 gy: storage, read       same shape as x as vec4s, the upstream gradient (backward only)
 
 struct SoftmaxParams {
     rows: u32,
     classes: u32,
     inner: u32,
-    _pad: u32,
+    lanes: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
-@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
-@group(0) @binding(3) var<storage, read> gy: array<f32>;
+@group(0) @binding(3) var<storage, read> gy: array<vec4<f32>>;
+
+const LOG_SOFTMAX: u32 = 0u;
+const SOFTMAX: u32 = 1u;
+
+fn x_at(i: u32) -> f32 {
+    return x[i >> 2u][i & 3u];
+}
+
+fn gy_at(i: u32) -> f32 {
+    return gy[i >> 2u][i & 3u];
+}
 
 fn row_base(row: u32) -> u32 {
     return (row / params.inner) * params.classes * params.inner + row % params.inner;
 }
 
-fn row_lse(base: u32, lid: u32) -> Lse {
+// (m, s) of the row, merged over its lanes.
+fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
     var st = lse_empty();
-    for (var c = lid; c < params.classes; c += WG) {
-        st = lse_push(st, x[base + c * params.inner]);
+    if slot.valid {
+        if params.inner == 1u {
+            let sp = row_span(base, params.classes);
+            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+                let v = x[j];
+                let m = max(st.m, max(max(v.x, v.y), max(v.z, v.w)));
+                let e = exp(v - vec4<f32>(m));
+                st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
+            }
+            for (var k = slot.lane; k < sp.ends; k += params.lanes) {
+                st = lse_push(st, x_at(span_scalar(sp, base, k)));
+            }
+        } else {
+            for (var c = slot.lane; c < params.classes; c += params.lanes) {
+                st = lse_push(st, x_at(base + c * params.inner));
+            }
+        }
     }
-    return workgroup_lse(st, lid);
+    return workgroup_lse(st, lid, params.lanes);
+}
+
+fn forward_value(which: u32, st: Lse, v: f32) -> f32 {
+    if which == LOG_SOFTMAX {
+        return lse_log_prob(st, v);
+    }
+    return exp(v - st.m) / st.s;
+}
+
+// Writes y_c for every class of the row from its statistics.
+fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
+    if !slot.valid {
+        return;
+    }
+    if params.inner == 1u {
+        let sp = row_span(base, params.classes);
+        for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+            let v = x[j];
+            y[4u * j] = forward_value(which, st, v.x);
+            y[4u * j + 1u] = forward_value(which, st, v.y);
+            y[4u * j + 2u] = forward_value(which, st, v.z);
+            y[4u * j + 3u] = forward_value(which, st, v.w);
+        }
+        for (var k = slot.lane; k < sp.ends; k += params.lanes) {
+            let i = span_scalar(sp, base, k);
+            y[i] = forward_value(which, st, x_at(i));
+        }
+    } else {
+        for (var c = slot.lane; c < params.classes; c += params.lanes) {
+            let i = base + c * params.inner;
+            y[i] = forward_value(which, st, x_at(i));
+        }
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -54,17 +115,9 @@ fn log_softmax(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = linear_workgroup(wid, nwg);
-    // The grid is rounded up to a rectangle; the whole workgroup leaves together.
-    if row >= params.rows {
-        return;
-    }
-    let base = row_base(row);
-    let st = row_lse(base, lid);
-    for (var c = lid; c < params.classes; c += WG) {
-        let i = base + c * params.inner;
-        y[i] = lse_log_prob(st, x[i]);
-    }
+    let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
+    let base = row_base(slot.row);
+    write_forward(LOG_SOFTMAX, slot, base, row_lse(slot, base, lid));
 }
 
 @compute @workgroup_size(WG)
@@ -73,31 +126,69 @@ fn softmax(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = linear_workgroup(wid, nwg);
-    // The grid is rounded up to a rectangle; the whole workgroup leaves together.
-    if row >= params.rows {
-        return;
-    }
-    let base = row_base(row);
-    let st = row_lse(base, lid);
-    for (var c = lid; c < params.classes; c += WG) {
-        let i = base + c * params.inner;
-        y[i] = exp(x[i] - st.m) / st.s;
-    }
+    let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
+    let base = row_base(slot.row);
+    write_forward(SOFTMAX, slot, base, row_lse(slot, base, lid));
 }
 
-// Σ_c gy_c (log_softmax) or Σ_c gy_c · out_c (softmax) over the row, in a fixed tree order.
-fn row_dot(base: u32, lid: u32, times_out: bool) -> f32 {
+// Σ gy (log_softmax) or Σ gy · out (softmax) over the row, merged over its lanes.
+fn row_dot(which: u32, slot: RowSlot, base: u32, lid: u32) -> f32 {
     var acc = 0.0;
-    for (var c = lid; c < params.classes; c += WG) {
-        let i = base + c * params.inner;
-        if times_out {
-            acc += gy[i] * x[i];
+    if slot.valid {
+        if params.inner == 1u {
+            let sp = row_span(base, params.classes);
+            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+                var g = gy[j];
+                if which == SOFTMAX {
+                    g *= x[j];
+                }
+                acc += (g.x + g.y) + (g.z + g.w);
+            }
+            for (var k = slot.lane; k < sp.ends; k += params.lanes) {
+                let i = span_scalar(sp, base, k);
+                acc += select(gy_at(i), gy_at(i) * x_at(i), which == SOFTMAX);
+            }
         } else {
-            acc += gy[i];
+            for (var c = slot.lane; c < params.classes; c += params.lanes) {
+                let i = base + c * params.inner;
+                acc += select(gy_at(i), gy_at(i) * x_at(i), which == SOFTMAX);
+            }
         }
     }
-    return workgroup_sum2(vec2<f32>(acc, 0.0), lid).x;
+    return workgroup_sum2(vec2<f32>(acc, 0.0), lid, params.lanes).x;
+}
+
+fn backward_value(which: u32, out: f32, g: f32, total: f32) -> f32 {
+    if which == LOG_SOFTMAX {
+        return g - exp(out) * total;
+    }
+    return out * (g - total);
+}
+
+fn write_backward(which: u32, slot: RowSlot, base: u32, total: f32) {
+    if !slot.valid {
+        return;
+    }
+    if params.inner == 1u {
+        let sp = row_span(base, params.classes);
+        for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+            let v = x[j];
+            let g = gy[j];
+            y[4u * j] = backward_value(which, v.x, g.x, total);
+            y[4u * j + 1u] = backward_value(which, v.y, g.y, total);
+            y[4u * j + 2u] = backward_value(which, v.z, g.z, total);
+            y[4u * j + 3u] = backward_value(which, v.w, g.w, total);
+        }
+        for (var k = slot.lane; k < sp.ends; k += params.lanes) {
+            let i = span_scalar(sp, base, k);
+            y[i] = backward_value(which, x_at(i), gy_at(i), total);
+        }
+    } else {
+        for (var c = slot.lane; c < params.classes; c += params.lanes) {
+            let i = base + c * params.inner;
+            y[i] = backward_value(which, x_at(i), gy_at(i), total);
+        }
+    }
 }
 
 @compute @workgroup_size(WG)
@@ -106,17 +197,9 @@ fn log_softmax_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = linear_workgroup(wid, nwg);
-    // The grid is rounded up to a rectangle; the whole workgroup leaves together.
-    if row >= params.rows {
-        return;
-    }
-    let base = row_base(row);
-    let total = row_dot(base, lid, false);
-    for (var c = lid; c < params.classes; c += WG) {
-        let i = base + c * params.inner;
-        y[i] = gy[i] - exp(x[i]) * total;
-    }
+    let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
+    let base = row_base(slot.row);
+    write_backward(LOG_SOFTMAX, slot, base, row_dot(LOG_SOFTMAX, slot, base, lid));
 }
 
 @compute @workgroup_size(WG)
@@ -125,15 +208,7 @@ fn softmax_backward(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let row = linear_workgroup(wid, nwg);
-    // The grid is rounded up to a rectangle; the whole workgroup leaves together.
-    if row >= params.rows {
-        return;
-    }
-    let base = row_base(row);
-    let total = row_dot(base, lid, true);
-    for (var c = lid; c < params.classes; c += WG) {
-        let i = base + c * params.inner;
-        y[i] = x[i] * (gy[i] - total);
-    }
+    let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
+    let base = row_base(slot.row);
+    write_backward(SOFTMAX, slot, base, row_dot(SOFTMAX, slot, base, lid));
 }

@@ -58,45 +58,95 @@ fn linear_workgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.x + wid.y * nwg.x;
 }
 
+// Rows and lanes: a workgroup of WG invocations works on WG / lanes rows with `lanes`
+// invocations each. `lanes` is a power of two chosen per dispatch from C (src/gpu/rows.rs):
+// WG for long rows, down to 1 for tiny ones, so that small C does not leave most of a
+// workgroup idle. An invocation past the last row stays in the workgroup (it must reach
+// every barrier) but touches no memory.
+struct RowSlot {
+    row: u32,
+    lane: u32,
+    valid: bool,
+}
+
+fn row_slot(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, lanes: u32, rows: u32) -> RowSlot {
+    let row = linear_workgroup(wid, nwg) * (WG / lanes) + lid / lanes;
+    return RowSlot(row, lid % lanes, row < rows);
+}
+
+// A contiguous row [base, base + n) read as whole vec4s [v0, v1) plus `ends` scalars (the
+// unaligned head, then the tail): vec4 loads cut the loop trips four-fold, which is what
+// CPU adapters (lavapipe, llvmpipe) and GPUs both reward.
+struct Span {
+    v0: u32,
+    v1: u32,
+    ends: u32,
+}
+
+fn row_span(base: u32, n: u32) -> Span {
+    let end = base + n;
+    let v0 = (base + 3u) / 4u;
+    let v1 = end / 4u;
+    if v1 <= v0 {
+        return Span(0u, 0u, n);
+    }
+    return Span(v0, v1, (4u * v0 - base) + (end - 4u * v1));
+}
+
+// The flat index of the k-th scalar end of a span (k < ends).
+fn span_scalar(sp: Span, base: u32, k: u32) -> u32 {
+    if sp.v1 == 0u {
+        return base + k;
+    }
+    let head = 4u * sp.v0 - base;
+    if k < head {
+        return base + k;
+    }
+    return 4u * sp.v1 + (k - head);
+}
+
 var<workgroup> wg_m: array<f32, WG>;
 var<workgroup> wg_s: array<f32, WG>;
 
-// Merges one Lse per invocation in a fixed tree order (so the result is bitwise
-// reproducible) and returns the workgroup's total to every invocation.
-fn workgroup_lse(st: Lse, lid: u32) -> Lse {
+// Merges one Lse per invocation within each row's `lanes` invocations, in a fixed tree
+// order (so the result is bitwise reproducible); every invocation gets its row's total.
+fn workgroup_lse(st: Lse, lid: u32, lanes: u32) -> Lse {
     wg_m[lid] = st.m;
     wg_s[lid] = st.s;
-    for (var off = WG / 2u; off > 0u; off = off / 2u) {
+    let lane = lid % lanes;
+    for (var off = lanes / 2u; off > 0u; off = off / 2u) {
         // Wait until the partner's value from the previous level is written.
         workgroupBarrier();
-        if lid < off {
+        if lane < off {
             let o = lse_merge(Lse(wg_m[lid], wg_s[lid]), Lse(wg_m[lid + off], wg_s[lid + off]));
             wg_m[lid] = o.m;
             wg_s[lid] = o.s;
         }
     }
     workgroupBarrier();
-    let total = Lse(wg_m[0], wg_s[0]);
-    // Nobody may overwrite slot 0 (a later reduction) before everyone has read it.
+    let total = Lse(wg_m[lid - lane], wg_s[lid - lane]);
+    // Nobody may overwrite a row's slot (a later reduction) before its lanes have read it.
     workgroupBarrier();
     return total;
 }
 
-// Sums a pair per invocation in a fixed tree order; the total goes to every invocation.
-fn workgroup_sum2(v: vec2<f32>, lid: u32) -> vec2<f32> {
+// Sums a pair per invocation within each row's `lanes` invocations, in a fixed tree order;
+// every invocation gets its row's total.
+fn workgroup_sum2(v: vec2<f32>, lid: u32, lanes: u32) -> vec2<f32> {
     wg_m[lid] = v.x;
     wg_s[lid] = v.y;
-    for (var off = WG / 2u; off > 0u; off = off / 2u) {
+    let lane = lid % lanes;
+    for (var off = lanes / 2u; off > 0u; off = off / 2u) {
         // Wait until the partner's value from the previous level is written.
         workgroupBarrier();
-        if lid < off {
+        if lane < off {
             wg_m[lid] = wg_m[lid] + wg_m[lid + off];
             wg_s[lid] = wg_s[lid] + wg_s[lid + off];
         }
     }
     workgroupBarrier();
-    let total = vec2<f32>(wg_m[0], wg_s[0]);
-    // Nobody may overwrite slot 0 before everyone has read it.
+    let total = vec2<f32>(wg_m[lid - lane], wg_s[lid - lane]);
+    // Nobody may overwrite a row's slot before its lanes have read it.
     workgroupBarrier();
     return total;
 }

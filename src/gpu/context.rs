@@ -12,7 +12,8 @@ pub struct ContextOptions {
     /// Bind at most this many bytes of a tensor at once (default: the adapter's
     /// `max_storage_buffer_binding_size`). Lowering it exercises chunking on small data.
     pub max_binding_bytes: Option<u64>,
-    /// Invocations per workgroup, a power of two (default: [`Context::default_workgroup_size`]).
+    /// Invocations per workgroup, a power of two (default: `XENT_WORKGROUP_SIZE` from the
+    /// environment, else [`Context::default_workgroup_size`]).
     pub workgroup_size: Option<u32>,
 }
 
@@ -73,6 +74,11 @@ impl Context {
         }));
         let workgroup_size = options
             .workgroup_size
+            .or_else(|| {
+                std::env::var("XENT_WORKGROUP_SIZE")
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+            })
             .unwrap_or_else(|| Self::default_workgroup_size(&info, &limits));
         if !workgroup_size.is_power_of_two()
             || workgroup_size > limits.max_compute_invocations_per_workgroup
@@ -220,16 +226,27 @@ impl Context {
     /// Creates a storage buffer holding `data`.
     pub(crate) fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        self.check_buffer_size(label, bytes.len() as u64)?;
-        // A zero-sized binding is invalid; bind a 4-byte placeholder instead.
-        let contents: &[u8] = if bytes.is_empty() { &[0; 4] } else { bytes };
-        Ok(self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(label),
-                contents,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
-            }))
+        // Padded to whole vec4s (kernels read logits as array<vec4<f32>>); never zero-sized,
+        // which is not a valid binding.
+        let size = (bytes.len() as u64).div_ceil(16).max(1) * 16;
+        self.check_buffer_size(label, size)?;
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: true,
+        });
+        if !bytes.is_empty() {
+            buffer
+                .slice(..bytes.len() as u64)
+                .get_mapped_range_mut()
+                .map_err(|e| XentError::Gpu(e.to_string()))?
+                .copy_from_slice(bytes);
+        }
+        buffer.unmap();
+        Ok(buffer)
     }
 
     /// Creates an uninitialised storage buffer of `len` f32 values that can be read back.

@@ -7,6 +7,7 @@ use super::kernels::{Family, Kernel};
 use super::program::Program;
 use super::readback::Staging;
 use super::reduce::Reduced;
+use super::rows;
 use super::timestamps::Timestamps;
 use crate::error::Result;
 use crate::layout::{check_loss, LossProblem, Targets, IGNORED};
@@ -28,7 +29,8 @@ struct LossParams {
     softcap: f32,
     grad_output: f32,
     weight_sum: f32,
-    _pad: [u32; 2],
+    lanes: u32,
+    _pad: u32,
 }
 
 const HAS_WEIGHT: u32 = 1;
@@ -271,6 +273,8 @@ impl Context {
         let weight = self.upload("weight", opts.weight.unwrap_or(&[]))?;
         let dummy = self.upload::<f32>("unused", &[])?;
         let mut program = Program::default();
+        let lanes = rows::lanes(layout, self.workgroup_size());
+        let row_groups = |rows: usize| rows::workgroups(rows, lanes, self.workgroup_size());
 
         // Forward: one loss, den and stats per row.
         let mut bufs = Vec::with_capacity(chunks.len());
@@ -290,7 +294,8 @@ impl Context {
                     softcap: opts.softcap.unwrap_or(0.0),
                     grad_output: req.grad_output,
                     weight_sum: weight_sum as f32,
-                    _pad: [0; 2],
+                    lanes,
+                    _pad: 0,
                 },
             );
             let logits = self.upload("logits", &input[elems.clone()])?;
@@ -327,7 +332,7 @@ impl Context {
                 ],
             );
             let (kernel, workgroups) = match req.loss {
-                Loss::CrossEntropy => (Kernel::CrossEntropyRows, b.rows as u64),
+                Loss::CrossEntropy => (Kernel::CrossEntropyRows, row_groups(b.rows)),
                 Loss::Nll => (
                     Kernel::NllRows,
                     (b.rows as u64).div_ceil(self.workgroup_size() as u64),
@@ -385,7 +390,7 @@ impl Context {
                     &mut program,
                     kernel,
                     bind,
-                    b.rows as u64,
+                    row_groups(b.rows),
                     format!("{kernel:?} rows={}", b.rows),
                 )?;
             }

@@ -8,6 +8,7 @@ mod loss;
 mod program;
 mod readback;
 mod reduce;
+mod rows;
 mod softmax;
 mod timestamps;
 

@@ -5,6 +5,7 @@ use super::context::Context;
 use super::kernels::{Family, Kernel};
 use super::program::Program;
 use super::readback::Staging;
+use super::rows;
 use super::timestamps::Timestamps;
 use crate::error::{Result, XentError};
 use crate::layout::RowLayout;
@@ -17,7 +18,7 @@ struct SoftmaxParams {
     rows: u32,
     classes: u32,
     inner: u32,
-    _pad: u32,
+    lanes: u32,
 }
 
 /// A softmax-family call with its input on the device and everything built: each
@@ -133,6 +134,7 @@ impl Context {
         };
         let mut program = Program::default();
         let mut outputs = Vec::with_capacity(chunks.len());
+        let lanes = rows::lanes(&layout, self.workgroup_size());
         for chunk in &chunks {
             let elems = chunk.elems(&layout);
             let rows = chunk.rows(&layout).len();
@@ -142,7 +144,7 @@ impl Context {
                     rows: rows as u32,
                     classes: layout.classes as u32,
                     inner: layout.inner as u32,
-                    _pad: 0,
+                    lanes,
                 },
             );
             let input = self.upload("softmax x", &x.data[elems.clone()])?;
@@ -156,7 +158,8 @@ impl Context {
                 "{kernel:?} rows={rows} C={} inner={}",
                 layout.classes, layout.inner
             );
-            self.push(&mut program, kernel, bind, rows as u64, label)?;
+            let workgroups = rows::workgroups(rows, lanes, self.workgroup_size());
+            self.push(&mut program, kernel, bind, workgroups, label)?;
             outputs.push((output, self.staging(elems.len() as u64 * 4)));
         }
         Ok(PreparedSoftmax {
