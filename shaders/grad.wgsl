@@ -1,66 +1,77 @@
-// cross_entropy and nll_loss, backward: d(loss)/d(logits), optionally written over the logits.
+// cross_entropy forward and backward fused, and nll_loss backward: the loss of each row and
+// d(loss)/d(logits), optionally written over the logits.
 //
-// Runs after loss.wgsl and reduce.wgsl in the same submission. Inputs, shapes and bindings
-// 0-4: see shared/loss_inputs.wgsl.
+// Inputs, shapes and bindings 0-4: see shared/loss_inputs.wgsl (logits are read_write here).
 //
 // Math, with D = the mean's denominator (1 for sum and none), g the upstream gradient,
-// p_c = exp(x_c - M) / S from the forward's stats, and x after softcap:
+// p_c = exp(x_c - M) / S, and x after softcap:
 //   class targets: ∂ℓ/∂x_c = (g/D)·m_n·[(1-ε)·w[y]·(p_c - [c = y]) + (ε/C)·(p_c·W - w_c)
 //                                       + 2·z·lse·p_c],   W = Σ_j w_j
 //   prob targets:  ℓ_n = Q·lse - Σ_c q_c·x_c, so
-//                  ∂ℓ/∂x_c = (g/D)·[Q·p_c - q_c + 2·z·lse·p_c],   Q = Σ_c q_c (from stats)
+//                  ∂ℓ/∂x_c = (g/D)·[Q·p_c - q_c + 2·z·lse·p_c],   Q = Σ_c q_c
 //   softcap: times ∂x'/∂x = 1 - (x'/cap)².
 //   nll_loss: ∂ℓ/∂x_c = -(g/D)·w[y]·[c = y]·m_n; it reads no logits.
 //   Ignored rows get an exact 0.
 //
-// Work and traffic: `lanes` invocations per row, like the forward; contiguous rows are read
-// as vec4s. cross_entropy_grad reads each logit once more and writes its gradient: with the
-// forward that is 8 bytes read + 4 written per logit. With IN_PLACE the gradient overwrites
-// the logits (binding 7 is the logits buffer, binding 1 a dummy); each invocation reads x_c
-// before it writes the same element, so there is no race.
+// D depends only on the targets and weights, so loss.wgsl's row_dens and reduce.wgsl give
+// it before any logit is read, and one dispatch does the whole row: cross_entropy_fused
+// reads the row for its statistics (as cross_entropy_rows does, same code and order, so the
+// loss is bitwise the forward's), writes its loss, then reads the row again and writes the
+// gradient. The second read follows the first within the same workgroup, so it comes from
+// cache whenever a row fits there. Traffic: 8 bytes read + 4 written per logit.
+// With IN_PLACE the gradient goes over the logits (binding 7 is then a dummy): each element
+// is read before the same invocation writes it, and no lane writes before the barrier that
+// ends every lane's first read.
 //
-// Bindings 5-7 (keep in sync with `Family::Grad` in src/gpu/kernels.rs):
-//   5 stats: storage, read         [rows] vec4 (M, S, Q, lse) from cross_entropy_rows
+// Bindings 5-8 (keep in sync with `Family::Grad` in src/gpu/kernels.rs):
+//   5 losses: storage, read_write  [rows]
 //   6 scale: storage, read         [1] D, from reduce.wgsl's finalize (or 1)
-//   7 grad: storage, read_write    [rows * C], the logits themselves when IN_PLACE
+//   7 grad: storage, read_write    [rows * C] as vec4s (a dummy when IN_PLACE)
+//   8 stats: storage, read_write   [rows] vec4 (M, S, Q, lse)
 
-// Set from Rust: the in-place pipeline reads the logits from binding 7.
+// Set from Rust: the in-place pipeline writes the gradient over the logits.
 override IN_PLACE: bool = false;
 
-@group(0) @binding(5) var<storage, read> stats: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(6) var<storage, read> scale: array<f32>;
-@group(0) @binding(7) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(7) var<storage, read_write> grad: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> stats: array<vec4<f32>>;
 
-fn source(i: u32) -> f32 {
+fn store4(j: u32, d: vec4<f32>) {
     if IN_PLACE {
-        return grad[i];
+        logits[j] = d;
+    } else {
+        grad[j] = d;
     }
-    return logit(i);
 }
 
-fn source4(j: u32) -> vec4<f32> {
+fn store1(i: u32, d: f32) {
     if IN_PLACE {
-        return vec4<f32>(grad[4u * j], grad[4u * j + 1u], grad[4u * j + 2u], grad[4u * j + 3u]);
+        logits[i >> 2u][i & 3u] = d;
+    } else {
+        grad[i >> 2u][i & 3u] = d;
     }
-    return logits[j];
 }
 
 // What every element of a row needs.
 struct RowGrad {
-    st: vec4<f32>,
+    m: f32,
+    inv_s: f32,
+    q: f32,
+    lse: f32,
     coef: f32,
     y: i32,
     wy: f32,
 }
 
-// ∂ℓ/∂x for the raw logit `raw` at flat index i, class c.
+// ∂ℓ/∂x for the raw logit `raw` at flat index i, class c: the general case.
 fn grad_one(g: RowGrad, raw: f32, i: u32, c: u32) -> f32 {
     let eps = params.label_smoothing;
     let x = cap(raw);
-    let p = exp(x - g.st.x) / g.st.y;
+    let p = exp(x - g.m) * g.inv_s;
     var d = 0.0;
     if prob_targets() {
-        d = g.st.z * p - prob_weight(c, i);
+        d = g.q * p - prob_weight(c, i);
     } else {
         var onehot = 0.0;
         if i32(c) == g.y {
@@ -72,30 +83,40 @@ fn grad_one(g: RowGrad, raw: f32, i: u32, c: u32) -> f32 {
         }
     }
     if params.z_loss != 0.0 {
-        d += 2.0 * params.z_loss * g.st.w * p;
+        d += 2.0 * params.z_loss * g.lse * p;
     }
     d *= g.coef;
     if params.softcap != 0.0 {
-        let y = x / params.softcap;
-        d *= 1.0 - y * y;
+        let t = x / params.softcap;
+        d *= 1.0 - t * t;
     }
     return d;
 }
 
 @compute @workgroup_size(WG)
-fn cross_entropy_grad(
+fn cross_entropy_fused(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
     let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
+    let row = slot.row;
+    let base = row_base(row);
+    // First read: the statistics. The lanes' merge ends with a barrier, so every lane has
+    // finished reading before any lane below writes (in place).
+    let rs = row_stats(slot, base, lid);
     if !slot.valid {
         return;
     }
-    let row = slot.row;
-    let base = row_base(row);
+    let l = row_loss(row, base, rs);
+    if slot.lane == 0u {
+        losses[row] = l.loss;
+        stats[row] = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, l.lse);
+    }
+
+    // Second read: the gradient.
     let classes = params.classes;
-    var g = RowGrad(stats[row], params.grad_output / scale[0], 0, 0.0);
+    var g = RowGrad(rs.st.m, 1.0 / rs.st.s, rs.qa.x, l.lse, params.grad_output / scale[0], 0, 0.0);
     var fill = 0.0;
     var constant = false;
     if !prob_targets() {
@@ -110,41 +131,46 @@ fn cross_entropy_grad(
             g.wy = class_weight(u32(g.y));
         }
     }
+    let simple = !prob_targets() && !smoothing() && params.z_loss == 0.0 && params.softcap == 0.0;
     if params.inner == 1u {
         let sp = row_span(base, classes);
         for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
             let c0 = 4u * j - base;
             var d = vec4<f32>(fill);
             if !constant {
-                let v = source4(j);
-                d = vec4<f32>(
-                    grad_one(g, v.x, 4u * j, c0),
-                    grad_one(g, v.y, 4u * j + 1u, c0 + 1u),
-                    grad_one(g, v.z, 4u * j + 2u, c0 + 2u),
-                    grad_one(g, v.w, 4u * j + 3u, c0 + 3u),
-                );
+                let v = logits[j];
+                if simple {
+                    // (g/D)·w[y]·(p_c - [c = y]), four at a time.
+                    let c = vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u);
+                    let onehot = select(vec4<f32>(0.0), vec4<f32>(1.0), c == vec4<u32>(u32(g.y)));
+                    d = g.coef * g.wy * (exp(v - vec4<f32>(g.m)) * g.inv_s - onehot);
+                } else {
+                    d = vec4<f32>(
+                        grad_one(g, v.x, 4u * j, c0),
+                        grad_one(g, v.y, 4u * j + 1u, c0 + 1u),
+                        grad_one(g, v.z, 4u * j + 2u, c0 + 2u),
+                        grad_one(g, v.w, 4u * j + 3u, c0 + 3u),
+                    );
+                }
             }
-            grad[4u * j] = d.x;
-            grad[4u * j + 1u] = d.y;
-            grad[4u * j + 2u] = d.z;
-            grad[4u * j + 3u] = d.w;
+            store4(j, d);
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {
             let i = span_scalar(sp, base, k);
             var d = fill;
             if !constant {
-                d = grad_one(g, source(i), i, i - base);
+                d = grad_one(g, logit(i), i, i - base);
             }
-            grad[i] = d;
+            store1(i, d);
         }
     } else {
         for (var c = slot.lane; c < classes; c += params.lanes) {
             let i = base + c * params.inner;
             var d = fill;
             if !constant {
-                d = grad_one(g, source(i), i, c);
+                d = grad_one(g, logit(i), i, c);
             }
-            grad[i] = d;
+            store1(i, d);
         }
     }
 }
@@ -172,6 +198,6 @@ fn nll_grad(
         if i32(c) == t || t == -2 {
             v = gy;
         }
-        grad[base + c * params.inner] = v;
+        store1(base + c * params.inner, v);
     }
 }

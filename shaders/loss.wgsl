@@ -34,52 +34,6 @@
 @group(0) @binding(6) var<storage, read_write> dens: array<f32>;
 @group(0) @binding(7) var<storage, read_write> stats: array<vec4<f32>>;
 
-// One lane's share of a row: the online (M, S) and the smoothing sums (Q, A).
-struct Acc {
-    st: Lse,
-    q: f32,
-    a: f32,
-}
-
-// Whether the row needs Q and A (label smoothing or probability targets).
-fn smoothing() -> bool {
-    return prob_targets() || params.label_smoothing > 0.0;
-}
-
-// Adds logit i (class c) to the lane's sums; r is the row's reference logit.
-fn push_one(acc: Acc, i: u32, c: u32, r: f32) -> Acc {
-    let x = cap(logit(i));
-    var out = Acc(lse_push(acc.st, x), acc.q, acc.a);
-    if smoothing() {
-        var q = class_weight(c);
-        if prob_targets() {
-            q = prob_weight(c, i);
-        }
-        out.q += q;
-        out.a += q * (x - r);
-    }
-    return out;
-}
-
-// Adds the vec4 j (classes c0..c0+3 of a contiguous row) to the lane's sums.
-fn push_vec4(acc: Acc, j: u32, c0: u32, r: f32) -> Acc {
-    let v = cap4(logits[j]);
-    let m = max(acc.st.m, max(max(v.x, v.y), max(v.z, v.w)));
-    let e = exp(v - vec4<f32>(m));
-    var out = Acc(Lse(m, acc.st.s * exp(acc.st.m - m) + ((e.x + e.y) + (e.z + e.w))), acc.q, acc.a);
-    if smoothing() {
-        var q = vec4<f32>(class_weight(c0), class_weight(c0 + 1u), class_weight(c0 + 2u), class_weight(c0 + 3u));
-        if prob_targets() {
-            let eps = params.label_smoothing;
-            q *= probs[j] * (1.0 - eps) + eps / f32(params.classes);
-        }
-        out.q += (q.x + q.y) + (q.z + q.w);
-        let qa = q * (v - vec4<f32>(r));
-        out.a += (qa.x + qa.y) + (qa.z + qa.w);
-    }
-    return out;
-}
-
 @compute @workgroup_size(WG)
 fn cross_entropy_rows(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -87,76 +41,29 @@ fn cross_entropy_rows(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
-    let row = slot.row;
-    let base = row_base(row);
-    let classes = params.classes;
-    let inner = params.inner;
-    let eps = params.label_smoothing;
-    let probs_given = prob_targets();
-    var r = 0.0;
-    var acc = Acc(lse_empty(), 0.0, 0.0);
-    if slot.valid {
-        if smoothing() && classes > 0u {
-            r = cap(logit(base));
-            if !is_finite(r) {
-                r = 0.0;
-            }
-        }
-        if inner == 1u {
-            let sp = row_span(base, classes);
-            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-                acc = push_vec4(acc, j, 4u * j - base, r);
-            }
-            for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-                let i = span_scalar(sp, base, k);
-                acc = push_one(acc, i, i - base, r);
-            }
-        } else {
-            for (var c = slot.lane; c < classes; c += params.lanes) {
-                acc = push_one(acc, base + c * inner, c, r);
-            }
-        }
-    }
-    let row_st = workgroup_lse(acc.st, lid, params.lanes);
-    var qa = vec2<f32>(0.0, 0.0);
-    if smoothing() {
-        qa = workgroup_sum2(vec2<f32>(acc.q, acc.a), lid, params.lanes);
-    }
+    let base = row_base(slot.row);
+    let rs = row_stats(slot, base, lid);
     if !slot.valid || slot.lane != 0u {
         return;
     }
+    let l = row_loss(slot.row, base, rs);
+    losses[slot.row] = l.loss;
+    dens[slot.row] = l.den;
+    stats[slot.row] = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, l.lse);
+}
 
-    let lse = lse_value(row_st);
-    let spread = qa.x * (log(row_st.s) + (row_st.m - r)) - qa.y;
-    var loss = 0.0;
-    var den = 0.0;
-    var counted = true;
-    if probs_given {
-        loss = spread;
-        den = 1.0;
-    } else {
-        let t = row_target(row);
-        if t == -1 {
-            counted = false;
-        } else if t == -2 {
-            loss = quiet_nan();
-            den = quiet_nan();
-        } else {
-            let w = class_weight(u32(t));
-            loss = -w * lse_log_prob(row_st, cap(logit(base + u32(t) * inner)));
-            // Only when ε > 0: 0·inf would turn an infinite smoothing term into NaN.
-            if eps > 0.0 {
-                loss = (1.0 - eps) * loss + eps / f32(classes) * spread;
-            }
-            den = w;
-        }
+// The mean's denominator share of each row, from the targets alone (one invocation per
+// row): the fused backward needs D = Σ den before it reads any logit.
+@compute @workgroup_size(WG)
+fn row_dens(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = linear_workgroup(wid, nwg) * WG + lid;
+    if row < params.rows {
+        dens[row] = row_den(row);
     }
-    if params.z_loss != 0.0 && counted {
-        loss += params.z_loss * lse * lse;
-    }
-    losses[row] = loss;
-    dens[row] = den;
-    stats[row] = vec4<f32>(row_st.m, row_st.s, qa.x, lse);
 }
 
 @compute @workgroup_size(WG)

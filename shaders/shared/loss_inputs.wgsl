@@ -8,8 +8,9 @@
 //
 // Bindings 0-4:
 //   0 params: uniform LossParams
-//   1 logits: storage, read    [rows * C] as vec4s, the buffer padded to 16 bytes (a dummy
-//                              when grad.wgsl works in place)
+//   1 logits: storage          [rows * C] as vec4s, the buffer padded to 16 bytes; read for
+//                              loss.wgsl, read_write for grad.wgsl (which can write the
+//                              gradient over it). Rust replaces LOGITS_ACCESS accordingly.
 //   2 targets: storage, read   [rows] i32 classes (a dummy with probability targets)
 //   3 probs: storage, read     [rows * C] probabilities as vec4s (a dummy with class targets)
 //   4 weight: storage, read    [C] (a dummy without weight)
@@ -37,7 +38,7 @@ const HAS_WEIGHT: u32 = 1u;
 const PROB_TARGETS: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> params: LossParams;
-@group(0) @binding(1) var<storage, read> logits: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, LOGITS_ACCESS> logits: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> targets: array<i32>;
 @group(0) @binding(3) var<storage, read> probs: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> weight: array<f32>;
@@ -96,4 +97,170 @@ fn row_target(row: u32) -> i32 {
         return -2;
     }
     return t;
+}
+
+// One lane's share of a row: the online (M, S) and the smoothing sums (Q, A).
+struct Acc {
+    st: Lse,
+    q: f32,
+    a: f32,
+}
+
+// Whether the row needs Q and A (label smoothing or probability targets).
+fn smoothing() -> bool {
+    return prob_targets() || params.label_smoothing > 0.0;
+}
+
+// Adds logit i (class c) to the lane's sums; r is the row's reference logit.
+fn push_one(acc: Acc, i: u32, c: u32, r: f32) -> Acc {
+    let x = cap(logit(i));
+    var out = Acc(lse_push(acc.st, x), acc.q, acc.a);
+    if smoothing() {
+        var q = class_weight(c);
+        if prob_targets() {
+            q = prob_weight(c, i);
+        }
+        out.q += q;
+        out.a += q * (x - r);
+    }
+    return out;
+}
+
+// Adds the vec4 j (classes c0..c0+3 of a contiguous row) to the lane's sums.
+fn push_vec4(acc: Acc, j: u32, c0: u32, r: f32) -> Acc {
+    let v = cap4(logits[j]);
+    let m = max(acc.st.m, max(max(v.x, v.y), max(v.z, v.w)));
+    let e = exp(v - vec4<f32>(m));
+    var out = Acc(Lse(m, acc.st.s * exp(acc.st.m - m) + ((e.x + e.y) + (e.z + e.w))), acc.q, acc.a);
+    if smoothing() {
+        var q = vec4<f32>(class_weight(c0), class_weight(c0 + 1u), class_weight(c0 + 2u), class_weight(c0 + 3u));
+        if prob_targets() {
+            let eps = params.label_smoothing;
+            q *= probs[j] * (1.0 - eps) + eps / f32(params.classes);
+        }
+        out.q += (q.x + q.y) + (q.z + q.w);
+        let qa = q * (v - vec4<f32>(r));
+        out.a += (qa.x + qa.y) + (qa.z + qa.w);
+    }
+    return out;
+}
+
+// A row's statistics, the same in every lane of the row: the merged (M, S), the smoothing
+// sums (Q, A) and the reference logit r they are taken against.
+struct RowStats {
+    st: Lse,
+    qa: vec2<f32>,
+    r: f32,
+}
+
+// Reads the row once (vec4s when contiguous) and merges its lanes' sums.
+fn row_stats(slot: RowSlot, base: u32, lid: u32) -> RowStats {
+    let classes = params.classes;
+    var r = 0.0;
+    var acc = Acc(lse_empty(), 0.0, 0.0);
+    if slot.valid {
+        if smoothing() && classes > 0u {
+            r = cap(logit(base));
+            if !is_finite(r) {
+                r = 0.0;
+            }
+        }
+        if params.inner == 1u {
+            let sp = row_span(base, classes);
+            if smoothing() || params.softcap != 0.0 {
+                for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+                    acc = push_vec4(acc, j, 4u * j - base, r);
+                }
+            } else {
+                // The common case, kept free of per-element branches, two vec4s per trip.
+                var st = acc.st;
+                var j = sp.v0 + slot.lane;
+                let step = params.lanes;
+                for (; j + step < sp.v1; j += 2u * step) {
+                    let v = logits[j];
+                    let u = logits[j + step];
+                    let vu = max(v, u);
+                    let m = max(st.m, max(max(vu.x, vu.y), max(vu.z, vu.w)));
+                    let e = exp(v - vec4<f32>(m)) + exp(u - vec4<f32>(m));
+                    st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
+                }
+                if j < sp.v1 {
+                    let v = logits[j];
+                    let m = max(st.m, max(max(v.x, v.y), max(v.z, v.w)));
+                    let e = exp(v - vec4<f32>(m));
+                    st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
+                }
+                acc.st = st;
+            }
+            for (var k = slot.lane; k < sp.ends; k += params.lanes) {
+                let i = span_scalar(sp, base, k);
+                acc = push_one(acc, i, i - base, r);
+            }
+        } else {
+            for (var c = slot.lane; c < classes; c += params.lanes) {
+                acc = push_one(acc, base + c * params.inner, c, r);
+            }
+        }
+    }
+    let st = workgroup_lse(acc.st, lid, params.lanes);
+    var qa = vec2<f32>(0.0, 0.0);
+    if smoothing() {
+        qa = workgroup_sum2(vec2<f32>(acc.q, acc.a), lid, params.lanes);
+    }
+    return RowStats(st, qa, r);
+}
+
+// A row's loss, its share of the mean's denominator and its lse, from its statistics.
+struct RowLoss {
+    loss: f32,
+    den: f32,
+    lse: f32,
+}
+
+fn row_loss(row: u32, base: u32, rs: RowStats) -> RowLoss {
+    let eps = params.label_smoothing;
+    let lse = lse_value(rs.st);
+    let spread = rs.qa.x * (log(rs.st.s) + (rs.st.m - rs.r)) - rs.qa.y;
+    var loss = 0.0;
+    var den = 0.0;
+    var counted = true;
+    if prob_targets() {
+        loss = spread;
+        den = 1.0;
+    } else {
+        let t = row_target(row);
+        if t == -1 {
+            counted = false;
+        } else if t == -2 {
+            loss = quiet_nan();
+            den = quiet_nan();
+        } else {
+            let w = class_weight(u32(t));
+            loss = -w * lse_log_prob(rs.st, cap(logit(base + u32(t) * params.inner)));
+            // Only when ε > 0: 0·inf would turn an infinite smoothing term into NaN.
+            if eps > 0.0 {
+                loss = (1.0 - eps) * loss + eps / f32(params.classes) * spread;
+            }
+            den = w;
+        }
+    }
+    if params.z_loss != 0.0 && counted {
+        loss += params.z_loss * lse * lse;
+    }
+    return RowLoss(loss, den, lse);
+}
+
+// The row's share of the mean's denominator, from its target alone: w[y]·m_n, or 1.
+fn row_den(row: u32) -> f32 {
+    if prob_targets() {
+        return 1.0;
+    }
+    let t = row_target(row);
+    if t == -1 {
+        return 0.0;
+    }
+    if t == -2 {
+        return quiet_nan();
+    }
+    return class_weight(u32(t));
 }

@@ -13,7 +13,7 @@ pub enum Family {
     Softmax,
     /// `shaders/loss.wgsl`: per-row cross_entropy and nll_loss.
     Loss,
-    /// `shaders/grad.wgsl`: d(loss)/d(logits) of cross_entropy and nll_loss.
+    /// `shaders/grad.wgsl`: cross_entropy forward + backward fused, nll_loss backward.
     Grad,
     /// `shaders/reduce.wgsl`: the deterministic loss reduction.
     Reduce,
@@ -40,7 +40,14 @@ impl Family {
             Family::Reduce => ("", include_str!("../../shaders/reduce.wgsl")),
             Family::Bandwidth => ("", include_str!("../../shaders/bandwidth.wgsl")),
         };
-        format!("{SHARED}\n{prelude}\n{own}")
+        // The logits are read-only for the forward, writable for the fused backward (which
+        // can put the gradient over them).
+        let access = if self == Family::Grad {
+            "read_write"
+        } else {
+            "read"
+        };
+        format!("{SHARED}\n{prelude}\n{own}").replace("LOGITS_ACCESS", access)
     }
 
     /// Binding 0 is the uniform parameters; then storage buffers, read-only or not.
@@ -50,7 +57,7 @@ impl Family {
         match self {
             Family::Softmax => &[false, true, false],
             Family::Loss => &[false, false, false, false, true, true, true],
-            Family::Grad => &[false, false, false, false, false, false, true],
+            Family::Grad => &[true, false, false, false, true, false, true, true],
             Family::Reduce => &[false, false, true, true],
             Family::Bandwidth => &[false, true],
         }
@@ -105,10 +112,12 @@ pub enum Kernel {
     CrossEntropyRows,
     /// `nll_rows` in loss.wgsl: one invocation per row.
     NllRows,
-    /// `cross_entropy_grad` in grad.wgsl, writing a separate gradient buffer.
-    CrossEntropyGrad,
-    /// `cross_entropy_grad` in grad.wgsl with `IN_PLACE`: the gradient overwrites the logits.
-    CrossEntropyGradInPlace,
+    /// `row_dens` in loss.wgsl: the mean's denominator share of each row, from the targets.
+    RowDens,
+    /// `cross_entropy_fused` in grad.wgsl: loss and gradient of each row in one dispatch.
+    CrossEntropyFused,
+    /// `cross_entropy_fused` with `IN_PLACE`: the gradient overwrites the logits.
+    CrossEntropyFusedInPlace,
     /// `nll_grad` in grad.wgsl.
     NllGrad,
     /// `reduce_block` in reduce.wgsl: WG·ITEMS values per workgroup.
@@ -121,15 +130,16 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order the context builds them.
-    pub const ALL: [Kernel; 12] = [
+    pub const ALL: [Kernel; 13] = [
         Kernel::LogSoftmax,
         Kernel::Softmax,
         Kernel::LogSoftmaxBackward,
         Kernel::SoftmaxBackward,
         Kernel::CrossEntropyRows,
         Kernel::NllRows,
-        Kernel::CrossEntropyGrad,
-        Kernel::CrossEntropyGradInPlace,
+        Kernel::RowDens,
+        Kernel::CrossEntropyFused,
+        Kernel::CrossEntropyFusedInPlace,
         Kernel::NllGrad,
         Kernel::ReduceBlock,
         Kernel::ReduceFinalize,
@@ -143,8 +153,8 @@ impl Kernel {
             | Kernel::Softmax
             | Kernel::LogSoftmaxBackward
             | Kernel::SoftmaxBackward => Family::Softmax,
-            Kernel::CrossEntropyRows | Kernel::NllRows => Family::Loss,
-            Kernel::CrossEntropyGrad | Kernel::CrossEntropyGradInPlace | Kernel::NllGrad => {
+            Kernel::CrossEntropyRows | Kernel::NllRows | Kernel::RowDens => Family::Loss,
+            Kernel::CrossEntropyFused | Kernel::CrossEntropyFusedInPlace | Kernel::NllGrad => {
                 Family::Grad
             }
             Kernel::ReduceBlock | Kernel::ReduceFinalize => Family::Reduce,
@@ -161,7 +171,8 @@ impl Kernel {
             Kernel::SoftmaxBackward => "softmax_backward",
             Kernel::CrossEntropyRows => "cross_entropy_rows",
             Kernel::NllRows => "nll_rows",
-            Kernel::CrossEntropyGrad | Kernel::CrossEntropyGradInPlace => "cross_entropy_grad",
+            Kernel::RowDens => "row_dens",
+            Kernel::CrossEntropyFused | Kernel::CrossEntropyFusedInPlace => "cross_entropy_fused",
             Kernel::NllGrad => "nll_grad",
             Kernel::ReduceBlock => "reduce_block",
             Kernel::ReduceFinalize => "finalize",
@@ -174,7 +185,7 @@ impl Kernel {
     /// Pipeline-overridable constants besides `WG`.
     pub fn constants(self) -> &'static [(&'static str, f64)] {
         match self {
-            Kernel::CrossEntropyGradInPlace => &[("IN_PLACE", 1.0)],
+            Kernel::CrossEntropyFusedInPlace => &[("IN_PLACE", 1.0)],
             _ => &[],
         }
     }

@@ -272,11 +272,13 @@ impl Context {
             .map_or(layout.classes as f64, |w| w.iter().map(|&v| v as f64).sum());
         let weight = self.upload("weight", opts.weight.unwrap_or(&[]))?;
         let dummy = self.upload::<f32>("unused", &[])?;
+        // A writable binding may not share its buffer with any other binding.
+        let dummy_rw = self.upload::<f32>("unused (writable)", &[])?;
         let mut program = Program::default();
         let lanes = rows::lanes(layout, self.workgroup_size());
         let row_groups = |rows: usize| rows::workgroups(rows, lanes, self.workgroup_size());
 
-        // Forward: one loss, den and stats per row.
+        // Every chunk's inputs and per-row outputs.
         let mut bufs = Vec::with_capacity(chunks.len());
         for chunk in &chunks {
             let elems = chunk.elems(layout);
@@ -298,7 +300,6 @@ impl Context {
                     _pad: 0,
                 },
             );
-            let logits = self.upload("logits", &input[elems.clone()])?;
             let (targets, probs) = match &problem.targets {
                 Targets::Classes(t) => (self.upload("targets", &t[rows.clone()])?, None),
                 Targets::Probs(p) => (
@@ -306,19 +307,24 @@ impl Context {
                     Some(self.upload("probs", &p[elems.clone()])?),
                 ),
             };
-            let b = ChunkBuffers {
+            bufs.push(ChunkBuffers {
                 params,
-                logits,
+                logits: self.upload("logits", &input[elems.clone()])?,
                 targets,
                 probs,
                 losses: self.output("losses", rows.len())?,
                 dens: self.output("dens", rows.len())?,
                 stats: self.output("stats", rows.len() * 4)?,
-                grad: None,
+                grad: match req.grad {
+                    Grad::OutOfPlace => Some(self.output("grad", elems.len().div_ceil(4) * 4)?),
+                    _ => None,
+                },
                 rows: rows.len(),
                 elems: elems.len(),
-            };
-            let bind = self.bind(
+            });
+        }
+        let forward_bind = |b: &ChunkBuffers| {
+            self.bind(
                 Family::Loss,
                 &[
                     &b.params,
@@ -330,71 +336,122 @@ impl Context {
                     &b.dens,
                     &b.stats,
                 ],
-            );
-            let (kernel, workgroups) = match req.loss {
-                Loss::CrossEntropy => (Kernel::CrossEntropyRows, row_groups(b.rows)),
-                Loss::Nll => (
-                    Kernel::NllRows,
-                    (b.rows as u64).div_ceil(self.workgroup_size() as u64),
-                ),
-            };
-            let label = format!(
+            )
+        };
+        let label = |kernel: Kernel, b: &ChunkBuffers| {
+            format!(
                 "{kernel:?} rows={} C={} inner={}",
                 b.rows, layout.classes, layout.inner
-            );
-            self.push(&mut program, kernel, bind, workgroups, label)?;
-            bufs.push(b);
-        }
-
-        // The reduction, on the device; D = 1 for `none`.
-        let reduced = match opts.reduction {
-            Reduction::None => None,
-            r => {
-                let parts: Vec<_> = bufs.iter().map(|b| (&b.losses, &b.dens, b.rows)).collect();
-                Some(self.push_reduction(&mut program, &parts, r)?)
-            }
+            )
         };
         let one = self.upload("unit scale", &[1.0f32])?;
-        let scale = reduced.as_ref().map_or(&one, |r| &r.den);
-
-        // Backward: a second read of the logits, one write of the gradient.
-        if req.grad != Grad::None {
-            for b in &mut bufs {
-                let in_place = req.grad == Grad::InPlace;
-                if !in_place {
-                    b.grad = Some(self.output("grad", b.elems)?);
+        let dens: Vec<_> = bufs.iter().map(|b| (&b.dens, &b.dens, b.rows)).collect();
+        let losses: Vec<_> = bufs.iter().map(|b| (&b.losses, &b.dens, b.rows)).collect();
+        let reduced = match (req.loss, req.grad) {
+            (Loss::CrossEntropy, Grad::OutOfPlace | Grad::InPlace) => {
+                // D first, from the targets alone; then one dispatch per row does the
+                // loss and the gradient; then the loss is reduced.
+                let scale = match opts.reduction {
+                    Reduction::None => None,
+                    r => {
+                        for b in &bufs {
+                            let groups = (b.rows as u64).div_ceil(self.workgroup_size() as u64);
+                            self.push(
+                                &mut program,
+                                Kernel::RowDens,
+                                forward_bind(b),
+                                groups,
+                                label(Kernel::RowDens, b),
+                            )?;
+                        }
+                        Some(self.push_reduction(&mut program, &dens, r)?)
+                    }
+                };
+                let kernel = match req.grad {
+                    Grad::InPlace => Kernel::CrossEntropyFusedInPlace,
+                    _ => Kernel::CrossEntropyFused,
+                };
+                for b in &bufs {
+                    let bind = self.bind(
+                        Family::Grad,
+                        &[
+                            &b.params,
+                            &b.logits,
+                            &b.targets,
+                            b.probs.as_ref().unwrap_or(&dummy),
+                            &weight,
+                            &b.losses,
+                            scale.as_ref().map_or(&one, |r| &r.den),
+                            b.grad.as_ref().unwrap_or(&dummy_rw),
+                            &b.stats,
+                        ],
+                    );
+                    self.push(
+                        &mut program,
+                        kernel,
+                        bind,
+                        row_groups(b.rows),
+                        label(kernel, b),
+                    )?;
                 }
-                let (src, dst) = match &b.grad {
-                    Some(g) => (&b.logits, g),
-                    None => (&dummy, &b.logits),
-                };
-                let bind = self.bind(
-                    Family::Grad,
-                    &[
-                        &b.params,
-                        src,
-                        &b.targets,
-                        b.probs.as_ref().unwrap_or(&dummy),
-                        &weight,
-                        &b.stats,
-                        scale,
-                        dst,
-                    ],
-                );
-                let kernel = match (req.loss, in_place) {
-                    (Loss::Nll, _) => Kernel::NllGrad,
-                    (Loss::CrossEntropy, false) => Kernel::CrossEntropyGrad,
-                    (Loss::CrossEntropy, true) => Kernel::CrossEntropyGradInPlace,
-                };
-                self.push(
-                    &mut program,
-                    kernel,
-                    bind,
-                    row_groups(b.rows),
-                    format!("{kernel:?} rows={}", b.rows),
-                )?;
+                match opts.reduction {
+                    Reduction::None => None,
+                    r => Some(self.push_reduction(&mut program, &losses, r)?),
+                }
             }
-        }
+            _ => {
+                let kernel = match req.loss {
+                    Loss::CrossEntropy => Kernel::CrossEntropyRows,
+                    Loss::Nll => Kernel::NllRows,
+                };
+                for b in &bufs {
+                    let groups = match kernel {
+                        Kernel::NllRows => (b.rows as u64).div_ceil(self.workgroup_size() as u64),
+                        _ => row_groups(b.rows),
+                    };
+                    self.push(
+                        &mut program,
+                        kernel,
+                        forward_bind(b),
+                        groups,
+                        label(kernel, b),
+                    )?;
+                }
+                let reduced = match opts.reduction {
+                    Reduction::None => None,
+                    r => Some(self.push_reduction(&mut program, &losses, r)?),
+                };
+                if req.grad != Grad::None {
+                    // nll_loss: the gradient needs only D and the targets.
+                    for b in &bufs {
+                        let bind = self.bind(
+                            Family::Grad,
+                            &[
+                                &b.params,
+                                &b.logits,
+                                &b.targets,
+                                &dummy,
+                                &weight,
+                                &b.losses,
+                                reduced.as_ref().map_or(&one, |r| &r.den),
+                                b.grad.as_ref().unwrap_or(&dummy_rw),
+                                &b.stats,
+                            ],
+                        );
+                        self.push(
+                            &mut program,
+                            Kernel::NllGrad,
+                            bind,
+                            row_groups(b.rows),
+                            label(Kernel::NllGrad, b),
+                        )?;
+                    }
+                }
+                reduced
+            }
+        };
+        drop(dens);
+        drop(losses);
 
         // Staging buffers, made once and reused by every run.
         let loss_staging = match &reduced {
