@@ -134,26 +134,40 @@ fn cross_entropy_fused(
     let simple = !prob_targets() && !smoothing() && params.z_loss == 0.0 && params.softcap == 0.0;
     if params.inner == 1u {
         let sp = row_span(base, classes);
-        for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-            let c0 = 4u * j - base;
-            var d = vec4<f32>(fill);
-            if !constant {
-                let v = logits[j];
-                if simple {
-                    // (g/D)·w[y]·(p_c - [c = y]), four at a time.
-                    let c = vec4<u32>(c0, c0 + 1u, c0 + 2u, c0 + 3u);
-                    let onehot = select(vec4<f32>(0.0), vec4<f32>(1.0), c == vec4<u32>(u32(g.y)));
-                    d = g.coef * g.wy * (exp(v - vec4<f32>(g.m)) * g.inv_s - onehot);
-                } else {
-                    d = vec4<f32>(
-                        grad_one(g, v.x, 4u * j, c0),
-                        grad_one(g, v.y, 4u * j + 1u, c0 + 1u),
-                        grad_one(g, v.z, 4u * j + 2u, c0 + 2u),
-                        grad_one(g, v.w, 4u * j + 3u, c0 + 3u),
-                    );
-                }
+        // Three loops rather than branches inside one: CPU adapters run both sides of a
+        // branch in a loop body, even a uniform one.
+        if constant {
+            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+                store4(j, vec4<f32>(fill));
             }
-            store4(j, d);
+        } else if simple {
+            // (g/D)·w[y]·(p_c - [c = y]), four at a time.
+            let k = g.coef * g.wy;
+            // The target's vec4 and lane within it: one-hot without a compare per element.
+            let yj = (base + u32(g.y)) / 4u;
+            let hot = vec4<f32>(vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>((base + u32(g.y)) % 4u));
+            let m = vec4<f32>(g.m);
+            let step = params.lanes;
+            var j = sp.v0 + slot.lane;
+            for (; j + step < sp.v1; j += 2u * step) {
+                let u = j + step;
+                store4(j, k * (exp(logits[j] - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
+                store4(u, k * (exp(logits[u] - m) * g.inv_s - select(vec4<f32>(0.0), hot, u == yj)));
+            }
+            if j < sp.v1 {
+                store4(j, k * (exp(logits[j] - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
+            }
+        } else {
+            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+                let c0 = 4u * j - base;
+                let v = logits[j];
+                store4(j, vec4<f32>(
+                    grad_one(g, v.x, 4u * j, c0),
+                    grad_one(g, v.y, 4u * j + 1u, c0 + 1u),
+                    grad_one(g, v.z, 4u * j + 2u, c0 + 2u),
+                    grad_one(g, v.w, 4u * j + 3u, c0 + 3u),
+                ));
+            }
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {
             let i = span_scalar(sp, base, k);
