@@ -22,7 +22,8 @@
 // `SoftmaxParams` in src/gpu/softmax.rs):
 //   0 params: uniform SoftmaxParams
 //   1 x: storage, read        [rows * C] as vec4s (the buffer is padded to 16 bytes)
-//   2 y: storage, read_write  same shape as x (gx for the backward entry points)
+//   2 y: storage, read_write  same shape as x as vec4s (gx for the backward entry points);
+//                             the unaligned ends of a row are written one component at a time
 //   3 gy: storage, read       same shape as x as vec4s, the upstream gradient (backward only)
 
 struct SoftmaxParams {
@@ -34,7 +35,7 @@ struct SoftmaxParams {
 
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> gy: array<vec4<f32>>;
 
 const LOG_SOFTMAX: u32 = 0u;
@@ -48,6 +49,10 @@ fn gy_at(i: u32) -> f32 {
     return gy[i >> 2u][i & 3u];
 }
 
+fn store1(i: u32, v: f32) {
+    y[i >> 2u][i & 3u] = v;
+}
+
 fn row_base(row: u32) -> u32 {
     return (row / params.inner) * params.classes * params.inner + row % params.inner;
 }
@@ -58,7 +63,18 @@ fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
     if slot.valid {
         if params.inner == 1u {
             let sp = row_span(base, params.classes);
-            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+            // Two vec4s per trip: loop trips are what CPU adapters pay for.
+            let step = params.lanes;
+            var j = sp.v0 + slot.lane;
+            for (; j + step < sp.v1; j += 2u * step) {
+                let v = x[j];
+                let u = x[j + step];
+                let vu = max(v, u);
+                let m = max(st.m, max(max(vu.x, vu.y), max(vu.z, vu.w)));
+                let e = exp(v - vec4<f32>(m)) + exp(u - vec4<f32>(m));
+                st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
+            }
+            if j < sp.v1 {
                 let v = x[j];
                 let m = max(st.m, max(max(v.x, v.y), max(v.z, v.w)));
                 let e = exp(v - vec4<f32>(m));
@@ -76,35 +92,43 @@ fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
     return workgroup_lse(st, lid, params.lanes);
 }
 
-fn forward_value(which: u32, st: Lse, v: f32) -> f32 {
-    if which == LOG_SOFTMAX {
-        return lse_log_prob(st, v);
-    }
-    return exp(v - st.m) / st.s;
-}
-
-// Writes y_c for every class of the row from its statistics.
+// y_c for every class of the row from its statistics: log_softmax (x - m) - log(s),
+// softmax exp(x - m) · (1 / s).
 fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
     if !slot.valid {
         return;
     }
+    let m = st.m;
+    let log_s = log(st.s);
+    let inv_s = 1.0 / st.s;
     if params.inner == 1u {
         let sp = row_span(base, params.classes);
-        for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-            let v = x[j];
-            y[4u * j] = forward_value(which, st, v.x);
-            y[4u * j + 1u] = forward_value(which, st, v.y);
-            y[4u * j + 2u] = forward_value(which, st, v.z);
-            y[4u * j + 3u] = forward_value(which, st, v.w);
-        }
-        for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-            let i = span_scalar(sp, base, k);
-            y[i] = forward_value(which, st, x_at(i));
+        // One loop per op: CPU adapters run both sides of a branch inside a loop.
+        if which == LOG_SOFTMAX {
+            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+                y[j] = (x[j] - vec4<f32>(m)) - vec4<f32>(log_s);
+            }
+            for (var k = slot.lane; k < sp.ends; k += params.lanes) {
+                let i = span_scalar(sp, base, k);
+                store1(i, (x_at(i) - m) - log_s);
+            }
+        } else {
+            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
+                y[j] = exp(x[j] - vec4<f32>(m)) * inv_s;
+            }
+            for (var k = slot.lane; k < sp.ends; k += params.lanes) {
+                let i = span_scalar(sp, base, k);
+                store1(i, exp(x_at(i) - m) * inv_s);
+            }
         }
     } else {
         for (var c = slot.lane; c < params.classes; c += params.lanes) {
             let i = base + c * params.inner;
-            y[i] = forward_value(which, st, x_at(i));
+            if which == LOG_SOFTMAX {
+                store1(i, (x_at(i) - m) - log_s);
+            } else {
+                store1(i, exp(x_at(i) - m) * inv_s);
+            }
         }
     }
 }
@@ -174,19 +198,21 @@ fn write_backward(which: u32, slot: RowSlot, base: u32, total: f32) {
         for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
             let v = x[j];
             let g = gy[j];
-            y[4u * j] = backward_value(which, v.x, g.x, total);
-            y[4u * j + 1u] = backward_value(which, v.y, g.y, total);
-            y[4u * j + 2u] = backward_value(which, v.z, g.z, total);
-            y[4u * j + 3u] = backward_value(which, v.w, g.w, total);
+            y[j] = vec4<f32>(
+                backward_value(which, v.x, g.x, total),
+                backward_value(which, v.y, g.y, total),
+                backward_value(which, v.z, g.z, total),
+                backward_value(which, v.w, g.w, total),
+            );
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {
             let i = span_scalar(sp, base, k);
-            y[i] = backward_value(which, x_at(i), gy_at(i), total);
+            store1(i, backward_value(which, x_at(i), gy_at(i), total));
         }
     } else {
         for (var c = slot.lane; c < params.classes; c += params.lanes) {
             let i = base + c * params.inner;
-            y[i] = backward_value(which, x_at(i), gy_at(i), total);
+            store1(i, backward_value(which, x_at(i), gy_at(i), total));
         }
     }
 }

@@ -250,8 +250,9 @@ impl Context {
     }
 
     /// Creates an uninitialised storage buffer of `len` f32 values that can be read back.
+    /// Padded to whole vec4s, which kernels may view it as.
     pub(crate) fn output(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
-        let size = (len.max(1) * 4) as u64;
+        let size = (len.max(1).div_ceil(4) * 16) as u64;
         self.check_buffer_size(label, size)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),

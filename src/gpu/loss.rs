@@ -4,7 +4,7 @@
 use super::chunks;
 use super::context::Context;
 use super::kernels::{Family, Kernel};
-use super::program::Program;
+use super::program::{join, Program};
 use super::readback::Staging;
 use super::reduce::Reduced;
 use super::rows;
@@ -626,15 +626,12 @@ impl PreparedLoss<'_> {
             .map(|c| c.grad.as_ref().unwrap_or(&c.logits))
             .zip(&self.grad_staging)
             .collect();
-        let (bytes, _) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
+        let (parts, _) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
             &Program::default(),
             &reads,
             None,
         )))?;
-        Ok(bytes
-            .iter()
-            .flat_map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(b))
-            .collect())
+        Ok(join(parts))
     }
 
     /// Number of dispatches in one run.
@@ -664,31 +661,21 @@ impl PreparedLoss<'_> {
                 .zip(grad_staging),
         );
         reads.extend(self.chunks.iter().map(|c| &c.stats).zip(&self.lse_staging));
-        let (bytes, elapsed) = self
+        let (words, elapsed) = self
             .ctx
             .run_program(&self.program, &reads, self.timestamps.as_ref())
             .await?;
-        let mut parts = bytes.into_iter();
-        let floats = |b: Vec<u8>| -> Vec<f32> { bytemuck::pod_collect_to_vec(&b) };
+        let mut parts = words.into_iter();
         let loss = Output {
-            data: parts
-                .by_ref()
-                .take(self.loss_staging.len())
-                .flat_map(floats)
-                .collect(),
+            data: join(parts.by_ref().take(self.loss_staging.len()).collect()),
             shape: self.loss_shape.clone(),
         };
-        let grad = (self.req.grad != Grad::None && self.read_grad).then(|| {
-            parts
-                .by_ref()
-                .take(grad_staging.len())
-                .flat_map(floats)
-                .collect()
-        });
+        let grad = (self.req.grad != Grad::None && self.read_grad)
+            .then(|| join(parts.by_ref().take(grad_staging.len()).collect()));
         // stats are (M, S, Q, lse) per row.
         let lse = self.req.lse.then(|| {
             parts
-                .flat_map(|b| floats(b).chunks(4).map(|v| v[3]).collect::<Vec<_>>())
+                .flat_map(|s| s.chunks(4).map(|v| v[3]).collect::<Vec<_>>())
                 .collect()
         });
         Ok((Results { loss, grad, lse }, elapsed))

@@ -86,14 +86,14 @@ impl Context {
 
 impl Context {
     /// Records `program` (timed when `timestamps` is given), copies each `(source, staging)`
-    /// pair, submits once and reads the staging buffers back. Returns their bytes, in order,
-    /// and the GPU time of the pass.
+    /// pair, submits once and reads the staging buffers back. Returns their contents as f32,
+    /// in order, and the GPU time of the pass.
     pub(crate) async fn run_program(
         &self,
         program: &Program,
         reads: &[(&wgpu::Buffer, &Staging)],
         timestamps: Option<&Timestamps>,
-    ) -> Result<(Vec<Vec<u8>>, Option<std::time::Duration>)> {
+    ) -> Result<(Vec<Vec<f32>>, Option<std::time::Duration>)> {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         self.record(&mut encoder, program, timestamps.map(|t| (&t.set, 0)));
         for (src, staging) in reads {
@@ -105,17 +105,32 @@ impl Context {
             self.copy_to(&mut encoder, &t.resolve, &t.staging);
             staged.push(&t.staging);
         }
-        let mut bytes = self.submit_and_read_bytes(encoder, &staged).await?;
+        let mut words = self.submit_and_read(encoder, &staged).await?;
         let elapsed = match timestamps {
             Some(_) => {
-                let ticks: Vec<u64> =
-                    bytemuck::pod_collect_to_vec(&bytes.pop().unwrap_or_default());
-                let ns = ticks[1].saturating_sub(ticks[0]) as f64
-                    * self.queue.get_timestamp_period() as f64;
+                // Two little-endian u64 ticks, read back as four 32-bit words.
+                let w: Vec<u64> = words
+                    .pop()
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|f| f.to_bits() as u64)
+                    .collect();
+                let (start, end) = (w[0] | w[1] << 32, w[2] | w[3] << 32);
+                let ns =
+                    end.saturating_sub(start) as f64 * self.queue.get_timestamp_period() as f64;
                 Some(std::time::Duration::from_nanos(ns as u64))
             }
             None => None,
         };
-        Ok((bytes, elapsed))
+        Ok((words, elapsed))
+    }
+}
+
+/// Joins per-chunk results, without a copy when there is one chunk.
+pub(crate) fn join(mut parts: Vec<Vec<f32>>) -> Vec<f32> {
+    if parts.len() == 1 {
+        parts.pop().unwrap_or_default()
+    } else {
+        parts.concat()
     }
 }

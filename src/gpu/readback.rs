@@ -35,12 +35,13 @@ impl Context {
         }
     }
 
-    /// Submits `encoder` and returns the staged buffers' bytes, in order.
-    pub(crate) async fn submit_and_read_bytes(
+    /// Submits `encoder` and returns the staged buffers' contents as 32-bit words (f32), in
+    /// order, copied once from the mapped memory.
+    pub(crate) async fn submit_and_read(
         &self,
         encoder: wgpu::CommandEncoder,
         staged: &[&Staging],
-    ) -> Result<Vec<Vec<u8>>> {
+    ) -> Result<Vec<Vec<f32>>> {
         let submission = self.queue.submit(Some(encoder.finish()));
         let mut receivers = Vec::with_capacity(staged.len());
         for s in staged {
@@ -70,7 +71,8 @@ impl Context {
                 .slice(..s.size.max(4))
                 .get_mapped_range()
                 .map_err(|e| XentError::Readback(e.to_string()))?;
-            out.push(view[..s.size as usize].to_vec());
+            // Mapped ranges are at least 4-byte aligned, so the cast cannot fail.
+            out.push(bytemuck::cast_slice::<u8, f32>(&view[..s.size as usize]).to_vec());
             drop(view);
             s.buffer.unmap();
         }

@@ -3,7 +3,7 @@
 use super::chunks;
 use super::context::Context;
 use super::kernels::{Family, Kernel};
-use super::program::Program;
+use super::program::{join, Program};
 use super::readback::Staging;
 use super::rows;
 use super::timestamps::Timestamps;
@@ -181,14 +181,11 @@ impl PreparedSoftmax<'_> {
 
     async fn run(&self) -> Result<(Output, Option<std::time::Duration>)> {
         let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, s)).collect();
-        let (bytes, elapsed) = self
+        let (parts, elapsed) = self
             .ctx
             .run_program(&self.program, &reads, self.timestamps.as_ref())
             .await?;
-        let data = bytes
-            .iter()
-            .flat_map(|b| bytemuck::pod_collect_to_vec::<u8, f32>(b))
-            .collect();
+        let data = join(parts);
         Ok((
             Output {
                 data,
