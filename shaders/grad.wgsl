@@ -39,7 +39,7 @@ override IN_PLACE: bool = false;
 
 fn store4(j: u32, d: vec4<f32>) {
     if IN_PLACE {
-        logits[j] = d;
+        logits_store4(j, d);
     } else {
         grad[j] = d;
     }
@@ -47,7 +47,7 @@ fn store4(j: u32, d: vec4<f32>) {
 
 fn store1(i: u32, d: f32) {
     if IN_PLACE {
-        logits[i >> 2u][i & 3u] = d;
+        logits_store1(i, d);
     } else {
         grad[i >> 2u][i & 3u] = d;
     }
@@ -151,16 +151,16 @@ fn cross_entropy_fused(
             var j = sp.v0 + slot.lane;
             for (; j + step < sp.v1; j += 2u * step) {
                 let u = j + step;
-                store4(j, k * (exp(logits[j] - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
-                store4(u, k * (exp(logits[u] - m) * g.inv_s - select(vec4<f32>(0.0), hot, u == yj)));
+                store4(j, k * (exp(logits_4(j) - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
+                store4(u, k * (exp(logits_4(u) - m) * g.inv_s - select(vec4<f32>(0.0), hot, u == yj)));
             }
             if j < sp.v1 {
-                store4(j, k * (exp(logits[j] - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
+                store4(j, k * (exp(logits_4(j) - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
             }
         } else {
             for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
                 let c0 = 4u * j - base;
-                let v = logits[j];
+                let v = logits_4(j);
                 store4(j, vec4<f32>(
                     grad_one(g, v.x, 4u * j, c0),
                     grad_one(g, v.y, 4u * j + 1u, c0 + 1u),
@@ -173,7 +173,7 @@ fn cross_entropy_fused(
             let i = span_scalar(sp, base, k);
             var d = fill;
             if !constant {
-                d = grad_one(g, logit(i), i, i - base);
+                d = grad_one(g, logits_1(i), i, i - base);
             }
             store1(i, d);
         }
@@ -182,7 +182,7 @@ fn cross_entropy_fused(
             let i = base + c * params.inner;
             var d = fill;
             if !constant {
-                d = grad_one(g, logit(i), i, c);
+                d = grad_one(g, logits_1(i), i, c);
             }
             store1(i, d);
         }

@@ -84,7 +84,7 @@ fn nll_rows(
         den = quiet_nan();
     } else if t >= 0 {
         let w = class_weight(u32(t));
-        loss = -w * logit(row_base(row) + u32(t) * params.inner);
+        loss = -w * logits_1(row_base(row) + u32(t) * params.inner);
         den = w;
     }
     losses[row] = loss;

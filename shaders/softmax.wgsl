@@ -21,7 +21,9 @@
 // Bindings (keep in sync with `Family::Softmax` in src/gpu/kernels.rs and
 // `SoftmaxParams` in src/gpu/softmax.rs):
 //   0 params: uniform SoftmaxParams
-//   1 x: storage, read        [rows * C] as vec4s (the buffer is padded to 16 bytes)
+//   1 x: storage, read        [rows * C] in the input's dtype (f32, f16 or bf16; declared
+//                             by shared/dtype_*.wgsl: x_4(j) reads vec4 j, x_1(i) element i),
+//                             the buffer padded to 16 bytes
 //   2 y: storage, read_write  same shape as x as vec4s (gx for the backward entry points);
 //                             the unaligned ends of a row are written one component at a time
 //   3 gy: storage, read       same shape as x as vec4s, the upstream gradient (backward only)
@@ -34,16 +36,11 @@ struct SoftmaxParams {
 }
 
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
-@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> gy: array<vec4<f32>>;
 
 const LOG_SOFTMAX: u32 = 0u;
 const SOFTMAX: u32 = 1u;
-
-fn x_at(i: u32) -> f32 {
-    return x[i >> 2u][i & 3u];
-}
 
 fn gy_at(i: u32) -> f32 {
     return gy[i >> 2u][i & 3u];
@@ -67,25 +64,25 @@ fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
             let step = params.lanes;
             var j = sp.v0 + slot.lane;
             for (; j + step < sp.v1; j += 2u * step) {
-                let v = x[j];
-                let u = x[j + step];
+                let v = x_4(j);
+                let u = x_4(j + step);
                 let vu = max(v, u);
                 let m = max(st.m, max(max(vu.x, vu.y), max(vu.z, vu.w)));
                 let e = exp(v - vec4<f32>(m)) + exp(u - vec4<f32>(m));
                 st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
             }
             if j < sp.v1 {
-                let v = x[j];
+                let v = x_4(j);
                 let m = max(st.m, max(max(v.x, v.y), max(v.z, v.w)));
                 let e = exp(v - vec4<f32>(m));
                 st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-                st = lse_push(st, x_at(span_scalar(sp, base, k)));
+                st = lse_push(st, x_1(span_scalar(sp, base, k)));
             }
         } else {
             for (var c = slot.lane; c < params.classes; c += params.lanes) {
-                st = lse_push(st, x_at(base + c * params.inner));
+                st = lse_push(st, x_1(base + c * params.inner));
             }
         }
     }
@@ -106,28 +103,28 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
         // One loop per op: CPU adapters run both sides of a branch inside a loop.
         if which == LOG_SOFTMAX {
             for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-                y[j] = (x[j] - vec4<f32>(m)) - vec4<f32>(log_s);
+                y[j] = (x_4(j) - vec4<f32>(m)) - vec4<f32>(log_s);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);
-                store1(i, (x_at(i) - m) - log_s);
+                store1(i, (x_1(i) - m) - log_s);
             }
         } else {
             for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-                y[j] = exp(x[j] - vec4<f32>(m)) * inv_s;
+                y[j] = exp(x_4(j) - vec4<f32>(m)) * inv_s;
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);
-                store1(i, exp(x_at(i) - m) * inv_s);
+                store1(i, exp(x_1(i) - m) * inv_s);
             }
         }
     } else {
         for (var c = slot.lane; c < params.classes; c += params.lanes) {
             let i = base + c * params.inner;
             if which == LOG_SOFTMAX {
-                store1(i, (x_at(i) - m) - log_s);
+                store1(i, (x_1(i) - m) - log_s);
             } else {
-                store1(i, exp(x_at(i) - m) * inv_s);
+                store1(i, exp(x_1(i) - m) * inv_s);
             }
         }
     }
@@ -164,18 +161,18 @@ fn row_dot(which: u32, slot: RowSlot, base: u32, lid: u32) -> f32 {
             for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
                 var g = gy[j];
                 if which == SOFTMAX {
-                    g *= x[j];
+                    g *= x_4(j);
                 }
                 acc += (g.x + g.y) + (g.z + g.w);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);
-                acc += select(gy_at(i), gy_at(i) * x_at(i), which == SOFTMAX);
+                acc += select(gy_at(i), gy_at(i) * x_1(i), which == SOFTMAX);
             }
         } else {
             for (var c = slot.lane; c < params.classes; c += params.lanes) {
                 let i = base + c * params.inner;
-                acc += select(gy_at(i), gy_at(i) * x_at(i), which == SOFTMAX);
+                acc += select(gy_at(i), gy_at(i) * x_1(i), which == SOFTMAX);
             }
         }
     }
@@ -196,7 +193,7 @@ fn write_backward(which: u32, slot: RowSlot, base: u32, total: f32) {
     if params.inner == 1u {
         let sp = row_span(base, params.classes);
         for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-            let v = x[j];
+            let v = x_4(j);
             let g = gy[j];
             y[j] = vec4<f32>(
                 backward_value(which, v.x, g.x, total),
@@ -207,12 +204,12 @@ fn write_backward(which: u32, slot: RowSlot, base: u32, total: f32) {
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {
             let i = span_scalar(sp, base, k);
-            store1(i, backward_value(which, x_at(i), gy_at(i), total));
+            store1(i, backward_value(which, x_1(i), gy_at(i), total));
         }
     } else {
         for (var c = slot.lane; c < params.classes; c += params.lanes) {
             let i = base + c * params.inner;
-            store1(i, backward_value(which, x_at(i), gy_at(i), total));
+            store1(i, backward_value(which, x_1(i), gy_at(i), total));
         }
     }
 }

@@ -32,7 +32,7 @@ pub mod traffic;
 pub use error::{Result, XentError};
 pub use gpu::{Context, ContextOptions, PreparedBandwidth, PreparedLoss, PreparedSoftmax};
 pub use options::{
-    BackwardOptions, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
+    BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
     DEFAULT_IGNORE_INDEX,
 };
 

@@ -79,6 +79,32 @@ pub fn read_f32(path: impl AsRef<Path>) -> Result<NpyArray<f32>> {
     }
 }
 
+/// Reads a float16 (`<f2`) array as its 16-bit patterns.
+pub fn read_f16_bits(path: impl AsRef<Path>) -> Result<NpyArray<u16>> {
+    let path = path.as_ref();
+    let npy = open(path)?;
+    match plain_dtype(path, &npy.dtype())? {
+        (TypeChar::Float, 2, _) => {
+            let a: NpyArray<half::f16> = read(path, npy)?;
+            Ok(NpyArray {
+                data: a.data.iter().map(|h| h.to_bits()).collect(),
+                shape: a.shape,
+            })
+        }
+        (_, _, name) => Err(npy_err(
+            path,
+            format!("expected float16 ('<f2'), got '{name}'"),
+        )),
+    }
+}
+
+/// The element type stored in a `.npy` file, e.g. `"<f4"`.
+pub fn dtype_of(path: impl AsRef<Path>) -> Result<String> {
+    let path = path.as_ref();
+    let npy = open(path)?;
+    Ok(plain_dtype(path, &npy.dtype())?.2)
+}
+
 /// Reads a uint16 (`<u2`) array, e.g. bfloat16 bit patterns.
 pub fn read_u16(path: impl AsRef<Path>) -> Result<NpyArray<u16>> {
     let path = path.as_ref();

@@ -32,6 +32,118 @@ impl<'a, T> Tensor<'a, T> {
     }
 }
 
+/// The element type of logits (inputs) on the host and on the device.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DType {
+    /// IEEE f32.
+    #[default]
+    F32,
+    /// IEEE half, stored as its 16-bit pattern (`u16`).
+    F16,
+    /// bfloat16, stored as its 16-bit pattern (`u16`): the top half of an f32.
+    BF16,
+}
+
+impl DType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 => 4,
+            DType::F16 | DType::BF16 => 2,
+        }
+    }
+
+    /// Widens one 16-bit pattern of this dtype to f32 (exactly).
+    pub fn widen(self, bits: u16) -> f32 {
+        match self {
+            DType::F16 => half::f16::from_bits(bits).to_f32(),
+            _ => f32::from_bits((bits as u32) << 16),
+        }
+    }
+}
+
+/// Logits (inputs) on the host: f32, or 16-bit patterns of f16 / bf16 values.
+/// A `Tensor<f32>` converts into it, so every op takes f32 tensors directly.
+#[derive(Clone, Copy, Debug)]
+pub enum Logits<'a> {
+    /// f32 values.
+    F32(Tensor<'a, f32>),
+    /// f16 bit patterns.
+    F16(Tensor<'a, u16>),
+    /// bf16 bit patterns.
+    BF16(Tensor<'a, u16>),
+}
+
+impl<'a> From<Tensor<'a, f32>> for Logits<'a> {
+    fn from(t: Tensor<'a, f32>) -> Self {
+        Logits::F32(t)
+    }
+}
+
+impl<'a> Logits<'a> {
+    /// The shape.
+    pub fn shape(&self) -> &'a [usize] {
+        match self {
+            Logits::F32(t) => t.shape,
+            Logits::F16(t) | Logits::BF16(t) => t.shape,
+        }
+    }
+
+    /// The dtype.
+    pub fn dtype(&self) -> DType {
+        match self {
+            Logits::F32(_) => DType::F32,
+            Logits::F16(_) => DType::F16,
+            Logits::BF16(_) => DType::BF16,
+        }
+    }
+
+    /// Number of elements held.
+    pub fn len(&self) -> usize {
+        match self {
+            Logits::F32(t) => t.data.len(),
+            Logits::F16(t) | Logits::BF16(t) => t.data.len(),
+        }
+    }
+
+    /// True when no elements are held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The raw bytes of elements `range`.
+    pub(crate) fn bytes(&self, range: std::ops::Range<usize>) -> &'a [u8] {
+        match self {
+            Logits::F32(t) => bytemuck::cast_slice(&t.data[range]),
+            Logits::F16(t) | Logits::BF16(t) => bytemuck::cast_slice(&t.data[range]),
+        }
+    }
+
+    /// The values as f32 (borrowed for f32, widened exactly for 16-bit dtypes).
+    pub fn to_f32(&self) -> std::borrow::Cow<'a, [f32]> {
+        match self {
+            Logits::F32(t) => std::borrow::Cow::Borrowed(t.data),
+            Logits::F16(t) | Logits::BF16(t) => {
+                let dtype = self.dtype();
+                std::borrow::Cow::Owned(t.data.iter().map(|&b| dtype.widen(b)).collect())
+            }
+        }
+    }
+
+    /// Checks that the data holds exactly `prod(shape)` elements.
+    pub(crate) fn check_len(&self) -> Result<usize> {
+        let n = self.shape().iter().product::<usize>();
+        if n != self.len() {
+            return Err(XentError::InvalidShape(format!(
+                "input has shape {:?} ({n} elements) but {} elements of data",
+                self.shape(),
+                self.len()
+            )));
+        }
+        Ok(n)
+    }
+}
+
 /// The target of `cross_entropy` / `nll_loss`.
 #[derive(Clone, Copy, Debug)]
 pub enum Target<'a> {

@@ -73,7 +73,7 @@ fn eval_refuses_bad_input_with_a_message_and_no_output() {
         ),
         (
             &["--target", "t.npy", "--input-dtype", "f16"],
-            "not yet supported",
+            "expected float16",
         ),
         (&["--target", "i.npy", "--input-dtype", "f32"], "expected"),
     ];

@@ -347,3 +347,60 @@ fn softmax_backward_building_blocks() {
         .unwrap();
     assert_close("composed", &grad.data, &to_f64(&composed.data), 1e-6, 1e-4);
 }
+
+/// f16 and bf16 logits (16-bit patterns, widened in the kernel, f32 arithmetic) agree with
+/// the CPU reference on the same values, forward and backward, for contiguous and strided rows.
+#[test]
+fn half_precision_logits_match_the_reference() {
+    use wgpu_xent::{DType, Logits};
+    let mut rng = Rng(11);
+    for dtype in [DType::F16, DType::BF16] {
+        for shape in [vec![37usize, 1001], vec![5, 7, 3], vec![64, 4]] {
+            let x = rng.logits(shape.iter().product(), 4.0);
+            let bits: Vec<u16> = x
+                .iter()
+                .map(|&v| match dtype {
+                    DType::F16 => half::f16::from_f32(v).to_bits(),
+                    _ => half::bf16::from_f32(v).to_bits(),
+                })
+                .collect();
+            let logits = match dtype {
+                DType::F16 => Logits::F16(Tensor::new(&bits, &shape)),
+                _ => Logits::BF16(Tensor::new(&bits, &shape)),
+            };
+            let mut tshape = vec![shape[0]];
+            tshape.extend(&shape[2..]);
+            let t: Vec<i64> = (0..tshape.iter().product())
+                .map(|_| rng.below(shape[1]) as i64)
+                .collect();
+            let target = Target::I64(Tensor::new(&t, &tshape));
+            let opts = LossOptions {
+                label_smoothing: 0.05,
+                ..Default::default()
+            };
+            let b = BackwardOptions::default();
+            let gpu = ctx()
+                .cross_entropy_backward(logits, target, &opts, &b)
+                .unwrap();
+            let reference = cpu::cross_entropy_backward(logits, target, &opts, &b).unwrap();
+            let what = format!("{dtype:?} {shape:?}");
+            assert_close(
+                &what,
+                &gpu.loss.data,
+                &to_f64(&reference.loss.data),
+                1e-5,
+                1e-5,
+            );
+            assert_close(
+                &what,
+                &gpu.grad.unwrap().data,
+                &to_f64(&reference.grad.unwrap().data),
+                1e-6,
+                1e-3,
+            );
+            let gpu = ctx().log_softmax(logits, 1).unwrap();
+            let reference = cpu::log_softmax(logits, 1).unwrap();
+            assert_close(&what, &gpu.data, &to_f64(&reference.data), 1e-5, 1e-5);
+        }
+    }
+}

@@ -8,9 +8,10 @@
 //
 // Bindings 0-4:
 //   0 params: uniform LossParams
-//   1 logits: storage          [rows * C] as vec4s, the buffer padded to 16 bytes; read for
-//                              loss.wgsl, read_write for grad.wgsl (which can write the
-//                              gradient over it). Rust replaces LOGITS_ACCESS accordingly.
+//   1 logits: storage          [rows * C] in the logits' dtype (f32, f16 or bf16), read in
+//                              groups of four, the buffer padded to 16 bytes; read for
+//                              loss.wgsl, read_write for grad.wgsl (which can write an f32
+//                              gradient over f32 logits).
 //   2 targets: storage, read   [rows] i32 classes (a dummy with probability targets)
 //   3 probs: storage, read     [rows * C] probabilities as vec4s (a dummy with class targets)
 //   4 weight: storage, read    [C] (a dummy without weight)
@@ -38,14 +39,11 @@ const HAS_WEIGHT: u32 = 1u;
 const PROB_TARGETS: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> params: LossParams;
-@group(0) @binding(1) var<storage, LOGITS_ACCESS> logits: array<vec4<f32>>;
+// binding 1, logits, is declared by the dtype file Rust puts before this one
+// (shared/dtype_*.wgsl): logits_4(j) reads vec4 j, logits_1(i) reads element i, as f32.
 @group(0) @binding(2) var<storage, read> targets: array<i32>;
 @group(0) @binding(3) var<storage, read> probs: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> weight: array<f32>;
-
-fn logit(i: u32) -> f32 {
-    return logits[i >> 2u][i & 3u];
-}
 
 fn prob(i: u32) -> f32 {
     return probs[i >> 2u][i & 3u];
@@ -113,7 +111,7 @@ fn smoothing() -> bool {
 
 // Adds logit i (class c) to the lane's sums; r is the row's reference logit.
 fn push_one(acc: Acc, i: u32, c: u32, r: f32) -> Acc {
-    let x = cap(logit(i));
+    let x = cap(logits_1(i));
     var out = Acc(lse_push(acc.st, x), acc.q, acc.a);
     if smoothing() {
         var q = class_weight(c);
@@ -128,7 +126,7 @@ fn push_one(acc: Acc, i: u32, c: u32, r: f32) -> Acc {
 
 // Adds the vec4 j (classes c0..c0+3 of a contiguous row) to the lane's sums.
 fn push_vec4(acc: Acc, j: u32, c0: u32, r: f32) -> Acc {
-    let v = cap4(logits[j]);
+    let v = cap4(logits_4(j));
     let m = max(acc.st.m, max(max(v.x, v.y), max(v.z, v.w)));
     let e = exp(v - vec4<f32>(m));
     var out = Acc(Lse(m, acc.st.s * exp(acc.st.m - m) + ((e.x + e.y) + (e.z + e.w))), acc.q, acc.a);
@@ -160,7 +158,7 @@ fn row_stats(slot: RowSlot, base: u32, lid: u32) -> RowStats {
     var acc = Acc(lse_empty(), 0.0, 0.0);
     if slot.valid {
         if smoothing() && classes > 0u {
-            r = cap(logit(base));
+            r = cap(logits_1(base));
             if !is_finite(r) {
                 r = 0.0;
             }
@@ -177,15 +175,15 @@ fn row_stats(slot: RowSlot, base: u32, lid: u32) -> RowStats {
                 var j = sp.v0 + slot.lane;
                 let step = params.lanes;
                 for (; j + step < sp.v1; j += 2u * step) {
-                    let v = logits[j];
-                    let u = logits[j + step];
+                    let v = logits_4(j);
+                    let u = logits_4(j + step);
                     let vu = max(v, u);
                     let m = max(st.m, max(max(vu.x, vu.y), max(vu.z, vu.w)));
                     let e = exp(v - vec4<f32>(m)) + exp(u - vec4<f32>(m));
                     st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
                 }
                 if j < sp.v1 {
-                    let v = logits[j];
+                    let v = logits_4(j);
                     let m = max(st.m, max(max(v.x, v.y), max(v.z, v.w)));
                     let e = exp(v - vec4<f32>(m));
                     st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
@@ -236,7 +234,7 @@ fn row_loss(row: u32, base: u32, rs: RowStats) -> RowLoss {
             den = quiet_nan();
         } else {
             let w = class_weight(u32(t));
-            loss = -w * lse_log_prob(rs.st, cap(logit(base + u32(t) * params.inner)));
+            loss = -w * lse_log_prob(rs.st, cap(logits_1(base + u32(t) * params.inner)));
             // Only when ε > 0: 0·inf would turn an infinite smoothing term into NaN.
             if eps > 0.0 {
                 loss = (1.0 - eps) * loss + eps / f32(params.classes) * spread;

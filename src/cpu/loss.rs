@@ -4,24 +4,46 @@ use super::lse::Lse;
 use crate::error::Result;
 use crate::layout::{check_loss, LossProblem, Targets, IGNORED};
 use crate::options::{
-    BackwardOptions, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
+    BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
 };
 use rayon::prelude::*;
 
 /// `torch.nn.functional.cross_entropy`, accumulated in f64.
-pub fn cross_entropy(input: Tensor<f32>, target: Target, opts: &LossOptions) -> Result<Output> {
-    let problem = check_loss("cross_entropy", &input, &target, opts)?;
+pub fn cross_entropy<'i>(
+    input: impl Into<Logits<'i>>,
+    target: Target,
+    opts: &LossOptions,
+) -> Result<Output> {
+    let input: Logits = input.into();
+    let values = input.to_f32();
+    let input = Tensor::new(&values, input.shape());
+    let problem = check_loss(
+        "cross_entropy",
+        input.shape,
+        input.data.len(),
+        &target,
+        opts,
+    )?;
     let rows = cross_entropy_rows(input.data, &problem, opts);
     Ok(reduce(&rows, &problem, opts.reduction))
 }
 
 /// `cross_entropy` and the per-row log-sum-exp (shape `[N, d1..dk]`).
-pub fn cross_entropy_with_lse(
-    input: Tensor<f32>,
+pub fn cross_entropy_with_lse<'i>(
+    input: impl Into<Logits<'i>>,
     target: Target,
     opts: &LossOptions,
 ) -> Result<(Output, Output)> {
-    let problem = check_loss("cross_entropy", &input, &target, opts)?;
+    let input: Logits = input.into();
+    let values = input.to_f32();
+    let input = Tensor::new(&values, input.shape());
+    let problem = check_loss(
+        "cross_entropy",
+        input.shape,
+        input.data.len(),
+        &target,
+        opts,
+    )?;
     let rows = cross_entropy_rows(input.data, &problem, opts);
     let lse = Output {
         data: rows.iter().map(|r| r.st.value() as f32).collect(),
@@ -31,13 +53,22 @@ pub fn cross_entropy_with_lse(
 }
 
 /// The fused forward + backward of `cross_entropy`, as grad.wgsl computes it, in f64.
-pub fn cross_entropy_backward(
-    input: Tensor<f32>,
+pub fn cross_entropy_backward<'i>(
+    input: impl Into<Logits<'i>>,
     target: Target,
     opts: &LossOptions,
     backward: &BackwardOptions,
 ) -> Result<LossAndGrad> {
-    let problem = check_loss("cross_entropy", &input, &target, opts)?;
+    let input: Logits = input.into();
+    let values = input.to_f32();
+    let input = Tensor::new(&values, input.shape());
+    let problem = check_loss(
+        "cross_entropy",
+        input.shape,
+        input.data.len(),
+        &target,
+        opts,
+    )?;
     let rows = cross_entropy_rows(input.data, &problem, opts);
     let l = problem.layout;
     let coef = backward.grad_output as f64 / denominator(&rows, opts.reduction);
@@ -85,14 +116,17 @@ pub fn cross_entropy_backward(
 }
 
 /// `nll_loss` and its gradient, -(g/D)·w[y] at the target, in f64.
-pub fn nll_loss_backward(
-    input: Tensor<f32>,
+pub fn nll_loss_backward<'i>(
+    input: impl Into<Logits<'i>>,
     target: Target,
     opts: &LossOptions,
     backward: &BackwardOptions,
 ) -> Result<LossAndGrad> {
+    let input: Logits = input.into();
+    let values = input.to_f32();
+    let input = Tensor::new(&values, input.shape());
     let loss = nll_loss(input, target, opts)?;
-    let problem = check_loss("nll_loss", &input, &target, opts)?;
+    let problem = check_loss("nll_loss", input.shape, input.data.len(), &target, opts)?;
     let Targets::Classes(t) = &problem.targets else {
         unreachable!("nll_loss takes class targets")
     };
@@ -168,8 +202,15 @@ fn rows_shape(shape: &[usize]) -> Vec<usize> {
 }
 
 /// `torch.nn.functional.nll_loss`, accumulated in f64.
-pub fn nll_loss(input: Tensor<f32>, target: Target, opts: &LossOptions) -> Result<Output> {
-    let problem = check_loss("nll_loss", &input, &target, opts)?;
+pub fn nll_loss<'i>(
+    input: impl Into<Logits<'i>>,
+    target: Target,
+    opts: &LossOptions,
+) -> Result<Output> {
+    let input: Logits = input.into();
+    let values = input.to_f32();
+    let input = Tensor::new(&values, input.shape());
+    let problem = check_loss("nll_loss", input.shape, input.data.len(), &target, opts)?;
     let Targets::Classes(t) = &problem.targets else {
         unreachable!("nll_loss takes class targets")
     };
@@ -299,7 +340,13 @@ pub fn cross_entropy_f64(
     target: Target,
     opts: &LossOptions,
 ) -> Result<Vec<f64>> {
-    let problem = check_loss("cross_entropy", &input, &target, opts)?;
+    let problem = check_loss(
+        "cross_entropy",
+        input.shape,
+        input.data.len(),
+        &target,
+        opts,
+    )?;
     let rows = cross_entropy_rows(input.data, &problem, opts);
     Ok(reduce_f64(&rows, opts.reduction))
 }

@@ -3,16 +3,22 @@
 use super::lse::Lse;
 use crate::error::Result;
 use crate::layout::RowLayout;
-use crate::options::{Output, Tensor};
+use crate::options::{Logits, Output, Tensor};
 use rayon::prelude::*;
 
 /// `torch.nn.functional.log_softmax(x, dim)`, accumulated in f64.
-pub fn log_softmax(x: Tensor<f32>, dim: i64) -> Result<Output> {
+pub fn log_softmax<'i>(x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
+    let x: Logits = x.into();
+    let values = x.to_f32();
+    let x = Tensor::new(&values, x.shape());
     map_rows(x, dim, |xs, lse, _| lse.log_prob(xs))
 }
 
 /// `torch.nn.functional.softmax(x, dim)`, accumulated in f64.
-pub fn softmax(x: Tensor<f32>, dim: i64) -> Result<Output> {
+pub fn softmax<'i>(x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
+    let x: Logits = x.into();
+    let values = x.to_f32();
+    let x = Tensor::new(&values, x.shape());
     map_rows(x, dim, |xs, lse, _| (xs - lse.m).exp() / lse.s)
 }
 

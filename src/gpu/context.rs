@@ -2,8 +2,10 @@
 
 use super::kernels::{Family, Kernel};
 use crate::error::{Result, XentError};
+use crate::options::DType;
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use wgpu::util::DeviceExt;
 
 /// Options for [`Context::with_options`].
@@ -26,8 +28,8 @@ pub struct Context {
     features: wgpu::Features,
     workgroup_size: u32,
     max_binding_bytes: u64,
-    layouts: HashMap<Family, wgpu::BindGroupLayout>,
-    pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
+    pipelines: Mutex<HashMap<(Kernel, DType), Arc<wgpu::ComputePipeline>>>,
 }
 
 impl Context {
@@ -103,7 +105,7 @@ impl Context {
             workgroup_size,
             max_binding_bytes,
             layouts: HashMap::new(),
-            pipelines: HashMap::new(),
+            pipelines: Mutex::new(HashMap::new()),
         };
         ctx.build_pipelines().await?;
         Ok(ctx)
@@ -123,54 +125,73 @@ impl Context {
             .min(limits.max_compute_workgroup_size_x)
     }
 
+    /// Creates every bind-group layout, and the f32 pipelines (other dtypes on first use).
     async fn build_pipelines(&mut self) -> Result<()> {
-        let device = self.device.clone();
-        let wg = self.workgroup_size as f64;
         let mut layouts = HashMap::new();
-        let mut pipelines = HashMap::new();
-        self.scoped(async {
-            for family in Family::ALL {
-                let label = format!("xent {family:?}");
-                let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                    label: Some(&label),
-                    source: wgpu::ShaderSource::Wgsl(family.source().into()),
-                });
-                let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        for family in Family::ALL {
+            let label = format!("xent {family:?}");
+            let layout = self
+                .device
+                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
                     label: Some(&label),
                     entries: &family.layout_entries(),
                 });
-                let pipeline_layout =
-                    device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            let pipeline_layout =
+                self.device
+                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
                         label: Some(&label),
                         bind_group_layouts: &[Some(&layout)],
                         immediate_size: 0,
                     });
-                for kernel in Kernel::ALL.into_iter().filter(|k| k.family() == family) {
-                    let mut constants = vec![("WG", wg)];
-                    constants.extend_from_slice(kernel.constants());
-                    let pipeline =
-                        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                            label: Some(kernel.entry_point()),
-                            layout: Some(&pipeline_layout),
-                            module: &module,
-                            entry_point: Some(kernel.entry_point()),
-                            compilation_options: wgpu::PipelineCompilationOptions {
-                                constants: &constants,
-                                // Every kernel writes workgroup memory before reading it.
-                                zero_initialize_workgroup_memory: false,
-                            },
-                            cache: None,
-                        });
-                    pipelines.insert(kernel, pipeline);
-                }
-                layouts.insert(family, layout);
+            layouts.insert(family, (layout, pipeline_layout));
+        }
+        self.layouts = layouts;
+        self.scoped(async {
+            for kernel in Kernel::ALL {
+                self.pipeline(kernel, DType::F32);
             }
             Ok(())
         })
-        .await?;
-        self.layouts = layouts;
-        self.pipelines = pipelines;
-        Ok(())
+        .await
+    }
+
+    /// The compiled pipeline of `kernel` for inputs of `dtype`, compiled on first use and
+    /// cached. A compilation error reaches the error scope of the op that asked.
+    pub(crate) fn pipeline(&self, kernel: Kernel, dtype: DType) -> Arc<wgpu::ComputePipeline> {
+        let family = kernel.family();
+        // Families without a typed input compile once.
+        let dtype = match family {
+            Family::Reduce | Family::Bandwidth => DType::F32,
+            _ => dtype,
+        };
+        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(p) = cache.get(&(kernel, dtype)) {
+            return p.clone();
+        }
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&format!("xent {family:?} {dtype:?}")),
+                source: wgpu::ShaderSource::Wgsl(family.source(dtype).into()),
+            });
+        let mut constants = vec![("WG", self.workgroup_size as f64)];
+        constants.extend_from_slice(kernel.constants());
+        let pipeline = Arc::new(self.device.create_compute_pipeline(
+            &wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.entry_point()),
+                layout: Some(&self.layouts[&family].1),
+                module: &module,
+                entry_point: Some(kernel.entry_point()),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    // Every kernel writes workgroup memory before reading it.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            },
+        ));
+        cache.insert((kernel, dtype), pipeline.clone());
+        pipeline
     }
 
     /// The adapter's name, backend, type and driver.
@@ -241,11 +262,21 @@ impl Context {
             mapped_at_creation: true,
         });
         if !bytes.is_empty() {
+            // Mapped writes come in whole 4-byte words; an odd number of 16-bit values is
+            // padded with zeros.
+            let words = bytes.len().div_ceil(4) * 4;
+            let padded;
+            let src = if words == bytes.len() {
+                bytes
+            } else {
+                padded = [bytes, &[0u8; 3][..words - bytes.len()]].concat();
+                &padded
+            };
             buffer
-                .slice(..bytes.len() as u64)
+                .slice(..words as u64)
                 .get_mapped_range_mut()
                 .map_err(|e| XentError::Gpu(e.to_string()))?
-                .copy_from_slice(bytes);
+                .copy_from_slice(src);
         }
         buffer.unmap();
         Ok(buffer)
@@ -297,14 +328,9 @@ impl Context {
             .collect();
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("xent bind group"),
-            layout: &self.layouts[&family],
+            layout: &self.layouts[&family].0,
             entries: &entries,
         })
-    }
-
-    /// The compiled pipeline of `kernel`.
-    pub(crate) fn pipeline(&self, kernel: Kernel) -> &wgpu::ComputePipeline {
-        &self.pipelines[&kernel]
     }
 }
 

@@ -1,10 +1,29 @@
 //! The WGSL kernels: one source file per family under `shaders/`, a typed name per entry
 //! point, and the explicit bind-group layout each family is written against.
 
+use crate::options::DType;
+
 /// The shared prelude: workgroup size, online log-sum-exp, tree reductions.
 const SHARED: &str = include_str!("../../shaders/shared/lse.wgsl");
 /// The loss parameters and input bindings, shared by the forward and backward families.
 const LOSS_INPUTS: &str = include_str!("../../shaders/shared/loss_inputs.wgsl");
+
+/// How an input array of each dtype is declared and read (`NAME_4`, `NAME_1`).
+fn dtype_source(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => include_str!("../../shaders/shared/dtype_f32.wgsl"),
+        DType::F16 => include_str!("../../shaders/shared/dtype_f16.wgsl"),
+        DType::BF16 => include_str!("../../shaders/shared/dtype_bf16.wgsl"),
+    }
+}
+
+/// How it is written over (`NAME_store4`, `NAME_store1`), for the in-place gradient.
+fn dtype_store_source(dtype: DType) -> &'static str {
+    match dtype {
+        DType::F32 => include_str!("../../shaders/shared/dtype_f32_store.wgsl"),
+        _ => include_str!("../../shaders/shared/dtype_half_store.wgsl"),
+    }
+}
 
 /// A family of kernels: one `.wgsl` file and one bind-group layout.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -31,8 +50,9 @@ impl Family {
         Family::Bandwidth,
     ];
 
-    /// The complete WGSL source: the shared prelude(s) followed by the family's file.
-    pub fn source(self) -> String {
+    /// The complete WGSL source for inputs of `dtype`: the shared prelude, the declaration
+    /// of the input array in that dtype, then the family's own file.
+    pub fn source(self, dtype: DType) -> String {
         let (prelude, own) = match self {
             Family::Softmax => ("", include_str!("../../shaders/softmax.wgsl")),
             Family::Loss => (LOSS_INPUTS, include_str!("../../shaders/loss.wgsl")),
@@ -42,12 +62,21 @@ impl Family {
         };
         // The logits are read-only for the forward, writable for the fused backward (which
         // can put the gradient over them).
-        let access = if self == Family::Grad {
-            "read_write"
-        } else {
-            "read"
+        let input = match self {
+            Family::Softmax => dtype_source(dtype)
+                .replace("NAME", "x")
+                .replace("ACCESS", "read"),
+            Family::Loss => dtype_source(dtype)
+                .replace("NAME", "logits")
+                .replace("ACCESS", "read"),
+            Family::Grad => {
+                let decl = dtype_source(dtype).replace("ACCESS", "read_write");
+                format!("{decl}\n{}", dtype_store_source(dtype)).replace("NAME", "logits")
+            }
+            Family::Reduce | Family::Bandwidth => String::new(),
         };
-        format!("{SHARED}\n{prelude}\n{own}").replace("LOGITS_ACCESS", access)
+        let input = input.replace("BINDING", "1");
+        format!("{SHARED}\n{input}\n{prelude}\n{own}")
     }
 
     /// Binding 0 is the uniform parameters; then storage buffers, read-only or not.
@@ -201,19 +230,22 @@ pub(crate) fn reduce_block_len(workgroup_size: u32) -> u64 {
 mod tests {
     use super::*;
 
-    /// Every shader parses and validates with naga, with no adapter involved.
+    /// Every shader, in every dtype, parses and validates with naga, with no adapter involved.
     #[test]
     fn every_shader_validates_with_naga() {
-        for family in Family::ALL {
-            let src = family.source();
+        for (family, dtype) in Family::ALL
+            .into_iter()
+            .flat_map(|f| [DType::F32, DType::F16, DType::BF16].map(|d| (f, d)))
+        {
+            let src = family.source(dtype);
             let module = naga::front::wgsl::parse_str(&src)
-                .unwrap_or_else(|e| panic!("{family:?}: {}", e.emit_to_string(&src)));
+                .unwrap_or_else(|e| panic!("{family:?} {dtype:?}: {}", e.emit_to_string(&src)));
             naga::valid::Validator::new(
                 naga::valid::ValidationFlags::all(),
                 naga::valid::Capabilities::all(),
             )
             .validate(&module)
-            .unwrap_or_else(|e| panic!("{family:?}: {}", e.emit_to_string(&src)));
+            .unwrap_or_else(|e| panic!("{family:?} {dtype:?}: {}", e.emit_to_string(&src)));
             for kernel in Kernel::ALL.iter().filter(|k| k.family() == family) {
                 assert!(
                     module

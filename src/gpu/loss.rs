@@ -12,7 +12,7 @@ use super::timestamps::Timestamps;
 use crate::error::Result;
 use crate::layout::{check_loss, LossProblem, Targets, IGNORED};
 use crate::options::{
-    BackwardOptions, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
+    BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
 };
 
 /// Keep in sync with `LossParams` in shaders/shared/loss_inputs.wgsl.
@@ -81,22 +81,24 @@ struct Results {
 impl Context {
     /// `torch.nn.functional.cross_entropy(input, target, weight, ignore_index, reduction,
     /// label_smoothing)`, fused: log_softmax is never materialised.
-    pub fn cross_entropy(
+    pub fn cross_entropy<'i>(
         &self,
-        input: Tensor<f32>,
+        input: impl Into<Logits<'i>>,
         target: Target,
         opts: &LossOptions,
     ) -> Result<Output> {
+        let input: Logits = input.into();
         pollster::block_on(self.cross_entropy_async(input, target, opts))
     }
 
     /// The async form of [`Context::cross_entropy`].
-    pub async fn cross_entropy_async(
+    pub async fn cross_entropy_async<'i>(
         &self,
-        input: Tensor<'_, f32>,
+        input: impl Into<Logits<'i>>,
         target: Target<'_>,
         opts: &LossOptions<'_>,
     ) -> Result<Output> {
+        let input: Logits = input.into();
         let req = Request {
             loss: Loss::CrossEntropy,
             grad: Grad::None,
@@ -107,12 +109,13 @@ impl Context {
     }
 
     /// [`Context::cross_entropy`] and the per-row log-sum-exp (shape `[N, d1..dk]`).
-    pub fn cross_entropy_with_lse(
+    pub fn cross_entropy_with_lse<'i>(
         &self,
-        input: Tensor<f32>,
+        input: impl Into<Logits<'i>>,
         target: Target,
         opts: &LossOptions,
     ) -> Result<(Output, Output)> {
+        let input: Logits = input.into();
         let req = Request {
             loss: Loss::CrossEntropy,
             grad: Grad::None,
@@ -120,7 +123,7 @@ impl Context {
             lse: true,
         };
         let r = pollster::block_on(self.run(input, target, opts, req))?;
-        let shape = r.loss_shape_for_rows(input.shape);
+        let shape = r.loss_shape_for_rows(input.shape());
         Ok((
             r.loss,
             Output {
@@ -132,24 +135,26 @@ impl Context {
 
     /// The fused forward + backward of `cross_entropy`: the loss and d(loss)/d(input), with
     /// PyTorch autograd's convention. Reads the logits twice and writes the gradient once.
-    pub fn cross_entropy_backward(
+    pub fn cross_entropy_backward<'i>(
         &self,
-        input: Tensor<f32>,
+        input: impl Into<Logits<'i>>,
         target: Target,
         opts: &LossOptions,
         backward: &BackwardOptions,
     ) -> Result<LossAndGrad> {
+        let input: Logits = input.into();
         pollster::block_on(self.cross_entropy_backward_async(input, target, opts, backward))
     }
 
     /// The async form of [`Context::cross_entropy_backward`].
-    pub async fn cross_entropy_backward_async(
+    pub async fn cross_entropy_backward_async<'i>(
         &self,
-        input: Tensor<'_, f32>,
+        input: impl Into<Logits<'i>>,
         target: Target<'_>,
         opts: &LossOptions<'_>,
         backward: &BackwardOptions,
     ) -> Result<LossAndGrad> {
+        let input: Logits = input.into();
         let req = Request {
             loss: Loss::CrossEntropy,
             grad: Grad::OutOfPlace,
@@ -157,7 +162,7 @@ impl Context {
             lse: backward.return_lse,
         };
         let r = self.run(input, target, opts, req).await?;
-        Ok(r.into_loss_and_grad(input.shape))
+        Ok(r.into_loss_and_grad(input.shape()))
     }
 
     /// As [`Context::cross_entropy_backward`], with the gradient written over `logits`, on the
@@ -176,7 +181,7 @@ impl Context {
             grad_output: backward.grad_output,
             lse: backward.return_lse,
         };
-        let input = Tensor::new(&*logits, shape);
+        let input = Logits::F32(Tensor::new(&*logits, shape));
         let mut r = pollster::block_on(self.run(input, target, opts, req))?;
         if let Some(grad) = r.grad.take() {
             logits.copy_from_slice(&grad);
@@ -185,22 +190,24 @@ impl Context {
     }
 
     /// `torch.nn.functional.nll_loss(input, target, weight, ignore_index, reduction)`.
-    pub fn nll_loss(
+    pub fn nll_loss<'i>(
         &self,
-        input: Tensor<f32>,
+        input: impl Into<Logits<'i>>,
         target: Target,
         opts: &LossOptions,
     ) -> Result<Output> {
+        let input: Logits = input.into();
         pollster::block_on(self.nll_loss_async(input, target, opts))
     }
 
     /// The async form of [`Context::nll_loss`].
-    pub async fn nll_loss_async(
+    pub async fn nll_loss_async<'i>(
         &self,
-        input: Tensor<'_, f32>,
+        input: impl Into<Logits<'i>>,
         target: Target<'_>,
         opts: &LossOptions<'_>,
     ) -> Result<Output> {
+        let input: Logits = input.into();
         let req = Request {
             loss: Loss::Nll,
             grad: Grad::None,
@@ -211,13 +218,14 @@ impl Context {
     }
 
     /// `nll_loss` and d(loss)/d(input) (it reads no logits: the gradient is -w[y]/D at y).
-    pub fn nll_loss_backward(
+    pub fn nll_loss_backward<'i>(
         &self,
-        input: Tensor<f32>,
+        input: impl Into<Logits<'i>>,
         target: Target,
         opts: &LossOptions,
         backward: &BackwardOptions,
     ) -> Result<LossAndGrad> {
+        let input: Logits = input.into();
         let req = Request {
             loss: Loss::Nll,
             grad: Grad::OutOfPlace,
@@ -225,17 +233,17 @@ impl Context {
             lse: false,
         };
         let r = pollster::block_on(self.run(input, target, opts, req))?;
-        Ok(r.into_loss_and_grad(input.shape))
+        Ok(r.into_loss_and_grad(input.shape()))
     }
 
     async fn run(
         &self,
-        input: Tensor<'_, f32>,
+        input: Logits<'_>,
         target: Target<'_>,
         opts: &LossOptions<'_>,
         req: Request,
     ) -> Result<Results> {
-        let problem = check_loss(req.loss.name(), &input, &target, opts)?;
+        let problem = check_loss(req.loss.name(), input.shape(), input.len(), &target, opts)?;
         if problem.layout.rows() == 0 {
             return Ok(Results {
                 loss: empty_loss(&problem, opts.reduction),
@@ -244,7 +252,7 @@ impl Context {
             });
         }
         self.scoped(async {
-            let plan = self.build_loss(input.data, &problem, opts, req)?;
+            let plan = self.build_loss(&input, &problem, opts, req)?;
             plan.run().await.map(|(r, _)| r)
         })
         .await
@@ -253,12 +261,13 @@ impl Context {
     /// Uploads the inputs and builds every buffer, bind group and dispatch of one call.
     fn build_loss(
         &self,
-        input: &[f32],
+        input: &Logits<'_>,
         problem: &LossProblem,
         opts: &LossOptions<'_>,
         req: Request,
     ) -> Result<PreparedLoss<'_>> {
         let layout = &problem.layout;
+        let dtype = input.dtype();
         let chunks = chunks::plan(layout, self.max_binding_bytes())?;
         let mut flags = 0;
         if opts.weight.is_some() {
@@ -309,7 +318,7 @@ impl Context {
             };
             bufs.push(ChunkBuffers {
                 params,
-                logits: self.upload("logits", &input[elems.clone()])?,
+                logits: self.upload("logits", input.bytes(elems.clone()))?,
                 targets,
                 probs,
                 losses: self.output("losses", rows.len())?,
@@ -356,9 +365,10 @@ impl Context {
                     r => {
                         for b in &bufs {
                             let groups = (b.rows as u64).div_ceil(self.workgroup_size() as u64);
-                            self.push(
+                            self.push_typed(
                                 &mut program,
                                 Kernel::RowDens,
+                                dtype,
                                 forward_bind(b),
                                 groups,
                                 label(Kernel::RowDens, b),
@@ -386,9 +396,10 @@ impl Context {
                             &b.stats,
                         ],
                     );
-                    self.push(
+                    self.push_typed(
                         &mut program,
                         kernel,
+                        dtype,
                         bind,
                         row_groups(b.rows),
                         label(kernel, b),
@@ -409,9 +420,10 @@ impl Context {
                         Kernel::NllRows => (b.rows as u64).div_ceil(self.workgroup_size() as u64),
                         _ => row_groups(b.rows),
                     };
-                    self.push(
+                    self.push_typed(
                         &mut program,
                         kernel,
+                        dtype,
                         forward_bind(b),
                         groups,
                         label(kernel, b),
@@ -438,9 +450,10 @@ impl Context {
                                 &b.stats,
                             ],
                         );
-                        self.push(
+                        self.push_typed(
                             &mut program,
                             Kernel::NllGrad,
+                            dtype,
                             bind,
                             row_groups(b.rows),
                             label(Kernel::NllGrad, b),
@@ -533,13 +546,14 @@ impl Context {
     /// Uploads a `cross_entropy` call once, so that it can be run many times without any
     /// upload or allocation: the benchmark's timed loop, or a loop that only replaces the
     /// logits with [`PreparedLoss::write_logits`]. `grad` adds the fused backward (out of place).
-    pub fn prepare_cross_entropy(
+    pub fn prepare_cross_entropy<'i>(
         &self,
-        input: Tensor<f32>,
+        input: impl Into<Logits<'i>>,
         target: Target,
         opts: &LossOptions,
         grad: bool,
     ) -> Result<PreparedLoss<'_>> {
+        let input: Logits = input.into();
         let req = Request {
             loss: Loss::CrossEntropy,
             grad: if grad { Grad::OutOfPlace } else { Grad::None },
@@ -550,12 +564,13 @@ impl Context {
     }
 
     /// As [`Context::prepare_cross_entropy`] for `nll_loss` (forward).
-    pub fn prepare_nll_loss(
+    pub fn prepare_nll_loss<'i>(
         &self,
-        input: Tensor<f32>,
+        input: impl Into<Logits<'i>>,
         target: Target,
         opts: &LossOptions,
     ) -> Result<PreparedLoss<'_>> {
+        let input: Logits = input.into();
         let req = Request {
             loss: Loss::Nll,
             grad: Grad::None,
@@ -565,24 +580,25 @@ impl Context {
         self.prepare(Loss::Nll, input, target, opts, req)
     }
 
-    fn prepare(
+    fn prepare<'i>(
         &self,
         loss: Loss,
-        input: Tensor<f32>,
+        input: impl Into<Logits<'i>>,
         target: Target,
         opts: &LossOptions,
         req: Request,
     ) -> Result<PreparedLoss<'_>> {
-        let problem = check_loss(loss.name(), &input, &target, opts)?;
+        let input: Logits = input.into();
+        let problem = check_loss(loss.name(), input.shape(), input.len(), &target, opts)?;
         if problem.layout.rows() == 0 {
             return Err(crate::XentError::InvalidShape(
                 "nothing to prepare: the batch is empty".into(),
             ));
         }
         let mut plan = pollster::block_on(
-            self.scoped(async { self.build_loss(input.data, &problem, opts, req) }),
+            self.scoped(async { self.build_loss(&input, &problem, opts, req) }),
         )?;
-        plan.input_shape = input.shape.to_vec();
+        plan.input_shape = input.shape().to_vec();
         plan.read_grad = false;
         Ok(plan)
     }

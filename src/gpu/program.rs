@@ -11,10 +11,11 @@ use super::kernels::Kernel;
 use super::readback::Staging;
 use super::timestamps::Timestamps;
 use crate::error::Result;
+use crate::options::DType;
 
 /// One dispatch: a kernel, its bindings and its grid.
 pub(crate) struct Dispatch {
-    kernel: Kernel,
+    pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     bind: wgpu::BindGroup,
     grid: (u32, u32),
     label: String,
@@ -34,11 +35,25 @@ impl Program {
 }
 
 impl Context {
-    /// Appends a dispatch of `workgroups` workgroups (a 2-D grid past 65,535).
+    /// Appends a dispatch of `workgroups` workgroups (a 2-D grid past 65,535) of a kernel
+    /// without a typed input.
     pub(crate) fn push(
         &self,
         program: &mut Program,
         kernel: Kernel,
+        bind: wgpu::BindGroup,
+        workgroups: u64,
+        label: String,
+    ) -> Result<()> {
+        self.push_typed(program, kernel, DType::F32, bind, workgroups, label)
+    }
+
+    /// Appends a dispatch of `kernel` compiled for inputs of `dtype`.
+    pub(crate) fn push_typed(
+        &self,
+        program: &mut Program,
+        kernel: Kernel,
+        dtype: DType,
         bind: wgpu::BindGroup,
         workgroups: u64,
         label: String,
@@ -48,8 +63,9 @@ impl Context {
             self.limits().max_compute_workgroups_per_dimension,
         )?;
         if grid.0 > 0 {
+            let pipeline = self.pipeline(kernel, dtype);
             program.dispatches.push(Dispatch {
-                kernel,
+                pipeline,
                 bind,
                 grid,
                 label,
@@ -76,7 +92,7 @@ impl Context {
         });
         for d in &program.dispatches {
             pass.push_debug_group(&d.label);
-            pass.set_pipeline(self.pipeline(d.kernel));
+            pass.set_pipeline(&d.pipeline);
             pass.set_bind_group(0, &d.bind, &[]);
             pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
             pass.pop_debug_group();

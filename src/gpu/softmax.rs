@@ -9,7 +9,7 @@ use super::rows;
 use super::timestamps::Timestamps;
 use crate::error::{Result, XentError};
 use crate::layout::RowLayout;
-use crate::options::{Output, Tensor};
+use crate::options::{Logits, Output, Tensor};
 
 /// Keep in sync with `SoftmaxParams` in shaders/softmax.wgsl.
 #[repr(C)]
@@ -33,23 +33,29 @@ pub struct PreparedSoftmax<'a> {
 
 impl Context {
     /// `torch.nn.functional.log_softmax(x, dim)`.
-    pub fn log_softmax(&self, x: Tensor<f32>, dim: i64) -> Result<Output> {
+    pub fn log_softmax<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
         pollster::block_on(self.log_softmax_async(x, dim))
     }
 
     /// `torch.nn.functional.softmax(x, dim)`.
-    pub fn softmax(&self, x: Tensor<f32>, dim: i64) -> Result<Output> {
+    pub fn softmax<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
         pollster::block_on(self.softmax_async(x, dim))
     }
 
     /// The async form of [`Context::log_softmax`].
-    pub async fn log_softmax_async(&self, x: Tensor<'_, f32>, dim: i64) -> Result<Output> {
-        self.softmax_family(Kernel::LogSoftmax, x, dim, None).await
+    pub async fn log_softmax_async<'i>(
+        &self,
+        x: impl Into<Logits<'i>>,
+        dim: i64,
+    ) -> Result<Output> {
+        self.softmax_family(Kernel::LogSoftmax, x.into(), dim, None)
+            .await
     }
 
     /// The async form of [`Context::softmax`].
-    pub async fn softmax_async(&self, x: Tensor<'_, f32>, dim: i64) -> Result<Output> {
-        self.softmax_family(Kernel::Softmax, x, dim, None).await
+    pub async fn softmax_async<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
+        self.softmax_family(Kernel::Softmax, x.into(), dim, None)
+            .await
     }
 
     /// `log_softmax`'s backward: `grad_out - exp(out) · Σ grad_out` along `dim`, given the
@@ -62,7 +68,7 @@ impl Context {
     ) -> Result<Output> {
         pollster::block_on(self.softmax_family(
             Kernel::LogSoftmaxBackward,
-            out,
+            out.into(),
             dim,
             Some(grad_out),
         ))
@@ -75,13 +81,18 @@ impl Context {
         out: Tensor<f32>,
         dim: i64,
     ) -> Result<Output> {
-        pollster::block_on(self.softmax_family(Kernel::SoftmaxBackward, out, dim, Some(grad_out)))
+        pollster::block_on(self.softmax_family(
+            Kernel::SoftmaxBackward,
+            out.into(),
+            dim,
+            Some(grad_out),
+        ))
     }
 
     /// Uploads a `log_softmax` (or `softmax`, when `log` is false) once, to run it many times.
-    pub fn prepare_softmax(
+    pub fn prepare_softmax<'i>(
         &self,
-        x: Tensor<f32>,
+        x: impl Into<Logits<'i>>,
         dim: i64,
         log: bool,
     ) -> Result<PreparedSoftmax<'_>> {
@@ -90,13 +101,14 @@ impl Context {
         } else {
             Kernel::Softmax
         };
+        let x = x.into();
         pollster::block_on(self.scoped(async { self.build_softmax(kernel, x, dim, None) }))
     }
 
     async fn softmax_family(
         &self,
         kernel: Kernel,
-        x: Tensor<'_, f32>,
+        x: Logits<'_>,
         dim: i64,
         gy: Option<Tensor<'_, f32>>,
     ) -> Result<Output> {
@@ -112,21 +124,21 @@ impl Context {
     fn build_softmax(
         &self,
         kernel: Kernel,
-        x: Tensor<'_, f32>,
+        x: Logits<'_>,
         dim: i64,
         gy: Option<Tensor<'_, f32>>,
     ) -> Result<PreparedSoftmax<'_>> {
-        x.check_len("input")?;
+        x.check_len()?;
         if let Some(gy) = gy {
             gy.check_len("grad_out")?;
-            if gy.shape != x.shape {
+            if gy.shape != x.shape() {
                 return Err(XentError::ShapeMismatch {
-                    input: x.shape.to_vec(),
+                    input: x.shape().to_vec(),
                     target: gy.shape.to_vec(),
                 });
             }
         }
-        let layout = RowLayout::for_dim(x.shape, dim)?;
+        let layout = RowLayout::for_dim(x.shape(), dim)?;
         let chunks = if layout.is_empty() {
             vec![]
         } else {
@@ -147,7 +159,7 @@ impl Context {
                     lanes,
                 },
             );
-            let input = self.upload("softmax x", &x.data[elems.clone()])?;
+            let input = self.upload("softmax x", x.bytes(elems.clone()))?;
             let output = self.output("softmax y", elems.len())?;
             let upstream = match gy {
                 Some(gy) => self.upload("softmax gy", &gy.data[elems.clone()])?,
@@ -159,7 +171,7 @@ impl Context {
                 layout.classes, layout.inner
             );
             let workgroups = rows::workgroups(rows, lanes, self.workgroup_size());
-            self.push(&mut program, kernel, bind, workgroups, label)?;
+            self.push_typed(&mut program, kernel, x.dtype(), bind, workgroups, label)?;
             outputs.push((output, self.staging(elems.len() as u64 * 4)));
         }
         Ok(PreparedSoftmax {
@@ -167,7 +179,7 @@ impl Context {
             program,
             outputs,
             timestamps: self.timestamp_queries(),
-            shape: x.shape.to_vec(),
+            shape: x.shape().to_vec(),
         })
     }
 }

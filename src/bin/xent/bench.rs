@@ -2,7 +2,7 @@
 //! is timed, with GB/s beside the adapter's own copy and read bandwidth.
 
 use crate::data::{self, Inputs, Synth};
-use crate::eval::{require_f32, InputDtype};
+use crate::eval::InputDtype;
 use crate::DeviceKind;
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wgpu_xent::compare::compare;
 use wgpu_xent::traffic::BenchOp;
-use wgpu_xent::{cpu, BackwardOptions, Context, LossOptions, Result, XentError};
+use wgpu_xent::{cpu, BackwardOptions, Context, DType, LossOptions, Result, XentError};
 
 /// Shapes timed when none is given (skipped where memory does not allow).
 pub const DEFAULT_SHAPES: &[&str] = &[
@@ -163,6 +163,7 @@ fn sample(inp: &Inputs, rows: usize) -> Inputs {
     let rows = rows.min(inp.shape[0]);
     Inputs {
         x: inp.x[..rows * c].to_vec(),
+        half: inp.half.as_ref().map(|(b, d)| (b[..rows * c].to_vec(), *d)),
         shape: vec![rows, c],
         classes: inp.classes[..rows].to_vec(),
         probs: None,
@@ -173,7 +174,13 @@ fn sample(inp: &Inputs, rows: usize) -> Inputs {
 }
 
 pub fn run(a: &BenchArgs) -> Result<()> {
-    require_f32(a.dtype)?;
+    let dtype = DType::from(a.dtype);
+    let elem = dtype.size();
+    let dtype_name = match dtype {
+        DType::F32 => "f32",
+        DType::F16 => "f16",
+        DType::BF16 => "bf16",
+    };
     let ops = if a.ops.is_empty() {
         vec![
             OpArg::CrossEntropy,
@@ -254,11 +261,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             ignore_index: -100,
             probs: false,
         };
-        let inp = data::synthesize(&[n, c], &synth);
+        let inp = data::quantize(data::synthesize(&[n, c], &synth), dtype);
         // The roofline of this size: copy and read bandwidth, measured first.
         bar.set_message(format!("{n}x{c}: copy and read roofline"));
-        let roof = roofline(ctx.as_ref(), &inp, a)?;
-        let bytes = (n * c * 4) as f64;
+        let roof = roofline(ctx.as_ref(), &inp, elem, a)?;
+        let bytes = (n * c * elem) as f64;
         let copy_gbs = bytes / roof.copy.wall.0 / 1e6;
         let read_gbs = bytes / roof.read.wall.0 / 1e6;
         for &op in &ops {
@@ -275,13 +282,13 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     op: m.op.name().into(),
                     n,
                     c,
-                    dtype: "f32".into(),
+                    dtype: dtype_name.into(),
                     median_ms: median,
                     min_ms: min,
                     max_ms: max,
                     kernel_median_ms: m.kernel,
                     gb_per_s: gb,
-                    bytes_per_logit: m.op.bytes_per_logit(c, 4),
+                    bytes_per_logit: m.op.bytes_per_logit(c, elem),
                     pct_of_copy: Some(100.0 * gb / copy_gbs),
                     pct_of_read: Some(100.0 * gb / read_gbs),
                     max_abs_err: m.err,
@@ -341,12 +348,12 @@ struct Roofline {
     read: Measured,
 }
 
-fn roofline(ctx: Option<&Context>, inp: &Inputs, a: &BenchArgs) -> Result<Roofline> {
+fn roofline(ctx: Option<&Context>, inp: &Inputs, elem: usize, a: &BenchArgs) -> Result<Roofline> {
     let (copy, read, scale) = match ctx {
         Some(ctx) => {
-            let bw = ctx.prepare_bandwidth(inp.x.len() as u64 * 4)?;
+            let bw = ctx.prepare_bandwidth((inp.x.len() * elem) as u64)?;
             // Timed on at most one binding; scaled to the logits' size.
-            let scale = inp.x.len() as f64 * 4.0 / bw.bytes() as f64;
+            let scale = (inp.x.len() * elem) as f64 / bw.bytes() as f64;
             let copy = time(a.warmup, a.iters, || bw.copy().map(|_| None))?;
             let read = time(a.warmup, a.iters, || bw.read().map(|(_, k)| k))?;
             (copy, read, scale)

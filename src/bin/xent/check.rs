@@ -1,7 +1,7 @@
 //! `xent check`: the GPU against the CPU reference on one configuration.
 
 use crate::data::{self, Synth};
-use crate::eval::{require_f32, CliReduction, InputDtype};
+use crate::eval::{CliReduction, InputDtype};
 use crate::ops::run_op;
 use crate::Op;
 use clap::Args;
@@ -79,9 +79,13 @@ pub struct CheckArgs {
 }
 
 pub fn run(a: &CheckArgs) -> Result<bool> {
-    require_f32(a.dtype)?;
     let inputs = match &a.input {
-        Some(path) => data::read(path, a.target.as_ref(), a.weight.as_ref())?,
+        Some(path) => data::read(
+            path,
+            Some(a.dtype.into()),
+            a.target.as_ref(),
+            a.weight.as_ref(),
+        )?,
         None => {
             let shape = data::parse_shape(a.shape.as_deref().unwrap_or("64x1000"))?;
             let synth = Synth {
@@ -91,7 +95,7 @@ pub fn run(a: &CheckArgs) -> Result<bool> {
                 ignore_index: a.ignore_index,
                 probs: a.probs,
             };
-            data::synthesize(&shape, &synth)
+            data::quantize(data::synthesize(&shape, &synth), a.dtype.into())
         }
     };
     let opts = LossOptions {

@@ -2,11 +2,14 @@
 
 use std::path::PathBuf;
 use wgpu_xent::npy::{self, NpyTarget};
-use wgpu_xent::{Result, Target, Tensor, XentError};
+use wgpu_xent::{DType, Logits, Result, Target, Tensor, XentError};
 
 /// Owned inputs of one configuration.
 pub struct Inputs {
+    /// The logits as f32 (widened from `half` when that is set).
     pub x: Vec<f32>,
+    /// The logits' 16-bit patterns and dtype, for f16 / bf16 inputs.
+    pub half: Option<(Vec<u16>, DType)>,
     pub shape: Vec<usize>,
     pub classes: Vec<i64>,
     pub probs: Option<Vec<f32>>,
@@ -17,8 +20,13 @@ pub struct Inputs {
 }
 
 impl Inputs {
-    pub fn input(&self) -> Tensor<'_, f32> {
-        Tensor::new(&self.x, &self.shape)
+    /// The logits in their own dtype.
+    pub fn input(&self) -> Logits<'_> {
+        match &self.half {
+            Some((bits, DType::F16)) => Logits::F16(Tensor::new(bits, &self.shape)),
+            Some((bits, _)) => Logits::BF16(Tensor::new(bits, &self.shape)),
+            None => Logits::F32(Tensor::new(&self.x, &self.shape)),
+        }
     }
 
     pub fn target(&self) -> Target<'_> {
@@ -108,6 +116,7 @@ pub fn synthesize(shape: &[usize], s: &Synth) -> Inputs {
     tshape.extend(&shape[2..]);
     Inputs {
         x,
+        half: None,
         shape: shape.to_vec(),
         classes,
         probs,
@@ -117,10 +126,35 @@ pub fn synthesize(shape: &[usize], s: &Synth) -> Inputs {
     }
 }
 
-/// Reads `--input` (float32), `--target` (int64/int32 classes or float32 probabilities) and
-/// `--weight` (float32 [C]).
-pub fn read(input: &PathBuf, target: Option<&PathBuf>, weight: Option<&PathBuf>) -> Result<Inputs> {
-    let x = npy::read_f32(input)?;
+/// Reads `--input` (float32; float16 `<f2`; or, for `dtype` bf16, uint16 bit patterns),
+/// `--target` (int64/int32 classes or float32 probabilities) and `--weight` (float32 [C]).
+/// Without `dtype`, the file's own dtype decides between f32 and f16.
+pub fn read(
+    input: &PathBuf,
+    dtype: Option<DType>,
+    target: Option<&PathBuf>,
+    weight: Option<&PathBuf>,
+) -> Result<Inputs> {
+    let dtype = match dtype {
+        Some(d) => d,
+        None if npy::dtype_of(input)? == "<f2" => DType::F16,
+        None => DType::F32,
+    };
+    let (x, half) = match dtype {
+        DType::F32 => (npy::read_f32(input)?, None),
+        d => {
+            let bits = match d {
+                DType::F16 => npy::read_f16_bits(input)?,
+                _ => npy::read_u16(input)?,
+            };
+            let wide = bits.data.iter().map(|&b| d.widen(b)).collect();
+            let x = npy::NpyArray {
+                data: wide,
+                shape: bits.shape,
+            };
+            (x, Some((bits.data, d)))
+        }
+    };
     let (classes, probs, tshape) = match target.map(npy::read_target).transpose()? {
         Some(NpyTarget::I64(t)) => (t.data, None, t.shape),
         Some(NpyTarget::I32(t)) => (t.data.iter().map(|&v| v as i64).collect(), None, t.shape),
@@ -142,6 +176,7 @@ pub fn read(input: &PathBuf, target: Option<&PathBuf>, weight: Option<&PathBuf>)
     };
     Ok(Inputs {
         x: x.data,
+        half,
         shape: x.shape,
         classes,
         probs,
@@ -149,4 +184,25 @@ pub fn read(input: &PathBuf, target: Option<&PathBuf>, weight: Option<&PathBuf>)
         weight,
         target_given: target.is_some(),
     })
+}
+
+/// Rounds the logits to `dtype` (to nearest even), keeping the f32 copy equal to the rounded
+/// values so that the CPU reference sees exactly what the GPU reads.
+pub fn quantize(mut inp: Inputs, dtype: DType) -> Inputs {
+    let bits: Vec<u16> = match dtype {
+        DType::F32 => return inp,
+        DType::F16 => inp
+            .x
+            .iter()
+            .map(|&v| half::f16::from_f32(v).to_bits())
+            .collect(),
+        DType::BF16 => inp
+            .x
+            .iter()
+            .map(|&v| half::bf16::from_f32(v).to_bits())
+            .collect(),
+    };
+    inp.x = bits.iter().map(|&b| dtype.widen(b)).collect();
+    inp.half = Some((bits, dtype));
+    inp
 }

@@ -4,7 +4,7 @@ use crate::ops::run_op;
 use crate::{data, DeviceKind, Op};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use wgpu_xent::{npy, Context, LossOptions, Reduction, Result, XentError};
+use wgpu_xent::{npy, Context, DType, LossOptions, Reduction, Result, XentError};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -32,9 +32,10 @@ pub struct EvalArgs {
     /// The class axis of log-softmax / softmax; negative counts from the end.
     #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
     dim: i64,
-    /// The input's dtype.
-    #[arg(long, value_enum, default_value_t = InputDtype::F32)]
-    input_dtype: InputDtype,
+    /// The input's dtype: f32 (`<f4`), f16 (`<f2`) or bf16 (uint16 bit patterns). Default:
+    /// the file's own (f32 or f16).
+    #[arg(long, value_enum)]
+    input_dtype: Option<InputDtype>,
     /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceKind::Gpu)]
     device: DeviceKind,
@@ -83,24 +84,28 @@ pub enum InputDtype {
     Bf16,
 }
 
-/// Refuses the dtypes that are not read yet.
-pub fn require_f32(dtype: InputDtype) -> Result<()> {
-    if dtype != InputDtype::F32 {
-        return Err(XentError::Unsupported(format!(
-            "--input-dtype {dtype:?} is not yet supported (f32 only)"
-        )));
+impl From<InputDtype> for DType {
+    fn from(d: InputDtype) -> Self {
+        match d {
+            InputDtype::F32 => DType::F32,
+            InputDtype::F16 => DType::F16,
+            InputDtype::Bf16 => DType::BF16,
+        }
     }
-    Ok(())
 }
 
 pub fn run(a: &EvalArgs) -> Result<()> {
-    require_f32(a.input_dtype)?;
     if a.lse_out.is_some() && a.op != Op::CrossEntropy {
         return Err(XentError::InvalidArgument(
             "--lse-out applies to cross-entropy only".into(),
         ));
     }
-    let inputs = data::read(&a.input, a.target.as_ref(), a.weight.as_ref())?;
+    let inputs = data::read(
+        &a.input,
+        a.input_dtype.map(DType::from),
+        a.target.as_ref(),
+        a.weight.as_ref(),
+    )?;
     let opts = LossOptions {
         weight: inputs.weight.as_deref(),
         ignore_index: a.ignore_index,

@@ -1,0 +1,11 @@
+// NAME: f32 values, read as vec4s. Rust substitutes NAME, BINDING and ACCESS
+// (src/gpu/kernels.rs); the f16 and bf16 files define the same functions.
+@group(0) @binding(BINDING) var<storage, ACCESS> NAME: array<vec4<f32>>;
+
+fn NAME_4(j: u32) -> vec4<f32> {
+    return NAME[j];
+}
+
+fn NAME_1(i: u32) -> f32 {
+    return NAME[i >> 2u][i & 3u];
+}
