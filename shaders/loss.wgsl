@@ -29,10 +29,15 @@
 //   5 losses: storage, read_write  [rows]
 //   6 dens: storage, read_write    [rows] the row's share of the mean's denominator
 //   7 stats: storage, read_write   [rows] vec4 (M, S, Q, lse), reused by grad.wgsl
+//   8 error: storage, read_write   [4] u32: the first row whose class target is out of range
+//                                  (0xffffffff: none) and its target's two words. Device
+//                                  targets cannot be checked on the host; row_dens raises this
+//                                  flag instead, with atomicMin, so "first" is deterministic.
 
 @group(0) @binding(5) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dens: array<f32>;
 @group(0) @binding(7) var<storage, read_write> stats: array<vec4<f32>>;
+@group(0) @binding(8) var<storage, read_write> error: array<atomic<u32>, 4>;
 
 @compute @workgroup_size(WG)
 fn cross_entropy_rows(
@@ -63,6 +68,26 @@ fn row_dens(
     let row = linear_workgroup(wid, nwg) * WG + lid;
     if row < params.rows {
         dens[row] = row_den(row);
+        if !prob_targets() && row_target(row) == -2 {
+            atomicMin(&error[0], params.row_base + row);
+        }
+    }
+}
+
+// After row_dens: copies the first bad row's target words next to its position.
+@compute @workgroup_size(1)
+fn report_error() {
+    let first = atomicLoad(&error[0]);
+    if first != 0xffffffffu && first >= params.row_base && first - params.row_base < params.rows {
+        let row = first - params.row_base;
+        let w = params.target_words;
+        let low = bitcast<u32>(targets[row * w]);
+        var high = select(0u, 0xffffffffu, i32(low) < 0);
+        if w == 2u {
+            high = bitcast<u32>(targets[row * 2u + 1u]);
+        }
+        atomicStore(&error[1], low);
+        atomicStore(&error[2], high);
     }
 }
 

@@ -12,7 +12,9 @@
 //                              groups of four, the buffer padded to 16 bytes; read for
 //                              loss.wgsl, read_write for grad.wgsl (which can write an f32
 //                              gradient over f32 logits).
-//   2 targets: storage, read   [rows] i32 classes (a dummy with probability targets)
+//   2 targets: storage, read   [rows] classes as i32 or u32 (one word each), or as i64 (two
+//                              words, low first: WGSL has no 64-bit integers without
+//                              SHADER_INT64); a dummy with probability targets
 //   3 probs: storage, read     [rows * C] probabilities as vec4s (a dummy with class targets)
 //   4 weight: storage, read    [C] (a dummy without weight)
 
@@ -32,7 +34,13 @@ struct LossParams {
     weight_sum: f32,
     // Invocations per row (shared/lse.wgsl).
     lanes: u32,
-    _pad: u32,
+    // 32-bit words per target: 1 (i32, u32) or 2 (i64).
+    target_words: u32,
+    // Index of this chunk's first row in the whole tensor (for error positions).
+    row_base: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const HAS_WEIGHT: u32 = 1u;
@@ -87,7 +95,14 @@ fn prob_weight(c: u32, i: u32) -> f32 {
 // The class target of a row: its class, -1 when ignored, -2 when out of range (only device
 // targets can be; host targets are checked before upload).
 fn row_target(row: u32) -> i32 {
-    let t = targets[row];
+    let t = targets[row * params.target_words];
+    if params.target_words == 2u {
+        // An i64 is a small integer only when its high word is its low word's sign.
+        let high = targets[row * 2u + 1u];
+        if high != select(0, -1, t < 0) {
+            return -2;
+        }
+    }
     if t == params.ignore_index {
         return -1;
     }

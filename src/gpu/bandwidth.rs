@@ -112,7 +112,7 @@ impl PreparedBandwidth<'_> {
         let t = Instant::now();
         let (_, kernel) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
             &self.program,
-            &[(&self.out, &self.staging)],
+            &[(&self.out, 0, &self.staging)],
             self.timestamps.as_ref(),
         )))?;
         Ok((t.elapsed(), kernel))

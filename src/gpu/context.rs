@@ -316,20 +316,62 @@ impl Context {
     }
 
     /// Binds `buffers` to bindings 0, 1, 2, ... of `family`'s layout.
-    pub(crate) fn bind(&self, family: Family, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    pub(crate) fn bind(&self, family: Family, buffers: &[&dyn Bindable]) -> wgpu::BindGroup {
         debug_assert_eq!(buffers.len(), family.binding_count());
         let entries: Vec<wgpu::BindGroupEntry> = buffers
             .iter()
             .enumerate()
             .map(|(i, b)| wgpu::BindGroupEntry {
                 binding: i as u32,
-                resource: b.as_entire_binding(),
+                resource: b.resource(),
             })
             .collect();
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("xent bind group"),
             layout: &self.layouts[&family].0,
             entries: &entries,
+        })
+    }
+}
+
+/// Something that can be bound to a storage or uniform binding.
+pub(crate) trait Bindable {
+    fn resource(&self) -> wgpu::BindingResource<'_>;
+}
+
+impl Bindable for wgpu::Buffer {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        self.as_entire_binding()
+    }
+}
+
+/// A byte range of a buffer, bound as one binding: a user's buffer at an offset, or a whole
+/// buffer of ours.
+#[derive(Clone, Debug)]
+pub(crate) struct Bound {
+    pub buffer: wgpu::Buffer,
+    pub offset: u64,
+    pub size: u64,
+}
+
+impl Bound {
+    /// The whole of `buffer`.
+    pub fn whole(buffer: wgpu::Buffer) -> Self {
+        let size = buffer.size();
+        Self {
+            buffer,
+            offset: 0,
+            size,
+        }
+    }
+}
+
+impl Bindable for Bound {
+    fn resource(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            size: std::num::NonZeroU64::new(self.size),
         })
     }
 }

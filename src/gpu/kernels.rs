@@ -85,7 +85,7 @@ impl Family {
         // true = read_write
         match self {
             Family::Softmax => &[false, true, false],
-            Family::Loss => &[false, false, false, false, true, true, true],
+            Family::Loss => &[false, false, false, false, true, true, true, true],
             Family::Grad => &[true, false, false, false, true, false, true, true],
             Family::Reduce => &[false, false, true, true],
             Family::Bandwidth => &[false, true],
@@ -141,8 +141,11 @@ pub enum Kernel {
     CrossEntropyRows,
     /// `nll_rows` in loss.wgsl: one invocation per row.
     NllRows,
-    /// `row_dens` in loss.wgsl: the mean's denominator share of each row, from the targets.
+    /// `row_dens` in loss.wgsl: the mean's denominator share of each row, from the targets,
+    /// and the out-of-range flag of device targets.
     RowDens,
+    /// `report_error` in loss.wgsl: one invocation, after `row_dens`.
+    ReportError,
     /// `cross_entropy_fused` in grad.wgsl: loss and gradient of each row in one dispatch.
     CrossEntropyFused,
     /// `cross_entropy_fused` with `IN_PLACE`: the gradient overwrites the logits.
@@ -159,7 +162,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order the context builds them.
-    pub const ALL: [Kernel; 13] = [
+    pub const ALL: [Kernel; 14] = [
         Kernel::LogSoftmax,
         Kernel::Softmax,
         Kernel::LogSoftmaxBackward,
@@ -167,6 +170,7 @@ impl Kernel {
         Kernel::CrossEntropyRows,
         Kernel::NllRows,
         Kernel::RowDens,
+        Kernel::ReportError,
         Kernel::CrossEntropyFused,
         Kernel::CrossEntropyFusedInPlace,
         Kernel::NllGrad,
@@ -182,7 +186,9 @@ impl Kernel {
             | Kernel::Softmax
             | Kernel::LogSoftmaxBackward
             | Kernel::SoftmaxBackward => Family::Softmax,
-            Kernel::CrossEntropyRows | Kernel::NllRows | Kernel::RowDens => Family::Loss,
+            Kernel::CrossEntropyRows | Kernel::NllRows | Kernel::RowDens | Kernel::ReportError => {
+                Family::Loss
+            }
             Kernel::CrossEntropyFused | Kernel::CrossEntropyFusedInPlace | Kernel::NllGrad => {
                 Family::Grad
             }
@@ -201,6 +207,7 @@ impl Kernel {
             Kernel::CrossEntropyRows => "cross_entropy_rows",
             Kernel::NllRows => "nll_rows",
             Kernel::RowDens => "row_dens",
+            Kernel::ReportError => "report_error",
             Kernel::CrossEntropyFused | Kernel::CrossEntropyFusedInPlace => "cross_entropy_fused",
             Kernel::NllGrad => "nll_grad",
             Kernel::ReduceBlock => "reduce_block",

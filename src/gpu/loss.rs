@@ -2,7 +2,7 @@
 //! forward and fused forward + backward. One submission per call.
 
 use super::chunks;
-use super::context::Context;
+use super::context::{Bindable, Bound, Context};
 use super::kernels::{Family, Kernel};
 use super::program::{join, Program};
 use super::readback::Staging;
@@ -10,9 +10,9 @@ use super::reduce::Reduced;
 use super::rows;
 use super::timestamps::Timestamps;
 use crate::error::Result;
-use crate::layout::{check_loss, LossProblem, Targets, IGNORED};
+use crate::layout::{check_loss, LossProblem, RowLayout, Targets, IGNORED};
 use crate::options::{
-    BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
+    BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
 };
 
 /// Keep in sync with `LossParams` in shaders/shared/loss_inputs.wgsl.
@@ -30,7 +30,9 @@ struct LossParams {
     grad_output: f32,
     weight_sum: f32,
     lanes: u32,
-    _pad: u32,
+    target_words: u32,
+    row_base: u32,
+    _pad: [u32; 3],
 }
 
 const HAS_WEIGHT: u32 = 1;
@@ -38,7 +40,7 @@ const PROB_TARGETS: u32 = 2;
 
 /// cross_entropy or nll_loss.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Loss {
+pub(crate) enum Loss {
     CrossEntropy,
     Nll,
 }
@@ -54,7 +56,7 @@ impl Loss {
 
 /// Where the gradient goes, if anywhere.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Grad {
+pub(crate) enum Grad {
     None,
     /// A new buffer the size of the logits.
     OutOfPlace,
@@ -64,7 +66,7 @@ enum Grad {
 
 /// What one call computes.
 #[derive(Clone, Copy)]
-struct Request {
+pub(crate) struct Request {
     loss: Loss,
     grad: Grad,
     grad_output: f32,
@@ -251,30 +253,64 @@ impl Context {
                 lse: req.lse.then(Vec::new),
             });
         }
+        let shape = LossShape::host(&problem, &input, target.shape());
         self.scoped(async {
-            let plan = self.build_loss(&input, &problem, opts, req)?;
+            let plan = self.build_loss(&shape, self.host_inputs(&input, &problem)?, opts, req)?;
             plan.run().await.map(|(r, _)| r)
         })
         .await
     }
 
-    /// Uploads the inputs and builds every buffer, bind group and dispatch of one call.
-    fn build_loss(
+    /// Uploads host inputs, one buffer per chunk of rows.
+    pub(crate) fn host_inputs(
         &self,
         input: &Logits<'_>,
         problem: &LossProblem,
+    ) -> Result<Vec<ChunkInputs>> {
+        let layout = &problem.layout;
+        chunks::plan(layout, self.max_binding_bytes())?
+            .iter()
+            .map(|chunk| {
+                let (elems, rows) = (chunk.elems(layout), chunk.rows(layout));
+                let (targets, probs) = match &problem.targets {
+                    Targets::Classes(t) => (self.upload("targets", &t[rows.clone()])?, None),
+                    Targets::Probs(p) => (
+                        self.upload::<i32>("targets", &[])?,
+                        Some(Bound::whole(self.upload("probs", &p[elems.clone()])?)),
+                    ),
+                };
+                Ok(ChunkInputs {
+                    logits: Bound::whole(self.upload("logits", input.bytes(elems.clone()))?),
+                    targets: Bound::whole(targets),
+                    probs,
+                    rows,
+                    elems,
+                })
+            })
+            .collect()
+    }
+
+    /// Builds every buffer, bind group and dispatch of one call over `inputs`.
+    pub(crate) fn build_loss(
+        &self,
+        shape: &LossShape,
+        inputs: Vec<ChunkInputs>,
         opts: &LossOptions<'_>,
         req: Request,
     ) -> Result<PreparedLoss<'_>> {
-        let layout = &problem.layout;
-        let dtype = input.dtype();
-        let chunks = chunks::plan(layout, self.max_binding_bytes())?;
+        let layout = &shape.layout;
+        let dtype = shape.dtype;
         let mut flags = 0;
         if opts.weight.is_some() {
             flags |= HAS_WEIGHT;
         }
-        if matches!(problem.targets, Targets::Probs(_)) {
+        if shape.probs {
             flags |= PROB_TARGETS;
+        }
+        if req.grad == Grad::InPlace && dtype != DType::F32 {
+            return Err(crate::XentError::Unsupported(
+                "an in-place gradient needs f32 logits (the gradient is f32)".into(),
+            ));
         }
         let weight_sum = opts
             .weight
@@ -283,53 +319,51 @@ impl Context {
         let dummy = self.upload::<f32>("unused", &[])?;
         // A writable binding may not share its buffer with any other binding.
         let dummy_rw = self.upload::<f32>("unused (writable)", &[])?;
+        let error = self.upload("target error", &[u32::MAX, 0, 0, 0])?;
         let mut program = Program::default();
+        if shape.check_targets {
+            // Reset the flag at the start of every run.
+            let init = self.upload("target error init", &[u32::MAX, 0, 0, 0])?;
+            program.copy_before(init, error.clone(), 16);
+        }
         let lanes = rows::lanes(layout, self.workgroup_size());
         let row_groups = |rows: usize| rows::workgroups(rows, lanes, self.workgroup_size());
 
-        // Every chunk's inputs and per-row outputs.
-        let mut bufs = Vec::with_capacity(chunks.len());
-        for chunk in &chunks {
-            let elems = chunk.elems(layout);
-            let rows = chunk.rows(layout);
+        // Every chunk's parameters and per-row outputs.
+        let mut bufs = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let rows = input.rows.len();
             let params = self.uniform(
                 "loss params",
                 &LossParams {
-                    rows: rows.len() as u32,
+                    rows: rows as u32,
                     classes: layout.classes as u32,
                     inner: layout.inner as u32,
                     flags,
-                    ignore_index: IGNORED,
+                    ignore_index: shape.ignore_index,
                     label_smoothing: opts.label_smoothing,
                     z_loss: opts.z_loss,
                     softcap: opts.softcap.unwrap_or(0.0),
                     grad_output: req.grad_output,
                     weight_sum: weight_sum as f32,
                     lanes,
-                    _pad: 0,
+                    target_words: shape.target_words,
+                    row_base: input.rows.start as u32,
+                    _pad: [0; 3],
                 },
             );
-            let (targets, probs) = match &problem.targets {
-                Targets::Classes(t) => (self.upload("targets", &t[rows.clone()])?, None),
-                Targets::Probs(p) => (
-                    self.upload::<i32>("targets", &[])?,
-                    Some(self.upload("probs", &p[elems.clone()])?),
-                ),
-            };
             bufs.push(ChunkBuffers {
                 params,
-                logits: self.upload("logits", input.bytes(elems.clone()))?,
-                targets,
-                probs,
-                losses: self.output("losses", rows.len())?,
-                dens: self.output("dens", rows.len())?,
-                stats: self.output("stats", rows.len() * 4)?,
+                losses: self.output("losses", rows)?,
+                dens: self.output("dens", rows)?,
+                stats: self.output("stats", rows * 4)?,
                 grad: match req.grad {
-                    Grad::OutOfPlace => Some(self.output("grad", elems.len().div_ceil(4) * 4)?),
+                    Grad::OutOfPlace => Some(self.output("grad", input.elems.len())?),
                     _ => None,
                 },
-                rows: rows.len(),
-                elems: elems.len(),
+                rows,
+                elems: input.elems.len(),
+                input,
             });
         }
         let forward_bind = |b: &ChunkBuffers| {
@@ -337,13 +371,17 @@ impl Context {
                 Family::Loss,
                 &[
                     &b.params,
-                    &b.logits,
-                    &b.targets,
-                    b.probs.as_ref().unwrap_or(&dummy),
+                    &b.input.logits,
+                    &b.input.targets,
+                    b.input
+                        .probs
+                        .as_ref()
+                        .map_or(&dummy as &dyn Bindable, |p| p),
                     &weight,
                     &b.losses,
                     &b.dens,
                     &b.stats,
+                    &error,
                 ],
             )
         };
@@ -354,114 +392,128 @@ impl Context {
             )
         };
         let one = self.upload("unit scale", &[1.0f32])?;
+        // D, from the targets alone, when a fused backward needs it before any logit is read;
+        // and the check of device targets, which row_dens does too.
+        let needs_d = req.loss == Loss::CrossEntropy
+            && req.grad != Grad::None
+            && opts.reduction != Reduction::None;
+        if needs_d || shape.check_targets {
+            for b in &bufs {
+                let groups = (b.rows as u64).div_ceil(self.workgroup_size() as u64);
+                self.push_typed(
+                    &mut program,
+                    Kernel::RowDens,
+                    dtype,
+                    forward_bind(b),
+                    groups,
+                    label(Kernel::RowDens, b),
+                )?;
+                if shape.check_targets {
+                    self.push_typed(
+                        &mut program,
+                        Kernel::ReportError,
+                        dtype,
+                        forward_bind(b),
+                        1,
+                        "report_error".into(),
+                    )?;
+                }
+            }
+        }
         let dens: Vec<_> = bufs.iter().map(|b| (&b.dens, &b.dens, b.rows)).collect();
         let losses: Vec<_> = bufs.iter().map(|b| (&b.losses, &b.dens, b.rows)).collect();
-        let reduced = match (req.loss, req.grad) {
-            (Loss::CrossEntropy, Grad::OutOfPlace | Grad::InPlace) => {
-                // D first, from the targets alone; then one dispatch per row does the
-                // loss and the gradient; then the loss is reduced.
-                let scale = match opts.reduction {
-                    Reduction::None => None,
-                    r => {
-                        for b in &bufs {
-                            let groups = (b.rows as u64).div_ceil(self.workgroup_size() as u64);
-                            self.push_typed(
-                                &mut program,
-                                Kernel::RowDens,
-                                dtype,
-                                forward_bind(b),
-                                groups,
-                                label(Kernel::RowDens, b),
-                            )?;
-                        }
-                        Some(self.push_reduction(&mut program, &dens, r)?)
-                    }
+        let reduced = if req.loss == Loss::CrossEntropy && req.grad != Grad::None {
+            // One dispatch per row does the loss and the gradient; then the loss is reduced.
+            let scale = match needs_d {
+                true => Some(self.push_reduction(&mut program, &dens, opts.reduction)?),
+                false => None,
+            };
+            let kernel = match req.grad {
+                Grad::InPlace => Kernel::CrossEntropyFusedInPlace,
+                _ => Kernel::CrossEntropyFused,
+            };
+            for b in &bufs {
+                let bind = self.bind(
+                    Family::Grad,
+                    &[
+                        &b.params,
+                        &b.input.logits,
+                        &b.input.targets,
+                        b.input
+                            .probs
+                            .as_ref()
+                            .map_or(&dummy as &dyn Bindable, |p| p),
+                        &weight,
+                        &b.losses,
+                        scale.as_ref().map_or(&one, |r| &r.den),
+                        b.grad.as_ref().unwrap_or(&dummy_rw),
+                        &b.stats,
+                    ],
+                );
+                self.push_typed(
+                    &mut program,
+                    kernel,
+                    dtype,
+                    bind,
+                    row_groups(b.rows),
+                    label(kernel, b),
+                )?;
+            }
+            match opts.reduction {
+                Reduction::None => None,
+                r => Some(self.push_reduction(&mut program, &losses, r)?),
+            }
+        } else {
+            let kernel = match req.loss {
+                Loss::CrossEntropy => Kernel::CrossEntropyRows,
+                Loss::Nll => Kernel::NllRows,
+            };
+            for b in &bufs {
+                let groups = match kernel {
+                    Kernel::NllRows => (b.rows as u64).div_ceil(self.workgroup_size() as u64),
+                    _ => row_groups(b.rows),
                 };
-                let kernel = match req.grad {
-                    Grad::InPlace => Kernel::CrossEntropyFusedInPlace,
-                    _ => Kernel::CrossEntropyFused,
-                };
+                self.push_typed(
+                    &mut program,
+                    kernel,
+                    dtype,
+                    forward_bind(b),
+                    groups,
+                    label(kernel, b),
+                )?;
+            }
+            let reduced = match opts.reduction {
+                Reduction::None => None,
+                r => Some(self.push_reduction(&mut program, &losses, r)?),
+            };
+            if req.grad != Grad::None {
+                // nll_loss: the gradient needs only D and the targets.
                 for b in &bufs {
                     let bind = self.bind(
                         Family::Grad,
                         &[
                             &b.params,
-                            &b.logits,
-                            &b.targets,
-                            b.probs.as_ref().unwrap_or(&dummy),
+                            &b.input.logits,
+                            &b.input.targets,
+                            &dummy,
                             &weight,
                             &b.losses,
-                            scale.as_ref().map_or(&one, |r| &r.den),
+                            reduced.as_ref().map_or(&one, |r| &r.den),
                             b.grad.as_ref().unwrap_or(&dummy_rw),
                             &b.stats,
                         ],
                     );
                     self.push_typed(
                         &mut program,
-                        kernel,
+                        Kernel::NllGrad,
                         dtype,
                         bind,
                         row_groups(b.rows),
-                        label(kernel, b),
+                        label(Kernel::NllGrad, b),
                     )?;
                 }
-                match opts.reduction {
-                    Reduction::None => None,
-                    r => Some(self.push_reduction(&mut program, &losses, r)?),
-                }
             }
-            _ => {
-                let kernel = match req.loss {
-                    Loss::CrossEntropy => Kernel::CrossEntropyRows,
-                    Loss::Nll => Kernel::NllRows,
-                };
-                for b in &bufs {
-                    let groups = match kernel {
-                        Kernel::NllRows => (b.rows as u64).div_ceil(self.workgroup_size() as u64),
-                        _ => row_groups(b.rows),
-                    };
-                    self.push_typed(
-                        &mut program,
-                        kernel,
-                        dtype,
-                        forward_bind(b),
-                        groups,
-                        label(kernel, b),
-                    )?;
-                }
-                let reduced = match opts.reduction {
-                    Reduction::None => None,
-                    r => Some(self.push_reduction(&mut program, &losses, r)?),
-                };
-                if req.grad != Grad::None {
-                    // nll_loss: the gradient needs only D and the targets.
-                    for b in &bufs {
-                        let bind = self.bind(
-                            Family::Grad,
-                            &[
-                                &b.params,
-                                &b.logits,
-                                &b.targets,
-                                &dummy,
-                                &weight,
-                                &b.losses,
-                                reduced.as_ref().map_or(&one, |r| &r.den),
-                                b.grad.as_ref().unwrap_or(&dummy_rw),
-                                &b.stats,
-                            ],
-                        );
-                        self.push_typed(
-                            &mut program,
-                            Kernel::NllGrad,
-                            dtype,
-                            bind,
-                            row_groups(b.rows),
-                            label(Kernel::NllGrad, b),
-                        )?;
-                    }
-                }
-                reduced
-            }
+            reduced
         };
         drop(dens);
         drop(losses);
@@ -496,28 +548,73 @@ impl Context {
             loss_staging,
             grad_staging,
             lse_staging,
+            error: shape.check_targets.then(|| (error, self.staging(16))),
             timestamps: self.timestamp_queries(),
             loss_shape: match opts.reduction {
-                Reduction::None => problem.out_shape.clone(),
+                Reduction::None => shape.out_shape.clone(),
                 _ => vec![],
             },
-            input_shape: vec![],
+            input_shape: shape.input_shape.clone(),
+            target_shape: shape.target_shape.clone(),
+            classes: layout.classes,
+            ignore_index: shape.ignore_index as i64,
+            dtype,
             req,
             read_grad: true,
         })
     }
 }
 
+/// What a loss call computes over: the layout, shapes and the kind of targets.
+pub(crate) struct LossShape {
+    pub layout: RowLayout,
+    pub input_shape: Vec<usize>,
+    pub out_shape: Vec<usize>,
+    pub target_shape: Vec<usize>,
+    pub dtype: DType,
+    pub probs: bool,
+    /// 32-bit words per class target (2 for i64).
+    pub target_words: u32,
+    /// The ignore_index the kernel compares with (host targets are normalised to IGNORED).
+    pub ignore_index: i32,
+    /// Device targets: checked on the device, reported by the error flag.
+    pub check_targets: bool,
+}
+
+impl LossShape {
+    /// The shape of a checked host problem.
+    pub fn host(problem: &LossProblem, input: &Logits<'_>, target_shape: &[usize]) -> Self {
+        Self {
+            layout: problem.layout,
+            input_shape: input.shape().to_vec(),
+            out_shape: problem.out_shape.clone(),
+            target_shape: target_shape.to_vec(),
+            dtype: input.dtype(),
+            probs: matches!(problem.targets, Targets::Probs(_)),
+            target_words: 1,
+            ignore_index: IGNORED,
+            check_targets: false,
+        }
+    }
+}
+
+/// The inputs of one chunk of rows, each bound where it lies.
+pub(crate) struct ChunkInputs {
+    pub logits: Bound,
+    pub targets: Bound,
+    pub probs: Option<Bound>,
+    pub rows: std::ops::Range<usize>,
+    pub elems: std::ops::Range<usize>,
+}
+
 /// The buffers of one chunk of rows.
 struct ChunkBuffers {
+    input: ChunkInputs,
     params: wgpu::Buffer,
-    logits: wgpu::Buffer,
-    targets: wgpu::Buffer,
-    probs: Option<wgpu::Buffer>,
     losses: wgpu::Buffer,
     dens: wgpu::Buffer,
     stats: wgpu::Buffer,
-    /// The out-of-place gradient; `None` when there is none or it goes over `logits`.
+    /// The out-of-place gradient; `None` when there is none or it goes over the logits.
     grad: Option<wgpu::Buffer>,
     rows: usize,
     elems: usize,
@@ -534,9 +631,15 @@ pub struct PreparedLoss<'a> {
     loss_staging: Vec<Staging>,
     grad_staging: Vec<Staging>,
     lse_staging: Vec<Staging>,
+    /// The device-target error flag and its staging buffer (device targets only).
+    error: Option<(wgpu::Buffer, Staging)>,
     timestamps: Option<Timestamps>,
     loss_shape: Vec<usize>,
     input_shape: Vec<usize>,
+    target_shape: Vec<usize>,
+    classes: usize,
+    ignore_index: i64,
+    dtype: DType,
     req: Request,
     /// Whether each run reads the gradient back (the host API) or leaves it on the device.
     read_grad: bool,
@@ -595,10 +698,10 @@ impl Context {
                 "nothing to prepare: the batch is empty".into(),
             ));
         }
-        let mut plan = pollster::block_on(
-            self.scoped(async { self.build_loss(&input, &problem, opts, req) }),
-        )?;
-        plan.input_shape = input.shape().to_vec();
+        let shape = LossShape::host(&problem, &input, target.shape());
+        let mut plan = pollster::block_on(self.scoped(async {
+            self.build_loss(&shape, self.host_inputs(&input, &problem)?, opts, req)
+        }))?;
         plan.read_grad = false;
         Ok(plan)
     }
@@ -622,13 +725,18 @@ impl PreparedLoss<'_> {
                 data.len()
             )));
         }
+        if self.dtype != DType::F32 {
+            return Err(crate::XentError::Unsupported(
+                "write_logits takes f32 values; these logits are 16-bit".into(),
+            ));
+        }
         let mut at = 0;
         for c in &self.chunks {
-            self.ctx.queue.write_buffer(
-                &c.logits,
-                0,
-                bytemuck::cast_slice(&data[at..at + c.elems]),
-            );
+            let logits = &c.input.logits;
+            let bytes: &[u8] = bytemuck::cast_slice(&data[at..at + c.elems]);
+            self.ctx
+                .queue
+                .write_buffer(&logits.buffer, logits.offset, bytes);
             at += c.elems;
         }
         Ok(())
@@ -637,10 +745,9 @@ impl PreparedLoss<'_> {
     /// Reads back the gradient of the last run (empty unless prepared with `grad`).
     pub fn read_grad(&self) -> Result<Vec<f32>> {
         let reads: Vec<_> = self
-            .chunks
-            .iter()
-            .map(|c| c.grad.as_ref().unwrap_or(&c.logits))
+            .grad_sources()
             .zip(&self.grad_staging)
+            .map(|((b, o), s)| (b, o, s))
             .collect();
         let (parts, _) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
             &Program::default(),
@@ -650,19 +757,27 @@ impl PreparedLoss<'_> {
         Ok(join(parts))
     }
 
+    /// Where each chunk's gradient lies: its own buffer, or over the logits.
+    fn grad_sources(&self) -> impl Iterator<Item = (&wgpu::Buffer, u64)> {
+        self.chunks.iter().map(|c| match &c.grad {
+            Some(g) => (g, 0),
+            None => (&c.input.logits.buffer, c.input.logits.offset),
+        })
+    }
+
     /// Number of dispatches in one run.
     pub fn dispatches(&self) -> usize {
         self.program.len()
     }
 
     async fn run(&self) -> Result<(Results, Option<std::time::Duration>)> {
-        let mut reads: Vec<(&wgpu::Buffer, &Staging)> = match &self.reduced {
-            Some(r) => vec![(&r.value, &self.loss_staging[0])],
+        let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
+            Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
             None => self
                 .chunks
                 .iter()
-                .map(|c| &c.losses)
                 .zip(&self.loss_staging)
+                .map(|(c, s)| (&c.losses, 0, s))
                 .collect(),
         };
         let grad_staging: &[Staging] = if self.read_grad {
@@ -671,16 +786,26 @@ impl PreparedLoss<'_> {
             &[]
         };
         reads.extend(
+            self.grad_sources()
+                .zip(grad_staging)
+                .map(|((b, o), s)| (b, o, s)),
+        );
+        reads.extend(
             self.chunks
                 .iter()
-                .map(|c| c.grad.as_ref().unwrap_or(&c.logits))
-                .zip(grad_staging),
+                .zip(&self.lse_staging)
+                .map(|(c, s)| (&c.stats, 0, s)),
         );
-        reads.extend(self.chunks.iter().map(|c| &c.stats).zip(&self.lse_staging));
-        let (words, elapsed) = self
+        if let Some((flag, staging)) = &self.error {
+            reads.push((flag, 0, staging));
+        }
+        let (mut words, elapsed) = self
             .ctx
             .run_program(&self.program, &reads, self.timestamps.as_ref())
             .await?;
+        if self.error.is_some() {
+            self.check_error(&words.pop().unwrap_or_default())?;
+        }
         let mut parts = words.into_iter();
         let loss = Output {
             data: join(parts.by_ref().take(self.loss_staging.len()).collect()),
@@ -695,6 +820,21 @@ impl PreparedLoss<'_> {
                 .collect()
         });
         Ok((Results { loss, grad, lse }, elapsed))
+    }
+
+    /// The device-target flag: (first bad row or u32::MAX, its value's low and high words).
+    fn check_error(&self, flag: &[f32]) -> Result<()> {
+        let word = |i: usize| flag.get(i).map_or(u32::MAX, |f| f.to_bits());
+        if word(0) == u32::MAX {
+            return Ok(());
+        }
+        let value = (word(1) as u64 | (word(2) as u64) << 32) as i64;
+        Err(crate::XentError::TargetOutOfBounds {
+            position: crate::layout::unravel(word(0) as usize, &self.target_shape),
+            value,
+            classes: self.classes,
+            ignore_index: self.ignore_index,
+        })
     }
 }
 

@@ -24,10 +24,18 @@ pub(crate) struct Dispatch {
 /// The dispatches of one op, in order.
 #[derive(Default)]
 pub(crate) struct Program {
+    /// Buffer copies `(source, destination, bytes)` recorded before the pass.
+    copies: Vec<(wgpu::Buffer, wgpu::Buffer, u64)>,
     dispatches: Vec<Dispatch>,
 }
 
 impl Program {
+    /// Records a copy of `bytes` bytes from `src` to `dst` before the dispatches, on every run
+    /// (e.g. to reset a flag).
+    pub fn copy_before(&mut self, src: wgpu::Buffer, dst: wgpu::Buffer, bytes: u64) {
+        self.copies.push((src, dst, bytes));
+    }
+
     /// Number of dispatches.
     pub fn len(&self) -> usize {
         self.dispatches.len()
@@ -82,6 +90,9 @@ impl Context {
         program: &Program,
         timestamps: Option<(&wgpu::QuerySet, u32)>,
     ) {
+        for (src, dst, bytes) in &program.copies {
+            encoder.copy_buffer_to_buffer(src, 0, dst, 0, *bytes);
+        }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("xent"),
             timestamp_writes: timestamps.map(|(set, first)| wgpu::ComputePassTimestampWrites {
@@ -107,18 +118,18 @@ impl Context {
     pub(crate) async fn run_program(
         &self,
         program: &Program,
-        reads: &[(&wgpu::Buffer, &Staging)],
+        reads: &[(&wgpu::Buffer, u64, &Staging)],
         timestamps: Option<&Timestamps>,
     ) -> Result<(Vec<Vec<f32>>, Option<std::time::Duration>)> {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         self.record(&mut encoder, program, timestamps.map(|t| (&t.set, 0)));
-        for (src, staging) in reads {
-            self.copy_to(&mut encoder, src, staging);
+        for (src, offset, staging) in reads {
+            self.copy_to(&mut encoder, src, *offset, staging);
         }
-        let mut staged: Vec<&Staging> = reads.iter().map(|r| r.1).collect();
+        let mut staged: Vec<&Staging> = reads.iter().map(|r| r.2).collect();
         if let Some(t) = timestamps {
             encoder.resolve_query_set(&t.set, 0..2, &t.resolve, 0);
-            self.copy_to(&mut encoder, &t.resolve, &t.staging);
+            self.copy_to(&mut encoder, &t.resolve, 0, &t.staging);
             staged.push(&t.staging);
         }
         let mut words = self.submit_and_read(encoder, &staged).await?;

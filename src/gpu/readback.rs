@@ -23,15 +23,16 @@ impl Context {
         Staging { buffer, size }
     }
 
-    /// Records a copy of the first `staging.size` bytes of `src` into `staging`.
+    /// Records a copy of `staging.size` bytes of `src`, from byte `offset`, into `staging`.
     pub(crate) fn copy_to(
         &self,
         encoder: &mut wgpu::CommandEncoder,
         src: &wgpu::Buffer,
+        offset: u64,
         staging: &Staging,
     ) {
         if staging.size > 0 {
-            encoder.copy_buffer_to_buffer(src, 0, &staging.buffer, 0, staging.size);
+            encoder.copy_buffer_to_buffer(src, offset, &staging.buffer, 0, staging.size);
         }
     }
 

@@ -192,7 +192,7 @@ impl PreparedSoftmax<'_> {
     }
 
     async fn run(&self) -> Result<(Output, Option<std::time::Duration>)> {
-        let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, s)).collect();
+        let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
         let (parts, elapsed) = self
             .ctx
             .run_program(&self.program, &reads, self.timestamps.as_ref())
