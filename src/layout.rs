@@ -102,6 +102,34 @@ pub fn check_loss(
     target: &Target,
     opts: &LossOptions,
 ) -> Result<LossProblem> {
+    check(op, shape, len, target, opts, true)
+}
+
+/// As [`check_loss`] for targets on the device: shapes and options only (the values are
+/// checked by the kernels); the returned targets are empty.
+pub(crate) fn check_loss_shapes(
+    op: &str,
+    shape: &[usize],
+    len: usize,
+    target_shape: &[usize],
+    probs: bool,
+    opts: &LossOptions,
+) -> Result<LossProblem> {
+    let target = match probs {
+        true => Target::Probs(Tensor::new(&[], target_shape)),
+        false => Target::I64(Tensor::new(&[], target_shape)),
+    };
+    check(op, shape, len, &target, opts, false)
+}
+
+fn check(
+    op: &str,
+    shape: &[usize],
+    len: usize,
+    target: &Target,
+    opts: &LossOptions,
+    values: bool,
+) -> Result<LossProblem> {
     let n = shape.iter().product::<usize>();
     if n != len {
         return Err(XentError::InvalidShape(format!(
@@ -149,7 +177,7 @@ pub fn check_loss(
         }
     }
     if let Target::Probs(t) = target {
-        return check_prob_target(op, shape, layout, t, opts);
+        return check_prob_target(op, shape, layout, t, opts, values);
     }
     if op == "nll_loss" && eps != 0.0 {
         return Err(XentError::InvalidArgument(
@@ -188,7 +216,10 @@ pub fn check_loss(
         }
         _ => {}
     }
-    let targets = normalise_classes(target, classes, opts.ignore_index)?;
+    let targets = match values {
+        true => normalise_classes(target, classes, opts.ignore_index)?,
+        false => vec![],
+    };
     Ok(LossProblem {
         layout,
         out_shape: expected,
@@ -202,13 +233,16 @@ fn check_prob_target(
     layout: RowLayout,
     t: &Tensor<f32>,
     opts: &LossOptions,
+    values: bool,
 ) -> Result<LossProblem> {
     if op != "cross_entropy" {
         return Err(XentError::InvalidArgument(format!(
             "{op}: expected class-index targets (int64, int32 or uint32), got float probabilities"
         )));
     }
-    t.check_len("target")?;
+    if values {
+        t.check_len("target")?;
+    }
     if t.shape != shape {
         return Err(XentError::ShapeMismatch {
             input: shape.to_vec(),
@@ -229,7 +263,7 @@ fn check_prob_target(
     Ok(LossProblem {
         layout,
         out_shape,
-        targets: Targets::Probs(t.data.to_vec()),
+        targets: Targets::Probs(if values { t.data.to_vec() } else { vec![] }),
     })
 }
 

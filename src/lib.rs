@@ -30,7 +30,10 @@ mod options;
 pub mod traffic;
 
 pub use error::{Result, XentError};
-pub use gpu::{Context, ContextOptions, PreparedBandwidth, PreparedLoss, PreparedSoftmax};
+pub use gpu::{
+    Context, ContextOptions, DeviceDType, DeviceGrad, DeviceTensor, PreparedBandwidth,
+    PreparedLoss, PreparedSoftmax,
+};
 pub use options::{
     BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
     DEFAULT_IGNORE_INDEX,

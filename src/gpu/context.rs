@@ -74,6 +74,67 @@ impl Context {
         device.on_uncaptured_error(std::sync::Arc::new(|e| {
             eprintln!("wgpu-xent: uncaptured wgpu error: {e}");
         }));
+        Self::assemble(device, queue, info, limits, features, options).await
+    }
+
+    /// Uses a device and queue the caller already has (its own model or renderer), so that
+    /// its buffers can be used directly ([`crate::DeviceTensor`]). Checks the limits
+    /// wgpu-xent needs and names any that fall short. `TIMESTAMP_QUERY` is used if enabled.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        options: ContextOptions,
+    ) -> Result<Self> {
+        pollster::block_on(Self::from_device_async(device, queue, options))
+    }
+
+    /// The async form of [`Context::from_device`].
+    pub async fn from_device_async(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        options: ContextOptions,
+    ) -> Result<Self> {
+        let info = device.adapter_info();
+        let limits = device.limits();
+        let features = device.features() & wgpu::Features::TIMESTAMP_QUERY;
+        Self::assemble(device, queue, info, limits, features, options).await
+    }
+
+    async fn assemble(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        info: wgpu::AdapterInfo,
+        limits: wgpu::Limits,
+        features: wgpu::Features,
+        options: ContextOptions,
+    ) -> Result<Self> {
+        // The loss kernels bind 8 storage buffers (WebGPU's default limit) and a 64-byte
+        // uniform; workgroups are at least 16 invocations on CPU adapters.
+        let needs = [
+            (
+                "max_storage_buffers_per_shader_stage",
+                limits.max_storage_buffers_per_shader_stage,
+                8,
+            ),
+            ("max_bind_groups", limits.max_bind_groups, 1),
+            (
+                "max_compute_invocations_per_workgroup",
+                limits.max_compute_invocations_per_workgroup,
+                16,
+            ),
+            (
+                "max_compute_workgroup_storage_size",
+                limits.max_compute_workgroup_storage_size,
+                2048,
+            ),
+        ];
+        for (name, has, need) in needs {
+            if has < need {
+                return Err(XentError::Unsupported(format!(
+                    "the device's {name} is {has}; wgpu-xent needs at least {need}"
+                )));
+            }
+        }
         let workgroup_size = options
             .workgroup_size
             .or_else(|| {
@@ -94,7 +155,7 @@ impl Context {
         let max_binding_bytes = options
             .max_binding_bytes
             .unwrap_or(u64::MAX)
-            .min(limits.max_storage_buffer_binding_size as u64)
+            .min(limits.max_storage_buffer_binding_size)
             .min(limits.max_buffer_size);
         let mut ctx = Self {
             device,

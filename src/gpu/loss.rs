@@ -67,10 +67,10 @@ pub(crate) enum Grad {
 /// What one call computes.
 #[derive(Clone, Copy)]
 pub(crate) struct Request {
-    loss: Loss,
-    grad: Grad,
-    grad_output: f32,
-    lse: bool,
+    pub loss: Loss,
+    pub grad: Grad,
+    pub grad_output: f32,
+    pub lse: bool,
 }
 
 /// What one call returns: the loss, then the gradient and lse when asked for.
@@ -357,8 +357,11 @@ impl Context {
                 losses: self.output("losses", rows)?,
                 dens: self.output("dens", rows)?,
                 stats: self.output("stats", rows * 4)?,
-                grad: match req.grad {
-                    Grad::OutOfPlace => Some(self.output("grad", input.elems.len())?),
+                grad: match (req.grad, &shape.grad_into) {
+                    (Grad::OutOfPlace, Some(into)) => Some(into.clone()),
+                    (Grad::OutOfPlace, None) => {
+                        Some(Bound::whole(self.output("grad", input.elems.len())?))
+                    }
                     _ => None,
                 },
                 rows,
@@ -446,7 +449,7 @@ impl Context {
                         &weight,
                         &b.losses,
                         scale.as_ref().map_or(&one, |r| &r.den),
-                        b.grad.as_ref().unwrap_or(&dummy_rw),
+                        b.grad.as_ref().map_or(&dummy_rw as &dyn Bindable, |g| g),
                         &b.stats,
                     ],
                 );
@@ -499,7 +502,7 @@ impl Context {
                             &weight,
                             &b.losses,
                             reduced.as_ref().map_or(&one, |r| &r.den),
-                            b.grad.as_ref().unwrap_or(&dummy_rw),
+                            b.grad.as_ref().map_or(&dummy_rw as &dyn Bindable, |g| g),
                             &b.stats,
                         ],
                     );
@@ -579,6 +582,8 @@ pub(crate) struct LossShape {
     pub ignore_index: i32,
     /// Device targets: checked on the device, reported by the error flag.
     pub check_targets: bool,
+    /// Where an out-of-place gradient goes, when the caller gives a buffer.
+    pub grad_into: Option<Bound>,
 }
 
 impl LossShape {
@@ -594,6 +599,7 @@ impl LossShape {
             target_words: 1,
             ignore_index: IGNORED,
             check_targets: false,
+            grad_into: None,
         }
     }
 }
@@ -615,7 +621,7 @@ struct ChunkBuffers {
     dens: wgpu::Buffer,
     stats: wgpu::Buffer,
     /// The out-of-place gradient; `None` when there is none or it goes over the logits.
-    grad: Option<wgpu::Buffer>,
+    grad: Option<Bound>,
     rows: usize,
     elems: usize,
 }
@@ -759,9 +765,64 @@ impl PreparedLoss<'_> {
 
     /// Where each chunk's gradient lies: its own buffer, or over the logits.
     fn grad_sources(&self) -> impl Iterator<Item = (&wgpu::Buffer, u64)> {
-        self.chunks.iter().map(|c| match &c.grad {
-            Some(g) => (g, 0),
-            None => (&c.input.logits.buffer, c.input.logits.offset),
+        self.chunks.iter().map(|c| {
+            let g = c.grad.as_ref().unwrap_or(&c.input.logits);
+            (&g.buffer, g.offset)
+        })
+    }
+
+    pub(crate) fn set_read_grad(&mut self, read: bool) {
+        self.read_grad = read;
+    }
+
+    /// Records the call's dispatches into `encoder` (after whatever the caller recorded
+    /// before, e.g. the pass that wrote the logits). Nothing is submitted or read: the loss
+    /// lands in [`PreparedLoss::loss`], the gradient where it was asked to go.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.ctx.record(encoder, &self.program, None);
+    }
+
+    /// The loss on the device: an f32 scalar for `mean` and `sum`, per position for `none`
+    /// (a single-chunk call, as every device call is).
+    pub fn loss(&self) -> crate::DeviceTensor {
+        let (buffer, shape) = match &self.reduced {
+            Some(r) => (r.value.clone(), vec![]),
+            None => (self.chunks[0].losses.clone(), self.loss_shape.clone()),
+        };
+        crate::DeviceTensor::from_parts(buffer, shape)
+    }
+
+    /// Reads the loss of the last submitted [`PreparedLoss::record`] back (waiting for it),
+    /// and the device-target error flag: an out-of-range target is reported here, as the
+    /// host API reports it.
+    pub fn read_loss(&self) -> Result<Output> {
+        pollster::block_on(self.read_loss_async())
+    }
+
+    /// The async form of [`PreparedLoss::read_loss`].
+    pub async fn read_loss_async(&self) -> Result<Output> {
+        let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
+            Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
+            None => self
+                .chunks
+                .iter()
+                .zip(&self.loss_staging)
+                .map(|(c, s)| (&c.losses, 0, s))
+                .collect(),
+        };
+        if let Some((flag, staging)) = &self.error {
+            reads.push((flag, 0, staging));
+        }
+        let (mut words, _) = self
+            .ctx
+            .scoped(self.ctx.run_program(&Program::default(), &reads, None))
+            .await?;
+        if self.error.is_some() {
+            self.check_error(&words.pop().unwrap_or_default())?;
+        }
+        Ok(Output {
+            data: join(words),
+            shape: self.loss_shape.clone(),
         })
     }
 

@@ -3,6 +3,7 @@
 mod bandwidth;
 mod chunks;
 mod context;
+mod device;
 pub mod kernels;
 mod loss;
 mod program;
@@ -14,5 +15,6 @@ mod timestamps;
 
 pub use bandwidth::PreparedBandwidth;
 pub use context::{Context, ContextOptions};
+pub use device::{DeviceDType, DeviceGrad, DeviceTensor};
 pub use loss::PreparedLoss;
 pub use softmax::PreparedSoftmax;

@@ -1,0 +1,334 @@
+//! The device-resident API: tensors that live in wgpu buffers (the caller's own or ours),
+//! and loss calls recorded into the caller's command encoder.
+//!
+//! ```text
+//! let logits = DeviceTensor::from_buffer(&ctx, &my_logits, 0, &[n, c], DeviceDType::F32)?;
+//! let targets = DeviceTensor::from_buffer(&ctx, &my_targets, 0, &[n], DeviceDType::I64)?;
+//! let step = ctx.prepare_cross_entropy_device(&logits, &targets, &opts, DeviceGrad::InPlace)?;
+//! step.record(&mut encoder);          // joins the caller's own submission
+//! queue.submit([encoder.finish()]);
+//! let loss = step.read_loss()?;       // the one scalar read back
+//! ```
+
+use super::context::{Bound, Context};
+use super::loss::{ChunkInputs, Grad, Loss, LossShape, PreparedLoss, Request};
+use crate::error::{Result, XentError};
+use crate::layout::check_loss_shapes;
+use crate::options::{DType, LossOptions};
+
+/// Element types of device tensors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DeviceDType {
+    /// f32 logits, probabilities, weights or results.
+    F32,
+    /// f16 logits (16-bit patterns).
+    F16,
+    /// bf16 logits (16-bit patterns).
+    BF16,
+    /// i32 class targets.
+    I32,
+    /// u32 class targets.
+    U32,
+    /// i64 class targets, read in WGSL as pairs of 32-bit words.
+    I64,
+}
+
+impl DeviceDType {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            DeviceDType::F16 | DeviceDType::BF16 => 2,
+            DeviceDType::F32 | DeviceDType::I32 | DeviceDType::U32 => 4,
+            DeviceDType::I64 => 8,
+        }
+    }
+
+    /// The bytes a binding must cover beyond the data: kernels read logits and
+    /// probabilities four elements at a time.
+    fn granule(self) -> u64 {
+        match self {
+            DeviceDType::F32 => 16,
+            DeviceDType::F16 | DeviceDType::BF16 => 8,
+            _ => 4,
+        }
+    }
+
+    fn logits(self) -> Option<DType> {
+        match self {
+            DeviceDType::F32 => Some(DType::F32),
+            DeviceDType::F16 => Some(DType::F16),
+            DeviceDType::BF16 => Some(DType::BF16),
+            _ => None,
+        }
+    }
+}
+
+/// A tensor in a wgpu buffer: the buffer, a byte offset, a shape and a dtype. Wrapping a
+/// buffer copies nothing.
+#[derive(Clone, Debug)]
+pub struct DeviceTensor {
+    buffer: wgpu::Buffer,
+    offset: u64,
+    shape: Vec<usize>,
+    dtype: DeviceDType,
+}
+
+impl DeviceTensor {
+    /// Wraps `shape` elements of `dtype` at byte `offset` of `buffer`, after checking that
+    /// the buffer can be bound as storage there: STORAGE usage, an offset aligned to the
+    /// device's `min_storage_buffer_offset_alignment`, and room for the data rounded up to
+    /// whole groups of four logits (16 bytes for f32, 8 for f16/bf16), within one binding.
+    pub fn from_buffer(
+        ctx: &Context,
+        buffer: &wgpu::Buffer,
+        offset: u64,
+        shape: &[usize],
+        dtype: DeviceDType,
+    ) -> Result<Self> {
+        let t = Self {
+            buffer: buffer.clone(),
+            offset,
+            shape: shape.to_vec(),
+            dtype,
+        };
+        if !buffer.usage().contains(wgpu::BufferUsages::STORAGE) {
+            return Err(XentError::InvalidArgument(format!(
+                "the buffer's usage {:?} lacks STORAGE",
+                buffer.usage()
+            )));
+        }
+        let align = ctx.limits().min_storage_buffer_offset_alignment as u64;
+        if !offset.is_multiple_of(align) {
+            return Err(XentError::InvalidArgument(format!(
+                "offset {offset} is not a multiple of the device's min_storage_buffer_offset_alignment ({align})"
+            )));
+        }
+        let need = t.binding_size();
+        if offset + need > buffer.size() {
+            return Err(XentError::InvalidShape(format!(
+                "shape {shape:?} of {dtype:?} needs {need} bytes from offset {offset} (the data rounded up to {} bytes), but the buffer has {}",
+                dtype.granule(),
+                buffer.size()
+            )));
+        }
+        if need > ctx.max_binding_bytes() {
+            return Err(XentError::Unsupported(format!(
+                "a device tensor must fit one binding ({} bytes); this one needs {need}: split it, or use the host API, which chunks",
+                ctx.max_binding_bytes()
+            )));
+        }
+        Ok(t)
+    }
+
+    /// Uploads `data` (any plain type matching `dtype`'s size) into a new buffer of ours.
+    pub fn from_host<T: bytemuck::Pod>(
+        ctx: &Context,
+        data: &[T],
+        shape: &[usize],
+        dtype: DeviceDType,
+    ) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        if std::mem::size_of_val(data) != n * dtype.size() {
+            return Err(XentError::InvalidShape(format!(
+                "shape {shape:?} of {dtype:?} is {} bytes; the data is {}",
+                n * dtype.size(),
+                std::mem::size_of_val(data)
+            )));
+        }
+        let buffer = ctx.upload("device tensor", data)?;
+        Self::from_buffer(ctx, &buffer, 0, shape, dtype)
+    }
+
+    /// A new zeroed f32 tensor of `shape` (e.g. a gradient to write into).
+    pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Self> {
+        let n: usize = shape.iter().product();
+        Self::from_host(ctx, &vec![0f32; n], shape, DeviceDType::F32)
+    }
+
+    /// Reads an f32 tensor back to the host: one submission, mapped when it is done.
+    pub fn read_f32(&self, ctx: &Context) -> Result<Vec<f32>> {
+        pollster::block_on(self.read_f32_async(ctx))
+    }
+
+    /// The async form of [`DeviceTensor::read_f32`].
+    pub async fn read_f32_async(&self, ctx: &Context) -> Result<Vec<f32>> {
+        if self.dtype != DeviceDType::F32 {
+            return Err(XentError::InvalidArgument(format!(
+                "read_f32 of a {:?} tensor",
+                self.dtype
+            )));
+        }
+        let staging = ctx.staging((self.len() * 4) as u64);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        ctx.copy_to(&mut encoder, &self.buffer, self.offset, &staging);
+        let mut parts = ctx
+            .scoped(ctx.submit_and_read(encoder, &[&staging]))
+            .await?;
+        Ok(parts.pop().unwrap_or_default())
+    }
+
+    /// The buffer.
+    pub fn buffer(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+
+    /// The byte offset in the buffer.
+    pub fn offset(&self) -> u64 {
+        self.offset
+    }
+
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DeviceDType {
+        self.dtype
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// True when the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A whole buffer of ours holding f32 values.
+    pub(crate) fn from_parts(buffer: wgpu::Buffer, shape: Vec<usize>) -> Self {
+        Self {
+            buffer,
+            offset: 0,
+            shape,
+            dtype: DeviceDType::F32,
+        }
+    }
+
+    fn binding_size(&self) -> u64 {
+        let bytes = (self.len() * self.dtype.size()) as u64;
+        bytes.div_ceil(self.dtype.granule()).max(1) * self.dtype.granule()
+    }
+
+    pub(crate) fn bound(&self) -> Bound {
+        Bound {
+            buffer: self.buffer.clone(),
+            offset: self.offset,
+            size: self.binding_size(),
+        }
+    }
+}
+
+/// Where the fused backward of a device call writes d(loss)/d(logits).
+#[derive(Clone, Copy, Debug)]
+pub enum DeviceGrad<'a> {
+    /// Forward only.
+    None,
+    /// Over the logits themselves (f32 logits): one N×C buffer for both.
+    InPlace,
+    /// Into this f32 tensor of the logits' shape.
+    Into(&'a DeviceTensor),
+}
+
+impl Context {
+    /// Builds a `cross_entropy` call over tensors already on the device: f32/f16/bf16 logits,
+    /// and i32/u32/i64 class targets or f32 probabilities of the logits' shape. Weights come
+    /// from `opts.weight` (C values, uploaded once here). Record it into your own encoder
+    /// with [`PreparedLoss::record`], as often as the buffers' contents change; the loss stays
+    /// on the device ([`PreparedLoss::loss`]) until [`PreparedLoss::read_loss`].
+    ///
+    /// A class target out of range cannot be seen from the host: the kernel flags the first
+    /// one, and reading the loss returns the same error as the host API, with its position
+    /// and value. The tensors must each fit one binding.
+    pub fn prepare_cross_entropy_device(
+        &self,
+        logits: &DeviceTensor,
+        target: &DeviceTensor,
+        opts: &LossOptions,
+        grad: DeviceGrad,
+    ) -> Result<PreparedLoss<'_>> {
+        let dtype = logits.dtype.logits().ok_or_else(|| {
+            XentError::InvalidArgument(format!(
+                "logits must be f32, f16 or bf16, not {:?}",
+                logits.dtype
+            ))
+        })?;
+        let probs = target.dtype == DeviceDType::F32;
+        let target_words = match target.dtype {
+            DeviceDType::I64 => 2,
+            DeviceDType::I32 | DeviceDType::U32 | DeviceDType::F32 => 1,
+            d => {
+                return Err(XentError::InvalidArgument(format!(
+                    "targets must be i32, u32, i64 or f32, not {d:?}"
+                )))
+            }
+        };
+        let ignore_index = i32::try_from(opts.ignore_index).map_err(|_| {
+            XentError::InvalidArgument(format!(
+                "ignore_index {} does not fit in 32 bits, which device targets are compared in",
+                opts.ignore_index
+            ))
+        })?;
+        let problem = check_loss_shapes(
+            "cross_entropy",
+            &logits.shape,
+            logits.len(),
+            &target.shape,
+            probs,
+            opts,
+        )?;
+        if problem.layout.rows() == 0 {
+            return Err(XentError::InvalidShape(
+                "nothing to prepare: the batch is empty".into(),
+            ));
+        }
+        let (grad, grad_into) = match grad {
+            DeviceGrad::None => (Grad::None, None),
+            DeviceGrad::InPlace => (Grad::InPlace, None),
+            DeviceGrad::Into(g) => {
+                if g.dtype != DeviceDType::F32 || g.shape != logits.shape {
+                    return Err(XentError::InvalidShape(format!(
+                        "the gradient must be f32 of the logits' shape {:?}, not {:?} {:?}",
+                        logits.shape, g.dtype, g.shape
+                    )));
+                }
+                (Grad::OutOfPlace, Some(g.bound()))
+            }
+        };
+        let shape = LossShape {
+            layout: problem.layout,
+            input_shape: logits.shape.clone(),
+            out_shape: problem.out_shape.clone(),
+            target_shape: target.shape.clone(),
+            dtype,
+            probs,
+            target_words,
+            ignore_index,
+            check_targets: !probs,
+            grad_into,
+        };
+        let inputs = vec![ChunkInputs {
+            logits: logits.bound(),
+            targets: if probs {
+                Bound::whole(self.upload::<i32>("targets", &[])?)
+            } else {
+                target.bound()
+            },
+            probs: probs.then(|| target.bound()),
+            rows: 0..problem.layout.rows(),
+            elems: 0..logits.len(),
+        }];
+        let req = Request {
+            loss: Loss::CrossEntropy,
+            grad,
+            grad_output: 1.0,
+            lse: false,
+        };
+        let mut plan =
+            pollster::block_on(self.scoped(async { self.build_loss(&shape, inputs, opts, req) }))?;
+        plan.set_read_grad(false);
+        Ok(plan)
+    }
+}

@@ -1,0 +1,299 @@
+//! The device-resident API on a device the test creates itself: logits written by the test's
+//! own compute shader, the loss and the in-place gradient recorded into the same encoder, one
+//! scalar read back. The logits buffer has no COPY_SRC or MAP_READ usage, so no host copy of
+//! it can exist: the only way to the right loss is through the device.
+
+mod common;
+
+use common::assert_close;
+use wgpu_xent::{
+    cpu, BackwardOptions, Context, ContextOptions, DeviceDType, DeviceGrad, DeviceTensor,
+    LossOptions, Reduction, Target, Tensor, XentError,
+};
+
+/// The test's own "model": logits[i] = ((i·7919) mod 1000) / 100 - 5, exact in f32 on both
+/// sides, written by a compute shader.
+const MODEL: &str = r#"
+@group(0) @binding(0) var<storage, read_write> logits: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+    let i = id.x + id.y * 65535u * 64u;
+    if i < arrayLength(&logits) {
+        logits[i] = f32((i * 7919u) % 1000u) / 100.0 - 5.0;
+    }
+}
+"#;
+
+fn model_logits(n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|i| ((i * 7919) % 1000) as f32 / 100.0 - 5.0)
+        .collect()
+}
+
+/// A device and queue made by the caller, not by wgpu-xent.
+fn user_device() -> (wgpu::Device, wgpu::Queue) {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = pollster::block_on(wgpu::util::initialize_adapter_from_env_or_default(
+        &instance, None,
+    ))
+    .expect("the device tests need an adapter");
+    pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("user device"),
+        required_features: wgpu::Features::empty(),
+        required_limits: adapter.limits(),
+        experimental_features: wgpu::ExperimentalFeatures::disabled(),
+        memory_hints: wgpu::MemoryHints::Performance,
+        trace: wgpu::Trace::Off,
+    }))
+    .expect("request_device")
+}
+
+/// Records the model's pass that fills `logits`.
+fn record_model(
+    device: &wgpu::Device,
+    encoder: &mut wgpu::CommandEncoder,
+    logits: &wgpu::Buffer,
+    n: u32,
+) {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("model"),
+        source: wgpu::ShaderSource::Wgsl(MODEL.into()),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("model"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: logits.as_entire_binding(),
+        }],
+    });
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    pass.set_pipeline(&pipeline);
+    pass.set_bind_group(0, &bind, &[]);
+    pass.dispatch_workgroups(n.div_ceil(64), 1, 1);
+}
+
+#[test]
+fn loss_and_in_place_gradient_in_the_callers_encoder() {
+    let (device, queue) = user_device();
+    let ctx =
+        Context::from_device(device.clone(), queue.clone(), ContextOptions::default()).unwrap();
+    let (n, c) = (37usize, 1001usize);
+    // STORAGE only: this buffer cannot be copied or mapped to the host.
+    let logits_buf = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("user logits"),
+        size: ((n * c).div_ceil(4) * 16) as u64,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let targets: Vec<i64> = (0..n)
+        .map(|i| {
+            if i % 5 == 0 {
+                -100
+            } else {
+                ((i * 31) % c) as i64
+            }
+        })
+        .collect();
+    let target = DeviceTensor::from_host(&ctx, &targets, &[n], DeviceDType::I64).unwrap();
+    let logits =
+        DeviceTensor::from_buffer(&ctx, &logits_buf, 0, &[n, c], DeviceDType::F32).unwrap();
+    let opts = LossOptions {
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    let step = ctx
+        .prepare_cross_entropy_device(&logits, &target, &opts, DeviceGrad::InPlace)
+        .unwrap();
+
+    let mut encoder = device.create_command_encoder(&Default::default());
+    record_model(&device, &mut encoder, &logits_buf, (n * c) as u32);
+    step.record(&mut encoder);
+    queue.submit(Some(encoder.finish()));
+    let loss = step.read_loss().unwrap();
+
+    let host = model_logits(n * c);
+    let (shape, tshape) = ([n, c], [n]);
+    let reference = cpu::cross_entropy_backward(
+        Tensor::new(&host, &shape),
+        Target::I64(Tensor::new(&targets, &tshape)),
+        &opts,
+        &BackwardOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(loss.shape, Vec::<usize>::new());
+    assert_close(
+        "device loss",
+        &loss.data,
+        &[reference.loss.scalar() as f64],
+        1e-5,
+        1e-5,
+    );
+
+    // The in-place gradient cannot be read from a STORAGE-only buffer; the same step with the
+    // gradient written into a readable tensor must give bitwise the same loss.
+    let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
+    let step = ctx
+        .prepare_cross_entropy_device(&logits, &target, &opts, DeviceGrad::Into(&grad))
+        .unwrap();
+    let mut encoder = device.create_command_encoder(&Default::default());
+    record_model(&device, &mut encoder, &logits_buf, (n * c) as u32);
+    step.record(&mut encoder);
+    queue.submit(Some(encoder.finish()));
+    let loss2 = step.read_loss().unwrap();
+    assert_eq!(loss2.data[0].to_bits(), loss.data[0].to_bits());
+    let g = grad.read_f32(&ctx).unwrap();
+    let expect: Vec<f64> = reference
+        .grad
+        .unwrap()
+        .data
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    assert_close("device gradient", &g, &expect, 1e-6, 1e-4);
+}
+
+#[test]
+fn out_of_range_device_target_is_reported_with_position_and_value() {
+    let ctx = Context::new().unwrap();
+    let (n, c) = (6usize, 5usize);
+    let x = model_logits(n * c);
+    let logits = DeviceTensor::from_host(&ctx, &x, &[n, c], DeviceDType::F32).unwrap();
+    for (dtype, targets) in [
+        (DeviceDType::I64, vec![0i64, 1, 2, 7_000_000_000, 4, 9]),
+        (DeviceDType::I32, vec![0, 1, -3, 1, 4, 9]),
+    ] {
+        let target = match dtype {
+            DeviceDType::I64 => DeviceTensor::from_host(&ctx, &targets, &[n], dtype).unwrap(),
+            _ => {
+                let t32: Vec<i32> = targets.iter().map(|&t| t as i32).collect();
+                DeviceTensor::from_host(&ctx, &t32, &[n], dtype).unwrap()
+            }
+        };
+        let step = ctx
+            .prepare_cross_entropy_device(&logits, &target, &Default::default(), DeviceGrad::None)
+            .unwrap();
+        let err = step.run_timed().unwrap_err();
+        let first = targets.iter().position(|&t| !(0..5).contains(&t)).unwrap();
+        match err {
+            XentError::TargetOutOfBounds {
+                position,
+                value,
+                classes,
+                ..
+            } => {
+                assert_eq!(
+                    (position, value, classes),
+                    (vec![first], targets[first], c),
+                    "{dtype:?}"
+                );
+            }
+            e => panic!("{dtype:?}: expected TargetOutOfBounds, got {e}"),
+        }
+    }
+    // In range again: no error, and the flag is reset on every run.
+    let good =
+        DeviceTensor::from_host(&ctx, &[0i32, 1, 2, 3, 4, -100], &[n], DeviceDType::I32).unwrap();
+    let opts = LossOptions {
+        reduction: Reduction::Sum,
+        ..Default::default()
+    };
+    let step = ctx
+        .prepare_cross_entropy_device(&logits, &good, &opts, DeviceGrad::None)
+        .unwrap();
+    assert!(step.run_timed().is_ok());
+    assert!(step.run_timed().is_ok());
+}
+
+#[test]
+fn bf16_logits_and_u32_targets_on_the_device() {
+    let ctx = Context::new().unwrap();
+    let (n, c) = (9usize, 130usize);
+    let x = model_logits(n * c);
+    let bits: Vec<u16> = x
+        .iter()
+        .map(|&v| half::bf16::from_f32(v).to_bits())
+        .collect();
+    let t: Vec<u32> = (0..n as u32).map(|i| (i * 17) % c as u32).collect();
+    let logits = DeviceTensor::from_host(&ctx, &bits, &[n, c], DeviceDType::BF16).unwrap();
+    let target = DeviceTensor::from_host(&ctx, &t, &[n], DeviceDType::U32).unwrap();
+    let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
+    let step = ctx
+        .prepare_cross_entropy_device(
+            &logits,
+            &target,
+            &Default::default(),
+            DeviceGrad::Into(&grad),
+        )
+        .unwrap();
+    let (out, _) = step.run_timed().unwrap();
+    let (shape, tshape) = ([n, c], [n]);
+    let reference = cpu::cross_entropy_backward(
+        wgpu_xent::Logits::BF16(Tensor::new(&bits, &shape)),
+        Target::U32(Tensor::new(&t, &tshape)),
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_close(
+        "bf16 loss",
+        &out.loss.data,
+        &[reference.loss.scalar() as f64],
+        1e-5,
+        1e-5,
+    );
+    let expect: Vec<f64> = reference
+        .grad
+        .unwrap()
+        .data
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    assert_close(
+        "bf16 gradient",
+        &grad.read_f32(&ctx).unwrap(),
+        &expect,
+        1e-6,
+        1e-4,
+    );
+    // In place is refused for 16-bit logits: the gradient is f32.
+    assert!(ctx
+        .prepare_cross_entropy_device(&logits, &target, &Default::default(), DeviceGrad::InPlace)
+        .is_err());
+}
+
+#[test]
+fn wrapping_a_buffer_checks_usage_alignment_and_size() {
+    let ctx = Context::new().unwrap();
+    let device = ctx.device();
+    let make = |size, usage| {
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let uniform = make(256, wgpu::BufferUsages::UNIFORM);
+    let err = DeviceTensor::from_buffer(&ctx, &uniform, 0, &[4], DeviceDType::F32).unwrap_err();
+    assert!(err.to_string().contains("lacks STORAGE"), "{err}");
+    let storage = make(1024, wgpu::BufferUsages::STORAGE);
+    let err = DeviceTensor::from_buffer(&ctx, &storage, 4, &[4], DeviceDType::F32).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("min_storage_buffer_offset_alignment"),
+        "{err}"
+    );
+    let err = DeviceTensor::from_buffer(&ctx, &storage, 0, &[300], DeviceDType::F32).unwrap_err();
+    assert!(err.to_string().contains("needs 1200 bytes"), "{err}");
+    assert!(DeviceTensor::from_buffer(&ctx, &storage, 0, &[16, 16], DeviceDType::F32).is_ok());
+}
