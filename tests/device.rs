@@ -297,3 +297,67 @@ fn wrapping_a_buffer_checks_usage_alignment_and_size() {
     assert!(err.to_string().contains("needs 1200 bytes"), "{err}");
     assert!(DeviceTensor::from_buffer(&ctx, &storage, 0, &[16, 16], DeviceDType::F32).is_ok());
 }
+
+/// log_softmax, softmax and nll_loss on device tensors agree with the CPU reference.
+#[test]
+fn softmax_and_nll_on_device_tensors() {
+    let ctx = Context::new().unwrap();
+    let (n, c) = (13usize, 67usize);
+    let x = model_logits(n * c);
+    let (shape, tshape) = ([n, c], [n]);
+    let logits = DeviceTensor::from_host(&ctx, &x, &shape, DeviceDType::F32).unwrap();
+    for log in [true, false] {
+        let p = ctx.prepare_softmax_device(&logits, -1, log).unwrap();
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        p.record(&mut encoder);
+        ctx.queue().submit(Some(encoder.finish()));
+        let out = p.output().read_f32(&ctx).unwrap();
+        let reference = if log {
+            cpu::log_softmax(Tensor::new(&x, &shape), -1).unwrap()
+        } else {
+            cpu::softmax(Tensor::new(&x, &shape), -1).unwrap()
+        };
+        let expect: Vec<f64> = reference.data.iter().map(|&v| v as f64).collect();
+        assert_close("device softmax", &out, &expect, 1e-5, 1e-5);
+    }
+    let t: Vec<i32> = (0..n as i32).map(|i| (i * 5) % c as i32).collect();
+    let target = DeviceTensor::from_host(&ctx, &t, &tshape, DeviceDType::I32).unwrap();
+    let grad = DeviceTensor::zeros(&ctx, &shape).unwrap();
+    let step = ctx
+        .prepare_nll_loss_device(
+            &logits,
+            &target,
+            &Default::default(),
+            DeviceGrad::Into(&grad),
+        )
+        .unwrap();
+    let (out, _) = step.run_timed().unwrap();
+    let reference = cpu::nll_loss_backward(
+        Tensor::new(&x, &shape),
+        Target::I32(Tensor::new(&t, &tshape)),
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_close(
+        "device nll",
+        &out.loss.data,
+        &[reference.loss.scalar() as f64],
+        1e-6,
+        1e-6,
+    );
+    let expect: Vec<f64> = reference
+        .grad
+        .unwrap()
+        .data
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    assert_close(
+        "device nll gradient",
+        &grad.read_f32(&ctx).unwrap(),
+        &expect,
+        1e-7,
+        1e-6,
+    );
+}

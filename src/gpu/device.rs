@@ -249,6 +249,34 @@ impl Context {
         opts: &LossOptions,
         grad: DeviceGrad,
     ) -> Result<PreparedLoss<'_>> {
+        self.prepare_device(Loss::CrossEntropy, logits, target, opts, grad)
+    }
+
+    /// As [`Context::prepare_cross_entropy_device`] for `nll_loss` (the input holds
+    /// log-probabilities; class targets only). Its gradient is -(g/D)·w[y] at the target.
+    pub fn prepare_nll_loss_device(
+        &self,
+        input: &DeviceTensor,
+        target: &DeviceTensor,
+        opts: &LossOptions,
+        grad: DeviceGrad,
+    ) -> Result<PreparedLoss<'_>> {
+        if matches!(grad, DeviceGrad::InPlace) {
+            return Err(XentError::Unsupported(
+                "nll_loss writes its gradient into a tensor of its own (DeviceGrad::Into)".into(),
+            ));
+        }
+        self.prepare_device(Loss::Nll, input, target, opts, grad)
+    }
+
+    fn prepare_device(
+        &self,
+        loss: Loss,
+        logits: &DeviceTensor,
+        target: &DeviceTensor,
+        opts: &LossOptions,
+        grad: DeviceGrad,
+    ) -> Result<PreparedLoss<'_>> {
         let dtype = logits.dtype.logits().ok_or_else(|| {
             XentError::InvalidArgument(format!(
                 "logits must be f32, f16 or bf16, not {:?}",
@@ -271,8 +299,12 @@ impl Context {
                 opts.ignore_index
             ))
         })?;
+        let op = match loss {
+            Loss::CrossEntropy => "cross_entropy",
+            Loss::Nll => "nll_loss",
+        };
         let problem = check_loss_shapes(
-            "cross_entropy",
+            op,
             &logits.shape,
             logits.len(),
             &target.shape,
@@ -321,7 +353,7 @@ impl Context {
             elems: 0..logits.len(),
         }];
         let req = Request {
-            loss: Loss::CrossEntropy,
+            loss,
             grad,
             grad_output: 1.0,
             lse: false,

@@ -1,7 +1,9 @@
 //! Launchers for `shaders/softmax.wgsl`: log_softmax, softmax and their backward passes.
 
 use super::chunks;
+use super::context::Bindable;
 use super::context::Context;
+use super::device::{DeviceDType, DeviceTensor};
 use super::kernels::{Family, Kernel};
 use super::program::{join, Program};
 use super::readback::Staging;
@@ -9,7 +11,7 @@ use super::rows;
 use super::timestamps::Timestamps;
 use crate::error::{Result, XentError};
 use crate::layout::RowLayout;
-use crate::options::{Logits, Output, Tensor};
+use crate::options::{DType, Logits, Output, Tensor};
 
 /// Keep in sync with `SoftmaxParams` in shaders/softmax.wgsl.
 #[repr(C)]
@@ -149,29 +151,22 @@ impl Context {
         let lanes = rows::lanes(&layout, self.workgroup_size());
         for chunk in &chunks {
             let elems = chunk.elems(&layout);
-            let rows = chunk.rows(&layout).len();
-            let params = self.uniform(
-                "softmax params",
-                &SoftmaxParams {
-                    rows: rows as u32,
-                    classes: layout.classes as u32,
-                    inner: layout.inner as u32,
-                    lanes,
-                },
-            );
             let input = self.upload("softmax x", x.bytes(elems.clone()))?;
-            let output = self.output("softmax y", elems.len())?;
             let upstream = match gy {
                 Some(gy) => self.upload("softmax gy", &gy.data[elems.clone()])?,
                 None => self.upload::<f32>("unused", &[])?,
             };
-            let bind = self.bind(Family::Softmax, &[&params, &input, &output, &upstream]);
-            let label = format!(
-                "{kernel:?} rows={rows} C={} inner={}",
-                layout.classes, layout.inner
-            );
-            let workgroups = rows::workgroups(rows, lanes, self.workgroup_size());
-            self.push_typed(&mut program, kernel, x.dtype(), bind, workgroups, label)?;
+            let rows = chunk.rows(&layout).len();
+            let output = self.push_softmax(
+                &mut program,
+                kernel,
+                x.dtype(),
+                &layout,
+                lanes,
+                rows,
+                &input,
+                &upstream,
+            )?;
             outputs.push((output, self.staging(elems.len() as u64 * 4)));
         }
         Ok(PreparedSoftmax {
@@ -184,7 +179,106 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Appends one chunk's dispatch; returns its output buffer.
+    #[allow(clippy::too_many_arguments)]
+    fn push_softmax(
+        &self,
+        program: &mut Program,
+        kernel: Kernel,
+        dtype: DType,
+        layout: &RowLayout,
+        lanes: u32,
+        rows: usize,
+        input: &dyn Bindable,
+        upstream: &dyn Bindable,
+    ) -> Result<wgpu::Buffer> {
+        let params = self.uniform(
+            "softmax params",
+            &SoftmaxParams {
+                rows: rows as u32,
+                classes: layout.classes as u32,
+                inner: layout.inner as u32,
+                lanes,
+            },
+        );
+        let output = self.output("softmax y", rows * layout.classes)?;
+        let bind = self.bind(Family::Softmax, &[&params, input, &output, upstream]);
+        let label = format!(
+            "{kernel:?} rows={rows} C={} inner={}",
+            layout.classes, layout.inner
+        );
+        let workgroups = rows::workgroups(rows, lanes, self.workgroup_size());
+        self.push_typed(program, kernel, dtype, bind, workgroups, label)?;
+        Ok(output)
+    }
+
+    /// `log_softmax` (or `softmax`, when `log` is false) of a tensor on the device (f32, f16
+    /// or bf16, within one binding), into an f32 tensor of ours: record it into your encoder
+    /// with [`PreparedSoftmax::record`] and use [`PreparedSoftmax::output`] on the device.
+    pub fn prepare_softmax_device(
+        &self,
+        x: &DeviceTensor,
+        dim: i64,
+        log: bool,
+    ) -> Result<PreparedSoftmax<'_>> {
+        let dtype = match x.dtype() {
+            DeviceDType::F32 => DType::F32,
+            DeviceDType::F16 => DType::F16,
+            DeviceDType::BF16 => DType::BF16,
+            d => {
+                return Err(XentError::InvalidArgument(format!(
+                    "softmax of a {d:?} tensor"
+                )))
+            }
+        };
+        let layout = RowLayout::for_dim(x.shape(), dim)?;
+        if layout.is_empty() {
+            return Err(XentError::InvalidShape(
+                "nothing to prepare: the tensor is empty".into(),
+            ));
+        }
+        let kernel = if log {
+            Kernel::LogSoftmax
+        } else {
+            Kernel::Softmax
+        };
+        pollster::block_on(self.scoped(async {
+            let mut program = Program::default();
+            let lanes = rows::lanes(&layout, self.workgroup_size());
+            let unused = self.upload::<f32>("unused", &[])?;
+            let output = self.push_softmax(
+                &mut program,
+                kernel,
+                dtype,
+                &layout,
+                lanes,
+                layout.rows(),
+                &x.bound(),
+                &unused,
+            )?;
+            Ok(PreparedSoftmax {
+                ctx: self,
+                program,
+                outputs: vec![(output, self.staging(layout.len() as u64 * 4))],
+                timestamps: self.timestamp_queries(),
+                shape: x.shape().to_vec(),
+            })
+        }))
+    }
+}
+
 impl PreparedSoftmax<'_> {
+    /// Records the dispatches into `encoder`; the result lands in [`PreparedSoftmax::output`].
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.ctx.record(encoder, &self.program, None);
+    }
+
+    /// The f32 output on the device (of a single-chunk call, as every device call is).
+    pub fn output(&self) -> crate::DeviceTensor {
+        crate::DeviceTensor::from_parts(self.outputs[0].0.clone(), self.shape.clone())
+    }
+
     /// Runs the call: one submission, then the output read back. Returns the output and,
     /// when the adapter has timestamp queries, the GPU time of the compute pass.
     pub fn run_timed(&self) -> Result<(Output, Option<std::time::Duration>)> {
