@@ -8,6 +8,8 @@ pub enum BenchOp {
     CrossEntropy,
     /// Fused `cross_entropy` forward + backward: two reads and one write per logit.
     CrossEntropyGrad,
+    /// The same with the gradient written over the logits.
+    CrossEntropyGradInPlace,
     /// `nll_loss` forward: one read per row (of the target's value).
     NllLoss,
     /// `log_softmax`: two reads (statistics, then output) and one write.
@@ -26,6 +28,7 @@ impl BenchOp {
         match self {
             BenchOp::CrossEntropy => "cross-entropy",
             BenchOp::CrossEntropyGrad => "cross-entropy-grad",
+            BenchOp::CrossEntropyGradInPlace => "cross-entropy-grad-in-place",
             BenchOp::NllLoss => "nll-loss",
             BenchOp::LogSoftmax => "log-softmax",
             BenchOp::Softmax => "softmax",
@@ -41,7 +44,10 @@ impl BenchOp {
         let e = elem_bytes as f64;
         match self {
             BenchOp::CrossEntropy | BenchOp::Read => e,
-            BenchOp::CrossEntropyGrad | BenchOp::LogSoftmax | BenchOp::Softmax => 3.0 * e,
+            BenchOp::CrossEntropyGrad
+            | BenchOp::CrossEntropyGradInPlace
+            | BenchOp::LogSoftmax
+            | BenchOp::Softmax => 3.0 * e,
             BenchOp::NllLoss => e / classes.max(1) as f64,
             BenchOp::Copy => 2.0 * e,
         }
@@ -56,6 +62,10 @@ mod tests {
     fn bytes_per_logit_follow_the_pass_structure() {
         assert_eq!(BenchOp::CrossEntropy.bytes_per_logit(32000, 4), 4.0);
         assert_eq!(BenchOp::CrossEntropyGrad.bytes_per_logit(32000, 4), 12.0);
+        assert_eq!(
+            BenchOp::CrossEntropyGradInPlace.bytes_per_logit(32000, 2),
+            6.0
+        );
         assert_eq!(BenchOp::LogSoftmax.bytes_per_logit(4096, 4), 12.0);
         assert_eq!(BenchOp::Softmax.bytes_per_logit(4096, 4), 12.0);
         assert_eq!(BenchOp::NllLoss.bytes_per_logit(1000, 4), 0.004);

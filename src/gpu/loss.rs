@@ -672,6 +672,25 @@ impl Context {
         self.prepare(Loss::CrossEntropy, input, target, opts, req)
     }
 
+    /// As [`Context::prepare_cross_entropy`] with the fused backward writing the gradient over
+    /// the uploaded logits (f32): every run then starts from the previous run's gradient, which
+    /// is what a benchmark of the in-place path needs and a training loop replaces with
+    /// [`PreparedLoss::write_logits`].
+    pub fn prepare_cross_entropy_in_place(
+        &self,
+        input: Tensor<f32>,
+        target: Target,
+        opts: &LossOptions,
+    ) -> Result<PreparedLoss<'_>> {
+        let req = Request {
+            loss: Loss::CrossEntropy,
+            grad: Grad::InPlace,
+            grad_output: 1.0,
+            lse: false,
+        };
+        self.prepare(Loss::CrossEntropy, Logits::F32(input), target, opts, req)
+    }
+
     /// As [`Context::prepare_cross_entropy`] for `nll_loss` (forward).
     pub fn prepare_nll_loss<'i>(
         &self,

@@ -32,6 +32,8 @@ const SAMPLE_ROWS: usize = 64;
 pub enum OpArg {
     CrossEntropy,
     CrossEntropyGrad,
+    /// The fused backward writing the gradient over the logits (f32 only).
+    CrossEntropyGradInPlace,
     NllLoss,
     LogSoftmax,
     Softmax,
@@ -390,6 +392,7 @@ fn bench_op(ctx: Option<&Context>, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Re
     let bop = match op {
         OpArg::CrossEntropy => BenchOp::CrossEntropy,
         OpArg::CrossEntropyGrad => BenchOp::CrossEntropyGrad,
+        OpArg::CrossEntropyGradInPlace => BenchOp::CrossEntropyGradInPlace,
         OpArg::NllLoss => BenchOp::NllLoss,
         OpArg::LogSoftmax => BenchOp::LogSoftmax,
         OpArg::Softmax => BenchOp::Softmax,
@@ -401,7 +404,9 @@ fn bench_op(ctx: Option<&Context>, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Re
         let timing = time(a.warmup, a.iters, || {
             match op {
                 OpArg::CrossEntropy => drop(cpu::cross_entropy(x, t, &opts)?),
-                OpArg::CrossEntropyGrad => drop(cpu::cross_entropy_backward(x, t, &opts, &b)?),
+                OpArg::CrossEntropyGrad | OpArg::CrossEntropyGradInPlace => {
+                    drop(cpu::cross_entropy_backward(x, t, &opts, &b)?)
+                }
                 OpArg::NllLoss => drop(cpu::nll_loss(x, t, &opts)?),
                 OpArg::LogSoftmax => drop(cpu::log_softmax(x, 1)?),
                 OpArg::Softmax => drop(cpu::softmax(x, 1)?),
@@ -413,11 +418,20 @@ fn bench_op(ctx: Option<&Context>, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Re
     };
     let (vx, vt) = (val.input(), val.target());
     let (timing, err) = match op {
-        OpArg::CrossEntropy | OpArg::NllLoss | OpArg::CrossEntropyGrad => {
-            let grad = op == OpArg::CrossEntropyGrad;
-            let prepare = |i: &Inputs| match op {
-                OpArg::NllLoss => ctx.prepare_nll_loss(i.input(), i.target(), &opts),
-                _ => ctx.prepare_cross_entropy(i.input(), i.target(), &opts, grad),
+        OpArg::CrossEntropy
+        | OpArg::NllLoss
+        | OpArg::CrossEntropyGrad
+        | OpArg::CrossEntropyGradInPlace => {
+            let grad = matches!(op, OpArg::CrossEntropyGrad | OpArg::CrossEntropyGradInPlace);
+            let prepare = |i: &Inputs| match (op, i.input()) {
+                (OpArg::NllLoss, x) => ctx.prepare_nll_loss(x, i.target(), &opts),
+                (OpArg::CrossEntropyGradInPlace, wgpu_xent::Logits::F32(x)) => {
+                    ctx.prepare_cross_entropy_in_place(x, i.target(), &opts)
+                }
+                (OpArg::CrossEntropyGradInPlace, _) => Err(XentError::Unsupported(
+                    "cross-entropy-grad-in-place needs f32 logits".into(),
+                )),
+                (_, x) => ctx.prepare_cross_entropy(x, i.target(), &opts, grad),
             };
             let prepared = prepare(inp)?;
             // Validate (on the sample for huge shapes), then time the full shape.
@@ -470,7 +484,7 @@ fn print_table(adapter: &AdapterJson, rows: &[Row]) {
         adapter.name, adapter.backend, adapter.device_type
     );
     println!(
-        "{:<20} {:<19} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>9}",
+        "{:<20} {:<27} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>9}",
         "impl",
         "op",
         "shape",
@@ -487,7 +501,7 @@ fn print_table(adapter: &AdapterJson, rows: &[Row]) {
     let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
     for r in rows {
         println!(
-            "{:<20} {:<19} {:>12} {:>10.3} {:>10.3} {:>10.3} {:>10} {:>8.2} {:>6.3} {:>7} {:>7} {:>9}",
+            "{:<20} {:<27} {:>12} {:>10.3} {:>10.3} {:>10.3} {:>10} {:>8.2} {:>6.3} {:>7} {:>7} {:>9}",
             r.implementation,
             r.op,
             format!("{}x{}", r.n, r.c),
