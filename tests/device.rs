@@ -265,10 +265,6 @@ fn bf16_logits_and_u32_targets_on_the_device() {
         1e-6,
         1e-4,
     );
-    // In place is refused for 16-bit logits: the gradient is f32.
-    assert!(ctx
-        .prepare_cross_entropy_device(&logits, &target, &Default::default(), DeviceGrad::InPlace)
-        .is_err());
 }
 
 #[test]
@@ -360,4 +356,143 @@ fn softmax_and_nll_on_device_tensors() {
         1e-7,
         1e-6,
     );
+}
+
+/// Outputs in the input's 16-bit dtype: rounded to nearest even exactly as the `half` crate
+/// rounds, for softmax outputs and for the gradient, in place too.
+#[test]
+fn half_outputs_are_rounded_to_nearest_even() {
+    use wgpu_xent::DType;
+    let ctx = Context::new().unwrap();
+    let (n, c) = (6usize, 50usize);
+    let x = model_logits(n * c);
+    let (shape, tshape) = ([n, c], [n]);
+    for (dtype, ddt) in [
+        (DType::F16, DeviceDType::F16),
+        (DType::BF16, DeviceDType::BF16),
+    ] {
+        let logits = DeviceTensor::from_host(&ctx, &x, &shape, DeviceDType::F32).unwrap();
+        for log in [true, false] {
+            let p = ctx
+                .prepare_softmax_device_as(&logits, -1, log, dtype)
+                .unwrap();
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            p.record(&mut encoder);
+            ctx.queue().submit(Some(encoder.finish()));
+            let packed = p.output();
+            assert_eq!(packed.dtype(), ddt);
+            let bits = packed.read_u16(&ctx).unwrap();
+            // The same kernel's f32 output, rounded on the host.
+            let f32_out = if log {
+                ctx.log_softmax(Tensor::new(&x, &shape), -1).unwrap()
+            } else {
+                ctx.softmax(Tensor::new(&x, &shape), -1).unwrap()
+            };
+            let expect: Vec<u16> = f32_out.data.iter().map(|&v| round(dtype, v)).collect();
+            assert_eq!(bits, expect, "{dtype:?} log={log}");
+        }
+    }
+    // The gradient of bf16 logits, in place: the f32 gradient rounded into the logits.
+    let bits: Vec<u16> = x
+        .iter()
+        .map(|&v| half::bf16::from_f32(v).to_bits())
+        .collect();
+    let t: Vec<i32> = (0..n as i32).collect();
+    let logits = DeviceTensor::from_host(&ctx, &bits, &shape, DeviceDType::BF16).unwrap();
+    let target = DeviceTensor::from_host(&ctx, &t, &tshape, DeviceDType::I32).unwrap();
+    let f32_grad = DeviceTensor::zeros(&ctx, &shape).unwrap();
+    let step = ctx
+        .prepare_cross_entropy_device(
+            &logits,
+            &target,
+            &Default::default(),
+            DeviceGrad::Into(&f32_grad),
+        )
+        .unwrap();
+    step.run_timed().unwrap();
+    let step = ctx
+        .prepare_cross_entropy_device(&logits, &target, &Default::default(), DeviceGrad::InPlace)
+        .unwrap();
+    step.run_timed().unwrap();
+    let expect: Vec<u16> = f32_grad
+        .read_f32(&ctx)
+        .unwrap()
+        .iter()
+        .map(|&g| round(DType::BF16, g))
+        .collect();
+    assert_eq!(logits.read_u16(&ctx).unwrap(), expect);
+}
+
+fn round(dtype: wgpu_xent::DType, v: f32) -> u16 {
+    match dtype {
+        wgpu_xent::DType::F16 => half::f16::from_f32(v).to_bits(),
+        _ => half::bf16::from_f32(v).to_bits(),
+    }
+}
+
+/// The packer on edge values (zeros, subnormals, ties, overflow, infinities, NaN) and random
+/// bit patterns, against the `half` crate. Each value goes through nll_loss's gradient with
+/// weight -v at the target and `sum`, which is exactly v in f32, into a 16-bit tensor.
+#[test]
+fn packing_matches_the_half_crate_on_edge_values() {
+    use wgpu_xent::DType;
+    let ctx = Context::new().unwrap();
+    let mut values: Vec<f32> = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        65504.0,
+        65519.0,
+        65520.0,
+        1e6,
+        -1e6,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        6.1035156e-5,
+        6.097555e-5,
+        5.9604645e-8,
+        2.9802322e-8,
+        2.9802326e-8,
+        1e-10,
+        1.0009766,
+        f32::from_bits(0x3f80_1000), // 1 + 2^-11: a tie in f16
+        f32::from_bits(0x3f80_3000), // 1 + 3·2^-11: a tie, rounding up
+        3.0e38,
+        -3.4028235e38,
+        1.1754944e-38,
+        1.0e-40,
+        f32::NAN,
+    ];
+    let mut rng = common::Rng(5);
+    values.extend((0..40).map(|_| f32::from_bits(rng.next_u64() as u32)));
+    let logits = DeviceTensor::from_host(&ctx, &[0f32], &[1, 1], DeviceDType::F32).unwrap();
+    let target = DeviceTensor::from_host(&ctx, &[0i32], &[1], DeviceDType::I32).unwrap();
+    for (dtype, ddt) in [
+        (DType::F16, DeviceDType::F16),
+        (DType::BF16, DeviceDType::BF16),
+    ] {
+        let grad = DeviceTensor::zeros_of(&ctx, &[1, 1], ddt).unwrap();
+        for &v in &values {
+            let w = [-v];
+            let opts = LossOptions {
+                weight: Some(&w),
+                reduction: Reduction::Sum,
+                ..Default::default()
+            };
+            let step = ctx
+                .prepare_nll_loss_device(&logits, &target, &opts, DeviceGrad::Into(&grad))
+                .unwrap();
+            step.run_timed().unwrap();
+            let (got, want) = (grad.read_u16(&ctx).unwrap()[0], round(dtype, v));
+            let nan = |b: u16| match dtype {
+                DType::F16 => half::f16::from_bits(b).is_nan(),
+                _ => half::bf16::from_bits(b).is_nan(),
+            };
+            assert!(
+                got == want || (nan(got) && nan(want)),
+                "{dtype:?} {v:e}: got {got:#06x}, want {want:#06x}"
+            );
+        }
+    }
 }

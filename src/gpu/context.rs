@@ -222,7 +222,7 @@ impl Context {
         let family = kernel.family();
         // Families without a typed input compile once.
         let dtype = match family {
-            Family::Reduce | Family::Bandwidth => DType::F32,
+            Family::Reduce | Family::Bandwidth | Family::Convert => DType::F32,
             _ => dtype,
         };
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());

@@ -141,8 +141,31 @@ impl DeviceTensor {
 
     /// A new zeroed f32 tensor of `shape` (e.g. a gradient to write into).
     pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Self> {
+        Self::zeros_of(ctx, shape, DeviceDType::F32)
+    }
+
+    /// A new zeroed tensor of `shape` and `dtype`.
+    pub fn zeros_of(ctx: &Context, shape: &[usize], dtype: DeviceDType) -> Result<Self> {
         let n: usize = shape.iter().product();
-        Self::from_host(ctx, &vec![0f32; n], shape, DeviceDType::F32)
+        Self::from_host(ctx, &vec![0u8; n * dtype.size()], shape, dtype)
+    }
+
+    /// Reads an f16 / bf16 tensor back as its 16-bit patterns.
+    pub fn read_u16(&self, ctx: &Context) -> Result<Vec<u16>> {
+        if self.dtype.size() != 2 {
+            return Err(XentError::InvalidArgument(format!(
+                "read_u16 of a {:?} tensor",
+                self.dtype
+            )));
+        }
+        let bytes = (self.len() * 2).div_ceil(4) * 4;
+        let staging = ctx.staging(bytes as u64);
+        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        ctx.copy_to(&mut encoder, &self.buffer, self.offset, &staging);
+        let words = pollster::block_on(ctx.scoped(ctx.submit_and_read(encoder, &[&staging])))?;
+        let words = words.into_iter().next().unwrap_or_default();
+        let halves: &[u16] = bytemuck::cast_slice(&words);
+        Ok(halves[..self.len()].to_vec())
     }
 
     /// Reads an f32 tensor back to the host: one submission, mapped when it is done.
@@ -197,13 +220,13 @@ impl DeviceTensor {
         self.len() == 0
     }
 
-    /// A whole buffer of ours holding f32 values.
-    pub(crate) fn from_parts(buffer: wgpu::Buffer, shape: Vec<usize>) -> Self {
+    /// A whole buffer of ours holding values of `dtype`.
+    pub(crate) fn from_parts(buffer: wgpu::Buffer, shape: Vec<usize>, dtype: DeviceDType) -> Self {
         Self {
             buffer,
             offset: 0,
             shape,
-            dtype: DeviceDType::F32,
+            dtype,
         }
     }
 
@@ -310,17 +333,24 @@ impl Context {
                 "nothing to prepare: the batch is empty".into(),
             ));
         }
-        let (grad, grad_into) = match grad {
-            DeviceGrad::None => (Grad::None, None),
-            DeviceGrad::InPlace => (Grad::InPlace, None),
+        // A 16-bit gradient (in place over 16-bit logits, or into a 16-bit tensor) is computed
+        // in f32 and packed, rounded to nearest even.
+        let (grad, grad_into, grad_pack) = match grad {
+            DeviceGrad::None => (Grad::None, None, None),
+            DeviceGrad::InPlace if dtype == DType::F32 => (Grad::InPlace, None, None),
+            DeviceGrad::InPlace => (Grad::OutOfPlace, None, Some((logits.bound(), dtype))),
             DeviceGrad::Into(g) => {
-                if g.dtype != DeviceDType::F32 || g.shape != logits.shape {
+                if g.shape != logits.shape || g.dtype.logits().is_none() {
                     return Err(XentError::InvalidShape(format!(
-                        "the gradient must be f32 of the logits' shape {:?}, not {:?} {:?}",
+                        "the gradient must be f32, f16 or bf16 of the logits' shape {:?}, not {:?} {:?}",
                         logits.shape, g.dtype, g.shape
                     )));
                 }
-                (Grad::OutOfPlace, Some(g.bound()))
+                match g.dtype.logits() {
+                    Some(DType::F32) => (Grad::OutOfPlace, Some(g.bound()), None),
+                    Some(half) => (Grad::OutOfPlace, None, Some((g.bound(), half))),
+                    None => unreachable!("checked above"),
+                }
             }
         };
         let shape = LossShape {
@@ -334,6 +364,7 @@ impl Context {
             ignore_index,
             check_targets: !probs,
             grad_into,
+            grad_pack,
         };
         let inputs = vec![ChunkInputs {
             logits: logits.bound(),

@@ -38,16 +38,19 @@ pub enum Family {
     Reduce,
     /// `shaders/bandwidth.wgsl`: the read-bandwidth roofline.
     Bandwidth,
+    /// `shaders/convert.wgsl`: f32 results packed into f16 / bf16.
+    Convert,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 5] = [
+    pub const ALL: [Family; 6] = [
         Family::Softmax,
         Family::Loss,
         Family::Grad,
         Family::Reduce,
         Family::Bandwidth,
+        Family::Convert,
     ];
 
     /// The complete WGSL source for inputs of `dtype`: the shared prelude, the declaration
@@ -59,6 +62,7 @@ impl Family {
             Family::Grad => (LOSS_INPUTS, include_str!("../../shaders/grad.wgsl")),
             Family::Reduce => ("", include_str!("../../shaders/reduce.wgsl")),
             Family::Bandwidth => ("", include_str!("../../shaders/bandwidth.wgsl")),
+            Family::Convert => ("", include_str!("../../shaders/convert.wgsl")),
         };
         // The logits are read-only for the forward, writable for the fused backward (which
         // can put the gradient over them).
@@ -73,7 +77,7 @@ impl Family {
                 let decl = dtype_source(dtype).replace("ACCESS", "read_write");
                 format!("{decl}\n{}", dtype_store_source(dtype)).replace("NAME", "logits")
             }
-            Family::Reduce | Family::Bandwidth => String::new(),
+            Family::Reduce | Family::Bandwidth | Family::Convert => String::new(),
         };
         let input = input.replace("BINDING", "1");
         format!("{SHARED}\n{input}\n{prelude}\n{own}")
@@ -88,7 +92,7 @@ impl Family {
             Family::Loss => &[false, false, false, false, true, true, true, true],
             Family::Grad => &[true, false, false, false, true, false, true, true],
             Family::Reduce => &[false, false, true, true],
-            Family::Bandwidth => &[false, true],
+            Family::Bandwidth | Family::Convert => &[false, true],
         }
     }
 
@@ -158,11 +162,13 @@ pub enum Kernel {
     ReduceFinalize,
     /// `read_sum` in bandwidth.wgsl.
     ReadSum,
+    /// `pack_half` in convert.wgsl: one invocation per output word.
+    PackHalf,
 }
 
 impl Kernel {
     /// Every kernel, in the order the context builds them.
-    pub const ALL: [Kernel; 14] = [
+    pub const ALL: [Kernel; 15] = [
         Kernel::LogSoftmax,
         Kernel::Softmax,
         Kernel::LogSoftmaxBackward,
@@ -177,6 +183,7 @@ impl Kernel {
         Kernel::ReduceBlock,
         Kernel::ReduceFinalize,
         Kernel::ReadSum,
+        Kernel::PackHalf,
     ];
 
     /// The family (file and layout) it belongs to.
@@ -194,6 +201,7 @@ impl Kernel {
             }
             Kernel::ReduceBlock | Kernel::ReduceFinalize => Family::Reduce,
             Kernel::ReadSum => Family::Bandwidth,
+            Kernel::PackHalf => Family::Convert,
         }
     }
 
@@ -213,6 +221,7 @@ impl Kernel {
             Kernel::ReduceBlock => "reduce_block",
             Kernel::ReduceFinalize => "finalize",
             Kernel::ReadSum => "read_sum",
+            Kernel::PackHalf => "pack_half",
         }
     }
 }

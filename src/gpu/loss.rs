@@ -520,6 +520,12 @@ impl Context {
         };
         drop(dens);
         drop(losses);
+        if let Some((target, half)) = &shape.grad_pack {
+            // The gradient in the logits' 16-bit dtype: packed from the f32 one (one chunk).
+            if let Some(g) = bufs.first().and_then(|b| b.grad.as_ref()) {
+                self.push_pack(&mut program, g, target, bufs[0].elems, *half)?;
+            }
+        }
 
         // Staging buffers, made once and reused by every run.
         let loss_staging = match &reduced {
@@ -584,6 +590,9 @@ pub(crate) struct LossShape {
     pub check_targets: bool,
     /// Where an out-of-place gradient goes, when the caller gives a buffer.
     pub grad_into: Option<Bound>,
+    /// Packs the f32 gradient into this f16 / bf16 tensor (the logits themselves, or the
+    /// caller's), rounded to nearest even.
+    pub grad_pack: Option<(Bound, DType)>,
 }
 
 impl LossShape {
@@ -600,6 +609,7 @@ impl LossShape {
             ignore_index: IGNORED,
             check_targets: false,
             grad_into: None,
+            grad_pack: None,
         }
     }
 }
@@ -808,7 +818,7 @@ impl PreparedLoss<'_> {
             Some(r) => (r.value.clone(), vec![]),
             None => (self.chunks[0].losses.clone(), self.loss_shape.clone()),
         };
-        crate::DeviceTensor::from_parts(buffer, shape)
+        crate::DeviceTensor::from_parts(buffer, shape, crate::DeviceDType::F32)
     }
 
     /// Reads the loss of the last submitted [`PreparedLoss::record`] back (waiting for it),

@@ -3,6 +3,7 @@
 mod bandwidth;
 mod chunks;
 mod context;
+mod convert;
 mod device;
 pub mod kernels;
 mod loss;

@@ -31,6 +31,8 @@ pub struct PreparedSoftmax<'a> {
     outputs: Vec<(wgpu::Buffer, Staging)>,
     timestamps: Option<Timestamps>,
     shape: Vec<usize>,
+    /// The output packed into f16 / bf16, when asked for.
+    packed: Option<DeviceTensor>,
 }
 
 impl Context {
@@ -175,6 +177,7 @@ impl Context {
             outputs,
             timestamps: self.timestamp_queries(),
             shape: x.shape().to_vec(),
+            packed: None,
         })
     }
 }
@@ -222,6 +225,18 @@ impl Context {
         dim: i64,
         log: bool,
     ) -> Result<PreparedSoftmax<'_>> {
+        self.prepare_softmax_device_as(x, dim, log, DType::F32)
+    }
+
+    /// As [`Context::prepare_softmax_device`], with the output in `out`: f32, or f16 / bf16
+    /// rounded to nearest even (half the bytes for whatever reads it next).
+    pub fn prepare_softmax_device_as(
+        &self,
+        x: &DeviceTensor,
+        dim: i64,
+        log: bool,
+        out: DType,
+    ) -> Result<PreparedSoftmax<'_>> {
         let dtype = match x.dtype() {
             DeviceDType::F32 => DType::F32,
             DeviceDType::F16 => DType::F16,
@@ -257,12 +272,26 @@ impl Context {
                 &x.bound(),
                 &unused,
             )?;
+            let packed = match out {
+                DType::F32 => None,
+                half => {
+                    let d = if half == DType::F16 {
+                        DeviceDType::F16
+                    } else {
+                        DeviceDType::BF16
+                    };
+                    let t = DeviceTensor::zeros_of(self, x.shape(), d)?;
+                    self.push_pack(&mut program, &output, &t.bound(), layout.len(), half)?;
+                    Some(t)
+                }
+            };
             Ok(PreparedSoftmax {
                 ctx: self,
                 program,
                 outputs: vec![(output, self.staging(layout.len() as u64 * 4))],
                 timestamps: self.timestamp_queries(),
                 shape: x.shape().to_vec(),
+                packed,
             })
         }))
     }
@@ -274,9 +303,17 @@ impl PreparedSoftmax<'_> {
         self.ctx.record(encoder, &self.program, None);
     }
 
-    /// The f32 output on the device (of a single-chunk call, as every device call is).
-    pub fn output(&self) -> crate::DeviceTensor {
-        crate::DeviceTensor::from_parts(self.outputs[0].0.clone(), self.shape.clone())
+    /// The output on the device (of a single-chunk call, as every device call is), in the
+    /// dtype asked for.
+    pub fn output(&self) -> DeviceTensor {
+        match &self.packed {
+            Some(t) => t.clone(),
+            None => DeviceTensor::from_parts(
+                self.outputs[0].0.clone(),
+                self.shape.clone(),
+                DeviceDType::F32,
+            ),
+        }
     }
 
     /// Runs the call: one submission, then the output read back. Returns the output and,

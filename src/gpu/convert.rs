@@ -1,0 +1,52 @@
+//! Launcher for `shaders/convert.wgsl`: f32 results packed into f16 / bf16 words.
+
+use super::context::{Bindable, Context};
+use super::kernels::{Family, Kernel};
+use super::program::Program;
+use crate::error::{Result, XentError};
+use crate::options::DType;
+
+/// Keep in sync with `ConvertParams` in shaders/convert.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct ConvertParams {
+    n: u32,
+    mode: u32,
+    _pad: [u32; 2],
+}
+
+impl Context {
+    /// Appends the packing of `n` f32 values of `src` into `dtype` words of `dst`.
+    pub(crate) fn push_pack(
+        &self,
+        program: &mut Program,
+        src: &dyn Bindable,
+        dst: &dyn Bindable,
+        n: usize,
+        dtype: DType,
+    ) -> Result<()> {
+        let mode = match dtype {
+            DType::F16 => 1,
+            DType::BF16 => 2,
+            DType::F32 => return Err(XentError::InvalidArgument("packing into f32".into())),
+        };
+        let params = self.uniform(
+            "convert params",
+            &ConvertParams {
+                n: n as u32,
+                mode,
+                _pad: [0; 2],
+            },
+        );
+        let bind = self.bind(Family::Convert, &[&params, src, dst]);
+        let words = n.div_ceil(2) as u64;
+        let groups = words.div_ceil(self.workgroup_size() as u64);
+        self.push(
+            program,
+            Kernel::PackHalf,
+            bind,
+            groups,
+            format!("pack {n} to {dtype:?}"),
+        )
+    }
+}
