@@ -55,7 +55,7 @@ impl Context {
         let info = adapter.get_info();
         // The adapter's own limits: wgpu's defaults cap bindings at 128 MiB and buffers at 256 MiB.
         let limits = adapter.limits();
-        let features = adapter.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let features = adapter.features() & Self::WANTED_FEATURES;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-xent"),
@@ -96,7 +96,7 @@ impl Context {
     ) -> Result<Self> {
         let info = device.adapter_info();
         let limits = device.limits();
-        let features = device.features() & wgpu::Features::TIMESTAMP_QUERY;
+        let features = device.features() & Self::WANTED_FEATURES;
         Self::assemble(device, queue, info, limits, features, options).await
     }
 
@@ -172,6 +172,21 @@ impl Context {
         Ok(ctx)
     }
 
+    /// Optional features used where present: timestamps for `xent bench`, and native f16
+    /// reads (`SHADER_F16`; without it f16 is unpacked from u32 words).
+    const WANTED_FEATURES: wgpu::Features =
+        wgpu::Features::TIMESTAMP_QUERY.union(wgpu::Features::SHADER_F16);
+
+    /// How f16 inputs are read on this device: "native f16 (SHADER_F16)" or
+    /// "unpack2x16float from u32".
+    pub fn f16_path(&self) -> &'static str {
+        if self.features.contains(wgpu::Features::SHADER_F16) {
+            "native f16 (SHADER_F16)"
+        } else {
+            "unpack2x16float from u32"
+        }
+    }
+
     /// The workgroup size used unless one is given: CPU adapters (lavapipe, llvmpipe) run a
     /// workgroup on one thread as a loop over 8-wide SIMD lanes and every barrier splits that
     /// loop, so they want small workgroups (16 measured fastest on lavapipe, against 64, for
@@ -233,7 +248,11 @@ impl Context {
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&format!("xent {family:?} {dtype:?}")),
-                source: wgpu::ShaderSource::Wgsl(family.source(dtype).into()),
+                source: wgpu::ShaderSource::Wgsl(
+                    family
+                        .source(dtype, self.features.contains(wgpu::Features::SHADER_F16))
+                        .into(),
+                ),
             });
         let mut constants = vec![("WG", self.workgroup_size as f64)];
         constants.extend_from_slice(kernel.constants());

@@ -8,10 +8,12 @@ const SHARED: &str = include_str!("../../shaders/shared/lse.wgsl");
 /// The loss parameters and input bindings, shared by the forward and backward families.
 const LOSS_INPUTS: &str = include_str!("../../shaders/shared/loss_inputs.wgsl");
 
-/// How an input array of each dtype is declared and read (`NAME_4`, `NAME_1`).
-fn dtype_source(dtype: DType) -> &'static str {
+/// How an input array of each dtype is declared and read (`NAME_4`, `NAME_1`): f16 as
+/// WGSL's own `f16` where the device has `SHADER_F16`, else unpacked from u32 words.
+fn dtype_source(dtype: DType, f16_native: bool) -> &'static str {
     match dtype {
         DType::F32 => include_str!("../../shaders/shared/dtype_f32.wgsl"),
+        DType::F16 if f16_native => include_str!("../../shaders/shared/dtype_f16_native.wgsl"),
         DType::F16 => include_str!("../../shaders/shared/dtype_f16.wgsl"),
         DType::BF16 => include_str!("../../shaders/shared/dtype_bf16.wgsl"),
     }
@@ -54,8 +56,9 @@ impl Family {
     ];
 
     /// The complete WGSL source for inputs of `dtype`: the shared prelude, the declaration
-    /// of the input array in that dtype, then the family's own file.
-    pub fn source(self, dtype: DType) -> String {
+    /// of the input array in that dtype, then the family's own file. `f16_native` reads f16
+    /// through `enable f16;` (the device must have `SHADER_F16`).
+    pub fn source(self, dtype: DType, f16_native: bool) -> String {
         let (prelude, own) = match self {
             Family::Softmax => ("", include_str!("../../shaders/softmax.wgsl")),
             Family::Loss => (LOSS_INPUTS, include_str!("../../shaders/loss.wgsl")),
@@ -67,20 +70,26 @@ impl Family {
         // The logits are read-only for the forward, writable for the fused backward (which
         // can put the gradient over them).
         let input = match self {
-            Family::Softmax => dtype_source(dtype)
+            Family::Softmax => dtype_source(dtype, f16_native)
                 .replace("NAME", "x")
                 .replace("ACCESS", "read"),
-            Family::Loss => dtype_source(dtype)
+            Family::Loss => dtype_source(dtype, f16_native)
                 .replace("NAME", "logits")
                 .replace("ACCESS", "read"),
             Family::Grad => {
-                let decl = dtype_source(dtype).replace("ACCESS", "read_write");
+                let decl = dtype_source(dtype, f16_native).replace("ACCESS", "read_write");
                 format!("{decl}\n{}", dtype_store_source(dtype)).replace("NAME", "logits")
             }
             Family::Reduce | Family::Bandwidth | Family::Convert => String::new(),
         };
         let input = input.replace("BINDING", "1");
-        format!("{SHARED}\n{input}\n{prelude}\n{own}")
+        // `enable` directives must come before any declaration.
+        let enable = if dtype == DType::F16 && f16_native && !input.is_empty() {
+            "enable f16;\n"
+        } else {
+            ""
+        };
+        format!("{enable}{SHARED}\n{input}\n{prelude}\n{own}")
     }
 
     /// Binding 0 is the uniform parameters; then storage buffers, read-only or not.
@@ -249,11 +258,17 @@ mod tests {
     /// Every shader, in every dtype, parses and validates with naga, with no adapter involved.
     #[test]
     fn every_shader_validates_with_naga() {
-        for (family, dtype) in Family::ALL
+        let variants = [
+            (DType::F32, false),
+            (DType::F16, false),
+            (DType::F16, true),
+            (DType::BF16, false),
+        ];
+        for (family, (dtype, native)) in Family::ALL
             .into_iter()
-            .flat_map(|f| [DType::F32, DType::F16, DType::BF16].map(|d| (f, d)))
+            .flat_map(|f| variants.map(|v| (f, v)))
         {
-            let src = family.source(dtype);
+            let src = family.source(dtype, native);
             let module = naga::front::wgsl::parse_str(&src)
                 .unwrap_or_else(|e| panic!("{family:?} {dtype:?}: {}", e.emit_to_string(&src)));
             naga::valid::Validator::new(

@@ -49,6 +49,7 @@ pub fn run() -> Result<()> {
         "  workgroup size used:              {}",
         ctx.workgroup_size()
     );
+    println!("  f16 inputs read by:               {}", ctx.f16_path());
     println!(
         "  adapter features:                 {:?}",
         adapter_features(&instance, i)

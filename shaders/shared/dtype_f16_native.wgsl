@@ -1,0 +1,11 @@
+// NAME: IEEE half values read as vec4<f16> (SHADER_F16: Rust puts `enable f16;` first),
+// widened to f32 for the arithmetic. Adapters without SHADER_F16 use dtype_f16.wgsl.
+@group(0) @binding(BINDING) var<storage, ACCESS> NAME: array<vec4<f16>>;
+
+fn NAME_4(j: u32) -> vec4<f32> {
+    return vec4<f32>(NAME[j]);
+}
+
+fn NAME_1(i: u32) -> f32 {
+    return f32(NAME[i >> 2u][i & 3u]);
+}
