@@ -11,7 +11,8 @@
 //! ```
 
 use super::context::{Bound, Context};
-use super::loss::{ChunkInputs, Grad, Loss, LossShape, PreparedLoss, Request};
+use super::loss::{Grad, Loss, Request};
+use super::loss_plan::{ChunkInputs, LossShape, PreparedLoss};
 use crate::error::{Result, XentError};
 use crate::layout::check_loss_shapes;
 use crate::options::{DType, LossOptions};

@@ -1,0 +1,626 @@
+//! A loss call built once: the per-chunk buffers, the bind groups and the dispatches of
+//! `shaders/loss.wgsl`, `grad.wgsl` and `reduce.wgsl`, and the staging buffers; run or
+//! recorded as often as needed (`PreparedLoss`).
+
+use super::chunks;
+use super::context::{Bindable, Bound, Context};
+use super::kernels::{Family, Kernel};
+use super::loss::{Grad, Loss, Request, Results};
+use super::program::{join, Program};
+use super::readback::Staging;
+use super::reduce::Reduced;
+use super::rows;
+use super::timestamps::Timestamps;
+use crate::error::Result;
+use crate::layout::{LossProblem, RowLayout, Targets, IGNORED};
+use crate::options::{DType, Logits, LossAndGrad, LossOptions, Output, Reduction};
+
+/// Keep in sync with `LossParams` in shaders/shared/loss_inputs.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct LossParams {
+    rows: u32,
+    classes: u32,
+    inner: u32,
+    flags: u32,
+    ignore_index: i32,
+    label_smoothing: f32,
+    z_loss: f32,
+    softcap: f32,
+    grad_output: f32,
+    weight_sum: f32,
+    lanes: u32,
+    target_words: u32,
+    row_base: u32,
+    _pad: [u32; 3],
+}
+
+const HAS_WEIGHT: u32 = 1;
+const PROB_TARGETS: u32 = 2;
+
+impl Context {
+    /// Uploads host inputs, one buffer per chunk of rows.
+    pub(crate) fn host_inputs(
+        &self,
+        input: &Logits<'_>,
+        problem: &LossProblem,
+    ) -> Result<Vec<ChunkInputs>> {
+        let layout = &problem.layout;
+        chunks::plan(layout, self.max_binding_bytes())?
+            .iter()
+            .map(|chunk| {
+                let (elems, rows) = (chunk.elems(layout), chunk.rows(layout));
+                let (targets, probs) = match &problem.targets {
+                    Targets::Classes(t) => (self.upload("targets", &t[rows.clone()])?, None),
+                    Targets::Probs(p) => (
+                        self.upload::<i32>("targets", &[])?,
+                        Some(Bound::whole(self.upload("probs", &p[elems.clone()])?)),
+                    ),
+                };
+                Ok(ChunkInputs {
+                    logits: Bound::whole(self.upload("logits", input.bytes(elems.clone()))?),
+                    targets: Bound::whole(targets),
+                    probs,
+                    rows,
+                    elems,
+                })
+            })
+            .collect()
+    }
+
+    /// Builds every buffer, bind group and dispatch of one call over `inputs`.
+    pub(crate) fn build_loss(
+        &self,
+        shape: &LossShape,
+        inputs: Vec<ChunkInputs>,
+        opts: &LossOptions<'_>,
+        req: Request,
+    ) -> Result<PreparedLoss<'_>> {
+        let layout = &shape.layout;
+        let dtype = shape.dtype;
+        let mut flags = 0;
+        if opts.weight.is_some() {
+            flags |= HAS_WEIGHT;
+        }
+        if shape.probs {
+            flags |= PROB_TARGETS;
+        }
+        if req.grad == Grad::InPlace && dtype != DType::F32 {
+            return Err(crate::XentError::Unsupported(
+                "an in-place gradient needs f32 logits (the gradient is f32)".into(),
+            ));
+        }
+        let weight_sum = opts
+            .weight
+            .map_or(layout.classes as f64, |w| w.iter().map(|&v| v as f64).sum());
+        let weight = self.upload("weight", opts.weight.unwrap_or(&[]))?;
+        let dummy = self.upload::<f32>("unused", &[])?;
+        // A writable binding may not share its buffer with any other binding.
+        let dummy_rw = self.upload::<f32>("unused (writable)", &[])?;
+        let error = self.upload("target error", &[u32::MAX, 0, 0, 0])?;
+        let mut program = Program::default();
+        if shape.check_targets {
+            // Reset the flag at the start of every run.
+            let init = self.upload("target error init", &[u32::MAX, 0, 0, 0])?;
+            program.copy_before(init, error.clone(), 16);
+        }
+        let lanes = rows::lanes(layout, self.workgroup_size());
+        let row_groups = |rows: usize| rows::workgroups(rows, lanes, self.workgroup_size());
+
+        // Every chunk's parameters and per-row outputs.
+        let mut bufs = Vec::with_capacity(inputs.len());
+        for input in inputs {
+            let rows = input.rows.len();
+            let params = self.uniform(
+                "loss params",
+                &LossParams {
+                    rows: rows as u32,
+                    classes: layout.classes as u32,
+                    inner: layout.inner as u32,
+                    flags,
+                    ignore_index: shape.ignore_index,
+                    label_smoothing: opts.label_smoothing,
+                    z_loss: opts.z_loss,
+                    softcap: opts.softcap.unwrap_or(0.0),
+                    grad_output: req.grad_output,
+                    weight_sum: weight_sum as f32,
+                    lanes,
+                    target_words: shape.target_words,
+                    row_base: input.rows.start as u32,
+                    _pad: [0; 3],
+                },
+            );
+            bufs.push(ChunkBuffers {
+                params,
+                losses: self.output("losses", rows)?,
+                dens: self.output("dens", rows)?,
+                stats: self.output("stats", rows * 4)?,
+                grad: match (req.grad, &shape.grad_into) {
+                    (Grad::OutOfPlace, Some(into)) => Some(into.clone()),
+                    (Grad::OutOfPlace, None) => {
+                        Some(Bound::whole(self.output("grad", input.elems.len())?))
+                    }
+                    _ => None,
+                },
+                rows,
+                elems: input.elems.len(),
+                input,
+            });
+        }
+        let forward_bind = |b: &ChunkBuffers| {
+            self.bind(
+                Family::Loss,
+                &[
+                    &b.params,
+                    &b.input.logits,
+                    &b.input.targets,
+                    b.input
+                        .probs
+                        .as_ref()
+                        .map_or(&dummy as &dyn Bindable, |p| p),
+                    &weight,
+                    &b.losses,
+                    &b.dens,
+                    &b.stats,
+                    &error,
+                ],
+            )
+        };
+        let label = |kernel: Kernel, b: &ChunkBuffers| {
+            format!(
+                "{kernel:?} rows={} C={} inner={}",
+                b.rows, layout.classes, layout.inner
+            )
+        };
+        let one = self.upload("unit scale", &[1.0f32])?;
+        // D, from the targets alone, when a fused backward needs it before any logit is read;
+        // and the check of device targets, which row_dens does too.
+        let needs_d = req.loss == Loss::CrossEntropy
+            && req.grad != Grad::None
+            && opts.reduction != Reduction::None;
+        if needs_d || shape.check_targets {
+            for b in &bufs {
+                let groups = (b.rows as u64).div_ceil(self.workgroup_size() as u64);
+                self.push_typed(
+                    &mut program,
+                    Kernel::RowDens,
+                    dtype,
+                    forward_bind(b),
+                    groups,
+                    label(Kernel::RowDens, b),
+                )?;
+                if shape.check_targets {
+                    self.push_typed(
+                        &mut program,
+                        Kernel::ReportError,
+                        dtype,
+                        forward_bind(b),
+                        1,
+                        "report_error".into(),
+                    )?;
+                }
+            }
+        }
+        let dens: Vec<_> = bufs.iter().map(|b| (&b.dens, &b.dens, b.rows)).collect();
+        let losses: Vec<_> = bufs.iter().map(|b| (&b.losses, &b.dens, b.rows)).collect();
+        let reduced = if req.loss == Loss::CrossEntropy && req.grad != Grad::None {
+            // One dispatch per row does the loss and the gradient; then the loss is reduced.
+            let scale = match needs_d {
+                true => Some(self.push_reduction(&mut program, &dens, opts.reduction)?),
+                false => None,
+            };
+            let kernel = match req.grad {
+                Grad::InPlace => Kernel::CrossEntropyFusedInPlace,
+                _ => Kernel::CrossEntropyFused,
+            };
+            for b in &bufs {
+                let bind = self.bind(
+                    Family::Grad,
+                    &[
+                        &b.params,
+                        &b.input.logits,
+                        &b.input.targets,
+                        b.input
+                            .probs
+                            .as_ref()
+                            .map_or(&dummy as &dyn Bindable, |p| p),
+                        &weight,
+                        &b.losses,
+                        scale.as_ref().map_or(&one, |r| &r.den),
+                        b.grad.as_ref().map_or(&dummy_rw as &dyn Bindable, |g| g),
+                        &b.stats,
+                    ],
+                );
+                self.push_typed(
+                    &mut program,
+                    kernel,
+                    dtype,
+                    bind,
+                    row_groups(b.rows),
+                    label(kernel, b),
+                )?;
+            }
+            match opts.reduction {
+                Reduction::None => None,
+                r => Some(self.push_reduction(&mut program, &losses, r)?),
+            }
+        } else {
+            let kernel = match req.loss {
+                Loss::CrossEntropy => Kernel::CrossEntropyRows,
+                Loss::Nll => Kernel::NllRows,
+            };
+            for b in &bufs {
+                let groups = match kernel {
+                    Kernel::NllRows => (b.rows as u64).div_ceil(self.workgroup_size() as u64),
+                    _ => row_groups(b.rows),
+                };
+                self.push_typed(
+                    &mut program,
+                    kernel,
+                    dtype,
+                    forward_bind(b),
+                    groups,
+                    label(kernel, b),
+                )?;
+            }
+            let reduced = match opts.reduction {
+                Reduction::None => None,
+                r => Some(self.push_reduction(&mut program, &losses, r)?),
+            };
+            if req.grad != Grad::None {
+                // nll_loss: the gradient needs only D and the targets.
+                for b in &bufs {
+                    let bind = self.bind(
+                        Family::Grad,
+                        &[
+                            &b.params,
+                            &b.input.logits,
+                            &b.input.targets,
+                            &dummy,
+                            &weight,
+                            &b.losses,
+                            reduced.as_ref().map_or(&one, |r| &r.den),
+                            b.grad.as_ref().map_or(&dummy_rw as &dyn Bindable, |g| g),
+                            &b.stats,
+                        ],
+                    );
+                    self.push_typed(
+                        &mut program,
+                        Kernel::NllGrad,
+                        dtype,
+                        bind,
+                        row_groups(b.rows),
+                        label(Kernel::NllGrad, b),
+                    )?;
+                }
+            }
+            reduced
+        };
+        drop(dens);
+        drop(losses);
+        if let Some((target, half)) = &shape.grad_pack {
+            // The gradient in the logits' 16-bit dtype: packed from the f32 one (one chunk).
+            if let Some(g) = bufs.first().and_then(|b| b.grad.as_ref()) {
+                self.push_pack(&mut program, g, target, bufs[0].elems, *half)?;
+            }
+        }
+
+        // Staging buffers, made once and reused by every run.
+        let loss_staging = match &reduced {
+            Some(_) => vec![self.staging(4)],
+            None => bufs
+                .iter()
+                .map(|b| self.staging(b.rows as u64 * 4))
+                .collect(),
+        };
+        let grad_staging = match req.grad {
+            Grad::None => vec![],
+            _ => bufs
+                .iter()
+                .map(|b| self.staging(b.elems as u64 * 4))
+                .collect(),
+        };
+        let lse_staging = match req.lse {
+            true => bufs
+                .iter()
+                .map(|b| self.staging(b.rows as u64 * 16))
+                .collect(),
+            false => vec![],
+        };
+        Ok(PreparedLoss {
+            ctx: self,
+            program,
+            reduced,
+            chunks: bufs,
+            loss_staging,
+            grad_staging,
+            lse_staging,
+            error: shape.check_targets.then(|| (error, self.staging(16))),
+            timestamps: self.timestamp_queries(),
+            loss_shape: match opts.reduction {
+                Reduction::None => shape.out_shape.clone(),
+                _ => vec![],
+            },
+            input_shape: shape.input_shape.clone(),
+            target_shape: shape.target_shape.clone(),
+            classes: layout.classes,
+            ignore_index: shape.ignore_index as i64,
+            dtype,
+            req,
+            read_grad: true,
+        })
+    }
+}
+
+/// What a loss call computes over: the layout, shapes and the kind of targets.
+pub(crate) struct LossShape {
+    pub layout: RowLayout,
+    pub input_shape: Vec<usize>,
+    pub out_shape: Vec<usize>,
+    pub target_shape: Vec<usize>,
+    pub dtype: DType,
+    pub probs: bool,
+    /// 32-bit words per class target (2 for i64).
+    pub target_words: u32,
+    /// The ignore_index the kernel compares with (host targets are normalised to IGNORED).
+    pub ignore_index: i32,
+    /// Device targets: checked on the device, reported by the error flag.
+    pub check_targets: bool,
+    /// Where an out-of-place gradient goes, when the caller gives a buffer.
+    pub grad_into: Option<Bound>,
+    /// Packs the f32 gradient into this f16 / bf16 tensor (the logits themselves, or the
+    /// caller's), rounded to nearest even.
+    pub grad_pack: Option<(Bound, DType)>,
+}
+
+impl LossShape {
+    /// The shape of a checked host problem.
+    pub fn host(problem: &LossProblem, input: &Logits<'_>, target_shape: &[usize]) -> Self {
+        Self {
+            layout: problem.layout,
+            input_shape: input.shape().to_vec(),
+            out_shape: problem.out_shape.clone(),
+            target_shape: target_shape.to_vec(),
+            dtype: input.dtype(),
+            probs: matches!(problem.targets, Targets::Probs(_)),
+            target_words: 1,
+            ignore_index: IGNORED,
+            check_targets: false,
+            grad_into: None,
+            grad_pack: None,
+        }
+    }
+}
+
+/// The inputs of one chunk of rows, each bound where it lies.
+pub(crate) struct ChunkInputs {
+    pub logits: Bound,
+    pub targets: Bound,
+    pub probs: Option<Bound>,
+    pub rows: std::ops::Range<usize>,
+    pub elems: std::ops::Range<usize>,
+}
+
+/// The buffers of one chunk of rows.
+struct ChunkBuffers {
+    input: ChunkInputs,
+    params: wgpu::Buffer,
+    losses: wgpu::Buffer,
+    dens: wgpu::Buffer,
+    stats: wgpu::Buffer,
+    /// The out-of-place gradient; `None` when there is none or it goes over the logits.
+    grad: Option<Bound>,
+    rows: usize,
+    elems: usize,
+}
+
+/// A loss call whose inputs are on the device and whose buffers, bind groups, dispatches and
+/// staging buffers are built: each [`PreparedLoss::run`] is one submission and one readback.
+/// Built by [`Context::prepare_cross_entropy`].
+pub struct PreparedLoss<'a> {
+    ctx: &'a Context,
+    program: Program,
+    reduced: Option<Reduced>,
+    chunks: Vec<ChunkBuffers>,
+    loss_staging: Vec<Staging>,
+    grad_staging: Vec<Staging>,
+    lse_staging: Vec<Staging>,
+    /// The device-target error flag and its staging buffer (device targets only).
+    error: Option<(wgpu::Buffer, Staging)>,
+    timestamps: Option<Timestamps>,
+    loss_shape: Vec<usize>,
+    input_shape: Vec<usize>,
+    target_shape: Vec<usize>,
+    classes: usize,
+    ignore_index: i64,
+    dtype: DType,
+    req: Request,
+    /// Whether each run reads the gradient back (the host API) or leaves it on the device.
+    read_grad: bool,
+}
+
+impl PreparedLoss<'_> {
+    /// Runs the call: one submission, then the loss read back (the gradient stays on the
+    /// device; see [`PreparedLoss::read_grad`]). Returns the loss and, when the adapter has
+    /// timestamp queries, the GPU time of the compute pass.
+    pub fn run_timed(&self) -> Result<(LossAndGrad, Option<std::time::Duration>)> {
+        pollster::block_on(self.ctx.scoped(self.run()))
+            .map(|(r, t)| (r.into_loss_and_grad(&self.input_shape), t))
+    }
+
+    /// Replaces the logits (same shape) with `data`: a queue write, no allocation.
+    pub fn write_logits(&self, data: &[f32]) -> Result<()> {
+        let total: usize = self.chunks.iter().map(|c| c.elems).sum();
+        if data.len() != total {
+            return Err(crate::XentError::InvalidShape(format!(
+                "write_logits: expected {total} values, got {}",
+                data.len()
+            )));
+        }
+        if self.dtype != DType::F32 {
+            return Err(crate::XentError::Unsupported(
+                "write_logits takes f32 values; these logits are 16-bit".into(),
+            ));
+        }
+        let mut at = 0;
+        for c in &self.chunks {
+            let logits = &c.input.logits;
+            let bytes: &[u8] = bytemuck::cast_slice(&data[at..at + c.elems]);
+            self.ctx
+                .queue
+                .write_buffer(&logits.buffer, logits.offset, bytes);
+            at += c.elems;
+        }
+        Ok(())
+    }
+
+    /// Reads back the gradient of the last run (empty unless prepared with `grad`).
+    pub fn read_grad(&self) -> Result<Vec<f32>> {
+        let reads: Vec<_> = self
+            .grad_sources()
+            .zip(&self.grad_staging)
+            .map(|((b, o), s)| (b, o, s))
+            .collect();
+        let (parts, _) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
+            &Program::default(),
+            &reads,
+            None,
+        )))?;
+        Ok(join(parts))
+    }
+
+    /// Where each chunk's gradient lies: its own buffer, or over the logits.
+    fn grad_sources(&self) -> impl Iterator<Item = (&wgpu::Buffer, u64)> {
+        self.chunks.iter().map(|c| {
+            let g = c.grad.as_ref().unwrap_or(&c.input.logits);
+            (&g.buffer, g.offset)
+        })
+    }
+
+    pub(crate) fn set_read_grad(&mut self, read: bool) {
+        self.read_grad = read;
+    }
+
+    /// Records the call's dispatches into `encoder` (after whatever the caller recorded
+    /// before, e.g. the pass that wrote the logits). Nothing is submitted or read: the loss
+    /// lands in [`PreparedLoss::loss`], the gradient where it was asked to go.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.ctx.record(encoder, &self.program, None);
+    }
+
+    /// The loss on the device: an f32 scalar for `mean` and `sum`, per position for `none`
+    /// (a single-chunk call, as every device call is).
+    pub fn loss(&self) -> crate::DeviceTensor {
+        let (buffer, shape) = match &self.reduced {
+            Some(r) => (r.value.clone(), vec![]),
+            None => (self.chunks[0].losses.clone(), self.loss_shape.clone()),
+        };
+        crate::DeviceTensor::from_parts(buffer, shape, crate::DeviceDType::F32)
+    }
+
+    /// Reads the loss of the last submitted [`PreparedLoss::record`] back (waiting for it),
+    /// and the device-target error flag: an out-of-range target is reported here, as the
+    /// host API reports it.
+    pub fn read_loss(&self) -> Result<Output> {
+        pollster::block_on(self.read_loss_async())
+    }
+
+    /// The async form of [`PreparedLoss::read_loss`].
+    pub async fn read_loss_async(&self) -> Result<Output> {
+        let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
+            Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
+            None => self
+                .chunks
+                .iter()
+                .zip(&self.loss_staging)
+                .map(|(c, s)| (&c.losses, 0, s))
+                .collect(),
+        };
+        if let Some((flag, staging)) = &self.error {
+            reads.push((flag, 0, staging));
+        }
+        let (mut words, _) = self
+            .ctx
+            .scoped(self.ctx.run_program(&Program::default(), &reads, None))
+            .await?;
+        if self.error.is_some() {
+            self.check_error(&words.pop().unwrap_or_default())?;
+        }
+        Ok(Output {
+            data: join(words),
+            shape: self.loss_shape.clone(),
+        })
+    }
+
+    /// Number of dispatches in one run.
+    pub fn dispatches(&self) -> usize {
+        self.program.len()
+    }
+
+    pub(crate) async fn run(&self) -> Result<(Results, Option<std::time::Duration>)> {
+        let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
+            Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
+            None => self
+                .chunks
+                .iter()
+                .zip(&self.loss_staging)
+                .map(|(c, s)| (&c.losses, 0, s))
+                .collect(),
+        };
+        let grad_staging: &[Staging] = if self.read_grad {
+            &self.grad_staging
+        } else {
+            &[]
+        };
+        reads.extend(
+            self.grad_sources()
+                .zip(grad_staging)
+                .map(|((b, o), s)| (b, o, s)),
+        );
+        reads.extend(
+            self.chunks
+                .iter()
+                .zip(&self.lse_staging)
+                .map(|(c, s)| (&c.stats, 0, s)),
+        );
+        if let Some((flag, staging)) = &self.error {
+            reads.push((flag, 0, staging));
+        }
+        let (mut words, elapsed) = self
+            .ctx
+            .run_program(&self.program, &reads, self.timestamps.as_ref())
+            .await?;
+        if self.error.is_some() {
+            self.check_error(&words.pop().unwrap_or_default())?;
+        }
+        let mut parts = words.into_iter();
+        let loss = Output {
+            data: join(parts.by_ref().take(self.loss_staging.len()).collect()),
+            shape: self.loss_shape.clone(),
+        };
+        let grad = (self.req.grad != Grad::None && self.read_grad)
+            .then(|| join(parts.by_ref().take(grad_staging.len()).collect()));
+        // stats are (M, S, Q, lse) per row.
+        let lse = self.req.lse.then(|| {
+            parts
+                .flat_map(|s| s.chunks(4).map(|v| v[3]).collect::<Vec<_>>())
+                .collect()
+        });
+        Ok((Results { loss, grad, lse }, elapsed))
+    }
+
+    /// The device-target flag: (first bad row or u32::MAX, its value's low and high words).
+    fn check_error(&self, flag: &[f32]) -> Result<()> {
+        let word = |i: usize| flag.get(i).map_or(u32::MAX, |f| f.to_bits());
+        if word(0) == u32::MAX {
+            return Ok(());
+        }
+        let value = (word(1) as u64 | (word(2) as u64) << 32) as i64;
+        Err(crate::XentError::TargetOutOfBounds {
+            position: crate::layout::unravel(word(0) as usize, &self.target_shape),
+            value,
+            classes: self.classes,
+            ignore_index: self.ignore_index,
+        })
+    }
+}
