@@ -19,6 +19,8 @@
 // loss is bitwise the forward's), writes its loss, then reads the row again and writes the
 // gradient. The second read follows the first within the same workgroup, so it comes from
 // cache whenever a row fits there. Traffic: 8 bytes read + 4 written per logit.
+// Split rows instead run loss.wgsl's partials and merge, then cross_entropy_grad_segments:
+// the same 8 bytes read and 4 written per logit, the second read from memory.
 // With IN_PLACE the gradient goes over the logits (binding 7 is then a dummy): each element
 // is read before the same invocation writes it, and no lane writes before the barrier that
 // ends every lane's first read.
@@ -27,7 +29,8 @@
 //   5 losses: storage, read_write  [rows]
 //   6 scale: storage, read         [1] D, from reduce.wgsl's finalize (or 1)
 //   7 grad: storage, read_write    [rows * C] as vec4s (a dummy when IN_PLACE)
-//   8 stats: storage, read_write   [rows] vec4 (M, S, Q, lse)
+//   8 stats: storage, read_write   [rows * S] vec4 (M, S, Q, lse) at row * S (S = 1 unless
+//                                  rows are split)
 
 // Set from Rust: the in-place pipeline writes the gradient over the logits.
 override IN_PLACE: bool = false;
@@ -93,30 +96,16 @@ fn grad_one(g: RowGrad, raw: f32, i: u32, c: u32) -> f32 {
     return d;
 }
 
-@compute @workgroup_size(WG)
-fn cross_entropy_fused(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
-    let row = slot.row;
-    let base = row_base(row);
-    // First read: the statistics. The lanes' merge ends with a barrier, so every lane has
-    // finished reading before any lane below writes (in place).
-    let rs = row_stats(slot, base, lid);
-    if !slot.valid {
-        return;
-    }
-    let l = row_loss(row, base, rs);
-    if slot.lane == 0u {
-        losses[row] = l.loss;
-        stats[row] = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, l.lse);
-    }
+// What a row's gradient needs, from its stats (M, S, Q, lse) and its target.
+struct GradRow {
+    g: RowGrad,
+    // Ignored rows get `fill` (0, or NaN for an out-of-range target) everywhere.
+    constant: bool,
+    fill: f32,
+}
 
-    // Second read: the gradient.
-    let classes = params.classes;
-    var g = RowGrad(rs.st.m, 1.0 / rs.st.s, rs.qa.x, l.lse, params.grad_output / scale[0], 0, 0.0);
+fn grad_row(row: u32, st: vec4<f32>) -> GradRow {
+    var g = RowGrad(st.x, 1.0 / st.y, st.z, st.w, params.grad_output / scale[0], 0, 0.0);
     var fill = 0.0;
     var constant = false;
     if !prob_targets() {
@@ -131,9 +120,17 @@ fn cross_entropy_fused(
             g.wy = class_weight(u32(g.y));
         }
     }
+    return GradRow(g, constant, fill);
+}
+
+// Writes the gradient of classes [c0, c1) of the row, the slot's lanes striding over them.
+fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
+    let g = gr.g;
+    let constant = gr.constant;
+    let fill = gr.fill;
     let simple = !prob_targets() && !smoothing() && params.z_loss == 0.0 && params.softcap == 0.0;
     if params.inner == 1u {
-        let sp = row_span(base, classes);
+        let sp = row_span(base + c0, c1 - c0);
         // Three loops rather than branches inside one: CPU adapters run both sides of a
         // branch in a loop body, even a uniform one.
         if constant {
@@ -159,18 +156,18 @@ fn cross_entropy_fused(
             }
         } else {
             for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-                let c0 = 4u * j - base;
+                let cj = 4u * j - base;
                 let v = logits_4(j);
                 store4(j, vec4<f32>(
-                    grad_one(g, v.x, 4u * j, c0),
-                    grad_one(g, v.y, 4u * j + 1u, c0 + 1u),
-                    grad_one(g, v.z, 4u * j + 2u, c0 + 2u),
-                    grad_one(g, v.w, 4u * j + 3u, c0 + 3u),
+                    grad_one(g, v.x, 4u * j, cj),
+                    grad_one(g, v.y, 4u * j + 1u, cj + 1u),
+                    grad_one(g, v.z, 4u * j + 2u, cj + 2u),
+                    grad_one(g, v.w, 4u * j + 3u, cj + 3u),
                 ));
             }
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-            let i = span_scalar(sp, base, k);
+            let i = span_scalar(sp, base + c0, k);
             var d = fill;
             if !constant {
                 d = grad_one(g, logits_1(i), i, i - base);
@@ -178,7 +175,7 @@ fn cross_entropy_fused(
             store1(i, d);
         }
     } else {
-        for (var c = slot.lane; c < classes; c += params.lanes) {
+        for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
             let i = base + c * params.inner;
             var d = fill;
             if !constant {
@@ -187,6 +184,51 @@ fn cross_entropy_fused(
             store1(i, d);
         }
     }
+}
+
+@compute @workgroup_size(WG)
+fn cross_entropy_fused(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
+    let row = slot.row;
+    let base = row_base(row);
+    // First read: the statistics. The lanes' merge ends with a barrier, so every lane has
+    // finished reading before any lane below writes (in place).
+    let rs = row_stats(slot, base, lid);
+    if !slot.valid {
+        return;
+    }
+    let l = row_loss(row, base, rs);
+    let st = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, l.lse);
+    if slot.lane == 0u {
+        losses[row] = l.loss;
+        stats[row] = st;
+    }
+    // Second read: the gradient.
+    write_grad(slot, base, 0u, params.classes, grad_row(row, st));
+}
+
+// Split rows (loss.wgsl's cross_entropy_partials and cross_entropy_merge ran first and left
+// the row's stats at stats[row * S]): workgroup g writes the gradient of segment g % S of
+// row g / S, all WG invocations on it (lanes = WG).
+@compute @workgroup_size(WG)
+fn cross_entropy_grad_segments(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = linear_workgroup(wid, nwg);
+    let row = g / params.segments;
+    if row >= params.rows {
+        return;
+    }
+    let c0 = min((g % params.segments) * params.segment_len, params.classes);
+    let c1 = min(c0 + params.segment_len, params.classes);
+    let slot = RowSlot(row, lid, true);
+    write_grad(slot, row_base(row), c0, c1, grad_row(row, stats[row * params.segments]));
 }
 
 @compute @workgroup_size(WG)

@@ -16,6 +16,9 @@
 //   nll_loss reads the input as log-probabilities: ℓ_n = -w[y]·x[y]·m_n.
 //   The reduction over rows (and the mean's denominator Σ den_n) is reduce.wgsl.
 //
+// Few, long rows (e.g. 64×262144) are split so that the adapter has enough workgroups:
+// cross_entropy_partials reads each segment once, cross_entropy_merge (tiny) merges a row's
+// segments. The traffic is the same 4 bytes per logit.
 // Work and traffic: cross_entropy_rows gives each row `lanes` invocations (shared/lse.wgsl)
 // and reads it once, as vec4s when it is contiguous: a vec4 costs one rescale exp(M_old - M)
 // and four exp(x - M), and the target logit is gathered by one invocation. 4 bytes read per
@@ -28,7 +31,8 @@
 // Bindings 5-7 (keep in sync with `Family::Loss` in src/gpu/kernels.rs):
 //   5 losses: storage, read_write  [rows]
 //   6 dens: storage, read_write    [rows] the row's share of the mean's denominator
-//   7 stats: storage, read_write   [rows] vec4 (M, S, Q, lse), reused by grad.wgsl
+//   7 stats: storage, read_write   [rows * S] vec4 (M, S, Q, lse) at row * S, reused by
+//                                  grad.wgsl; with split rows, first the partials
 //   8 error: storage, read_write   [4] u32: the first row whose class target is out of range
 //                                  (0xffffffff: none) and its target's two words. Device
 //                                  targets cannot be checked on the host; row_dens raises this
@@ -55,6 +59,53 @@ fn cross_entropy_rows(
     losses[slot.row] = l.loss;
     dens[slot.row] = l.den;
     stats[slot.row] = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, l.lse);
+}
+
+// Split rows, first pass: workgroup g works on segment g % S of row g / S, all WG
+// invocations on it (lanes = WG), and writes the segment's partial (M, S, Q, A) to stats[g].
+@compute @workgroup_size(WG)
+fn cross_entropy_partials(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let g = linear_workgroup(wid, nwg);
+    let row = g / params.segments;
+    let c0 = min((g % params.segments) * params.segment_len, params.classes);
+    let c1 = min(c0 + params.segment_len, params.classes);
+    let slot = RowSlot(row, lid, row < params.rows);
+    let rs = row_stats_range(slot, row_base(row), c0, c1, lid);
+    if slot.valid && lid == 0u {
+        stats[g] = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, rs.qa.y);
+    }
+}
+
+// Split rows, second pass: one invocation per row merges its S partials in segment order
+// (deterministic), then writes the row's loss, den and final stats (M, S, Q, lse) over the
+// first partial, stats[row * S].
+@compute @workgroup_size(WG)
+fn cross_entropy_merge(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let row = linear_workgroup(wid, nwg) * WG + lid;
+    if row >= params.rows {
+        return;
+    }
+    var st = lse_empty();
+    var qa = vec2<f32>(0.0, 0.0);
+    for (var k = 0u; k < params.segments; k++) {
+        let p = stats[row * params.segments + k];
+        st = lse_merge(st, Lse(p.x, p.y));
+        qa += p.zw;
+    }
+    let base = row_base(row);
+    let rs = RowStats(st, qa, row_reference(base));
+    let l = row_loss(row, base, rs);
+    losses[row] = l.loss;
+    dens[row] = l.den;
+    stats[row * params.segments] = vec4<f32>(st.m, st.s, qa.x, l.lse);
 }
 
 // The mean's denominator share of each row, from the targets alone (one invocation per

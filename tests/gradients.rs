@@ -404,3 +404,102 @@ fn half_precision_logits_match_the_reference() {
         }
     }
 }
+
+/// Few, long rows split across workgroups (forced here with a high `min_workgroups`): the
+/// partial statistics, their merge and the per-piece gradient agree with the CPU reference,
+/// in place too, for every option.
+#[test]
+fn split_rows_match_the_reference() {
+    use wgpu_xent::{Context, ContextOptions};
+    let split = Context::with_options(ContextOptions {
+        min_workgroups: Some(4096),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut rng = Rng(12);
+    for (n, c) in [(3usize, 5003usize), (2, 20000), (5, 4096)] {
+        let x = rng.logits(n * c, 4.0);
+        let t: Vec<i64> = (0..n)
+            .map(|i| if i == 1 { -100 } else { rng.below(c) as i64 })
+            .collect();
+        let w: Vec<f32> = (0..c).map(|_| rng.uniform() + 0.5).collect();
+        let mut probs: Vec<f32> = (0..n * c).map(|_| rng.uniform()).collect();
+        for row in probs.chunks_mut(c) {
+            let s: f32 = row.iter().sum();
+            row.iter_mut().for_each(|p| *p /= s);
+        }
+        let (shape, tshape) = ([n, c], [n]);
+        for (k, opts) in [
+            LossOptions::default(),
+            LossOptions {
+                weight: Some(&w),
+                label_smoothing: 0.2,
+                z_loss: 1e-3,
+                softcap: Some(10.0),
+                ..Default::default()
+            },
+            LossOptions {
+                reduction: Reduction::None,
+                ..Default::default()
+            },
+        ]
+        .iter()
+        .enumerate()
+        {
+            for target in [
+                Target::I64(Tensor::new(&t, &tshape)),
+                Target::Probs(Tensor::new(&probs, &shape)),
+            ] {
+                let b = BackwardOptions {
+                    grad_output: 1.0,
+                    return_lse: true,
+                };
+                let input = Tensor::new(&x, &shape);
+                let what = format!("{n}x{c} options {k} {}", matches!(target, Target::Probs(_)));
+                let gpu = split
+                    .cross_entropy_backward(input, target, opts, &b)
+                    .unwrap();
+                let reference = cpu::cross_entropy_backward(input, target, opts, &b).unwrap();
+                assert_close(
+                    &what,
+                    &gpu.loss.data,
+                    &to_f64(&reference.loss.data),
+                    1e-5,
+                    1e-4,
+                );
+                assert_close(
+                    &what,
+                    &gpu.grad.as_ref().unwrap().data,
+                    &to_f64(&reference.grad.unwrap().data),
+                    1e-7,
+                    1e-3,
+                );
+                assert_close(
+                    &what,
+                    &gpu.lse.unwrap().data,
+                    &to_f64(&reference.lse.unwrap().data),
+                    1e-5,
+                    1e-6,
+                );
+                let forward = split.cross_entropy(input, target, opts).unwrap();
+                assert_close(
+                    &what,
+                    &forward.data,
+                    &to_f64(&reference.loss.data),
+                    1e-5,
+                    1e-4,
+                );
+                let mut logits = x.clone();
+                split
+                    .cross_entropy_backward_in_place(&mut logits, &shape, target, opts, &b)
+                    .unwrap();
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(
+                    bits(&logits),
+                    bits(&gpu.grad.unwrap().data),
+                    "{what}: in place"
+                );
+            }
+        }
+    }
+}

@@ -38,9 +38,11 @@ struct LossParams {
     target_words: u32,
     // Index of this chunk's first row in the whole tensor (for error positions).
     row_base: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // Split rows (few, long rows): each row is `segments` pieces of `segment_len` classes,
+    // one workgroup each; 1 otherwise.
+    segments: u32,
+    segment_len: u32,
+    _pad: u32,
 }
 
 const HAS_WEIGHT: u32 = 1u;
@@ -168,18 +170,29 @@ struct RowStats {
 
 // Reads the row once (vec4s when contiguous) and merges its lanes' sums.
 fn row_stats(slot: RowSlot, base: u32, lid: u32) -> RowStats {
-    let classes = params.classes;
+    return row_stats_range(slot, base, 0u, params.classes, lid);
+}
+
+// The reference logit r of a row (its class 0), against which the smoothing sums are taken.
+fn row_reference(base: u32) -> f32 {
+    var r = 0.0;
+    if smoothing() && params.classes > 0u {
+        r = cap(logits_1(base));
+        if !is_finite(r) {
+            r = 0.0;
+        }
+    }
+    return r;
+}
+
+// As row_stats over classes [c0, c1) of the row only (a segment of a split row).
+fn row_stats_range(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> RowStats {
     var r = 0.0;
     var acc = Acc(lse_empty(), 0.0, 0.0);
     if slot.valid {
-        if smoothing() && classes > 0u {
-            r = cap(logits_1(base));
-            if !is_finite(r) {
-                r = 0.0;
-            }
-        }
+        r = row_reference(base);
         if params.inner == 1u {
-            let sp = row_span(base, classes);
+            let sp = row_span(base + c0, c1 - c0);
             if smoothing() || params.softcap != 0.0 {
                 for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
                     acc = push_vec4(acc, j, 4u * j - base, r);
@@ -206,11 +219,11 @@ fn row_stats(slot: RowSlot, base: u32, lid: u32) -> RowStats {
                 acc.st = st;
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-                let i = span_scalar(sp, base, k);
+                let i = span_scalar(sp, base + c0, k);
                 acc = push_one(acc, i, i - base, r);
             }
         } else {
-            for (var c = slot.lane; c < classes; c += params.lanes) {
+            for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
                 acc = push_one(acc, base + c * params.inner, c, r);
             }
         }

@@ -17,6 +17,10 @@ pub struct ContextOptions {
     /// Invocations per workgroup, a power of two (default: `XENT_WORKGROUP_SIZE` from the
     /// environment, else [`Context::default_workgroup_size`]).
     pub workgroup_size: Option<u32>,
+    /// Split long rows across workgroups when a call has fewer rows than this (default:
+    /// 1024 on GPUs, so that e.g. 64×262144 fills them; 4 on CPU adapters, whose few
+    /// threads 64 rows already fill). Raising it exercises the split path on small data.
+    pub min_workgroups: Option<u32>,
 }
 
 /// A wgpu device with every wgpu-xent pipeline compiled. Create it once and reuse it.
@@ -27,6 +31,7 @@ pub struct Context {
     limits: wgpu::Limits,
     features: wgpu::Features,
     workgroup_size: u32,
+    min_workgroups: u32,
     max_binding_bytes: u64,
     layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: Mutex<HashMap<(Kernel, DType), Arc<wgpu::ComputePipeline>>>,
@@ -157,6 +162,10 @@ impl Context {
             .unwrap_or(u64::MAX)
             .min(limits.max_storage_buffer_binding_size)
             .min(limits.max_buffer_size);
+        let min_workgroups = options.min_workgroups.unwrap_or(match info.device_type {
+            wgpu::DeviceType::Cpu => 4,
+            _ => 1024,
+        });
         let mut ctx = Self {
             device,
             queue,
@@ -164,6 +173,7 @@ impl Context {
             limits,
             features,
             workgroup_size,
+            min_workgroups,
             max_binding_bytes,
             layouts: HashMap::new(),
             pipelines: Mutex::new(HashMap::new()),
@@ -292,6 +302,11 @@ impl Context {
     /// Invocations per workgroup of every kernel.
     pub fn workgroup_size(&self) -> u32 {
         self.workgroup_size
+    }
+
+    /// Calls with fewer rows than this split their rows across workgroups.
+    pub fn min_workgroups(&self) -> u32 {
+        self.min_workgroups
     }
 
     /// The most bytes of one tensor bound at once; larger tensors are split into chunks.

@@ -159,6 +159,14 @@ pub enum Kernel {
     RowDens,
     /// `report_error` in loss.wgsl: one invocation, after `row_dens`.
     ReportError,
+    /// `cross_entropy_partials` in loss.wgsl: one workgroup per segment of a split row.
+    CrossEntropyPartials,
+    /// `cross_entropy_merge` in loss.wgsl: one invocation per split row.
+    CrossEntropyMerge,
+    /// `cross_entropy_grad_segments` in grad.wgsl: one workgroup per segment of a split row.
+    CrossEntropyGradSegments,
+    /// The same with `IN_PLACE`.
+    CrossEntropyGradSegmentsInPlace,
     /// `cross_entropy_fused` in grad.wgsl: loss and gradient of each row in one dispatch.
     CrossEntropyFused,
     /// `cross_entropy_fused` with `IN_PLACE`: the gradient overwrites the logits.
@@ -177,7 +185,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order the context builds them.
-    pub const ALL: [Kernel; 15] = [
+    pub const ALL: [Kernel; 19] = [
         Kernel::LogSoftmax,
         Kernel::Softmax,
         Kernel::LogSoftmaxBackward,
@@ -186,6 +194,10 @@ impl Kernel {
         Kernel::NllRows,
         Kernel::RowDens,
         Kernel::ReportError,
+        Kernel::CrossEntropyPartials,
+        Kernel::CrossEntropyMerge,
+        Kernel::CrossEntropyGradSegments,
+        Kernel::CrossEntropyGradSegmentsInPlace,
         Kernel::CrossEntropyFused,
         Kernel::CrossEntropyFusedInPlace,
         Kernel::NllGrad,
@@ -202,12 +214,17 @@ impl Kernel {
             | Kernel::Softmax
             | Kernel::LogSoftmaxBackward
             | Kernel::SoftmaxBackward => Family::Softmax,
-            Kernel::CrossEntropyRows | Kernel::NllRows | Kernel::RowDens | Kernel::ReportError => {
-                Family::Loss
-            }
-            Kernel::CrossEntropyFused | Kernel::CrossEntropyFusedInPlace | Kernel::NllGrad => {
-                Family::Grad
-            }
+            Kernel::CrossEntropyRows
+            | Kernel::NllRows
+            | Kernel::RowDens
+            | Kernel::ReportError
+            | Kernel::CrossEntropyPartials
+            | Kernel::CrossEntropyMerge => Family::Loss,
+            Kernel::CrossEntropyFused
+            | Kernel::CrossEntropyFusedInPlace
+            | Kernel::CrossEntropyGradSegments
+            | Kernel::CrossEntropyGradSegmentsInPlace
+            | Kernel::NllGrad => Family::Grad,
             Kernel::ReduceBlock | Kernel::ReduceFinalize => Family::Reduce,
             Kernel::ReadSum => Family::Bandwidth,
             Kernel::PackHalf => Family::Convert,
@@ -225,6 +242,11 @@ impl Kernel {
             Kernel::NllRows => "nll_rows",
             Kernel::RowDens => "row_dens",
             Kernel::ReportError => "report_error",
+            Kernel::CrossEntropyPartials => "cross_entropy_partials",
+            Kernel::CrossEntropyMerge => "cross_entropy_merge",
+            Kernel::CrossEntropyGradSegments | Kernel::CrossEntropyGradSegmentsInPlace => {
+                "cross_entropy_grad_segments"
+            }
             Kernel::CrossEntropyFused | Kernel::CrossEntropyFusedInPlace => "cross_entropy_fused",
             Kernel::NllGrad => "nll_grad",
             Kernel::ReduceBlock => "reduce_block",
@@ -239,7 +261,9 @@ impl Kernel {
     /// Pipeline-overridable constants besides `WG`.
     pub fn constants(self) -> &'static [(&'static str, f64)] {
         match self {
-            Kernel::CrossEntropyFusedInPlace => &[("IN_PLACE", 1.0)],
+            Kernel::CrossEntropyFusedInPlace | Kernel::CrossEntropyGradSegmentsInPlace => {
+                &[("IN_PLACE", 1.0)]
+            }
             _ => &[],
         }
     }

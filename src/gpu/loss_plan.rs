@@ -32,7 +32,9 @@ struct LossParams {
     lanes: u32,
     target_words: u32,
     row_base: u32,
-    _pad: [u32; 3],
+    segments: u32,
+    segment_len: u32,
+    _pad: u32,
 }
 
 const HAS_WEIGHT: u32 = 1;
@@ -104,7 +106,21 @@ impl Context {
             let init = self.upload("target error init", &[u32::MAX, 0, 0, 0])?;
             program.copy_before(init, error.clone(), 16);
         }
-        let lanes = rows::lanes(layout, self.workgroup_size());
+        // Few, long rows of cross_entropy are split across workgroups, all WG invocations on
+        // each piece; otherwise `lanes` invocations per row.
+        let split = match req.loss {
+            Loss::CrossEntropy => rows::split(layout, self.workgroup_size(), self.min_workgroups()),
+            Loss::Nll => rows::Split {
+                segments: 1,
+                len: layout.classes as u32,
+            },
+        };
+        let lanes = match split.segments {
+            1 => rows::lanes(layout, self.workgroup_size()),
+            _ => self.workgroup_size(),
+        };
+        let segment_groups = |rows: usize| rows as u64 * split.segments as u64;
+        let per_row_groups = |rows: usize| (rows as u64).div_ceil(self.workgroup_size() as u64);
         let row_groups = |rows: usize| rows::workgroups(rows, lanes, self.workgroup_size());
 
         // Every chunk's parameters and per-row outputs.
@@ -127,14 +143,16 @@ impl Context {
                     lanes,
                     target_words: shape.target_words,
                     row_base: input.rows.start as u32,
-                    _pad: [0; 3],
+                    segments: split.segments,
+                    segment_len: split.len,
+                    _pad: 0,
                 },
             );
             bufs.push(ChunkBuffers {
                 params,
                 losses: self.output("losses", rows)?,
                 dens: self.output("dens", rows)?,
-                stats: self.output("stats", rows * 4)?,
+                stats: self.output("stats", rows * split.segments as usize * 4)?,
                 grad: match (req.grad, &shape.grad_into) {
                     (Grad::OutOfPlace, Some(into)) => Some(into.clone()),
                     (Grad::OutOfPlace, None) => {
@@ -209,11 +227,28 @@ impl Context {
                 true => Some(self.push_reduction(&mut program, &dens, opts.reduction)?),
                 false => None,
             };
-            let kernel = match req.grad {
-                Grad::InPlace => Kernel::CrossEntropyFusedInPlace,
-                _ => Kernel::CrossEntropyFused,
+            let kernel = match (req.grad, split.segments) {
+                (Grad::InPlace, 1) => Kernel::CrossEntropyFusedInPlace,
+                (_, 1) => Kernel::CrossEntropyFused,
+                (Grad::InPlace, _) => Kernel::CrossEntropyGradSegmentsInPlace,
+                _ => Kernel::CrossEntropyGradSegments,
             };
             for b in &bufs {
+                if split.segments > 1 {
+                    // Split rows: partial statistics, then the merge writes each row's loss.
+                    self.push_split_forward(
+                        &mut program,
+                        dtype,
+                        forward_bind,
+                        b,
+                        segment_groups,
+                        per_row_groups,
+                    )?;
+                }
+                let groups = match split.segments {
+                    1 => row_groups(b.rows),
+                    _ => segment_groups(b.rows),
+                };
                 let bind = self.bind(
                     Family::Grad,
                     &[
@@ -231,14 +266,7 @@ impl Context {
                         &b.stats,
                     ],
                 );
-                self.push_typed(
-                    &mut program,
-                    kernel,
-                    dtype,
-                    bind,
-                    row_groups(b.rows),
-                    label(kernel, b),
-                )?;
+                self.push_typed(&mut program, kernel, dtype, bind, groups, label(kernel, b))?;
             }
             match opts.reduction {
                 Reduction::None => None,
@@ -250,8 +278,19 @@ impl Context {
                 Loss::Nll => Kernel::NllRows,
             };
             for b in &bufs {
+                if split.segments > 1 {
+                    self.push_split_forward(
+                        &mut program,
+                        dtype,
+                        forward_bind,
+                        b,
+                        segment_groups,
+                        per_row_groups,
+                    )?;
+                    continue;
+                }
                 let groups = match kernel {
-                    Kernel::NllRows => (b.rows as u64).div_ceil(self.workgroup_size() as u64),
+                    Kernel::NllRows => per_row_groups(b.rows),
                     _ => row_groups(b.rows),
                 };
                 self.push_typed(
@@ -323,13 +362,14 @@ impl Context {
         let lse_staging = match req.lse {
             true => bufs
                 .iter()
-                .map(|b| self.staging(b.rows as u64 * 16))
+                .map(|b| self.staging(b.rows as u64 * split.segments as u64 * 16))
                 .collect(),
             false => vec![],
         };
         Ok(PreparedLoss {
             ctx: self,
             program,
+            segments: split.segments,
             reduced,
             chunks: bufs,
             loss_staging,
@@ -349,6 +389,40 @@ impl Context {
             req,
             read_grad: true,
         })
+    }
+}
+
+impl Context {
+    /// Appends a split-row forward for one chunk: partial statistics per piece, then the
+    /// per-row merge that writes the loss, den and stats.
+    fn push_split_forward(
+        &self,
+        program: &mut Program,
+        dtype: DType,
+        forward_bind: impl Fn(&ChunkBuffers) -> wgpu::BindGroup,
+        b: &ChunkBuffers,
+        segment_groups: impl Fn(usize) -> u64,
+        per_row_groups: impl Fn(usize) -> u64,
+    ) -> Result<()> {
+        let label = |k: Kernel| format!("{k:?} rows={}", b.rows);
+        let partials = Kernel::CrossEntropyPartials;
+        self.push_typed(
+            program,
+            partials,
+            dtype,
+            forward_bind(b),
+            segment_groups(b.rows),
+            label(partials),
+        )?;
+        let merge = Kernel::CrossEntropyMerge;
+        self.push_typed(
+            program,
+            merge,
+            dtype,
+            forward_bind(b),
+            per_row_groups(b.rows),
+            label(merge),
+        )
     }
 }
 
@@ -420,6 +494,8 @@ struct ChunkBuffers {
 pub struct PreparedLoss<'a> {
     ctx: &'a Context,
     program: Program,
+    /// Pieces per row (1 unless few, long rows were split).
+    segments: u32,
     reduced: Option<Reduced>,
     chunks: Vec<ChunkBuffers>,
     loss_staging: Vec<Staging>,
@@ -600,10 +676,11 @@ impl PreparedLoss<'_> {
         };
         let grad = (self.req.grad != Grad::None && self.read_grad)
             .then(|| join(parts.by_ref().take(grad_staging.len()).collect()));
-        // stats are (M, S, Q, lse) per row.
+        // stats are (M, S, Q, lse) per row, every `segments`-th vec4 for split rows.
+        let stride = self.segments as usize;
         let lse = self.req.lse.then(|| {
             parts
-                .flat_map(|s| s.chunks(4).map(|v| v[3]).collect::<Vec<_>>())
+                .flat_map(|s| s.chunks(4 * stride).map(|v| v[3]).collect::<Vec<_>>())
                 .collect()
         });
         Ok((Results { loss, grad, lse }, elapsed))

@@ -20,6 +20,39 @@ pub(crate) fn lanes(layout: &RowLayout, workgroup_size: u32) -> u32 {
     wanted.min(workgroup_size as usize) as u32
 }
 
+/// How a row is split for few, long rows: `segments` pieces of `len` classes (a multiple
+/// of 4, so that every piece but the last starts where the previous ended on the same vec4
+/// phase). `(1, C)` means no split.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Split {
+    pub segments: u32,
+    pub len: u32,
+}
+
+/// Splits contiguous rows when there are fewer rows than `min_workgroups`, into as many
+/// pieces as bring the workgroups up to it, each at least 16 loads per invocation long.
+pub(crate) fn split(layout: &RowLayout, workgroup_size: u32, min_workgroups: u32) -> Split {
+    let none = Split {
+        segments: 1,
+        len: layout.classes as u32,
+    };
+    let rows = layout.rows();
+    if layout.inner != 1 || rows == 0 || rows >= min_workgroups as usize {
+        return none;
+    }
+    let shortest = 16 * 4 * workgroup_size as usize;
+    let most = layout.classes / shortest;
+    let wanted = (min_workgroups as usize).div_ceil(rows).min(most);
+    if wanted <= 1 {
+        return none;
+    }
+    let len = layout.classes.div_ceil(wanted).div_ceil(4) * 4;
+    Split {
+        segments: layout.classes.div_ceil(len) as u32,
+        len: len as u32,
+    }
+}
+
 /// Workgroups that cover `rows` rows at `lanes` invocations each.
 pub(crate) fn workgroups(rows: usize, lanes: u32, workgroup_size: u32) -> u64 {
     let per_workgroup = (workgroup_size / lanes).max(1) as u64;
@@ -48,5 +81,37 @@ mod tests {
         assert_eq!(lanes(&l(100, 7), 64), 32);
         assert_eq!(workgroups(1000, 1, 64), 16);
         assert_eq!(workgroups(1000, 64, 64), 1000);
+    }
+
+    #[test]
+    fn few_long_rows_are_split_into_aligned_segments() {
+        let l = RowLayout {
+            outer: 64,
+            classes: 262144,
+            inner: 1,
+        };
+        let s = split(&l, 256, 1024);
+        assert_eq!((s.segments, s.len), (16, 16384));
+        assert_eq!(
+            split(&l, 256, 64),
+            Split {
+                segments: 1,
+                len: 262144
+            }
+        );
+        let odd = RowLayout {
+            outer: 3,
+            classes: 10001,
+            inner: 1,
+        };
+        let s = split(&odd, 16, 64);
+        assert!(s.segments > 1 && s.len.is_multiple_of(4) && (s.segments - 1) * s.len < 10001);
+        assert!(s.segments * s.len >= 10001);
+        let strided = RowLayout {
+            outer: 2,
+            classes: 100000,
+            inner: 3,
+        };
+        assert_eq!(split(&strided, 16, 4096).segments, 1);
     }
 }
