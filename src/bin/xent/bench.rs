@@ -67,6 +67,10 @@ pub struct BenchArgs {
     /// Draw GB/s against C here (.svg).
     #[arg(long)]
     plot: Option<PathBuf>,
+    /// Split rows across workgroups when a call has fewer rows than this (default: the
+    /// context's, 4 on CPU adapters and 1024 on GPUs).
+    #[arg(long)]
+    min_workgroups: Option<u32>,
 }
 
 /// The adapter, as in the JSON.
@@ -220,7 +224,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         }
     }
     let ctx = match a.device {
-        DeviceKind::Gpu => Some(Context::new()?),
+        DeviceKind::Gpu => Some(Context::with_options(wgpu_xent::ContextOptions {
+            min_workgroups: a.min_workgroups,
+            ..Default::default()
+        })?),
         DeviceKind::Cpu => None,
     };
     let adapter = match &ctx {
