@@ -278,7 +278,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         let copy_gbs = bytes / roof.copy.wall.0 / 1e6;
         let read_gbs = bytes / roof.read.wall.0 / 1e6;
         for &op in &ops {
-            bar.set_message(format!("{n}x{c} {op:?}"));
+            let name = op.to_possible_value().map(|v| v.get_name().to_string());
+            bar.set_message(format!("{n}x{c} {}", name.unwrap_or_default()));
             let measured = match op {
                 OpArg::Copy => vec![roof.copy.clone(), roof.read.clone()],
                 _ => vec![bench_op(ctx.as_ref(), op, &inp, a)?],
