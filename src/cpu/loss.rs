@@ -14,18 +14,8 @@ pub fn cross_entropy<'i>(
     target: Target,
     opts: &LossOptions,
 ) -> Result<Output> {
-    let input: Logits = input.into();
-    let values = input.to_f32();
-    let input = Tensor::new(&values, input.shape());
-    let problem = check_loss(
-        "cross_entropy",
-        input.shape,
-        input.data.len(),
-        &target,
-        opts,
-    )?;
-    let rows = cross_entropy_rows(input.data, &problem, opts);
-    Ok(reduce(&rows, &problem, opts.reduction))
+    let f = forward(input.into(), &target, opts)?;
+    Ok(reduce(&f.rows, &f.problem, opts.reduction))
 }
 
 /// `cross_entropy` and the per-row log-sum-exp (shape `[N, d1..dk]`).
@@ -34,22 +24,37 @@ pub fn cross_entropy_with_lse<'i>(
     target: Target,
     opts: &LossOptions,
 ) -> Result<(Output, Output)> {
-    let input: Logits = input.into();
+    let f = forward(input.into(), &target, opts)?;
+    Ok((reduce(&f.rows, &f.problem, opts.reduction), f.lse()))
+}
+
+/// The checked problem and per-row results of `cross_entropy`, as loss.wgsl computes them.
+struct Forward<'a> {
+    values: std::borrow::Cow<'a, [f32]>,
+    shape: &'a [usize],
+    problem: LossProblem,
+    rows: Vec<RowLoss>,
+}
+
+fn forward<'a>(input: Logits<'a>, target: &Target, opts: &LossOptions) -> Result<Forward<'a>> {
     let values = input.to_f32();
-    let input = Tensor::new(&values, input.shape());
-    let problem = check_loss(
-        "cross_entropy",
-        input.shape,
-        input.data.len(),
-        &target,
-        opts,
-    )?;
-    let rows = cross_entropy_rows(input.data, &problem, opts);
-    let lse = Output {
-        data: rows.iter().map(|r| r.st.value() as f32).collect(),
-        shape: rows_shape(input.shape),
-    };
-    Ok((reduce(&rows, &problem, opts.reduction), lse))
+    let problem = check_loss("cross_entropy", input.shape(), values.len(), target, opts)?;
+    let rows = cross_entropy_rows(&values, &problem, opts);
+    Ok(Forward {
+        values,
+        shape: input.shape(),
+        problem,
+        rows,
+    })
+}
+
+impl Forward<'_> {
+    fn lse(&self) -> Output {
+        Output {
+            data: self.rows.iter().map(|r| r.st.value() as f32).collect(),
+            shape: rows_shape(self.shape),
+        }
+    }
 }
 
 /// The fused forward + backward of `cross_entropy`, as grad.wgsl computes it, in f64.
@@ -59,24 +64,16 @@ pub fn cross_entropy_backward<'i>(
     opts: &LossOptions,
     backward: &BackwardOptions,
 ) -> Result<LossAndGrad> {
-    let input: Logits = input.into();
-    let values = input.to_f32();
-    let input = Tensor::new(&values, input.shape());
-    let problem = check_loss(
-        "cross_entropy",
-        input.shape,
-        input.data.len(),
-        &target,
-        opts,
-    )?;
-    let rows = cross_entropy_rows(input.data, &problem, opts);
+    let f = forward(input.into(), &target, opts)?;
+    let (problem, rows) = (&f.problem, &f.rows);
+    let input = Tensor::new(&f.values, f.shape);
     let l = problem.layout;
-    let coef = backward.grad_output as f64 / denominator(&rows, opts.reduction);
+    let coef = backward.grad_output as f64 / denominator(rows, opts.reduction);
     let eps = opts.label_smoothing as f64;
     let classes = l.classes as f64;
     let w = |c: usize| opts.weight.map_or(1.0, |w| w[c] as f64);
     let weight_sum: f64 = (0..l.classes).map(w).sum();
-    let grad = map_classes(input.data, &problem, |r, c, i| {
+    let grad = map_classes(input.data, problem, |r, c, i| {
         let row = &rows[r];
         let x = load(input.data, i, opts);
         let p = row.st.log_prob(x).exp();
@@ -103,15 +100,12 @@ pub fn cross_entropy_backward<'i>(
         d
     });
     Ok(LossAndGrad {
-        loss: reduce(&rows, &problem, opts.reduction),
+        loss: reduce(rows, problem, opts.reduction),
         grad: Some(Output {
             data: grad,
             shape: input.shape.to_vec(),
         }),
-        lse: backward.return_lse.then(|| Output {
-            data: rows.iter().map(|r| r.st.value() as f32).collect(),
-            shape: rows_shape(input.shape),
-        }),
+        lse: backward.return_lse.then(|| f.lse()),
     })
 }
 
