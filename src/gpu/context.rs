@@ -1,6 +1,6 @@
 //! The one GPU context: adapter, device, queue and every pipeline, created once.
 
-use super::kernels::{Family, Kernel};
+use super::kernels::{Family, Kernel, ShaderCaps};
 use crate::error::{Result, XentError};
 use crate::options::DType;
 use std::collections::HashMap;
@@ -184,8 +184,28 @@ impl Context {
 
     /// Optional features used where present: timestamps for `xent bench`, and native f16
     /// reads (`SHADER_F16`; without it f16 is unpacked from u32 words).
-    const WANTED_FEATURES: wgpu::Features =
-        wgpu::Features::TIMESTAMP_QUERY.union(wgpu::Features::SHADER_F16);
+    const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+        .union(wgpu::Features::SHADER_F16)
+        .union(wgpu::Features::SUBGROUP);
+
+    /// How rows are reduced on this device: subgroup operations (`SUBGROUP`) or a tree in
+    /// workgroup memory.
+    pub fn reduction_path(&self) -> &'static str {
+        if self.shader_caps().subgroups {
+            "subgroup operations (SUBGROUP), tree for rows narrower than a subgroup"
+        } else {
+            "tree in workgroup memory"
+        }
+    }
+
+    /// What the shaders may use on this device.
+    pub(crate) fn shader_caps(&self) -> ShaderCaps {
+        ShaderCaps {
+            f16: self.features.contains(wgpu::Features::SHADER_F16),
+            subgroups: self.features.contains(wgpu::Features::SUBGROUP)
+                && std::env::var_os("XENT_NO_SUBGROUPS").is_none(),
+        }
+    }
 
     /// How f16 inputs are read on this device: "native f16 (SHADER_F16)" or
     /// "unpack2x16float from u32".
@@ -258,11 +278,7 @@ impl Context {
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&format!("xent {family:?} {dtype:?}")),
-                source: wgpu::ShaderSource::Wgsl(
-                    family
-                        .source(dtype, self.features.contains(wgpu::Features::SHADER_F16))
-                        .into(),
-                ),
+                source: wgpu::ShaderSource::Wgsl(family.source(dtype, self.shader_caps()).into()),
             });
         let mut constants = vec![("WG", self.workgroup_size as f64)];
         constants.extend_from_slice(kernel.constants());

@@ -3,8 +3,21 @@
 
 use crate::options::DType;
 
-/// The shared prelude: workgroup size, online log-sum-exp, tree reductions.
+/// The shared prelude: workgroup size, online log-sum-exp, row slots.
 const SHARED: &str = include_str!("../../shaders/shared/lse.wgsl");
+/// The workgroup reductions through workgroup memory (a tree).
+const REDUCE_TREE: &str = include_str!("../../shaders/shared/reduce_tree.wgsl");
+/// The workgroup reductions through subgroup operations (`SUBGROUP`), tree for narrow rows.
+const REDUCE_SUBGROUP: &str = include_str!("../../shaders/shared/reduce_subgroup.wgsl");
+
+/// The device capabilities a shader's source depends on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ShaderCaps {
+    /// Read f16 as WGSL `f16` (`SHADER_F16`).
+    pub f16: bool,
+    /// Reduce with subgroup operations (`SUBGROUP`).
+    pub subgroups: bool,
+}
 /// The loss parameters and input bindings, shared by the forward and backward families.
 const LOSS_INPUTS: &str = include_str!("../../shaders/shared/loss_inputs.wgsl");
 
@@ -58,7 +71,8 @@ impl Family {
     /// The complete WGSL source for inputs of `dtype`: the shared prelude, the declaration
     /// of the input array in that dtype, then the family's own file. `f16_native` reads f16
     /// through `enable f16;` (the device must have `SHADER_F16`).
-    pub fn source(self, dtype: DType, f16_native: bool) -> String {
+    pub fn source(self, dtype: DType, caps: ShaderCaps) -> String {
+        let f16_native = caps.f16;
         let (prelude, own) = match self {
             Family::Softmax => ("", include_str!("../../shaders/softmax.wgsl")),
             Family::Loss => (LOSS_INPUTS, include_str!("../../shaders/loss.wgsl")),
@@ -89,7 +103,12 @@ impl Family {
         } else {
             ""
         };
-        format!("{enable}{SHARED}\n{input}\n{prelude}\n{own}")
+        let reduce = if caps.subgroups {
+            REDUCE_SUBGROUP
+        } else {
+            REDUCE_TREE
+        };
+        format!("{enable}{SHARED}\n{reduce}\n{input}\n{prelude}\n{own}")
     }
 
     /// Binding 0 is the uniform parameters; then storage buffers, read-only or not.
@@ -282,17 +301,19 @@ mod tests {
     /// Every shader, in every dtype, parses and validates with naga, with no adapter involved.
     #[test]
     fn every_shader_validates_with_naga() {
+        let caps = |f16, subgroups| ShaderCaps { f16, subgroups };
         let variants = [
-            (DType::F32, false),
-            (DType::F16, false),
-            (DType::F16, true),
-            (DType::BF16, false),
+            (DType::F32, caps(false, false)),
+            (DType::F32, caps(false, true)),
+            (DType::F16, caps(false, false)),
+            (DType::F16, caps(true, true)),
+            (DType::BF16, caps(false, true)),
         ];
-        for (family, (dtype, native)) in Family::ALL
+        for (family, (dtype, caps)) in Family::ALL
             .into_iter()
             .flat_map(|f| variants.map(|v| (f, v)))
         {
-            let src = family.source(dtype, native);
+            let src = family.source(dtype, caps);
             let module = naga::front::wgsl::parse_str(&src)
                 .unwrap_or_else(|e| panic!("{family:?} {dtype:?}: {}", e.emit_to_string(&src)));
             naga::valid::Validator::new(

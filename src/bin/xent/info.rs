@@ -51,6 +51,10 @@ pub fn run() -> Result<()> {
     );
     println!("  f16 inputs read by:               {}", ctx.f16_path());
     println!(
+        "  reductions:                       {}",
+        ctx.reduction_path()
+    );
+    println!(
         "  adapter features:                 {:?}",
         adapter_features(&instance, i)
     );
