@@ -106,4 +106,5 @@ fn span_scalar(sp: Span, base: u32, k: u32) -> u32 {
 }
 
 // The workgroup reductions (workgroup_lse, workgroup_sum2) follow: Rust appends
-// shared/reduce_tree.wgsl, or shared/reduce_subgroup.wgsl where the device has SUBGROUP.
+// shared/reduce_tree.wgsl, then shared/reduce_plain.wgsl, or shared/reduce_subgroup.wgsl
+// where the device has SUBGROUP.

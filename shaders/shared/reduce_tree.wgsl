@@ -1,11 +1,13 @@
-// Workgroup reductions through workgroup memory: a fixed tree per row. Used where the device
-// lacks SUBGROUP, and for rows narrower than a subgroup.
+// Tree reductions through workgroup memory, a fixed tree per row. Always included: the
+// reductions (workgroup_lse, workgroup_sum2) are these where the device lacks SUBGROUP
+// (shared/reduce_plain.wgsl), and fall back to them for rows narrower than a subgroup
+// (shared/reduce_subgroup.wgsl).
 var<workgroup> wg_m: array<f32, WG>;
 var<workgroup> wg_s: array<f32, WG>;
 
 // Merges one Lse per invocation within each row's `lanes` invocations, in a fixed tree
 // order (so the result is bitwise reproducible); every invocation gets its row's total.
-fn workgroup_lse(st: Lse, lid: u32, lanes: u32) -> Lse {
+fn tree_lse(st: Lse, lid: u32, lanes: u32) -> Lse {
     wg_m[lid] = st.m;
     wg_s[lid] = st.s;
     let lane = lid % lanes;
@@ -27,7 +29,7 @@ fn workgroup_lse(st: Lse, lid: u32, lanes: u32) -> Lse {
 
 // Sums a pair per invocation within each row's `lanes` invocations, in a fixed tree order;
 // every invocation gets its row's total.
-fn workgroup_sum2(v: vec2<f32>, lid: u32, lanes: u32) -> vec2<f32> {
+fn tree_sum2(v: vec2<f32>, lid: u32, lanes: u32) -> vec2<f32> {
     wg_m[lid] = v.x;
     wg_s[lid] = v.y;
     let lane = lid % lanes;

@@ -5,9 +5,11 @@ use crate::options::DType;
 
 /// The shared prelude: workgroup size, online log-sum-exp, row slots.
 const SHARED: &str = include_str!("../../shaders/shared/lse.wgsl");
-/// The workgroup reductions through workgroup memory (a tree).
+/// Tree reductions through workgroup memory, included in every shader.
 const REDUCE_TREE: &str = include_str!("../../shaders/shared/reduce_tree.wgsl");
-/// The workgroup reductions through subgroup operations (`SUBGROUP`), tree for narrow rows.
+/// The workgroup reductions as the trees (no `SUBGROUP`).
+const REDUCE_PLAIN: &str = include_str!("../../shaders/shared/reduce_plain.wgsl");
+/// The workgroup reductions through subgroup operations (`SUBGROUP`), trees for narrow rows.
 const REDUCE_SUBGROUP: &str = include_str!("../../shaders/shared/reduce_subgroup.wgsl");
 
 /// The device capabilities a shader's source depends on.
@@ -106,9 +108,9 @@ impl Family {
         let reduce = if caps.subgroups {
             REDUCE_SUBGROUP
         } else {
-            REDUCE_TREE
+            REDUCE_PLAIN
         };
-        format!("{enable}{SHARED}\n{reduce}\n{input}\n{prelude}\n{own}")
+        format!("{enable}{SHARED}\n{REDUCE_TREE}\n{reduce}\n{input}\n{prelude}\n{own}")
     }
 
     /// Binding 0 is the uniform parameters; then storage buffers, read-only or not.

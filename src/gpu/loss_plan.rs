@@ -190,6 +190,26 @@ impl Context {
                 b.rows, layout.classes, layout.inner
             )
         };
+        // The backward's bindings, D (`scale`) given.
+        let grad_bind = |b: &ChunkBuffers, scale: &wgpu::Buffer| {
+            self.bind(
+                Family::Grad,
+                &[
+                    &b.params,
+                    &b.input.logits,
+                    &b.input.targets,
+                    b.input
+                        .probs
+                        .as_ref()
+                        .map_or(&dummy as &dyn Bindable, |p| p),
+                    &weight,
+                    &b.losses,
+                    scale,
+                    b.grad.as_ref().map_or(&dummy_rw as &dyn Bindable, |g| g),
+                    &b.stats,
+                ],
+            )
+        };
         let one = self.upload("unit scale", &[1.0f32])?;
         // D, from the targets alone, when a fused backward needs it before any logit is read;
         // and the check of device targets, which row_dens does too.
@@ -249,23 +269,7 @@ impl Context {
                     1 => row_groups(b.rows),
                     _ => segment_groups(b.rows),
                 };
-                let bind = self.bind(
-                    Family::Grad,
-                    &[
-                        &b.params,
-                        &b.input.logits,
-                        &b.input.targets,
-                        b.input
-                            .probs
-                            .as_ref()
-                            .map_or(&dummy as &dyn Bindable, |p| p),
-                        &weight,
-                        &b.losses,
-                        scale.as_ref().map_or(&one, |r| &r.den),
-                        b.grad.as_ref().map_or(&dummy_rw as &dyn Bindable, |g| g),
-                        &b.stats,
-                    ],
-                );
+                let bind = grad_bind(b, scale.as_ref().map_or(&one, |r| &r.den));
                 self.push_typed(&mut program, kernel, dtype, bind, groups, label(kernel, b))?;
             }
             match opts.reduction {
@@ -309,20 +313,7 @@ impl Context {
             if req.grad != Grad::None {
                 // nll_loss: the gradient needs only D and the targets.
                 for b in &bufs {
-                    let bind = self.bind(
-                        Family::Grad,
-                        &[
-                            &b.params,
-                            &b.input.logits,
-                            &b.input.targets,
-                            &dummy,
-                            &weight,
-                            &b.losses,
-                            reduced.as_ref().map_or(&one, |r| &r.den),
-                            b.grad.as_ref().map_or(&dummy_rw as &dyn Bindable, |g| g),
-                            &b.stats,
-                        ],
-                    );
+                    let bind = grad_bind(b, reduced.as_ref().map_or(&one, |r| &r.den));
                     self.push_typed(
                         &mut program,
                         Kernel::NllGrad,
