@@ -4,7 +4,8 @@
 //!     cargo run --release --example device_bf16
 
 use wgpu_xent::{
-    cpu, Context, DeviceDType, DeviceGrad, DeviceTensor, Logits, LossOptions, Target, Tensor,
+    cpu, Context, DeviceDType, DeviceGrad, DeviceLoss, DeviceTensor, Logits, LossOptions, Target,
+    Tensor,
 };
 
 fn main() -> Result<(), wgpu_xent::XentError> {
@@ -19,10 +20,8 @@ fn main() -> Result<(), wgpu_xent::XentError> {
     let target = DeviceTensor::from_host(&ctx, &targets, &[n], DeviceDType::I64)?;
     let grad = DeviceTensor::zeros(&ctx, &[n, c])?;
     let step = ctx.prepare_cross_entropy_device(
-        &logits,
-        &target,
+        DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad)),
         &LossOptions::default(),
-        DeviceGrad::Into(&grad),
     )?;
 
     let mut encoder = ctx.device().create_command_encoder(&Default::default());

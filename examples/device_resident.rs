@@ -4,7 +4,9 @@
 //!
 //!     cargo run --release --example device_resident
 
-use wgpu_xent::{Context, ContextOptions, DeviceDType, DeviceGrad, DeviceTensor, LossOptions};
+use wgpu_xent::{
+    Context, ContextOptions, DeviceDType, DeviceGrad, DeviceLoss, DeviceTensor, LossOptions,
+};
 
 /// Stands in for a model: writes logits[i] = sin(i · 0.1) · 3.
 const MODEL: &str = r#"
@@ -77,7 +79,10 @@ fn main() -> Result<(), wgpu_xent::XentError> {
         label_smoothing: 0.1,
         ..Default::default()
     };
-    let step = ctx.prepare_cross_entropy_device(&logits, &target, &opts, DeviceGrad::InPlace)?;
+    let step = ctx.prepare_cross_entropy_device(
+        DeviceLoss::new(&logits, &target).grad(DeviceGrad::InPlace),
+        &opts,
+    )?;
 
     for iteration in 0..3 {
         let mut encoder = device.create_command_encoder(&Default::default());

@@ -1,5 +1,7 @@
-// f32 results packed into the input's 16-bit dtype, rounded to nearest even: for outputs
-// (log_softmax, softmax, the gradient) asked for in f16 or bf16.
+// Results rearranged for the caller.
+//
+// pack_half: f32 results packed into the input's 16-bit dtype, rounded to nearest even: for
+// outputs (log_softmax, softmax, the gradient) asked for in f16 or bf16.
 //
 // Shapes: src holds n f32 values; dst holds ceil(n / 2) u32 words, element 2k in the low
 // half of word k (little-endian, as an array of u16). One invocation writes one whole word,
@@ -9,18 +11,22 @@
 // and `half::bf16::from_f32`, which tests compare against bit for bit.
 // Traffic: 4 bytes read + 2 written per value.
 //
+// gather: dst[k] = src[k * stride + first] for k < n, bit for bit: e.g. each row's lse out
+// of the per-row stats vec4s (M, S, Q, lse), stride 4 (4 * segments for split rows), first 3.
+//
 // Bindings (keep in sync with `Family::Convert` in src/gpu/kernels.rs and `ConvertParams`
 // in src/gpu/convert.rs):
 //   0 params: uniform ConvertParams
-//   1 src: storage, read        [n] f32
-//   2 dst: storage, read_write  [ceil(n / 2)] u32
+//   1 src: storage, read        pack_half: [n] f32; gather: [(n - 1) * stride + first + 1]
+//   2 dst: storage, read_write  pack_half: [ceil(n / 2)] u32; gather: [n]
 
 struct ConvertParams {
     n: u32,
-    // 1: f16, 2: bf16
+    // pack_half: 1 for f16, 2 for bf16
     mode: u32,
-    _pad0: u32,
-    _pad1: u32,
+    // gather only
+    stride: u32,
+    first: u32,
 }
 
 const TO_F16: u32 = 1u;
@@ -94,4 +100,16 @@ fn pack_half(
         word |= to_bits(src[i + 1u]) << 16u;
     }
     dst[k] = word;
+}
+
+@compute @workgroup_size(WG)
+fn gather(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let k = linear_workgroup(wid, nwg) * WG + lid;
+    if k < params.n {
+        dst[k] = bitcast<u32>(src[k * params.stride + params.first]);
+    }
 }

@@ -27,7 +27,8 @@
 //
 // Bindings 5-8 (keep in sync with `Family::Grad` in src/gpu/kernels.rs):
 //   5 losses: storage, read_write  [rows]
-//   6 scale: storage, read         [1] D, from reduce.wgsl's finalize (or 1)
+//   6 scale: storage, read         [2] D (reduce.wgsl's finalize, or 1) and W = Σ w (from
+//                                  the host, or summed on the device for device weights)
 //   7 grad: storage, read_write    [rows * C] as vec4s (a dummy when IN_PLACE)
 //   8 stats: storage, read_write   [rows * S] vec4 (M, S, Q, lse) at row * S (S = 1 unless
 //                                  rows are split)
@@ -65,6 +66,7 @@ struct RowGrad {
     coef: f32,
     y: i32,
     wy: f32,
+    w_sum: f32,
 }
 
 // ∂ℓ/∂x for the raw logit `raw` at flat index i, class c: the general case.
@@ -82,7 +84,7 @@ fn grad_one(g: RowGrad, raw: f32, i: u32, c: u32) -> f32 {
         }
         d = (1.0 - eps) * g.wy * (p - onehot);
         if eps > 0.0 {
-            d += eps / f32(params.classes) * (p * params.weight_sum - class_weight(c));
+            d += eps / f32(params.classes) * (p * g.w_sum - class_weight(c));
         }
     }
     if params.z_loss != 0.0 {
@@ -105,7 +107,7 @@ struct GradRow {
 }
 
 fn grad_row(row: u32, st: vec4<f32>) -> GradRow {
-    var g = RowGrad(st.x, 1.0 / st.y, st.z, st.w, params.grad_output / scale[0], 0, 0.0);
+    var g = RowGrad(st.x, 1.0 / st.y, st.z, st.w, params.grad_output / scale[0], 0, 0.0, scale[1]);
     var fill = 0.0;
     var constant = false;
     if !prob_targets() {

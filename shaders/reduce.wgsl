@@ -2,11 +2,11 @@
 //
 // Shapes: in_sum and in_den hold n values; reduce_block writes one partial pair per
 // workgroup at out_sum[out_base + g], out_den[out_base + g]. The host repeats it until one
-// pair is left, then finalize writes
-//   out_sum[0] = Σ loss / Σ den  (mean; NaN for 0/0: every target ignored, zero total
+// pair is left, then finalize writes, at k = out_base (0 for a loss),
+//   out_sum[k] = Σ loss / Σ den  (mean; NaN for 0/0: every target ignored, zero total
 //                                 weight, or no rows, as in PyTorch)
 //              = Σ loss          (sum)
-//   out_den[0] = the mean's denominator D (1 for sum), which the gradient divides by.
+//   out_den[k] = the mean's denominator D (1 for sum), which the gradient divides by.
 // Each workgroup sums BLOCK = WG * ITEMS consecutive values: each invocation adds ITEMS of
 // them in index order, then the workgroup adds the WG sums in a fixed tree. The order
 // depends only on n, so the result is bitwise reproducible. No atomics.
@@ -16,7 +16,7 @@
 //   0 params: uniform ReduceParams
 //   1 in_sum: storage, read         [n]
 //   2 in_den: storage, read         [n]
-//   3 out_sum: storage, read_write  [>= out_base + ceil(n / BLOCK)]
+//   3 out_sum: storage, read_write  [>= out_base + ceil(n / BLOCK)] (finalize: out_base + 1)
 //   4 out_den: storage, read_write  same as out_sum
 
 struct ReduceParams {
@@ -66,15 +66,16 @@ fn reduce_block(
 fn finalize() {
     let s = in_sum[0];
     let d = in_den[0];
+    let k = params.out_base;
     if params.mode == MODE_MEAN {
         if d == 0.0 && s == 0.0 {
-            out_sum[0] = quiet_nan();
+            out_sum[k] = quiet_nan();
         } else {
-            out_sum[0] = s / d;
+            out_sum[k] = s / d;
         }
-        out_den[0] = d;
+        out_den[k] = d;
     } else {
-        out_sum[0] = s;
-        out_den[0] = 1.0;
+        out_sum[k] = s;
+        out_den[k] = 1.0;
     }
 }

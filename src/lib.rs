@@ -31,7 +31,7 @@ pub mod traffic;
 
 pub use error::{Result, XentError};
 pub use gpu::{
-    Context, ContextOptions, DeviceDType, DeviceGrad, DeviceTensor, PreparedBandwidth,
+    Context, ContextOptions, DeviceDType, DeviceGrad, DeviceLoss, DeviceTensor, PreparedBandwidth,
     PreparedLoss, PreparedSoftmax,
 };
 pub use options::{

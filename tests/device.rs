@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::assert_close;
+use common::{assert_close, widen};
 use wgpu_xent::{
-    cpu, BackwardOptions, Context, ContextOptions, DeviceDType, DeviceGrad, DeviceTensor,
-    LossOptions, Reduction, Target, Tensor, XentError,
+    cpu, BackwardOptions, Context, ContextOptions, DeviceDType, DeviceGrad, DeviceLoss,
+    DeviceTensor, LossOptions, Reduction, Target, Tensor, XentError,
 };
 
 /// The test's own "model": logits[i] = ((i·7919) mod 1000) / 100 - 5, exact in f32 on both
@@ -112,7 +112,10 @@ fn loss_and_in_place_gradient_in_the_callers_encoder() {
         ..Default::default()
     };
     let step = ctx
-        .prepare_cross_entropy_device(&logits, &target, &opts, DeviceGrad::InPlace)
+        .prepare_cross_entropy_device(
+            DeviceLoss::new(&logits, &target).grad(DeviceGrad::InPlace),
+            &opts,
+        )
         .unwrap();
 
     let mut encoder = device.create_command_encoder(&Default::default());
@@ -143,7 +146,10 @@ fn loss_and_in_place_gradient_in_the_callers_encoder() {
     // gradient written into a readable tensor must give bitwise the same loss.
     let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
     let step = ctx
-        .prepare_cross_entropy_device(&logits, &target, &opts, DeviceGrad::Into(&grad))
+        .prepare_cross_entropy_device(
+            DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad)),
+            &opts,
+        )
         .unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     record_model(&device, &mut encoder, &logits_buf, (n * c) as u32);
@@ -152,13 +158,7 @@ fn loss_and_in_place_gradient_in_the_callers_encoder() {
     let loss2 = step.read_loss().unwrap();
     assert_eq!(loss2.data[0].to_bits(), loss.data[0].to_bits());
     let g = grad.read_f32(&ctx).unwrap();
-    let expect: Vec<f64> = reference
-        .grad
-        .unwrap()
-        .data
-        .iter()
-        .map(|&v| v as f64)
-        .collect();
+    let expect = widen(&reference.grad.unwrap().data);
     assert_close("device gradient", &g, &expect, 1e-6, 1e-4);
 }
 
@@ -180,7 +180,7 @@ fn out_of_range_device_target_is_reported_with_position_and_value() {
             }
         };
         let step = ctx
-            .prepare_cross_entropy_device(&logits, &target, &Default::default(), DeviceGrad::None)
+            .prepare_cross_entropy_device(DeviceLoss::new(&logits, &target), &Default::default())
             .unwrap();
         let err = step.run_timed().unwrap_err();
         let first = targets.iter().position(|&t| !(0..5).contains(&t)).unwrap();
@@ -208,7 +208,7 @@ fn out_of_range_device_target_is_reported_with_position_and_value() {
         ..Default::default()
     };
     let step = ctx
-        .prepare_cross_entropy_device(&logits, &good, &opts, DeviceGrad::None)
+        .prepare_cross_entropy_device(DeviceLoss::new(&logits, &good), &opts)
         .unwrap();
     assert!(step.run_timed().is_ok());
     assert!(step.run_timed().is_ok());
@@ -229,10 +229,8 @@ fn bf16_logits_and_u32_targets_on_the_device() {
     let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
     let step = ctx
         .prepare_cross_entropy_device(
-            &logits,
-            &target,
+            DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad)),
             &Default::default(),
-            DeviceGrad::Into(&grad),
         )
         .unwrap();
     let (out, _) = step.run_timed().unwrap();
@@ -251,13 +249,7 @@ fn bf16_logits_and_u32_targets_on_the_device() {
         1e-5,
         1e-5,
     );
-    let expect: Vec<f64> = reference
-        .grad
-        .unwrap()
-        .data
-        .iter()
-        .map(|&v| v as f64)
-        .collect();
+    let expect = widen(&reference.grad.unwrap().data);
     assert_close(
         "bf16 gradient",
         &grad.read_f32(&ctx).unwrap(),
@@ -313,7 +305,7 @@ fn softmax_and_nll_on_device_tensors() {
         } else {
             cpu::softmax(Tensor::new(&x, &shape), -1).unwrap()
         };
-        let expect: Vec<f64> = reference.data.iter().map(|&v| v as f64).collect();
+        let expect = widen(&reference.data);
         assert_close("device softmax", &out, &expect, 1e-5, 1e-5);
     }
     let t: Vec<i32> = (0..n as i32).map(|i| (i * 5) % c as i32).collect();
@@ -321,10 +313,8 @@ fn softmax_and_nll_on_device_tensors() {
     let grad = DeviceTensor::zeros(&ctx, &shape).unwrap();
     let step = ctx
         .prepare_nll_loss_device(
-            &logits,
-            &target,
+            DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad)),
             &Default::default(),
-            DeviceGrad::Into(&grad),
         )
         .unwrap();
     let (out, _) = step.run_timed().unwrap();
@@ -342,13 +332,7 @@ fn softmax_and_nll_on_device_tensors() {
         1e-6,
         1e-6,
     );
-    let expect: Vec<f64> = reference
-        .grad
-        .unwrap()
-        .data
-        .iter()
-        .map(|&v| v as f64)
-        .collect();
+    let expect = widen(&reference.grad.unwrap().data);
     assert_close(
         "device nll gradient",
         &grad.read_f32(&ctx).unwrap(),
@@ -403,15 +387,16 @@ fn half_outputs_are_rounded_to_nearest_even() {
     let f32_grad = DeviceTensor::zeros(&ctx, &shape).unwrap();
     let step = ctx
         .prepare_cross_entropy_device(
-            &logits,
-            &target,
+            DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&f32_grad)),
             &Default::default(),
-            DeviceGrad::Into(&f32_grad),
         )
         .unwrap();
     step.run_timed().unwrap();
     let step = ctx
-        .prepare_cross_entropy_device(&logits, &target, &Default::default(), DeviceGrad::InPlace)
+        .prepare_cross_entropy_device(
+            DeviceLoss::new(&logits, &target).grad(DeviceGrad::InPlace),
+            &Default::default(),
+        )
         .unwrap();
     step.run_timed().unwrap();
     let expect: Vec<u16> = f32_grad
@@ -481,7 +466,10 @@ fn packing_matches_the_half_crate_on_edge_values() {
                 ..Default::default()
             };
             let step = ctx
-                .prepare_nll_loss_device(&logits, &target, &opts, DeviceGrad::Into(&grad))
+                .prepare_nll_loss_device(
+                    DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad)),
+                    &opts,
+                )
                 .unwrap();
             step.run_timed().unwrap();
             let (got, want) = (grad.read_u16(&ctx).unwrap()[0], round(dtype, v));
@@ -495,4 +483,109 @@ fn packing_matches_the_half_crate_on_edge_values() {
             );
         }
     }
+}
+
+/// Class weights as a device tensor, read on every run (W = Σ w for the smoothing term of
+/// the gradient included), and each row's lse kept on the device: both equal the host
+/// path's, on whole rows and on rows split across workgroups.
+#[test]
+fn device_weights_and_lse_match_the_cpu_reference() {
+    for (n, c, min_workgroups) in [(37usize, 1001usize, None), (3, 20000, Some(64))] {
+        let ctx = Context::with_options(ContextOptions {
+            min_workgroups,
+            ..Default::default()
+        })
+        .unwrap();
+        let x = model_logits(n * c);
+        let (shape, tshape) = ([n, c], [n]);
+        let t: Vec<i64> = (0..n as i64)
+            .map(|i| {
+                if i % 4 == 1 {
+                    -100
+                } else {
+                    (i * 97) % c as i64
+                }
+            })
+            .collect();
+        let logits = DeviceTensor::from_host(&ctx, &x, &shape, DeviceDType::F32).unwrap();
+        let target = DeviceTensor::from_host(&ctx, &t, &tshape, DeviceDType::I64).unwrap();
+        let grad = DeviceTensor::zeros(&ctx, &shape).unwrap();
+        let first: Vec<f32> = (0..c).map(|k| 0.5 + (k % 7) as f32 / 4.0).collect();
+        let weight = DeviceTensor::from_host(&ctx, &first, &[c], DeviceDType::F32).unwrap();
+        let opts = LossOptions {
+            label_smoothing: 0.2,
+            ..Default::default()
+        };
+        let call = DeviceLoss::new(&logits, &target)
+            .weight(&weight)
+            .grad(DeviceGrad::Into(&grad))
+            .with_lse();
+        let step = ctx.prepare_cross_entropy_device(call, &opts).unwrap();
+        // The second set of weights is written into the same buffer between runs.
+        let second: Vec<f32> = (0..c).map(|k| 2.0 - (k % 5) as f32 / 3.0).collect();
+        for w in [&first, &second] {
+            ctx.queue()
+                .write_buffer(weight.buffer(), 0, bytemuck::cast_slice(w));
+            let (out, _) = step.run_timed().unwrap();
+            let host = LossOptions {
+                weight: Some(w),
+                ..opts
+            };
+            let what = format!("{n}x{c}");
+            let target = || Target::I64(Tensor::new(&t, &tshape));
+            let reference = cpu::cross_entropy_backward(
+                Tensor::new(&x, &shape),
+                target(),
+                &host,
+                &Default::default(),
+            )
+            .unwrap();
+            let loss = reference.loss.scalar() as f64;
+            assert_close(&what, &out.loss.data, &[loss], 1e-6, 1e-5);
+            let expect = widen(&reference.grad.unwrap().data);
+            assert_close(&what, &grad.read_f32(&ctx).unwrap(), &expect, 1e-8, 1e-4);
+            let (_, lse) =
+                cpu::cross_entropy_with_lse(Tensor::new(&x, &shape), target(), &host).unwrap();
+            let lse_dev = step.lse().expect("asked for the lse");
+            assert_eq!(lse_dev.shape(), &tshape);
+            let expect = widen(&lse.data);
+            assert_close(&what, &lse_dev.read_f32(&ctx).unwrap(), &expect, 1e-5, 1e-6);
+        }
+    }
+}
+
+#[test]
+fn device_weights_are_checked() {
+    let ctx = Context::new().unwrap();
+    let (n, c) = (4usize, 10usize);
+    let logits = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
+    let target = DeviceTensor::zeros_of(&ctx, &[n], DeviceDType::I32).unwrap();
+    let short = DeviceTensor::zeros(&ctx, &[c - 1]).unwrap();
+    let ints = DeviceTensor::zeros_of(&ctx, &[c], DeviceDType::I32).unwrap();
+    let good = DeviceTensor::zeros(&ctx, &[c]).unwrap();
+    let call = DeviceLoss::new(&logits, &target);
+    let err = ctx
+        .prepare_cross_entropy_device(call.weight(&short), &Default::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, XentError::WeightShape { classes: 10, .. }),
+        "{err}"
+    );
+    let err = ctx
+        .prepare_cross_entropy_device(call.weight(&ints), &Default::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("weights must be f32"), "{err}");
+    let host = [1.0f32; 10];
+    let opts = LossOptions {
+        weight: Some(&host),
+        ..Default::default()
+    };
+    let err = ctx
+        .prepare_cross_entropy_device(call.weight(&good), &opts)
+        .unwrap_err();
+    assert!(err.to_string().contains("weights given twice"), "{err}");
+    let err = ctx
+        .prepare_nll_loss_device(call.with_lse(), &Default::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("no log-sum-exp"), "{err}");
 }

@@ -1,6 +1,6 @@
 // Shared by loss.wgsl (forward) and grad.wgsl (backward): the parameters, the input
 // bindings 0-4 and the helpers that read them. Rust prepends it after lse.wgsl
-// (src/gpu/kernels.rs). Keep LossParams in sync with `LossParams` in src/gpu/loss.rs.
+// (src/gpu/kernels.rs). Keep LossParams in sync with `LossParams` in src/gpu/loss_plan.rs.
 //
 // Shapes: logits and probs are [outer, C, inner] (see src/layout.rs); row r = o*inner + i
 // is x[o, 0..C, i], class c at o*C*inner + c*inner + i. targets has one class per row.
@@ -29,9 +29,8 @@ struct LossParams {
     z_loss: f32,
     // 0: off; else logits become softcap * tanh(x / softcap) before anything else.
     softcap: f32,
-    // Backward only: the upstream gradient g, and W = Σ_c w_c.
+    // Backward only: the upstream gradient g.
     grad_output: f32,
-    weight_sum: f32,
     // Invocations per row (shared/lse.wgsl).
     lanes: u32,
     // 32-bit words per target: 1 (i32, u32) or 2 (i64).
@@ -42,7 +41,8 @@ struct LossParams {
     // one workgroup each; 1 otherwise.
     segments: u32,
     segment_len: u32,
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 const HAS_WEIGHT: u32 = 1u;

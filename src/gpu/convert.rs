@@ -1,4 +1,5 @@
-//! Launcher for `shaders/convert.wgsl`: f32 results packed into f16 / bf16 words.
+//! Launcher for `shaders/convert.wgsl`: f32 results packed into f16 / bf16 words, or
+//! gathered out of a strided layout.
 
 use super::context::{Bindable, Context};
 use super::kernels::{Family, Kernel};
@@ -12,7 +13,8 @@ use crate::options::DType;
 struct ConvertParams {
     n: u32,
     mode: u32,
-    _pad: [u32; 2],
+    stride: u32,
+    first: u32,
 }
 
 impl Context {
@@ -35,7 +37,8 @@ impl Context {
             &ConvertParams {
                 n: n as u32,
                 mode,
-                _pad: [0; 2],
+                stride: 0,
+                first: 0,
             },
         );
         let bind = self.bind(Family::Convert, &[&params, src, dst]);
@@ -47,6 +50,38 @@ impl Context {
             bind,
             groups,
             format!("pack {n} to {dtype:?}"),
+        )
+    }
+}
+
+impl Context {
+    /// Appends `dst[k] = src[k * stride + first]` for `k < n` (f32 values, bit for bit).
+    pub(crate) fn push_gather(
+        &self,
+        program: &mut Program,
+        src: &dyn Bindable,
+        dst: &dyn Bindable,
+        n: usize,
+        stride: u32,
+        first: u32,
+    ) -> Result<()> {
+        let params = self.uniform(
+            "gather params",
+            &ConvertParams {
+                n: n as u32,
+                mode: 0,
+                stride,
+                first,
+            },
+        );
+        let bind = self.bind(Family::Convert, &[&params, src, dst]);
+        let groups = (n as u64).div_ceil(self.workgroup_size() as u64);
+        self.push(
+            program,
+            Kernel::Gather,
+            bind,
+            groups,
+            format!("gather {n} (stride {stride})"),
         )
     }
 }

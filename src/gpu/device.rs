@@ -4,7 +4,8 @@
 //! ```text
 //! let logits = DeviceTensor::from_buffer(&ctx, &my_logits, 0, &[n, c], DeviceDType::F32)?;
 //! let targets = DeviceTensor::from_buffer(&ctx, &my_targets, 0, &[n], DeviceDType::I64)?;
-//! let step = ctx.prepare_cross_entropy_device(&logits, &targets, &opts, DeviceGrad::InPlace)?;
+//! let call = DeviceLoss::new(&logits, &targets).grad(DeviceGrad::InPlace);
+//! let step = ctx.prepare_cross_entropy_device(call, &opts)?;
 //! step.record(&mut encoder);          // joins the caller's own submission
 //! queue.submit([encoder.finish()]);
 //! let loss = step.read_loss()?;       // the one scalar read back
@@ -256,51 +257,106 @@ pub enum DeviceGrad<'a> {
     Into(&'a DeviceTensor),
 }
 
+/// The device tensors of one loss call: the logits and targets, and optionally the class
+/// weights, where the gradient goes and whether each row's lse is kept.
+///
+/// ```text
+/// DeviceLoss::new(&logits, &targets).weight(&w).grad(DeviceGrad::InPlace).with_lse()
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceLoss<'a> {
+    logits: &'a DeviceTensor,
+    target: &'a DeviceTensor,
+    weight: Option<&'a DeviceTensor>,
+    grad: DeviceGrad<'a>,
+    lse: bool,
+}
+
+impl<'a> DeviceLoss<'a> {
+    /// f32/f16/bf16 logits, and i32/u32/i64 class targets or f32 probabilities of the
+    /// logits' shape. Forward only, no weights, no lse.
+    pub fn new(logits: &'a DeviceTensor, target: &'a DeviceTensor) -> Self {
+        Self {
+            logits,
+            target,
+            weight: None,
+            grad: DeviceGrad::None,
+            lse: false,
+        }
+    }
+
+    /// Class weights: an f32 tensor of shape `[C]` on the device, read on every run (so the
+    /// caller may change them between runs). Instead of `LossOptions::weight`, not with it.
+    pub fn weight(self, weight: &'a DeviceTensor) -> Self {
+        Self {
+            weight: Some(weight),
+            ..self
+        }
+    }
+
+    /// Also computes the gradient, and where it goes.
+    pub fn grad(self, grad: DeviceGrad<'a>) -> Self {
+        Self { grad, ..self }
+    }
+
+    /// Keeps each row's log-sum-exp on the device ([`PreparedLoss::lse`]); cross_entropy only.
+    pub fn with_lse(self) -> Self {
+        Self { lse: true, ..self }
+    }
+}
+
 impl Context {
-    /// Builds a `cross_entropy` call over tensors already on the device: f32/f16/bf16 logits,
-    /// and i32/u32/i64 class targets or f32 probabilities of the logits' shape. Weights come
-    /// from `opts.weight` (C values, uploaded once here). Record it into your own encoder
-    /// with [`PreparedLoss::record`], as often as the buffers' contents change; the loss stays
-    /// on the device ([`PreparedLoss::loss`]) until [`PreparedLoss::read_loss`].
+    /// Builds a `cross_entropy` call over tensors already on the device (see [`DeviceLoss`]).
+    /// Weights come from the call's device tensor, or from `opts.weight` (C values, uploaded
+    /// once here). Record it into your own encoder with [`PreparedLoss::record`], as often
+    /// as the buffers' contents change; the loss stays on the device ([`PreparedLoss::loss`],
+    /// and [`PreparedLoss::lse`] when asked for) until [`PreparedLoss::read_loss`].
     ///
     /// A class target out of range cannot be seen from the host: the kernel flags the first
     /// one, and reading the loss returns the same error as the host API, with its position
     /// and value. The tensors must each fit one binding.
     pub fn prepare_cross_entropy_device(
         &self,
-        logits: &DeviceTensor,
-        target: &DeviceTensor,
+        call: DeviceLoss,
         opts: &LossOptions,
-        grad: DeviceGrad,
     ) -> Result<PreparedLoss<'_>> {
-        self.prepare_device(Loss::CrossEntropy, logits, target, opts, grad)
+        self.prepare_device(Loss::CrossEntropy, call, opts)
     }
 
     /// As [`Context::prepare_cross_entropy_device`] for `nll_loss` (the input holds
-    /// log-probabilities; class targets only). Its gradient is -(g/D)·w[y] at the target.
+    /// log-probabilities; class targets only). Its gradient is -(g/D)·w[y] at the target,
+    /// written into a tensor of its own ([`DeviceGrad::Into`]).
     pub fn prepare_nll_loss_device(
         &self,
-        input: &DeviceTensor,
-        target: &DeviceTensor,
+        call: DeviceLoss,
         opts: &LossOptions,
-        grad: DeviceGrad,
     ) -> Result<PreparedLoss<'_>> {
-        if matches!(grad, DeviceGrad::InPlace) {
+        if matches!(call.grad, DeviceGrad::InPlace) {
             return Err(XentError::Unsupported(
                 "nll_loss writes its gradient into a tensor of its own (DeviceGrad::Into)".into(),
             ));
         }
-        self.prepare_device(Loss::Nll, input, target, opts, grad)
+        if call.lse {
+            return Err(XentError::InvalidArgument(
+                "nll_loss computes no log-sum-exp: its input is already log-probabilities".into(),
+            ));
+        }
+        self.prepare_device(Loss::Nll, call, opts)
     }
 
     fn prepare_device(
         &self,
         loss: Loss,
-        logits: &DeviceTensor,
-        target: &DeviceTensor,
+        call: DeviceLoss,
         opts: &LossOptions,
-        grad: DeviceGrad,
     ) -> Result<PreparedLoss<'_>> {
+        let DeviceLoss {
+            logits,
+            target,
+            weight,
+            grad,
+            lse,
+        } = call;
         let dtype = logits.dtype.logits().ok_or_else(|| {
             XentError::InvalidArgument(format!(
                 "logits must be f32, f16 or bf16, not {:?}",
@@ -334,6 +390,26 @@ impl Context {
                 "nothing to prepare: the batch is empty".into(),
             ));
         }
+        if let Some(w) = weight {
+            if opts.weight.is_some() {
+                return Err(XentError::InvalidArgument(
+                    "weights given twice: as a device tensor and in LossOptions::weight".into(),
+                ));
+            }
+            let classes = problem.layout.classes;
+            if w.dtype != DeviceDType::F32 {
+                return Err(XentError::InvalidArgument(format!(
+                    "weights must be f32, not {:?}",
+                    w.dtype
+                )));
+            }
+            if w.shape != [classes] {
+                return Err(XentError::WeightShape {
+                    classes,
+                    shape: w.shape.clone(),
+                });
+            }
+        }
         // A 16-bit gradient (in place over 16-bit logits, or into a 16-bit tensor) is computed
         // in f32 and packed, rounded to nearest even.
         let (grad, grad_into, grad_pack) = match grad {
@@ -366,6 +442,7 @@ impl Context {
             check_targets: !probs,
             grad_into,
             grad_pack,
+            weight: weight.map(|w| w.bound()),
         };
         let inputs = vec![ChunkInputs {
             logits: logits.bound(),
@@ -382,7 +459,7 @@ impl Context {
             loss,
             grad,
             grad_output: 1.0,
-            lse: false,
+            lse,
         };
         let mut plan =
             pollster::block_on(self.scoped(async { self.build_loss(&shape, inputs, opts, req) }))?;

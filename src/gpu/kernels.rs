@@ -202,11 +202,13 @@ pub enum Kernel {
     ReadSum,
     /// `pack_half` in convert.wgsl: one invocation per output word.
     PackHalf,
+    /// `gather` in convert.wgsl: every stride-th f32, one invocation each.
+    Gather,
 }
 
 impl Kernel {
     /// Every kernel, in the order the context builds them.
-    pub const ALL: [Kernel; 19] = [
+    pub const ALL: [Kernel; 20] = [
         Kernel::LogSoftmax,
         Kernel::Softmax,
         Kernel::LogSoftmaxBackward,
@@ -226,6 +228,7 @@ impl Kernel {
         Kernel::ReduceFinalize,
         Kernel::ReadSum,
         Kernel::PackHalf,
+        Kernel::Gather,
     ];
 
     /// The family (file and layout) it belongs to.
@@ -248,7 +251,7 @@ impl Kernel {
             | Kernel::NllGrad => Family::Grad,
             Kernel::ReduceBlock | Kernel::ReduceFinalize => Family::Reduce,
             Kernel::ReadSum => Family::Bandwidth,
-            Kernel::PackHalf => Family::Convert,
+            Kernel::PackHalf | Kernel::Gather => Family::Convert,
         }
     }
 
@@ -274,6 +277,7 @@ impl Kernel {
             Kernel::ReduceFinalize => "finalize",
             Kernel::ReadSum => "read_sum",
             Kernel::PackHalf => "pack_half",
+            Kernel::Gather => "gather",
         }
     }
 }

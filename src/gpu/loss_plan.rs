@@ -8,7 +8,7 @@ use super::kernels::{Family, Kernel};
 use super::loss::{Grad, Loss, Request, Results};
 use super::program::{join, Program};
 use super::readback::Staging;
-use super::reduce::Reduced;
+use super::reduce::{Part, Reduced};
 use super::rows;
 use super::timestamps::Timestamps;
 use crate::error::Result;
@@ -28,13 +28,12 @@ struct LossParams {
     z_loss: f32,
     softcap: f32,
     grad_output: f32,
-    weight_sum: f32,
     lanes: u32,
     target_words: u32,
     row_base: u32,
     segments: u32,
     segment_len: u32,
-    _pad: u32,
+    _pad: [u32; 2],
 }
 
 const HAS_WEIGHT: u32 = 1;
@@ -81,7 +80,7 @@ impl Context {
         let layout = &shape.layout;
         let dtype = shape.dtype;
         let mut flags = 0;
-        if opts.weight.is_some() {
+        if opts.weight.is_some() || shape.weight.is_some() {
             flags |= HAS_WEIGHT;
         }
         if shape.probs {
@@ -92,10 +91,16 @@ impl Context {
                 "an in-place gradient needs f32 logits (the gradient is f32)".into(),
             ));
         }
+        let weight = match &shape.weight {
+            Some(w) => w.clone(),
+            None => Bound::whole(self.upload("weight", opts.weight.unwrap_or(&[]))?),
+        };
+        // The gradient's scale: D (1 unless a reduction writes it) and W = Σ w, known here
+        // unless the weights are on the device.
         let weight_sum = opts
             .weight
             .map_or(layout.classes as f64, |w| w.iter().map(|&v| v as f64).sum());
-        let weight = self.upload("weight", opts.weight.unwrap_or(&[]))?;
+        let scale = self.upload("scale (D, W)", &[1.0f32, weight_sum as f32])?;
         let dummy = self.upload::<f32>("unused", &[])?;
         // A writable binding may not share its buffer with any other binding.
         let dummy_rw = self.upload::<f32>("unused (writable)", &[])?;
@@ -139,13 +144,12 @@ impl Context {
                     z_loss: opts.z_loss,
                     softcap: opts.softcap.unwrap_or(0.0),
                     grad_output: req.grad_output,
-                    weight_sum: weight_sum as f32,
                     lanes,
                     target_words: shape.target_words,
                     row_base: input.rows.start as u32,
                     segments: split.segments,
                     segment_len: split.len,
-                    _pad: 0,
+                    _pad: [0; 2],
                 },
             );
             bufs.push(ChunkBuffers {
@@ -153,6 +157,10 @@ impl Context {
                 losses: self.output("losses", rows)?,
                 dens: self.output("dens", rows)?,
                 stats: self.output("stats", rows * split.segments as usize * 4)?,
+                lse: match req.lse {
+                    true => Some(self.output("lse", rows)?),
+                    false => None,
+                },
                 grad: match (req.grad, &shape.grad_into) {
                     (Grad::OutOfPlace, Some(into)) => Some(into.clone()),
                     (Grad::OutOfPlace, None) => {
@@ -216,6 +224,14 @@ impl Context {
         let needs_d = req.loss == Loss::CrossEntropy
             && req.grad != Grad::None
             && opts.reduction != Reduction::None;
+        if shape.weight.is_some()
+            && req.loss == Loss::CrossEntropy
+            && req.grad != Grad::None
+            && opts.label_smoothing > 0.0
+        {
+            // W for the smoothing term, summed from the device weights on every run.
+            self.push_sum_into(&mut program, &weight, layout.classes, &scale, 1)?;
+        }
         if needs_d || shape.check_targets {
             for b in &bufs {
                 let groups = (b.rows as u64).div_ceil(self.workgroup_size() as u64);
@@ -239,14 +255,19 @@ impl Context {
                 }
             }
         }
-        let dens: Vec<_> = bufs.iter().map(|b| (&b.dens, &b.dens, b.rows)).collect();
-        let losses: Vec<_> = bufs.iter().map(|b| (&b.losses, &b.dens, b.rows)).collect();
+        let dens: Vec<Part> = bufs
+            .iter()
+            .map(|b| (&b.dens as _, &b.dens as _, b.rows))
+            .collect();
+        let losses: Vec<Part> = bufs
+            .iter()
+            .map(|b| (&b.losses as _, &b.dens as _, b.rows))
+            .collect();
         let reduced = if req.loss == Loss::CrossEntropy && req.grad != Grad::None {
             // One dispatch per row does the loss and the gradient; then the loss is reduced.
-            let scale = match needs_d {
-                true => Some(self.push_reduction(&mut program, &dens, opts.reduction)?),
-                false => None,
-            };
+            if needs_d {
+                self.push_reduction(&mut program, &dens, opts.reduction, Some(&scale))?;
+            }
             let kernel = match (req.grad, split.segments) {
                 (Grad::InPlace, 1) => Kernel::CrossEntropyFusedInPlace,
                 (_, 1) => Kernel::CrossEntropyFused,
@@ -269,12 +290,12 @@ impl Context {
                     1 => row_groups(b.rows),
                     _ => segment_groups(b.rows),
                 };
-                let bind = grad_bind(b, scale.as_ref().map_or(&one, |r| &r.den));
+                let bind = grad_bind(b, &scale);
                 self.push_typed(&mut program, kernel, dtype, bind, groups, label(kernel, b))?;
             }
             match opts.reduction {
                 Reduction::None => None,
-                r => Some(self.push_reduction(&mut program, &losses, r)?),
+                r => Some(self.push_reduction(&mut program, &losses, r, None)?),
             }
         } else {
             let kernel = match req.loss {
@@ -308,7 +329,7 @@ impl Context {
             }
             let reduced = match opts.reduction {
                 Reduction::None => None,
-                r => Some(self.push_reduction(&mut program, &losses, r)?),
+                r => Some(self.push_reduction(&mut program, &losses, r, None)?),
             };
             if req.grad != Grad::None {
                 // nll_loss: the gradient needs only D and the targets.
@@ -328,6 +349,15 @@ impl Context {
         };
         drop(dens);
         drop(losses);
+        if req.lse {
+            // stats are (M, S, Q, lse) per row, at every `segments`-th vec4 for split rows.
+            for b in &bufs {
+                if let Some(lse) = &b.lse {
+                    let stride = 4 * split.segments;
+                    self.push_gather(&mut program, &b.stats, lse, b.rows, stride, 3)?;
+                }
+            }
+        }
         if let Some((target, half)) = &shape.grad_pack {
             // The gradient in the logits' 16-bit dtype: packed from the f32 one (one chunk).
             if let Some(g) = bufs.first().and_then(|b| b.grad.as_ref()) {
@@ -353,14 +383,13 @@ impl Context {
         let lse_staging = match req.lse {
             true => bufs
                 .iter()
-                .map(|b| self.staging(b.rows as u64 * split.segments as u64 * 16))
+                .map(|b| self.staging(b.rows as u64 * 4))
                 .collect(),
             false => vec![],
         };
         Ok(PreparedLoss {
             ctx: self,
             program,
-            segments: split.segments,
             reduced,
             chunks: bufs,
             loss_staging,
@@ -368,6 +397,7 @@ impl Context {
             lse_staging,
             error: shape.check_targets.then(|| (error, self.staging(16))),
             timestamps: self.timestamp_queries(),
+            lse_shape: shape.out_shape.clone(),
             loss_shape: match opts.reduction {
                 Reduction::None => shape.out_shape.clone(),
                 _ => vec![],
@@ -436,6 +466,8 @@ pub(crate) struct LossShape {
     /// Packs the f32 gradient into this f16 / bf16 tensor (the logits themselves, or the
     /// caller's), rounded to nearest even.
     pub grad_pack: Option<(Bound, DType)>,
+    /// Class weights on the device (else `LossOptions::weight`, uploaded).
+    pub weight: Option<Bound>,
 }
 
 impl LossShape {
@@ -453,6 +485,7 @@ impl LossShape {
             check_targets: false,
             grad_into: None,
             grad_pack: None,
+            weight: None,
         }
     }
 }
@@ -473,6 +506,8 @@ struct ChunkBuffers {
     losses: wgpu::Buffer,
     dens: wgpu::Buffer,
     stats: wgpu::Buffer,
+    /// Each row's lse, when asked for.
+    lse: Option<wgpu::Buffer>,
     /// The out-of-place gradient; `None` when there is none or it goes over the logits.
     grad: Option<Bound>,
     rows: usize,
@@ -485,8 +520,6 @@ struct ChunkBuffers {
 pub struct PreparedLoss<'a> {
     ctx: &'a Context,
     program: Program,
-    /// Pieces per row (1 unless few, long rows were split).
-    segments: u32,
     reduced: Option<Reduced>,
     chunks: Vec<ChunkBuffers>,
     loss_staging: Vec<Staging>,
@@ -496,6 +529,7 @@ pub struct PreparedLoss<'a> {
     error: Option<(wgpu::Buffer, Staging)>,
     timestamps: Option<Timestamps>,
     loss_shape: Vec<usize>,
+    lse_shape: Vec<usize>,
     input_shape: Vec<usize>,
     target_shape: Vec<usize>,
     classes: usize,
@@ -585,6 +619,18 @@ impl PreparedLoss<'_> {
         crate::DeviceTensor::from_parts(buffer, shape, crate::DeviceDType::F32)
     }
 
+    /// Each row's log-sum-exp on the device, shape `[N, d1..dk]` (a single-chunk call, as
+    /// every device call is), when the call was prepared with it
+    /// ([`crate::DeviceLoss::with_lse`]).
+    pub fn lse(&self) -> Option<crate::DeviceTensor> {
+        let lse = self.chunks[0].lse.clone()?;
+        Some(crate::DeviceTensor::from_parts(
+            lse,
+            self.lse_shape.clone(),
+            crate::DeviceDType::F32,
+        ))
+    }
+
     /// Reads the loss of the last submitted [`PreparedLoss::record`] back (waiting for it),
     /// and the device-target error flag: an out-of-range target is reported here, as the
     /// host API reports it.
@@ -647,8 +693,9 @@ impl PreparedLoss<'_> {
         reads.extend(
             self.chunks
                 .iter()
+                .filter_map(|c| c.lse.as_ref())
                 .zip(&self.lse_staging)
-                .map(|(c, s)| (&c.stats, 0, s)),
+                .map(|(lse, s)| (lse, 0, s)),
         );
         if let Some((flag, staging)) = &self.error {
             reads.push((flag, 0, staging));
@@ -667,13 +714,7 @@ impl PreparedLoss<'_> {
         };
         let grad = (self.req.grad != Grad::None && self.read_grad)
             .then(|| join(parts.by_ref().take(grad_staging.len()).collect()));
-        // stats are (M, S, Q, lse) per row, every `segments`-th vec4 for split rows.
-        let stride = self.segments as usize;
-        let lse = self.req.lse.then(|| {
-            parts
-                .flat_map(|s| s.chunks(4 * stride).map(|v| v[3]).collect::<Vec<_>>())
-                .collect()
-        });
+        let lse = self.req.lse.then(|| join(parts.collect()));
         Ok((Results { loss, grad, lse }, elapsed))
     }
 
@@ -690,5 +731,17 @@ impl PreparedLoss<'_> {
             classes: self.classes,
             ignore_index: self.ignore_index,
         })
+    }
+}
+
+impl std::fmt::Debug for PreparedLoss<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedLoss")
+            .field("input_shape", &self.input_shape)
+            .field("dtype", &self.dtype)
+            .field("loss_shape", &self.loss_shape)
+            .field("chunks", &self.chunks.len())
+            .field("dispatches", &self.program.len())
+            .finish_non_exhaustive()
     }
 }

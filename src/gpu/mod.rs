@@ -17,6 +17,6 @@ mod timestamps;
 
 pub use bandwidth::PreparedBandwidth;
 pub use context::{Context, ContextOptions};
-pub use device::{DeviceDType, DeviceGrad, DeviceTensor};
+pub use device::{DeviceDType, DeviceGrad, DeviceLoss, DeviceTensor};
 pub use loss_plan::PreparedLoss;
 pub use softmax::PreparedSoftmax;

@@ -1,6 +1,7 @@
-//! Launcher for `shaders/reduce.wgsl`: per-row (loss, den) pairs down to the scalar loss.
+//! Launcher for `shaders/reduce.wgsl`: per-row (loss, den) pairs down to the scalar loss, and
+//! plain sums written where a later kernel reads them.
 
-use super::context::Context;
+use super::context::{Bindable, Context};
 use super::kernels::{reduce_block_len, Family, Kernel};
 use super::program::Program;
 use crate::error::Result;
@@ -26,15 +27,59 @@ pub(crate) struct Reduced {
     pub den: wgpu::Buffer,
 }
 
+/// One input of a reduction: `(values, dens, n)`.
+pub(crate) type Part<'a> = (&'a dyn Bindable, &'a dyn Bindable, usize);
+
 impl Context {
-    /// Appends the reduction of `parts`, each `(losses, dens, rows)`, in their order.
-    /// `reduction` must be `Mean` or `Sum`.
+    /// Appends the reduction of `parts` in their order. `reduction` must be `Mean` or `Sum`.
+    /// D goes to `den_into[0]` when given (the gradient's scale buffer), else to a buffer of
+    /// its own.
     pub(crate) fn push_reduction(
         &self,
         program: &mut Program,
-        parts: &[(&wgpu::Buffer, &wgpu::Buffer, usize)],
+        parts: &[Part],
         reduction: Reduction,
+        den_into: Option<&wgpu::Buffer>,
     ) -> Result<Reduced> {
+        let (sum, den) = self.push_blocks(program, parts)?;
+        let value = self.output("loss", 1)?;
+        let den_out = match den_into {
+            Some(b) => b.clone(),
+            None => self.output("loss denominator", 1)?,
+        };
+        let mode = match reduction {
+            Reduction::Mean => MODE_MEAN,
+            _ => MODE_SUM,
+        };
+        self.push_finalize(program, (&sum, &den), mode, (&value, &den_out), 0)?;
+        Ok(Reduced {
+            value,
+            den: den_out,
+        })
+    }
+
+    /// Appends `into[index] = Σ values[0..n]`, summed in the same fixed order as a loss
+    /// (e.g. W = Σ w of device weights, into the gradient's scale buffer).
+    pub(crate) fn push_sum_into(
+        &self,
+        program: &mut Program,
+        values: &dyn Bindable,
+        n: usize,
+        into: &wgpu::Buffer,
+        index: u32,
+    ) -> Result<()> {
+        let (sum, den) = self.push_blocks(program, &[(values, values, n)])?;
+        // finalize writes a den too; it goes to a scratch buffer.
+        let scratch = self.output("unused den", index as usize + 1)?;
+        self.push_finalize(program, (&sum, &den), MODE_SUM, (into, &scratch), index)
+    }
+
+    /// Block sums of every part, then of the partial sums, until one pair is left.
+    fn push_blocks(
+        &self,
+        program: &mut Program,
+        parts: &[Part],
+    ) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
         let block = reduce_block_len(self.workgroup_size());
         let counts: Vec<u64> = parts.iter().map(|p| (p.2 as u64).div_ceil(block)).collect();
         let total: u64 = counts.iter().sum();
@@ -42,7 +87,7 @@ impl Context {
         let mut den = self.output("reduce partial dens", total as usize)?;
         let mut base = 0u64;
         for (part, &groups) in parts.iter().zip(&counts) {
-            self.push_block(program, part.0, part.1, part.2 as u64, base, &sum, &den)?;
+            self.push_block(program, (part.0, part.1), part.2 as u64, base, (&sum, &den))?;
             base += groups;
         }
         let mut n = total;
@@ -50,47 +95,47 @@ impl Context {
             let groups = n.div_ceil(block);
             let next_sum = self.output("reduce partial sums", groups as usize)?;
             let next_den = self.output("reduce partial dens", groups as usize)?;
-            self.push_block(program, &sum, &den, n, 0, &next_sum, &next_den)?;
+            self.push_block(program, (&sum, &den), n, 0, (&next_sum, &next_den))?;
             (sum, den, n) = (next_sum, next_den, groups);
         }
-        let value = self.output("loss", 1)?;
-        let denominator = self.output("loss denominator", 1)?;
+        Ok((sum, den))
+    }
+
+    /// Appends finalize: the last pair `input` to `out.0[index]`, `out.1[index]`.
+    fn push_finalize(
+        &self,
+        program: &mut Program,
+        input: (&wgpu::Buffer, &wgpu::Buffer),
+        mode: u32,
+        out: (&wgpu::Buffer, &wgpu::Buffer),
+        index: u32,
+    ) -> Result<()> {
         let params = self.uniform(
             "reduce params",
             &ReduceParams {
                 n: 1,
-                out_base: 0,
-                mode: match reduction {
-                    Reduction::Mean => MODE_MEAN,
-                    _ => MODE_SUM,
-                },
+                out_base: index,
+                mode,
                 _pad: 0,
             },
         );
-        let bind = self.bind(Family::Reduce, &[&params, &sum, &den, &value, &denominator]);
+        let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
         self.push(
             program,
             Kernel::ReduceFinalize,
             bind,
             1,
             "reduce finalize".into(),
-        )?;
-        Ok(Reduced {
-            value,
-            den: denominator,
-        })
+        )
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn push_block(
         &self,
         program: &mut Program,
-        in_sum: &wgpu::Buffer,
-        in_den: &wgpu::Buffer,
+        input: (&dyn Bindable, &dyn Bindable),
         n: u64,
         out_base: u64,
-        out_sum: &wgpu::Buffer,
-        out_den: &wgpu::Buffer,
+        out: (&wgpu::Buffer, &wgpu::Buffer),
     ) -> Result<()> {
         let params = self.uniform(
             "reduce params",
@@ -101,7 +146,7 @@ impl Context {
                 _pad: 0,
             },
         );
-        let bind = self.bind(Family::Reduce, &[&params, in_sum, in_den, out_sum, out_den]);
+        let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
         let groups = n.div_ceil(reduce_block_len(self.workgroup_size()));
         self.push(
             program,

@@ -68,3 +68,8 @@ impl Rng {
         (0..n).map(|_| self.normal(scale)).collect()
     }
 }
+
+/// f32 results widened, as the truth `assert_close` compares with.
+pub fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&x| x as f64).collect()
+}
