@@ -490,7 +490,11 @@ fn packing_matches_the_half_crate_on_edge_values() {
 /// path's, on whole rows and on rows split across workgroups.
 #[test]
 fn device_weights_and_lse_match_the_cpu_reference() {
-    for (n, c, min_workgroups) in [(37usize, 1001usize, None), (3, 20000, Some(64))] {
+    let cases = [
+        (37usize, 1001usize, None, Reduction::Mean),
+        (3, 20000, Some(64), Reduction::None),
+    ];
+    for (n, c, min_workgroups, reduction) in cases {
         let ctx = Context::with_options(ContextOptions {
             min_workgroups,
             ..Default::default()
@@ -514,6 +518,7 @@ fn device_weights_and_lse_match_the_cpu_reference() {
         let weight = DeviceTensor::from_host(&ctx, &first, &[c], DeviceDType::F32).unwrap();
         let opts = LossOptions {
             label_smoothing: 0.2,
+            reduction,
             ..Default::default()
         };
         let call = DeviceLoss::new(&logits, &target)
@@ -540,8 +545,13 @@ fn device_weights_and_lse_match_the_cpu_reference() {
                 &Default::default(),
             )
             .unwrap();
-            let loss = reference.loss.scalar() as f64;
-            assert_close(&what, &out.loss.data, &[loss], 1e-6, 1e-5);
+            assert_close(
+                &what,
+                &out.loss.data,
+                &widen(&reference.loss.data),
+                1e-6,
+                1e-5,
+            );
             let expect = widen(&reference.grad.unwrap().data);
             assert_close(&what, &grad.read_f32(&ctx).unwrap(), &expect, 1e-8, 1e-4);
             let (_, lse) =
