@@ -18,7 +18,9 @@
 // reads the row for its statistics (as cross_entropy_rows does, same code and order, so the
 // loss is bitwise the forward's), writes its loss, then reads the row again and writes the
 // gradient. The second read follows the first within the same workgroup, so it comes from
-// cache whenever a row fits there. Traffic: 8 bytes read + 4 written per logit.
+// cache whenever a row fits there. Traffic: 8 bytes read + 4 written per logit; 4 read + 4
+// written when the row is held in workgroup memory (cross_entropy_fused with HOLD_ROWS,
+// shared/hold.wgsl), where the second read comes from there.
 // Split rows instead run loss.wgsl's partials and merge, then cross_entropy_grad_segments:
 // the same 8 bytes read and 4 written per logit, the second read from memory.
 // With IN_PLACE the gradient goes over the logits (binding 7 is then a dummy): each element
@@ -40,6 +42,15 @@ override IN_PLACE: bool = false;
 @group(0) @binding(6) var<storage, read> scale: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grad: array<vec4<f32>>;
 @group(0) @binding(8) var<storage, read_write> stats: array<vec4<f32>>;
+
+// The second read of vec4 j of a contiguous row: from workgroup memory when rows are held
+// (shared/hold.wgsl). In place, it is read before the same invocation writes it.
+fn again4(j: u32) -> vec4<f32> {
+    if HOLD_ROWS {
+        return held4(j);
+    }
+    return logits_4(j);
+}
 
 fn store4(j: u32, d: vec4<f32>) {
     if IN_PLACE {
@@ -150,16 +161,16 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
             var j = sp.v0 + slot.lane;
             for (; j + step < sp.v1; j += 2u * step) {
                 let u = j + step;
-                store4(j, k * (exp(logits_4(j) - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
-                store4(u, k * (exp(logits_4(u) - m) * g.inv_s - select(vec4<f32>(0.0), hot, u == yj)));
+                store4(j, k * (exp(again4(j) - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
+                store4(u, k * (exp(again4(u) - m) * g.inv_s - select(vec4<f32>(0.0), hot, u == yj)));
             }
             if j < sp.v1 {
-                store4(j, k * (exp(logits_4(j) - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
+                store4(j, k * (exp(again4(j) - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
             }
         } else {
             for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
                 let cj = 4u * j - base;
-                let v = logits_4(j);
+                let v = again4(j);
                 store4(j, vec4<f32>(
                     grad_one(g, v.x, 4u * j, cj),
                     grad_one(g, v.y, 4u * j + 1u, cj + 1u),

@@ -15,8 +15,9 @@
 // keeping an online (m, s) — or the backward's sum — and the row's lanes merge them in a
 // fixed tree (deterministic). Contiguous rows (inner = 1) are read as vec4s.
 // Passes: read the row for the statistics, read it again and write y: 8 bytes read + 4
-// written per logit (12 for the backward's reads of out and gy, twice, plus the write:
-// 16 read + 4 written).
+// written per logit; 4 read + 4 written when the row is held in workgroup memory (the
+// *_held kernels, shared/hold.wgsl). The backward reads out and gy twice and writes once:
+// 16 read + 4 written.
 //
 // Bindings (keep in sync with `Family::Softmax` in src/gpu/kernels.rs and
 // `SoftmaxParams` in src/gpu/softmax.rs):
@@ -60,12 +61,15 @@ fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
     if slot.valid {
         if params.inner == 1u {
             let sp = row_span(base, params.classes);
+            hold_begin(lid, params.lanes, params.classes / 4u + 1u, sp.v0);
             // Two vec4s per trip: loop trips are what CPU adapters pay for.
             let step = params.lanes;
             var j = sp.v0 + slot.lane;
             for (; j + step < sp.v1; j += 2u * step) {
                 let v = x_4(j);
                 let u = x_4(j + step);
+                hold4(j, v);
+                hold4(j + step, u);
                 let vu = max(v, u);
                 let m = max(st.m, max(max(vu.x, vu.y), max(vu.z, vu.w)));
                 let e = exp(v - vec4<f32>(m)) + exp(u - vec4<f32>(m));
@@ -73,6 +77,7 @@ fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
             }
             if j < sp.v1 {
                 let v = x_4(j);
+                hold4(j, v);
                 let m = max(st.m, max(max(v.x, v.y), max(v.z, v.w)));
                 let e = exp(v - vec4<f32>(m));
                 st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
@@ -89,6 +94,15 @@ fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
     return workgroup_lse(st, lid, params.lanes);
 }
 
+// The second read of vec4 j of a contiguous row: from workgroup memory when rows are held
+// (shared/hold.wgsl).
+fn again4(j: u32) -> vec4<f32> {
+    if HOLD_ROWS {
+        return held4(j);
+    }
+    return x_4(j);
+}
+
 // y_c for every class of the row from its statistics: log_softmax (x - m) - log(s),
 // softmax exp(x - m) · (1 / s).
 fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
@@ -103,7 +117,7 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
         // One loop per op: CPU adapters run both sides of a branch inside a loop.
         if which == LOG_SOFTMAX {
             for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-                y[j] = (x_4(j) - vec4<f32>(m)) - vec4<f32>(log_s);
+                y[j] = (again4(j) - vec4<f32>(m)) - vec4<f32>(log_s);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);
@@ -111,7 +125,7 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
             }
         } else {
             for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-                y[j] = exp(x_4(j) - vec4<f32>(m)) * inv_s;
+                y[j] = exp(again4(j) - vec4<f32>(m)) * inv_s;
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);

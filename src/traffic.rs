@@ -6,15 +6,17 @@
 pub enum BenchOp {
     /// `cross_entropy` forward, class targets: one read of each logit.
     CrossEntropy,
-    /// Fused `cross_entropy` forward + backward: two reads and one write per logit.
+    /// Fused `cross_entropy` forward + backward: two reads and one write per logit, or one
+    /// read and one write when rows are held in workgroup memory.
     CrossEntropyGrad,
     /// The same with the gradient written over the logits.
     CrossEntropyGradInPlace,
     /// `nll_loss` forward: one read per row (of the target's value).
     NllLoss,
-    /// `log_softmax`: two reads (statistics, then output) and one write.
+    /// `log_softmax`: two reads (statistics, then output) and one write, or one read and
+    /// one write when rows are held in workgroup memory.
     LogSoftmax,
-    /// `softmax`: two reads and one write.
+    /// `softmax`: as `log_softmax`.
     Softmax,
     /// A buffer-to-buffer copy: one read and one write.
     Copy,
@@ -39,15 +41,19 @@ impl BenchOp {
 
     /// Bytes read and written per logit of `classes` classes, for elements of `elem_bytes`
     /// bytes, as the GPU kernels move them (per-row outputs and the reduction are excluded:
-    /// they are C times smaller).
-    pub fn bytes_per_logit(self, classes: usize, elem_bytes: usize) -> f64 {
+    /// they are C times smaller). `held`: the call kept its rows in workgroup memory for
+    /// the second pass (`PreparedLoss::dispatch_labels` names a `*Held` kernel).
+    pub fn bytes_per_logit(self, classes: usize, elem_bytes: usize, held: bool) -> f64 {
         let e = elem_bytes as f64;
         match self {
             BenchOp::CrossEntropy | BenchOp::Read => e,
             BenchOp::CrossEntropyGrad
             | BenchOp::CrossEntropyGradInPlace
             | BenchOp::LogSoftmax
-            | BenchOp::Softmax => 3.0 * e,
+            | BenchOp::Softmax => match held {
+                true => 2.0 * e,
+                false => 3.0 * e,
+            },
             BenchOp::NllLoss => e / classes.max(1) as f64,
             BenchOp::Copy => 2.0 * e,
         }
@@ -60,16 +66,26 @@ mod tests {
 
     #[test]
     fn bytes_per_logit_follow_the_pass_structure() {
-        assert_eq!(BenchOp::CrossEntropy.bytes_per_logit(32000, 4), 4.0);
-        assert_eq!(BenchOp::CrossEntropyGrad.bytes_per_logit(32000, 4), 12.0);
+        assert_eq!(BenchOp::CrossEntropy.bytes_per_logit(32000, 4, false), 4.0);
         assert_eq!(
-            BenchOp::CrossEntropyGradInPlace.bytes_per_logit(32000, 2),
+            BenchOp::CrossEntropyGrad.bytes_per_logit(32000, 4, false),
+            12.0
+        );
+        assert_eq!(
+            BenchOp::CrossEntropyGradInPlace.bytes_per_logit(32000, 2, false),
             6.0
         );
-        assert_eq!(BenchOp::LogSoftmax.bytes_per_logit(4096, 4), 12.0);
-        assert_eq!(BenchOp::Softmax.bytes_per_logit(4096, 4), 12.0);
-        assert_eq!(BenchOp::NllLoss.bytes_per_logit(1000, 4), 0.004);
-        assert_eq!(BenchOp::Copy.bytes_per_logit(7, 4), 8.0);
-        assert_eq!(BenchOp::Read.bytes_per_logit(7, 4), 4.0);
+        assert_eq!(BenchOp::LogSoftmax.bytes_per_logit(4096, 4, false), 12.0);
+        assert_eq!(BenchOp::Softmax.bytes_per_logit(4096, 4, false), 12.0);
+        assert_eq!(BenchOp::NllLoss.bytes_per_logit(1000, 4, false), 0.004);
+        assert_eq!(BenchOp::Copy.bytes_per_logit(7, 4, false), 8.0);
+        assert_eq!(BenchOp::Read.bytes_per_logit(7, 4, false), 4.0);
+        // Rows held in workgroup memory: one read and one write.
+        assert_eq!(
+            BenchOp::CrossEntropyGrad.bytes_per_logit(4096, 4, true),
+            8.0
+        );
+        assert_eq!(BenchOp::LogSoftmax.bytes_per_logit(4096, 2, true), 4.0);
+        assert_eq!(BenchOp::CrossEntropy.bytes_per_logit(4096, 4, true), 4.0);
     }
 }

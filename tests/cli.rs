@@ -182,6 +182,8 @@ fn bench_writes_json_with_every_field_and_a_plot() {
     let d = tmpdir("bench");
     let (json, svg) = (d.join("r.json"), d.join("r.svg"));
     let r = xent()
+        // Rows read twice (the default on CPU adapters; held rows are checked below).
+        .env("XENT_HOLD_ROWS", "0")
         .args([
             "bench",
             "--op",
@@ -269,4 +271,43 @@ fn bench_writes_json_with_every_field_and_a_plot() {
     }
     let svg = std::fs::read_to_string(&svg).unwrap();
     assert!(svg.contains("classes C") && svg.contains("GB/s") && svg.contains("xent bench:"));
+}
+
+/// With rows held in workgroup memory (forced on: the default on GPUs), the ops that read
+/// each row twice read it once, and bytes_per_logit says so.
+#[test]
+fn bench_counts_one_read_when_rows_are_held() {
+    let d = tmpdir("bench-held");
+    let json = d.join("r.json");
+    let r = xent()
+        .env("XENT_HOLD_ROWS", "1")
+        .args(["bench", "--op", "cross-entropy-grad", "--op", "log-softmax"])
+        .args([
+            "--op",
+            "cross-entropy",
+            "--shape",
+            "32x1000",
+            "--iters",
+            "2",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for r in v["results"].as_array().unwrap() {
+        let op = r["op"].as_str().unwrap();
+        let expect = match op {
+            "cross-entropy" | "read" => 4.0,
+            "cross-entropy-grad" | "log-softmax" => 8.0,
+            "copy" => 8.0,
+            _ => unreachable!(),
+        };
+        assert_eq!(r["bytes_per_logit"].as_f64(), Some(expect), "{op}");
+        if op != "copy" && op != "read" {
+            assert!(r["max_abs_err"].as_f64().unwrap() < 1e-4, "{op} validated");
+        }
+    }
 }

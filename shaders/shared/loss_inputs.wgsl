@@ -143,7 +143,9 @@ fn push_one(acc: Acc, i: u32, c: u32, r: f32) -> Acc {
 
 // Adds the vec4 j (classes c0..c0+3 of a contiguous row) to the lane's sums.
 fn push_vec4(acc: Acc, j: u32, c0: u32, r: f32) -> Acc {
-    let v = cap4(logits_4(j));
+    let raw = logits_4(j);
+    hold4(j, raw);
+    let v = cap4(raw);
     let m = max(acc.st.m, max(max(v.x, v.y), max(v.z, v.w)));
     let e = exp(v - vec4<f32>(m));
     var out = Acc(Lse(m, acc.st.s * exp(acc.st.m - m) + ((e.x + e.y) + (e.z + e.w))), acc.q, acc.a);
@@ -168,7 +170,8 @@ struct RowStats {
     r: f32,
 }
 
-// Reads the row once (vec4s when contiguous) and merges its lanes' sums.
+// Reads the row once (vec4s when contiguous) and merges its lanes' sums; with HOLD_ROWS the
+// row's vec4s are also kept in workgroup memory (shared/hold.wgsl) for a second pass.
 fn row_stats(slot: RowSlot, base: u32, lid: u32) -> RowStats {
     return row_stats_range(slot, base, 0u, params.classes, lid);
 }
@@ -193,6 +196,7 @@ fn row_stats_range(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> RowS
         r = row_reference(base);
         if params.inner == 1u {
             let sp = row_span(base + c0, c1 - c0);
+            hold_begin(lid, params.lanes, params.classes / 4u + 1u, sp.v0);
             if smoothing() || params.softcap != 0.0 {
                 for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
                     acc = push_vec4(acc, j, 4u * j - base, r);
@@ -205,6 +209,8 @@ fn row_stats_range(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> RowS
                 for (; j + step < sp.v1; j += 2u * step) {
                     let v = logits_4(j);
                     let u = logits_4(j + step);
+                    hold4(j, v);
+                    hold4(j + step, u);
                     let vu = max(v, u);
                     let m = max(st.m, max(max(vu.x, vu.y), max(vu.z, vu.w)));
                     let e = exp(v - vec4<f32>(m)) + exp(u - vec4<f32>(m));
@@ -212,6 +218,7 @@ fn row_stats_range(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> RowS
                 }
                 if j < sp.v1 {
                     let v = logits_4(j);
+                    hold4(j, v);
                     let m = max(st.m, max(max(v.x, v.y), max(v.z, v.w)));
                     let e = exp(v - vec4<f32>(m));
                     st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));

@@ -21,6 +21,11 @@ pub struct ContextOptions {
     /// 1024 on GPUs, so that e.g. 64×262144 fills them; 4 on CPU adapters, whose few
     /// threads 64 rows already fill). Raising it exercises the split path on small data.
     pub min_workgroups: Option<u32>,
+    /// Keep rows in workgroup memory between the two passes of log_softmax, softmax and the
+    /// fused cross_entropy backward, where they fit: one read of the logits instead of two
+    /// (default: `XENT_HOLD_ROWS=0|1` from the environment, else on for GPUs and off for CPU
+    /// adapters, where workgroup memory is ordinary memory and measured slower).
+    pub hold_rows: Option<bool>,
 }
 
 /// A wgpu device with every wgpu-xent pipeline compiled. Create it once and reuse it.
@@ -32,6 +37,7 @@ pub struct Context {
     features: wgpu::Features,
     workgroup_size: u32,
     min_workgroups: u32,
+    hold_rows: bool,
     max_binding_bytes: u64,
     layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: Mutex<HashMap<(Kernel, DType), Arc<wgpu::ComputePipeline>>>,
@@ -166,6 +172,14 @@ impl Context {
             wgpu::DeviceType::Cpu => 4,
             _ => 1024,
         });
+        let hold_rows = options
+            .hold_rows
+            .or_else(|| match std::env::var("XENT_HOLD_ROWS").ok().as_deref() {
+                Some("1") => Some(true),
+                Some("0") => Some(false),
+                _ => None,
+            })
+            .unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
         let mut ctx = Self {
             device,
             queue,
@@ -174,6 +188,7 @@ impl Context {
             features,
             workgroup_size,
             min_workgroups,
+            hold_rows,
             max_binding_bytes,
             layouts: HashMap::new(),
             pipelines: Mutex::new(HashMap::new()),
@@ -282,6 +297,9 @@ impl Context {
             });
         let mut constants = vec![("WG", self.workgroup_size as f64)];
         constants.extend_from_slice(kernel.constants());
+        if kernel.holds_rows() {
+            constants.push(("HOLD", self.hold_vec4s().max(1) as f64));
+        }
         let pipeline = Arc::new(self.device.create_compute_pipeline(
             &wgpu::ComputePipelineDescriptor {
                 label: Some(kernel.entry_point()),
@@ -323,6 +341,38 @@ impl Context {
     /// Calls with fewer rows than this split their rows across workgroups.
     pub fn min_workgroups(&self) -> u32 {
         self.min_workgroups
+    }
+
+    /// Where log_softmax, softmax and the fused backward take their second read of a row
+    /// from (`xent info` prints it).
+    pub fn hold_path(&self) -> String {
+        match self.hold_vec4s() {
+            0 => "from memory (rows not held: off on CPU adapters, where it measured slower)".into(),
+            v => format!(
+                "from workgroup memory where the rows fit ({v} vec4s: up to {} classes a row), else from memory",
+                (v - 1) * 4 + 3
+            ),
+        }
+    }
+
+    /// vec4s of workgroup memory the held kernels keep rows in (0 when rows are not held):
+    /// what the device allows, less the reductions' 8 bytes per invocation and a margin.
+    pub(crate) fn hold_vec4s(&self) -> usize {
+        if !self.hold_rows {
+            return 0;
+        }
+        let bytes = self.limits.max_compute_workgroup_storage_size as usize;
+        bytes.saturating_sub(16 * self.workgroup_size as usize + 256) / 16
+    }
+
+    /// Lanes per row for a kernel that reads each row twice, and whether the rows are held
+    /// in workgroup memory for the second read.
+    pub(crate) fn twice_read_lanes(&self, layout: &crate::layout::RowLayout) -> (u32, bool) {
+        let wg = self.workgroup_size;
+        match super::rows::held_lanes(layout, wg, self.hold_vec4s()) {
+            Some(lanes) => (lanes, true),
+            None => (super::rows::lanes(layout, wg), false),
+        }
     }
 
     /// The most bytes of one tensor bound at once; larger tensors are split into chunks.

@@ -20,6 +20,8 @@ pub struct ShaderCaps {
     /// Reduce with subgroup operations (`SUBGROUP`).
     pub subgroups: bool,
 }
+/// Rows kept in workgroup memory between two passes, for the families that read rows.
+const HOLD: &str = include_str!("../../shaders/shared/hold.wgsl");
 /// The loss parameters and input bindings, shared by the forward and backward families.
 const LOSS_INPUTS: &str = include_str!("../../shaders/shared/loss_inputs.wgsl");
 
@@ -99,6 +101,10 @@ impl Family {
             Family::Reduce | Family::Bandwidth | Family::Convert => String::new(),
         };
         let input = input.replace("BINDING", "1");
+        let hold = match self {
+            Family::Softmax | Family::Loss | Family::Grad => HOLD,
+            _ => "",
+        };
         // `enable` directives must come before any declaration.
         let enable = if dtype == DType::F16 && f16_native && !input.is_empty() {
             "enable f16;\n"
@@ -110,7 +116,7 @@ impl Family {
         } else {
             REDUCE_PLAIN
         };
-        format!("{enable}{SHARED}\n{REDUCE_TREE}\n{reduce}\n{input}\n{prelude}\n{own}")
+        format!("{enable}{SHARED}\n{REDUCE_TREE}\n{reduce}\n{input}\n{hold}\n{prelude}\n{own}")
     }
 
     /// Binding 0 is the uniform parameters; then storage buffers, read-only or not.
@@ -167,6 +173,10 @@ pub enum Kernel {
     LogSoftmax,
     /// `softmax` in softmax.wgsl: one workgroup per row.
     Softmax,
+    /// `log_softmax` with `HOLD_ROWS`: rows kept in workgroup memory for the second pass.
+    LogSoftmaxHeld,
+    /// `softmax` with `HOLD_ROWS`.
+    SoftmaxHeld,
     /// `log_softmax_backward` in softmax.wgsl: one workgroup per row.
     LogSoftmaxBackward,
     /// `softmax_backward` in softmax.wgsl: one workgroup per row.
@@ -192,6 +202,10 @@ pub enum Kernel {
     CrossEntropyFused,
     /// `cross_entropy_fused` with `IN_PLACE`: the gradient overwrites the logits.
     CrossEntropyFusedInPlace,
+    /// `cross_entropy_fused` with `HOLD_ROWS`: rows kept in workgroup memory for the gradient.
+    CrossEntropyFusedHeld,
+    /// `cross_entropy_fused` with `HOLD_ROWS` and `IN_PLACE`.
+    CrossEntropyFusedHeldInPlace,
     /// `nll_grad` in grad.wgsl.
     NllGrad,
     /// `reduce_block` in reduce.wgsl: WG·ITEMS values per workgroup.
@@ -208,9 +222,11 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order the context builds them.
-    pub const ALL: [Kernel; 20] = [
+    pub const ALL: [Kernel; 24] = [
         Kernel::LogSoftmax,
         Kernel::Softmax,
+        Kernel::LogSoftmaxHeld,
+        Kernel::SoftmaxHeld,
         Kernel::LogSoftmaxBackward,
         Kernel::SoftmaxBackward,
         Kernel::CrossEntropyRows,
@@ -223,6 +239,8 @@ impl Kernel {
         Kernel::CrossEntropyGradSegmentsInPlace,
         Kernel::CrossEntropyFused,
         Kernel::CrossEntropyFusedInPlace,
+        Kernel::CrossEntropyFusedHeld,
+        Kernel::CrossEntropyFusedHeldInPlace,
         Kernel::NllGrad,
         Kernel::ReduceBlock,
         Kernel::ReduceFinalize,
@@ -236,6 +254,8 @@ impl Kernel {
         match self {
             Kernel::LogSoftmax
             | Kernel::Softmax
+            | Kernel::LogSoftmaxHeld
+            | Kernel::SoftmaxHeld
             | Kernel::LogSoftmaxBackward
             | Kernel::SoftmaxBackward => Family::Softmax,
             Kernel::CrossEntropyRows
@@ -246,6 +266,8 @@ impl Kernel {
             | Kernel::CrossEntropyMerge => Family::Loss,
             Kernel::CrossEntropyFused
             | Kernel::CrossEntropyFusedInPlace
+            | Kernel::CrossEntropyFusedHeld
+            | Kernel::CrossEntropyFusedHeldInPlace
             | Kernel::CrossEntropyGradSegments
             | Kernel::CrossEntropyGradSegmentsInPlace
             | Kernel::NllGrad => Family::Grad,
@@ -258,8 +280,8 @@ impl Kernel {
     /// The WGSL entry point's name.
     pub fn entry_point(self) -> &'static str {
         match self {
-            Kernel::LogSoftmax => "log_softmax",
-            Kernel::Softmax => "softmax",
+            Kernel::LogSoftmax | Kernel::LogSoftmaxHeld => "log_softmax",
+            Kernel::Softmax | Kernel::SoftmaxHeld => "softmax",
             Kernel::LogSoftmaxBackward => "log_softmax_backward",
             Kernel::SoftmaxBackward => "softmax_backward",
             Kernel::CrossEntropyRows => "cross_entropy_rows",
@@ -271,7 +293,10 @@ impl Kernel {
             Kernel::CrossEntropyGradSegments | Kernel::CrossEntropyGradSegmentsInPlace => {
                 "cross_entropy_grad_segments"
             }
-            Kernel::CrossEntropyFused | Kernel::CrossEntropyFusedInPlace => "cross_entropy_fused",
+            Kernel::CrossEntropyFused
+            | Kernel::CrossEntropyFusedInPlace
+            | Kernel::CrossEntropyFusedHeld
+            | Kernel::CrossEntropyFusedHeldInPlace => "cross_entropy_fused",
             Kernel::NllGrad => "nll_grad",
             Kernel::ReduceBlock => "reduce_block",
             Kernel::ReduceFinalize => "finalize",
@@ -289,8 +314,19 @@ impl Kernel {
             Kernel::CrossEntropyFusedInPlace | Kernel::CrossEntropyGradSegmentsInPlace => {
                 &[("IN_PLACE", 1.0)]
             }
+            Kernel::LogSoftmaxHeld | Kernel::SoftmaxHeld | Kernel::CrossEntropyFusedHeld => {
+                &[("HOLD_ROWS", 1.0)]
+            }
+            Kernel::CrossEntropyFusedHeldInPlace => &[("HOLD_ROWS", 1.0), ("IN_PLACE", 1.0)],
             _ => &[],
         }
+    }
+
+    /// Whether the kernel keeps rows in workgroup memory (`HOLD`, sized by the context).
+    pub fn holds_rows(self) -> bool {
+        self.constants()
+            .iter()
+            .any(|(name, _)| *name == "HOLD_ROWS")
     }
 }
 

@@ -120,9 +120,13 @@ impl Context {
                 len: layout.classes as u32,
             },
         };
-        let lanes = match split.segments {
-            1 => rows::lanes(layout, self.workgroup_size()),
-            _ => self.workgroup_size(),
+        // The fused backward reads each row twice: the second time from workgroup memory
+        // where the rows fit there (and the device gains from it).
+        let fused = req.loss == Loss::CrossEntropy && req.grad != Grad::None;
+        let (lanes, held) = match split.segments {
+            1 if fused => self.twice_read_lanes(layout),
+            1 => (rows::lanes(layout, self.workgroup_size()), false),
+            _ => (self.workgroup_size(), false),
         };
         let segment_groups = |rows: usize| rows as u64 * split.segments as u64;
         let per_row_groups = |rows: usize| (rows as u64).div_ceil(self.workgroup_size() as u64);
@@ -263,12 +267,14 @@ impl Context {
             .iter()
             .map(|b| (&b.losses as _, &b.dens as _, b.rows))
             .collect();
-        let reduced = if req.loss == Loss::CrossEntropy && req.grad != Grad::None {
+        let reduced = if fused {
             // One dispatch per row does the loss and the gradient; then the loss is reduced.
             if needs_d {
                 self.push_reduction(&mut program, &dens, opts.reduction, Some(&scale))?;
             }
             let kernel = match (req.grad, split.segments) {
+                (Grad::InPlace, 1) if held => Kernel::CrossEntropyFusedHeldInPlace,
+                (_, 1) if held => Kernel::CrossEntropyFusedHeld,
                 (Grad::InPlace, 1) => Kernel::CrossEntropyFusedInPlace,
                 (_, 1) => Kernel::CrossEntropyFused,
                 (Grad::InPlace, _) => Kernel::CrossEntropyGradSegmentsInPlace,
@@ -668,6 +674,12 @@ impl PreparedLoss<'_> {
     /// Number of dispatches in one run.
     pub fn dispatches(&self) -> usize {
         self.program.len()
+    }
+
+    /// The label of each dispatch of a run, in order: its kernel, then its shape (e.g.
+    /// `CrossEntropyFusedHeld rows=8 C=4096 inner=1`). The dispatch chosen shows here.
+    pub fn dispatch_labels(&self) -> Vec<String> {
+        self.program.labels()
     }
 
     pub(crate) async fn run(&self) -> Result<(Results, Option<std::time::Duration>)> {

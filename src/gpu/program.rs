@@ -40,6 +40,11 @@ impl Program {
     pub fn len(&self) -> usize {
         self.dispatches.len()
     }
+
+    /// Each dispatch's label (its kernel and shape), in order.
+    pub fn labels(&self) -> Vec<String> {
+        self.dispatches.iter().map(|d| d.label.clone()).collect()
+    }
 }
 
 impl Context {

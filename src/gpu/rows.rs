@@ -22,6 +22,28 @@ pub(crate) fn lanes(layout: &RowLayout, workgroup_size: u32) -> u32 {
     wanted.min(workgroup_size as usize) as u32
 }
 
+/// Lanes per row when rows are held in workgroup memory between two passes
+/// (shared/hold.wgsl): each of the workgroup's WG / lanes rows takes C / 4 + 1 of the
+/// `hold_vec4s` vec4s there, so long rows get more lanes (fewer rows per workgroup) than
+/// [`lanes`] gives them. `None` for strided rows, and for rows that do not fit.
+pub(crate) fn held_lanes(
+    layout: &RowLayout,
+    workgroup_size: u32,
+    hold_vec4s: usize,
+) -> Option<u32> {
+    if layout.inner != 1 {
+        return None;
+    }
+    let fit = hold_vec4s / (layout.classes / 4 + 1);
+    if fit == 0 {
+        return None;
+    }
+    let rows_per_group = (workgroup_size / lanes(layout, workgroup_size)) as usize;
+    // The largest power of two of rows that fits (fit >= 1).
+    let held = rows_per_group.min(1 << fit.ilog2());
+    Some(workgroup_size / held as u32)
+}
+
 /// How a row is split for few, long rows: `segments` pieces of `len` classes (a multiple
 /// of 4, so that every piece but the last starts where the previous ended on the same vec4
 /// phase). `(1, C)` means no split.
@@ -84,6 +106,19 @@ mod tests {
         assert_eq!(lanes(&l(100, 7), 64), 4);
         assert_eq!(workgroups(1000, 1, 64), 16);
         assert_eq!(workgroups(1000, 64, 64), 1000);
+    }
+
+    #[test]
+    fn held_rows_fit_the_workgroup_memory() {
+        // 4096 classes: 1025 vec4s a row; 2816 hold two rows, so 128 lanes of 256 each.
+        assert_eq!(held_lanes(&l(4096, 1), 256, 2816), Some(128));
+        assert_eq!(held_lanes(&l(4096, 1), 256, 1025), Some(256));
+        assert_eq!(held_lanes(&l(4096, 1), 256, 1024), None);
+        assert_eq!(held_lanes(&l(32000, 1), 16, 1984), None);
+        // Short rows keep their own lanes when every row of the workgroup fits.
+        assert_eq!(held_lanes(&l(128, 1), 64, 4096), Some(1));
+        assert_eq!(held_lanes(&l(128, 1), 64, 33 * 8), Some(8));
+        assert_eq!(held_lanes(&l(100, 7), 64, 1 << 20), None);
     }
 
     #[test]

@@ -150,7 +150,6 @@ impl Context {
         };
         let mut program = Program::default();
         let mut outputs = Vec::with_capacity(chunks.len());
-        let lanes = rows::lanes(&layout, self.workgroup_size());
         for chunk in &chunks {
             let elems = chunk.elems(&layout);
             let input = self.upload("softmax x", x.bytes(elems.clone()))?;
@@ -164,7 +163,6 @@ impl Context {
                 kernel,
                 x.dtype(),
                 &layout,
-                lanes,
                 rows,
                 &input,
                 &upstream,
@@ -191,11 +189,24 @@ impl Context {
         kernel: Kernel,
         dtype: DType,
         layout: &RowLayout,
-        lanes: u32,
         rows: usize,
         input: &dyn Bindable,
         upstream: &dyn Bindable,
     ) -> Result<wgpu::Buffer> {
+        // The forward reads each row twice: the second time from workgroup memory where the
+        // rows fit there (and the device gains from it).
+        let (kernel, lanes) = match kernel {
+            Kernel::LogSoftmax | Kernel::Softmax => {
+                let (lanes, held) = self.twice_read_lanes(layout);
+                let kernel = match (kernel, held) {
+                    (Kernel::LogSoftmax, true) => Kernel::LogSoftmaxHeld,
+                    (Kernel::Softmax, true) => Kernel::SoftmaxHeld,
+                    _ => kernel,
+                };
+                (kernel, lanes)
+            }
+            _ => (kernel, rows::lanes(layout, self.workgroup_size())),
+        };
         let params = self.uniform(
             "softmax params",
             &SoftmaxParams {
@@ -260,14 +271,12 @@ impl Context {
         };
         pollster::block_on(self.scoped(async {
             let mut program = Program::default();
-            let lanes = rows::lanes(&layout, self.workgroup_size());
             let unused = self.upload::<f32>("unused", &[])?;
             let output = self.push_softmax(
                 &mut program,
                 kernel,
                 dtype,
                 &layout,
-                lanes,
                 layout.rows(),
                 &x.bound(),
                 &unused,
@@ -301,6 +310,11 @@ impl PreparedSoftmax<'_> {
     /// Records the dispatches into `encoder`; the result lands in [`PreparedSoftmax::output`].
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         self.ctx.record(encoder, &self.program, None);
+    }
+
+    /// The label of each dispatch of a run, in order: its kernel, then its shape.
+    pub fn dispatch_labels(&self) -> Vec<String> {
+        self.program.labels()
     }
 
     /// The output on the device (of a single-chunk call, as every device call is), in the

@@ -298,7 +298,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
                     max_ms: max,
                     kernel_median_ms: m.kernel,
                     gb_per_s: gb,
-                    bytes_per_logit: m.op.bytes_per_logit(c, elem),
+                    bytes_per_logit: m.op.bytes_per_logit(c, elem, m.held),
                     pct_of_copy: Some(100.0 * gb / copy_gbs),
                     pct_of_read: Some(100.0 * gb / read_gbs),
                     max_abs_err: m.err,
@@ -337,6 +337,8 @@ struct Measured {
     wall: (f64, f64, f64),
     kernel: Option<f64>,
     err: Option<f64>,
+    /// The call kept its rows in workgroup memory (a `*Held` kernel): one read, not two.
+    held: bool,
 }
 
 impl Measured {
@@ -348,6 +350,7 @@ impl Measured {
             wall: (m * scale, lo * scale, hi * scale),
             kernel,
             err,
+            held: false,
         }
     }
 }
@@ -425,7 +428,8 @@ fn bench_op(ctx: Option<&Context>, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Re
         return Ok(Measured::new(bop, &timing, 1.0, None));
     };
     let (vx, vt) = (val.input(), val.target());
-    let (timing, err) = match op {
+    let held = |labels: Vec<String>| labels.iter().any(|l| l.contains("Held"));
+    let (timing, err, held) = match op {
         OpArg::CrossEntropy
         | OpArg::NllLoss
         | OpArg::CrossEntropyGrad
@@ -459,7 +463,7 @@ fn bench_op(ctx: Option<&Context>, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Re
                 err
             };
             let timing = time(a.warmup, a.iters, || prepared.run_timed().map(|(_, k)| k))?;
-            (timing, err)
+            (timing, err, held(prepared.dispatch_labels()))
         }
         OpArg::LogSoftmax | OpArg::Softmax => {
             let log = op == OpArg::LogSoftmax;
@@ -479,11 +483,14 @@ fn bench_op(ctx: Option<&Context>, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Re
                 max_err(&ours.data, &reference.data)
             };
             let timing = time(a.warmup, a.iters, || prepared.run_timed().map(|(_, k)| k))?;
-            (timing, err)
+            (timing, err, held(prepared.dispatch_labels()))
         }
         OpArg::Copy => unreachable!("copy is the roofline"),
     };
-    Ok(Measured::new(bop, &timing, 1.0, Some(err)))
+    Ok(Measured {
+        held,
+        ..Measured::new(bop, &timing, 1.0, Some(err))
+    })
 }
 
 fn print_table(adapter: &AdapterJson, rows: &[Row]) {

@@ -54,6 +54,7 @@ pub fn run() -> Result<()> {
         "  reductions:                       {}",
         ctx.reduction_path()
     );
+    println!("  rows read twice:                  {}", ctx.hold_path());
     println!(
         "  adapter features:                 {:?}",
         adapter_features(&instance, i)

@@ -1,0 +1,39 @@
+// Rows held in workgroup memory, for the second pass of log_softmax / softmax and of the fused
+// cross_entropy forward + backward. Rust prepends this file to those families and to the
+// forward's (whose row statistics code is shared).
+//
+// With HOLD_ROWS (the *_held kernels, chosen by the host when a workgroup's rows fit) the
+// first read of a contiguous row also keeps its vec4 body here, and the second pass reads it
+// back from here instead of from memory: one read of the logits instead of two. A row's
+// unaligned ends (at most 6 values) are read from memory again.
+// Each lane takes back only the vec4s it kept itself (the same j = v0 + lane + k·lanes in
+// both passes), so the passes need no barrier between them.
+//
+// Layout: the slot s = lid / lanes of a workgroup owns held[s·V, (s+1)·V) with
+// V = ROW_VEC4S >= the row's vec4 count; vec4 j of the row sits at j - v0 + s·V.
+
+// Set from Rust for the *_held pipelines only.
+override HOLD_ROWS: bool = false;
+// vec4s of workgroup memory: WG / lanes slots of ROW_VEC4S each (1 when not holding).
+override HOLD: u32 = 1u;
+
+var<workgroup> held: array<vec4<f32>, HOLD>;
+// held index minus j for the current row (wrapping u32 arithmetic).
+var<private> held_shift: u32;
+
+// Where this invocation's row lives in `held`: call before the first read.
+fn hold_begin(lid: u32, lanes: u32, row_vec4s: u32, v0: u32) {
+    if HOLD_ROWS {
+        held_shift = (lid / lanes) * row_vec4s - v0;
+    }
+}
+
+fn hold4(j: u32, v: vec4<f32>) {
+    if HOLD_ROWS {
+        held[j + held_shift] = v;
+    }
+}
+
+fn held4(j: u32) -> vec4<f32> {
+    return held[j + held_shift];
+}
