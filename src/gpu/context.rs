@@ -66,7 +66,13 @@ impl Context {
         let info = adapter.get_info();
         // The adapter's own limits: wgpu's defaults cap bindings at 128 MiB and buffers at 256 MiB.
         let limits = adapter.limits();
-        let features = adapter.features() & Self::WANTED_FEATURES;
+        let mut wanted = Self::WANTED_FEATURES;
+        if info.device_type == wgpu::DeviceType::Cpu {
+            // Device memory is host memory there: outputs are mapped where the kernel wrote
+            // them, without a copy into a staging buffer.
+            wanted |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
+        }
+        let features = adapter.features() & wanted;
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("wgpu-xent"),
@@ -107,7 +113,8 @@ impl Context {
     ) -> Result<Self> {
         let info = device.adapter_info();
         let limits = device.limits();
-        let features = device.features() & Self::WANTED_FEATURES;
+        let features =
+            device.features() & (Self::WANTED_FEATURES | wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
         Self::assemble(device, queue, info, limits, features, options).await
     }
 
@@ -454,6 +461,33 @@ impl Context {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         }))
+    }
+
+    /// As [`Context::output`], for a large result the host reads back (log_softmax's output,
+    /// a gradient): on CPU adapters with `MAPPABLE_PRIMARY_BUFFERS` it is mappable itself, so
+    /// [`Context::staging_for`] reads it in place, saving a copy as large as the result.
+    pub(crate) fn host_output(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
+        if !self.maps_outputs() {
+            return self.output(label, len);
+        }
+        let size = (len.max(1).div_ceil(4) * 16) as u64;
+        self.check_buffer_size(label, size)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::MAP_READ,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// Whether large outputs are mapped where they are written (CPU adapters).
+    fn maps_outputs(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+            && self
+                .features
+                .contains(wgpu::Features::MAPPABLE_PRIMARY_BUFFERS)
     }
 
     /// Creates a uniform buffer from a `#[repr(C)]` parameter struct.

@@ -168,7 +168,7 @@ impl Context {
                 grad: match (req.grad, &shape.grad_into) {
                     (Grad::OutOfPlace, Some(into)) => Some(into.clone()),
                     (Grad::OutOfPlace, None) => {
-                        Some(Bound::whole(self.output("grad", input.elems.len())?))
+                        Some(Bound::whole(self.host_output("grad", input.elems.len())?))
                     }
                     _ => None,
                 },
@@ -383,7 +383,10 @@ impl Context {
             Grad::None => vec![],
             _ => bufs
                 .iter()
-                .map(|b| self.staging(b.elems as u64 * 4))
+                .map(|b| {
+                    let g = b.grad.as_ref().unwrap_or(&b.input.logits);
+                    self.staging_for(&g.buffer, g.offset, b.elems as u64 * 4)
+                })
                 .collect(),
         };
         let lse_staging = match req.lse {

@@ -4,11 +4,13 @@
 use super::context::Context;
 use crate::error::{Result, XentError};
 
-/// A mappable buffer that receives a copy of the first `size` bytes of a storage buffer.
-/// It can be reused across submissions.
+/// A mappable buffer that receives a copy of the first `size` bytes of a storage buffer,
+/// or that storage buffer itself when it is mappable (`direct`: nothing to copy). It can be
+/// reused across submissions.
 pub(crate) struct Staging {
     buffer: wgpu::Buffer,
     size: u64,
+    direct: bool,
 }
 
 impl Context {
@@ -20,7 +22,25 @@ impl Context {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Staging { buffer, size }
+        Staging {
+            buffer,
+            size,
+            direct: false,
+        }
+    }
+
+    /// What reads back `size` bytes of `src` from byte `offset`: `src` itself when it is
+    /// mappable ([`Context::host_output`]) and read from its start, else a staging buffer.
+    pub(crate) fn staging_for(&self, src: &wgpu::Buffer, offset: u64, size: u64) -> Staging {
+        if offset == 0 && src.usage().contains(wgpu::BufferUsages::MAP_READ) {
+            Staging {
+                buffer: src.clone(),
+                size,
+                direct: true,
+            }
+        } else {
+            self.staging(size)
+        }
     }
 
     /// Records a copy of `staging.size` bytes of `src`, from byte `offset`, into `staging`.
@@ -31,7 +51,10 @@ impl Context {
         offset: u64,
         staging: &Staging,
     ) {
-        if staging.size > 0 {
+        if staging.direct {
+            // Read where it lies; a direct staging is only made for its own buffer.
+            debug_assert!(offset == 0 && *src == staging.buffer);
+        } else if staging.size > 0 {
             encoder.copy_buffer_to_buffer(src, offset, &staging.buffer, 0, staging.size);
         }
     }

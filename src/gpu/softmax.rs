@@ -167,7 +167,8 @@ impl Context {
                 &input,
                 &upstream,
             )?;
-            outputs.push((output, self.staging(elems.len() as u64 * 4)));
+            let staging = self.staging_for(&output, 0, elems.len() as u64 * 4);
+            outputs.push((output, staging));
         }
         Ok(PreparedSoftmax {
             ctx: self,
@@ -216,7 +217,7 @@ impl Context {
                 lanes,
             },
         );
-        let output = self.output("softmax y", rows * layout.classes)?;
+        let output = self.host_output("softmax y", rows * layout.classes)?;
         let bind = self.bind(Family::Softmax, &[&params, input, &output, upstream]);
         let label = format!(
             "{kernel:?} rows={rows} C={} inner={}",
@@ -297,7 +298,10 @@ impl Context {
             Ok(PreparedSoftmax {
                 ctx: self,
                 program,
-                outputs: vec![(output, self.staging(layout.len() as u64 * 4))],
+                outputs: vec![(
+                    output.clone(),
+                    self.staging_for(&output, 0, layout.len() as u64 * 4),
+                )],
                 timestamps: self.timestamp_queries(),
                 shape: x.shape().to_vec(),
                 packed,
