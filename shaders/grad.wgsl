@@ -52,6 +52,14 @@ fn again4(j: u32) -> vec4<f32> {
     return logits_4(j);
 }
 
+// The second read of pair q (vec4s 2q, 2q + 1), likewise.
+fn again8(q: u32) -> Vec8 {
+    if HOLD_ROWS {
+        return Vec8(held4(2u * q), held4(2u * q + 1u));
+    }
+    return logits_8(q);
+}
+
 fn store4(j: u32, d: vec4<f32>) {
     if IN_PLACE {
         logits_store4(j, d);
@@ -109,6 +117,32 @@ fn grad_one(g: RowGrad, raw: f32, i: u32, c: u32) -> f32 {
     return d;
 }
 
+// grad_one for the four raw logits v of vec4 j of a contiguous row starting at base.
+fn grad4(g: RowGrad, v: vec4<f32>, j: u32, base: u32) -> vec4<f32> {
+    let cj = 4u * j - base;
+    return vec4<f32>(
+        grad_one(g, v.x, 4u * j, cj),
+        grad_one(g, v.y, 4u * j + 1u, cj + 1u),
+        grad_one(g, v.z, 4u * j + 2u, cj + 2u),
+        grad_one(g, v.w, 4u * j + 3u, cj + 3u),
+    );
+}
+
+// The common case's constants: k = (g/D)·w[y], the row max m, 1/S, and the target's vec4 yj
+// with its one-hot lane `hot`.
+struct SimpleGrad {
+    k: f32,
+    m: vec4<f32>,
+    inv_s: f32,
+    yj: u32,
+    hot: vec4<f32>,
+}
+
+// k·(p_c - [c = y]) for the raw logits v of vec4 j.
+fn simple_grad4(sg: SimpleGrad, v: vec4<f32>, j: u32) -> vec4<f32> {
+    return sg.k * (exp(v - sg.m) * sg.inv_s - select(vec4<f32>(0.0), sg.hot, j == sg.yj));
+}
+
 // What a row's gradient needs, from its stats (M, S, Q, lse) and its target.
 struct GradRow {
     g: RowGrad,
@@ -151,32 +185,39 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
                 store4(j, vec4<f32>(fill));
             }
         } else if simple {
-            // (g/D)·w[y]·(p_c - [c = y]), four at a time.
-            let k = g.coef * g.wy;
-            // The target's vec4 and lane within it: one-hot without a compare per element.
-            let yj = (base + u32(g.y)) / 4u;
-            let hot = vec4<f32>(vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>((base + u32(g.y)) % 4u));
-            let m = vec4<f32>(g.m);
-            let step = params.lanes;
-            var j = sp.v0 + slot.lane;
-            for (; j + step < sp.v1; j += 2u * step) {
-                let u = j + step;
-                store4(j, k * (exp(again4(j) - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
-                store4(u, k * (exp(again4(u) - m) * g.inv_s - select(vec4<f32>(0.0), hot, u == yj)));
+            // (g/D)·w[y]·(p_c - [c = y]), four at a time, in the pairs the first read took.
+            let sg = SimpleGrad(
+                g.coef * g.wy,
+                vec4<f32>(g.m),
+                g.inv_s,
+                // The target's vec4 and lane within it: one-hot without a compare per element.
+                (base + u32(g.y)) / 4u,
+                vec4<f32>(vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>((base + u32(g.y)) % 4u)),
+            );
+            let pr = span_pairs(sp);
+            for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+                let w = again8(q);
+                store4(2u * q, simple_grad4(sg, w.a, 2u * q));
+                store4(2u * q + 1u, simple_grad4(sg, w.b, 2u * q + 1u));
             }
-            if j < sp.v1 {
-                store4(j, k * (exp(again4(j) - m) * g.inv_s - select(vec4<f32>(0.0), hot, j == yj)));
+            if pr.has_lo && takes_lo(slot.lane) {
+                store4(pr.lo, simple_grad4(sg, again4(pr.lo), pr.lo));
+            }
+            if pr.has_hi && takes_hi(slot.lane, params.lanes) {
+                store4(pr.hi, simple_grad4(sg, again4(pr.hi), pr.hi));
             }
         } else {
-            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-                let cj = 4u * j - base;
-                let v = again4(j);
-                store4(j, vec4<f32>(
-                    grad_one(g, v.x, 4u * j, cj),
-                    grad_one(g, v.y, 4u * j + 1u, cj + 1u),
-                    grad_one(g, v.z, 4u * j + 2u, cj + 2u),
-                    grad_one(g, v.w, 4u * j + 3u, cj + 3u),
-                ));
+            let pr = span_pairs(sp);
+            for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+                let w = again8(q);
+                store4(2u * q, grad4(g, w.a, 2u * q, base));
+                store4(2u * q + 1u, grad4(g, w.b, 2u * q + 1u, base));
+            }
+            if pr.has_lo && takes_lo(slot.lane) {
+                store4(pr.lo, grad4(g, again4(pr.lo), pr.lo, base));
+            }
+            if pr.has_hi && takes_hi(slot.lane, params.lanes) {
+                store4(pr.hi, grad4(g, again4(pr.hi), pr.hi, base));
             }
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {

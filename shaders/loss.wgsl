@@ -20,8 +20,9 @@
 // cross_entropy_partials reads each segment once, cross_entropy_merge (tiny) merges a row's
 // segments. The traffic is the same 4 bytes per logit.
 // Work and traffic: cross_entropy_rows gives each row `lanes` invocations (shared/lse.wgsl)
-// and reads it once, as vec4s when it is contiguous: a vec4 costs one rescale exp(M_old - M)
-// and four exp(x - M), and the target logit is gathered by one invocation. 4 bytes read per
+// and reads it once, in pairs of vec4s when it is contiguous (shared/lse.wgsl's Pairs: one
+// load each where f32 is read 8 at a time): a pair costs one rescale exp(M_old - M) and
+// eight exp(x - M), and the target logit is gathered by one invocation. 4 bytes read per
 // logit (8 with probability targets); log_softmax is never materialised. nll_rows is one
 // invocation per row and reads one value of it.
 //

@@ -13,7 +13,8 @@
 //
 // Work: `lanes` invocations per row (shared/lse.wgsl); each walks its share of the row
 // keeping an online (m, s) — or the backward's sum — and the row's lanes merge them in a
-// fixed tree (deterministic). Contiguous rows (inner = 1) are read as vec4s.
+// fixed tree (deterministic). Contiguous rows (inner = 1) are read in pairs of vec4s
+// (shared/lse.wgsl's Pairs), the same pairs in both passes.
 // Passes: read the row for the statistics, read it again and write y: 8 bytes read + 4
 // written per logit; 4 read + 4 written when the row is held in workgroup memory (the
 // *_held kernels, shared/hold.wgsl). The backward reads out and gy twice and writes once:
@@ -62,25 +63,24 @@ fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
         if params.inner == 1u {
             let sp = row_span(base, params.classes);
             hold_begin(lid, params.lanes, params.classes / 4u + 1u, sp.v0);
-            // Two vec4s per trip: loop trips are what CPU adapters pay for.
-            let step = params.lanes;
-            var j = sp.v0 + slot.lane;
-            for (; j + step < sp.v1; j += 2u * step) {
-                let v = x_4(j);
-                let u = x_4(j + step);
-                hold4(j, v);
-                hold4(j + step, u);
-                let vu = max(v, u);
-                let m = max(st.m, max(max(vu.x, vu.y), max(vu.z, vu.w)));
-                let e = exp(v - vec4<f32>(m)) + exp(u - vec4<f32>(m));
-                st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
+            // Pairs of vec4s per trip (one load each where x is read 8 at a time): loop trips
+            // and load instructions are what CPU adapters pay for.
+            let pr = span_pairs(sp);
+            for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+                let w = x_8(q);
+                hold4(2u * q, w.a);
+                hold4(2u * q + 1u, w.b);
+                st = lse_push8(st, w);
             }
-            if j < sp.v1 {
-                let v = x_4(j);
-                hold4(j, v);
-                let m = max(st.m, max(max(v.x, v.y), max(v.z, v.w)));
-                let e = exp(v - vec4<f32>(m));
-                st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
+            if pr.has_lo && takes_lo(slot.lane) {
+                let v = x_4(pr.lo);
+                hold4(pr.lo, v);
+                st = lse_push4(st, v);
+            }
+            if pr.has_hi && takes_hi(slot.lane, params.lanes) {
+                let v = x_4(pr.hi);
+                hold4(pr.hi, v);
+                st = lse_push4(st, v);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 st = lse_push(st, x_1(span_scalar(sp, base, k)));
@@ -103,6 +103,22 @@ fn again4(j: u32) -> vec4<f32> {
     return x_4(j);
 }
 
+// The second read of pair q (vec4s 2q, 2q + 1), likewise.
+fn again8(q: u32) -> Vec8 {
+    if HOLD_ROWS {
+        return Vec8(held4(2u * q), held4(2u * q + 1u));
+    }
+    return x_8(q);
+}
+
+// log_softmax (`which` LOG_SOFTMAX) or softmax of the raw vec4 v, given m, log(s), 1/s.
+fn forward4(which: u32, v: vec4<f32>, m: f32, log_s: f32, inv_s: f32) -> vec4<f32> {
+    if which == LOG_SOFTMAX {
+        return (v - vec4<f32>(m)) - vec4<f32>(log_s);
+    }
+    return exp(v - vec4<f32>(m)) * inv_s;
+}
+
 // y_c for every class of the row from its statistics: log_softmax (x - m) - log(s),
 // softmax exp(x - m) · (1 / s).
 fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
@@ -115,22 +131,33 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
     if params.inner == 1u {
         let sp = row_span(base, params.classes);
         // One loop per op: CPU adapters run both sides of a branch inside a loop.
+        let pr = span_pairs(sp);
         if which == LOG_SOFTMAX {
-            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-                y[j] = (again4(j) - vec4<f32>(m)) - vec4<f32>(log_s);
+            for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+                let w = again8(q);
+                y[2u * q] = (w.a - vec4<f32>(m)) - vec4<f32>(log_s);
+                y[2u * q + 1u] = (w.b - vec4<f32>(m)) - vec4<f32>(log_s);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);
                 store1(i, (x_1(i) - m) - log_s);
             }
         } else {
-            for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-                y[j] = exp(again4(j) - vec4<f32>(m)) * inv_s;
+            for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+                let w = again8(q);
+                y[2u * q] = exp(w.a - vec4<f32>(m)) * inv_s;
+                y[2u * q + 1u] = exp(w.b - vec4<f32>(m)) * inv_s;
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);
                 store1(i, exp(x_1(i) - m) * inv_s);
             }
+        }
+        if pr.has_lo && takes_lo(slot.lane) {
+            y[pr.lo] = forward4(which, again4(pr.lo), m, log_s, inv_s);
+        }
+        if pr.has_hi && takes_hi(slot.lane, params.lanes) {
+            y[pr.hi] = forward4(which, again4(pr.hi), m, log_s, inv_s);
         }
     } else {
         for (var c = slot.lane; c < params.classes; c += params.lanes) {

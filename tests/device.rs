@@ -599,3 +599,59 @@ fn device_weights_are_checked() {
         .unwrap_err();
     assert!(err.to_string().contains("no log-sum-exp"), "{err}");
 }
+
+/// A user's f32 buffer that ends 16 bytes into a 32-byte unit: where f32 inputs are read 8 at
+/// a time (CPU adapters), such a binding cannot be, and the call reads it 4 at a time instead.
+#[test]
+fn logits_buffer_of_an_odd_number_of_vec4s_is_read_correctly() {
+    let ctx = Context::new().unwrap();
+    // 3 × 12 = 36 floats: 144 bytes, nine vec4s.
+    let (n, c) = (3usize, 12usize);
+    let x = model_logits(n * c);
+    let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+        label: Some("odd vec4s"),
+        size: (n * c * 4) as u64,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    ctx.queue()
+        .write_buffer(&buffer, 0, bytemuck::cast_slice(&x));
+    let logits = DeviceTensor::from_buffer(&ctx, &buffer, 0, &[n, c], DeviceDType::F32).unwrap();
+    let t = [1i32, 5, 11];
+    let target = DeviceTensor::from_host(&ctx, &t, &[n], DeviceDType::I32).unwrap();
+    let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
+    let call = DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad));
+    let step = ctx
+        .prepare_cross_entropy_device(call, &Default::default())
+        .unwrap();
+    let (out, _) = step.run_timed().unwrap();
+    let reference = cpu::cross_entropy_backward(
+        Tensor::new(&x, &[n, c]),
+        Target::I32(Tensor::new(&t, &[n])),
+        &Default::default(),
+        &Default::default(),
+    )
+    .unwrap();
+    assert_close(
+        "odd vec4s",
+        &out.loss.data,
+        &widen(&reference.loss.data),
+        1e-6,
+        1e-6,
+    );
+    let expect = widen(&reference.grad.unwrap().data);
+    assert_close(
+        "odd vec4s",
+        &grad.read_f32(&ctx).unwrap(),
+        &expect,
+        1e-7,
+        1e-5,
+    );
+    let p = ctx.prepare_softmax_device(&logits, 1, true).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    p.record(&mut encoder);
+    ctx.queue().submit(Some(encoder.finish()));
+    let reference = cpu::log_softmax(Tensor::new(&x, &[n, c]), 1).unwrap();
+    let ours = p.output().read_f32(&ctx).unwrap();
+    assert_close("odd vec4s", &ours, &widen(&reference.data), 1e-6, 1e-6);
+}

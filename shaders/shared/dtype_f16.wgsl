@@ -10,3 +10,8 @@ fn NAME_4(j: u32) -> vec4<f32> {
 fn NAME_1(i: u32) -> f32 {
     return unpack2x16float(NAME[i >> 2u][(i >> 1u) & 1u])[i & 1u];
 }
+
+// Vec4s 2q and 2q + 1 (the loops' unit, shared/lse.wgsl's Pairs).
+fn NAME_8(q: u32) -> Vec8 {
+    return Vec8(NAME_4(2u * q), NAME_4(2u * q + 1u));
+}

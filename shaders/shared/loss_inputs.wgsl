@@ -141,14 +141,11 @@ fn push_one(acc: Acc, i: u32, c: u32, r: f32) -> Acc {
     return out;
 }
 
-// Adds the vec4 j (classes c0..c0+3 of a contiguous row) to the lane's sums.
-fn push_vec4(acc: Acc, j: u32, c0: u32, r: f32) -> Acc {
-    let raw = logits_4(j);
+// Adds `raw`, the vec4 j (classes c0..c0+3 of a contiguous row), to the lane's sums.
+fn push_vec4(acc: Acc, raw: vec4<f32>, j: u32, c0: u32, r: f32) -> Acc {
     hold4(j, raw);
     let v = cap4(raw);
-    let m = max(acc.st.m, max(max(v.x, v.y), max(v.z, v.w)));
-    let e = exp(v - vec4<f32>(m));
-    var out = Acc(Lse(m, acc.st.s * exp(acc.st.m - m) + ((e.x + e.y) + (e.z + e.w))), acc.q, acc.a);
+    var out = Acc(lse_push4(acc.st, v), acc.q, acc.a);
     if smoothing() {
         var q = vec4<f32>(class_weight(c0), class_weight(c0 + 1u), class_weight(c0 + 2u), class_weight(c0 + 3u));
         if prob_targets() {
@@ -197,33 +194,30 @@ fn row_stats_range(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> RowS
         if params.inner == 1u {
             let sp = row_span(base + c0, c1 - c0);
             hold_begin(lid, params.lanes, params.classes / 4u + 1u, sp.v0);
+            // Pairs of vec4s (one load each where the input is read 8 at a time).
+            let pr = span_pairs(sp);
             if smoothing() || params.softcap != 0.0 {
-                for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-                    acc = push_vec4(acc, j, 4u * j - base, r);
+                for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+                    let w = logits_8(q);
+                    acc = push_vec4(acc, w.a, 2u * q, 8u * q - base, r);
+                    acc = push_vec4(acc, w.b, 2u * q + 1u, 8u * q + 4u - base, r);
                 }
             } else {
-                // The common case, kept free of per-element branches, two vec4s per trip.
+                // The common case, kept free of per-element branches.
                 var st = acc.st;
-                var j = sp.v0 + slot.lane;
-                let step = params.lanes;
-                for (; j + step < sp.v1; j += 2u * step) {
-                    let v = logits_4(j);
-                    let u = logits_4(j + step);
-                    hold4(j, v);
-                    hold4(j + step, u);
-                    let vu = max(v, u);
-                    let m = max(st.m, max(max(vu.x, vu.y), max(vu.z, vu.w)));
-                    let e = exp(v - vec4<f32>(m)) + exp(u - vec4<f32>(m));
-                    st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
-                }
-                if j < sp.v1 {
-                    let v = logits_4(j);
-                    hold4(j, v);
-                    let m = max(st.m, max(max(v.x, v.y), max(v.z, v.w)));
-                    let e = exp(v - vec4<f32>(m));
-                    st = Lse(m, st.s * exp(st.m - m) + ((e.x + e.y) + (e.z + e.w)));
+                for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+                    let w = logits_8(q);
+                    hold4(2u * q, w.a);
+                    hold4(2u * q + 1u, w.b);
+                    st = lse_push8(st, w);
                 }
                 acc.st = st;
+            }
+            if pr.has_lo && takes_lo(slot.lane) {
+                acc = push_vec4(acc, logits_4(pr.lo), pr.lo, 4u * pr.lo - base, r);
+            }
+            if pr.has_hi && takes_hi(slot.lane, params.lanes) {
+                acc = push_vec4(acc, logits_4(pr.hi), pr.hi, 4u * pr.hi - base, r);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base + c0, k);

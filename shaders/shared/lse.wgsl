@@ -19,6 +19,13 @@ struct Lse {
     s: f32,
 }
 
+// Eight values: vec4s 2q and 2q + 1 of a contiguous tensor, one load where the input is read
+// 8 at a time (shared/dtype_f32_wide.wgsl), two elsewhere.
+struct Vec8 {
+    a: vec4<f32>,
+    b: vec4<f32>,
+}
+
 fn lse_empty() -> Lse {
     return Lse(-FLT_MAX, 0.0);
 }
@@ -31,6 +38,21 @@ fn lse_push(a: Lse, x: f32) -> Lse {
 fn lse_merge(a: Lse, b: Lse) -> Lse {
     let m = max(a.m, b.m);
     return Lse(m, a.s * exp(a.m - m) + b.s * exp(b.m - m));
+}
+
+// Pushes four values (a vec4 of a contiguous row).
+fn lse_push4(a: Lse, v: vec4<f32>) -> Lse {
+    let m = max(a.m, max(max(v.x, v.y), max(v.z, v.w)));
+    let e = exp(v - vec4<f32>(m));
+    return Lse(m, a.s * exp(a.m - m) + ((e.x + e.y) + (e.z + e.w)));
+}
+
+// Pushes eight values (a Vec8) with one rescale.
+fn lse_push8(a: Lse, w: Vec8) -> Lse {
+    let vu = max(w.a, w.b);
+    let m = max(a.m, max(max(vu.x, vu.y), max(vu.z, vu.w)));
+    let e = exp(w.a - vec4<f32>(m)) + exp(w.b - vec4<f32>(m));
+    return Lse(m, a.s * exp(a.m - m) + ((e.x + e.y) + (e.z + e.w)));
 }
 
 fn lse_value(a: Lse) -> f32 {
@@ -103,6 +125,36 @@ fn span_scalar(sp: Span, base: u32, k: u32) -> u32 {
         return base + k;
     }
     return 4u * sp.v1 + (k - head);
+}
+
+// A span's vec4 body [v0, v1) as whole pairs [q0, q1) (vec4s 2q, 2q + 1) plus the odd vec4
+// at each end: `lo` (v0, when v0 is odd) and `hi` (v1 - 1, when v1 is odd); a flag is 0 when
+// that end is not there. Every pass over a row walks it the same way, so a lane meets the
+// same vec4s each time (rows held in workgroup memory rely on it).
+struct Pairs {
+    q0: u32,
+    q1: u32,
+    lo: u32,
+    hi: u32,
+    has_lo: bool,
+    has_hi: bool,
+}
+
+fn span_pairs(sp: Span) -> Pairs {
+    let q0 = (sp.v0 + 1u) / 2u;
+    let q1 = max(sp.v1 / 2u, q0);
+    let has_lo = sp.v1 > sp.v0 && (sp.v0 & 1u) == 1u;
+    let has_hi = sp.v1 > sp.v0 && (sp.v1 & 1u) == 1u;
+    return Pairs(q0, q1, sp.v0, sp.v1 - 1u, has_lo, has_hi);
+}
+
+// Whether this lane takes the pair's odd end `lo` (lane 0) or `hi` (lane 1, or 0 alone).
+fn takes_lo(lane: u32) -> bool {
+    return lane == 0u;
+}
+
+fn takes_hi(lane: u32, lanes: u32) -> bool {
+    return lane == 1u % lanes;
 }
 
 // The workgroup reductions (workgroup_lse, workgroup_sum2) follow: Rust appends

@@ -1,6 +1,6 @@
 //! The one GPU context: adapter, device, queue and every pipeline, created once.
 
-use super::kernels::{Family, Kernel, ShaderCaps};
+use super::kernels::{Family, InputKind, Kernel, ShaderCaps};
 use crate::error::{Result, XentError};
 use crate::options::DType;
 use std::collections::HashMap;
@@ -40,7 +40,7 @@ pub struct Context {
     hold_rows: bool,
     max_binding_bytes: u64,
     layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
-    pipelines: Mutex<HashMap<(Kernel, DType), Arc<wgpu::ComputePipeline>>>,
+    pipelines: Mutex<HashMap<(Kernel, InputKind), Arc<wgpu::ComputePipeline>>>,
 }
 
 impl Context {
@@ -69,8 +69,9 @@ impl Context {
         let mut wanted = Self::WANTED_FEATURES;
         if info.device_type == wgpu::DeviceType::Cpu {
             // Device memory is host memory there: outputs are mapped where the kernel wrote
-            // them, without a copy into a staging buffer.
-            wanted |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS;
+            // them, without a copy into a staging buffer; and f32 inputs are read 8 at a time
+            // through 64-bit integers (shared/dtype_f32_wide.wgsl).
+            wanted |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS | wgpu::Features::SHADER_INT64;
         }
         let features = adapter.features() & wanted;
         let (device, queue) = adapter
@@ -113,8 +114,10 @@ impl Context {
     ) -> Result<Self> {
         let info = device.adapter_info();
         let limits = device.limits();
-        let features =
-            device.features() & (Self::WANTED_FEATURES | wgpu::Features::MAPPABLE_PRIMARY_BUFFERS);
+        let features = device.features()
+            & (Self::WANTED_FEATURES
+                | wgpu::Features::MAPPABLE_PRIMARY_BUFFERS
+                | wgpu::Features::SHADER_INT64);
         Self::assemble(device, queue, info, limits, features, options).await
     }
 
@@ -226,6 +229,31 @@ impl Context {
             f16: self.features.contains(wgpu::Features::SHADER_F16),
             subgroups: self.features.contains(wgpu::Features::SUBGROUP)
                 && std::env::var_os("XENT_NO_SUBGROUPS").is_none(),
+            wide_f32: false,
+        }
+    }
+
+    /// Whether f32 inputs may be read 8 at a time (`vec4<u64>`): on CPU adapters with
+    /// `SHADER_INT64`, unless `XENT_NO_WIDE_LOADS` is set.
+    pub(crate) fn wide_f32(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+            && self.features.contains(wgpu::Features::SHADER_INT64)
+            && std::env::var_os("XENT_NO_WIDE_LOADS").is_none()
+    }
+
+    /// How an input of `dtype` bound at `sizes` bytes (one per chunk) is declared: f32 is
+    /// read 8 at a time where the device gains from it and every binding covers whole 32-byte
+    /// units.
+    pub(crate) fn input_kind(
+        &self,
+        dtype: DType,
+        sizes: impl IntoIterator<Item = u64>,
+    ) -> InputKind {
+        InputKind {
+            dtype,
+            wide: dtype == DType::F32
+                && self.wide_f32()
+                && sizes.into_iter().all(|s| s.is_multiple_of(32)),
         }
     }
 
@@ -278,7 +306,7 @@ impl Context {
         self.layouts = layouts;
         self.scoped(async {
             for kernel in Kernel::ALL {
-                self.pipeline(kernel, DType::F32);
+                self.pipeline(kernel, DType::F32.into());
             }
             Ok(())
         })
@@ -287,22 +315,29 @@ impl Context {
 
     /// The compiled pipeline of `kernel` for inputs of `dtype`, compiled on first use and
     /// cached. A compilation error reaches the error scope of the op that asked.
-    pub(crate) fn pipeline(&self, kernel: Kernel, dtype: DType) -> Arc<wgpu::ComputePipeline> {
+    pub(crate) fn pipeline(&self, kernel: Kernel, input: InputKind) -> Arc<wgpu::ComputePipeline> {
         let family = kernel.family();
-        // Families without a typed input compile once.
-        let dtype = match family {
-            Family::Reduce | Family::Bandwidth | Family::Convert => DType::F32,
-            _ => dtype,
+        // Families without a typed input compile once; a kernel that writes over its input
+        // declares it element by element.
+        let input = match family {
+            Family::Reduce | Family::Bandwidth | Family::Convert => DType::F32.into(),
+            _ if kernel.writes_input() => input.dtype.into(),
+            _ => input,
         };
+        let dtype = input.dtype;
         let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(&(kernel, dtype)) {
+        if let Some(p) = cache.get(&(kernel, input)) {
             return p.clone();
         }
+        let caps = ShaderCaps {
+            wide_f32: input.wide,
+            ..self.shader_caps()
+        };
         let module = self
             .device
             .create_shader_module(wgpu::ShaderModuleDescriptor {
                 label: Some(&format!("xent {family:?} {dtype:?}")),
-                source: wgpu::ShaderSource::Wgsl(family.source(dtype, self.shader_caps()).into()),
+                source: wgpu::ShaderSource::Wgsl(family.source(dtype, caps).into()),
             });
         let mut constants = vec![("WG", self.workgroup_size as f64)];
         constants.extend_from_slice(kernel.constants());
@@ -323,7 +358,7 @@ impl Context {
                 cache: None,
             },
         ));
-        cache.insert((kernel, dtype), pipeline.clone());
+        cache.insert((kernel, input), pipeline.clone());
         pipeline
     }
 
@@ -350,6 +385,15 @@ impl Context {
     /// Calls with fewer rows than this split their rows across workgroups.
     pub fn min_workgroups(&self) -> u32 {
         self.min_workgroups
+    }
+
+    /// How f32 inputs are read (`xent info` prints it).
+    pub fn f32_path(&self) -> &'static str {
+        if self.wide_f32() {
+            "8 at a time as vec4<u64> (SHADER_INT64, CPU adapter), where the binding allows"
+        } else {
+            "4 at a time as vec4<f32>"
+        }
     }
 
     /// Where log_softmax, softmax and the fused backward take their second read of a row
@@ -421,7 +465,7 @@ impl Context {
         let bytes: &[u8] = bytemuck::cast_slice(data);
         // Padded to whole vec4s (kernels read logits as array<vec4<f32>>); never zero-sized,
         // which is not a valid binding.
-        let size = (bytes.len() as u64).div_ceil(16).max(1) * 16;
+        let size = (bytes.len() as u64).div_ceil(32).max(1) * 32;
         self.check_buffer_size(label, size)?;
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),

@@ -237,6 +237,24 @@ impl DeviceTensor {
         bytes.div_ceil(self.dtype.granule()).max(1) * self.dtype.granule()
     }
 
+    /// As an input of a kernel: f32 is bound in whole 32-byte units where the buffer has the
+    /// room (so that it can be read 8 at a time, `Context::input_kind`), else as `bound`.
+    pub(crate) fn input_bound(&self, ctx: &Context) -> Bound {
+        let wide = (self.len() * 4).div_ceil(32).max(1) as u64 * 32;
+        if self.dtype == DeviceDType::F32
+            && ctx.wide_f32()
+            && self.offset + wide <= self.buffer.size()
+            && wide <= ctx.max_binding_bytes()
+        {
+            return Bound {
+                buffer: self.buffer.clone(),
+                offset: self.offset,
+                size: wide,
+            };
+        }
+        self.bound()
+    }
+
     pub(crate) fn bound(&self) -> Bound {
         Bound {
             buffer: self.buffer.clone(),
@@ -445,7 +463,7 @@ impl Context {
             weight: weight.map(|w| w.bound()),
         };
         let inputs = vec![ChunkInputs {
-            logits: logits.bound(),
+            logits: logits.input_bound(self),
             targets: if probs {
                 Bound::whole(self.upload::<i32>("targets", &[])?)
             } else {

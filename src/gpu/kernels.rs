@@ -19,16 +19,35 @@ pub struct ShaderCaps {
     pub f16: bool,
     /// Reduce with subgroup operations (`SUBGROUP`).
     pub subgroups: bool,
+    /// Read f32 inputs 8 at a time as `vec4<u64>` (`SHADER_INT64`, CPU adapters), where the
+    /// binding is read-only.
+    pub wide_f32: bool,
 }
+/// How a kernel's input array is declared: its dtype and, for f32, whether it is read 8 at a
+/// time (`vec4<u64>`, CPU adapters with `SHADER_INT64`, bindings of whole 32-byte units).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct InputKind {
+    pub dtype: DType,
+    pub wide: bool,
+}
+
+impl From<DType> for InputKind {
+    fn from(dtype: DType) -> Self {
+        Self { dtype, wide: false }
+    }
+}
+
 /// Rows kept in workgroup memory between two passes, for the families that read rows.
 const HOLD: &str = include_str!("../../shaders/shared/hold.wgsl");
 /// The loss parameters and input bindings, shared by the forward and backward families.
 const LOSS_INPUTS: &str = include_str!("../../shaders/shared/loss_inputs.wgsl");
 
-/// How an input array of each dtype is declared and read (`NAME_4`, `NAME_1`): f16 as
-/// WGSL's own `f16` where the device has `SHADER_F16`, else unpacked from u32 words.
-fn dtype_source(dtype: DType, f16_native: bool) -> &'static str {
+/// How an input array of each dtype is declared and read (`NAME_8`, `NAME_4`, `NAME_1`): f16
+/// as WGSL's own `f16` where the device has `SHADER_F16`, else unpacked from u32 words; f32
+/// as `vec4<u64>` where it is read 8 at a time (`wide`).
+fn dtype_source(dtype: DType, f16_native: bool, wide: bool) -> &'static str {
     match dtype {
+        DType::F32 if wide => include_str!("../../shaders/shared/dtype_f32_wide.wgsl"),
         DType::F32 => include_str!("../../shaders/shared/dtype_f32.wgsl"),
         DType::F16 if f16_native => include_str!("../../shaders/shared/dtype_f16_native.wgsl"),
         DType::F16 => include_str!("../../shaders/shared/dtype_f16.wgsl"),
@@ -37,8 +56,9 @@ fn dtype_source(dtype: DType, f16_native: bool) -> &'static str {
 }
 
 /// How it is written over (`NAME_store4`, `NAME_store1`), for the in-place gradient.
-fn dtype_store_source(dtype: DType) -> &'static str {
+fn dtype_store_source(dtype: DType, wide: bool) -> &'static str {
     match dtype {
+        DType::F32 if wide => include_str!("../../shaders/shared/dtype_f32_wide_store.wgsl"),
         DType::F32 => include_str!("../../shaders/shared/dtype_f32_store.wgsl"),
         _ => include_str!("../../shaders/shared/dtype_half_store.wgsl"),
     }
@@ -88,15 +108,19 @@ impl Family {
         // The logits are read-only for the forward, writable for the fused backward (which
         // can put the gradient over them).
         let input = match self {
-            Family::Softmax => dtype_source(dtype, f16_native)
+            Family::Softmax => dtype_source(dtype, f16_native, caps.wide_f32)
                 .replace("NAME", "x")
                 .replace("ACCESS", "read"),
-            Family::Loss => dtype_source(dtype, f16_native)
+            Family::Loss => dtype_source(dtype, f16_native, caps.wide_f32)
                 .replace("NAME", "logits")
                 .replace("ACCESS", "read"),
             Family::Grad => {
-                let decl = dtype_source(dtype, f16_native).replace("ACCESS", "read_write");
-                format!("{decl}\n{}", dtype_store_source(dtype)).replace("NAME", "logits")
+                // Read-write for the in-place gradient; `caps.wide_f32` is off for those
+                // kernels (Kernel::writes_input).
+                let decl =
+                    dtype_source(dtype, f16_native, caps.wide_f32).replace("ACCESS", "read_write");
+                format!("{decl}\n{}", dtype_store_source(dtype, caps.wide_f32))
+                    .replace("NAME", "logits")
             }
             Family::Reduce | Family::Bandwidth | Family::Convert => String::new(),
         };
@@ -322,6 +346,12 @@ impl Kernel {
         }
     }
 
+    /// Whether the kernel writes over its input (the in-place gradient), which must then be
+    /// declared element by element, not 8 at a time.
+    pub fn writes_input(self) -> bool {
+        self.constants().iter().any(|(name, _)| *name == "IN_PLACE")
+    }
+
     /// Whether the kernel keeps rows in workgroup memory (`HOLD`, sized by the context).
     pub fn holds_rows(self) -> bool {
         self.constants()
@@ -343,10 +373,19 @@ mod tests {
     /// Every shader, in every dtype, parses and validates with naga, with no adapter involved.
     #[test]
     fn every_shader_validates_with_naga() {
-        let caps = |f16, subgroups| ShaderCaps { f16, subgroups };
+        let caps = |f16, subgroups| ShaderCaps {
+            f16,
+            subgroups,
+            wide_f32: false,
+        };
+        let wide = ShaderCaps {
+            wide_f32: true,
+            ..caps(true, true)
+        };
         let variants = [
             (DType::F32, caps(false, false)),
             (DType::F32, caps(false, true)),
+            (DType::F32, wide),
             (DType::F16, caps(false, false)),
             (DType::F16, caps(true, true)),
             (DType::BF16, caps(false, true)),

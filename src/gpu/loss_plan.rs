@@ -4,7 +4,7 @@
 
 use super::chunks;
 use super::context::{Bindable, Bound, Context};
-use super::kernels::{Family, Kernel};
+use super::kernels::{Family, InputKind, Kernel};
 use super::loss::{Grad, Loss, Request, Results};
 use super::program::{join, Program};
 use super::readback::Staging;
@@ -79,6 +79,7 @@ impl Context {
     ) -> Result<PreparedLoss<'_>> {
         let layout = &shape.layout;
         let dtype = shape.dtype;
+        let kind = self.input_kind(dtype, inputs.iter().map(|c| c.logits.size));
         let mut flags = 0;
         if opts.weight.is_some() || shape.weight.is_some() {
             flags |= HAS_WEIGHT;
@@ -242,7 +243,7 @@ impl Context {
                 self.push_typed(
                     &mut program,
                     Kernel::RowDens,
-                    dtype,
+                    kind,
                     forward_bind(b),
                     groups,
                     label(Kernel::RowDens, b),
@@ -251,7 +252,7 @@ impl Context {
                     self.push_typed(
                         &mut program,
                         Kernel::ReportError,
-                        dtype,
+                        kind,
                         forward_bind(b),
                         1,
                         "report_error".into(),
@@ -285,7 +286,7 @@ impl Context {
                     // Split rows: partial statistics, then the merge writes each row's loss.
                     self.push_split_forward(
                         &mut program,
-                        dtype,
+                        kind,
                         forward_bind,
                         b,
                         segment_groups,
@@ -297,7 +298,7 @@ impl Context {
                     _ => segment_groups(b.rows),
                 };
                 let bind = grad_bind(b, &scale);
-                self.push_typed(&mut program, kernel, dtype, bind, groups, label(kernel, b))?;
+                self.push_typed(&mut program, kernel, kind, bind, groups, label(kernel, b))?;
             }
             match opts.reduction {
                 Reduction::None => None,
@@ -312,7 +313,7 @@ impl Context {
                 if split.segments > 1 {
                     self.push_split_forward(
                         &mut program,
-                        dtype,
+                        kind,
                         forward_bind,
                         b,
                         segment_groups,
@@ -327,7 +328,7 @@ impl Context {
                 self.push_typed(
                     &mut program,
                     kernel,
-                    dtype,
+                    kind,
                     forward_bind(b),
                     groups,
                     label(kernel, b),
@@ -344,7 +345,7 @@ impl Context {
                     self.push_typed(
                         &mut program,
                         Kernel::NllGrad,
-                        dtype,
+                        kind,
                         bind,
                         row_groups(b.rows),
                         label(Kernel::NllGrad, b),
@@ -428,7 +429,7 @@ impl Context {
     fn push_split_forward(
         &self,
         program: &mut Program,
-        dtype: DType,
+        kind: InputKind,
         forward_bind: impl Fn(&ChunkBuffers) -> wgpu::BindGroup,
         b: &ChunkBuffers,
         segment_groups: impl Fn(usize) -> u64,
@@ -439,7 +440,7 @@ impl Context {
         self.push_typed(
             program,
             partials,
-            dtype,
+            kind,
             forward_bind(b),
             segment_groups(b.rows),
             label(partials),
@@ -448,7 +449,7 @@ impl Context {
         self.push_typed(
             program,
             merge,
-            dtype,
+            kind,
             forward_bind(b),
             per_row_groups(b.rows),
             label(merge),

@@ -7,7 +7,7 @@
 
 use super::chunks::grid;
 use super::context::Context;
-use super::kernels::Kernel;
+use super::kernels::{InputKind, Kernel};
 use super::readback::Staging;
 use super::timestamps::Timestamps;
 use crate::error::Result;
@@ -61,12 +61,13 @@ impl Context {
         self.push_typed(program, kernel, DType::F32, bind, workgroups, label)
     }
 
-    /// Appends a dispatch of `kernel` compiled for inputs of `dtype`.
+    /// Appends a dispatch of `kernel` compiled for inputs of `input` (a dtype, or an
+    /// [`InputKind`]).
     pub(crate) fn push_typed(
         &self,
         program: &mut Program,
         kernel: Kernel,
-        dtype: DType,
+        input: impl Into<InputKind>,
         bind: wgpu::BindGroup,
         workgroups: u64,
         label: String,
@@ -76,7 +77,7 @@ impl Context {
             self.limits().max_compute_workgroups_per_dimension,
         )?;
         if grid.0 > 0 {
-            let pipeline = self.pipeline(kernel, dtype);
+            let pipeline = self.pipeline(kernel, input.into());
             program.dispatches.push(Dispatch {
                 pipeline,
                 bind,

@@ -4,7 +4,7 @@ use super::chunks;
 use super::context::Bindable;
 use super::context::Context;
 use super::device::{DeviceDType, DeviceTensor};
-use super::kernels::{Family, Kernel};
+use super::kernels::{Family, InputKind, Kernel};
 use super::program::{join, Program};
 use super::readback::Staging;
 use super::rows;
@@ -158,15 +158,9 @@ impl Context {
                 None => self.upload::<f32>("unused", &[])?,
             };
             let rows = chunk.rows(&layout).len();
-            let output = self.push_softmax(
-                &mut program,
-                kernel,
-                x.dtype(),
-                &layout,
-                rows,
-                &input,
-                &upstream,
-            )?;
+            let kind = self.input_kind(x.dtype(), [input.size()]);
+            let output =
+                self.push_softmax(&mut program, kernel, kind, &layout, rows, &input, &upstream)?;
             let staging = self.staging_for(&output, 0, elems.len() as u64 * 4);
             outputs.push((output, staging));
         }
@@ -188,7 +182,7 @@ impl Context {
         &self,
         program: &mut Program,
         kernel: Kernel,
-        dtype: DType,
+        kind: InputKind,
         layout: &RowLayout,
         rows: usize,
         input: &dyn Bindable,
@@ -224,7 +218,7 @@ impl Context {
             layout.classes, layout.inner
         );
         let workgroups = rows::workgroups(rows, lanes, self.workgroup_size());
-        self.push_typed(program, kernel, dtype, bind, workgroups, label)?;
+        self.push_typed(program, kernel, kind, bind, workgroups, label)?;
         Ok(output)
     }
 
@@ -273,13 +267,14 @@ impl Context {
         pollster::block_on(self.scoped(async {
             let mut program = Program::default();
             let unused = self.upload::<f32>("unused", &[])?;
+            let bound = x.input_bound(self);
             let output = self.push_softmax(
                 &mut program,
                 kernel,
-                dtype,
+                self.input_kind(dtype, [bound.size]),
                 &layout,
                 layout.rows(),
-                &x.bound(),
+                &bound,
                 &unused,
             )?;
             let packed = match out {

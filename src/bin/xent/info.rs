@@ -54,6 +54,7 @@ pub fn run() -> Result<()> {
         "  reductions:                       {}",
         ctx.reduction_path()
     );
+    println!("  f32 inputs read:                  {}", ctx.f32_path());
     println!("  rows read twice:                  {}", ctx.hold_path());
     println!(
         "  adapter features:                 {:?}",

@@ -1,0 +1,32 @@
+// NAME: f32 values read 8 at a time, as vec4<u64> (SHADER_INT64), for CPU adapters: lavapipe
+// runs every storage load as a loop over its SIMD lanes, one scalar load per component, so a
+// load's cost is per instruction, not per byte. The read kernel over 131 MB took 26 ms with
+// vec4<u64> loads against 35 ms with vec4<f32> (six interleaved runs each).
+// Read-only bindings only: a store of one f32 cannot be written into a u64 without a
+// read-modify-write that could race with a neighbouring row's, so the in-place gradient
+// keeps dtype_f32.wgsl. The binding must cover whole 32-byte units.
+@group(0) @binding(BINDING) var<storage, ACCESS> NAME: array<vec4<u64>>;
+
+fn NAME_half(w: u64) -> vec2<f32> {
+    return vec2<f32>(bitcast<f32>(u32(w & 0xfffffffflu)), bitcast<f32>(u32(w >> 32u)));
+}
+
+fn NAME_8(q: u32) -> Vec8 {
+    let w = NAME[q];
+    return Vec8(
+        vec4<f32>(NAME_half(w.x), NAME_half(w.y)),
+        vec4<f32>(NAME_half(w.z), NAME_half(w.w)),
+    );
+}
+
+fn NAME_4(j: u32) -> vec4<f32> {
+    let w = NAME[j >> 1u];
+    if (j & 1u) == 0u {
+        return vec4<f32>(NAME_half(w.x), NAME_half(w.y));
+    }
+    return vec4<f32>(NAME_half(w.z), NAME_half(w.w));
+}
+
+fn NAME_1(i: u32) -> f32 {
+    return NAME_half(NAME[i >> 3u][(i >> 1u) & 3u])[i & 1u];
+}
