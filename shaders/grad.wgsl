@@ -40,7 +40,8 @@ override IN_PLACE: bool = false;
 
 @group(0) @binding(5) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(6) var<storage, read> scale: array<f32>;
-@group(0) @binding(7) var<storage, read_write> grad: array<vec4<f32>>;
+// binding 7, grad, is declared by the output file Rust puts before this one
+// (shared/out_f32*.wgsl): grad_put8, grad_put4, grad_put1.
 @group(0) @binding(8) var<storage, read_write> stats: array<vec4<f32>>;
 
 // The second read of vec4 j of a contiguous row: from workgroup memory when rows are held
@@ -64,7 +65,16 @@ fn store4(j: u32, d: vec4<f32>) {
     if IN_PLACE {
         logits_store4(j, d);
     } else {
-        grad[j] = d;
+        grad_put4(j, d);
+    }
+}
+
+fn store8(q: u32, w: Vec8) {
+    if IN_PLACE {
+        logits_store4(2u * q, w.a);
+        logits_store4(2u * q + 1u, w.b);
+    } else {
+        grad_put8(q, w);
     }
 }
 
@@ -72,7 +82,7 @@ fn store1(i: u32, d: f32) {
     if IN_PLACE {
         logits_store1(i, d);
     } else {
-        grad[i >> 2u][i & 3u] = d;
+        grad_put1(i, d);
     }
 }
 
@@ -197,8 +207,7 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
             let pr = span_pairs(sp);
             for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
                 let w = again8(q);
-                store4(2u * q, simple_grad4(sg, w.a, 2u * q));
-                store4(2u * q + 1u, simple_grad4(sg, w.b, 2u * q + 1u));
+                store8(q, Vec8(simple_grad4(sg, w.a, 2u * q), simple_grad4(sg, w.b, 2u * q + 1u)));
             }
             if pr.has_lo && takes_lo(slot.lane) {
                 store4(pr.lo, simple_grad4(sg, again4(pr.lo), pr.lo));
@@ -210,8 +219,7 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
             let pr = span_pairs(sp);
             for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
                 let w = again8(q);
-                store4(2u * q, grad4(g, w.a, 2u * q, base));
-                store4(2u * q + 1u, grad4(g, w.b, 2u * q + 1u, base));
+                store8(q, Vec8(grad4(g, w.a, 2u * q, base), grad4(g, w.b, 2u * q + 1u, base)));
             }
             if pr.has_lo && takes_lo(slot.lane) {
                 store4(pr.lo, grad4(g, again4(pr.lo), pr.lo, base));

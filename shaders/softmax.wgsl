@@ -38,7 +38,8 @@ struct SoftmaxParams {
 }
 
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
-@group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
+// binding 2, y, is declared by the output file Rust puts before this one
+// (shared/out_f32*.wgsl): y_put8, y_put4, y_put1.
 @group(0) @binding(3) var<storage, read> gy: array<vec4<f32>>;
 
 const LOG_SOFTMAX: u32 = 0u;
@@ -49,7 +50,7 @@ fn gy_at(i: u32) -> f32 {
 }
 
 fn store1(i: u32, v: f32) {
-    y[i >> 2u][i & 3u] = v;
+    y_put1(i, v);
 }
 
 fn row_base(row: u32) -> u32 {
@@ -135,8 +136,7 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
         if which == LOG_SOFTMAX {
             for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
                 let w = again8(q);
-                y[2u * q] = (w.a - vec4<f32>(m)) - vec4<f32>(log_s);
-                y[2u * q + 1u] = (w.b - vec4<f32>(m)) - vec4<f32>(log_s);
+                y_put8(q, Vec8((w.a - vec4<f32>(m)) - vec4<f32>(log_s), (w.b - vec4<f32>(m)) - vec4<f32>(log_s)));
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);
@@ -145,8 +145,7 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
         } else {
             for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
                 let w = again8(q);
-                y[2u * q] = exp(w.a - vec4<f32>(m)) * inv_s;
-                y[2u * q + 1u] = exp(w.b - vec4<f32>(m)) * inv_s;
+                y_put8(q, Vec8(exp(w.a - vec4<f32>(m)) * inv_s, exp(w.b - vec4<f32>(m)) * inv_s));
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);
@@ -154,10 +153,10 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
             }
         }
         if pr.has_lo && takes_lo(slot.lane) {
-            y[pr.lo] = forward4(which, again4(pr.lo), m, log_s, inv_s);
+            y_put4(pr.lo, forward4(which, again4(pr.lo), m, log_s, inv_s));
         }
         if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-            y[pr.hi] = forward4(which, again4(pr.hi), m, log_s, inv_s);
+            y_put4(pr.hi, forward4(which, again4(pr.hi), m, log_s, inv_s));
         }
     } else {
         for (var c = slot.lane; c < params.classes; c += params.lanes) {
@@ -236,12 +235,12 @@ fn write_backward(which: u32, slot: RowSlot, base: u32, total: f32) {
         for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
             let v = x_4(j);
             let g = gy[j];
-            y[j] = vec4<f32>(
+            y_put4(j, vec4<f32>(
                 backward_value(which, v.x, g.x, total),
                 backward_value(which, v.y, g.y, total),
                 backward_value(which, v.z, g.z, total),
                 backward_value(which, v.w, g.w, total),
-            );
+            ));
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {
             let i = span_scalar(sp, base, k);

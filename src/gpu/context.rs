@@ -230,6 +230,7 @@ impl Context {
             subgroups: self.features.contains(wgpu::Features::SUBGROUP)
                 && std::env::var_os("XENT_NO_SUBGROUPS").is_none(),
             wide_f32: false,
+            wide_out: false,
         }
     }
 
@@ -254,6 +255,26 @@ impl Context {
             wide: dtype == DType::F32
                 && self.wide_f32()
                 && sizes.into_iter().all(|s| s.is_multiple_of(32)),
+            wide_out: false,
+        }
+    }
+
+    /// `kind` with the f32 output written 8 values a store where that is safe and pays:
+    /// contiguous rows of C % 4 == 0 (each row starts and ends on a vec4, so no single value
+    /// is written into a u64 shared with another invocation) in outputs bound at `sizes`
+    /// bytes, all whole 32-byte units.
+    pub(crate) fn with_wide_output(
+        &self,
+        kind: InputKind,
+        layout: &crate::layout::RowLayout,
+        sizes: impl IntoIterator<Item = u64>,
+    ) -> InputKind {
+        InputKind {
+            wide_out: self.wide_f32()
+                && layout.inner == 1
+                && layout.classes.is_multiple_of(4)
+                && sizes.into_iter().all(|s| s.is_multiple_of(32)),
+            ..kind
         }
     }
 
@@ -322,6 +343,10 @@ impl Context {
         let input = match family {
             Family::Reduce | Family::Bandwidth | Family::Convert => DType::F32.into(),
             _ if kernel.writes_input() => input.dtype.into(),
+            _ if !kernel.writes_output() => InputKind {
+                wide_out: false,
+                ..input
+            },
             _ => input,
         };
         let dtype = input.dtype;
@@ -331,6 +356,7 @@ impl Context {
         }
         let caps = ShaderCaps {
             wide_f32: input.wide,
+            wide_out: input.wide_out,
             ..self.shader_caps()
         };
         let module = self
@@ -499,7 +525,8 @@ impl Context {
     /// Creates an uninitialised storage buffer of `len` f32 values that can be read back.
     /// Padded to whole vec4s, which kernels may view it as.
     pub(crate) fn output(&self, label: &str, len: usize) -> Result<wgpu::Buffer> {
-        let size = (len.max(1).div_ceil(4) * 16) as u64;
+        // Whole 32-byte units, which outputs written 8 values a store need.
+        let size = (len.max(1).div_ceil(8) * 32) as u64;
         self.check_buffer_size(label, size)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
@@ -516,7 +543,7 @@ impl Context {
         if !self.maps_outputs() {
             return self.output(label, len);
         }
-        let size = (len.max(1).div_ceil(4) * 16) as u64;
+        let size = (len.max(1).div_ceil(8) * 32) as u64;
         self.check_buffer_size(label, size)?;
         Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),

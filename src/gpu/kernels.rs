@@ -22,6 +22,8 @@ pub struct ShaderCaps {
     /// Read f32 inputs 8 at a time as `vec4<u64>` (`SHADER_INT64`, CPU adapters), where the
     /// binding is read-only.
     pub wide_f32: bool,
+    /// Write the f32 output (softmax's y, the gradient) 8 values a store as `vec4<u64>`.
+    pub wide_out: bool,
 }
 /// How a kernel's input array is declared: its dtype and, for f32, whether it is read 8 at a
 /// time (`vec4<u64>`, CPU adapters with `SHADER_INT64`, bindings of whole 32-byte units).
@@ -29,11 +31,18 @@ pub struct ShaderCaps {
 pub(crate) struct InputKind {
     pub dtype: DType,
     pub wide: bool,
+    /// The output is written 8 values a store (`vec4<u64>`): contiguous rows of C % 4 == 0
+    /// in a buffer of whole 32-byte units.
+    pub wide_out: bool,
 }
 
 impl From<DType> for InputKind {
     fn from(dtype: DType) -> Self {
-        Self { dtype, wide: false }
+        Self {
+            dtype,
+            wide: false,
+            wide_out: false,
+        }
     }
 }
 
@@ -125,6 +134,16 @@ impl Family {
             Family::Reduce | Family::Bandwidth | Family::Convert => String::new(),
         };
         let input = input.replace("BINDING", "1");
+        // The f32 output of the families that write one as vec4s.
+        let out_file = match caps.wide_out {
+            true => include_str!("../../shaders/shared/out_f32_wide.wgsl"),
+            false => include_str!("../../shaders/shared/out_f32.wgsl"),
+        };
+        let output = match self {
+            Family::Softmax => out_file.replace("NAME", "y").replace("BINDING", "2"),
+            Family::Grad => out_file.replace("NAME", "grad").replace("BINDING", "7"),
+            _ => String::new(),
+        };
         let hold = match self {
             Family::Softmax | Family::Loss | Family::Grad => HOLD,
             _ => "",
@@ -140,7 +159,9 @@ impl Family {
         } else {
             REDUCE_PLAIN
         };
-        format!("{enable}{SHARED}\n{REDUCE_TREE}\n{reduce}\n{input}\n{hold}\n{prelude}\n{own}")
+        format!(
+            "{enable}{SHARED}\n{REDUCE_TREE}\n{reduce}\n{input}\n{output}\n{hold}\n{prelude}\n{own}"
+        )
     }
 
     /// Binding 0 is the uniform parameters; then storage buffers, read-only or not.
@@ -352,6 +373,21 @@ impl Kernel {
         self.constants().iter().any(|(name, _)| *name == "IN_PLACE")
     }
 
+    /// Whether the kernel writes its family's f32 output row by row (softmax's y, the fused
+    /// gradient), which may then be declared 8 values a store.
+    pub fn writes_output(self) -> bool {
+        matches!(
+            self,
+            Kernel::LogSoftmax
+                | Kernel::Softmax
+                | Kernel::LogSoftmaxHeld
+                | Kernel::SoftmaxHeld
+                | Kernel::CrossEntropyFused
+                | Kernel::CrossEntropyFusedHeld
+                | Kernel::CrossEntropyGradSegments
+        )
+    }
+
     /// Whether the kernel keeps rows in workgroup memory (`HOLD`, sized by the context).
     pub fn holds_rows(self) -> bool {
         self.constants()
@@ -377,9 +413,11 @@ mod tests {
             f16,
             subgroups,
             wide_f32: false,
+            wide_out: false,
         };
         let wide = ShaderCaps {
             wide_f32: true,
+            wide_out: true,
             ..caps(true, true)
         };
         let variants = [

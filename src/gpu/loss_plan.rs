@@ -268,6 +268,13 @@ impl Context {
             .iter()
             .map(|b| (&b.losses as _, &b.dens as _, b.rows))
             .collect();
+        // The fused gradient is written row by row: 8 values a store where that is safe (the
+        // in-place kernels write over the logits, and are declared element by element).
+        let grad_kind = self.with_wide_output(
+            kind,
+            layout,
+            bufs.iter().map(|b| b.grad.as_ref().map_or(0, |g| g.size)),
+        );
         let reduced = if fused {
             // One dispatch per row does the loss and the gradient; then the loss is reduced.
             if needs_d {
@@ -298,7 +305,14 @@ impl Context {
                     _ => segment_groups(b.rows),
                 };
                 let bind = grad_bind(b, &scale);
-                self.push_typed(&mut program, kernel, kind, bind, groups, label(kernel, b))?;
+                self.push_typed(
+                    &mut program,
+                    kernel,
+                    grad_kind,
+                    bind,
+                    groups,
+                    label(kernel, b),
+                )?;
             }
             match opts.reduction {
                 Reduction::None => None,

@@ -218,6 +218,8 @@ impl Context {
             layout.classes, layout.inner
         );
         let workgroups = rows::workgroups(rows, lanes, self.workgroup_size());
+        // The forward writes y row by row: 8 values a store where that is safe.
+        let kind = self.with_wide_output(kind, layout, [output.size()]);
         self.push_typed(program, kernel, kind, bind, workgroups, label)?;
         Ok(output)
     }
