@@ -416,7 +416,7 @@ impl Context {
     /// How f32 inputs are read (`xent info` prints it).
     pub fn f32_path(&self) -> &'static str {
         if self.wide_f32() {
-            "8 at a time as vec4<u64> (SHADER_INT64, CPU adapter), where the binding allows"
+            "8 at a time as vec4<u64> (SHADER_INT64, CPU adapter), where the binding allows; row outputs of C % 4 == 0 written the same way"
         } else {
             "4 at a time as vec4<f32>"
         }
