@@ -174,7 +174,7 @@ impl Target<'_> {
 pub enum Reduction {
     /// One loss per position, shape `[N, d1..dk]`.
     None,
-    /// Σ ℓ_n / Σ_n w[y_n]·m_n: the weighted mean (the default).
+    /// `Σ ℓ_n / Σ_n w[y_n]·m_n`: the weighted mean (the default).
     #[default]
     Mean,
     /// Σ ℓ_n.

@@ -109,7 +109,7 @@ pub fn cross_entropy_backward<'i>(
     })
 }
 
-/// `nll_loss` and its gradient, -(g/D)·w[y] at the target, in f64.
+/// `nll_loss` and its gradient, `-(g/D)·w[y]` at the target, in f64.
 pub fn nll_loss_backward<'i>(
     input: impl Into<Logits<'i>>,
     target: Target,

@@ -342,7 +342,7 @@ impl Context {
     }
 
     /// As [`Context::prepare_cross_entropy_device`] for `nll_loss` (the input holds
-    /// log-probabilities; class targets only). Its gradient is -(g/D)·w[y] at the target,
+    /// log-probabilities; class targets only). Its gradient is `-(g/D)·w[y]` at the target,
     /// written into a tensor of its own ([`DeviceGrad::Into`]).
     pub fn prepare_nll_loss_device(
         &self,

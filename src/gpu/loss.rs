@@ -190,7 +190,7 @@ impl Context {
         Ok(self.run(input, target, opts, req).await?.loss)
     }
 
-    /// `nll_loss` and d(loss)/d(input) (it reads no logits: the gradient is -w[y]/D at y).
+    /// `nll_loss` and d(loss)/d(input) (it reads no logits: the gradient is `-w[y]/D` at y).
     pub fn nll_loss_backward<'i>(
         &self,
         input: impl Into<Logits<'i>>,

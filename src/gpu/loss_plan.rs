@@ -539,7 +539,7 @@ struct ChunkBuffers {
 }
 
 /// A loss call whose inputs are on the device and whose buffers, bind groups, dispatches and
-/// staging buffers are built: each [`PreparedLoss::run`] is one submission and one readback.
+/// staging buffers are built: each [`PreparedLoss::run_timed`] is one submission and one readback.
 /// Built by [`Context::prepare_cross_entropy`].
 pub struct PreparedLoss<'a> {
     ctx: &'a Context,

@@ -31,7 +31,7 @@ pub struct CheckArgs {
     /// Targets .npy (int64/int32 classes, or float32 probabilities), with --input.
     #[arg(long, requires = "input")]
     target: Option<PathBuf>,
-    /// Weight .npy (float32 [C]), with --input.
+    /// Weight .npy (float32 `[C]`), with --input.
     #[arg(long, requires = "input")]
     weight: Option<PathBuf>,
     /// Generate a random per-class weight.

@@ -127,7 +127,7 @@ pub fn synthesize(shape: &[usize], s: &Synth) -> Inputs {
 }
 
 /// Reads `--input` (float32; float16 `<f2`; or, for `dtype` bf16, uint16 bit patterns),
-/// `--target` (int64/int32 classes or float32 probabilities) and `--weight` (float32 [C]).
+/// `--target` (int64/int32 classes or float32 probabilities) and `--weight` (float32 `[C]`).
 /// Without `dtype`, the file's own dtype decides between f32 and f16.
 pub fn read(
     input: &PathBuf,

@@ -17,7 +17,7 @@ pub struct EvalArgs {
     /// Class indices (int64 or int32 .npy) or class probabilities (float32, the input's shape).
     #[arg(long)]
     target: Option<PathBuf>,
-    /// Per-class weight: float32 .npy of shape [C].
+    /// Per-class weight: float32 .npy of shape `[C]`.
     #[arg(long)]
     weight: Option<PathBuf>,
     /// Targets equal to this are ignored.
