@@ -424,6 +424,8 @@ mod tests {
             (DType::F32, caps(false, false)),
             (DType::F32, caps(false, true)),
             (DType::F32, wide),
+            (DType::F16, wide),
+            (DType::BF16, wide),
             (DType::F16, caps(false, false)),
             (DType::F16, caps(true, true)),
             (DType::BF16, caps(false, true)),
