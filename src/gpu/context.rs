@@ -489,8 +489,8 @@ impl Context {
     /// Creates a storage buffer holding `data`.
     pub(crate) fn upload<T: bytemuck::Pod>(&self, label: &str, data: &[T]) -> Result<wgpu::Buffer> {
         let bytes: &[u8] = bytemuck::cast_slice(data);
-        // Padded to whole vec4s (kernels read logits as array<vec4<f32>>); never zero-sized,
-        // which is not a valid binding.
+        // Padded to whole 32-byte units (kernels read f32 inputs 4 or 8 values at a time);
+        // never zero-sized, which is not a valid binding.
         let size = (bytes.len() as u64).div_ceil(32).max(1) * 32;
         self.check_buffer_size(label, size)?;
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
