@@ -31,7 +31,8 @@
 //   5 losses: storage, read_write  [rows]
 //   6 scale: storage, read         [2] D (reduce.wgsl's finalize, or 1) and W = Σ w (from
 //                                  the host, or summed on the device for device weights)
-//   7 grad: storage, read_write    [rows * C] as vec4s (a dummy when IN_PLACE)
+//   7 grad: storage, read_write    [rows * C] as vec4s, or vec4<u64> pairs where written 8
+//                                  at a time (a dummy when IN_PLACE)
 //   8 stats: storage, read_write   [rows * S] vec4 (M, S, Q, lse) at row * S (S = 1 unless
 //                                  rows are split)
 
@@ -40,8 +41,8 @@ override IN_PLACE: bool = false;
 
 @group(0) @binding(5) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(6) var<storage, read> scale: array<f32>;
-// binding 7, grad, is declared by the output file Rust puts before this one
-// (shared/out_f32*.wgsl): grad_put8, grad_put4, grad_put1.
+// binding 7, grad, is declared by Rust before this file (src/gpu/kernels.rs), with its
+// writes from shared/put_f32*.wgsl: grad_put8, grad_put4, grad_put1.
 @group(0) @binding(8) var<storage, read_write> stats: array<vec4<f32>>;
 
 // The second read of vec4 j of a contiguous row: from workgroup memory when rows are held
@@ -63,7 +64,7 @@ fn again8(q: u32) -> Vec8 {
 
 fn store4(j: u32, d: vec4<f32>) {
     if IN_PLACE {
-        logits_store4(j, d);
+        logits_put4(j, d);
     } else {
         grad_put4(j, d);
     }
@@ -71,8 +72,8 @@ fn store4(j: u32, d: vec4<f32>) {
 
 fn store8(q: u32, w: Vec8) {
     if IN_PLACE {
-        logits_store4(2u * q, w.a);
-        logits_store4(2u * q + 1u, w.b);
+        logits_put4(2u * q, w.a);
+        logits_put4(2u * q + 1u, w.b);
     } else {
         grad_put8(q, w);
     }
@@ -80,7 +81,7 @@ fn store8(q: u32, w: Vec8) {
 
 fn store1(i: u32, d: f32) {
     if IN_PLACE {
-        logits_store1(i, d);
+        logits_put1(i, d);
     } else {
         grad_put1(i, d);
     }

@@ -38,8 +38,8 @@ struct SoftmaxParams {
 }
 
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
-// binding 2, y, is declared by the output file Rust puts before this one
-// (shared/out_f32*.wgsl): y_put8, y_put4, y_put1.
+// binding 2, y, is declared by Rust before this file (src/gpu/kernels.rs), with its
+// writes from shared/put_f32*.wgsl: y_put8, y_put4, y_put1.
 @group(0) @binding(3) var<storage, read> gy: array<vec4<f32>>;
 
 const LOG_SOFTMAX: u32 = 0u;

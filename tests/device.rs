@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_close, widen};
+use common::{assert_close, assert_loss_and_grad, widen};
 use wgpu_xent::{
     cpu, BackwardOptions, Context, ContextOptions, DeviceDType, DeviceGrad, DeviceLoss,
     DeviceTensor, LossOptions, Reduction, Target, Tensor, XentError,
@@ -242,20 +242,12 @@ fn bf16_logits_and_u32_targets_on_the_device() {
         &Default::default(),
     )
     .unwrap();
-    assert_close(
-        "bf16 loss",
-        &out.loss.data,
-        &[reference.loss.scalar() as f64],
-        1e-5,
-        1e-5,
-    );
-    let expect = widen(&reference.grad.unwrap().data);
-    assert_close(
-        "bf16 gradient",
-        &grad.read_f32(&ctx).unwrap(),
-        &expect,
-        1e-6,
-        1e-4,
+    assert_loss_and_grad(
+        "bf16",
+        (&out.loss.data, &grad.read_f32(&ctx).unwrap()),
+        reference,
+        (1e-5, 1e-5),
+        (1e-6, 1e-4),
     );
 }
 
@@ -325,20 +317,12 @@ fn softmax_and_nll_on_device_tensors() {
         &Default::default(),
     )
     .unwrap();
-    assert_close(
+    assert_loss_and_grad(
         "device nll",
-        &out.loss.data,
-        &[reference.loss.scalar() as f64],
-        1e-6,
-        1e-6,
-    );
-    let expect = widen(&reference.grad.unwrap().data);
-    assert_close(
-        "device nll gradient",
-        &grad.read_f32(&ctx).unwrap(),
-        &expect,
-        1e-7,
-        1e-6,
+        (&out.loss.data, &grad.read_f32(&ctx).unwrap()),
+        reference,
+        (1e-6, 1e-6),
+        (1e-7, 1e-6),
     );
 }
 
@@ -545,15 +529,13 @@ fn device_weights_and_lse_match_the_cpu_reference() {
                 &Default::default(),
             )
             .unwrap();
-            assert_close(
+            assert_loss_and_grad(
                 &what,
-                &out.loss.data,
-                &widen(&reference.loss.data),
-                1e-6,
-                1e-5,
+                (&out.loss.data, &grad.read_f32(&ctx).unwrap()),
+                reference,
+                (1e-6, 1e-5),
+                (1e-8, 1e-4),
             );
-            let expect = widen(&reference.grad.unwrap().data);
-            assert_close(&what, &grad.read_f32(&ctx).unwrap(), &expect, 1e-8, 1e-4);
             let (_, lse) =
                 cpu::cross_entropy_with_lse(Tensor::new(&x, &shape), target(), &host).unwrap();
             let lse_dev = step.lse().expect("asked for the lse");
@@ -632,20 +614,12 @@ fn logits_buffer_of_an_odd_number_of_vec4s_is_read_correctly() {
         &Default::default(),
     )
     .unwrap();
-    assert_close(
+    assert_loss_and_grad(
         "odd vec4s",
-        &out.loss.data,
-        &widen(&reference.loss.data),
-        1e-6,
-        1e-6,
-    );
-    let expect = widen(&reference.grad.unwrap().data);
-    assert_close(
-        "odd vec4s",
-        &grad.read_f32(&ctx).unwrap(),
-        &expect,
-        1e-7,
-        1e-5,
+        (&out.loss.data, &grad.read_f32(&ctx).unwrap()),
+        reference,
+        (1e-6, 1e-6),
+        (1e-7, 1e-5),
     );
     let p = ctx.prepare_softmax_device(&logits, 1, true).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());

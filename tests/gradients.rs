@@ -4,13 +4,9 @@
 
 mod common;
 
-use common::{assert_close, ctx, Rng};
+use common::{assert_close, ctx, widen, Rng};
 use proptest::prelude::*;
 use wgpu_xent::{cpu, BackwardOptions, LossOptions, Reduction, Target, Tensor};
-
-fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -156,13 +152,13 @@ proptest! {
         let gpu = ctx().cross_entropy_backward(input, target, &opts, &b).unwrap();
         let reference = cpu::cross_entropy_backward(input, target, &opts, &b).unwrap();
         let what = format!("{case:?}");
-        assert_close(&what, &gpu.loss.data, &to_f64(&reference.loss.data), 2e-5, 1e-4);
+        assert_close(&what, &gpu.loss.data, &widen(&reference.loss.data), 2e-5, 1e-4);
         let (g, r) = (gpu.grad.unwrap(), reference.grad.unwrap());
         assert_eq!(g.shape, case.shape);
-        assert_close(&format!("{what} gradient"), &g.data, &to_f64(&r.data), 1e-6, 1e-3);
+        assert_close(&format!("{what} gradient"), &g.data, &widen(&r.data), 1e-6, 1e-3);
         let (l, r) = (gpu.lse.unwrap(), reference.lse.unwrap());
         assert_eq!(l.shape, d.tshape);
-        assert_close(&format!("{what} lse"), &l.data, &to_f64(&r.data), 1e-5, 1e-5);
+        assert_close(&format!("{what} lse"), &l.data, &widen(&r.data), 1e-5, 1e-5);
     }
 
     /// The CPU reference's gradient is the derivative of its own loss: central differences
@@ -176,7 +172,7 @@ proptest! {
             .unwrap()
             .grad
             .unwrap();
-        let x: Vec<f64> = to_f64(&d.x);
+        let x: Vec<f64> = widen(&d.x);
         let objective = |x: &[f64]| -> f64 {
             let l = cpu::cross_entropy_f64(Tensor::new(x, &case.shape), target, &opts).unwrap();
             case.grad_output as f64 * l.iter().sum::<f64>()
@@ -293,7 +289,7 @@ fn softmax_backward_building_blocks() {
         assert_close(
             "log_softmax_backward",
             &gpu.data,
-            &to_f64(&reference.data),
+            &widen(&reference.data),
             1e-5,
             1e-4,
         );
@@ -302,7 +298,7 @@ fn softmax_backward_building_blocks() {
         assert_close(
             "softmax_backward",
             &gpu.data,
-            &to_f64(&reference.data),
+            &widen(&reference.data),
             1e-6,
             1e-4,
         );
@@ -311,7 +307,7 @@ fn softmax_backward_building_blocks() {
         assert_close(
             "softmax identity",
             &reference.data,
-            &to_f64(&via_log.data),
+            &widen(&via_log.data),
             1e-6,
             1e-4,
         );
@@ -345,7 +341,7 @@ fn softmax_backward_building_blocks() {
     let composed = ctx()
         .log_softmax_backward(Tensor::new(&gy, &shape), Tensor::new(&lp.data, &shape), 1)
         .unwrap();
-    assert_close("composed", &grad.data, &to_f64(&composed.data), 1e-6, 1e-4);
+    assert_close("composed", &grad.data, &widen(&composed.data), 1e-6, 1e-4);
 }
 
 /// f16 and bf16 logits (16-bit patterns, widened in the kernel, f32 arithmetic) agree with
@@ -387,20 +383,20 @@ fn half_precision_logits_match_the_reference() {
             assert_close(
                 &what,
                 &gpu.loss.data,
-                &to_f64(&reference.loss.data),
+                &widen(&reference.loss.data),
                 1e-5,
                 1e-5,
             );
             assert_close(
                 &what,
                 &gpu.grad.unwrap().data,
-                &to_f64(&reference.grad.unwrap().data),
+                &widen(&reference.grad.unwrap().data),
                 1e-6,
                 1e-3,
             );
             let gpu = ctx().log_softmax(logits, 1).unwrap();
             let reference = cpu::log_softmax(logits, 1).unwrap();
-            assert_close(&what, &gpu.data, &to_f64(&reference.data), 1e-5, 1e-5);
+            assert_close(&what, &gpu.data, &widen(&reference.data), 1e-5, 1e-5);
         }
     }
 }
@@ -463,21 +459,21 @@ fn split_rows_match_the_reference() {
                 assert_close(
                     &what,
                     &gpu.loss.data,
-                    &to_f64(&reference.loss.data),
+                    &widen(&reference.loss.data),
                     1e-5,
                     1e-4,
                 );
                 assert_close(
                     &what,
                     &gpu.grad.as_ref().unwrap().data,
-                    &to_f64(&reference.grad.unwrap().data),
+                    &widen(&reference.grad.unwrap().data),
                     1e-7,
                     1e-3,
                 );
                 assert_close(
                     &what,
                     &gpu.lse.unwrap().data,
-                    &to_f64(&reference.lse.unwrap().data),
+                    &widen(&reference.lse.unwrap().data),
                     1e-5,
                     1e-6,
                 );
@@ -485,7 +481,7 @@ fn split_rows_match_the_reference() {
                 assert_close(
                     &what,
                     &forward.data,
-                    &to_f64(&reference.loss.data),
+                    &widen(&reference.loss.data),
                     1e-5,
                     1e-4,
                 );

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_close, widen};
+use common::{assert_close, assert_loss_and_grad, widen};
 use wgpu_xent::{
     cpu, BackwardOptions, Context, ContextOptions, LossOptions, Reduction, Target, Tensor,
 };
@@ -99,15 +99,13 @@ fn held_fused_backward_matches_the_reference_in_and_out_of_place() {
             );
             let (ours, _) = p.run_timed().unwrap();
             let grad = p.read_grad().unwrap();
-            assert_close(
+            assert_loss_and_grad(
                 &what,
-                &ours.loss.data,
-                &widen(&reference.loss.data),
-                1e-6,
-                1e-5,
+                (&ours.loss.data, &grad),
+                reference,
+                (1e-6, 1e-5),
+                (1e-7, 1e-4),
             );
-            let expect = widen(&reference.grad.unwrap().data);
-            assert_close(&what, &grad, &expect, 1e-7, 1e-4);
             // In place: bitwise the out-of-place gradient.
             let p = held
                 .prepare_cross_entropy_in_place(Tensor::new(&x, &shape), target(), &opts)

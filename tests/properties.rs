@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{assert_close, ctx, Rng};
+use common::{assert_close, ctx, widen, Rng};
 use proptest::prelude::*;
 use wgpu_xent::{cpu, LossOptions, Reduction, Target, Tensor};
 
@@ -27,10 +27,6 @@ fn reduction() -> impl Strategy<Value = Reduction> {
         Just(Reduction::Mean),
         Just(Reduction::Sum)
     ]
-}
-
-fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
 }
 
 #[derive(Debug, Clone)]
@@ -150,7 +146,7 @@ fn check_loss_case(case: &LossCase, nll: bool) {
     assert_close(
         &format!("{case:?}"),
         &gpu.data,
-        &to_f64(&reference.data),
+        &widen(&reference.data),
         2e-5,
         1e-4,
     );
@@ -188,9 +184,9 @@ proptest! {
         let gpu = ctx().log_softmax(input, dim).unwrap();
         let reference = cpu::log_softmax(input, dim).unwrap();
         assert_eq!(gpu.shape, shape);
-        assert_close("log_softmax", &gpu.data, &to_f64(&reference.data), 2e-5, 1e-5);
+        assert_close("log_softmax", &gpu.data, &widen(&reference.data), 2e-5, 1e-5);
         let gpu = ctx().softmax(input, dim).unwrap();
         let reference = cpu::softmax(input, dim).unwrap();
-        assert_close("softmax", &gpu.data, &to_f64(&reference.data), 1e-6, 1e-4);
+        assert_close("softmax", &gpu.data, &widen(&reference.data), 1e-6, 1e-4);
     }
 }

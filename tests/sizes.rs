@@ -3,12 +3,8 @@
 
 mod common;
 
-use common::{assert_close, ctx, Rng};
+use common::{assert_close, ctx, widen, Rng};
 use wgpu_xent::{cpu, Context, ContextOptions, LossOptions, Reduction, Target, Tensor};
-
-fn to_f64(v: &[f32]) -> Vec<f64> {
-    v.iter().map(|&x| x as f64).collect()
-}
 
 /// 8704 × 4096 f32 is 136 MiB: more than the 128 MiB one binding holds on lavapipe/llvmpipe.
 #[test]
@@ -31,7 +27,7 @@ fn logits_larger_than_one_binding() {
         assert_close(
             "cross_entropy",
             &gpu.data,
-            &to_f64(&reference.data),
+            &widen(&reference.data),
             1e-5,
             1e-5,
         );
@@ -41,7 +37,7 @@ fn logits_larger_than_one_binding() {
     assert_close(
         "log_softmax",
         &gpu.data,
-        &to_f64(&reference.data),
+        &widen(&reference.data),
         1e-5,
         1e-5,
     );
@@ -77,17 +73,17 @@ fn more_than_65535_rows() {
         assert_close(
             "cross_entropy",
             &gpu.data,
-            &to_f64(&reference.data),
+            &widen(&reference.data),
             1e-5,
             1e-5,
         );
         let gpu = ctx().nll_loss(input, target, &opts).unwrap();
         let reference = cpu::nll_loss(input, target, &opts).unwrap();
-        assert_close("nll_loss", &gpu.data, &to_f64(&reference.data), 1e-5, 1e-5);
+        assert_close("nll_loss", &gpu.data, &widen(&reference.data), 1e-5, 1e-5);
     }
     let gpu = ctx().softmax(input, -1).unwrap();
     let reference = cpu::softmax(input, -1).unwrap();
-    assert_close("softmax", &gpu.data, &to_f64(&reference.data), 1e-6, 1e-5);
+    assert_close("softmax", &gpu.data, &widen(&reference.data), 1e-6, 1e-5);
 }
 
 /// A binding limit of 1 KiB splits even small K-dim inputs into many chunks.
@@ -118,7 +114,7 @@ fn chunked_strided_inputs_match_the_reference() {
         assert_close(
             "cross_entropy",
             &gpu.data,
-            &to_f64(&reference.data),
+            &widen(&reference.data),
             1e-5,
             1e-5,
         );
@@ -129,7 +125,7 @@ fn chunked_strided_inputs_match_the_reference() {
         assert_close(
             "log_softmax",
             &gpu.data,
-            &to_f64(&reference.data),
+            &widen(&reference.data),
             1e-5,
             1e-5,
         );

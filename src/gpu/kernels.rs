@@ -64,12 +64,14 @@ fn dtype_source(dtype: DType, f16_native: bool, wide: bool) -> &'static str {
     }
 }
 
-/// How it is written over (`NAME_store4`, `NAME_store1`), for the in-place gradient.
-fn dtype_store_source(dtype: DType, wide: bool) -> &'static str {
+/// How f32 values are written into an array (`NAME_put8`, `NAME_put4`, `NAME_put1`): one file
+/// for outputs and for the logits the in-place gradient overwrites. `wide`: the array is
+/// `vec4<u64>`, written 8 values a store.
+fn put_source(dtype: DType, wide: bool) -> &'static str {
     match dtype {
-        DType::F32 if wide => include_str!("../../shaders/shared/dtype_f32_wide_store.wgsl"),
-        DType::F32 => include_str!("../../shaders/shared/dtype_f32_store.wgsl"),
-        _ => include_str!("../../shaders/shared/dtype_half_store.wgsl"),
+        DType::F32 if wide => include_str!("../../shaders/shared/put_f32_wide.wgsl"),
+        DType::F32 => include_str!("../../shaders/shared/put_f32.wgsl"),
+        _ => include_str!("../../shaders/shared/put_half.wgsl"),
     }
 }
 
@@ -128,20 +130,26 @@ impl Family {
                 // kernels (Kernel::writes_input).
                 let decl =
                     dtype_source(dtype, f16_native, caps.wide_f32).replace("ACCESS", "read_write");
-                format!("{decl}\n{}", dtype_store_source(dtype, caps.wide_f32))
-                    .replace("NAME", "logits")
+                format!("{decl}\n{}", put_source(dtype, caps.wide_f32)).replace("NAME", "logits")
             }
             Family::Reduce | Family::Bandwidth | Family::Convert => String::new(),
         };
         let input = input.replace("BINDING", "1");
-        // The f32 output of the families that write one as vec4s.
-        let out_file = match caps.wide_out {
-            true => include_str!("../../shaders/shared/out_f32_wide.wgsl"),
-            false => include_str!("../../shaders/shared/out_f32.wgsl"),
+        // The f32 output of the families that write one row by row: softmax's y, the gradient.
+        let output = |name: &str, binding: u32| {
+            let elem = if caps.wide_out {
+                "vec4<u64>"
+            } else {
+                "vec4<f32>"
+            };
+            let decl = format!(
+                "@group(0) @binding({binding}) var<storage, read_write> {name}: array<{elem}>;"
+            );
+            format!("{decl}\n{}", put_source(DType::F32, caps.wide_out)).replace("NAME", name)
         };
         let output = match self {
-            Family::Softmax => out_file.replace("NAME", "y").replace("BINDING", "2"),
-            Family::Grad => out_file.replace("NAME", "grad").replace("BINDING", "7"),
+            Family::Softmax => output("y", 2),
+            Family::Grad => output("grad", 7),
             _ => String::new(),
         };
         let hold = match self {

@@ -73,3 +73,30 @@ impl Rng {
 pub fn widen(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
 }
+
+/// Asserts a loss and its gradient against the CPU reference's, each with its own
+/// `(tol_abs, tol_rel)`.
+pub fn assert_loss_and_grad(
+    what: &str,
+    (loss, grad): (&[f32], &[f32]),
+    reference: wgpu_xent::LossAndGrad,
+    loss_tol: (f64, f64),
+    grad_tol: (f64, f64),
+) {
+    let truth = widen(&reference.loss.data);
+    assert_close(
+        &format!("{what} loss"),
+        loss,
+        &truth,
+        loss_tol.0,
+        loss_tol.1,
+    );
+    let truth = widen(&reference.grad.expect("a reference gradient").data);
+    assert_close(
+        &format!("{what} gradient"),
+        grad,
+        &truth,
+        grad_tol.0,
+        grad_tol.1,
+    );
+}
