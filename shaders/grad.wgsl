@@ -72,8 +72,7 @@ fn store4(j: u32, d: vec4<f32>) {
 
 fn store8(q: u32, w: Vec8) {
     if IN_PLACE {
-        logits_put4(2u * q, w.a);
-        logits_put4(2u * q + 1u, w.b);
+        logits_put8(q, w);
     } else {
         grad_put8(q, w);
     }
@@ -139,19 +138,19 @@ fn grad4(g: RowGrad, v: vec4<f32>, j: u32, base: u32) -> vec4<f32> {
     );
 }
 
-// The common case's constants: k = (g/D)·w[y], the row max m, 1/S, and the target's vec4 yj
-// with its one-hot lane `hot`.
+// The common case's constants, with k = (g/D)·w[y]: the row max m, k/S, and the target's
+// vec4 yj with k in its one-hot lane (`hot`).
 struct SimpleGrad {
-    k: f32,
     m: vec4<f32>,
-    inv_s: f32,
+    k_s: f32,
     yj: u32,
     hot: vec4<f32>,
 }
 
-// k·(p_c - [c = y]) for the raw logits v of vec4 j.
+// k·(p_c - [c = y]) for the raw logits v of vec4 j, as exp(x - m)·(k/S) - k·[c = y]: one
+// multiply an element fewer than k·(exp(x - m)/S - [c = y]).
 fn simple_grad4(sg: SimpleGrad, v: vec4<f32>, j: u32) -> vec4<f32> {
-    return sg.k * (exp(v - sg.m) * sg.inv_s - select(vec4<f32>(0.0), sg.hot, j == sg.yj));
+    return exp(v - sg.m) * sg.k_s - select(vec4<f32>(0.0), sg.hot, j == sg.yj);
 }
 
 // What a row's gradient needs, from its stats (M, S, Q, lse) and its target.
@@ -197,13 +196,17 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
             }
         } else if simple {
             // (g/D)·w[y]·(p_c - [c = y]), four at a time, in the pairs the first read took.
+            let k = g.coef * g.wy;
             let sg = SimpleGrad(
-                g.coef * g.wy,
                 vec4<f32>(g.m),
-                g.inv_s,
+                k * g.inv_s,
                 // The target's vec4 and lane within it: one-hot without a compare per element.
                 (base + u32(g.y)) / 4u,
-                vec4<f32>(vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>((base + u32(g.y)) % 4u)),
+                select(
+                    vec4<f32>(0.0),
+                    vec4<f32>(k),
+                    vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>((base + u32(g.y)) % 4u),
+                ),
             );
             let pr = span_pairs(sp);
             for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {

@@ -197,49 +197,67 @@ proptest! {
     }
 }
 
-/// The in-place backward overwrites the logits with bitwise the out-of-place gradient.
+/// The in-place backward overwrites the logits with bitwise the out-of-place gradient: rows
+/// of C % 4 != 0 (written a value at a time at their ends), C % 4 == 0 (written 8 at a time
+/// on CPU adapters with SHADER_INT64), with every option or none (the plain loop), and rows
+/// split across workgroups.
 #[test]
 fn in_place_gradient_is_bitwise_the_out_of_place_one() {
-    let mut rng = Rng(3);
-    let (n, c) = (300, 1037);
-    let x = rng.logits(n * c, 4.0);
-    let t: Vec<i64> = (0..n)
-        .map(|i| {
-            if i % 7 == 0 {
-                -100
-            } else {
-                rng.below(c) as i64
-            }
-        })
-        .collect();
-    let w: Vec<f32> = (0..c).map(|_| rng.uniform()).collect();
-    let (shape, tshape) = ([n, c], [n]);
-    let target = Target::I64(Tensor::new(&t, &tshape));
-    let opts = LossOptions {
-        weight: Some(&w),
-        label_smoothing: 0.1,
-        z_loss: 1e-4,
-        softcap: Some(15.0),
-        ..Default::default()
-    };
-    let b = BackwardOptions {
-        grad_output: 1.0,
-        return_lse: true,
-    };
-    let out = ctx()
-        .cross_entropy_backward(Tensor::new(&x, &shape), target, &opts, &b)
-        .unwrap();
-    let mut logits = x.clone();
-    let inp = ctx()
-        .cross_entropy_backward_in_place(&mut logits, &shape, target, &opts, &b)
-        .unwrap();
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert!(inp.grad.is_none());
-    assert_eq!(bits(&logits), bits(&out.grad.unwrap().data));
-    assert_eq!(bits(&inp.loss.data), bits(&out.loss.data));
-    assert_eq!(bits(&inp.lse.unwrap().data), bits(&out.lse.unwrap().data));
-    // Ignored rows have an exactly zero gradient.
-    assert!(logits[..c].iter().all(|&g| g == 0.0));
+    for (n, c, every_option) in [
+        (300, 1037, true),
+        (300, 1024, true),
+        (300, 1024, false),
+        (3, 20000, false),
+    ] {
+        let mut rng = Rng(3);
+        let x = rng.logits(n * c, 4.0);
+        let t: Vec<i64> = (0..n)
+            .map(|i| {
+                if i % 7 == 0 {
+                    -100
+                } else {
+                    rng.below(c) as i64
+                }
+            })
+            .collect();
+        let w: Vec<f32> = (0..c).map(|_| rng.uniform()).collect();
+        let (shape, tshape) = ([n, c], [n]);
+        let target = Target::I64(Tensor::new(&t, &tshape));
+        let opts = match every_option {
+            true => LossOptions {
+                weight: Some(&w),
+                label_smoothing: 0.1,
+                z_loss: 1e-4,
+                softcap: Some(15.0),
+                ..Default::default()
+            },
+            false => LossOptions::default(),
+        };
+        let b = BackwardOptions {
+            grad_output: 1.0,
+            return_lse: true,
+        };
+        let out = ctx()
+            .cross_entropy_backward(Tensor::new(&x, &shape), target, &opts, &b)
+            .unwrap();
+        let mut logits = x.clone();
+        let inp = ctx()
+            .cross_entropy_backward_in_place(&mut logits, &shape, target, &opts, &b)
+            .unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let grad = out.grad.unwrap().data;
+        assert!(inp.grad.is_none());
+        assert_eq!(bits(&logits), bits(&grad), "{n}x{c} {every_option}");
+        assert_eq!(bits(&inp.loss.data), bits(&out.loss.data));
+        assert_eq!(bits(&inp.lse.unwrap().data), bits(&out.lse.unwrap().data));
+        // Ignored rows have an exactly zero gradient; others do not.
+        assert!(logits[..c].iter().all(|&g| g == 0.0));
+        assert!(logits[c..].iter().any(|&g| g != 0.0));
+        // And it is the gradient: the CPU reference's, within f32 rounding.
+        let cpu = cpu::cross_entropy_backward(Tensor::new(&x, &shape), target, &opts, &b).unwrap();
+        let what = format!("{n}x{c} {every_option} in place");
+        assert_close(&what, &logits, &widen(&cpu.grad.unwrap().data), 1e-6, 1e-3);
+    }
 }
 
 /// Every target ignored: zero gradient and a NaN mean, as in PyTorch.
@@ -342,6 +360,40 @@ fn softmax_backward_building_blocks() {
         .log_softmax_backward(Tensor::new(&gy, &shape), Tensor::new(&lp.data, &shape), 1)
         .unwrap();
     assert_close("composed", &grad.data, &widen(&composed.data), 1e-6, 1e-4);
+}
+
+/// Every one of the 65,536 f16 and bf16 bit patterns widens to exactly the f32 the `half`
+/// crate gives (zeros keep their sign, subnormals, infinities and NaNs included): nll_loss with
+/// one class and weight 1 returns -x for each row.
+#[test]
+fn every_half_bit_pattern_widens_exactly() {
+    use wgpu_xent::{DType, Logits};
+    let bits: Vec<u16> = (0..=u16::MAX).collect();
+    let shape = [bits.len(), 1];
+    let t = vec![0i64; bits.len()];
+    let tshape = [bits.len()];
+    let opts = LossOptions {
+        reduction: Reduction::None,
+        ..Default::default()
+    };
+    for dtype in [DType::F16, DType::BF16] {
+        let logits = match dtype {
+            DType::F16 => Logits::F16(Tensor::new(&bits, &shape)),
+            _ => Logits::BF16(Tensor::new(&bits, &shape)),
+        };
+        let out = ctx()
+            .nll_loss(logits, Target::I64(Tensor::new(&t, &tshape)), &opts)
+            .unwrap();
+        for (&b, &loss) in bits.iter().zip(&out.data) {
+            let want = dtype.widen(b);
+            let got = -loss;
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{dtype:?} {b:#06x}: got {got:e} ({:#010x}), want {want:e}",
+                got.to_bits()
+            );
+        }
+    }
 }
 
 /// f16 and bf16 logits (16-bit patterns, widened in the kernel, f32 arithmetic) agree with

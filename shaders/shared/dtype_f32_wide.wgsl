@@ -2,9 +2,9 @@
 // runs every storage load as a loop over its SIMD lanes, one scalar load per component, so a
 // load's cost is per instruction, not per byte. The read kernel over 131 MB took 26 ms with
 // vec4<u64> loads against 35 ms with vec4<f32> (six interleaved runs each).
-// Read-only bindings only: a store of one f32 cannot be written into a u64 without a
-// read-modify-write that could race with a neighbouring row's, so the in-place gradient
-// keeps dtype_f32.wgsl. The binding must cover whole 32-byte units.
+// The binding must cover whole 32-byte units. The in-place gradient writes over it through
+// put_f32_wide.wgsl only where no single value is stored into a u64 (see there); elsewhere
+// it keeps dtype_f32.wgsl.
 @group(0) @binding(BINDING) var<storage, ACCESS> NAME: array<vec4<u64>>;
 
 fn NAME_half(w: u64) -> vec2<f32> {

@@ -1,10 +1,10 @@
 // Writes of f32 values into NAME, an array<vec4<u64>> declared before this file, 8 values a
 // store (SHADER_INT64, CPU adapters: lavapipe pays per store instruction, not per byte; see
 // dtype_f32_wide.wgsl). put1 is a read-modify-write of a u64 that could race with another
-// invocation's, so the host uses this file only where no put1 is reached: for outputs of
-// contiguous rows of C % 4 == 0 classes (every row starts and ends on a vec4), and never for
-// the in-place gradient (Kernel::writes_input declares its logits with dtype_f32.wgsl). The
-// other uses compile so that the shared code's strided and in-place branches type-check.
+// invocation's, so the host uses this file only where no put1 is reached: for outputs, and
+// for the logits the in-place gradient overwrites, of contiguous rows of C % 4 == 0 classes
+// (every row starts and ends on a vec4; `Context::with_wide_output`). The other uses compile
+// so that the shared code's strided branches type-check.
 fn NAME_bits(a: f32, b: f32) -> u64 {
     return u64(bitcast<u32>(a)) | (u64(bitcast<u32>(b)) << 32u);
 }

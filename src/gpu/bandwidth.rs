@@ -6,13 +6,14 @@ use super::program::Program;
 use super::readback::Staging;
 use super::timestamps::Timestamps;
 use crate::error::Result;
+use crate::options::DType;
 use std::time::{Duration, Instant};
 
 /// Keep in sync with `BandwidthParams` in shaders/bandwidth.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct BandwidthParams {
-    n_vec4: u32,
+    n_pairs: u32,
     stride: u32,
     _pad: [u32; 2],
 }
@@ -30,10 +31,11 @@ pub struct PreparedBandwidth<'a> {
 }
 
 impl Context {
-    /// Two buffers of `bytes` bytes (rounded down to 16, capped at one binding) to time with
-    /// [`PreparedBandwidth::copy`] and [`PreparedBandwidth::read`].
+    /// Two buffers of `bytes` bytes (rounded down to 32, capped at one binding) to time with
+    /// [`PreparedBandwidth::copy`] and [`PreparedBandwidth::read`]. The read kernel loads f32
+    /// the way the loss kernels load logits of that size (`Context::input_kind`).
     pub fn prepare_bandwidth(&self, bytes: u64) -> Result<PreparedBandwidth<'_>> {
-        let bytes = (bytes.min(self.max_binding_bytes()) / 16 * 16).max(16);
+        let bytes = (bytes.min(self.max_binding_bytes()) / 32 * 32).max(32);
         pollster::block_on(self.scoped(async {
             let usage = wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
@@ -47,15 +49,15 @@ impl Context {
                 })
             };
             let (src, dst) = (make("bandwidth src"), make("bandwidth dst"));
-            let n_vec4 = (bytes / 16) as u32;
+            let n_pairs = (bytes / 32) as u32;
             let wg = self.workgroup_size() as u64;
             // Enough workgroups to fill any adapter, each invocation striding over the rest.
-            let workgroups = (n_vec4 as u64).div_ceil(wg * 16).clamp(1, 65_535);
+            let workgroups = (n_pairs as u64).div_ceil(wg * 8).clamp(1, 65_535);
             let invocations = workgroups * wg;
             let params = self.uniform(
                 "bandwidth params",
                 &BandwidthParams {
-                    n_vec4,
+                    n_pairs,
                     stride: invocations as u32,
                     _pad: [0; 2],
                 },
@@ -63,9 +65,10 @@ impl Context {
             let out = self.output("bandwidth out", invocations as usize)?;
             let mut program = Program::default();
             let bind = self.bind(Family::Bandwidth, &[&params, &src, &out]);
-            self.push(
+            self.push_typed(
                 &mut program,
                 Kernel::ReadSum,
+                self.input_kind(DType::F32, [bytes]),
                 bind,
                 workgroups,
                 "read_sum".into(),

@@ -229,22 +229,29 @@ impl Context {
             f16: self.features.contains(wgpu::Features::SHADER_F16),
             subgroups: self.features.contains(wgpu::Features::SUBGROUP)
                 && std::env::var_os("XENT_NO_SUBGROUPS").is_none(),
-            wide_f32: false,
+            wide_in: false,
             wide_out: false,
         }
     }
 
-    /// Whether f32 inputs may be read 8 at a time (`vec4<u64>`): on CPU adapters with
-    /// `SHADER_INT64`, unless `XENT_NO_WIDE_LOADS` is set.
+    /// Whether f32 inputs may be read, and outputs written, 8 at a time (`vec4<u64>`): on CPU
+    /// adapters with `SHADER_INT64`, unless `XENT_NO_WIDE_LOADS` is set.
     pub(crate) fn wide_f32(&self) -> bool {
+        self.wide_loads(DType::F32)
+    }
+
+    /// Whether inputs of `dtype` may be read 8 at a time, unless `XENT_NO_WIDE_LOADS` is set:
+    /// on CPU adapters, which pay per load instruction; f32 as `vec4<u64>` needs
+    /// `SHADER_INT64`, f16 and bf16 as `vec4<u32>` nothing.
+    pub(crate) fn wide_loads(&self, dtype: DType) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
-            && self.features.contains(wgpu::Features::SHADER_INT64)
+            && (dtype != DType::F32 || self.features.contains(wgpu::Features::SHADER_INT64))
             && std::env::var_os("XENT_NO_WIDE_LOADS").is_none()
     }
 
-    /// How an input of `dtype` bound at `sizes` bytes (one per chunk) is declared: f32 is
-    /// read 8 at a time where the device gains from it and every binding covers whole 32-byte
-    /// units.
+    /// How an input of `dtype` bound at `sizes` bytes (one per chunk) is declared: read 8 at
+    /// a time where the device gains from it and every binding covers whole units of 8
+    /// values ([`wide_unit`]).
     pub(crate) fn input_kind(
         &self,
         dtype: DType,
@@ -252,9 +259,10 @@ impl Context {
     ) -> InputKind {
         InputKind {
             dtype,
-            wide: dtype == DType::F32
-                && self.wide_f32()
-                && sizes.into_iter().all(|s| s.is_multiple_of(32)),
+            wide: self.wide_loads(dtype)
+                && sizes
+                    .into_iter()
+                    .all(|s| s.is_multiple_of(wide_unit(dtype))),
             wide_out: false,
         }
     }
@@ -278,8 +286,8 @@ impl Context {
         }
     }
 
-    /// How f16 inputs are read on this device: "native f16 (SHADER_F16)" or
-    /// "unpack2x16float from u32".
+    /// How f16 inputs are read on this device when not 8 at a time ([`Context::half_path`]):
+    /// "native f16 (SHADER_F16)" or "unpack2x16float from u32".
     pub fn f16_path(&self) -> &'static str {
         if self.features.contains(wgpu::Features::SHADER_F16) {
             "native f16 (SHADER_F16)"
@@ -341,8 +349,18 @@ impl Context {
         // Families without a typed input compile once; a kernel that writes over its input
         // declares it element by element.
         let input = match family {
-            Family::Reduce | Family::Bandwidth | Family::Convert => DType::F32.into(),
-            _ if kernel.writes_input() => input.dtype.into(),
+            Family::Reduce | Family::Convert => DType::F32.into(),
+            Family::Bandwidth => InputKind {
+                wide_out: false,
+                ..input
+            },
+            // Over its input, 8 values a store only where an output could be (`wide_out`):
+            // no u64 is then shared between two invocations' elements.
+            _ if kernel.writes_input() => InputKind {
+                wide: input.wide && input.wide_out,
+                wide_out: false,
+                ..input
+            },
             _ if !kernel.writes_output() => InputKind {
                 wide_out: false,
                 ..input
@@ -355,7 +373,7 @@ impl Context {
             return p.clone();
         }
         let caps = ShaderCaps {
-            wide_f32: input.wide,
+            wide_in: input.wide,
             wide_out: input.wide_out,
             ..self.shader_caps()
         };
@@ -419,6 +437,15 @@ impl Context {
             "8 at a time as vec4<u64> (SHADER_INT64, CPU adapter), where the binding allows; row outputs of C % 4 == 0 written the same way"
         } else {
             "4 at a time as vec4<f32>"
+        }
+    }
+
+    /// How f16 and bf16 inputs are read (`xent info` prints it).
+    pub fn half_path(&self) -> &'static str {
+        if self.wide_loads(DType::F16) {
+            "8 at a time as vec4<u32> (CPU adapter), where the binding allows"
+        } else {
+            "4 at a time"
         }
     }
 
@@ -646,4 +673,9 @@ impl Bindable for Bound {
 
 fn backends_from_env() -> String {
     std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all (WGPU_BACKEND unset)".into())
+}
+
+/// Bytes of 8 values of `dtype`: a binding read 8 at a time must cover whole units.
+pub(crate) fn wide_unit(dtype: DType) -> u64 {
+    8 * dtype.size() as u64
 }

@@ -11,7 +11,7 @@
 //! let loss = step.read_loss()?;       // the one scalar read back
 //! ```
 
-use super::context::{Bound, Context};
+use super::context::{wide_unit, Bound, Context};
 use super::loss::{Grad, Loss, Request};
 use super::loss_plan::{ChunkInputs, LossShape, PreparedLoss};
 use crate::error::{Result, XentError};
@@ -237,15 +237,16 @@ impl DeviceTensor {
         bytes.div_ceil(self.dtype.granule()).max(1) * self.dtype.granule()
     }
 
-    /// As an input of a kernel: f32 is bound in whole 32-byte units where the buffer has the
-    /// room (so that it can be read 8 at a time, `Context::input_kind`), else as `bound`.
+    /// As an input of a kernel: logits are bound in whole units of 8 values where the buffer
+    /// has the room (so that they can be read 8 at a time, `Context::input_kind`), else as
+    /// `bound`.
     pub(crate) fn input_bound(&self, ctx: &Context) -> Bound {
-        let wide = (self.len() * 4).div_ceil(32).max(1) as u64 * 32;
-        if self.dtype == DeviceDType::F32
-            && ctx.wide_f32()
-            && self.offset + wide <= self.buffer.size()
-            && wide <= ctx.max_binding_bytes()
-        {
+        let Some(dtype) = self.dtype.logits().filter(|&d| ctx.wide_loads(d)) else {
+            return self.bound();
+        };
+        let unit = wide_unit(dtype);
+        let wide = ((self.len() * dtype.size()) as u64).div_ceil(unit).max(1) * unit;
+        if self.offset + wide <= self.buffer.size() && wide <= ctx.max_binding_bytes() {
             return Bound {
                 buffer: self.buffer.clone(),
                 offset: self.offset,

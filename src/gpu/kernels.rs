@@ -19,14 +19,15 @@ pub struct ShaderCaps {
     pub f16: bool,
     /// Reduce with subgroup operations (`SUBGROUP`).
     pub subgroups: bool,
-    /// Read f32 inputs 8 at a time as `vec4<u64>` (`SHADER_INT64`, CPU adapters), where the
-    /// binding is read-only.
-    pub wide_f32: bool,
+    /// Read inputs 8 at a time (CPU adapters): f32 as `vec4<u64>` (`SHADER_INT64`), f16 and
+    /// bf16 as `vec4<u32>`. The in-place gradient then also writes f32 8 at a time.
+    pub wide_in: bool,
     /// Write the f32 output (softmax's y, the gradient) 8 values a store as `vec4<u64>`.
     pub wide_out: bool,
 }
-/// How a kernel's input array is declared: its dtype and, for f32, whether it is read 8 at a
-/// time (`vec4<u64>`, CPU adapters with `SHADER_INT64`, bindings of whole 32-byte units).
+/// How a kernel's input array is declared: its dtype and whether it is read 8 at a time (CPU
+/// adapters; f32 as `vec4<u64>` with `SHADER_INT64` in bindings of whole 32-byte units, f16 and
+/// bf16 as `vec4<u32>` in bindings of whole 16-byte units).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct InputKind {
     pub dtype: DType,
@@ -51,16 +52,27 @@ const HOLD: &str = include_str!("../../shaders/shared/hold.wgsl");
 /// The loss parameters and input bindings, shared by the forward and backward families.
 const LOSS_INPUTS: &str = include_str!("../../shaders/shared/loss_inputs.wgsl");
 
-/// How an input array of each dtype is declared and read (`NAME_8`, `NAME_4`, `NAME_1`): f16
-/// as WGSL's own `f16` where the device has `SHADER_F16`, else unpacked from u32 words; f32
-/// as `vec4<u64>` where it is read 8 at a time (`wide`).
-fn dtype_source(dtype: DType, f16_native: bool, wide: bool) -> &'static str {
+/// How an input array of each dtype is declared and read (`NAME_8`, `NAME_4`, `NAME_1`). Read
+/// 8 at a time (`wide`): f32 as `vec4<u64>`, f16 and bf16 as `vec4<u32>`. Otherwise f32 as
+/// `vec4<f32>`, f16 as WGSL's own `f16` where the device has `SHADER_F16`, and 16-bit values
+/// from u32 words.
+fn dtype_source(dtype: DType, f16_native: bool, wide: bool) -> String {
+    let half = |pair: &str| {
+        let words = match wide {
+            true => include_str!("../../shaders/shared/dtype_half_wide.wgsl"),
+            false => include_str!("../../shaders/shared/dtype_half.wgsl"),
+        };
+        format!("{pair}\n{words}")
+    };
     match dtype {
-        DType::F32 if wide => include_str!("../../shaders/shared/dtype_f32_wide.wgsl"),
-        DType::F32 => include_str!("../../shaders/shared/dtype_f32.wgsl"),
-        DType::F16 if f16_native => include_str!("../../shaders/shared/dtype_f16_native.wgsl"),
-        DType::F16 => include_str!("../../shaders/shared/dtype_f16.wgsl"),
-        DType::BF16 => include_str!("../../shaders/shared/dtype_bf16.wgsl"),
+        DType::F32 if wide => include_str!("../../shaders/shared/dtype_f32_wide.wgsl").into(),
+        DType::F32 => include_str!("../../shaders/shared/dtype_f32.wgsl").into(),
+        DType::F16 if f16_native && !wide => {
+            include_str!("../../shaders/shared/dtype_f16_native.wgsl").into()
+        }
+        DType::F16 if wide => half(include_str!("../../shaders/shared/half_f16_bits.wgsl")),
+        DType::F16 => half(include_str!("../../shaders/shared/half_f16.wgsl")),
+        DType::BF16 => half(include_str!("../../shaders/shared/half_bf16.wgsl")),
     }
 }
 
@@ -119,20 +131,24 @@ impl Family {
         // The logits are read-only for the forward, writable for the fused backward (which
         // can put the gradient over them).
         let input = match self {
-            Family::Softmax => dtype_source(dtype, f16_native, caps.wide_f32)
+            Family::Softmax => dtype_source(dtype, f16_native, caps.wide_in)
                 .replace("NAME", "x")
                 .replace("ACCESS", "read"),
-            Family::Loss => dtype_source(dtype, f16_native, caps.wide_f32)
+            Family::Loss => dtype_source(dtype, f16_native, caps.wide_in)
                 .replace("NAME", "logits")
                 .replace("ACCESS", "read"),
             Family::Grad => {
-                // Read-write for the in-place gradient; `caps.wide_f32` is off for those
-                // kernels (Kernel::writes_input).
+                // Read-write for the in-place gradient, which is wide only where its stores
+                // are safe (`Context::pipeline`).
                 let decl =
-                    dtype_source(dtype, f16_native, caps.wide_f32).replace("ACCESS", "read_write");
-                format!("{decl}\n{}", put_source(dtype, caps.wide_f32)).replace("NAME", "logits")
+                    dtype_source(dtype, f16_native, caps.wide_in).replace("ACCESS", "read_write");
+                format!("{decl}\n{}", put_source(dtype, caps.wide_in)).replace("NAME", "logits")
             }
-            Family::Reduce | Family::Bandwidth | Family::Convert => String::new(),
+            // The read roofline reads f32 exactly as the loss kernels read their logits.
+            Family::Bandwidth => dtype_source(DType::F32, false, caps.wide_in)
+                .replace("NAME", "src")
+                .replace("ACCESS", "read"),
+            Family::Reduce | Family::Convert => String::new(),
         };
         let input = input.replace("BINDING", "1");
         // The f32 output of the families that write one row by row: softmax's y, the gradient.
@@ -157,7 +173,7 @@ impl Family {
             _ => "",
         };
         // `enable` directives must come before any declaration.
-        let enable = if dtype == DType::F16 && f16_native && !input.is_empty() {
+        let enable = if dtype == DType::F16 && f16_native && !caps.wide_in && !input.is_empty() {
             "enable f16;\n"
         } else {
             ""
@@ -375,8 +391,8 @@ impl Kernel {
         }
     }
 
-    /// Whether the kernel writes over its input (the in-place gradient), which must then be
-    /// declared element by element, not 8 at a time.
+    /// Whether the kernel writes over its input (the in-place gradient), which is then
+    /// declared 8 at a time only where an output could be (`InputKind::wide_out`).
     pub fn writes_input(self) -> bool {
         self.constants().iter().any(|(name, _)| *name == "IN_PLACE")
     }
@@ -420,11 +436,11 @@ mod tests {
         let caps = |f16, subgroups| ShaderCaps {
             f16,
             subgroups,
-            wide_f32: false,
+            wide_in: false,
             wide_out: false,
         };
         let wide = ShaderCaps {
-            wide_f32: true,
+            wide_in: true,
             wide_out: true,
             ..caps(true, true)
         };

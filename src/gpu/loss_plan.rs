@@ -268,8 +268,9 @@ impl Context {
             .iter()
             .map(|b| (&b.losses as _, &b.dens as _, b.rows))
             .collect();
-        // The fused gradient is written row by row: 8 values a store where that is safe (the
-        // in-place kernels write over the logits, and are declared element by element).
+        // The fused gradient is written row by row: 8 values a store where that is safe. In
+        // place there is no grad buffer (size 0 here), and the logits are written 8 at a time
+        // when they are also read so (`Context::pipeline`).
         let grad_kind = self.with_wide_output(
             kind,
             layout,

@@ -55,6 +55,7 @@ pub fn run() -> Result<()> {
         ctx.reduction_path()
     );
     println!("  f32 inputs read:                  {}", ctx.f32_path());
+    println!("  f16/bf16 inputs read:             {}", ctx.half_path());
     println!("  rows read twice:                  {}", ctx.hold_path());
     println!(
         "  adapter features:                 {:?}",

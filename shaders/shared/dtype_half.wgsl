@@ -1,10 +1,7 @@
-// NAME: bfloat16 bit patterns, two per u32 word (low half first), four per vec2<u32>.
-// A bf16 is the top half of an f32, so widening is a shift; arithmetic stays in f32.
+// NAME: 16-bit values (IEEE half or bfloat16), two per u32 word (low half first), four per
+// vec2<u32>. NAME_pair, which widens one word to two f32s, comes first: half_f16.wgsl or
+// half_bf16.wgsl. Arithmetic stays in f32.
 @group(0) @binding(BINDING) var<storage, ACCESS> NAME: array<vec2<u32>>;
-
-fn NAME_pair(w: u32) -> vec2<f32> {
-    return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
-}
 
 fn NAME_4(j: u32) -> vec4<f32> {
     let w = NAME[j];
