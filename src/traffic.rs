@@ -22,6 +22,8 @@ pub enum BenchOp {
     Copy,
     /// The trivial read kernel of bandwidth.wgsl: one read.
     Read,
+    /// The trivial write kernel of bandwidth.wgsl: one write.
+    Write,
 }
 
 impl BenchOp {
@@ -36,6 +38,7 @@ impl BenchOp {
             BenchOp::Softmax => "softmax",
             BenchOp::Copy => "copy",
             BenchOp::Read => "read",
+            BenchOp::Write => "write",
         }
     }
 
@@ -46,7 +49,7 @@ impl BenchOp {
     pub fn bytes_per_logit(self, classes: usize, elem_bytes: usize, held: bool) -> f64 {
         let e = elem_bytes as f64;
         match self {
-            BenchOp::CrossEntropy | BenchOp::Read => e,
+            BenchOp::CrossEntropy | BenchOp::Read | BenchOp::Write => e,
             BenchOp::CrossEntropyGrad
             | BenchOp::CrossEntropyGradInPlace
             | BenchOp::LogSoftmax
@@ -78,6 +81,8 @@ mod tests {
         assert_eq!(BenchOp::LogSoftmax.bytes_per_logit(4096, 4, false), 12.0);
         assert_eq!(BenchOp::Softmax.bytes_per_logit(4096, 4, false), 12.0);
         assert_eq!(BenchOp::NllLoss.bytes_per_logit(1000, 4, false), 0.004);
+        assert_eq!(BenchOp::Read.bytes_per_logit(1000, 4, false), 4.0);
+        assert_eq!(BenchOp::Write.bytes_per_logit(1000, 4, false), 4.0);
         assert_eq!(BenchOp::Copy.bytes_per_logit(7, 4, false), 8.0);
         assert_eq!(BenchOp::Read.bytes_per_logit(7, 4, false), 4.0);
         // Rows held in workgroup memory: one read and one write.

@@ -226,7 +226,8 @@ fn bench_writes_json_with_every_field_and_a_plot() {
             "log-softmax",
             "softmax",
             "copy",
-            "read"
+            "read",
+            "write"
         ]
     );
     let fields = [
@@ -252,7 +253,7 @@ fn bench_writes_json_with_every_field_and_a_plot() {
         assert_eq!((r["n"].as_u64(), r["c"].as_u64()), (Some(32), Some(1000)));
         let op = r["op"].as_str().unwrap();
         let expect = match op {
-            "cross-entropy" | "read" => 4.0,
+            "cross-entropy" | "read" | "write" => 4.0,
             "cross-entropy-grad" | "log-softmax" | "softmax" => 12.0,
             "nll-loss" => 0.004,
             "copy" => 8.0,
@@ -265,7 +266,7 @@ fn bench_writes_json_with_every_field_and_a_plot() {
             (gb - 32.0 * 1000.0 * 4.0 / ms / 1e6).abs() < 1e-9 * gb.max(1.0),
             "{op}: GB/s convention"
         );
-        if op != "copy" && op != "read" {
+        if !matches!(op, "copy" | "read" | "write") {
             assert!(r["max_abs_err"].as_f64().unwrap() < 1e-4, "{op} validated");
         }
     }
@@ -300,13 +301,13 @@ fn bench_counts_one_read_when_rows_are_held() {
     for r in v["results"].as_array().unwrap() {
         let op = r["op"].as_str().unwrap();
         let expect = match op {
-            "cross-entropy" | "read" => 4.0,
+            "cross-entropy" | "read" | "write" => 4.0,
             "cross-entropy-grad" | "log-softmax" => 8.0,
             "copy" => 8.0,
             _ => unreachable!(),
         };
         assert_eq!(r["bytes_per_logit"].as_f64(), Some(expect), "{op}");
-        if op != "copy" && op != "read" {
+        if !matches!(op, "copy" | "read" | "write") {
             assert!(r["max_abs_err"].as_f64().unwrap() < 1e-4, "{op} validated");
         }
     }

@@ -1,7 +1,8 @@
-//! The adapter's own streaming bandwidth: a buffer-to-buffer copy and a trivial read kernel.
+//! The adapter's own streaming bandwidth: a buffer-to-buffer copy, a trivial read kernel and a
+//! trivial write kernel.
 
 use super::context::Context;
-use super::kernels::{Family, Kernel};
+use super::kernels::{Family, InputKind, Kernel};
 use super::program::Program;
 use super::readback::Staging;
 use super::timestamps::Timestamps;
@@ -14,17 +15,18 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct BandwidthParams {
     n_pairs: u32,
-    stride: u32,
+    block: u32,
     _pad: [u32; 2],
 }
 
-/// Buffers of `bytes` bytes, made once, to time a copy and a read over them.
+/// Buffers of `bytes` bytes, made once, to time a copy, a read and a write over them.
 pub struct PreparedBandwidth<'a> {
     ctx: &'a Context,
     src: wgpu::Buffer,
     dst: wgpu::Buffer,
     bytes: u64,
     program: Program,
+    write: Program,
     out: wgpu::Buffer,
     staging: Staging,
     timestamps: Option<Timestamps>,
@@ -32,8 +34,10 @@ pub struct PreparedBandwidth<'a> {
 
 impl Context {
     /// Two buffers of `bytes` bytes (rounded down to 32, capped at one binding) to time with
-    /// [`PreparedBandwidth::copy`] and [`PreparedBandwidth::read`]. The read kernel loads f32
-    /// the way the loss kernels load logits of that size (`Context::input_kind`).
+    /// [`PreparedBandwidth::copy`], [`PreparedBandwidth::read`] and
+    /// [`PreparedBandwidth::write`]. The read kernel loads f32 the way the loss kernels load
+    /// logits of that size (`Context::input_kind`), and the write kernel stores them the way
+    /// the kernels write a row output (`Context::with_wide_output`).
     pub fn prepare_bandwidth(&self, bytes: u64) -> Result<PreparedBandwidth<'_>> {
         let bytes = (bytes.min(self.max_binding_bytes()) / 32 * 32).max(32);
         pollster::block_on(self.scoped(async {
@@ -51,34 +55,42 @@ impl Context {
             let (src, dst) = (make("bandwidth src"), make("bandwidth dst"));
             let n_pairs = (bytes / 32) as u32;
             let wg = self.workgroup_size() as u64;
-            // Enough workgroups to fill any adapter, each invocation striding over the rest.
-            let workgroups = (n_pairs as u64).div_ceil(wg * 8).clamp(1, 65_535);
+            // A contiguous block of pairs per workgroup, 16 a lane: enough workgroups to fill
+            // any adapter, in one grid dimension.
+            let block = (wg * 16).max((n_pairs as u64).div_ceil(65_535));
+            let workgroups = (n_pairs as u64).div_ceil(block).max(1);
             let invocations = workgroups * wg;
             let params = self.uniform(
                 "bandwidth params",
                 &BandwidthParams {
                     n_pairs,
-                    stride: invocations as u32,
+                    block: block as u32,
                     _pad: [0; 2],
                 },
             );
             let out = self.output("bandwidth out", invocations as usize)?;
             let mut program = Program::default();
-            let bind = self.bind(Family::Bandwidth, &[&params, &src, &out]);
-            self.push_typed(
-                &mut program,
-                Kernel::ReadSum,
-                self.input_kind(DType::F32, [bytes]),
-                bind,
-                workgroups,
-                "read_sum".into(),
-            )?;
+            // `bytes` is whole 32-byte units, so the output is written as wide as any can be.
+            let kind = InputKind {
+                wide_out: self.wide_f32(),
+                ..self.input_kind(DType::F32, [bytes])
+            };
+            let mut write = Program::default();
+            for (program, kernel) in [
+                (&mut program, Kernel::ReadSum),
+                (&mut write, Kernel::WriteFill),
+            ] {
+                let bind = self.bind(Family::Bandwidth, &[&params, &src, &out, &dst]);
+                let label = kernel.entry_point().into();
+                self.push_typed(program, kernel, kind, bind, workgroups, label)?;
+            }
             Ok(PreparedBandwidth {
                 ctx: self,
                 src,
                 dst,
                 bytes,
                 program,
+                write,
                 out,
                 staging: self.staging(4),
                 timestamps: self.timestamp_queries(),
@@ -116,6 +128,18 @@ impl PreparedBandwidth<'_> {
         let (_, kernel) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
             &self.program,
             &[(&self.out, 0, &self.staging)],
+            self.timestamps.as_ref(),
+        )))?;
+        Ok((t.elapsed(), kernel))
+    }
+
+    /// One run of the write kernel over all the bytes: wall time (submit to done) and, where
+    /// the adapter has timestamps, the kernel time.
+    pub fn write(&self) -> Result<(Duration, Option<Duration>)> {
+        let t = Instant::now();
+        let (_, kernel) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
+            &self.write,
+            &[],
             self.timestamps.as_ref(),
         )))?;
         Ok((t.elapsed(), kernel))

@@ -350,10 +350,7 @@ impl Context {
         // declares it element by element.
         let input = match family {
             Family::Reduce | Family::Convert => DType::F32.into(),
-            Family::Bandwidth => InputKind {
-                wide_out: false,
-                ..input
-            },
+            Family::Bandwidth => input,
             // Over its input, 8 values a store only where an output could be (`wide_out`):
             // no u64 is then shared between two invocations' elements.
             _ if kernel.writes_input() => InputKind {

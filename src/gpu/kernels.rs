@@ -166,6 +166,7 @@ impl Family {
         let output = match self {
             Family::Softmax => output("y", 2),
             Family::Grad => output("grad", 7),
+            Family::Bandwidth => output("dst", 3),
             _ => String::new(),
         };
         let hold = match self {
@@ -197,7 +198,8 @@ impl Family {
             Family::Loss => &[false, false, false, false, true, true, true, true],
             Family::Grad => &[true, false, false, false, true, false, true, true],
             Family::Reduce => &[false, false, true, true],
-            Family::Bandwidth | Family::Convert => &[false, true],
+            Family::Bandwidth => &[false, true, true],
+            Family::Convert => &[false, true],
         }
     }
 
@@ -283,6 +285,8 @@ pub enum Kernel {
     ReduceFinalize,
     /// `read_sum` in bandwidth.wgsl.
     ReadSum,
+    /// `write_fill` in bandwidth.wgsl.
+    WriteFill,
     /// `pack_half` in convert.wgsl: one invocation per output word.
     PackHalf,
     /// `gather` in convert.wgsl: every stride-th f32, one invocation each.
@@ -291,7 +295,7 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order the context builds them.
-    pub const ALL: [Kernel; 24] = [
+    pub const ALL: [Kernel; 25] = [
         Kernel::LogSoftmax,
         Kernel::Softmax,
         Kernel::LogSoftmaxHeld,
@@ -314,6 +318,7 @@ impl Kernel {
         Kernel::ReduceBlock,
         Kernel::ReduceFinalize,
         Kernel::ReadSum,
+        Kernel::WriteFill,
         Kernel::PackHalf,
         Kernel::Gather,
     ];
@@ -341,7 +346,7 @@ impl Kernel {
             | Kernel::CrossEntropyGradSegmentsInPlace
             | Kernel::NllGrad => Family::Grad,
             Kernel::ReduceBlock | Kernel::ReduceFinalize => Family::Reduce,
-            Kernel::ReadSum => Family::Bandwidth,
+            Kernel::ReadSum | Kernel::WriteFill => Family::Bandwidth,
             Kernel::PackHalf | Kernel::Gather => Family::Convert,
         }
     }
@@ -370,6 +375,7 @@ impl Kernel {
             Kernel::ReduceBlock => "reduce_block",
             Kernel::ReduceFinalize => "finalize",
             Kernel::ReadSum => "read_sum",
+            Kernel::WriteFill => "write_fill",
             Kernel::PackHalf => "pack_half",
             Kernel::Gather => "gather",
         }

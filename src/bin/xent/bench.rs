@@ -1,5 +1,6 @@
 //! `xent bench`: a sweep over shapes and ops, validated against the CPU reference before it
-//! is timed, with GB/s beside the adapter's own copy and read bandwidth.
+//! is timed, with GB/s beside the adapter's own copy and read bandwidth; `--op copy` also
+//! reports its write bandwidth.
 
 use crate::data::{self, Inputs, Synth};
 use crate::eval::InputDtype;
@@ -37,7 +38,7 @@ pub enum OpArg {
     NllLoss,
     LogSoftmax,
     Softmax,
-    /// The adapter's buffer copy and a trivial read kernel: the roofline.
+    /// The adapter's buffer copy, a trivial read kernel and a trivial write kernel: the roofline.
     Copy,
 }
 
@@ -271,8 +272,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             probs: false,
         };
         let inp = data::quantize(data::synthesize(&[n, c], &synth), dtype);
-        // The roofline of this size: copy and read bandwidth, measured first.
-        bar.set_message(format!("{n}x{c}: copy and read roofline"));
+        // The roofline of this size: copy, read and write bandwidth, measured first.
+        bar.set_message(format!("{n}x{c}: copy, read and write roofline"));
         let roof = roofline(ctx.as_ref(), &inp, elem, a)?;
         let bytes = (n * c * elem) as f64;
         let copy_gbs = bytes / roof.copy.wall.0 / 1e6;
@@ -281,7 +282,7 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             let name = op.to_possible_value().map(|v| v.get_name().to_string());
             bar.set_message(format!("{n}x{c} {}", name.unwrap_or_default()));
             let measured = match op {
-                OpArg::Copy => vec![roof.copy.clone(), roof.read.clone()],
+                OpArg::Copy => vec![roof.copy.clone(), roof.read.clone(), roof.write.clone()],
                 _ => vec![bench_op(ctx.as_ref(), op, &inp, a)?],
             };
             for m in measured {
@@ -355,21 +356,23 @@ impl Measured {
     }
 }
 
-/// The adapter's copy and read bandwidth at one size.
+/// The adapter's copy, read and write bandwidth at one size.
 struct Roofline {
     copy: Measured,
     read: Measured,
+    write: Measured,
 }
 
 fn roofline(ctx: Option<&Context>, inp: &Inputs, elem: usize, a: &BenchArgs) -> Result<Roofline> {
-    let (copy, read, scale) = match ctx {
+    let (copy, read, write, scale) = match ctx {
         Some(ctx) => {
             let bw = ctx.prepare_bandwidth((inp.x.len() * elem) as u64)?;
             // Timed on at most one binding; scaled to the logits' size.
             let scale = (inp.x.len() * elem) as f64 / bw.bytes() as f64;
             let copy = time(a.warmup, a.iters, || bw.copy().map(|_| None))?;
             let read = time(a.warmup, a.iters, || bw.read().map(|(_, k)| k))?;
-            (copy, read, scale)
+            let write = time(a.warmup, a.iters, || bw.write().map(|(_, k)| k))?;
+            (copy, read, write, scale)
         }
         None => {
             let copy = time(a.warmup, a.iters, || {
@@ -380,12 +383,19 @@ fn roofline(ctx: Option<&Context>, inp: &Inputs, elem: usize, a: &BenchArgs) -> 
                 std::hint::black_box(inp.x.iter().sum::<f32>());
                 Ok(None)
             })?;
-            (copy, read, 1.0)
+            let mut out = vec![0f32; inp.x.len()];
+            let write = time(a.warmup, a.iters, || {
+                out.fill(std::hint::black_box(1.0));
+                std::hint::black_box(&out);
+                Ok(None)
+            })?;
+            (copy, read, write, 1.0)
         }
     };
     Ok(Roofline {
         copy: Measured::new(BenchOp::Copy, &copy, scale, None),
         read: Measured::new(BenchOp::Read, &read, scale, None),
+        write: Measured::new(BenchOp::Write, &write, scale, None),
     })
 }
 

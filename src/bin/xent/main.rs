@@ -31,7 +31,7 @@ enum Command {
     /// Compare the GPU against the CPU reference on one configuration; exit 1 when any
     /// element is beyond tolerance.
     Check(check::CheckArgs),
-    /// Time ops over a sweep of shapes, validated first, beside the copy/read roofline.
+    /// Time ops over a sweep of shapes, validated first, beside the copy/read/write roofline.
     Bench(bench::BenchArgs),
 }
 

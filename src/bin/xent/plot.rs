@@ -53,10 +53,11 @@ pub fn draw(path: &Path, adapter: &AdapterJson, rows: &[Row]) -> Result<()> {
     }
     for (i, ((imp, op), mut points)) in series.into_iter().enumerate() {
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        let roofline = op == "copy" || op == "read";
+        let roofline = matches!(op.as_str(), "copy" | "read" | "write");
         let color = match op.as_str() {
             "copy" => BLACK.to_rgba(),
             "read" => RGBColor(128, 128, 128).to_rgba(),
+            "write" => RGBColor(190, 190, 190).to_rgba(),
             _ => Palette99::pick(i).to_rgba(),
         };
         let style = ShapeStyle {
