@@ -16,7 +16,7 @@ for r in rounds:
     by = {(x["op"], x["n"], x["c"]): x for x in xent}
     tby = {(t["op"], t["n"], t["c"]): t for t in torch}
     for (op, n, c), x in by.items():
-        if op in ("copy", "read"):
+        if op in ("copy", "read", "write"):
             continue
         read, copy = by[("read", n, c)], by[("copy", n, c)]
         t = tby[(op, n, c)]
@@ -31,7 +31,7 @@ for r in rounds:
 bw = {}
 for r in rounds:
     for x in json.loads((out / f"xent-{r}.json").read_text())["results"]:
-        if x["op"] in ("copy", "read"):
+        if x["op"] in ("copy", "read", "write"):
             bw.setdefault((x["n"], x["c"], x["op"]), []).append(x["gb_per_s"])
 med = statistics.median
 print(f"{len(rounds)} rounds from {out}\n")
