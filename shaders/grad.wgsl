@@ -261,9 +261,13 @@ fn cross_entropy_fused(
     let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
     let row = slot.row;
     let base = row_base(row);
-    // First read: the statistics. The lanes' merge ends with a barrier, so every lane has
-    // finished reading before any lane below writes (in place).
+    // First read: the statistics.
     let rs = row_stats(slot, base, lid);
+    // In place, every lane has finished reading before any lane below writes. The tree and
+    // multi-subgroup reductions end with a barrier already; the shuffles have none.
+    if IN_PLACE {
+        workgroupBarrier();
+    }
     if !slot.valid {
         return;
     }

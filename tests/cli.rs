@@ -312,3 +312,56 @@ fn bench_counts_one_read_when_rows_are_held() {
         }
     }
 }
+
+/// The reduction paths give bitwise the same results: subgroup shuffles (lavapipe, where a
+/// workgroup is one subgroup) and the workgroup-memory tree (`XENT_NO_SUBGROUPS=1`, and GL),
+/// for the loss, gradient and lse of whole rows, several rows per subgroup, and split rows.
+/// Subgroup operations merged across several subgroups (GPUs, or `XENT_WORKGROUP_SIZE` above
+/// the subgroup size) sum in the hardware's order, so there they agree to rounding.
+#[test]
+fn reduction_paths_agree_bitwise() {
+    let info = xent().arg("info").output().unwrap();
+    let exact = !String::from_utf8_lossy(&info.stdout).contains("subgroup operations");
+    let d = tmpdir("paths");
+    let mut rng = common::Rng(21);
+    for (n, c) in [(300usize, 1037usize), (4096, 8), (500, 100), (3, 20000)] {
+        let x = rng.logits(n * c, 4.0);
+        npy::write_f32(d.join("x.npy"), &x, &[n, c]).unwrap();
+        let t: Vec<i64> = (0..n).map(|_| rng.below(c) as i64).collect();
+        write_i64(&d.join("t.npy"), &t, &[n as u64]);
+        let run = |tag: &str, no_subgroups: bool| {
+            let mut cmd = xent();
+            if no_subgroups {
+                cmd.env("XENT_NO_SUBGROUPS", "1");
+            }
+            let r = cmd
+                .args(["eval", "cross-entropy", "--label-smoothing", "0.1"])
+                .args(["--reduction", "none", "--input"])
+                .arg(d.join("x.npy"))
+                .arg("--target")
+                .arg(d.join("t.npy"))
+                .arg("--out")
+                .arg(d.join(format!("{tag}-loss.npy")))
+                .arg("--grad-out")
+                .arg(d.join(format!("{tag}-grad.npy")))
+                .arg("--lse-out")
+                .arg(d.join(format!("{tag}-lse.npy")))
+                .output()
+                .unwrap();
+            assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        };
+        run("default", false);
+        run("tree", true);
+        for what in ["loss", "grad", "lse"] {
+            let path = |tag: &str| d.join(format!("{tag}-{what}.npy"));
+            if exact {
+                let read = |tag: &str| std::fs::read(path(tag)).unwrap();
+                assert!(read("default") == read("tree"), "{n}x{c} {what}");
+            } else {
+                let tree = npy::read_f32(path("tree")).unwrap().data;
+                let ours = npy::read_f32(path("default")).unwrap().data;
+                common::assert_close(&what, &ours, &common::widen(&tree), 1e-6, 1e-5);
+            }
+        }
+    }
+}

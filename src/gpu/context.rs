@@ -216,19 +216,28 @@ impl Context {
     /// How rows are reduced on this device: subgroup operations (`SUBGROUP`) or a tree in
     /// workgroup memory.
     pub fn reduction_path(&self) -> &'static str {
-        if self.shader_caps().subgroups {
-            "subgroup operations (SUBGROUP), tree for rows narrower than a subgroup"
-        } else {
-            "tree in workgroup memory"
+        let caps = self.shader_caps();
+        match (caps.subgroups, caps.one_subgroup) {
+            (true, true) => "subgroup shuffles, no barrier (a workgroup is one subgroup)",
+            (true, false) => {
+                "subgroup operations (SUBGROUP), tree for rows narrower than a subgroup"
+            }
+            (false, _) => "tree in workgroup memory",
         }
     }
 
     /// What the shaders may use on this device.
     pub(crate) fn shader_caps(&self) -> ShaderCaps {
+        let subgroups = self.features.contains(wgpu::Features::SUBGROUP)
+            && std::env::var_os("XENT_NO_SUBGROUPS").is_none();
         ShaderCaps {
             f16: self.features.contains(wgpu::Features::SHADER_F16),
-            subgroups: self.features.contains(wgpu::Features::SUBGROUP)
-                && std::env::var_os("XENT_NO_SUBGROUPS").is_none(),
+            subgroups,
+            // Only where the size is fixed: a device free to pick another at run time could
+            // split a workgroup into several subgroups.
+            one_subgroup: subgroups
+                && self.info.subgroup_min_size == self.workgroup_size
+                && self.info.subgroup_max_size == self.workgroup_size,
             wide_in: false,
             wide_out: false,
         }

@@ -11,6 +11,8 @@ const REDUCE_TREE: &str = include_str!("../../shaders/shared/reduce_tree.wgsl");
 const REDUCE_PLAIN: &str = include_str!("../../shaders/shared/reduce_plain.wgsl");
 /// The workgroup reductions through subgroup operations (`SUBGROUP`), trees for narrow rows.
 const REDUCE_SUBGROUP: &str = include_str!("../../shaders/shared/reduce_subgroup.wgsl");
+/// The workgroup reductions as subgroup shuffles, where a workgroup is one subgroup.
+const REDUCE_SHUFFLE: &str = include_str!("../../shaders/shared/reduce_shuffle.wgsl");
 
 /// The device capabilities a shader's source depends on.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -19,6 +21,9 @@ pub struct ShaderCaps {
     pub f16: bool,
     /// Reduce with subgroup operations (`SUBGROUP`).
     pub subgroups: bool,
+    /// A workgroup is exactly one subgroup (with `subgroups`): reduce with shuffles alone, no
+    /// barrier.
+    pub one_subgroup: bool,
     /// Read inputs 8 at a time (CPU adapters): f32 as `vec4<u64>` (`SHADER_INT64`), f16 and
     /// bf16 as `vec4<u32>`. The in-place gradient then also writes f32 8 at a time.
     pub wide_in: bool,
@@ -179,10 +184,10 @@ impl Family {
         } else {
             ""
         };
-        let reduce = if caps.subgroups {
-            REDUCE_SUBGROUP
-        } else {
-            REDUCE_PLAIN
+        let reduce = match (caps.subgroups, caps.one_subgroup) {
+            (true, true) => REDUCE_SHUFFLE,
+            (true, false) => REDUCE_SUBGROUP,
+            (false, _) => REDUCE_PLAIN,
         };
         format!(
             "{enable}{SHARED}\n{REDUCE_TREE}\n{reduce}\n{input}\n{output}\n{hold}\n{prelude}\n{own}"
@@ -442,12 +447,14 @@ mod tests {
         let caps = |f16, subgroups| ShaderCaps {
             f16,
             subgroups,
+            one_subgroup: false,
             wide_in: false,
             wide_out: false,
         };
         let wide = ShaderCaps {
             wide_in: true,
             wide_out: true,
+            one_subgroup: true,
             ..caps(true, true)
         };
         let variants = [
