@@ -360,7 +360,7 @@ fn reduction_paths_agree_bitwise() {
             } else {
                 let tree = npy::read_f32(path("tree")).unwrap().data;
                 let ours = npy::read_f32(path("default")).unwrap().data;
-                common::assert_close(&what, &ours, &common::widen(&tree), 1e-6, 1e-5);
+                common::assert_close(what, &ours, &common::widen(&tree), 1e-6, 1e-5);
             }
         }
     }
