@@ -153,6 +153,17 @@ fn simple_grad4(sg: SimpleGrad, v: vec4<f32>, j: u32) -> vec4<f32> {
     return exp(v - sg.m) * sg.k_s - select(vec4<f32>(0.0), sg.hot, j == sg.yj);
 }
 
+// Writes the gradient of pair q, raw logits w (two pairs a loop trip, both read before
+// either is written: shared/lse.wgsl): the common case, and the general one of a row
+// starting at base.
+fn simple_grad_pair(sg: SimpleGrad, q: u32, w: Vec8) {
+    store8(q, Vec8(simple_grad4(sg, w.a, 2u * q), simple_grad4(sg, w.b, 2u * q + 1u)));
+}
+
+fn grad_pair(g: RowGrad, q: u32, base: u32, w: Vec8) {
+    store8(q, Vec8(grad4(g, w.a, 2u * q, base), grad4(g, w.b, 2u * q + 1u, base)));
+}
+
 // What a row's gradient needs, from its stats (M, S, Q, lse) and its target.
 struct GradRow {
     g: RowGrad,
@@ -209,9 +220,16 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
                 ),
             );
             let pr = span_pairs(sp);
-            for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+            let l = params.lanes;
+            var q = pr.q0 + slot.lane;
+            for (; q + l < pr.q1; q += 2u * l) {
                 let w = again8(q);
-                store8(q, Vec8(simple_grad4(sg, w.a, 2u * q), simple_grad4(sg, w.b, 2u * q + 1u)));
+                let v = again8(q + l);
+                simple_grad_pair(sg, q, w);
+                simple_grad_pair(sg, q + l, v);
+            }
+            if q < pr.q1 {
+                simple_grad_pair(sg, q, again8(q));
             }
             if pr.has_lo && takes_lo(slot.lane) {
                 store4(pr.lo, simple_grad4(sg, again4(pr.lo), pr.lo));
@@ -220,10 +238,10 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
                 store4(pr.hi, simple_grad4(sg, again4(pr.hi), pr.hi));
             }
         } else {
+            // One pair a trip here (shared/lse.wgsl).
             let pr = span_pairs(sp);
             for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
-                let w = again8(q);
-                store8(q, Vec8(grad4(g, w.a, 2u * q, base), grad4(g, w.b, 2u * q + 1u, base)));
+                grad_pair(g, q, base, again8(q));
             }
             if pr.has_lo && takes_lo(slot.lane) {
                 store4(pr.lo, grad4(g, again4(pr.lo), pr.lo, base));

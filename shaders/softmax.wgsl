@@ -64,13 +64,21 @@ fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
         if params.inner == 1u {
             let sp = row_span(base, params.classes);
             hold_begin(lid, params.lanes, params.classes / 4u + 1u, sp.v0);
-            // Pairs of vec4s per trip (one load each where x is read 8 at a time): loop trips
-            // and load instructions are what CPU adapters pay for.
+            // Two pairs of vec4s per trip (one load each where x is read 8 at a time): loop
+            // trips and load instructions are what CPU adapters pay for (shared/lse.wgsl).
             let pr = span_pairs(sp);
-            for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+            let l = params.lanes;
+            var q = pr.q0 + slot.lane;
+            for (; q + l < pr.q1; q += 2u * l) {
                 let w = x_8(q);
-                hold4(2u * q, w.a);
-                hold4(2u * q + 1u, w.b);
+                let v = x_8(q + l);
+                hold8(q, w);
+                hold8(q + l, v);
+                st = lse_push16(st, w, v);
+            }
+            if q < pr.q1 {
+                let w = x_8(q);
+                hold8(q, w);
                 st = lse_push8(st, w);
             }
             if pr.has_lo && takes_lo(slot.lane) {
@@ -120,6 +128,20 @@ fn forward4(which: u32, v: vec4<f32>, m: f32, log_s: f32, inv_s: f32) -> vec4<f3
     return exp(v - vec4<f32>(m)) * inv_s;
 }
 
+// Writes log_softmax of pair q, raw values w (two pairs a loop trip, both read before either
+// is written: shared/lse.wgsl): (x - m) - log(s).
+fn log_softmax_pair(q: u32, w: Vec8, m: f32, log_s: f32) {
+    let mm = vec4<f32>(m);
+    let ls = vec4<f32>(log_s);
+    y_put8(q, Vec8((w.a - mm) - ls, (w.b - mm) - ls));
+}
+
+// Writes softmax of pair q, raw values w: exp(x - m) · (1 / s).
+fn softmax_pair(q: u32, w: Vec8, m: f32, inv_s: f32) {
+    let mm = vec4<f32>(m);
+    y_put8(q, Vec8(exp(w.a - mm) * inv_s, exp(w.b - mm) * inv_s));
+}
+
 // y_c for every class of the row from its statistics: log_softmax (x - m) - log(s),
 // softmax exp(x - m) · (1 / s).
 fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
@@ -133,19 +155,32 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
         let sp = row_span(base, params.classes);
         // One loop per op: CPU adapters run both sides of a branch inside a loop.
         let pr = span_pairs(sp);
+        let l = params.lanes;
         if which == LOG_SOFTMAX {
-            for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+            var q = pr.q0 + slot.lane;
+            for (; q + l < pr.q1; q += 2u * l) {
                 let w = again8(q);
-                y_put8(q, Vec8((w.a - vec4<f32>(m)) - vec4<f32>(log_s), (w.b - vec4<f32>(m)) - vec4<f32>(log_s)));
+                let v = again8(q + l);
+                log_softmax_pair(q, w, m, log_s);
+                log_softmax_pair(q + l, v, m, log_s);
+            }
+            if q < pr.q1 {
+                log_softmax_pair(q, again8(q), m, log_s);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);
                 store1(i, (x_1(i) - m) - log_s);
             }
         } else {
-            for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+            var q = pr.q0 + slot.lane;
+            for (; q + l < pr.q1; q += 2u * l) {
                 let w = again8(q);
-                y_put8(q, Vec8(exp(w.a - vec4<f32>(m)) * inv_s, exp(w.b - vec4<f32>(m)) * inv_s));
+                let v = again8(q + l);
+                softmax_pair(q, w, m, inv_s);
+                softmax_pair(q + l, v, m, inv_s);
+            }
+            if q < pr.q1 {
+                softmax_pair(q, again8(q), m, inv_s);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base, k);

@@ -34,6 +34,12 @@ fn hold4(j: u32, v: vec4<f32>) {
     }
 }
 
+// Keeps pair q (vec4s 2q, 2q + 1).
+fn hold8(q: u32, w: Vec8) {
+    hold4(2u * q, w.a);
+    hold4(2u * q + 1u, w.b);
+}
+
 fn held4(j: u32) -> vec4<f32> {
     return held[j + held_shift];
 }

@@ -167,6 +167,13 @@ struct RowStats {
     r: f32,
 }
 
+// Pair q of a contiguous row starting at base, pushed (smoothing or softcap on).
+fn push_pair(acc: Acc, q: u32, base: u32, r: f32) -> Acc {
+    let w = logits_8(q);
+    let a = push_vec4(acc, w.a, 2u * q, 8u * q - base, r);
+    return push_vec4(a, w.b, 2u * q + 1u, 8u * q + 4u - base, r);
+}
+
 // Reads the row once (vec4s when contiguous) and merges its lanes' sums; with HOLD_ROWS the
 // row's vec4s are also kept in workgroup memory (shared/hold.wgsl) for a second pass.
 fn row_stats(slot: RowSlot, base: u32, lid: u32) -> RowStats {
@@ -196,19 +203,26 @@ fn row_stats_range(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> RowS
             hold_begin(lid, params.lanes, params.classes / 4u + 1u, sp.v0);
             // Pairs of vec4s (one load each where the input is read 8 at a time).
             let pr = span_pairs(sp);
+            let l = params.lanes;
             if smoothing() || params.softcap != 0.0 {
-                for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
-                    let w = logits_8(q);
-                    acc = push_vec4(acc, w.a, 2u * q, 8u * q - base, r);
-                    acc = push_vec4(acc, w.b, 2u * q + 1u, 8u * q + 4u - base, r);
+                // One pair a trip here (shared/lse.wgsl).
+                for (var q = pr.q0 + slot.lane; q < pr.q1; q += l) {
+                    acc = push_pair(acc, q, base, r);
                 }
             } else {
                 // The common case, kept free of per-element branches.
                 var st = acc.st;
-                for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
+                var q = pr.q0 + slot.lane;
+                for (; q + l < pr.q1; q += 2u * l) {
                     let w = logits_8(q);
-                    hold4(2u * q, w.a);
-                    hold4(2u * q + 1u, w.b);
+                    let v = logits_8(q + l);
+                    hold8(q, w);
+                    hold8(q + l, v);
+                    st = lse_push16(st, w, v);
+                }
+                if q < pr.q1 {
+                    let w = logits_8(q);
+                    hold8(q, w);
                     st = lse_push8(st, w);
                 }
                 acc.st = st;
