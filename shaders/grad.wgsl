@@ -100,7 +100,7 @@ struct RowGrad {
 
 // ∂ℓ/∂x for the raw logit `raw` at flat index i, class c: the general case.
 fn grad_one(g: RowGrad, raw: f32, i: u32, c: u32) -> f32 {
-    let eps = params.label_smoothing;
+    let eps = label_smoothing();
     let x = cap(raw);
     let p = exp(x - g.m) * g.inv_s;
     var d = 0.0;
@@ -116,11 +116,11 @@ fn grad_one(g: RowGrad, raw: f32, i: u32, c: u32) -> f32 {
             d += eps / f32(params.classes) * (p * g.w_sum - class_weight(c));
         }
     }
-    if params.z_loss != 0.0 {
-        d += 2.0 * params.z_loss * g.lse * p;
+    if z_loss() != 0.0 {
+        d += 2.0 * z_loss() * g.lse * p;
     }
     d *= g.coef;
-    if params.softcap != 0.0 {
+    if capped() {
         let t = x / params.softcap;
         d *= 1.0 - t * t;
     }
@@ -196,7 +196,7 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
     let g = gr.g;
     let constant = gr.constant;
     let fill = gr.fill;
-    let simple = !prob_targets() && !smoothing() && params.z_loss == 0.0 && params.softcap == 0.0;
+    let simple = !prob_targets() && !smoothing() && z_loss() == 0.0 && !capped();
     if params.inner == 1u {
         let sp = row_span(base + c0, c1 - c0);
         // Three loops rather than branches inside one: CPU adapters run both sides of a

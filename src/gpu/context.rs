@@ -273,6 +273,7 @@ impl Context {
                     .into_iter()
                     .all(|s| s.is_multiple_of(wide_unit(dtype))),
             wide_out: false,
+            general: true,
         }
     }
 
@@ -359,7 +360,10 @@ impl Context {
         // declares it element by element.
         let input = match family {
             Family::Reduce | Family::Convert => DType::F32.into(),
-            Family::Bandwidth => input,
+            Family::Bandwidth | Family::Softmax => InputKind {
+                general: true,
+                ..input
+            },
             // Over its input, 8 values a store only where an output could be (`wide_out`):
             // no u64 is then shared between two invocations' elements.
             _ if kernel.writes_input() => InputKind {
@@ -391,6 +395,9 @@ impl Context {
             });
         let mut constants = vec![("WG", self.workgroup_size as f64)];
         constants.extend_from_slice(kernel.constants());
+        if !input.general {
+            constants.push(("GENERAL", 0.0));
+        }
         if kernel.holds_rows() {
             constants.push(("HOLD", self.hold_vec4s().max(1) as f64));
         }

@@ -40,6 +40,9 @@ pub(crate) struct InputKind {
     /// The output is written 8 values a store (`vec4<u64>`): contiguous rows of C % 4 == 0
     /// in a buffer of whole 32-byte units.
     pub wide_out: bool,
+    /// The loss families' `GENERAL` override: false for a call with class targets and no
+    /// label smoothing, z-loss or softcap, whose pipelines then drop that code.
+    pub general: bool,
 }
 
 impl From<DType> for InputKind {
@@ -48,6 +51,7 @@ impl From<DType> for InputKind {
             dtype,
             wide: false,
             wide_out: false,
+            general: true,
         }
     }
 }

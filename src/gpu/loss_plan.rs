@@ -79,7 +79,15 @@ impl Context {
     ) -> Result<PreparedLoss<'_>> {
         let layout = &shape.layout;
         let dtype = shape.dtype;
-        let kind = self.input_kind(dtype, inputs.iter().map(|c| c.logits.size));
+        // Class targets and no option beyond weights: the pipelines without the general code.
+        let general = shape.probs
+            || opts.label_smoothing != 0.0
+            || opts.z_loss != 0.0
+            || opts.softcap.is_some();
+        let kind = InputKind {
+            general,
+            ..self.input_kind(dtype, inputs.iter().map(|c| c.logits.size))
+        };
         let mut flags = 0;
         if opts.weight.is_some() || shape.weight.is_some() {
             flags |= HAS_WEIGHT;
