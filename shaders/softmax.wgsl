@@ -64,23 +64,10 @@ fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
         if params.inner == 1u {
             let sp = row_span(base, params.classes);
             hold_begin(lid, params.lanes, params.classes / 4u + 1u, sp.v0);
-            // Two pairs of vec4s per trip (one load each where x is read 8 at a time): loop
-            // trips and load instructions are what CPU adapters pay for (shared/lse.wgsl).
+            // Pairs of vec4s (one load each where x is read 8 at a time): loop trips and load
+            // instructions are what CPU adapters pay for (shared/lse.wgsl).
             let pr = span_pairs(sp);
-            let l = params.lanes;
-            var q = pr.q0 + slot.lane;
-            for (; q + l < pr.q1; q += 2u * l) {
-                let w = x_8(q);
-                let v = x_8(q + l);
-                hold8(q, w);
-                hold8(q + l, v);
-                st = lse_push16(st, w, v);
-            }
-            if q < pr.q1 {
-                let w = x_8(q);
-                hold8(q, w);
-                st = lse_push8(st, w);
-            }
+            st = x_lse_pairs(st, pr.q0 + slot.lane, pr.q1, params.lanes);
             if pr.has_lo && takes_lo(slot.lane) {
                 let v = x_4(pr.lo);
                 hold4(pr.lo, v);

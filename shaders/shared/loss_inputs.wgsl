@@ -239,21 +239,7 @@ fn row_stats_range(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> RowS
                 }
             } else {
                 // The common case, kept free of per-element branches.
-                var st = acc.st;
-                var q = pr.q0 + slot.lane;
-                for (; q + l < pr.q1; q += 2u * l) {
-                    let w = logits_8(q);
-                    let v = logits_8(q + l);
-                    hold8(q, w);
-                    hold8(q + l, v);
-                    st = lse_push16(st, w, v);
-                }
-                if q < pr.q1 {
-                    let w = logits_8(q);
-                    hold8(q, w);
-                    st = lse_push8(st, w);
-                }
-                acc.st = st;
+                acc.st = logits_lse_pairs(acc.st, pr.q0 + slot.lane, pr.q1, l);
             }
             if pr.has_lo && takes_lo(slot.lane) {
                 acc = push_vec4(acc, logits_4(pr.lo), pr.lo, 4u * pr.lo - base, r);

@@ -58,6 +58,9 @@ impl From<DType> for InputKind {
 
 /// Rows kept in workgroup memory between two passes, for the families that read rows.
 const HOLD: &str = include_str!("../../shaders/shared/hold.wgsl");
+/// The online log-sum-exp of a lane's pairs, appended to the input of the families that read
+/// rows (`NAME_lse_pairs`).
+const LSE_PAIRS: &str = include_str!("../../shaders/shared/lse_pairs.wgsl");
 /// The loss parameters and input bindings, shared by the forward and backward families.
 const LOSS_INPUTS: &str = include_str!("../../shaders/shared/loss_inputs.wgsl");
 
@@ -139,20 +142,22 @@ impl Family {
         };
         // The logits are read-only for the forward, writable for the fused backward (which
         // can put the gradient over them).
+        let rows = |name: &str, access: &str| {
+            let decl = dtype_source(dtype, f16_native, caps.wide_in);
+            format!("{decl}\n{LSE_PAIRS}")
+                .replace("NAME", name)
+                .replace("ACCESS", access)
+        };
         let input = match self {
-            Family::Softmax => dtype_source(dtype, f16_native, caps.wide_in)
-                .replace("NAME", "x")
-                .replace("ACCESS", "read"),
-            Family::Loss => dtype_source(dtype, f16_native, caps.wide_in)
-                .replace("NAME", "logits")
-                .replace("ACCESS", "read"),
-            Family::Grad => {
-                // Read-write for the in-place gradient, which is wide only where its stores
-                // are safe (`Context::pipeline`).
-                let decl =
-                    dtype_source(dtype, f16_native, caps.wide_in).replace("ACCESS", "read_write");
-                format!("{decl}\n{}", put_source(dtype, caps.wide_in)).replace("NAME", "logits")
-            }
+            Family::Softmax => rows("x", "read"),
+            Family::Loss => rows("logits", "read"),
+            // Read-write for the in-place gradient, which is wide only where its stores are
+            // safe (`Context::pipeline`).
+            Family::Grad => format!(
+                "{}\n{}",
+                rows("logits", "read_write"),
+                put_source(dtype, caps.wide_in).replace("NAME", "logits")
+            ),
             // The read roofline reads f32 exactly as the loss kernels read their logits.
             Family::Bandwidth => dtype_source(DType::F32, false, caps.wide_in)
                 .replace("NAME", "src")
