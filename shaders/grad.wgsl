@@ -98,28 +98,33 @@ struct RowGrad {
     w_sum: f32,
 }
 
-// ∂ℓ/∂x for the raw logit `raw` at flat index i, class c: the general case.
+// ∂ℓ/∂x for the raw logit `raw` at flat index i, class c: the general case. Written as
+// PyTorch's autograd computes it, the upstream gradient k = g/D applied first, then
+// log_softmax's backward p_c·Σ_j G_j - G_c of the loss's G_c = k·(weight of -log p_c), with the
+// one-hot term added only at the target: an infinite weight or g then gives PyTorch's NaN at
+// the target (inf - inf) and inf elsewhere, never a finite-looking -inf.
 fn grad_one(g: RowGrad, raw: f32, i: u32, c: u32) -> f32 {
     let eps = label_smoothing();
     let x = cap(raw);
     let p = exp(x - g.m) * g.inv_s;
+    let k = g.coef;
     var d = 0.0;
     if prob_targets() {
-        d = g.q * p - prob_weight(c, i);
+        d = p * (k * g.q) - k * prob_weight(c, i);
     } else {
-        var onehot = 0.0;
+        let ky = k * ((1.0 - eps) * g.wy);
+        d = p * ky;
         if i32(c) == g.y {
-            onehot = 1.0;
+            d -= ky;
         }
-        d = (1.0 - eps) * g.wy * (p - onehot);
         if eps > 0.0 {
-            d += eps / f32(params.classes) * (p * g.w_sum - class_weight(c));
+            let ke = k * (eps / f32(params.classes));
+            d += p * (ke * g.w_sum) - ke * class_weight(c);
         }
     }
     if z_loss() != 0.0 {
-        d += 2.0 * z_loss() * g.lse * p;
+        d += p * (k * (2.0 * z_loss() * g.lse));
     }
-    d *= g.coef;
     if capped() {
         let t = x / params.softcap;
         d *= 1.0 - t * t;
@@ -309,15 +314,19 @@ fn cross_entropy_grad_segments(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let g = linear_workgroup(wid, nwg);
-    let row = g / params.segments;
-    if row >= params.rows {
+    let seg = segment_of(g, params.segments, params.segment_len, params.classes);
+    if seg.row >= params.rows {
         return;
     }
-    let c0 = min((g % params.segments) * params.segment_len, params.classes);
-    let c1 = min(c0 + params.segment_len, params.classes);
-    let slot = RowSlot(row, lid, true);
-    write_grad(slot, row_base(row), c0, c1, grad_row(row, stats[row * params.segments]));
+    let st = stats[seg.row * params.segments];
+    write_grad(RowSlot(seg.row, lid, true), row_base(seg.row), seg.c0, seg.c1, grad_row(seg.row, st));
 }
+
+// nll_loss backward: invocation k writes the NLL_VALUES elements from k·NLL_VALUES of the
+// chunk, whatever their rows (no walk along a row, so a row of any length takes the same
+// few loop trips: src/gpu/rows.rs says why that matters). Keep NLL_VALUES in sync with
+// `NLL_GRAD_VALUES` in src/gpu/loss_plan.rs.
+const NLL_VALUES: u32 = 4u;
 
 @compute @workgroup_size(WG)
 fn nll_grad(
@@ -325,23 +334,26 @@ fn nll_grad(
     @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
-    if !slot.valid {
-        return;
-    }
-    let base = row_base(slot.row);
-    let t = row_target(slot.row);
-    var gy = 0.0;
-    if t >= 0 {
-        gy = -params.grad_output / scale[0] * class_weight(u32(t));
-    } else if t == -2 {
-        gy = quiet_nan();
-    }
-    for (var c = slot.lane; c < params.classes; c += params.lanes) {
-        var v = 0.0;
-        if i32(c) == t || t == -2 {
-            v = gy;
+    let first = (linear_workgroup(wid, nwg) * WG + lid) * NLL_VALUES;
+    // rows · C, the chunk's element count (rows = outer · inner), below 2^32 (src/gpu/chunks.rs).
+    let total = params.rows * params.classes;
+    let per_outer = params.classes * params.inner;
+    for (var k = 0u; k < NLL_VALUES; k++) {
+        let i = first + k;
+        if i >= total {
+            break;
         }
-        store1(base + c * params.inner, v);
+        // i = o·C·inner + c·inner + j is class c of row o·inner + j.
+        let o = i / per_outer;
+        let rest = i - o * per_outer;
+        let c = rest / params.inner;
+        let t = row_target(o * params.inner + (rest - c * params.inner));
+        var v = 0.0;
+        if t == -2 {
+            v = quiet_nan();
+        } else if t >= 0 && u32(t) == c {
+            v = -params.grad_output / scale[0] * class_weight(c);
+        }
+        store1(i, v);
     }
 }

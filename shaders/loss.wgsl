@@ -71,11 +71,9 @@ fn cross_entropy_partials(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let g = linear_workgroup(wid, nwg);
-    let row = g / params.segments;
-    let c0 = min((g % params.segments) * params.segment_len, params.classes);
-    let c1 = min(c0 + params.segment_len, params.classes);
-    let slot = RowSlot(row, lid, row < params.rows);
-    let rs = row_stats_range(slot, row_base(row), c0, c1, lid);
+    let seg = segment_of(g, params.segments, params.segment_len, params.classes);
+    let slot = RowSlot(seg.row, lid, seg.row < params.rows);
+    let rs = row_stats_range(slot, row_base(seg.row), seg.c0, seg.c1, lid);
     if slot.valid && lid == 0u {
         stats[g] = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, rs.qa.y);
     }
@@ -134,7 +132,7 @@ fn report_error() {
         let row = first - params.row_base;
         let w = params.target_words;
         let low = bitcast<u32>(targets[row * w]);
-        var high = select(0u, 0xffffffffu, i32(low) < 0);
+        var high = select(0u, 0xffffffffu, i32(low) < 0 && !unsigned_targets());
         if w == 2u {
             high = bitcast<u32>(targets[row * 2u + 1u]);
         }

@@ -29,18 +29,26 @@
 //   2 y: storage, read_write  same shape as x as vec4s (gx for the backward entry points);
 //                             the unaligned ends of a row are written one component at a time
 //   3 gy: storage, read       same shape as x as vec4s, the upstream gradient (backward only)
+//   4 stats: storage, rw      [rows * segments] vec2: split rows' partials (a dummy unsplit)
 
 struct SoftmaxParams {
     rows: u32,
     classes: u32,
     inner: u32,
     lanes: u32,
+    // Split rows (shared/lse.wgsl's Segment): `segments` pieces of `segment_len` classes;
+    // 1 otherwise.
+    segments: u32,
+    segment_len: u32,
+    _pad0: u32,
+    _pad1: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
 // binding 2, y, is declared by Rust before this file (src/gpu/kernels.rs), with its
 // writes from shared/put_f32*.wgsl: y_put8, y_put4, y_put1.
 @group(0) @binding(3) var<storage, read> gy: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> stats: array<vec2<f32>>;
 
 const LOG_SOFTMAX: u32 = 0u;
 const SOFTMAX: u32 = 1u;
@@ -57,12 +65,12 @@ fn row_base(row: u32) -> u32 {
     return (row / params.inner) * params.classes * params.inner + row % params.inner;
 }
 
-// (m, s) of the row, merged over its lanes.
-fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
+// (m, s) of classes [c0, c1) of the row, merged over its lanes.
+fn row_lse(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> Lse {
     var st = lse_empty();
     if slot.valid {
         if params.inner == 1u {
-            let sp = row_span(base, params.classes);
+            let sp = row_span(base + c0, c1 - c0);
             hold_begin(lid, params.lanes, params.classes / 4u + 1u, sp.v0);
             // Pairs of vec4s (one load each where x is read 8 at a time): loop trips and load
             // instructions are what CPU adapters pay for (shared/lse.wgsl).
@@ -79,10 +87,10 @@ fn row_lse(slot: RowSlot, base: u32, lid: u32) -> Lse {
                 st = lse_push4(st, v);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-                st = lse_push(st, x_1(span_scalar(sp, base, k)));
+                st = lse_push(st, x_1(span_scalar(sp, base + c0, k)));
             }
         } else {
-            for (var c = slot.lane; c < params.classes; c += params.lanes) {
+            for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
                 st = lse_push(st, x_1(base + c * params.inner));
             }
         }
@@ -129,9 +137,9 @@ fn softmax_pair(q: u32, w: Vec8, m: f32, inv_s: f32) {
     y_put8(q, Vec8(exp(w.a - mm) * inv_s, exp(w.b - mm) * inv_s));
 }
 
-// y_c for every class of the row from its statistics: log_softmax (x - m) - log(s),
+// y_c for classes [c0, c1) of the row from its statistics: log_softmax (x - m) - log(s),
 // softmax exp(x - m) · (1 / s).
-fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
+fn write_forward(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, st: Lse) {
     if !slot.valid {
         return;
     }
@@ -139,7 +147,7 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
     let log_s = log(st.s);
     let inv_s = 1.0 / st.s;
     if params.inner == 1u {
-        let sp = row_span(base, params.classes);
+        let sp = row_span(base + c0, c1 - c0);
         // One loop per op: CPU adapters run both sides of a branch inside a loop.
         let pr = span_pairs(sp);
         let l = params.lanes;
@@ -155,7 +163,7 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
                 log_softmax_pair(q, again8(q), m, log_s);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-                let i = span_scalar(sp, base, k);
+                let i = span_scalar(sp, base + c0, k);
                 store1(i, (x_1(i) - m) - log_s);
             }
         } else {
@@ -170,7 +178,7 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
                 softmax_pair(q, again8(q), m, inv_s);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-                let i = span_scalar(sp, base, k);
+                let i = span_scalar(sp, base + c0, k);
                 store1(i, exp(x_1(i) - m) * inv_s);
             }
         }
@@ -181,7 +189,7 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, st: Lse) {
             y_put4(pr.hi, forward4(which, again4(pr.hi), m, log_s, inv_s));
         }
     } else {
-        for (var c = slot.lane; c < params.classes; c += params.lanes) {
+        for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
             let i = base + c * params.inner;
             if which == LOG_SOFTMAX {
                 store1(i, (x_1(i) - m) - log_s);
@@ -200,7 +208,7 @@ fn log_softmax(
 ) {
     let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
     let base = row_base(slot.row);
-    write_forward(LOG_SOFTMAX, slot, base, row_lse(slot, base, lid));
+    write_forward(LOG_SOFTMAX, slot, base, 0u, params.classes, row_lse(slot, base, 0u, params.classes, lid));
 }
 
 @compute @workgroup_size(WG)
@@ -211,15 +219,16 @@ fn softmax(
 ) {
     let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
     let base = row_base(slot.row);
-    write_forward(SOFTMAX, slot, base, row_lse(slot, base, lid));
+    write_forward(SOFTMAX, slot, base, 0u, params.classes, row_lse(slot, base, 0u, params.classes, lid));
 }
 
-// Σ gy (log_softmax) or Σ gy · out (softmax) over the row, merged over its lanes.
-fn row_dot(which: u32, slot: RowSlot, base: u32, lid: u32) -> f32 {
+// Σ gy (log_softmax) or Σ gy · out (softmax) over classes [c0, c1) of the row, merged over
+// its lanes.
+fn row_dot(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> f32 {
     var acc = 0.0;
     if slot.valid {
         if params.inner == 1u {
-            let sp = row_span(base, params.classes);
+            let sp = row_span(base + c0, c1 - c0);
             for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
                 var g = gy[j];
                 if which == SOFTMAX {
@@ -228,11 +237,11 @@ fn row_dot(which: u32, slot: RowSlot, base: u32, lid: u32) -> f32 {
                 acc += (g.x + g.y) + (g.z + g.w);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-                let i = span_scalar(sp, base, k);
+                let i = span_scalar(sp, base + c0, k);
                 acc += select(gy_at(i), gy_at(i) * x_1(i), which == SOFTMAX);
             }
         } else {
-            for (var c = slot.lane; c < params.classes; c += params.lanes) {
+            for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
                 let i = base + c * params.inner;
                 acc += select(gy_at(i), gy_at(i) * x_1(i), which == SOFTMAX);
             }
@@ -248,12 +257,12 @@ fn backward_value(which: u32, out: f32, g: f32, total: f32) -> f32 {
     return out * (g - total);
 }
 
-fn write_backward(which: u32, slot: RowSlot, base: u32, total: f32) {
+fn write_backward(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, total: f32) {
     if !slot.valid {
         return;
     }
     if params.inner == 1u {
-        let sp = row_span(base, params.classes);
+        let sp = row_span(base + c0, c1 - c0);
         for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
             let v = x_4(j);
             let g = gy[j];
@@ -265,11 +274,11 @@ fn write_backward(which: u32, slot: RowSlot, base: u32, total: f32) {
             ));
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-            let i = span_scalar(sp, base, k);
+            let i = span_scalar(sp, base + c0, k);
             store1(i, backward_value(which, x_1(i), gy_at(i), total));
         }
     } else {
-        for (var c = slot.lane; c < params.classes; c += params.lanes) {
+        for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
             let i = base + c * params.inner;
             store1(i, backward_value(which, x_1(i), gy_at(i), total));
         }
@@ -284,7 +293,8 @@ fn log_softmax_backward(
 ) {
     let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
     let base = row_base(slot.row);
-    write_backward(LOG_SOFTMAX, slot, base, row_dot(LOG_SOFTMAX, slot, base, lid));
+    let total = row_dot(LOG_SOFTMAX, slot, base, 0u, params.classes, lid);
+    write_backward(LOG_SOFTMAX, slot, base, 0u, params.classes, total);
 }
 
 @compute @workgroup_size(WG)
@@ -295,5 +305,121 @@ fn softmax_backward(
 ) {
     let slot = row_slot(wid, nwg, lid, params.lanes, params.rows);
     let base = row_base(slot.row);
-    write_backward(SOFTMAX, slot, base, row_dot(SOFTMAX, slot, base, lid));
+    let total = row_dot(SOFTMAX, slot, base, 0u, params.classes, lid);
+    write_backward(SOFTMAX, slot, base, 0u, params.classes, total);
+}
+
+// Split rows (src/gpu/rows.rs: rows too long for one workgroup's loop budget, or too few to
+// fill the adapter). First pass: workgroup g reads segment g % S of row g / S and writes its
+// partial, (m, s) for the forward, (Σ, 0) for the backward, to stats[g]. Second pass: every
+// workgroup of the row merges the row's S partials in segment order (the same bits in each:
+// deterministic), then writes its own segment. Traffic as unsplit, plus 8 bytes per segment.
+fn segment_slot(wid: vec3<u32>, nwg: vec3<u32>) -> Segment {
+    return segment_of(linear_workgroup(wid, nwg), params.segments, params.segment_len, params.classes);
+}
+
+@compute @workgroup_size(WG)
+fn softmax_partials(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let seg = segment_slot(wid, nwg);
+    let slot = RowSlot(seg.row, lid, seg.row < params.rows);
+    let st = row_lse(slot, row_base(seg.row), seg.c0, seg.c1, lid);
+    if slot.valid && lid == 0u {
+        stats[linear_workgroup(wid, nwg)] = vec2<f32>(st.m, st.s);
+    }
+}
+
+// The row's (m, s), merged from its segments' partials in order.
+fn merged_lse(row: u32) -> Lse {
+    var st = lse_empty();
+    for (var k = 0u; k < params.segments; k++) {
+        let p = stats[row * params.segments + k];
+        st = lse_merge(st, Lse(p.x, p.y));
+    }
+    return st;
+}
+
+fn forward_segment(which: u32, wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
+    let seg = segment_slot(wid, nwg);
+    if seg.row < params.rows {
+        let slot = RowSlot(seg.row, lid, true);
+        write_forward(which, slot, row_base(seg.row), seg.c0, seg.c1, merged_lse(seg.row));
+    }
+}
+
+@compute @workgroup_size(WG)
+fn log_softmax_segments(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    forward_segment(LOG_SOFTMAX, wid, nwg, lid);
+}
+
+@compute @workgroup_size(WG)
+fn softmax_segments(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    forward_segment(SOFTMAX, wid, nwg, lid);
+}
+
+fn backward_partial(which: u32, wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
+    let seg = segment_slot(wid, nwg);
+    let slot = RowSlot(seg.row, lid, seg.row < params.rows);
+    let dot = row_dot(which, slot, row_base(seg.row), seg.c0, seg.c1, lid);
+    if slot.valid && lid == 0u {
+        stats[linear_workgroup(wid, nwg)] = vec2<f32>(dot, 0.0);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn log_softmax_backward_partials(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    backward_partial(LOG_SOFTMAX, wid, nwg, lid);
+}
+
+@compute @workgroup_size(WG)
+fn softmax_backward_partials(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    backward_partial(SOFTMAX, wid, nwg, lid);
+}
+
+fn backward_segment(which: u32, wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
+    let seg = segment_slot(wid, nwg);
+    if seg.row < params.rows {
+        var total = 0.0;
+        for (var k = 0u; k < params.segments; k++) {
+            total += stats[seg.row * params.segments + k].x;
+        }
+        write_backward(which, RowSlot(seg.row, lid, true), row_base(seg.row), seg.c0, seg.c1, total);
+    }
+}
+
+@compute @workgroup_size(WG)
+fn log_softmax_backward_segments(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    backward_segment(LOG_SOFTMAX, wid, nwg, lid);
+}
+
+@compute @workgroup_size(WG)
+fn softmax_backward_segments(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    backward_segment(SOFTMAX, wid, nwg, lid);
 }

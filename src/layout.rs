@@ -13,6 +13,19 @@ use crate::options::{LossOptions, Target, Tensor};
 /// Valid classes are `>= 0`, so it cannot collide with one.
 pub const IGNORED: i32 = -1;
 
+/// The number of elements of `shape`, or `InvalidShape` when the product overflows `usize`
+/// (a `.npy` header or a caller can claim any shape).
+pub fn numel(shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| {
+            XentError::InvalidShape(format!(
+                "shape {shape:?} has more elements than this machine can address"
+            ))
+        })
+}
+
 /// The `[outer, C, inner]` view of a tensor around its class axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RowLayout {
@@ -47,6 +60,7 @@ impl RowLayout {
 
     /// The view for softmax ops along `dim` (negative dims count from the end, as in PyTorch).
     pub fn for_dim(shape: &[usize], dim: i64) -> Result<Self> {
+        numel(shape)?;
         // PyTorch treats a 0-d tensor as having one dim of size 1 here.
         let rank = shape.len().max(1) as i64;
         if dim < -rank || dim >= rank {
@@ -130,7 +144,7 @@ fn check(
     opts: &LossOptions,
     values: bool,
 ) -> Result<LossProblem> {
-    let n = shape.iter().product::<usize>();
+    let n = numel(shape)?;
     if n != len {
         return Err(XentError::InvalidShape(format!(
             "input has shape {shape:?} ({n} elements) but {len} elements of data"

@@ -20,7 +20,7 @@ impl<'a, T> Tensor<'a, T> {
 
     /// Checks that the data holds exactly `prod(shape)` elements.
     pub(crate) fn check_len(&self, what: &str) -> Result<usize> {
-        let n = self.shape.iter().product::<usize>();
+        let n = crate::layout::numel(self.shape)?;
         if n != self.data.len() {
             return Err(XentError::InvalidShape(format!(
                 "{what} has shape {:?} ({n} elements) but {} elements of data",
@@ -132,7 +132,7 @@ impl<'a> Logits<'a> {
 
     /// Checks that the data holds exactly `prod(shape)` elements.
     pub(crate) fn check_len(&self) -> Result<usize> {
-        let n = self.shape().iter().product::<usize>();
+        let n = crate::layout::numel(self.shape())?;
         if n != self.len() {
             return Err(XentError::InvalidShape(format!(
                 "input has shape {:?} ({n} elements) but {} elements of data",

@@ -22,7 +22,7 @@ struct LossParams {
     rows: u32,
     classes: u32,
     inner: u32,
-    // bit 0: weight given; bit 1: probability targets.
+    // bit 0: weight given; bit 1: probability targets; bit 2: u32 targets.
     flags: u32,
     ignore_index: i32,
     label_smoothing: f32,
@@ -47,6 +47,13 @@ struct LossParams {
 
 const HAS_WEIGHT: u32 = 1u;
 const PROB_TARGETS: u32 = 2u;
+// u32 class targets (one word each): a word of 2^31 or more is a class >= 2^31, never an
+// i32 ignore_index.
+const UNSIGNED_TARGETS: u32 = 4u;
+
+fn unsigned_targets() -> bool {
+    return (params.flags & UNSIGNED_TARGETS) != 0u;
+}
 
 @group(0) @binding(0) var<uniform> params: LossParams;
 // binding 1, logits, is declared by the dtype file Rust puts before this one
@@ -132,6 +139,8 @@ fn row_target(row: u32) -> i32 {
         if high != select(0, -1, t < 0) {
             return -2;
         }
+    } else if unsigned_targets() && t < 0 {
+        return -2;
     }
     if t == params.ignore_index {
         return -1;

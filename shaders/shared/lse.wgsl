@@ -105,6 +105,20 @@ fn row_slot(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, lanes: u32, rows: u32) -> 
     return RowSlot(row, lid % lanes, row < rows);
 }
 
+// Split rows (src/gpu/rows.rs's Split): each row is `segments` pieces of `len` classes, and
+// workgroup g works on piece g % segments of row g / segments, classes [c0, c1), all its WG
+// invocations on it. (g % segments) · len < C, so nothing overflows.
+struct Segment {
+    row: u32,
+    c0: u32,
+    c1: u32,
+}
+
+fn segment_of(g: u32, segments: u32, len: u32, classes: u32) -> Segment {
+    let c0 = min((g % segments) * len, classes);
+    return Segment(g / segments, c0, min(c0 + len, classes));
+}
+
 // A contiguous row [base, base + n) read as whole vec4s [v0, v1) plus `ends` scalars (the
 // unaligned head, then the tail): vec4 loads cut the loop trips four-fold, which is what
 // CPU adapters (lavapipe, llvmpipe) and GPUs both reward.

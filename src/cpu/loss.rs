@@ -73,26 +73,36 @@ pub fn cross_entropy_backward<'i>(
     let classes = l.classes as f64;
     let w = |c: usize| opts.weight.map_or(1.0, |w| w[c] as f64);
     let weight_sum: f64 = (0..l.classes).map(w).sum();
+    // As PyTorch's autograd (and grad.wgsl): k = g/D first, then log_softmax's backward
+    // p_c·Σ_j G_j - G_c, the one-hot term only at the target, so that an infinite weight or g
+    // gives NaN at the target and inf elsewhere.
     let grad = map_classes(input.data, problem, |r, c, i| {
         let row = &rows[r];
         let x = load(input.data, i, opts);
         let p = row.st.log_prob(x).exp();
-        let d = match &problem.targets {
-            Targets::Probs(t) => row.q * p - w(c) * (t[i] as f64 * (1.0 - eps) + eps / classes),
+        let mut d = match &problem.targets {
+            Targets::Probs(t) => {
+                p * (coef * row.q) - coef * (w(c) * (t[i] as f64 * (1.0 - eps) + eps / classes))
+            }
             Targets::Classes(t) => match t[r] {
                 IGNORED => return 0.0,
                 y => {
-                    let onehot = if c == y as usize { 1.0 } else { 0.0 };
-                    let mut d = (1.0 - eps) * w(y as usize) * (p - onehot);
+                    let ky = coef * ((1.0 - eps) * w(y as usize));
+                    let mut d = p * ky;
+                    if c == y as usize {
+                        d -= ky;
+                    }
                     if eps > 0.0 {
-                        d += eps / classes * (p * weight_sum - w(c));
+                        let ke = coef * (eps / classes);
+                        d += p * (ke * weight_sum) - ke * w(c);
                     }
                     d
                 }
             },
         };
-        let z = 2.0 * opts.z_loss as f64 * row.st.value() * p;
-        let mut d = (d + if opts.z_loss != 0.0 { z } else { 0.0 }) * coef;
+        if opts.z_loss != 0.0 {
+            d += p * (coef * (2.0 * opts.z_loss as f64 * row.st.value()));
+        }
         if let Some(cap) = opts.softcap {
             let y = x / cap as f64;
             d *= 1.0 - y * y;

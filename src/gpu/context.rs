@@ -26,6 +26,11 @@ pub struct ContextOptions {
     /// (default: `XENT_HOLD_ROWS=0|1` from the environment, else on for GPUs and off for CPU
     /// adapters, where workgroup memory is ordinary memory and measured slower).
     pub hold_rows: Option<bool>,
+    /// Loop trips one invocation may take in one dispatch (default 16,384): longer rows are
+    /// cut into segments. Mesa's software adapters silently stop an invocation's loops after
+    /// 65,535 trips in all. Lowering it exercises the segmented paths on small data; at
+    /// least 8.
+    pub max_loop_trips: Option<u32>,
 }
 
 /// A wgpu device with every wgpu-xent pipeline compiled. Create it once and reuse it.
@@ -38,6 +43,7 @@ pub struct Context {
     workgroup_size: u32,
     min_workgroups: u32,
     hold_rows: bool,
+    max_loop_trips: u32,
     max_binding_bytes: u64,
     layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: Mutex<HashMap<(Kernel, InputKind), Arc<wgpu::ComputePipeline>>>,
@@ -190,6 +196,14 @@ impl Context {
                 _ => None,
             })
             .unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
+        let max_loop_trips = options
+            .max_loop_trips
+            .unwrap_or(super::rows::MAX_LOOP_TRIPS);
+        if max_loop_trips < 8 {
+            return Err(XentError::InvalidArgument(format!(
+                "max_loop_trips must be at least 8, got {max_loop_trips}"
+            )));
+        }
         let mut ctx = Self {
             device,
             queue,
@@ -199,6 +213,7 @@ impl Context {
             workgroup_size,
             min_workgroups,
             hold_rows,
+            max_loop_trips,
             max_binding_bytes,
             layouts: HashMap::new(),
             pipelines: Mutex::new(HashMap::new()),
@@ -484,13 +499,13 @@ impl Context {
         bytes.saturating_sub(16 * self.workgroup_size as usize + 256) / 16
     }
 
-    /// Lanes per row for a kernel that reads each row twice, and whether the rows are held
-    /// in workgroup memory for the second read.
-    pub(crate) fn twice_read_lanes(&self, layout: &crate::layout::RowLayout) -> (u32, bool) {
-        let wg = self.workgroup_size;
-        match super::rows::held_lanes(layout, wg, self.hold_vec4s()) {
-            Some(lanes) => (lanes, true),
-            None => (super::rows::lanes(layout, wg), false),
+    /// The choices the row geometry depends on (src/gpu/rows.rs).
+    pub(crate) fn tuning(&self) -> super::rows::Tuning {
+        super::rows::Tuning {
+            workgroup_size: self.workgroup_size,
+            min_workgroups: self.min_workgroups,
+            max_loop_trips: self.max_loop_trips,
+            hold_vec4s: self.hold_vec4s(),
         }
     }
 

@@ -65,6 +65,13 @@ impl DeviceDType {
     }
 }
 
+/// Bytes of `shape` elements of `dtype`, or `InvalidShape` when that overflows.
+fn byte_len(shape: &[usize], dtype: DeviceDType) -> Result<usize> {
+    crate::layout::numel(shape)?
+        .checked_mul(dtype.size())
+        .ok_or_else(|| XentError::InvalidShape(format!("shape {shape:?} of {dtype:?} overflows")))
+}
+
 /// A tensor in a wgpu buffer: the buffer, a byte offset, a shape and a dtype. Wrapping a
 /// buffer copies nothing.
 #[derive(Clone, Debug)]
@@ -87,6 +94,7 @@ impl DeviceTensor {
         shape: &[usize],
         dtype: DeviceDType,
     ) -> Result<Self> {
+        let bytes = byte_len(shape, dtype)?;
         let t = Self {
             buffer: buffer.clone(),
             offset,
@@ -105,8 +113,11 @@ impl DeviceTensor {
                 "offset {offset} is not a multiple of the device's min_storage_buffer_offset_alignment ({align})"
             )));
         }
-        let need = t.binding_size();
-        if offset + need > buffer.size() {
+        let need = (bytes as u64).div_ceil(dtype.granule()).max(1) * dtype.granule();
+        if offset
+            .checked_add(need)
+            .is_none_or(|end| end > buffer.size())
+        {
             return Err(XentError::InvalidShape(format!(
                 "shape {shape:?} of {dtype:?} needs {need} bytes from offset {offset} (the data rounded up to {} bytes), but the buffer has {}",
                 dtype.granule(),
@@ -129,11 +140,10 @@ impl DeviceTensor {
         shape: &[usize],
         dtype: DeviceDType,
     ) -> Result<Self> {
-        let n: usize = shape.iter().product();
-        if std::mem::size_of_val(data) != n * dtype.size() {
+        let bytes = byte_len(shape, dtype)?;
+        if std::mem::size_of_val(data) != bytes {
             return Err(XentError::InvalidShape(format!(
-                "shape {shape:?} of {dtype:?} is {} bytes; the data is {}",
-                n * dtype.size(),
+                "shape {shape:?} of {dtype:?} is {bytes} bytes; the data is {}",
                 std::mem::size_of_val(data)
             )));
         }
@@ -148,8 +158,7 @@ impl DeviceTensor {
 
     /// A new zeroed tensor of `shape` and `dtype`.
     pub fn zeros_of(ctx: &Context, shape: &[usize], dtype: DeviceDType) -> Result<Self> {
-        let n: usize = shape.iter().product();
-        Self::from_host(ctx, &vec![0u8; n * dtype.size()], shape, dtype)
+        Self::from_host(ctx, &vec![0u8; byte_len(shape, dtype)?], shape, dtype)
     }
 
     /// Reads an f16 / bf16 tensor back as its 16-bit patterns.
@@ -457,6 +466,7 @@ impl Context {
             dtype,
             probs,
             target_words,
+            unsigned_targets: target.dtype == DeviceDType::U32,
             ignore_index,
             check_targets: !probs,
             grad_into,

@@ -208,7 +208,7 @@ impl Family {
     fn storage_bindings(self) -> &'static [bool] {
         // true = read_write
         match self {
-            Family::Softmax => &[false, true, false],
+            Family::Softmax => &[false, true, false, true],
             Family::Loss => &[false, false, false, false, true, true, true, true],
             Family::Grad => &[true, false, false, false, true, false, true, true],
             Family::Reduce => &[false, false, true, true],
@@ -266,6 +266,20 @@ pub enum Kernel {
     LogSoftmaxBackward,
     /// `softmax_backward` in softmax.wgsl: one workgroup per row.
     SoftmaxBackward,
+    /// `softmax_partials` in softmax.wgsl: (m, s) of each segment of a split row.
+    SoftmaxPartials,
+    /// `log_softmax_segments` in softmax.wgsl: one workgroup per segment of a split row.
+    LogSoftmaxSegments,
+    /// `softmax_segments` in softmax.wgsl: one workgroup per segment of a split row.
+    SoftmaxSegments,
+    /// `log_softmax_backward_partials` in softmax.wgsl: Σ gy of each segment.
+    LogSoftmaxBackwardPartials,
+    /// `softmax_backward_partials` in softmax.wgsl: Σ gy · out of each segment.
+    SoftmaxBackwardPartials,
+    /// `log_softmax_backward_segments` in softmax.wgsl: one workgroup per segment.
+    LogSoftmaxBackwardSegments,
+    /// `softmax_backward_segments` in softmax.wgsl: one workgroup per segment.
+    SoftmaxBackwardSegments,
     /// `cross_entropy_rows` in loss.wgsl: one workgroup per row.
     CrossEntropyRows,
     /// `nll_rows` in loss.wgsl: one invocation per row.
@@ -309,13 +323,20 @@ pub enum Kernel {
 
 impl Kernel {
     /// Every kernel, in the order the context builds them.
-    pub const ALL: [Kernel; 25] = [
+    pub const ALL: [Kernel; 32] = [
         Kernel::LogSoftmax,
         Kernel::Softmax,
         Kernel::LogSoftmaxHeld,
         Kernel::SoftmaxHeld,
         Kernel::LogSoftmaxBackward,
         Kernel::SoftmaxBackward,
+        Kernel::SoftmaxPartials,
+        Kernel::LogSoftmaxSegments,
+        Kernel::SoftmaxSegments,
+        Kernel::LogSoftmaxBackwardPartials,
+        Kernel::SoftmaxBackwardPartials,
+        Kernel::LogSoftmaxBackwardSegments,
+        Kernel::SoftmaxBackwardSegments,
         Kernel::CrossEntropyRows,
         Kernel::NllRows,
         Kernel::RowDens,
@@ -345,7 +366,14 @@ impl Kernel {
             | Kernel::LogSoftmaxHeld
             | Kernel::SoftmaxHeld
             | Kernel::LogSoftmaxBackward
-            | Kernel::SoftmaxBackward => Family::Softmax,
+            | Kernel::SoftmaxBackward
+            | Kernel::SoftmaxPartials
+            | Kernel::LogSoftmaxSegments
+            | Kernel::SoftmaxSegments
+            | Kernel::LogSoftmaxBackwardPartials
+            | Kernel::SoftmaxBackwardPartials
+            | Kernel::LogSoftmaxBackwardSegments
+            | Kernel::SoftmaxBackwardSegments => Family::Softmax,
             Kernel::CrossEntropyRows
             | Kernel::NllRows
             | Kernel::RowDens
@@ -372,6 +400,13 @@ impl Kernel {
             Kernel::Softmax | Kernel::SoftmaxHeld => "softmax",
             Kernel::LogSoftmaxBackward => "log_softmax_backward",
             Kernel::SoftmaxBackward => "softmax_backward",
+            Kernel::SoftmaxPartials => "softmax_partials",
+            Kernel::LogSoftmaxSegments => "log_softmax_segments",
+            Kernel::SoftmaxSegments => "softmax_segments",
+            Kernel::LogSoftmaxBackwardPartials => "log_softmax_backward_partials",
+            Kernel::SoftmaxBackwardPartials => "softmax_backward_partials",
+            Kernel::LogSoftmaxBackwardSegments => "log_softmax_backward_segments",
+            Kernel::SoftmaxBackwardSegments => "softmax_backward_segments",
             Kernel::CrossEntropyRows => "cross_entropy_rows",
             Kernel::NllRows => "nll_rows",
             Kernel::RowDens => "row_dens",
@@ -426,6 +461,8 @@ impl Kernel {
                 | Kernel::Softmax
                 | Kernel::LogSoftmaxHeld
                 | Kernel::SoftmaxHeld
+                | Kernel::LogSoftmaxSegments
+                | Kernel::SoftmaxSegments
                 | Kernel::CrossEntropyFused
                 | Kernel::CrossEntropyFusedHeld
                 | Kernel::CrossEntropyGradSegments

@@ -36,8 +36,13 @@ struct LossParams {
     _pad: [u32; 2],
 }
 
+/// Elements each invocation of `nll_grad` writes (keep in sync with NLL_VALUES in
+/// shaders/grad.wgsl).
+const NLL_GRAD_VALUES: u64 = 4;
+
 const HAS_WEIGHT: u32 = 1;
 const PROB_TARGETS: u32 = 2;
+const UNSIGNED_TARGETS: u32 = 4;
 
 impl Context {
     /// Uploads host inputs, one buffer per chunk of rows.
@@ -95,6 +100,9 @@ impl Context {
         if shape.probs {
             flags |= PROB_TARGETS;
         }
+        if shape.unsigned_targets {
+            flags |= UNSIGNED_TARGETS;
+        }
         if req.grad == Grad::InPlace && dtype != DType::F32 {
             return Err(crate::XentError::Unsupported(
                 "an in-place gradient needs f32 logits (the gradient is f32)".into(),
@@ -120,22 +128,15 @@ impl Context {
             let init = self.upload("target error init", &[u32::MAX, 0, 0, 0])?;
             program.copy_before(init, error.clone(), 16);
         }
-        // Few, long rows of cross_entropy are split across workgroups, all WG invocations on
-        // each piece; otherwise `lanes` invocations per row.
-        let split = match req.loss {
-            Loss::CrossEntropy => rows::split(layout, self.workgroup_size(), self.min_workgroups()),
-            Loss::Nll => rows::Split {
-                segments: 1,
-                len: layout.classes as u32,
-            },
-        };
-        // The fused backward reads each row twice: the second time from workgroup memory
-        // where the rows fit there (and the device gains from it).
+        // Long rows, and few rows, of cross_entropy are split across workgroups, all WG
+        // invocations on each piece; otherwise `lanes` invocations per row. The fused
+        // backward reads each row twice: the second time from workgroup memory where the rows
+        // fit there (and the device gains from it). nll_loss reads one value a row.
         let fused = req.loss == Loss::CrossEntropy && req.grad != Grad::None;
-        let (lanes, held) = match split.segments {
-            1 if fused => self.twice_read_lanes(layout),
-            1 => (rows::lanes(layout, self.workgroup_size()), false),
-            _ => (self.workgroup_size(), false),
+        let walk = rows::plan(layout, &self.tuning(), fused);
+        let (split, lanes, held) = match req.loss {
+            Loss::CrossEntropy => (walk.split, walk.lanes, walk.held),
+            Loss::Nll => (rows::Split::whole(layout), 1, false),
         };
         let segment_groups = |rows: usize| rows as u64 * split.segments as u64;
         let per_row_groups = |rows: usize| (rows as u64).div_ceil(self.workgroup_size() as u64);
@@ -370,7 +371,7 @@ impl Context {
                         Kernel::NllGrad,
                         kind,
                         bind,
-                        row_groups(b.rows),
+                        (b.elems as u64).div_ceil(self.workgroup_size() as u64 * NLL_GRAD_VALUES),
                         label(Kernel::NllGrad, b),
                     )?;
                 }
@@ -490,6 +491,8 @@ pub(crate) struct LossShape {
     pub probs: bool,
     /// 32-bit words per class target (2 for i64).
     pub target_words: u32,
+    /// u32 class targets (on the device): words of 2^31 and more are classes, not negatives.
+    pub unsigned_targets: bool,
     /// The ignore_index the kernel compares with (host targets are normalised to IGNORED).
     pub ignore_index: i32,
     /// Device targets: checked on the device, reported by the error flag.
@@ -514,6 +517,7 @@ impl LossShape {
             dtype: input.dtype(),
             probs: matches!(problem.targets, Targets::Probs(_)),
             target_words: 1,
+            unsigned_targets: false,
             ignore_index: IGNORED,
             check_targets: false,
             grad_into: None,

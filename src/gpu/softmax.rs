@@ -21,6 +21,9 @@ struct SoftmaxParams {
     classes: u32,
     inner: u32,
     lanes: u32,
+    segments: u32,
+    segment_len: u32,
+    _pad: [u32; 2],
 }
 
 /// A softmax-family call with its input on the device and everything built: each
@@ -176,7 +179,8 @@ impl Context {
 }
 
 impl Context {
-    /// Appends one chunk's dispatch; returns its output buffer.
+    /// Appends one chunk's dispatches (two for split rows: partials, then segments); returns
+    /// its output buffer.
     #[allow(clippy::too_many_arguments)]
     fn push_softmax(
         &self,
@@ -190,37 +194,62 @@ impl Context {
     ) -> Result<wgpu::Buffer> {
         // The forward reads each row twice: the second time from workgroup memory where the
         // rows fit there (and the device gains from it).
-        let (kernel, lanes) = match kernel {
-            Kernel::LogSoftmax | Kernel::Softmax => {
-                let (lanes, held) = self.twice_read_lanes(layout);
-                let kernel = match (kernel, held) {
-                    (Kernel::LogSoftmax, true) => Kernel::LogSoftmaxHeld,
-                    (Kernel::Softmax, true) => Kernel::SoftmaxHeld,
-                    _ => kernel,
-                };
-                (kernel, lanes)
-            }
-            _ => (kernel, rows::lanes(layout, self.workgroup_size())),
-        };
+        let forward = matches!(kernel, Kernel::LogSoftmax | Kernel::Softmax);
+        let walk = rows::plan(layout, &self.tuning(), forward);
+        let split = walk.split;
         let params = self.uniform(
             "softmax params",
             &SoftmaxParams {
                 rows: rows as u32,
                 classes: layout.classes as u32,
                 inner: layout.inner as u32,
-                lanes,
+                lanes: walk.lanes,
+                segments: split.segments,
+                segment_len: split.len,
+                _pad: [0; 2],
             },
         );
         let output = self.host_output("softmax y", rows * layout.classes)?;
-        let bind = self.bind(Family::Softmax, &[&params, input, &output, upstream]);
-        let label = format!(
-            "{kernel:?} rows={rows} C={} inner={}",
-            layout.classes, layout.inner
-        );
-        let workgroups = rows::workgroups(rows, lanes, self.workgroup_size());
+        let stats = self.output("softmax partials", 2 * rows * split.segments as usize)?;
+        let bind = || {
+            self.bind(
+                Family::Softmax,
+                &[&params, input, &output, upstream, &stats],
+            )
+        };
+        let label = |kernel: Kernel| {
+            format!(
+                "{kernel:?} rows={rows} C={} inner={}",
+                layout.classes, layout.inner
+            )
+        };
         // The forward writes y row by row: 8 values a store where that is safe.
-        let kind = self.with_wide_output(kind, layout, [output.size()]);
-        self.push_typed(program, kernel, kind, bind, workgroups, label)?;
+        let out_kind = self.with_wide_output(kind, layout, [output.size()]);
+        if split.segments > 1 {
+            let (partials, segments) = match kernel {
+                Kernel::LogSoftmax => (Kernel::SoftmaxPartials, Kernel::LogSoftmaxSegments),
+                Kernel::Softmax => (Kernel::SoftmaxPartials, Kernel::SoftmaxSegments),
+                Kernel::LogSoftmaxBackward => (
+                    Kernel::LogSoftmaxBackwardPartials,
+                    Kernel::LogSoftmaxBackwardSegments,
+                ),
+                _ => (
+                    Kernel::SoftmaxBackwardPartials,
+                    Kernel::SoftmaxBackwardSegments,
+                ),
+            };
+            let groups = rows as u64 * split.segments as u64;
+            self.push_typed(program, partials, kind, bind(), groups, label(partials))?;
+            self.push_typed(program, segments, out_kind, bind(), groups, label(segments))?;
+            return Ok(output);
+        }
+        let kernel = match (kernel, walk.held) {
+            (Kernel::LogSoftmax, true) => Kernel::LogSoftmaxHeld,
+            (Kernel::Softmax, true) => Kernel::SoftmaxHeld,
+            _ => kernel,
+        };
+        let workgroups = rows::workgroups(rows, walk.lanes, self.workgroup_size());
+        self.push_typed(program, kernel, out_kind, bind(), workgroups, label(kernel))?;
         Ok(output)
     }
 
