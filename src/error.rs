@@ -35,13 +35,22 @@ pub enum XentError {
         /// N of the target.
         target: usize,
     },
-    /// Input and target shapes do not fit together (K-dim losses, probability targets).
-    #[error("size mismatch (got input: {input:?} , target: {target:?}")]
+    /// A K-dimensional loss whose target is not `[N, d1..dk]` (PyTorch's `nll_loss2d` words
+    /// it so for 4-D inputs; its other inputs get [`XentError::TargetSize`]).
+    #[error("size mismatch (got input: {input:?} , target: {target:?})")]
     ShapeMismatch {
         /// Shape of the input.
         input: Vec<usize>,
         /// Shape of the target.
         target: Vec<usize>,
+    },
+    /// A class target whose shape is not `[N, d1..dk]` for an input `[N, C, d1..dk]`.
+    #[error("Expected target size {expected:?}, got {got:?}")]
+    TargetSize {
+        /// `[N, d1..dk]`.
+        expected: Vec<usize>,
+        /// The target's shape.
+        got: Vec<usize>,
     },
     /// A `dim` outside `[-rank, rank - 1]`.
     #[error("Dimension out of range (expected to be in range of [{low}, {high}], but got {dim})")]

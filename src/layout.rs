@@ -199,6 +199,13 @@ fn check(
         ));
     }
     let tshape = target.shape();
+    // PyTorch takes a target of the input's shape as probabilities, which must be floats.
+    if shape.len() > 1 && tshape == shape {
+        return Err(XentError::InvalidArgument(format!(
+            "Expected floating point type for target with class probabilities, got {}",
+            target.dtype_name()
+        )));
+    }
     let expected: Vec<usize> = match shape.len() {
         1 => vec![],
         _ => std::iter::once(shape[0])
@@ -222,10 +229,16 @@ fn check(
                 target: tshape[0],
             })
         }
-        _ if tshape != expected.as_slice() => {
+        4 if tshape != expected.as_slice() => {
             return Err(XentError::ShapeMismatch {
                 input: shape.to_vec(),
                 target: tshape.to_vec(),
+            })
+        }
+        _ if tshape != expected.as_slice() => {
+            return Err(XentError::TargetSize {
+                expected,
+                got: tshape.to_vec(),
             })
         }
         _ => {}
@@ -254,14 +267,14 @@ fn check_prob_target(
             "{op}: expected class-index targets (int64, int32 or uint32), got float probabilities"
         )));
     }
+    // PyTorch reads a target of any other shape as class indices, which must be integers.
+    if t.shape != shape {
+        return Err(XentError::InvalidArgument(
+            "expected target dtype to be Long or Byte, but got Float".into(),
+        ));
+    }
     if values {
         t.check_len("target")?;
-    }
-    if t.shape != shape {
-        return Err(XentError::ShapeMismatch {
-            input: shape.to_vec(),
-            target: t.shape.to_vec(),
-        });
     }
     if opts.ignore_index >= 0 {
         return Err(XentError::InvalidArgument(

@@ -167,6 +167,16 @@ impl Target<'_> {
             Target::Probs(t) => t.shape,
         }
     }
+
+    /// PyTorch's name for the target's dtype, as its messages give it.
+    pub(crate) fn dtype_name(&self) -> &'static str {
+        match self {
+            Target::I64(_) => "Long",
+            Target::I32(_) => "Int",
+            Target::U32(_) => "UInt32",
+            Target::Probs(_) => "Float",
+        }
+    }
 }
 
 /// How per-position losses are combined, as PyTorch's `reduction`.

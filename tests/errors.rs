@@ -156,3 +156,61 @@ fn empty_batches_follow_pytorch() {
         .unwrap();
     assert!(out.scalar().is_nan());
 }
+
+/// The messages PyTorch's own `module_db` error inputs give (issue 11).
+#[test]
+fn target_dtype_and_size_errors_read_like_pytorch() {
+    let x = vec![0.0; 6];
+    let p = [0.5f32, 0.5];
+    let m = message(both(
+        &x,
+        &[2, 3],
+        Target::Probs(Tensor::new(&p, &[2])),
+        &Default::default(),
+    ));
+    assert_eq!(m, "expected target dtype to be Long or Byte, but got Float");
+    let t = [0i64; 6];
+    let m = message(both(
+        &x,
+        &[2, 3],
+        Target::I64(Tensor::new(&t, &[2, 3])),
+        &Default::default(),
+    ));
+    assert_eq!(
+        m,
+        "Expected floating point type for target with class probabilities, got Long"
+    );
+    let x = vec![0.0; 30];
+    let t = [0i64; 8];
+    let m = message(both(
+        &x,
+        &[2, 3, 5],
+        Target::I64(Tensor::new(&t, &[2, 4])),
+        &Default::default(),
+    ));
+    assert_eq!(m, "Expected target size [2, 5], got [2, 4]");
+}
+
+/// Shapes whose element count overflows are refused, never allocated (issue 11, D7).
+#[test]
+fn overflowing_shapes_are_refused() {
+    let huge = [1usize << 62, 4];
+    let t: [i64; 0] = [];
+    let m = message(both(
+        &[],
+        &huge,
+        Target::I64(Tensor::new(&t, &huge[..1])),
+        &Default::default(),
+    ));
+    assert!(
+        m.contains("more elements than this machine can address"),
+        "{m}"
+    );
+    let err = ctx().log_softmax(Tensor::new(&[], &huge), -1).unwrap_err();
+    assert!(matches!(err, XentError::InvalidShape(_)), "{err}");
+    let err = cpu::log_softmax(Tensor::new(&[], &huge), -1).unwrap_err();
+    assert!(matches!(err, XentError::InvalidShape(_)), "{err}");
+    let big = [1usize << 32, 1 << 32];
+    let err = ctx().softmax(Tensor::new(&[], &big), 0).unwrap_err();
+    assert!(matches!(err, XentError::InvalidShape(_)), "{err}");
+}

@@ -443,6 +443,7 @@ impl Context {
             dtype,
             req,
             read_grad: true,
+            started: false.into(),
         })
     }
 }
@@ -575,6 +576,8 @@ pub struct PreparedLoss<'a> {
     req: Request,
     /// Whether each run reads the gradient back (the host API) or leaves it on the device.
     read_grad: bool,
+    /// Whether the call was ever recorded or run: before that there is no loss to read.
+    started: std::sync::atomic::AtomicBool,
 }
 
 impl PreparedLoss<'_> {
@@ -614,6 +617,7 @@ impl PreparedLoss<'_> {
 
     /// Reads back the gradient of the last run (empty unless prepared with `grad`).
     pub fn read_grad(&self) -> Result<Vec<f32>> {
+        self.check_started("read_grad")?;
         let reads: Vec<_> = self
             .grad_sources()
             .zip(&self.grad_staging)
@@ -625,6 +629,16 @@ impl PreparedLoss<'_> {
             None,
         )))?;
         Ok(join(parts))
+    }
+
+    /// An error unless the call was recorded or run: before that its outputs hold nothing.
+    fn check_started(&self, what: &str) -> Result<()> {
+        if self.started.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        Err(crate::XentError::InvalidArgument(format!(
+            "{what}: the call has not run yet; record it into an encoder and submit that first"
+        )))
     }
 
     /// Where each chunk's gradient lies: its own buffer, or over the logits.
@@ -643,6 +657,8 @@ impl PreparedLoss<'_> {
     /// before, e.g. the pass that wrote the logits). Nothing is submitted or read: the loss
     /// lands in [`PreparedLoss::loss`], the gradient where it was asked to go.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.started
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         self.ctx.record(encoder, &self.program, None);
     }
 
@@ -677,6 +693,7 @@ impl PreparedLoss<'_> {
 
     /// The async form of [`PreparedLoss::read_loss`].
     pub async fn read_loss_async(&self) -> Result<Output> {
+        self.check_started("read_loss")?;
         let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
             Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
             None => self
@@ -714,6 +731,8 @@ impl PreparedLoss<'_> {
     }
 
     pub(crate) async fn run(&self) -> Result<(Results, Option<std::time::Duration>)> {
+        self.started
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
             Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
             None => self
