@@ -1,7 +1,12 @@
 //! `.npy` files in and out (through `npyz`), with errors that name the file and what is wrong.
+//!
+//! A file is read once, into memory ([`NpyBytes`]), and parsed from there: FIFOs, `/dev/stdin`
+//! and process substitutions work. The header's shape is checked before anything is allocated:
+//! an element count that overflows, or that needs more data than the file holds, is refused.
 
 use crate::error::{Result, XentError};
-use npyz::{DType, TypeChar};
+use npyz::{DType, NpyHeader, TypeChar};
+use std::io::Write;
 use std::path::Path;
 
 /// An array read from a `.npy` file.
@@ -24,129 +29,283 @@ pub enum NpyTarget {
     F32(NpyArray<f32>),
 }
 
-fn npy_err(path: &Path, message: impl Into<String>) -> XentError {
+fn npy_err(name: &str, message: impl Into<String>) -> XentError {
     XentError::Npy {
-        path: path.display().to_string(),
+        path: name.to_string(),
         message: message.into(),
     }
 }
 
-fn open(path: &Path) -> Result<npyz::NpyFile<std::io::BufReader<std::fs::File>>> {
-    let file = std::fs::File::open(path).map_err(|e| npy_err(path, e.to_string()))?;
-    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
-        .map_err(|e| npy_err(path, format!("not a valid .npy file: {e}")))?;
-    if npy.order() != npyz::Order::C && npy.shape().len() > 1 {
-        return Err(npy_err(
-            path,
-            "Fortran-order arrays are not supported; save it C-contiguous",
-        ));
+/// The product of `dims`, or `None` when it (or any partial product of the non-zero dims,
+/// which strides are made of) overflows `u64`.
+pub fn checked_len(dims: impl IntoIterator<Item = u64>) -> Option<u64> {
+    let mut nonzero = 1u64;
+    let mut zero = false;
+    for d in dims {
+        zero |= d == 0;
+        if d != 0 {
+            nonzero = nonzero.checked_mul(d)?;
+        }
     }
-    Ok(npy)
+    Some(if zero { 0 } else { nonzero })
 }
 
-/// The `(type char, bytes)` of a plain little-endian dtype, e.g. `(Float, 4)` for `<f4`.
-fn plain_dtype(path: &Path, dtype: &DType) -> Result<(TypeChar, u64, String)> {
+/// The shape written in a `.npy` header, read here because `npyz` multiplies it unchecked.
+/// `Ok(None)` when the header cannot be read this way (npyz then says what is wrong).
+fn header_shape(name: &str, bytes: &[u8]) -> Result<Option<Vec<u64>>> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Ok(None);
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10usize),
+        _ if bytes.len() >= 12 => {
+            let len = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+            (len as usize, 12)
+        }
+        _ => return Ok(None),
+    };
+    let Some(header) = start.checked_add(len).and_then(|end| bytes.get(start..end)) else {
+        return Ok(None);
+    };
+    let text = String::from_utf8_lossy(header);
+    let Some(at) = text.find("'shape'") else {
+        return Ok(None);
+    };
+    let rest = &text[at..];
+    let (Some(open), Some(close)) = (rest.find('('), rest.find(')')) else {
+        return Ok(None);
+    };
+    if close < open {
+        return Ok(None);
+    }
+    let tuple = &rest[open + 1..close];
+    let dims = tuple
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.trim_end_matches('L').parse::<u64>())
+        .collect::<std::result::Result<Vec<u64>, _>>()
+        .map_err(|_| {
+            npy_err(
+                name,
+                format!("header shape ({tuple}) is not a tuple of sizes"),
+            )
+        })?;
+    Ok(Some(dims))
+}
+
+/// A `.npy` file read into memory, named (by its path, or `-` for stdin) in error messages.
+#[derive(Clone, Debug)]
+pub struct NpyBytes {
+    name: String,
+    bytes: Vec<u8>,
+}
+
+impl NpyBytes {
+    /// Reads the whole file once.
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| npy_err(&name, e.to_string()))?;
+        Ok(Self { name, bytes })
+    }
+
+    /// Bytes read elsewhere (e.g. from stdin), named `name` in error messages.
+    pub fn new(name: impl Into<String>, bytes: Vec<u8>) -> Self {
+        Self {
+            name: name.into(),
+            bytes,
+        }
+    }
+
+    /// The name errors give.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Parses and checks the header; returns it and the data bytes.
+    fn open(&self) -> Result<(NpyHeader, &[u8])> {
+        let name = &self.name;
+        if let Some(dims) = header_shape(name, &self.bytes)? {
+            if checked_len(dims.iter().copied()).is_none_or(|n| n > usize::MAX as u64) {
+                return Err(npy_err(
+                    name,
+                    format!("header shape {dims:?}: the element count overflows 64 bits"),
+                ));
+            }
+        }
+        let mut data: &[u8] = &self.bytes;
+        let header = NpyHeader::from_reader(&mut data)
+            .map_err(|e| npy_err(name, format!("not a valid .npy file: {e}")))?;
+        if header.order() != npyz::Order::C && header.shape().len() > 1 {
+            return Err(npy_err(
+                name,
+                "Fortran-order arrays are not supported; save it C-contiguous",
+            ));
+        }
+        let (_, size, dtype) = plain_dtype(name, &header.dtype())?;
+        let shape = header.shape().to_vec();
+        let need = checked_len(shape.iter().copied()).and_then(|n| n.checked_mul(size));
+        match need {
+            None => Err(npy_err(
+                name,
+                format!("header shape {shape:?}: the element count overflows 64 bits"),
+            )),
+            Some(need) if need > data.len() as u64 => Err(npy_err(
+                name,
+                format!(
+                    "header shape {shape:?} of '{dtype}' needs {need} data bytes, the file has {} \
+                     (truncated?)",
+                    data.len()
+                ),
+            )),
+            Some(_) => Ok((header, data)),
+        }
+    }
+
+    fn elements<T: npyz::Deserialize>(
+        &self,
+        header: NpyHeader,
+        data: &[u8],
+    ) -> Result<NpyArray<T>> {
+        let shape = header.shape().iter().map(|&d| d as usize).collect();
+        let data = npyz::NpyFile::with_header(header, data)
+            .into_vec::<T>()
+            .map_err(|e| npy_err(&self.name, e.to_string()))?;
+        Ok(NpyArray { data, shape })
+    }
+
+    /// The element type, e.g. `"<f4"`.
+    pub fn dtype(&self) -> Result<String> {
+        let (header, _) = self.open()?;
+        Ok(plain_dtype(&self.name, &header.dtype())?.2)
+    }
+
+    /// A float32 (`<f4`) array.
+    pub fn f32(&self) -> Result<NpyArray<f32>> {
+        let (header, data) = self.open()?;
+        match plain_dtype(&self.name, &header.dtype())? {
+            (TypeChar::Float, 4, _) => self.elements(header, data),
+            (_, _, name) => Err(npy_err(
+                &self.name,
+                format!("expected float32 ('<f4'), got '{name}'"),
+            )),
+        }
+    }
+
+    /// A float16 (`<f2`) array, as its 16-bit patterns.
+    pub fn f16_bits(&self) -> Result<NpyArray<u16>> {
+        let (header, data) = self.open()?;
+        match plain_dtype(&self.name, &header.dtype())? {
+            (TypeChar::Float, 2, _) => {
+                let a: NpyArray<half::f16> = self.elements(header, data)?;
+                Ok(NpyArray {
+                    data: a.data.iter().map(|h| h.to_bits()).collect(),
+                    shape: a.shape,
+                })
+            }
+            (_, _, name) => Err(npy_err(
+                &self.name,
+                format!("expected float16 ('<f2'), got '{name}'"),
+            )),
+        }
+    }
+
+    /// A uint16 (`<u2`) array, e.g. bfloat16 bit patterns.
+    pub fn u16(&self) -> Result<NpyArray<u16>> {
+        let (header, data) = self.open()?;
+        match plain_dtype(&self.name, &header.dtype())? {
+            (TypeChar::Uint, 2, _) => self.elements(header, data),
+            (_, _, name) => Err(npy_err(
+                &self.name,
+                format!("expected uint16 ('<u2'), got '{name}'"),
+            )),
+        }
+    }
+
+    /// A target: int64 or int32 class indices, or float32 probabilities.
+    pub fn target(&self) -> Result<NpyTarget> {
+        let (header, data) = self.open()?;
+        match plain_dtype(&self.name, &header.dtype())? {
+            (TypeChar::Int, 8, _) => Ok(NpyTarget::I64(self.elements(header, data)?)),
+            (TypeChar::Int, 4, _) => Ok(NpyTarget::I32(self.elements(header, data)?)),
+            (TypeChar::Float, 4, _) => Ok(NpyTarget::F32(self.elements(header, data)?)),
+            (_, _, name) => Err(npy_err(
+                &self.name,
+                format!(
+                    "expected int64 or int32 class indices, or float32 probabilities; got '{name}'"
+                ),
+            )),
+        }
+    }
+}
+
+/// The `(type char, bytes, name)` of a plain dtype, e.g. `(Float, 4, "<f4")`.
+fn plain_dtype(name: &str, dtype: &DType) -> Result<(TypeChar, u64, String)> {
     match dtype {
         DType::Plain(ts) => Ok((ts.type_char(), ts.size_field(), ts.to_string())),
         _ => Err(npy_err(
-            path,
+            name,
             "structured and array dtypes are not supported",
         )),
     }
 }
 
-fn read<T: npyz::Deserialize>(
-    path: &Path,
-    npy: npyz::NpyFile<impl std::io::Read>,
-) -> Result<NpyArray<T>> {
-    let shape = npy.shape().iter().map(|&d| d as usize).collect();
-    let data = npy
-        .into_vec::<T>()
-        .map_err(|e| npy_err(path, e.to_string()))?;
-    Ok(NpyArray { data, shape })
-}
-
 /// Reads a float32 (`<f4`) array.
 pub fn read_f32(path: impl AsRef<Path>) -> Result<NpyArray<f32>> {
-    let path = path.as_ref();
-    let npy = open(path)?;
-    match plain_dtype(path, &npy.dtype())? {
-        (TypeChar::Float, 4, _) => read(path, npy),
-        (_, _, name) => Err(npy_err(
-            path,
-            format!("expected float32 ('<f4'), got '{name}'"),
-        )),
-    }
+    NpyBytes::read(path)?.f32()
 }
 
 /// Reads a float16 (`<f2`) array as its 16-bit patterns.
 pub fn read_f16_bits(path: impl AsRef<Path>) -> Result<NpyArray<u16>> {
-    let path = path.as_ref();
-    let npy = open(path)?;
-    match plain_dtype(path, &npy.dtype())? {
-        (TypeChar::Float, 2, _) => {
-            let a: NpyArray<half::f16> = read(path, npy)?;
-            Ok(NpyArray {
-                data: a.data.iter().map(|h| h.to_bits()).collect(),
-                shape: a.shape,
-            })
-        }
-        (_, _, name) => Err(npy_err(
-            path,
-            format!("expected float16 ('<f2'), got '{name}'"),
-        )),
-    }
+    NpyBytes::read(path)?.f16_bits()
 }
 
 /// The element type stored in a `.npy` file, e.g. `"<f4"`.
 pub fn dtype_of(path: impl AsRef<Path>) -> Result<String> {
-    let path = path.as_ref();
-    let npy = open(path)?;
-    Ok(plain_dtype(path, &npy.dtype())?.2)
+    NpyBytes::read(path)?.dtype()
 }
 
 /// Reads a uint16 (`<u2`) array, e.g. bfloat16 bit patterns.
 pub fn read_u16(path: impl AsRef<Path>) -> Result<NpyArray<u16>> {
-    let path = path.as_ref();
-    let npy = open(path)?;
-    match plain_dtype(path, &npy.dtype())? {
-        (TypeChar::Uint, 2, _) => read(path, npy),
-        (_, _, name) => Err(npy_err(
-            path,
-            format!("expected uint16 ('<u2'), got '{name}'"),
-        )),
-    }
+    NpyBytes::read(path)?.u16()
 }
 
 /// Reads a target: int64 or int32 class indices, or float32 probabilities.
 pub fn read_target(path: impl AsRef<Path>) -> Result<NpyTarget> {
-    let path = path.as_ref();
-    let npy = open(path)?;
-    match plain_dtype(path, &npy.dtype())? {
-        (TypeChar::Int, 8, _) => Ok(NpyTarget::I64(read(path, npy)?)),
-        (TypeChar::Int, 4, _) => Ok(NpyTarget::I32(read(path, npy)?)),
-        (TypeChar::Float, 4, _) => Ok(NpyTarget::F32(read(path, npy)?)),
-        (_, _, name) => Err(npy_err(
-            path,
-            format!(
-                "expected int64 or int32 class indices, or float32 probabilities; got '{name}'"
-            ),
-        )),
-    }
+    NpyBytes::read(path)?.target()
 }
 
-/// Writes a float32 array with `shape` (`[]` writes a 0-d array).
-pub fn write_f32(path: impl AsRef<Path>, data: &[f32], shape: &[usize]) -> Result<()> {
+/// Writes a float32 array with `shape` (`[]` for a 0-d array) to `w`. Refuses a shape whose
+/// element count is not `data.len()`.
+pub fn write_f32_to(w: impl Write, data: &[f32], shape: &[usize]) -> Result<()> {
     use npyz::WriterBuilder;
-    let path = path.as_ref();
-    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
-    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    if checked_len(dims.iter().copied()) != Some(data.len() as u64) {
+        return Err(XentError::InvalidShape(format!(
+            "cannot write {} values with shape {shape:?}",
+            data.len()
+        )));
+    }
     let mut w = npyz::WriteOptions::new()
         .default_dtype()
-        .shape(&shape)
-        .writer(file)
+        .shape(&dims)
+        .writer(w)
         .begin_nd()?;
     w.extend(data.iter().copied())?;
     w.finish()?;
     Ok(())
+}
+
+/// Writes a float32 array with `shape` (`[]` writes a 0-d array) to `path`, in place.
+pub fn write_f32(path: impl AsRef<Path>, data: &[f32], shape: &[usize]) -> Result<()> {
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    let file = std::fs::File::create(path).map_err(|e| npy_err(&name, e.to_string()))?;
+    let mut w = std::io::BufWriter::new(file);
+    write_f32_to(&mut w, data, shape).map_err(|e| match e {
+        XentError::Io(e) => npy_err(&name, e.to_string()),
+        e => e,
+    })?;
+    w.flush().map_err(|e| npy_err(&name, e.to_string()))
 }

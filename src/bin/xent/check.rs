@@ -1,12 +1,12 @@
 //! `xent check`: the GPU against the CPU reference on one configuration.
 
-use crate::data::{self, Synth};
+use crate::data::{self, Inputs, Synth};
 use crate::eval::{CliReduction, InputDtype};
 use crate::ops::run_op;
 use crate::Op;
 use clap::Args;
 use std::path::PathBuf;
-use wgpu_xent::compare::{compare, Comparison};
+use wgpu_xent::compare::{compare, compare_scaled, scale_of, Comparison};
 use wgpu_xent::{Context, LossOptions, Result, XentError};
 
 /// Default `--tol-abs`.
@@ -25,7 +25,7 @@ pub struct CheckArgs {
     /// Seed of the generated data.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Read the logits from this float32 .npy instead of generating them.
+    /// Read the logits from this .npy instead of generating them (`-`: stdin).
     #[arg(long, conflicts_with = "shape")]
     input: Option<PathBuf>,
     /// Targets .npy (int64/int32 classes, or float32 probabilities), with --input.
@@ -68,36 +68,84 @@ pub struct CheckArgs {
     #[arg(long, value_enum, default_value_t = InputDtype::F32)]
     dtype: InputDtype,
     /// Absolute tolerance: an element passes when |gpu - cpu| <= tol_abs + tol_rel·|cpu|.
-    #[arg(long, default_value_t = TOL_ABS)]
+    #[arg(long, default_value_t = TOL_ABS, allow_negative_numbers = true)]
     tol_abs: f64,
     /// Relative tolerance.
-    #[arg(long, default_value_t = TOL_REL)]
+    #[arg(long, default_value_t = TOL_REL, allow_negative_numbers = true)]
     tol_rel: f64,
     /// Testing only: adds 1e-2 to the first GPU output, so that the check must fail.
     #[arg(long, hide = true)]
     perturb: bool,
+    /// Testing only: zeroes the last quarter of the GPU output, so that the check must fail.
+    #[arg(long, hide = true)]
+    zero_tail: bool,
 }
 
-pub fn run(a: &CheckArgs) -> Result<bool> {
-    let inputs = match &a.input {
-        Some(path) => data::read(
+/// Refuses a tolerance that is NaN, infinite or negative (NaN would pass everything).
+fn check_tolerance(flag: &str, v: f64) -> Result<()> {
+    if v.is_finite() && v >= 0.0 {
+        Ok(())
+    } else {
+        Err(XentError::InvalidArgument(format!(
+            "{flag} {v}: a tolerance must be a finite number >= 0"
+        )))
+    }
+}
+
+/// The inputs: read from --input, or generated (after checking that they fit in memory).
+fn inputs(a: &CheckArgs) -> Result<Inputs> {
+    if let Some(path) = &a.input {
+        return data::read(
             path,
             Some(a.dtype.into()),
             a.target.as_ref(),
             a.weight.as_ref(),
-        )?,
-        None => {
-            let shape = data::parse_shape(a.shape.as_deref().unwrap_or("64x1000"))?;
-            let synth = Synth {
-                seed: a.seed,
-                weighted: a.weighted,
-                ignore_frac: a.ignore_frac,
-                ignore_index: a.ignore_index,
-                probs: a.probs,
-            };
-            data::quantize(data::synthesize(&shape, &synth), a.dtype.into())
-        }
+        );
+    }
+    let s = a.shape.as_deref().unwrap_or("64x1000");
+    let shape = data::parse_shape(s)?;
+    if shape[1] == 0 && matches!(a.op, Op::CrossEntropy | Op::NllLoss) {
+        return Err(XentError::InvalidShape(format!(
+            "--shape {s}: C = 0 leaves no class to draw targets from"
+        )));
+    }
+    // Logits (f32 and 16-bit), probabilities, and the outputs and gradients of both sides.
+    let per_logit = 4 * (3 + u64::from(a.probs) + 2 * u64::from(a.grad)) + 2;
+    data::check_fits(s, &shape, per_logit)?;
+    let synth = Synth {
+        seed: a.seed,
+        weighted: a.weighted,
+        ignore_frac: a.ignore_frac,
+        ignore_index: a.ignore_index,
+        probs: a.probs,
     };
+    Ok(data::quantize(
+        data::synthesize(&shape, &synth),
+        a.dtype.into(),
+    ))
+}
+
+/// The testing switches: a perturbed first output, or a tail of zeros.
+fn perturb(a: &CheckArgs, out: &mut [f32]) -> Result<()> {
+    if out.is_empty() && (a.perturb || a.zero_tail) {
+        return Err(XentError::InvalidArgument(
+            "--perturb: the output is empty".into(),
+        ));
+    }
+    if a.perturb {
+        out[0] += 1e-2;
+    }
+    if a.zero_tail {
+        let from = out.len() - out.len().div_ceil(4);
+        out[from..].fill(0.0);
+    }
+    Ok(())
+}
+
+pub fn run(a: &CheckArgs) -> Result<bool> {
+    check_tolerance("--tol-abs", a.tol_abs)?;
+    check_tolerance("--tol-rel", a.tol_rel)?;
+    let inputs = inputs(a)?;
     let opts = LossOptions {
         weight: inputs.weight.as_deref(),
         ignore_index: if a.probs { -100 } else { a.ignore_index },
@@ -109,44 +157,41 @@ pub fn run(a: &CheckArgs) -> Result<bool> {
     let ctx = Context::new()?;
     let mut gpu = run_op(Some(&ctx), a.op, &inputs, &opts, a.grad, false, a.dim)?;
     let cpu = run_op(None, a.op, &inputs, &opts, a.grad, false, a.dim)?;
-    if a.perturb {
-        match gpu.loss.data.first_mut() {
-            Some(v) => *v += 1e-2,
-            None => {
-                return Err(XentError::InvalidArgument(
-                    "--perturb: the output is empty".into(),
-                ))
-            }
-        }
-    }
+    perturb(a, &mut gpu.loss.data)?;
     let info = ctx.adapter_info();
-    println!(
-        "xent check {:?} {:?} on {} ({:?}); tolerance |gpu - cpu| <= {:e} + {:e}·|cpu|",
+    out!(
+        "xent check {:?} {:?} on {} ({:?}); tolerance |gpu - cpu| <= {:e}·min(1, max|cpu|) + {:e}·|cpu|",
         a.op, inputs.shape, info.name, info.backend, a.tol_abs, a.tol_rel
-    );
+    )?;
     let mut ok = report(
         "output",
         &compare(&gpu.loss.data, &cpu.loss.data, a.tol_abs, a.tol_rel),
-    );
+    )?;
     if let (Some(g), Some(c)) = (&gpu.grad, &cpu.grad) {
-        ok &= report("gradient", &compare(&g.data, &c.data, a.tol_abs, a.tol_rel));
+        // The gradient of a summed softmax, y·(1 - Σy), is rounding noise on the scale of y.
+        let scale = match a.op {
+            Op::Softmax => scale_of(&cpu.loss.data),
+            _ => scale_of(&c.data),
+        };
+        let cmp = compare_scaled(&g.data, &c.data, a.tol_abs, a.tol_rel, scale);
+        ok &= report("gradient", &cmp)?;
     }
-    println!("{}", if ok { "PASS" } else { "FAIL" });
+    out!("{}", if ok { "PASS" } else { "FAIL" })?;
     Ok(ok)
 }
 
-fn report(what: &str, c: &Comparison) -> bool {
+fn report(what: &str, c: &Comparison) -> Result<bool> {
     let ulp = if c.max_ulp == u64::MAX {
         "inf".to_string()
     } else {
         c.max_ulp.to_string()
     };
-    println!(
+    out!(
         "  {what:9} {:>10} elements  max abs {:.3e}  max rel {:.3e}  max ulp {ulp}  beyond tolerance {}",
         c.len, c.max_abs, c.max_rel, c.beyond
-    );
+    )?;
     if let Some((i, g, r)) = c.worst {
-        println!("  {:9} worst at [{i}]: gpu {g:e}, cpu {r:e}", "");
+        out!("  {:9} worst at [{i}]: gpu {g:e}, cpu {r:e}", "")?;
     }
-    c.beyond == 0
+    Ok(c.beyond == 0)
 }

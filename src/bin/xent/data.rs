@@ -1,7 +1,8 @@
 //! Inputs for `check` and `bench`: generated from a seed, or read from .npy files.
 
-use std::path::PathBuf;
-use wgpu_xent::npy::{self, NpyTarget};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use wgpu_xent::npy::{self, NpyBytes, NpyTarget};
 use wgpu_xent::{DType, Logits, Result, Target, Tensor, XentError};
 
 /// Owned inputs of one configuration.
@@ -13,6 +14,7 @@ pub struct Inputs {
     pub shape: Vec<usize>,
     pub classes: Vec<i64>,
     pub probs: Option<Vec<f32>>,
+    /// The target's own shape (the library checks it against the input's).
     pub tshape: Vec<usize>,
     pub weight: Option<Vec<f32>>,
     /// False when no target was given (log-softmax and softmax need none).
@@ -31,21 +33,52 @@ impl Inputs {
 
     pub fn target(&self) -> Target<'_> {
         match &self.probs {
-            Some(p) => Target::Probs(Tensor::new(p, &self.shape)),
+            Some(p) => Target::Probs(Tensor::new(p, &self.tshape)),
             None => Target::I64(Tensor::new(&self.classes, &self.tshape)),
         }
     }
 }
 
-/// Parses `NxC` or `NxCxD1x..`.
+/// Parses `NxC` or `NxCxD1x..`; refuses a shape whose element count overflows.
 pub fn parse_shape(s: &str) -> Result<Vec<usize>> {
     let dims: std::result::Result<Vec<usize>, _> =
         s.to_lowercase().split('x').map(str::parse).collect();
     match dims {
-        Ok(d) if d.len() >= 2 => Ok(d),
+        Ok(d) if d.len() >= 2 => match npy::checked_len(d.iter().map(|&v| v as u64)) {
+            Some(n) if n <= isize::MAX as u64 => Ok(d),
+            _ => Err(XentError::InvalidShape(format!(
+                "--shape {s}: the element count overflows"
+            ))),
+        },
         _ => Err(XentError::InvalidArgument(format!(
             "--shape {s}: expected NxC or NxCxD1x.. (e.g. 1024x32000)"
         ))),
+    }
+}
+
+/// MemAvailable from /proc/meminfo, in bytes (Linux only).
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Refuses a `shape` that needs more host memory than is available, at `bytes_per_logit`
+/// bytes per element (all the arrays a run holds), before anything is allocated.
+pub fn check_fits(s: &str, shape: &[usize], bytes_per_logit: u64) -> Result<()> {
+    let need = npy::checked_len(shape.iter().map(|&d| d as u64))
+        .and_then(|n| n.checked_mul(bytes_per_logit));
+    match (need, available_memory()) {
+        (None, _) => Err(XentError::InvalidShape(format!(
+            "--shape {s}: the element count overflows"
+        ))),
+        (Some(need), Some(avail)) if need > avail => Err(XentError::InvalidShape(format!(
+            "--shape {s} does not fit: it needs about {} MiB of memory, {} MiB are available",
+            need >> 20,
+            avail >> 20
+        ))),
+        _ => Ok(()),
     }
 }
 
@@ -91,7 +124,8 @@ pub fn synthesize(shape: &[usize], s: &Synth) -> Inputs {
         .collect();
     let classes = (0..n * inner)
         .map(|_| {
-            if rng.uniform() < s.ignore_frac {
+            // With no class at all (C = 0), every target is ignored: there is none to draw.
+            if c == 0 || rng.uniform() < s.ignore_frac {
                 s.ignore_index
             } else {
                 (rng.next_u64() % c as u64) as i64
@@ -112,8 +146,12 @@ pub fn synthesize(shape: &[usize], s: &Synth) -> Inputs {
     let weight = s
         .weighted
         .then(|| (0..c).map(|_| rng.uniform() + 0.2).collect());
-    let mut tshape = vec![n];
-    tshape.extend(&shape[2..]);
+    let tshape = match probs {
+        Some(_) => shape.to_vec(),
+        None => std::iter::once(n)
+            .chain(shape[2..].iter().copied())
+            .collect(),
+    };
     Inputs {
         x,
         half: None,
@@ -126,36 +164,68 @@ pub fn synthesize(shape: &[usize], s: &Synth) -> Inputs {
     }
 }
 
+/// Reads a `.npy` file once, into memory: a path, or `-` for stdin.
+fn load(path: &Path) -> Result<NpyBytes> {
+    if path != Path::new("-") {
+        return NpyBytes::read(path);
+    }
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .read_to_end(&mut bytes)
+        .map_err(|e| XentError::Npy {
+            path: "- (stdin)".into(),
+            message: e.to_string(),
+        })?;
+    Ok(NpyBytes::new("- (stdin)", bytes))
+}
+
+/// Logits widened to f32, and their 16-bit patterns and dtype for f16 / bf16.
+type Logits16 = (npy::NpyArray<f32>, Option<(Vec<u16>, DType)>);
+
+/// The logits in `dtype` (f32, or widened with their 16-bit patterns kept).
+fn logits(file: &NpyBytes, dtype: DType) -> Result<Logits16> {
+    let bits = match dtype {
+        DType::F32 => return Ok((file.f32()?, None)),
+        DType::F16 => file.f16_bits()?,
+        _ => file.u16()?,
+    };
+    let wide = bits.data.iter().map(|&b| dtype.widen(b)).collect();
+    let x = npy::NpyArray {
+        data: wide,
+        shape: bits.shape,
+    };
+    Ok((x, Some((bits.data, dtype))))
+}
+
 /// Reads `--input` (float32; float16 `<f2`; or, for `dtype` bf16, uint16 bit patterns),
-/// `--target` (int64/int32 classes or float32 probabilities) and `--weight` (float32 `[C]`).
-/// Without `dtype`, the file's own dtype decides between f32 and f16.
+/// `--target` (int64/int32 classes or float32 probabilities) and `--weight` (float32 `[C]`),
+/// each once (`-` is stdin, for one of them at most). Without `dtype`, the file's own dtype
+/// decides between f32 and f16.
 pub fn read(
     input: &PathBuf,
     dtype: Option<DType>,
     target: Option<&PathBuf>,
     weight: Option<&PathBuf>,
 ) -> Result<Inputs> {
+    let stdin = [Some(input), target, weight]
+        .iter()
+        .filter(|p| p.is_some_and(|p| p.as_path() == Path::new("-")))
+        .count();
+    if stdin > 1 {
+        return Err(XentError::InvalidArgument(
+            "stdin (`-`) can be read for one of --input, --target and --weight only".into(),
+        ));
+    }
+    let file = load(input)?;
     let dtype = match dtype {
         Some(d) => d,
-        None if npy::dtype_of(input)? == "<f2" => DType::F16,
+        None if file.dtype()? == "<f2" => DType::F16,
         None => DType::F32,
     };
-    let (x, half) = match dtype {
-        DType::F32 => (npy::read_f32(input)?, None),
-        d => {
-            let bits = match d {
-                DType::F16 => npy::read_f16_bits(input)?,
-                _ => npy::read_u16(input)?,
-            };
-            let wide = bits.data.iter().map(|&b| d.widen(b)).collect();
-            let x = npy::NpyArray {
-                data: wide,
-                shape: bits.shape,
-            };
-            (x, Some((bits.data, d)))
-        }
-    };
-    let (classes, probs, tshape) = match target.map(npy::read_target).transpose()? {
+    let (x, half) = logits(&file, dtype)?;
+    drop(file);
+    let (classes, probs, tshape) = match target.map(|p| load(p)?.target()).transpose()? {
         Some(NpyTarget::I64(t)) => (t.data, None, t.shape),
         Some(NpyTarget::I32(t)) => (t.data.iter().map(|&v| v as i64).collect(), None, t.shape),
         Some(NpyTarget::F32(t)) => (vec![], Some(t.data), t.shape),
@@ -163,10 +233,11 @@ pub fn read(
     };
     let weight = match weight {
         Some(path) => {
-            let w = npy::read_f32(path)?;
+            let file = load(path)?;
+            let w = file.f32()?;
             if w.shape.len() != 1 {
                 return Err(XentError::Npy {
-                    path: path.display().to_string(),
+                    path: file.name().to_string(),
                     message: format!("weight must be 1-D of shape [C], got shape {:?}", w.shape),
                 });
             }

@@ -1,6 +1,7 @@
 //! `xent eval`: one operation on .npy files.
 
 use crate::ops::run_op;
+use crate::output::{check_distinct, Staged};
 use crate::{data, DeviceKind, Op};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
@@ -11,13 +12,14 @@ pub struct EvalArgs {
     /// The operation.
     #[arg(value_enum)]
     op: Op,
-    /// Logits (log-probabilities for nll-loss): float32 .npy.
+    /// Logits (log-probabilities for nll-loss): float32 .npy; `-` reads stdin.
     #[arg(long)]
     input: PathBuf,
-    /// Class indices (int64 or int32 .npy) or class probabilities (float32, the input's shape).
+    /// Class indices (int64 or int32 .npy) or class probabilities (float32, the input's shape);
+    /// `-` reads stdin.
     #[arg(long)]
     target: Option<PathBuf>,
-    /// Per-class weight: float32 .npy of shape `[C]`.
+    /// Per-class weight: float32 .npy of shape `[C]`; `-` reads stdin.
     #[arg(long)]
     weight: Option<PathBuf>,
     /// Targets equal to this are ignored.
@@ -100,6 +102,11 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             "--lse-out applies to cross-entropy only".into(),
         ));
     }
+    check_distinct(&[
+        ("--out", Some(&a.out)),
+        ("--grad-out", a.grad_out.as_deref()),
+        ("--lse-out", a.lse_out.as_deref()),
+    ])?;
     let inputs = data::read(
         &a.input,
         a.input_dtype.map(DType::from),
@@ -127,13 +134,19 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         a.lse_out.is_some(),
         a.dim,
     )?;
-    // Everything is computed before anything is written: bad input leaves no output behind.
-    npy::write_f32(&a.out, &result.loss.data, &result.loss.shape)?;
-    if let (Some(path), Some(g)) = (&a.grad_out, &result.grad) {
-        npy::write_f32(path, &g.data, &g.shape)?;
+    // Everything is computed, then written beside its destination, then renamed into place:
+    // bad input, a full disk or a kill leaves no partial output and the older files untouched.
+    let mut staged = Staged::default();
+    let outputs = [
+        (Some(&a.out), Some(&result.loss)),
+        (a.grad_out.as_ref(), result.grad.as_ref()),
+        (a.lse_out.as_ref(), result.lse.as_ref()),
+    ];
+    for (path, t) in outputs {
+        if let (Some(path), Some(t)) = (path, t) {
+            staged.stage(path, |w| npy::write_f32_to(w, &t.data, &t.shape))?;
+        }
     }
-    if let (Some(path), Some(l)) = (&a.lse_out, &result.lse) {
-        npy::write_f32(path, &l.data, &l.shape)?;
-    }
+    staged.commit()?;
     Ok(())
 }

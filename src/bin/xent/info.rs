@@ -6,61 +6,66 @@ pub fn run() -> Result<()> {
     let instance =
         wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    println!("adapters wgpu sees ({}):", adapters.len());
+    out!("adapters wgpu sees ({}):", adapters.len())?;
     for a in &adapters {
         let i = a.get_info();
-        println!(
+        out!(
             "  {} ({:?}, {:?}, driver {} {})",
-            i.name, i.backend, i.device_type, i.driver, i.driver_info
-        );
+            i.name,
+            i.backend,
+            i.device_type,
+            i.driver,
+            i.driver_info
+        )?;
     }
     let ctx = Context::new()?;
     let i = ctx.adapter_info();
     let l = ctx.limits();
-    println!("xent uses: {}", i.name);
-    println!("  backend:                          {:?}", i.backend);
-    println!("  device type:                      {:?}", i.device_type);
-    println!(
+    out!("xent uses: {}", i.name)?;
+    out!("  backend:                          {:?}", i.backend)?;
+    out!("  device type:                      {:?}", i.device_type)?;
+    out!(
         "  driver:                           {} {}",
-        i.driver, i.driver_info
-    );
-    println!(
+        i.driver,
+        i.driver_info
+    )?;
+    out!(
         "  max_storage_buffer_binding_size:  {}",
         l.max_storage_buffer_binding_size
-    );
-    println!("  max_buffer_size:                  {}", l.max_buffer_size);
-    println!(
+    )?;
+    out!("  max_buffer_size:                  {}", l.max_buffer_size)?;
+    out!(
         "  min_storage_buffer_offset_align.: {}",
         l.min_storage_buffer_offset_alignment
-    );
-    println!(
+    )?;
+    out!(
         "  max_compute_workgroup_storage:    {}",
         l.max_compute_workgroup_storage_size
-    );
-    println!(
+    )?;
+    out!(
         "  max_compute_invocations_per_wg:   {}",
         l.max_compute_invocations_per_workgroup
-    );
-    println!(
+    )?;
+    out!(
         "  max_compute_workgroups_per_dim:   {}",
         l.max_compute_workgroups_per_dimension
-    );
-    println!(
+    )?;
+    out!(
         "  workgroup size used:              {}",
         ctx.workgroup_size()
-    );
-    println!("  f16 inputs read by:               {}", ctx.f16_path());
-    println!(
+    )?;
+    out!("  f16 inputs read by:               {}", ctx.f16_path())?;
+    out!(
         "  reductions:                       {}",
         ctx.reduction_path()
-    );
-    println!("  f32 inputs read:                  {}", ctx.f32_path());
-    println!("  f16/bf16 inputs read:             {}", ctx.half_path());
-    println!("  rows read twice:                  {}", ctx.hold_path());
-    println!(
+    )?;
+    out!("  f32 inputs read:                  {}", ctx.f32_path())?;
+    out!("  f16/bf16 inputs read:             {}", ctx.half_path())?;
+    out!("  rows read twice:                  {}", ctx.hold_path())?;
+    out!(
         "  adapter features:                 {:?}",
         adapter_features(&instance, i)
-    );
+    )?;
     Ok(())
 }
 

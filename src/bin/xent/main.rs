@@ -1,15 +1,47 @@
 //! `xent`: offload a loss to the GPU, compare it with the CPU reference, list adapters.
 
+/// `println!` that returns the write's error (`Result<(), XentError>`) instead of panicking:
+/// stdout may be a closed pipe or a full disk.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*).map_err($crate::stdout_error)
+    }};
+}
+
+/// `eprintln!` that never panics (a message to a closed stderr is lost, not fatal).
+macro_rules! warn {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod bench;
 mod check;
 mod data;
 mod eval;
 mod info;
+mod measure;
 mod ops;
+mod output;
 mod plot;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
+use wgpu_xent::XentError;
+
+/// A failed write to stdout, its kind kept so that `main` knows a closed pipe.
+pub fn stdout_error(e: std::io::Error) -> XentError {
+    XentError::Io(std::io::Error::new(
+        e.kind(),
+        format!("writing to stdout: {e}"),
+    ))
+}
+
+/// The exit status of a process killed by SIGPIPE, as shells report it.
+const BROKEN_PIPE_STATUS: u8 = 141;
 
 #[derive(Parser)]
 #[command(
@@ -63,13 +95,21 @@ fn main() -> ExitCode {
         Command::Info => info::run().map(|()| true),
         Command::Eval(args) => eval::run(&args).map(|()| true),
         Command::Check(args) => check::run(&args),
-        Command::Bench(args) => bench::run(&args).map(|()| true),
+        Command::Bench(args) => bench::run(&args),
     };
+    let result = result.and_then(|ok| {
+        std::io::stdout().flush().map_err(stdout_error)?;
+        Ok(ok)
+    });
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
+        // The reader went away (`xent info | head -1`): stop quietly, as `yes | head` does.
+        Err(XentError::Io(e)) if e.kind() == ErrorKind::BrokenPipe => {
+            ExitCode::from(BROKEN_PIPE_STATUS)
+        }
         Err(e) => {
-            eprintln!("error: {e}");
+            warn!("error: {e}");
             ExitCode::FAILURE
         }
     }

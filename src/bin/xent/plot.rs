@@ -6,13 +6,26 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use wgpu_xent::{Result, XentError};
 
-pub fn draw(path: &Path, adapter: &AdapterJson, rows: &[Row]) -> Result<()> {
+/// Refuses a --plot path that is not `.svg`.
+pub fn check_path(path: &Path) -> Result<()> {
     if path.extension().and_then(|e| e.to_str()) != Some("svg") {
         return Err(XentError::InvalidArgument(format!(
             "--plot {}: only .svg is supported",
             path.display()
         )));
     }
+    Ok(())
+}
+
+/// The plot as SVG text, for `path` (written by the caller with the other outputs).
+pub fn render(path: &Path, adapter: &AdapterJson, rows: &[Row]) -> Result<String> {
+    check_path(path)?;
+    let mut svg = String::new();
+    draw(&mut svg, adapter, rows)?;
+    Ok(svg)
+}
+
+fn draw(svg: &mut String, adapter: &AdapterJson, rows: &[Row]) -> Result<()> {
     let err = |e: &dyn std::fmt::Display| XentError::InvalidArgument(format!("plot: {e}"));
     let finite = rows
         .iter()
@@ -22,7 +35,7 @@ pub fn draw(path: &Path, adapter: &AdapterJson, rows: &[Row]) -> Result<()> {
     });
     let y_max = finite.clone().map(|r| r.gb_per_s).fold(0.0, f64::max) * 1.15 + 1e-3;
     let (x_lo, x_hi) = (c_min.min(c_max) / 1.5, c_max * 1.5);
-    let root = SVGBackend::new(path, (960, 600)).into_drawing_area();
+    let root = SVGBackend::with_string(svg, (960, 600)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let title = format!(
         "xent bench: {} ({}, {})",

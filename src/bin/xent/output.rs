@@ -1,0 +1,120 @@
+//! Output files, all or nothing: each is written to a temporary file in its own directory
+//! (`.xent-tmp-*`), flushed and fsync'd, and renamed over its destination only once every
+//! output of the run is complete. A run that fails leaves no output and the older files
+//! untouched; a killed one leaves at most a stray `.xent-tmp-*` file.
+
+use std::ffi::OsString;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use tempfile::NamedTempFile;
+use wgpu_xent::{Result, XentError};
+
+/// The prefix of temporary files.
+pub const TMP_PREFIX: &str = ".xent-tmp-";
+
+fn named(path: &Path, e: impl std::fmt::Display) -> XentError {
+    XentError::Npy {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The directory an output goes into (`.` for a bare file name).
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// What a rename onto `path` replaces: its directory, resolved, and its file name.
+fn identity(flag: &str, path: &Path) -> Result<(PathBuf, OsString)> {
+    let bad = |why: String| XentError::InvalidArgument(format!("{flag} {}: {why}", path.display()));
+    let name = path
+        .file_name()
+        .ok_or_else(|| bad("not a file name".into()))?;
+    let dir = parent(path);
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| bad(format!("directory {}: {e}", dir.display())))?;
+    if path.is_dir() {
+        return Err(bad("is a directory".into()));
+    }
+    Ok((dir, name.to_owned()))
+}
+
+/// Refuses outputs that are the same file (`--out o.npy --grad-out ./o.npy`: one would be
+/// lost) or whose directory does not exist, before anything is computed. `None` entries are
+/// outputs not asked for.
+pub fn check_distinct(outputs: &[(&str, Option<&Path>)]) -> Result<()> {
+    let mut seen: Vec<(&str, &Path, (PathBuf, OsString))> = Vec::new();
+    for &(flag, path) in outputs {
+        let Some(path) = path else { continue };
+        let id = identity(flag, path)?;
+        if let Some((other, other_path, _)) = seen.iter().find(|s| s.2 == id) {
+            return Err(XentError::InvalidArgument(format!(
+                "{other} {} and {flag} {} are the same file; give each output its own path",
+                other_path.display(),
+                path.display()
+            )));
+        }
+        seen.push((flag, path, id));
+    }
+    Ok(())
+}
+
+/// Outputs written but not yet in place.
+#[derive(Default)]
+pub struct Staged {
+    files: Vec<(NamedTempFile, PathBuf)>,
+}
+
+impl Staged {
+    /// Writes one output into a temporary file beside `path`, flushed and fsync'd.
+    pub fn stage(
+        &mut self,
+        path: &Path,
+        write: impl FnOnce(&mut dyn Write) -> Result<()>,
+    ) -> Result<()> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(TMP_PREFIX).suffix(".tmp");
+        #[cfg(unix)]
+        {
+            // As `File::create` would (less the umask), not tempfile's owner-only 0600.
+            use std::os::unix::fs::PermissionsExt;
+            builder.permissions(std::fs::Permissions::from_mode(0o666));
+        }
+        let tmp = builder.tempfile_in(parent(path)).map_err(|e| {
+            named(
+                path,
+                format!("cannot create a temporary file beside it: {e}"),
+            )
+        })?;
+        let mut w = BufWriter::new(tmp.as_file());
+        write(&mut w).map_err(|e| match e {
+            XentError::Io(e) => named(path, e),
+            e => e,
+        })?;
+        w.flush().map_err(|e| named(path, e))?;
+        drop(w);
+        tmp.as_file().sync_all().map_err(|e| named(path, e))?;
+        self.files.push((tmp, path.to_path_buf()));
+        Ok(())
+    }
+
+    /// Renames every staged output into place, then syncs their directories.
+    pub fn commit(self) -> Result<Vec<PathBuf>> {
+        let mut done = Vec::new();
+        for (tmp, dest) in self.files {
+            tmp.persist(&dest).map_err(|e| named(&dest, e.error))?;
+            done.push(dest);
+        }
+        for dest in &done {
+            // Makes the renames durable; a directory that cannot be opened is not an error.
+            if let Ok(dir) = std::fs::File::open(parent(dest)) {
+                let _ = dir.sync_all();
+            }
+        }
+        Ok(done)
+    }
+}
