@@ -31,6 +31,16 @@ pub struct ContextOptions {
     /// 65,535 trips in all. Lowering it exercises the segmented paths on small data; at
     /// least 8.
     pub max_loop_trips: Option<u32>,
+    /// Read inputs 8 at a time on CPU adapters (default: on, unless `XENT_NO_WIDE_LOADS=1`).
+    /// `Some(false)` takes the 4-at-a-time paths GPUs take.
+    pub wide_loads: Option<bool>,
+    /// Reduce with subgroup operations where the device has `SUBGROUP` (default: on, unless
+    /// `XENT_NO_SUBGROUPS=1`) and its subgroups are laid out as the kernels assume.
+    pub subgroups: Option<bool>,
+    /// The answer of the subgroup layout probe, forced (default: run it). `Some(false)` makes
+    /// the context reduce through workgroup memory, as on a device whose subgroups are not
+    /// runs of consecutive invocations.
+    pub subgroup_layout: Option<bool>,
 }
 
 /// A wgpu device with every wgpu-xent pipeline compiled. Create it once and reuse it.
@@ -44,6 +54,11 @@ pub struct Context {
     min_workgroups: u32,
     hold_rows: bool,
     max_loop_trips: u32,
+    wide: bool,
+    /// Subgroup reductions in use: `SUBGROUP`, allowed, and the layout probe passed.
+    subgroups: bool,
+    /// The layout probe's answer (forced or measured), where subgroups were allowed.
+    subgroup_layout: Option<bool>,
     max_binding_bytes: u64,
     layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
     pipelines: Mutex<HashMap<(Kernel, InputKind), Arc<wgpu::ComputePipeline>>>,
@@ -64,11 +79,7 @@ impl Context {
     pub async fn new_async(options: ContextOptions) -> Result<Self> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapter = wgpu::util::initialize_adapter_from_env_or_default(&instance, None)
-            .await
-            .map_err(|e| XentError::NoAdapter {
-                detail: format!("{e}; backends searched: {}", backends_from_env()),
-            })?;
+        let adapter = choose_adapter(&instance).await?;
         let info = adapter.get_info();
         // The adapter's own limits: wgpu's defaults cap bindings at 128 MiB and buffers at 256 MiB.
         let limits = adapter.limits();
@@ -162,13 +173,10 @@ impl Context {
                 )));
             }
         }
+        let env = super::switches::Switches::from_env()?;
         let workgroup_size = options
             .workgroup_size
-            .or_else(|| {
-                std::env::var("XENT_WORKGROUP_SIZE")
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-            })
+            .or(env.workgroup_size)
             .unwrap_or_else(|| Self::default_workgroup_size(&info, &limits));
         if !workgroup_size.is_power_of_two()
             || workgroup_size > limits.max_compute_invocations_per_workgroup
@@ -190,12 +198,12 @@ impl Context {
         });
         let hold_rows = options
             .hold_rows
-            .or_else(|| match std::env::var("XENT_HOLD_ROWS").ok().as_deref() {
-                Some("1") => Some(true),
-                Some("0") => Some(false),
-                _ => None,
-            })
+            .or(env.hold_rows)
             .unwrap_or(info.device_type != wgpu::DeviceType::Cpu);
+        let wide = options.wide_loads.unwrap_or(!env.no_wide_loads)
+            && info.device_type == wgpu::DeviceType::Cpu;
+        let subgroups = options.subgroups.unwrap_or(!env.no_subgroups)
+            && features.contains(wgpu::Features::SUBGROUP);
         let max_loop_trips = options
             .max_loop_trips
             .unwrap_or(super::rows::MAX_LOOP_TRIPS);
@@ -214,10 +222,21 @@ impl Context {
             min_workgroups,
             hold_rows,
             max_loop_trips,
+            wide,
+            subgroups,
+            subgroup_layout: None,
             max_binding_bytes,
             layouts: HashMap::new(),
             pipelines: Mutex::new(HashMap::new()),
         };
+        if ctx.subgroups {
+            let layout = match options.subgroup_layout {
+                Some(forced) => forced,
+                None => ctx.probe_subgroup_layout().await?,
+            };
+            ctx.subgroup_layout = Some(layout);
+            ctx.subgroups = layout;
+        }
         ctx.build_pipelines().await?;
         Ok(ctx)
     }
@@ -237,14 +256,22 @@ impl Context {
             (true, false) => {
                 "subgroup operations (SUBGROUP), tree for rows narrower than a subgroup"
             }
+            (false, _) if self.subgroup_layout == Some(false) => {
+                "tree in workgroup memory (the device's subgroups are not runs of consecutive invocations)"
+            }
             (false, _) => "tree in workgroup memory",
         }
     }
 
+    /// The subgroup layout probe's answer (shaders/probe_subgroups.wgsl), or the one forced
+    /// by `ContextOptions::subgroup_layout`; `None` where subgroups are not used at all.
+    pub fn subgroup_layout(&self) -> Option<bool> {
+        self.subgroup_layout
+    }
+
     /// What the shaders may use on this device.
     pub(crate) fn shader_caps(&self) -> ShaderCaps {
-        let subgroups = self.features.contains(wgpu::Features::SUBGROUP)
-            && std::env::var_os("XENT_NO_SUBGROUPS").is_none();
+        let subgroups = self.subgroups;
         ShaderCaps {
             f16: self.features.contains(wgpu::Features::SHADER_F16),
             subgroups,
@@ -259,18 +286,16 @@ impl Context {
     }
 
     /// Whether f32 inputs may be read, and outputs written, 8 at a time (`vec4<u64>`): on CPU
-    /// adapters with `SHADER_INT64`, unless `XENT_NO_WIDE_LOADS` is set.
+    /// adapters with `SHADER_INT64`, unless turned off (`ContextOptions::wide_loads`).
     pub(crate) fn wide_f32(&self) -> bool {
         self.wide_loads(DType::F32)
     }
 
-    /// Whether inputs of `dtype` may be read 8 at a time, unless `XENT_NO_WIDE_LOADS` is set:
+    /// Whether inputs of `dtype` may be read 8 at a time, unless turned off:
     /// on CPU adapters, which pay per load instruction; f32 as `vec4<u64>` needs
     /// `SHADER_INT64`, f16 and bf16 as `vec4<u32>` nothing.
     pub(crate) fn wide_loads(&self, dtype: DType) -> bool {
-        self.info.device_type == wgpu::DeviceType::Cpu
-            && (dtype != DType::F32 || self.features.contains(wgpu::Features::SHADER_INT64))
-            && std::env::var_os("XENT_NO_WIDE_LOADS").is_none()
+        self.wide && (dtype != DType::F32 || self.features.contains(wgpu::Features::SHADER_INT64))
     }
 
     /// How an input of `dtype` bound at `sizes` bytes (one per chunk) is declared: read 8 at
@@ -697,6 +722,42 @@ impl Bindable for Bound {
             size: std::num::NonZeroU64::new(self.size),
         })
     }
+}
+
+/// The adapter named by `WGPU_ADAPTER_NAME` (a case-insensitive part of its name), else
+/// wgpu's default. wgpu's own helper panics when the name matches nothing.
+async fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Adapter> {
+    let Ok(name) = std::env::var("WGPU_ADAPTER_NAME") else {
+        let options = wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::from_env().unwrap_or_default(),
+            ..Default::default()
+        };
+        return instance
+            .request_adapter(&options)
+            .await
+            .map_err(|e| XentError::NoAdapter {
+                detail: format!("{e}; backends searched: {}", backends_from_env()),
+            });
+    };
+    let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+    let names: Vec<String> = adapters
+        .iter()
+        .map(|a| format!("{:?} ({:?})", a.get_info().name, a.get_info().backend))
+        .collect();
+    let wanted = name.to_lowercase();
+    adapters
+        .into_iter()
+        .find(|a| a.get_info().name.to_lowercase().contains(&wanted))
+        .ok_or_else(|| XentError::NoAdapter {
+            detail: format!(
+                "WGPU_ADAPTER_NAME={name:?} matches none of the adapters wgpu sees on backends {}: {}",
+                backends_from_env(),
+                match names.is_empty() {
+                    true => "none".to_string(),
+                    false => names.join(", "),
+                }
+            ),
+        })
 }
 
 fn backends_from_env() -> String {

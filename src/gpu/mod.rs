@@ -8,11 +8,13 @@ mod device;
 pub mod kernels;
 mod loss;
 mod loss_plan;
+mod probe;
 mod program;
 mod readback;
 mod reduce;
 mod rows;
 mod softmax;
+mod switches;
 mod timestamps;
 
 pub use bandwidth::PreparedBandwidth;
