@@ -147,4 +147,11 @@ fn stdout_errors_are_no_panic() {
     let e = text(&r.stderr);
     assert_eq!(r.status.code(), Some(1), "{e}");
     assert!(!e.contains("panicked") && e.contains("stdout"), "{e}");
+    // clap's --help too.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let r = xent().arg("--help").stdout(full).output().unwrap();
+    assert_eq!(r.status.code(), Some(1), "{}", text(&r.stderr));
 }

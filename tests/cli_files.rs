@@ -220,6 +220,44 @@ fn outputs_are_all_or_nothing() {
     assert!(strays(&d).is_empty(), "{:?}", strays(&d));
 }
 
+/// D9: runs that write the same output at once each leave a whole file (the last rename wins),
+/// never rows of two runs mixed.
+#[test]
+fn concurrent_runs_on_one_output_leave_a_whole_file() {
+    let d = tmpdir("concurrent");
+    let (n, c) = (64usize, 4096usize);
+    let runs = 4;
+    for k in 0..runs {
+        // Every row is [k, 0, 0, ..]: each run's output differs from the others'.
+        let x: Vec<f32> = (0..n * c)
+            .map(|i| if i % c == 0 { k as f32 } else { 0.0 })
+            .collect();
+        npy::write_f32(d.join(format!("x{k}.npy")), &x, &[n, c]).unwrap();
+    }
+    let children: Vec<_> = (0..runs)
+        .map(|k| {
+            xent()
+                .current_dir(&d)
+                .args(["eval", "log-softmax", "--device", "cpu", "--input"])
+                .arg(format!("x{k}.npy"))
+                .args(["--out", "o.npy", "--grad-out", "g.npy"])
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let r = child.wait_with_output().unwrap();
+        assert!(r.status.success(), "{}", stderr(&r));
+    }
+    // One run's rows, whole: every row equal to the first.
+    let o = npy::read_f32(d.join("o.npy")).unwrap();
+    assert_eq!(o.shape, [n, c]);
+    assert!(o.data.chunks(c).all(|row| row == &o.data[..c]));
+    assert_eq!(npy::read_f32(d.join("g.npy")).unwrap().data.len(), n * c);
+    assert!(strays(&d).is_empty(), "{:?}", strays(&d));
+}
+
 /// D10: two outputs that are the same file are refused before anything runs.
 #[test]
 fn the_same_file_for_two_outputs_is_refused() {

@@ -90,13 +90,29 @@ pub enum DeviceKind {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version go to stdout, usage errors to stderr: a failed write is
+        // handled as any other (clap's own exit would ignore it).
+        Err(e) => {
+            let code = u8::try_from(e.exit_code()).unwrap_or(2);
+            return match e.print() {
+                Err(io) if !e.use_stderr() => finish(Err(stdout_error(io))),
+                _ => ExitCode::from(code),
+            };
+        }
+    };
+    finish(match cli.command {
         Command::Info => info::run().map(|()| true),
         Command::Eval(args) => eval::run(&args).map(|()| true),
         Command::Check(args) => check::run(&args),
         Command::Bench(args) => bench::run(&args),
-    };
+    })
+}
+
+/// The exit status of a run: 0 when it passed, 1 when a check failed or on an error (told on
+/// stderr), 141 when stdout was closed under it.
+fn finish(result: wgpu_xent::Result<bool>) -> ExitCode {
     let result = result.and_then(|ok| {
         std::io::stdout().flush().map_err(stdout_error)?;
         Ok(ok)
