@@ -114,11 +114,11 @@ fn grad_one(g: RowGrad, raw: f32, i: u32, c: u32) -> f32 {
     } else {
         let ky = k * ((1.0 - eps) * g.wy);
         d = p * ky;
-        if i32(c) == g.y {
+        if i32(params.class_first + c) == g.y {
             d -= ky;
         }
         if eps > 0.0 {
-            let ke = k * (eps / f32(params.classes));
+            let ke = k * (eps / f32(params.total_classes));
             d += p * (ke * g.w_sum) - ke * class_weight(c);
         }
     }
@@ -190,7 +190,7 @@ fn grad_row(row: u32, st: vec4<f32>) -> GradRow {
                 fill = quiet_nan();
             }
         } else {
-            g.wy = class_weight(u32(g.y));
+            g.wy = target_weight(u32(g.y));
         }
     }
     return GradRow(g, constant, fill);
@@ -213,16 +213,15 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
         } else if simple {
             // (g/D)·w[y]·(p_c - [c = y]), four at a time, in the pairs the first read took.
             let k = g.coef * g.wy;
+            // The target's flat index here: past this chunk's share of the row (wrapping
+            // below it) where another chunk holds the target.
+            let ty = base + u32(g.y) - params.class_first;
             let sg = SimpleGrad(
                 vec4<f32>(g.m),
                 k * g.inv_s,
                 // The target's vec4 and lane within it: one-hot without a compare per element.
-                (base + u32(g.y)) / 4u,
-                select(
-                    vec4<f32>(0.0),
-                    vec4<f32>(k),
-                    vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>((base + u32(g.y)) % 4u),
-                ),
+                ty / 4u,
+                select(vec4<f32>(0.0), vec4<f32>(k), vec4<u32>(0u, 1u, 2u, 3u) == vec4<u32>(ty % 4u)),
             );
             let pr = span_pairs(sp);
             let l = params.lanes;
@@ -294,7 +293,7 @@ fn cross_entropy_fused(
     if !slot.valid {
         return;
     }
-    let l = row_loss(row, base, rs);
+    let l = row_loss(row, rs, target_logit(row, base));
     let st = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, l.lse);
     if slot.lane == 0u {
         losses[row] = l.loss;
@@ -318,7 +317,7 @@ fn cross_entropy_grad_segments(
     if seg.row >= params.rows {
         return;
     }
-    let st = stats[seg.row * params.segments];
+    let st = stats[seg.row * params.seg_total];
     write_grad(RowSlot(seg.row, lid, true), row_base(seg.row), seg.c0, seg.c1, grad_row(seg.row, st));
 }
 
@@ -351,7 +350,7 @@ fn nll_grad(
         var v = 0.0;
         if t == -2 {
             v = quiet_nan();
-        } else if t >= 0 && u32(t) == c {
+        } else if t >= 0 && u32(t) == params.class_first + c {
             v = -params.grad_output / scale[0] * class_weight(c);
         }
         store1(i, v);

@@ -33,7 +33,8 @@
 //   5 losses: storage, read_write  [rows]
 //   6 dens: storage, read_write    [rows] the row's share of the mean's denominator
 //   7 stats: storage, read_write   [rows * S] vec4 (M, S, Q, lse) at row * S, reused by
-//                                  grad.wgsl; with split rows, first the partials
+//                                  grad.wgsl; with split rows (S = seg_total), first the
+//                                  partials, and a second plane of [rows * S] after them
 //   8 error: storage, read_write   [4] u32: the first row whose class target is out of range
 //                                  (0xffffffff: none) and its target's two words. Device
 //                                  targets cannot be checked on the host; row_dens raises this
@@ -56,14 +57,18 @@ fn cross_entropy_rows(
     if !slot.valid || slot.lane != 0u {
         return;
     }
-    let l = row_loss(slot.row, base, rs);
+    let l = row_loss(slot.row, rs, target_logit(slot.row, base));
     losses[slot.row] = l.loss;
     dens[slot.row] = l.den;
     stats[slot.row] = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, l.lse);
 }
 
 // Split rows, first pass: workgroup g works on segment g % S of row g / S, all WG
-// invocations on it (lanes = WG), and writes the segment's partial (M, S, Q, A) to stats[g].
+// invocations on it (lanes = WG), and writes the row's slot k for it (k = seg_first + g % S):
+// the segment's partial (M, S, Q, A) at stats[row · seg_total + k], with A taken against the
+// segment's own first logit r_k, and (r_k, x_t, 1 if the target is in the segment, 0) in the
+// second plane, at rows · seg_total further. A segment needs nothing from another, so a row
+// larger than one binding is read a few segments (one chunk) at a time.
 @compute @workgroup_size(WG)
 fn cross_entropy_partials(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -73,15 +78,25 @@ fn cross_entropy_partials(
     let g = linear_workgroup(wid, nwg);
     let seg = segment_of(g, params.segments, params.segment_len, params.classes);
     let slot = RowSlot(seg.row, lid, seg.row < params.rows);
-    let rs = row_stats_range(slot, row_base(seg.row), seg.c0, seg.c1, lid);
+    let base = row_base(seg.row);
+    let rs = row_stats_range(slot, base, seg.c0, seg.c1, lid);
     if slot.valid && lid == 0u {
-        stats[g] = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, rs.qa.y);
+        let k = seg.row * params.seg_total + params.seg_first + g % params.segments;
+        stats[k] = vec4<f32>(rs.st.m, rs.st.s, rs.qa.x, rs.qa.y);
+        // The target, when it falls in this segment.
+        let t = row_target(seg.row) - i32(params.class_first);
+        var found = vec2<f32>(0.0, 0.0);
+        if t >= i32(seg.c0) && t < i32(seg.c1) {
+            found = vec2<f32>(cap(logits_1(base + u32(t) * params.inner)), 1.0);
+        }
+        stats[params.rows * params.seg_total + k] = vec4<f32>(rs.r, found, 0.0);
     }
 }
 
-// Split rows, second pass: one invocation per row merges its S partials in segment order
-// (deterministic), then writes the row's loss, den and final stats (M, S, Q, lse) over the
-// first partial, stats[row * S].
+// Split rows, second pass: one invocation per row merges its seg_total partials in segment
+// order (deterministic; Σ A_k + Q_k·(r_k - r_0) puts every A against the row's first logit),
+// then writes the row's loss, den and final stats (M, S, Q, lse) over its first partial,
+// stats[row · seg_total]. It reads no logits: the target's came with its segment's partial.
 @compute @workgroup_size(WG)
 fn cross_entropy_merge(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -92,19 +107,25 @@ fn cross_entropy_merge(
     if row >= params.rows {
         return;
     }
+    let first = row * params.seg_total;
+    let aux = params.rows * params.seg_total + first;
+    let r0 = stats[aux].x;
     var st = lse_empty();
     var qa = vec2<f32>(0.0, 0.0);
-    for (var k = 0u; k < params.segments; k++) {
-        let p = stats[row * params.segments + k];
+    var x_target = 0.0;
+    for (var k = 0u; k < params.seg_total; k++) {
+        let p = stats[first + k];
+        let e = stats[aux + k];
         st = lse_merge(st, Lse(p.x, p.y));
-        qa += p.zw;
+        qa += vec2<f32>(p.z, p.w + p.z * (e.x - r0));
+        if e.z != 0.0 {
+            x_target = e.y;
+        }
     }
-    let base = row_base(row);
-    let rs = RowStats(st, qa, row_reference(base));
-    let l = row_loss(row, base, rs);
+    let l = row_loss(row, RowStats(st, qa, r0), x_target);
     losses[row] = l.loss;
     dens[row] = l.den;
-    stats[row * params.segments] = vec4<f32>(st.m, st.s, qa.x, l.lse);
+    stats[first] = vec4<f32>(st.m, st.s, qa.x, l.lse);
 }
 
 // The mean's denominator share of each row, from the targets alone (one invocation per
@@ -151,15 +172,22 @@ fn nll_rows(
     if row >= params.rows {
         return;
     }
+    // A row larger than one binding is bound a few classes at a time (src/gpu/chunks.rs): the
+    // chunk holding the target writes the row, and the first chunk writes a row without one.
     let t = row_target(row);
+    let local = t - i32(params.class_first);
+    let here = local >= 0 && local < i32(params.classes);
+    if !here && (t >= 0 || params.class_first != 0u) {
+        return;
+    }
     var loss = 0.0;
     var den = 0.0;
     if t == -2 {
         loss = quiet_nan();
         den = quiet_nan();
     } else if t >= 0 {
-        let w = class_weight(u32(t));
-        loss = -w * logits_1(row_base(row) + u32(t) * params.inner);
+        let w = target_weight(u32(t));
+        loss = -w * logits_1(row_base(row) + u32(local) * params.inner);
         den = w;
     }
     losses[row] = loss;

@@ -29,19 +29,21 @@
 //   2 y: storage, read_write  same shape as x as vec4s (gx for the backward entry points);
 //                             the unaligned ends of a row are written one component at a time
 //   3 gy: storage, read       same shape as x as vec4s, the upstream gradient (backward only)
-//   4 stats: storage, rw      [rows * segments] vec2: split rows' partials (a dummy unsplit)
+//   4 stats: storage, rw      [rows * seg_total] vec2: split rows' partials, row-major, shared
+//                             by the chunks of one row (a dummy unsplit)
 
 struct SoftmaxParams {
     rows: u32,
     classes: u32,
     inner: u32,
     lanes: u32,
-    // Split rows (shared/lse.wgsl's Segment): `segments` pieces of `segment_len` classes;
-    // 1 otherwise.
+    // Split rows (shared/lse.wgsl's Segment): `segments` pieces of `segment_len` classes
+    // here, segments [seg_first, seg_first + segments) of the `seg_total` of each row (fewer
+    // than all where a row is larger than one binding: src/gpu/chunks.rs); 1 otherwise.
     segments: u32,
     segment_len: u32,
-    _pad0: u32,
-    _pad1: u32,
+    seg_first: u32,
+    seg_total: u32,
 }
 
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
@@ -310,12 +312,19 @@ fn softmax_backward(
 }
 
 // Split rows (src/gpu/rows.rs: rows too long for one workgroup's loop budget, or too few to
-// fill the adapter). First pass: workgroup g reads segment g % S of row g / S and writes its
-// partial, (m, s) for the forward, (Σ, 0) for the backward, to stats[g]. Second pass: every
-// workgroup of the row merges the row's S partials in segment order (the same bits in each:
-// deterministic), then writes its own segment. Traffic as unsplit, plus 8 bytes per segment.
+// fill the adapter, or larger than one binding). First pass: workgroup g reads segment g % S of
+// row g / S and writes its partial, (m, s) for the forward, (Σ, 0) for the backward, to the
+// row's slot for it in stats. Second pass: every workgroup of the row merges all the row's
+// partials in segment order (the same bits in each: deterministic), then writes its own
+// segment. Traffic as unsplit, plus 8 bytes per segment.
 fn segment_slot(wid: vec3<u32>, nwg: vec3<u32>) -> Segment {
     return segment_of(linear_workgroup(wid, nwg), params.segments, params.segment_len, params.classes);
+}
+
+// Where this workgroup's partial goes: its row's slot for its segment.
+fn partial_slot(wid: vec3<u32>, nwg: vec3<u32>, row: u32) -> u32 {
+    let local = linear_workgroup(wid, nwg) % params.segments;
+    return row * params.seg_total + params.seg_first + local;
 }
 
 @compute @workgroup_size(WG)
@@ -328,15 +337,15 @@ fn softmax_partials(
     let slot = RowSlot(seg.row, lid, seg.row < params.rows);
     let st = row_lse(slot, row_base(seg.row), seg.c0, seg.c1, lid);
     if slot.valid && lid == 0u {
-        stats[linear_workgroup(wid, nwg)] = vec2<f32>(st.m, st.s);
+        stats[partial_slot(wid, nwg, seg.row)] = vec2<f32>(st.m, st.s);
     }
 }
 
 // The row's (m, s), merged from its segments' partials in order.
 fn merged_lse(row: u32) -> Lse {
     var st = lse_empty();
-    for (var k = 0u; k < params.segments; k++) {
-        let p = stats[row * params.segments + k];
+    for (var k = 0u; k < params.seg_total; k++) {
+        let p = stats[row * params.seg_total + k];
         st = lse_merge(st, Lse(p.x, p.y));
     }
     return st;
@@ -373,7 +382,7 @@ fn backward_partial(which: u32, wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     let slot = RowSlot(seg.row, lid, seg.row < params.rows);
     let dot = row_dot(which, slot, row_base(seg.row), seg.c0, seg.c1, lid);
     if slot.valid && lid == 0u {
-        stats[linear_workgroup(wid, nwg)] = vec2<f32>(dot, 0.0);
+        stats[partial_slot(wid, nwg, seg.row)] = vec2<f32>(dot, 0.0);
     }
 }
 
@@ -399,8 +408,8 @@ fn backward_segment(which: u32, wid: vec3<u32>, nwg: vec3<u32>, lid: u32) {
     let seg = segment_slot(wid, nwg);
     if seg.row < params.rows {
         var total = 0.0;
-        for (var k = 0u; k < params.segments; k++) {
-            total += stats[seg.row * params.segments + k].x;
+        for (var k = 0u; k < params.seg_total; k++) {
+            total += stats[seg.row * params.seg_total + k].x;
         }
         write_backward(which, RowSlot(seg.row, lid, true), row_base(seg.row), seg.c0, seg.c1, total);
     }

@@ -216,3 +216,112 @@ fn losses_past_the_loop_limit() {
         (1e-12, 1e-3),
     );
 }
+
+/// A context whose storage bindings hold 1,024 values: every row below is larger than one
+/// binding and is bound a few segments at a time.
+fn tiny_binding() -> Context {
+    Context::with_options(ContextOptions {
+        max_binding_bytes: Some(4096),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// D20 on small data: rows larger than one binding, contiguous and strided.
+#[test]
+fn rows_larger_than_one_binding_on_small_data() {
+    let gpu = tiny_binding();
+    for (shape, dim) in [
+        (vec![2, 5000], -1),
+        (vec![1, 4099], 1),
+        (vec![2, 3000, 3], 1),
+    ] {
+        check_softmax_family(&gpu, &shape, dim, 17);
+    }
+    let w: Vec<f32> = (0..5000).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
+    for (shape, targets) in [
+        (vec![3, 5000], vec![4999, 0, -100]),
+        (vec![2, 4099], vec![1000, 4098]),
+        (vec![2, 3000, 3], vec![1, 2999, 3, 1000, -100, 0]),
+    ] {
+        let c = shape[1];
+        for opts in [
+            LossOptions::default(),
+            LossOptions {
+                weight: Some(&w[..c]),
+                reduction: Reduction::None,
+                ..Default::default()
+            },
+            LossOptions {
+                label_smoothing: 0.2,
+                z_loss: 1e-3,
+                softcap: Some(4.0),
+                reduction: Reduction::Sum,
+                ..Default::default()
+            },
+        ] {
+            check_loss(&gpu, &shape, &targets, &opts, 7);
+        }
+    }
+}
+
+/// D20: a (2, 40,000,000) cross-entropy (160 MB a row, past lavapipe's 128 MiB binding) and a
+/// 1 × 40,000,000 softmax family.
+#[test]
+fn rows_larger_than_one_binding() {
+    let c = 40_000_000;
+    assert!(c * 4 > ctx().max_binding_bytes() as usize);
+    check_loss(
+        ctx(),
+        &[2, c],
+        &[c as i64 - 1, 12_345],
+        &LossOptions::default(),
+        8,
+    );
+    let smoothing = LossOptions {
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    check_loss(ctx(), &[1, c], &[33_554_433], &smoothing, 9);
+    check_softmax_family(ctx(), &[1, c], -1, 10);
+}
+
+/// The in-place gradient and the per-row lse of rows larger than one binding.
+#[test]
+fn in_place_and_lse_on_rows_larger_than_one_binding() {
+    let gpu = tiny_binding();
+    let (shape, tshape) = ([2, 5000], [2]);
+    let x = Rng(21).logits(10_000, 2.0);
+    let t = [4321i64, 17];
+    let target = Target::I64(Tensor::new(&t, &tshape));
+    let opts = LossOptions {
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    let b = BackwardOptions {
+        grad_output: 1.0,
+        return_lse: true,
+    };
+    let truth = cpu::cross_entropy_backward(Tensor::new(&x, &shape), target, &opts, &b).unwrap();
+    let mut g = x.clone();
+    let ours = gpu
+        .cross_entropy_backward_in_place(&mut g, &shape, target, &opts, &b)
+        .unwrap();
+    let lse = ours.lse.unwrap();
+    assert_close(
+        "lse",
+        &lse.data,
+        &widen(&truth.lse.unwrap().data),
+        1e-5,
+        1e-6,
+    );
+    assert_close(
+        "loss",
+        &ours.loss.data,
+        &widen(&truth.loss.data),
+        1e-5,
+        1e-5,
+    );
+    let truth = widen(&truth.grad.unwrap().data);
+    assert_close("in-place gradient", &g, &truth, 1e-10, 1e-3);
+}

@@ -37,10 +37,18 @@ struct LossParams {
     target_words: u32,
     // Index of this chunk's first row in the whole tensor (for error positions).
     row_base: u32,
-    // Split rows (few, long rows): each row is `segments` pieces of `segment_len` classes,
-    // one workgroup each; 1 otherwise.
+    // Split rows (long rows, few rows): each row is `segments` pieces of `segment_len`
+    // classes here, one workgroup each; 1 otherwise. They are segments [seg_first, seg_first +
+    // segments) of the row's `seg_total`: fewer than all where a row is larger than one
+    // binding and is bound a few segments at a time (src/gpu/chunks.rs).
     segments: u32,
     segment_len: u32,
+    seg_first: u32,
+    seg_total: u32,
+    // The row's class of this chunk's class 0 (0 unless a row is larger than one binding),
+    // and the row's whole C: `classes` above is this chunk's share.
+    class_first: u32,
+    total_classes: u32,
     _pad0: u32,
     _pad1: u32,
 }
@@ -112,9 +120,15 @@ fn cap4(x: vec4<f32>) -> vec4<f32> {
     return x;
 }
 
+// The weight of class c of this chunk's rows (class class_first + c of the whole row).
 fn class_weight(c: u32) -> f32 {
+    return target_weight(params.class_first + c);
+}
+
+// The weight of class t of the whole row (a row's target).
+fn target_weight(t: u32) -> f32 {
     if (params.flags & HAS_WEIGHT) != 0u {
-        return weight[c];
+        return weight[t];
     }
     return 1.0;
 }
@@ -126,7 +140,7 @@ fn prob_targets() -> bool {
 // q_c = w_c · (t_c·(1-ε) + ε/C): the weight of -log p_c in a probability-target loss.
 fn prob_weight(c: u32, i: u32) -> f32 {
     let eps = label_smoothing();
-    return class_weight(c) * (prob(i) * (1.0 - eps) + eps / f32(params.classes));
+    return class_weight(c) * (prob(i) * (1.0 - eps) + eps / f32(params.total_classes));
 }
 
 // The class target of a row: its class, -1 when ignored, -2 when out of range (only device
@@ -145,7 +159,7 @@ fn row_target(row: u32) -> i32 {
     if t == params.ignore_index {
         return -1;
     }
-    if t < 0 || u32(t) >= params.classes {
+    if t < 0 || u32(t) >= params.total_classes {
         return -2;
     }
     return t;
@@ -187,7 +201,7 @@ fn push_vec4(acc: Acc, raw: vec4<f32>, j: u32, c0: u32, r: f32) -> Acc {
         var q = vec4<f32>(class_weight(c0), class_weight(c0 + 1u), class_weight(c0 + 2u), class_weight(c0 + 3u));
         if prob_targets() {
             let eps = label_smoothing();
-            q *= probs[j] * (1.0 - eps) + eps / f32(params.classes);
+            q *= probs[j] * (1.0 - eps) + eps / f32(params.total_classes);
         }
         out.q += (q.x + q.y) + (q.z + q.w);
         let qa = q * (v - vec4<f32>(r));
@@ -217,11 +231,12 @@ fn row_stats(slot: RowSlot, base: u32, lid: u32) -> RowStats {
     return row_stats_range(slot, base, 0u, params.classes, lid);
 }
 
-// The reference logit r of a row (its class 0), against which the smoothing sums are taken.
-fn row_reference(base: u32) -> f32 {
+// The reference logit r of a row or of a segment of it (the logit at flat index i, its first),
+// against which the smoothing sums are taken.
+fn row_reference(i: u32) -> f32 {
     var r = 0.0;
     if smoothing() && params.classes > 0u {
-        r = cap(logits_1(base));
+        r = cap(logits_1(i));
         if !is_finite(r) {
             r = 0.0;
         }
@@ -234,7 +249,7 @@ fn row_stats_range(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> RowS
     var r = 0.0;
     var acc = Acc(lse_empty(), 0.0, 0.0);
     if slot.valid {
-        r = row_reference(base);
+        r = row_reference(base + c0 * params.inner);
         if params.inner == 1u {
             let sp = row_span(base + c0, c1 - c0);
             hold_begin(lid, params.lanes, params.classes / 4u + 1u, sp.v0);
@@ -281,7 +296,8 @@ struct RowLoss {
     lse: f32,
 }
 
-fn row_loss(row: u32, base: u32, rs: RowStats) -> RowLoss {
+// x_target: the row's target logit after softcap (any value where the row has none).
+fn row_loss(row: u32, rs: RowStats, x_target: f32) -> RowLoss {
     let eps = label_smoothing();
     let lse = lse_value(rs.st);
     let spread = rs.qa.x * (log(rs.st.s) + (rs.st.m - rs.r)) - rs.qa.y;
@@ -299,11 +315,11 @@ fn row_loss(row: u32, base: u32, rs: RowStats) -> RowLoss {
             loss = quiet_nan();
             den = quiet_nan();
         } else {
-            let w = class_weight(u32(t));
-            loss = -w * lse_log_prob(rs.st, cap(logits_1(base + u32(t) * params.inner)));
+            let w = target_weight(u32(t));
+            loss = -w * lse_log_prob(rs.st, x_target);
             // Only when ε > 0: 0·inf would turn an infinite smoothing term into NaN.
             if eps > 0.0 {
-                loss = (1.0 - eps) * loss + eps / f32(params.classes) * spread;
+                loss = (1.0 - eps) * loss + eps / f32(params.total_classes) * spread;
             }
             den = w;
         }
@@ -326,5 +342,14 @@ fn row_den(row: u32) -> f32 {
     if t == -2 {
         return quiet_nan();
     }
-    return class_weight(u32(t));
+    return target_weight(u32(t));
+}
+
+// The target logit of a row held whole by this chunk, after softcap (0 without a target).
+fn target_logit(row: u32, base: u32) -> f32 {
+    let t = row_target(row);
+    if t < 0 {
+        return 0.0;
+    }
+    return cap(logits_1(base + (u32(t) - params.class_first) * params.inner));
 }

@@ -531,6 +531,7 @@ impl Context {
             min_workgroups: self.min_workgroups,
             max_loop_trips: self.max_loop_trips,
             hold_vec4s: self.hold_vec4s(),
+            max_binding_elems: super::chunks::max_binding_elems(self.max_binding_bytes),
         }
     }
 

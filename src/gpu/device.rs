@@ -483,6 +483,8 @@ impl Context {
             probs: probs.then(|| target.bound()),
             rows: 0..problem.layout.rows(),
             elems: 0..logits.len(),
+            seg_first: 0,
+            classes: 0..problem.layout.classes,
         }];
         let req = Request {
             loss,

@@ -33,6 +33,10 @@ struct LossParams {
     row_base: u32,
     segments: u32,
     segment_len: u32,
+    seg_first: u32,
+    seg_total: u32,
+    class_first: u32,
+    total_classes: u32,
     _pad: [u32; 2],
 }
 
@@ -52,10 +56,13 @@ impl Context {
         problem: &LossProblem,
     ) -> Result<Vec<ChunkInputs>> {
         let layout = &problem.layout;
-        chunks::plan(layout, self.max_binding_bytes())?
+        // The split build_loss takes (rows::plan's), by which a row larger than one binding
+        // is bound a few segments at a time.
+        let split = rows::split(layout, &self.tuning());
+        chunks::plan(layout, &split, self.max_binding_bytes())?
             .iter()
             .map(|chunk| {
-                let (elems, rows) = (chunk.elems(layout), chunk.rows(layout));
+                let (elems, rows) = (chunk.elems(layout, &split), chunk.rows(layout));
                 let (targets, probs) = match &problem.targets {
                     Targets::Classes(t) => (self.upload("targets", &t[rows.clone()])?, None),
                     Targets::Probs(p) => (
@@ -69,6 +76,8 @@ impl Context {
                     probs,
                     rows,
                     elems,
+                    seg_first: chunk.seg_first,
+                    classes: chunk.classes(layout, &split),
                 })
             })
             .collect()
@@ -134,11 +143,13 @@ impl Context {
         // fit there (and the device gains from it). nll_loss reads one value a row.
         let fused = req.loss == Loss::CrossEntropy && req.grad != Grad::None;
         let walk = rows::plan(layout, &self.tuning(), fused);
-        let (split, lanes, held) = match req.loss {
-            Loss::CrossEntropy => (walk.split, walk.lanes, walk.held),
-            Loss::Nll => (rows::Split::whole(layout), 1, false),
+        let split = walk.split;
+        let (lanes, held) = match req.loss {
+            Loss::CrossEntropy => (walk.lanes, walk.held),
+            Loss::Nll => (1, false),
         };
-        let segment_groups = |rows: usize| rows as u64 * split.segments as u64;
+        let split_rows = req.loss == Loss::CrossEntropy && split.segments > 1;
+        let segment_groups = |b: &ChunkBuffers| b.rows as u64 * b.segments as u64;
         let per_row_groups = |rows: usize| (rows as u64).div_ceil(self.workgroup_size() as u64);
         let row_groups = |rows: usize| rows::workgroups(rows, lanes, self.workgroup_size());
 
@@ -146,11 +157,24 @@ impl Context {
         let mut bufs = Vec::with_capacity(inputs.len());
         for input in inputs {
             let rows = input.rows.len();
+            // This chunk's share of each row: all of it, or some segments of a row larger than
+            // one binding, whose per-row outputs it shares with the row's other chunks.
+            let segments = input
+                .classes
+                .len()
+                .div_ceil(split.len.max(1) as usize)
+                .max(1) as u32;
+            let first_of_row = input.seg_first == 0;
+            let planes = if split.segments > 1 { 2 } else { 1 };
+            let shared = match (first_of_row, bufs.last()) {
+                (false, Some(prev)) => Some(ChunkBuffers::row_outputs(prev)),
+                _ => None,
+            };
             let params = self.uniform(
                 "loss params",
                 &LossParams {
                     rows: rows as u32,
-                    classes: layout.classes as u32,
+                    classes: input.classes.len() as u32,
                     inner: layout.inner as u32,
                     flags,
                     ignore_index: shape.ignore_index,
@@ -161,20 +185,33 @@ impl Context {
                     lanes,
                     target_words: shape.target_words,
                     row_base: input.rows.start as u32,
-                    segments: split.segments,
+                    segments,
                     segment_len: split.len,
+                    seg_first: input.seg_first,
+                    seg_total: split.segments,
+                    class_first: input.classes.start as u32,
+                    total_classes: layout.classes as u32,
                     _pad: [0; 2],
                 },
             );
+            let (losses, dens, stats, lse) = match shared {
+                Some(outputs) => outputs,
+                None => (
+                    self.output("losses", rows)?,
+                    self.output("dens", rows)?,
+                    self.output("stats", rows * split.segments as usize * 4 * planes)?,
+                    match req.lse {
+                        true => Some(self.output("lse", rows)?),
+                        false => None,
+                    },
+                ),
+            };
             bufs.push(ChunkBuffers {
                 params,
-                losses: self.output("losses", rows)?,
-                dens: self.output("dens", rows)?,
-                stats: self.output("stats", rows * split.segments as usize * 4)?,
-                lse: match req.lse {
-                    true => Some(self.output("lse", rows)?),
-                    false => None,
-                },
+                losses,
+                dens,
+                stats,
+                lse,
                 grad: match (req.grad, &shape.grad_into) {
                     (Grad::OutOfPlace, Some(into)) => Some(into.clone()),
                     (Grad::OutOfPlace, None) => {
@@ -184,6 +221,8 @@ impl Context {
                 },
                 rows,
                 elems: input.elems.len(),
+                segments,
+                last_of_row: input.seg_first + segments == split.segments,
                 input,
             });
         }
@@ -247,7 +286,8 @@ impl Context {
             self.push_sum_into(&mut program, &weight, layout.classes, &scale, 1)?;
         }
         if needs_d || shape.check_targets {
-            for b in &bufs {
+            // Once per row: by the first chunk of a row larger than one binding.
+            for b in bufs.iter().filter(|b| b.input.seg_first == 0) {
                 let groups = (b.rows as u64).div_ceil(self.workgroup_size() as u64);
                 self.push_typed(
                     &mut program,
@@ -269,12 +309,10 @@ impl Context {
                 }
             }
         }
-        let dens: Vec<Part> = bufs
-            .iter()
+        let dens: Vec<Part> = row_chunks(&bufs)
             .map(|b| (&b.dens as _, &b.dens as _, b.rows))
             .collect();
-        let losses: Vec<Part> = bufs
-            .iter()
+        let losses: Vec<Part> = row_chunks(&bufs)
             .map(|b| (&b.losses as _, &b.dens as _, b.rows))
             .collect();
         // The fused gradient is written row by row: 8 values a store where that is safe. In
@@ -298,31 +336,20 @@ impl Context {
                 (Grad::InPlace, _) => Kernel::CrossEntropyGradSegmentsInPlace,
                 _ => Kernel::CrossEntropyGradSegments,
             };
-            for b in &bufs {
-                if split.segments > 1 {
+            for row in row_runs(&bufs) {
+                if split_rows {
                     // Split rows: partial statistics, then the merge writes each row's loss.
-                    self.push_split_forward(
-                        &mut program,
-                        kind,
-                        forward_bind,
-                        b,
-                        segment_groups,
-                        per_row_groups,
-                    )?;
+                    self.push_split_forward(&mut program, kind, forward_bind, row)?;
                 }
-                let groups = match split.segments {
-                    1 => row_groups(b.rows),
-                    _ => segment_groups(b.rows),
-                };
-                let bind = grad_bind(b, &scale);
-                self.push_typed(
-                    &mut program,
-                    kernel,
-                    grad_kind,
-                    bind,
-                    groups,
-                    label(kernel, b),
-                )?;
+                for b in row {
+                    let groups = match split.segments {
+                        1 => row_groups(b.rows),
+                        _ => segment_groups(b),
+                    };
+                    let bind = grad_bind(b, &scale);
+                    let label = label(kernel, b);
+                    self.push_typed(&mut program, kernel, grad_kind, bind, groups, label)?;
+                }
             }
             match opts.reduction {
                 Reduction::None => None,
@@ -333,18 +360,10 @@ impl Context {
                 Loss::CrossEntropy => Kernel::CrossEntropyRows,
                 Loss::Nll => Kernel::NllRows,
             };
-            for b in &bufs {
-                if split.segments > 1 {
-                    self.push_split_forward(
-                        &mut program,
-                        kind,
-                        forward_bind,
-                        b,
-                        segment_groups,
-                        per_row_groups,
-                    )?;
-                    continue;
-                }
+            for row in row_runs(&bufs).filter(|_| split_rows) {
+                self.push_split_forward(&mut program, kind, forward_bind, row)?;
+            }
+            for b in bufs.iter().filter(|_| !split_rows) {
                 let groups = match kernel {
                     Kernel::NllRows => per_row_groups(b.rows),
                     _ => row_groups(b.rows),
@@ -382,7 +401,7 @@ impl Context {
         drop(losses);
         if req.lse {
             // stats are (M, S, Q, lse) per row, at every `segments`-th vec4 for split rows.
-            for b in &bufs {
+            for b in row_chunks(&bufs) {
                 if let Some(lse) = &b.lse {
                     let stride = 4 * split.segments;
                     self.push_gather(&mut program, &b.stats, lse, b.rows, stride, 3)?;
@@ -399,8 +418,7 @@ impl Context {
         // Staging buffers, made once and reused by every run.
         let loss_staging = match &reduced {
             Some(_) => vec![self.staging(4)],
-            None => bufs
-                .iter()
+            None => row_chunks(&bufs)
                 .map(|b| self.staging(b.rows as u64 * 4))
                 .collect(),
         };
@@ -415,8 +433,7 @@ impl Context {
                 .collect(),
         };
         let lse_staging = match req.lse {
-            true => bufs
-                .iter()
+            true => row_chunks(&bufs)
                 .map(|b| self.staging(b.rows as u64 * 4))
                 .collect(),
             false => vec![],
@@ -449,37 +466,39 @@ impl Context {
 }
 
 impl Context {
-    /// Appends a split-row forward for one chunk: partial statistics per piece, then the
-    /// per-row merge that writes the loss, den and stats.
+    /// Appends a split-row forward for the chunks of some rows (one chunk, or the pieces of a
+    /// row larger than one binding): partial statistics per segment of each, then the per-row
+    /// merge that writes the loss, den and stats.
     fn push_split_forward(
         &self,
         program: &mut Program,
         kind: InputKind,
         forward_bind: impl Fn(&ChunkBuffers) -> wgpu::BindGroup,
-        b: &ChunkBuffers,
-        segment_groups: impl Fn(usize) -> u64,
-        per_row_groups: impl Fn(usize) -> u64,
+        row: &[ChunkBuffers],
     ) -> Result<()> {
-        let label = |k: Kernel| format!("{k:?} rows={}", b.rows);
         let partials = Kernel::CrossEntropyPartials;
-        self.push_typed(
-            program,
-            partials,
-            kind,
-            forward_bind(b),
-            segment_groups(b.rows),
-            label(partials),
-        )?;
+        for b in row {
+            let groups = b.rows as u64 * b.segments as u64;
+            let label = format!("{partials:?} rows={} segments={}", b.rows, b.segments);
+            self.push_typed(program, partials, kind, forward_bind(b), groups, label)?;
+        }
+        let last = row.last().expect("a run has a chunk");
         let merge = Kernel::CrossEntropyMerge;
-        self.push_typed(
-            program,
-            merge,
-            kind,
-            forward_bind(b),
-            per_row_groups(b.rows),
-            label(merge),
-        )
+        let groups = (last.rows as u64).div_ceil(self.workgroup_size() as u64);
+        let label = format!("{merge:?} rows={}", last.rows);
+        self.push_typed(program, merge, kind, forward_bind(last), groups, label)
     }
+}
+
+/// The chunks that own their rows' outputs: one per row, the first of each row's chunks.
+fn row_chunks(bufs: &[ChunkBuffers]) -> impl Iterator<Item = &ChunkBuffers> {
+    bufs.iter().filter(|b| b.input.seg_first == 0)
+}
+
+/// The chunks in runs that share their rows: each whole chunk alone, and the pieces of a row
+/// larger than one binding together.
+fn row_runs(bufs: &[ChunkBuffers]) -> impl Iterator<Item = &[ChunkBuffers]> {
+    bufs.split_inclusive(|b| b.last_of_row)
 }
 
 /// What a loss call computes over: the layout, shapes and the kind of targets.
@@ -535,6 +554,10 @@ pub(crate) struct ChunkInputs {
     pub probs: Option<Bound>,
     pub rows: std::ops::Range<usize>,
     pub elems: std::ops::Range<usize>,
+    /// The chunk's first segment of each row (0 unless a row is larger than one binding).
+    pub seg_first: u32,
+    /// The classes of each row here.
+    pub classes: std::ops::Range<usize>,
 }
 
 /// The buffers of one chunk of rows.
@@ -550,7 +573,30 @@ struct ChunkBuffers {
     grad: Option<Bound>,
     rows: usize,
     elems: usize,
+    /// Segments of each row here (all of them, or a run of a row larger than one binding).
+    segments: u32,
+    /// Whether the chunk holds the last segment of its rows.
+    last_of_row: bool,
 }
+
+impl ChunkBuffers {
+    /// The per-row outputs, which the chunks of a row larger than one binding share.
+    fn row_outputs(&self) -> RowOutputs {
+        (
+            self.losses.clone(),
+            self.dens.clone(),
+            self.stats.clone(),
+            self.lse.clone(),
+        )
+    }
+}
+
+type RowOutputs = (
+    wgpu::Buffer,
+    wgpu::Buffer,
+    wgpu::Buffer,
+    Option<wgpu::Buffer>,
+);
 
 /// A loss call whose inputs are on the device and whose buffers, bind groups, dispatches and
 /// staging buffers are built: each [`PreparedLoss::run_timed`] is one submission and one readback.
@@ -696,9 +742,7 @@ impl PreparedLoss<'_> {
         self.check_started("read_loss")?;
         let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
             Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
-            None => self
-                .chunks
-                .iter()
+            None => row_chunks(&self.chunks)
                 .zip(&self.loss_staging)
                 .map(|(c, s)| (&c.losses, 0, s))
                 .collect(),
@@ -735,9 +779,7 @@ impl PreparedLoss<'_> {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
             Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
-            None => self
-                .chunks
-                .iter()
+            None => row_chunks(&self.chunks)
                 .zip(&self.loss_staging)
                 .map(|(c, s)| (&c.losses, 0, s))
                 .collect(),
@@ -753,8 +795,7 @@ impl PreparedLoss<'_> {
                 .map(|((b, o), s)| (b, o, s)),
         );
         reads.extend(
-            self.chunks
-                .iter()
+            row_chunks(&self.chunks)
                 .filter_map(|c| c.lse.as_ref())
                 .zip(&self.lse_staging)
                 .map(|(lse, s)| (lse, 0, s)),

@@ -36,6 +36,12 @@ impl Program {
         self.copies.push((src, dst, bytes));
     }
 
+    /// Moves `later`'s copies and dispatches to the end of this program.
+    pub fn append(&mut self, mut later: Program) {
+        self.copies.append(&mut later.copies);
+        self.dispatches.append(&mut later.dispatches);
+    }
+
     /// Number of dispatches.
     pub fn len(&self) -> usize {
         self.dispatches.len()

@@ -92,7 +92,7 @@ impl Split {
 }
 
 /// Splits rows so that no lane walks more than [`lane_values`] of them (long rows on any
-/// adapter), and contiguous rows further when there are fewer rows than `min_workgroups`,
+/// adapter) and no segment is larger than a binding, and contiguous rows further when there are fewer rows than `min_workgroups`,
 /// into as many pieces as bring the workgroups up to it, each at least 16 loads per
 /// invocation long.
 pub(crate) fn split(layout: &RowLayout, t: &Tuning) -> Split {
@@ -104,7 +104,10 @@ pub(crate) fn split(layout: &RowLayout, t: &Tuning) -> Split {
         return none;
     }
     let wg = workgroup_size as usize;
-    let longest = lane_values(layout, max_trips) * wg;
+    // A segment also fits one binding, so that a row larger than a binding can be bound a few
+    // segments at a time (src/gpu/chunks.rs).
+    let fits = (t.max_binding_elems / layout.inner / 4 * 4).max(4);
+    let longest = (lane_values(layout, max_trips) * wg).min(fits);
     let by_trips = layout.classes.div_ceil(longest);
     let by_threads = match layout.inner == 1 && rows < min_workgroups as usize {
         true => (min_workgroups as usize)
@@ -135,6 +138,8 @@ pub(crate) struct Tuning {
     pub max_loop_trips: u32,
     /// vec4s of workgroup memory a row may be held in (0: rows are not held).
     pub hold_vec4s: usize,
+    /// f32 values one storage binding holds: a segment never spans more.
+    pub max_binding_elems: usize,
 }
 
 /// How the rows of one call are walked: the split, the lanes per row (WG for split rows),
@@ -177,16 +182,6 @@ impl RowLayout {
     }
 }
 
-#[cfg(test)]
-impl Tuning {
-    fn with_trips(self, max_loop_trips: u32) -> Self {
-        Self {
-            max_loop_trips,
-            ..self
-        }
-    }
-}
-
 /// Workgroups that cover `rows` rows at `lanes` invocations each.
 pub(crate) fn workgroups(rows: usize, lanes: u32, workgroup_size: u32) -> u64 {
     let per_workgroup = (workgroup_size / lanes).max(1) as u64;
@@ -212,6 +207,7 @@ mod tests {
             min_workgroups,
             max_loop_trips: MAX_LOOP_TRIPS,
             hold_vec4s,
+            max_binding_elems: 1 << 25,
         }
     }
 
@@ -305,20 +301,33 @@ mod tests {
         }
     }
 
-    /// Layouts up to 2^31 classes, of every stride and workgroup size.
+    /// Layouts up to 2^31 classes, of every stride, workgroup size and binding size.
     fn case() -> impl Strategy<Value = (RowLayout, Tuning)> {
         (
             (1usize..2000, 1usize..=(1 << 31), 1usize..50),
-            (0u32..=10, 1u32..=4096, 8u32..=65_535, 0usize..4096),
+            (
+                0u32..=10,
+                1u32..=4096,
+                8u32..=65_535,
+                0usize..4096,
+                8u32..=30,
+            ),
         )
-            .prop_map(|((outer, classes, inner), (wg, min_wg, trips, hold))| {
-                let layout = RowLayout {
-                    outer,
-                    classes: classes >> (outer.ilog2() + inner.ilog2()).min(30),
-                    inner,
-                };
-                (layout, tuning(1 << wg, min_wg, hold).with_trips(trips))
-            })
+            .prop_map(
+                |((outer, classes, inner), (wg, min_wg, trips, hold, bind))| {
+                    let layout = RowLayout {
+                        outer,
+                        classes: classes >> (outer.ilog2() + inner.ilog2()).min(30),
+                        inner,
+                    };
+                    let t = Tuning {
+                        max_loop_trips: trips,
+                        max_binding_elems: 1 << bind,
+                        ..tuning(1 << wg, min_wg, hold)
+                    };
+                    (layout, t)
+                },
+            )
     }
 
     proptest! {
@@ -356,6 +365,25 @@ mod tests {
             // keeps within u32 (src/gpu/chunks.rs).
             let groups = layout.rows() as u64 * s.segments as u64;
             prop_assert!(groups <= layout.len() as u64);
+            // Chunks: every element bound exactly once, in order, each within one binding
+            // (where that is at most a few thousand chunks, to keep the test quick).
+            if layout.len() / t.max_binding_elems + layout.outer < 5000 {
+                let bytes = t.max_binding_elems as u64 * 4;
+                match crate::gpu::chunks::plan(&layout, &s, bytes) {
+                    Err(_) => prop_assert!(4 * layout.inner > t.max_binding_elems),
+                    Ok(chunks) => {
+                        let mut next = 0;
+                        for ch in &chunks {
+                            let e = ch.elems(&layout, &s);
+                            prop_assert_eq!(e.start, next);
+                            prop_assert!(e.len() <= t.max_binding_elems && !e.is_empty());
+                            prop_assert_eq!(ch.layout(&layout, &s).len(), e.len());
+                            next = e.end;
+                        }
+                        prop_assert_eq!(next, layout.len());
+                    }
+                }
+            }
         }
     }
 }

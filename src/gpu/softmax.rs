@@ -23,7 +23,17 @@ struct SoftmaxParams {
     lanes: u32,
     segments: u32,
     segment_len: u32,
-    _pad: [u32; 2],
+    seg_first: u32,
+    seg_total: u32,
+}
+
+/// What one chunk's dispatches work on: its own view, the call's walk, and the partials
+/// buffer shared by the chunks of a row (src/gpu/chunks.rs).
+struct SoftmaxChunk<'a> {
+    layout: RowLayout,
+    walk: rows::RowPlan,
+    seg_first: u32,
+    stats: &'a wgpu::Buffer,
 }
 
 /// A softmax-family call with its input on the device and everything built: each
@@ -146,26 +156,42 @@ impl Context {
             }
         }
         let layout = RowLayout::for_dim(x.shape(), dim)?;
-        let chunks = if layout.is_empty() {
-            vec![]
-        } else {
-            chunks::plan(&layout, self.max_binding_bytes())?
+        let forward = matches!(kernel, Kernel::LogSoftmax | Kernel::Softmax);
+        let walk = rows::plan(&layout, &self.tuning(), forward);
+        let chunks = match layout.is_empty() {
+            true => vec![],
+            false => chunks::plan(&layout, &walk.split, self.max_binding_bytes())?,
         };
-        let mut program = Program::default();
+        let (mut program, mut second) = (Program::default(), Program::default());
         let mut outputs = Vec::with_capacity(chunks.len());
+        let mut stats = None;
         for chunk in &chunks {
-            let elems = chunk.elems(&layout);
+            let elems = chunk.elems(&layout, &walk.split);
             let input = self.upload("softmax x", x.bytes(elems.clone()))?;
             let upstream = match gy {
                 Some(gy) => self.upload("softmax gy", &gy.data[elems.clone()])?,
                 None => self.upload::<f32>("unused", &[])?,
             };
-            let rows = chunk.rows(&layout).len();
+            // The chunks of one row (pieces of a row larger than a binding) share its partials.
+            if chunk.seg_first == 0 {
+                let len = 2 * chunk.rows(&layout).len() * walk.split.segments as usize;
+                stats = Some(self.output("softmax partials", len)?);
+            }
+            let part = SoftmaxChunk {
+                layout: chunk.layout(&layout, &walk.split),
+                walk,
+                seg_first: chunk.seg_first,
+                stats: stats.as_ref().expect("a row's first chunk comes first"),
+            };
             let kind = self.input_kind(x.dtype(), [input.size()]);
-            let output =
-                self.push_softmax(&mut program, kernel, kind, &layout, rows, &input, &upstream)?;
+            let passes = (&mut program, &mut second);
+            let output = self.push_softmax(passes, kernel, kind, &part, &input, &upstream)?;
             let staging = self.staging_for(&output, 0, elems.len() as u64 * 4);
             outputs.push((output, staging));
+            // Every chunk of a row has written its partials: their second passes may follow.
+            if chunk.seg_first + chunk.seg_count == walk.split.segments {
+                program.append(std::mem::take(&mut second));
+            }
         }
         Ok(PreparedSoftmax {
             ctx: self,
@@ -179,24 +205,22 @@ impl Context {
 }
 
 impl Context {
-    /// Appends one chunk's dispatches (two for split rows: partials, then segments); returns
-    /// its output buffer.
-    #[allow(clippy::too_many_arguments)]
+    /// Appends one chunk's dispatches: for split rows the partials to the first program and
+    /// the segments to the second (which waits for every chunk of the row's partials);
+    /// otherwise the one kernel to the first. Returns the chunk's output buffer.
     fn push_softmax(
         &self,
-        program: &mut Program,
+        (program, later): (&mut Program, &mut Program),
         kernel: Kernel,
         kind: InputKind,
-        layout: &RowLayout,
-        rows: usize,
+        part: &SoftmaxChunk,
         input: &dyn Bindable,
         upstream: &dyn Bindable,
     ) -> Result<wgpu::Buffer> {
-        // The forward reads each row twice: the second time from workgroup memory where the
-        // rows fit there (and the device gains from it).
-        let forward = matches!(kernel, Kernel::LogSoftmax | Kernel::Softmax);
-        let walk = rows::plan(layout, &self.tuning(), forward);
-        let split = walk.split;
+        let (layout, walk, split) = (&part.layout, part.walk, part.walk.split);
+        let rows = layout.rows();
+        // A piece of each row holds fewer than all of its segments.
+        let segments = layout.classes.div_ceil(split.len.max(1) as usize).max(1) as u32;
         let params = self.uniform(
             "softmax params",
             &SoftmaxParams {
@@ -204,19 +228,15 @@ impl Context {
                 classes: layout.classes as u32,
                 inner: layout.inner as u32,
                 lanes: walk.lanes,
-                segments: split.segments,
+                segments,
                 segment_len: split.len,
-                _pad: [0; 2],
+                seg_first: part.seg_first,
+                seg_total: split.segments,
             },
         );
-        let output = self.host_output("softmax y", rows * layout.classes)?;
-        let stats = self.output("softmax partials", 2 * rows * split.segments as usize)?;
-        let bind = || {
-            self.bind(
-                Family::Softmax,
-                &[&params, input, &output, upstream, &stats],
-            )
-        };
+        let output = self.host_output("softmax y", layout.len())?;
+        let stats = part.stats;
+        let bind = || self.bind(Family::Softmax, &[&params, input, &output, upstream, stats]);
         let label = |kernel: Kernel| {
             format!(
                 "{kernel:?} rows={rows} C={} inner={}",
@@ -226,7 +246,7 @@ impl Context {
         // The forward writes y row by row: 8 values a store where that is safe.
         let out_kind = self.with_wide_output(kind, layout, [output.size()]);
         if split.segments > 1 {
-            let (partials, segments) = match kernel {
+            let (first, second) = match kernel {
                 Kernel::LogSoftmax => (Kernel::SoftmaxPartials, Kernel::LogSoftmaxSegments),
                 Kernel::Softmax => (Kernel::SoftmaxPartials, Kernel::SoftmaxSegments),
                 Kernel::LogSoftmaxBackward => (
@@ -238,9 +258,9 @@ impl Context {
                     Kernel::SoftmaxBackwardSegments,
                 ),
             };
-            let groups = rows as u64 * split.segments as u64;
-            self.push_typed(program, partials, kind, bind(), groups, label(partials))?;
-            self.push_typed(program, segments, out_kind, bind(), groups, label(segments))?;
+            let groups = rows as u64 * segments as u64;
+            self.push_typed(program, first, kind, bind(), groups, label(first))?;
+            self.push_typed(later, second, out_kind, bind(), groups, label(second))?;
             return Ok(output);
         }
         let kernel = match (kernel, walk.held) {
@@ -299,15 +319,20 @@ impl Context {
             let mut program = Program::default();
             let unused = self.upload::<f32>("unused", &[])?;
             let bound = x.input_bound(self);
-            let output = self.push_softmax(
-                &mut program,
-                kernel,
-                self.input_kind(dtype, [bound.size]),
-                &layout,
-                layout.rows(),
-                &bound,
-                &unused,
-            )?;
+            let forward = matches!(kernel, Kernel::LogSoftmax | Kernel::Softmax);
+            let walk = rows::plan(&layout, &self.tuning(), forward);
+            let partials = 2 * layout.rows() * walk.split.segments as usize;
+            let part = SoftmaxChunk {
+                layout,
+                walk,
+                seg_first: 0,
+                stats: &self.output("softmax partials", partials)?,
+            };
+            let kind = self.input_kind(dtype, [bound.size]);
+            let mut second = Program::default();
+            let passes = (&mut program, &mut second);
+            let output = self.push_softmax(passes, kernel, kind, &part, &bound, &unused)?;
+            program.append(second);
             let packed = match out {
                 DType::F32 => None,
                 half => {
