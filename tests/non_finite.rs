@@ -56,51 +56,17 @@ fn infinite_weights_and_upstream_gradients_follow_pytorch() {
     use Kind::{Finite as F, Inf as I, Nan as N};
     use Reduction::{Mean, Sum};
     let (inf, one) = (f32::INFINITY, 1.0);
+    #[rustfmt::skip]
     let cases = [
         // Row 0's target has weight inf; sum: NaN at the target, inf elsewhere.
-        (
-            "inf weight, sum",
-            [inf, one, one],
-            0.0,
-            Sum,
-            1.0,
-            [N, I, I, F, F, F],
-        ),
+        ("inf weight, sum", [inf, one, one], 0.0, Sum, 1.0, [N, I, I, F, F, F]),
         // Mean: D = inf, so row 0 is NaN throughout and row 1 is 0.
-        (
-            "inf weight, mean",
-            [inf, one, one],
-            0.0,
-            Mean,
-            1.0,
-            [N, N, N, F, F, F],
-        ),
+        ("inf weight, mean", [inf, one, one], 0.0, Mean, 1.0, [N, N, N, F, F, F]),
         // With smoothing the inf weight reaches every row through Σ w.
-        (
-            "inf weight, smoothing",
-            [inf, one, one],
-            0.1,
-            Sum,
-            1.0,
-            [N, I, I, N, I, I],
-        ),
+        ("inf weight, smoothing", [inf, one, one], 0.1, Sum, 1.0, [N, I, I, N, I, I]),
         // g = inf: NaN at each target, inf elsewhere (sum and mean alike).
-        (
-            "g = inf, sum",
-            [one, one, one],
-            0.0,
-            Sum,
-            inf,
-            [N, I, I, I, N, I],
-        ),
-        (
-            "g = inf, mean",
-            [one, one, one],
-            0.0,
-            Mean,
-            inf,
-            [N, I, I, I, N, I],
-        ),
+        ("g = inf, sum", [one, one, one], 0.0, Sum, inf, [N, I, I, I, N, I]),
+        ("g = inf, mean", [one, one, one], 0.0, Mean, inf, [N, I, I, I, N, I]),
         // With smoothing every G_c is -inf, so everything is NaN.
         ("g = inf, smoothing", [one, one, one], 0.1, Sum, inf, [N; 6]),
     ];
