@@ -2,7 +2,7 @@
 //! trivial write kernel.
 
 use super::context::Context;
-use super::kernels::{Family, InputKind, Kernel};
+use super::kernels::{Entry, Family, KernelKey, Variant};
 use super::program::Program;
 use super::readback::Staging;
 use super::timestamps::Timestamps;
@@ -36,7 +36,7 @@ impl Context {
     /// Two buffers of `bytes` bytes (rounded down to 32, capped at one binding) to time with
     /// [`PreparedBandwidth::copy`], [`PreparedBandwidth::read`] and
     /// [`PreparedBandwidth::write`]. The read kernel loads f32 the way the loss kernels load
-    /// logits of that size (`Context::input_kind`), and the write kernel stores them the way
+    /// logits of that size (`Context::variant`), and the write kernel stores them the way
     /// the kernels write a row output (`Context::with_wide_output`).
     pub fn prepare_bandwidth(&self, bytes: u64) -> Result<PreparedBandwidth<'_>> {
         let bytes = (bytes.min(self.max_binding_bytes()) / 32 * 32).max(32);
@@ -71,18 +71,18 @@ impl Context {
             let out = self.output("bandwidth out", invocations as usize)?;
             let mut program = Program::default();
             // `bytes` is whole 32-byte units, so the output is written as wide as any can be.
-            let kind = InputKind {
+            let kind = Variant {
                 wide_out: self.wide_f32(),
-                ..self.input_kind(DType::F32, [bytes])
+                ..self.variant(DType::F32, [bytes])
             };
             let mut write = Program::default();
-            for (program, kernel) in [
-                (&mut program, Kernel::ReadSum),
-                (&mut write, Kernel::WriteFill),
+            for (program, entry) in [
+                (&mut program, Entry::ReadSum),
+                (&mut write, Entry::WriteFill),
             ] {
                 let bind = self.bind(Family::Bandwidth, &[&params, &src, &out, &dst]);
-                let label = kernel.entry_point().into();
-                self.push_typed(program, kernel, kind, bind, workgroups, label)?;
+                let key = KernelKey::new(entry, kind);
+                self.push(program, key, bind, workgroups, "")?;
             }
             Ok(PreparedBandwidth {
                 ctx: self,

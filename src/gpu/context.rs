@@ -1,11 +1,10 @@
 //! The one GPU context: adapter, device, queue and every pipeline, created once.
 
-use super::kernels::{Family, InputKind, Kernel, ShaderCaps};
+use super::kernels::{DeviceCaps, Entry, Family, KernelKey, Kernels, RowReduce, Variant};
 use crate::error::{Result, XentError};
 use crate::options::DType;
-use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use wgpu::util::DeviceExt;
 
 /// Options for [`Context::with_options`].
@@ -60,8 +59,7 @@ pub struct Context {
     /// The layout probe's answer (forced or measured), where subgroups were allowed.
     subgroup_layout: Option<bool>,
     max_binding_bytes: u64,
-    layouts: HashMap<Family, (wgpu::BindGroupLayout, wgpu::PipelineLayout)>,
-    pipelines: Mutex<HashMap<(Kernel, InputKind), Arc<wgpu::ComputePipeline>>>,
+    kernels: Kernels,
 }
 
 impl Context {
@@ -212,6 +210,13 @@ impl Context {
                 "max_loop_trips must be at least 8, got {max_loop_trips}"
             )));
         }
+        // The pipelines depend on the subgroup probe's answer, which needs a context to run: a
+        // first set of layouts until then.
+        let tree = DeviceCaps {
+            f16: false,
+            reduce: RowReduce::Tree,
+        };
+        let kernels = Kernels::new(&device, tree, workgroup_size, 0);
         let mut ctx = Self {
             device,
             queue,
@@ -226,8 +231,7 @@ impl Context {
             subgroups,
             subgroup_layout: None,
             max_binding_bytes,
-            layouts: HashMap::new(),
-            pipelines: Mutex::new(HashMap::new()),
+            kernels,
         };
         if ctx.subgroups {
             let layout = match options.subgroup_layout {
@@ -237,6 +241,12 @@ impl Context {
             ctx.subgroup_layout = Some(layout);
             ctx.subgroups = layout;
         }
+        ctx.kernels = Kernels::new(
+            &ctx.device,
+            ctx.device_caps(),
+            ctx.workgroup_size,
+            ctx.hold_vec4s(),
+        );
         ctx.build_pipelines().await?;
         Ok(ctx)
     }
@@ -250,16 +260,15 @@ impl Context {
     /// How rows are reduced on this device: subgroup operations (`SUBGROUP`) or a tree in
     /// workgroup memory.
     pub fn reduction_path(&self) -> &'static str {
-        let caps = self.shader_caps();
-        match (caps.subgroups, caps.one_subgroup) {
-            (true, true) => "subgroup shuffles, no barrier (a workgroup is one subgroup)",
-            (true, false) => {
+        match self.device_caps().reduce {
+            RowReduce::Shuffle => "subgroup shuffles, no barrier (a workgroup is one subgroup)",
+            RowReduce::Subgroup => {
                 "subgroup operations (SUBGROUP), tree for rows narrower than a subgroup"
             }
-            (false, _) if self.subgroup_layout == Some(false) => {
+            RowReduce::Tree if self.subgroup_layout == Some(false) => {
                 "tree in workgroup memory (the device's subgroups are not runs of consecutive invocations)"
             }
-            (false, _) => "tree in workgroup memory",
+            RowReduce::Tree => "tree in workgroup memory",
         }
     }
 
@@ -270,18 +279,18 @@ impl Context {
     }
 
     /// What the shaders may use on this device.
-    pub(crate) fn shader_caps(&self) -> ShaderCaps {
-        let subgroups = self.subgroups;
-        ShaderCaps {
+    fn device_caps(&self) -> DeviceCaps {
+        // One subgroup a workgroup only where the size is fixed: a device free to pick another
+        // at run time could split a workgroup into several subgroups.
+        let one = self.info.subgroup_min_size == self.workgroup_size
+            && self.info.subgroup_max_size == self.workgroup_size;
+        DeviceCaps {
             f16: self.features.contains(wgpu::Features::SHADER_F16),
-            subgroups,
-            // Only where the size is fixed: a device free to pick another at run time could
-            // split a workgroup into several subgroups.
-            one_subgroup: subgroups
-                && self.info.subgroup_min_size == self.workgroup_size
-                && self.info.subgroup_max_size == self.workgroup_size,
-            wide_in: false,
-            wide_out: false,
+            reduce: match (self.subgroups, one) {
+                (true, true) => RowReduce::Shuffle,
+                (true, false) => RowReduce::Subgroup,
+                (false, _) => RowReduce::Tree,
+            },
         }
     }
 
@@ -301,14 +310,10 @@ impl Context {
     /// How an input of `dtype` bound at `sizes` bytes (one per chunk) is declared: read 8 at
     /// a time where the device gains from it and every binding covers whole units of 8
     /// values ([`wide_unit`]).
-    pub(crate) fn input_kind(
-        &self,
-        dtype: DType,
-        sizes: impl IntoIterator<Item = u64>,
-    ) -> InputKind {
-        InputKind {
+    pub(crate) fn variant(&self, dtype: DType, sizes: impl IntoIterator<Item = u64>) -> Variant {
+        Variant {
             dtype,
-            wide: self.wide_loads(dtype)
+            wide_in: self.wide_loads(dtype)
                 && sizes
                     .into_iter()
                     .all(|s| s.is_multiple_of(wide_unit(dtype))),
@@ -323,11 +328,11 @@ impl Context {
     /// bytes, all whole 32-byte units.
     pub(crate) fn with_wide_output(
         &self,
-        kind: InputKind,
+        kind: Variant,
         layout: &crate::layout::RowLayout,
         sizes: impl IntoIterator<Item = u64>,
-    ) -> InputKind {
-        InputKind {
+    ) -> Variant {
+        Variant {
             wide_out: self.wide_f32()
                 && layout.inner == 1
                 && layout.classes.is_multiple_of(4)
@@ -362,101 +367,20 @@ impl Context {
             .min(limits.max_compute_workgroup_size_x)
     }
 
-    /// Creates every bind-group layout, and the f32 pipelines (other dtypes on first use).
+    /// Compiles the f32 pipeline of every entry point (other variants on first use).
     async fn build_pipelines(&mut self) -> Result<()> {
-        let mut layouts = HashMap::new();
-        for family in Family::ALL {
-            let label = format!("xent {family:?}");
-            let layout = self
-                .device
-                .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(&label),
-                    entries: &family.layout_entries(),
-                });
-            let pipeline_layout =
-                self.device
-                    .create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                        label: Some(&label),
-                        bind_group_layouts: &[Some(&layout)],
-                        immediate_size: 0,
-                    });
-            layouts.insert(family, (layout, pipeline_layout));
-        }
-        self.layouts = layouts;
         self.scoped(async {
-            for kernel in Kernel::ALL {
-                self.pipeline(kernel, DType::F32.into());
+            for entry in Entry::ALL {
+                self.pipeline(KernelKey::new(entry, DType::F32.into()));
             }
             Ok(())
         })
         .await
     }
 
-    /// The compiled pipeline of `kernel` for inputs of `dtype`, compiled on first use and
-    /// cached. A compilation error reaches the error scope of the op that asked.
-    pub(crate) fn pipeline(&self, kernel: Kernel, input: InputKind) -> Arc<wgpu::ComputePipeline> {
-        let family = kernel.family();
-        // Families without a typed input compile once; a kernel that writes over its input
-        // declares it element by element.
-        let input = match family {
-            Family::Reduce | Family::Convert => DType::F32.into(),
-            Family::Bandwidth | Family::Softmax => InputKind {
-                general: true,
-                ..input
-            },
-            // Over its input, 8 values a store only where an output could be (`wide_out`):
-            // no u64 is then shared between two invocations' elements.
-            _ if kernel.writes_input() => InputKind {
-                wide: input.wide && input.wide_out,
-                wide_out: false,
-                ..input
-            },
-            _ if !kernel.writes_output() => InputKind {
-                wide_out: false,
-                ..input
-            },
-            _ => input,
-        };
-        let dtype = input.dtype;
-        let mut cache = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(p) = cache.get(&(kernel, input)) {
-            return p.clone();
-        }
-        let caps = ShaderCaps {
-            wide_in: input.wide,
-            wide_out: input.wide_out,
-            ..self.shader_caps()
-        };
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(&format!("xent {family:?} {dtype:?}")),
-                source: wgpu::ShaderSource::Wgsl(family.source(dtype, caps).into()),
-            });
-        let mut constants = vec![("WG", self.workgroup_size as f64)];
-        constants.extend_from_slice(kernel.constants());
-        if !input.general {
-            constants.push(("GENERAL", 0.0));
-        }
-        if kernel.holds_rows() {
-            constants.push(("HOLD", self.hold_vec4s().max(1) as f64));
-        }
-        let pipeline = Arc::new(self.device.create_compute_pipeline(
-            &wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.entry_point()),
-                layout: Some(&self.layouts[&family].1),
-                module: &module,
-                entry_point: Some(kernel.entry_point()),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
-                    // Every kernel writes workgroup memory before reading it.
-                    zero_initialize_workgroup_memory: false,
-                },
-                cache: None,
-            },
-        ));
-        cache.insert((kernel, input), pipeline.clone());
-        pipeline
+    /// The compiled pipeline of `key`, compiled on first use and cached.
+    pub(crate) fn pipeline(&self, key: KernelKey) -> Arc<wgpu::ComputePipeline> {
+        self.kernels.pipeline(&self.device, key)
     }
 
     /// The adapter's name, backend, type and driver.
@@ -677,7 +601,7 @@ impl Context {
             .collect();
         self.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("xent bind group"),
-            layout: &self.layouts[&family].0,
+            layout: self.kernels.bind_layout(family),
             entries: &entries,
         })
     }

@@ -2,7 +2,7 @@
 //! gathered out of a strided layout.
 
 use super::context::{Bindable, Context};
-use super::kernels::{Family, Kernel};
+use super::kernels::{Entry, Family, KernelKey};
 use super::program::Program;
 use crate::error::{Result, XentError};
 use crate::options::DType;
@@ -44,13 +44,8 @@ impl Context {
         let bind = self.bind(Family::Convert, &[&params, src, dst]);
         let words = n.div_ceil(2) as u64;
         let groups = words.div_ceil(self.workgroup_size() as u64);
-        self.push(
-            program,
-            Kernel::PackHalf,
-            bind,
-            groups,
-            format!("pack {n} to {dtype:?}"),
-        )
+        let key = KernelKey::new(Entry::PackHalf, DType::F32.into());
+        self.push(program, key, bind, groups, &format!("{n} to {dtype:?}"))
     }
 }
 
@@ -76,12 +71,13 @@ impl Context {
         );
         let bind = self.bind(Family::Convert, &[&params, src, dst]);
         let groups = (n as u64).div_ceil(self.workgroup_size() as u64);
+        let key = KernelKey::new(Entry::Gather, DType::F32.into());
         self.push(
             program,
-            Kernel::Gather,
+            key,
             bind,
             groups,
-            format!("gather {n} (stride {stride})"),
+            &format!("{n} (stride {stride})"),
         )
     }
 }

@@ -12,8 +12,7 @@
 //! ```
 
 use super::context::{wide_unit, Bound, Context};
-use super::loss::{Grad, Loss, Request};
-use super::loss_plan::{ChunkInputs, LossShape, PreparedLoss};
+use super::loss::{ChunkInputs, Grad, Loss, LossShape, PreparedLoss, Request};
 use crate::error::{Result, XentError};
 use crate::layout::check_loss_shapes;
 use crate::options::{DType, LossOptions};

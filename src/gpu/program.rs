@@ -7,11 +7,10 @@
 
 use super::chunks::grid;
 use super::context::Context;
-use super::kernels::{InputKind, Kernel};
+use super::kernels::KernelKey;
 use super::readback::Staging;
 use super::timestamps::Timestamps;
 use crate::error::Result;
-use crate::options::DType;
 
 /// One dispatch: a kernel, its bindings and its grid.
 pub(crate) struct Dispatch {
@@ -54,41 +53,26 @@ impl Program {
 }
 
 impl Context {
-    /// Appends a dispatch of `workgroups` workgroups (a 2-D grid past 65,535) of a kernel
-    /// without a typed input.
+    /// Appends a dispatch of `workgroups` workgroups (a 2-D grid past 65,535) of `key`,
+    /// labelled with the key's kernel name and `shape` (what `dispatch_labels` shows).
     pub(crate) fn push(
         &self,
         program: &mut Program,
-        kernel: Kernel,
+        key: KernelKey,
         bind: wgpu::BindGroup,
         workgroups: u64,
-        label: String,
-    ) -> Result<()> {
-        self.push_typed(program, kernel, DType::F32, bind, workgroups, label)
-    }
-
-    /// Appends a dispatch of `kernel` compiled for inputs of `input` (a dtype, or an
-    /// [`InputKind`]).
-    pub(crate) fn push_typed(
-        &self,
-        program: &mut Program,
-        kernel: Kernel,
-        input: impl Into<InputKind>,
-        bind: wgpu::BindGroup,
-        workgroups: u64,
-        label: String,
+        shape: &str,
     ) -> Result<()> {
         let grid = grid(
             workgroups,
             self.limits().max_compute_workgroups_per_dimension,
         )?;
         if grid.0 > 0 {
-            let pipeline = self.pipeline(kernel, input.into());
             program.dispatches.push(Dispatch {
-                pipeline,
+                pipeline: self.pipeline(key),
                 bind,
                 grid,
-                label,
+                label: format!("{} {shape}", key.label()),
             });
         }
         Ok(())

@@ -2,9 +2,10 @@
 //! plain sums written where a later kernel reads them.
 
 use super::context::{Bindable, Context};
-use super::kernels::{reduce_block_len, Family, Kernel};
+use super::kernels::{reduce_block_len, Entry, Family, KernelKey};
 use super::program::Program;
 use crate::error::Result;
+use crate::options::DType;
 use crate::options::Reduction;
 
 /// Keep in sync with `ReduceParams` in shaders/reduce.wgsl.
@@ -120,13 +121,8 @@ impl Context {
             },
         );
         let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
-        self.push(
-            program,
-            Kernel::ReduceFinalize,
-            bind,
-            1,
-            "reduce finalize".into(),
-        )
+        let key = KernelKey::new(Entry::ReduceFinalize, DType::F32.into());
+        self.push(program, key, bind, 1, "")
     }
 
     fn push_block(
@@ -148,12 +144,7 @@ impl Context {
         );
         let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
         let groups = n.div_ceil(reduce_block_len(self.workgroup_size()));
-        self.push(
-            program,
-            Kernel::ReduceBlock,
-            bind,
-            groups,
-            format!("reduce n={n}"),
-        )
+        let key = KernelKey::new(Entry::ReduceBlock, DType::F32.into());
+        self.push(program, key, bind, groups, &format!("n={n}"))
     }
 }

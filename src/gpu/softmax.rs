@@ -4,7 +4,7 @@ use super::chunks;
 use super::context::Bindable;
 use super::context::Context;
 use super::device::{DeviceDType, DeviceTensor};
-use super::kernels::{Family, InputKind, Kernel};
+use super::kernels::{Entry, Family, KernelKey, Variant};
 use super::program::{join, Program};
 use super::readback::Staging;
 use super::rows;
@@ -65,13 +65,13 @@ impl Context {
         x: impl Into<Logits<'i>>,
         dim: i64,
     ) -> Result<Output> {
-        self.softmax_family(Kernel::LogSoftmax, x.into(), dim, None)
+        self.softmax_family(Entry::LogSoftmax, x.into(), dim, None)
             .await
     }
 
     /// The async form of [`Context::softmax`].
     pub async fn softmax_async<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
-        self.softmax_family(Kernel::Softmax, x.into(), dim, None)
+        self.softmax_family(Entry::Softmax, x.into(), dim, None)
             .await
     }
 
@@ -84,7 +84,7 @@ impl Context {
         dim: i64,
     ) -> Result<Output> {
         pollster::block_on(self.softmax_family(
-            Kernel::LogSoftmaxBackward,
+            Entry::LogSoftmaxBackward,
             out.into(),
             dim,
             Some(grad_out),
@@ -99,7 +99,7 @@ impl Context {
         dim: i64,
     ) -> Result<Output> {
         pollster::block_on(self.softmax_family(
-            Kernel::SoftmaxBackward,
+            Entry::SoftmaxBackward,
             out.into(),
             dim,
             Some(grad_out),
@@ -113,24 +113,24 @@ impl Context {
         dim: i64,
         log: bool,
     ) -> Result<PreparedSoftmax<'_>> {
-        let kernel = if log {
-            Kernel::LogSoftmax
+        let entry = if log {
+            Entry::LogSoftmax
         } else {
-            Kernel::Softmax
+            Entry::Softmax
         };
         let x = x.into();
-        pollster::block_on(self.scoped(async { self.build_softmax(kernel, x, dim, None) }))
+        pollster::block_on(self.scoped(async { self.build_softmax(entry, x, dim, None) }))
     }
 
     async fn softmax_family(
         &self,
-        kernel: Kernel,
+        entry: Entry,
         x: Logits<'_>,
         dim: i64,
         gy: Option<Tensor<'_, f32>>,
     ) -> Result<Output> {
         self.scoped(async {
-            let prepared = self.build_softmax(kernel, x, dim, gy)?;
+            let prepared = self.build_softmax(entry, x, dim, gy)?;
             Ok(prepared.run().await?.0)
         })
         .await
@@ -140,7 +140,7 @@ impl Context {
     /// `x` is the forward output and `gy` the upstream gradient).
     fn build_softmax(
         &self,
-        kernel: Kernel,
+        entry: Entry,
         x: Logits<'_>,
         dim: i64,
         gy: Option<Tensor<'_, f32>>,
@@ -156,7 +156,7 @@ impl Context {
             }
         }
         let layout = RowLayout::for_dim(x.shape(), dim)?;
-        let forward = matches!(kernel, Kernel::LogSoftmax | Kernel::Softmax);
+        let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
         let walk = rows::plan(&layout, &self.tuning(), forward);
         let chunks = match layout.is_empty() {
             true => vec![],
@@ -183,9 +183,9 @@ impl Context {
                 seg_first: chunk.seg_first,
                 stats: stats.as_ref().expect("a row's first chunk comes first"),
             };
-            let kind = self.input_kind(x.dtype(), [input.size()]);
+            let kind = self.variant(x.dtype(), [input.size()]);
             let passes = (&mut program, &mut second);
-            let output = self.push_softmax(passes, kernel, kind, &part, &input, &upstream)?;
+            let output = self.push_softmax(passes, entry, kind, &part, &input, &upstream)?;
             let staging = self.staging_for(&output, 0, elems.len() as u64 * 4);
             outputs.push((output, staging));
             // Every chunk of a row has written its partials: their second passes may follow.
@@ -211,8 +211,8 @@ impl Context {
     fn push_softmax(
         &self,
         (program, later): (&mut Program, &mut Program),
-        kernel: Kernel,
-        kind: InputKind,
+        entry: Entry,
+        kind: Variant,
         part: &SoftmaxChunk,
         input: &dyn Bindable,
         upstream: &dyn Bindable,
@@ -237,39 +237,39 @@ impl Context {
         let output = self.host_output("softmax y", layout.len())?;
         let stats = part.stats;
         let bind = || self.bind(Family::Softmax, &[&params, input, &output, upstream, stats]);
-        let label = |kernel: Kernel| {
-            format!(
-                "{kernel:?} rows={rows} C={} inner={}",
-                layout.classes, layout.inner
-            )
-        };
+        let shape = format!("rows={rows} C={} inner={}", layout.classes, layout.inner);
         // The forward writes y row by row: 8 values a store where that is safe.
         let out_kind = self.with_wide_output(kind, layout, [output.size()]);
         if split.segments > 1 {
-            let (first, second) = match kernel {
-                Kernel::LogSoftmax => (Kernel::SoftmaxPartials, Kernel::LogSoftmaxSegments),
-                Kernel::Softmax => (Kernel::SoftmaxPartials, Kernel::SoftmaxSegments),
-                Kernel::LogSoftmaxBackward => (
-                    Kernel::LogSoftmaxBackwardPartials,
-                    Kernel::LogSoftmaxBackwardSegments,
+            let (first, second) = match entry {
+                Entry::LogSoftmax => (Entry::SoftmaxPartials, Entry::LogSoftmaxSegments),
+                Entry::Softmax => (Entry::SoftmaxPartials, Entry::SoftmaxSegments),
+                Entry::LogSoftmaxBackward => (
+                    Entry::LogSoftmaxBackwardPartials,
+                    Entry::LogSoftmaxBackwardSegments,
                 ),
                 _ => (
-                    Kernel::SoftmaxBackwardPartials,
-                    Kernel::SoftmaxBackwardSegments,
+                    Entry::SoftmaxBackwardPartials,
+                    Entry::SoftmaxBackwardSegments,
                 ),
             };
             let groups = rows as u64 * segments as u64;
-            self.push_typed(program, first, kind, bind(), groups, label(first))?;
-            self.push_typed(later, second, out_kind, bind(), groups, label(second))?;
+            self.push(program, KernelKey::new(first, kind), bind(), groups, &shape)?;
+            self.push(
+                later,
+                KernelKey::new(second, out_kind),
+                bind(),
+                groups,
+                &shape,
+            )?;
             return Ok(output);
         }
-        let kernel = match (kernel, walk.held) {
-            (Kernel::LogSoftmax, true) => Kernel::LogSoftmaxHeld,
-            (Kernel::Softmax, true) => Kernel::SoftmaxHeld,
-            _ => kernel,
+        let key = match walk.held {
+            true => KernelKey::new(entry, out_kind).held(),
+            false => KernelKey::new(entry, out_kind),
         };
         let workgroups = rows::workgroups(rows, walk.lanes, self.workgroup_size());
-        self.push_typed(program, kernel, out_kind, bind(), workgroups, label(kernel))?;
+        self.push(program, key, bind(), workgroups, &shape)?;
         Ok(output)
     }
 
@@ -310,16 +310,16 @@ impl Context {
                 "nothing to prepare: the tensor is empty".into(),
             ));
         }
-        let kernel = if log {
-            Kernel::LogSoftmax
+        let entry = if log {
+            Entry::LogSoftmax
         } else {
-            Kernel::Softmax
+            Entry::Softmax
         };
         pollster::block_on(self.scoped(async {
             let mut program = Program::default();
             let unused = self.upload::<f32>("unused", &[])?;
             let bound = x.input_bound(self);
-            let forward = matches!(kernel, Kernel::LogSoftmax | Kernel::Softmax);
+            let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
             let walk = rows::plan(&layout, &self.tuning(), forward);
             let partials = 2 * layout.rows() * walk.split.segments as usize;
             let part = SoftmaxChunk {
@@ -328,10 +328,10 @@ impl Context {
                 seg_first: 0,
                 stats: &self.output("softmax partials", partials)?,
             };
-            let kind = self.input_kind(dtype, [bound.size]);
+            let kind = self.variant(dtype, [bound.size]);
             let mut second = Program::default();
             let passes = (&mut program, &mut second);
-            let output = self.push_softmax(passes, kernel, kind, &part, &bound, &unused)?;
+            let output = self.push_softmax(passes, entry, kind, &part, &bound, &unused)?;
             program.append(second);
             let packed = match out {
                 DType::F32 => None,

@@ -1,8 +1,18 @@
 //! cross_entropy and nll_loss on host data, forward and fused forward + backward: checks,
-//! then one prepared call (src/gpu/loss_plan.rs) run once. One submission per call.
+//! then one prepared call run once. One submission per call. A call is planned (`plan`: pure
+//! policy), its buffers made (`buffers`), its dispatches encoded stage by stage (`encode`),
+//! and the result is a `PreparedLoss` (`prepared`).
+
+mod buffers;
+mod encode;
+mod plan;
+mod prepared;
+
+pub(crate) use buffers::ChunkInputs;
+pub(crate) use plan::LossShape;
+pub use prepared::PreparedLoss;
 
 use super::context::Context;
-use super::loss_plan::{LossShape, PreparedLoss};
 use crate::error::Result;
 use crate::layout::{check_loss, LossProblem};
 use crate::options::{

@@ -1,0 +1,324 @@
+//! A loss call built once (`PreparedLoss`): its program, buffers and staging, run or recorded
+//! as often as needed; the loss, gradient and lse read back by name.
+
+use super::buffers::{row_chunks, ChunkBuffers, Common};
+use super::plan::LossShape;
+use super::{Grad, Request, Results};
+use crate::error::Result;
+use crate::gpu::context::Context;
+use crate::gpu::program::{join, Program};
+use crate::gpu::readback::Staging;
+use crate::gpu::reduce::Reduced;
+use crate::gpu::timestamps::Timestamps;
+use crate::options::{DType, LossAndGrad, LossOptions, Output, Reduction};
+
+impl Context {
+    /// The prepared call over a built program: its staging buffers, made once and reused by
+    /// every run.
+    pub(crate) fn prepared_loss(
+        &self,
+        program: Program,
+        (common, bufs, reduced): (Common, Vec<ChunkBuffers>, Option<Reduced>),
+        (shape, opts, req): (&LossShape, &LossOptions, Request),
+    ) -> PreparedLoss<'_> {
+        let loss_staging = match &reduced {
+            Some(_) => vec![self.staging(4)],
+            None => row_chunks(&bufs)
+                .map(|b| self.staging(b.rows as u64 * 4))
+                .collect(),
+        };
+        let grad_staging = match req.grad {
+            Grad::None => vec![],
+            _ => bufs
+                .iter()
+                .map(|b| {
+                    let g = b.grad.as_ref().unwrap_or(&b.input.logits);
+                    self.staging_for(&g.buffer, g.offset, b.elems as u64 * 4)
+                })
+                .collect(),
+        };
+        let lse_staging = match req.lse {
+            true => row_chunks(&bufs)
+                .map(|b| self.staging(b.rows as u64 * 4))
+                .collect(),
+            false => vec![],
+        };
+        PreparedLoss {
+            ctx: self,
+            program,
+            reduced,
+            chunks: bufs,
+            loss_staging,
+            grad_staging,
+            lse_staging,
+            error: shape
+                .check_targets
+                .then(|| (common.error, self.staging(16))),
+            timestamps: self.timestamp_queries(),
+            lse_shape: shape.out_shape.clone(),
+            loss_shape: match opts.reduction {
+                Reduction::None => shape.out_shape.clone(),
+                _ => vec![],
+            },
+            input_shape: shape.input_shape.clone(),
+            target_shape: shape.target_shape.clone(),
+            classes: shape.layout.classes,
+            ignore_index: shape.ignore_index as i64,
+            dtype: shape.dtype,
+            req,
+            read_grad: true,
+            started: false.into(),
+        }
+    }
+}
+
+/// A loss call whose inputs are on the device and whose buffers, bind groups, dispatches and
+/// staging buffers are built: each [`PreparedLoss::run_timed`] is one submission and one readback.
+/// Built by [`Context::prepare_cross_entropy`].
+pub struct PreparedLoss<'a> {
+    ctx: &'a Context,
+    program: Program,
+    reduced: Option<Reduced>,
+    chunks: Vec<ChunkBuffers>,
+    loss_staging: Vec<Staging>,
+    grad_staging: Vec<Staging>,
+    lse_staging: Vec<Staging>,
+    /// The device-target error flag and its staging buffer (device targets only).
+    error: Option<(wgpu::Buffer, Staging)>,
+    timestamps: Option<Timestamps>,
+    loss_shape: Vec<usize>,
+    lse_shape: Vec<usize>,
+    input_shape: Vec<usize>,
+    target_shape: Vec<usize>,
+    classes: usize,
+    ignore_index: i64,
+    dtype: DType,
+    req: Request,
+    /// Whether each run reads the gradient back (the host API) or leaves it on the device.
+    read_grad: bool,
+    /// Whether the call was ever recorded or run: before that there is no loss to read.
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl PreparedLoss<'_> {
+    /// Runs the call: one submission, then the loss read back (the gradient stays on the
+    /// device; see [`PreparedLoss::read_grad`]). Returns the loss and, when the adapter has
+    /// timestamp queries, the GPU time of the compute pass.
+    pub fn run_timed(&self) -> Result<(LossAndGrad, Option<std::time::Duration>)> {
+        pollster::block_on(self.ctx.scoped(self.run()))
+            .map(|(r, t)| (r.into_loss_and_grad(&self.input_shape), t))
+    }
+
+    /// Replaces the logits (same shape) with `data`: a queue write, no allocation.
+    pub fn write_logits(&self, data: &[f32]) -> Result<()> {
+        let total: usize = self.chunks.iter().map(|c| c.elems).sum();
+        if data.len() != total {
+            return Err(crate::XentError::InvalidShape(format!(
+                "write_logits: expected {total} values, got {}",
+                data.len()
+            )));
+        }
+        if self.dtype != DType::F32 {
+            return Err(crate::XentError::Unsupported(
+                "write_logits takes f32 values; these logits are 16-bit".into(),
+            ));
+        }
+        let mut at = 0;
+        for c in &self.chunks {
+            let logits = &c.input.logits;
+            let bytes: &[u8] = bytemuck::cast_slice(&data[at..at + c.elems]);
+            self.ctx
+                .queue
+                .write_buffer(&logits.buffer, logits.offset, bytes);
+            at += c.elems;
+        }
+        Ok(())
+    }
+
+    /// Reads back the gradient of the last run (empty unless prepared with `grad`).
+    pub fn read_grad(&self) -> Result<Vec<f32>> {
+        self.check_started("read_grad")?;
+        let reads: Vec<_> = self
+            .grad_sources()
+            .zip(&self.grad_staging)
+            .map(|((b, o), s)| (b, o, s))
+            .collect();
+        let (parts, _) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
+            &Program::default(),
+            &reads,
+            None,
+        )))?;
+        Ok(join(parts))
+    }
+
+    /// An error unless the call was recorded or run: before that its outputs hold nothing.
+    fn check_started(&self, what: &str) -> Result<()> {
+        if self.started.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
+        Err(crate::XentError::InvalidArgument(format!(
+            "{what}: the call has not run yet; record it into an encoder and submit that first"
+        )))
+    }
+
+    /// Where each chunk's gradient lies: its own buffer, or over the logits.
+    fn grad_sources(&self) -> impl Iterator<Item = (&wgpu::Buffer, u64)> {
+        self.chunks.iter().map(|c| {
+            let g = c.grad.as_ref().unwrap_or(&c.input.logits);
+            (&g.buffer, g.offset)
+        })
+    }
+
+    pub(crate) fn set_read_grad(&mut self, read: bool) {
+        self.read_grad = read;
+    }
+
+    /// Records the call's dispatches into `encoder` (after whatever the caller recorded
+    /// before, e.g. the pass that wrote the logits). Nothing is submitted or read: the loss
+    /// lands in [`PreparedLoss::loss`], the gradient where it was asked to go.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.started
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.ctx.record(encoder, &self.program, None);
+    }
+
+    /// The loss on the device: an f32 scalar for `mean` and `sum`, per position for `none`
+    /// (a single-chunk call, as every device call is).
+    pub fn loss(&self) -> crate::DeviceTensor {
+        let (buffer, shape) = match &self.reduced {
+            Some(r) => (r.value.clone(), vec![]),
+            None => (self.chunks[0].losses.clone(), self.loss_shape.clone()),
+        };
+        crate::DeviceTensor::from_parts(buffer, shape, crate::DeviceDType::F32)
+    }
+
+    /// Each row's log-sum-exp on the device, shape `[N, d1..dk]` (a single-chunk call, as
+    /// every device call is), when the call was prepared with it
+    /// ([`crate::DeviceLoss::with_lse`]).
+    pub fn lse(&self) -> Option<crate::DeviceTensor> {
+        let lse = self.chunks[0].lse.clone()?;
+        Some(crate::DeviceTensor::from_parts(
+            lse,
+            self.lse_shape.clone(),
+            crate::DeviceDType::F32,
+        ))
+    }
+
+    /// Reads the loss of the last submitted [`PreparedLoss::record`] back (waiting for it),
+    /// and the device-target error flag: an out-of-range target is reported here, as the
+    /// host API reports it.
+    pub fn read_loss(&self) -> Result<Output> {
+        pollster::block_on(self.read_loss_async())
+    }
+
+    /// The async form of [`PreparedLoss::read_loss`].
+    pub async fn read_loss_async(&self) -> Result<Output> {
+        self.check_started("read_loss")?;
+        let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
+            Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
+            None => row_chunks(&self.chunks)
+                .zip(&self.loss_staging)
+                .map(|(c, s)| (&c.losses, 0, s))
+                .collect(),
+        };
+        if let Some((flag, staging)) = &self.error {
+            reads.push((flag, 0, staging));
+        }
+        let (mut words, _) = self
+            .ctx
+            .scoped(self.ctx.run_program(&Program::default(), &reads, None))
+            .await?;
+        if self.error.is_some() {
+            self.check_error(&words.pop().unwrap_or_default())?;
+        }
+        Ok(Output {
+            data: join(words),
+            shape: self.loss_shape.clone(),
+        })
+    }
+
+    /// Number of dispatches in one run.
+    pub fn dispatches(&self) -> usize {
+        self.program.len()
+    }
+
+    /// The label of each dispatch of a run, in order: its kernel, then its shape (e.g.
+    /// `CrossEntropyFusedHeld rows=8 C=4096 inner=1`). The dispatch chosen shows here.
+    pub fn dispatch_labels(&self) -> Vec<String> {
+        self.program.labels()
+    }
+
+    pub(crate) async fn run(&self) -> Result<(Results, Option<std::time::Duration>)> {
+        self.started
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
+            Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
+            None => row_chunks(&self.chunks)
+                .zip(&self.loss_staging)
+                .map(|(c, s)| (&c.losses, 0, s))
+                .collect(),
+        };
+        let grad_staging: &[Staging] = if self.read_grad {
+            &self.grad_staging
+        } else {
+            &[]
+        };
+        reads.extend(
+            self.grad_sources()
+                .zip(grad_staging)
+                .map(|((b, o), s)| (b, o, s)),
+        );
+        reads.extend(
+            row_chunks(&self.chunks)
+                .filter_map(|c| c.lse.as_ref())
+                .zip(&self.lse_staging)
+                .map(|(lse, s)| (lse, 0, s)),
+        );
+        if let Some((flag, staging)) = &self.error {
+            reads.push((flag, 0, staging));
+        }
+        let (mut words, elapsed) = self
+            .ctx
+            .run_program(&self.program, &reads, self.timestamps.as_ref())
+            .await?;
+        if self.error.is_some() {
+            self.check_error(&words.pop().unwrap_or_default())?;
+        }
+        let mut parts = words.into_iter();
+        let loss = Output {
+            data: join(parts.by_ref().take(self.loss_staging.len()).collect()),
+            shape: self.loss_shape.clone(),
+        };
+        let grad = (self.req.grad != Grad::None && self.read_grad)
+            .then(|| join(parts.by_ref().take(grad_staging.len()).collect()));
+        let lse = self.req.lse.then(|| join(parts.collect()));
+        Ok((Results { loss, grad, lse }, elapsed))
+    }
+
+    /// The device-target flag: (first bad row or u32::MAX, its value's low and high words).
+    fn check_error(&self, flag: &[f32]) -> Result<()> {
+        let word = |i: usize| flag.get(i).map_or(u32::MAX, |f| f.to_bits());
+        if word(0) == u32::MAX {
+            return Ok(());
+        }
+        let value = (word(1) as u64 | (word(2) as u64) << 32) as i64;
+        Err(crate::XentError::TargetOutOfBounds {
+            position: crate::layout::unravel(word(0) as usize, &self.target_shape),
+            value,
+            classes: self.classes,
+            ignore_index: self.ignore_index,
+        })
+    }
+}
+
+impl std::fmt::Debug for PreparedLoss<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedLoss")
+            .field("input_shape", &self.input_shape)
+            .field("dtype", &self.dtype)
+            .field("loss_shape", &self.loss_shape)
+            .field("chunks", &self.chunks.len())
+            .field("dispatches", &self.program.len())
+            .finish_non_exhaustive()
+    }
+}
