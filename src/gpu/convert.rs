@@ -1,7 +1,8 @@
 //! Launcher for `shaders/convert.wgsl`: f32 results packed into f16 / bf16 words, or
 //! gathered out of a strided layout.
 
-use super::context::{Bindable, Context};
+use super::buffers::Bindable;
+use super::context::Context;
 use super::kernels::{Entry, Family, KernelKey};
 use super::program::Program;
 use crate::error::{Result, XentError};

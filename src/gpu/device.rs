@@ -11,7 +11,8 @@
 //! let loss = step.read_loss()?;       // the one scalar read back
 //! ```
 
-use super::context::{wide_unit, Bound, Context};
+use super::buffers::{wide_unit, Bound};
+use super::context::Context;
 use super::loss::{ChunkInputs, Grad, Loss, LossShape, PreparedLoss, Request};
 use crate::error::{Result, XentError};
 use crate::layout::check_loss_shapes;

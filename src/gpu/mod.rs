@@ -1,6 +1,7 @@
 //! The GPU path: one [`Context`] owns the device and the pipelines; ops are its methods.
 
 mod bandwidth;
+mod buffers;
 mod chunks;
 mod context;
 mod convert;
@@ -15,9 +16,11 @@ mod rows;
 mod softmax;
 mod switches;
 mod timestamps;
+mod tuning;
 
 pub use bandwidth::PreparedBandwidth;
-pub use context::{Context, ContextOptions};
+pub use context::Context;
 pub use device::{DeviceDType, DeviceGrad, DeviceLoss, DeviceTensor};
 pub use loss::PreparedLoss;
 pub use softmax::PreparedSoftmax;
+pub use tuning::{ContextOptions, Tuning};

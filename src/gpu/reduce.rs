@@ -1,7 +1,8 @@
 //! Launcher for `shaders/reduce.wgsl`: per-row (loss, den) pairs down to the scalar loss, and
 //! plain sums written where a later kernel reads them.
 
-use super::context::{Bindable, Context};
+use super::buffers::Bindable;
+use super::context::Context;
 use super::kernels::{reduce_block_len, Entry, Family, KernelKey};
 use super::program::Program;
 use crate::error::Result;

@@ -31,7 +31,7 @@ pub(crate) fn lanes(layout: &RowLayout, workgroup_size: u32, max_trips: u32) -> 
 /// (shared/hold.wgsl): each of the workgroup's WG / lanes rows takes C / 4 + 1 of the
 /// `hold_vec4s` vec4s there, so long rows get more lanes (fewer rows per workgroup) than
 /// [`lanes`] gives them. `None` for strided rows, and for rows that do not fit.
-pub(crate) fn held_lanes(layout: &RowLayout, t: &Tuning) -> Option<u32> {
+pub(crate) fn held_lanes(layout: &RowLayout, t: &WalkTuning) -> Option<u32> {
     let (workgroup_size, hold_vec4s) = (t.workgroup_size, t.hold_vec4s);
     if layout.inner != 1 {
         return None;
@@ -95,7 +95,7 @@ impl Split {
 /// adapter) and no segment is larger than a binding, and contiguous rows further when there are fewer rows than `min_workgroups`,
 /// into as many pieces as bring the workgroups up to it, each at least 16 loads per
 /// invocation long.
-pub(crate) fn split(layout: &RowLayout, t: &Tuning) -> Split {
+pub(crate) fn split(layout: &RowLayout, t: &WalkTuning) -> Split {
     let (workgroup_size, min_workgroups, max_trips) =
         (t.workgroup_size, t.min_workgroups, t.max_loop_trips);
     let none = Split::whole(layout);
@@ -129,7 +129,7 @@ pub(crate) fn split(layout: &RowLayout, t: &Tuning) -> Split {
 
 /// The per-adapter choices the row geometry depends on (`Context::tuning`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Tuning {
+pub(crate) struct WalkTuning {
     /// Invocations per workgroup, a power of two.
     pub workgroup_size: u32,
     /// Calls with fewer contiguous rows than this split them across workgroups.
@@ -152,7 +152,7 @@ pub(crate) struct RowPlan {
 }
 
 /// The walk of a call's rows. `twice`: the kernel reads each row twice and may hold it.
-pub(crate) fn plan(layout: &RowLayout, t: &Tuning, twice: bool) -> RowPlan {
+pub(crate) fn plan(layout: &RowLayout, t: &WalkTuning, twice: bool) -> RowPlan {
     let split = split(layout, t);
     if split.segments > 1 {
         return RowPlan {
@@ -201,8 +201,8 @@ mod tests {
         }
     }
 
-    fn tuning(workgroup_size: u32, min_workgroups: u32, hold_vec4s: usize) -> Tuning {
-        Tuning {
+    fn tuning(workgroup_size: u32, min_workgroups: u32, hold_vec4s: usize) -> WalkTuning {
+        WalkTuning {
             workgroup_size,
             min_workgroups,
             max_loop_trips: MAX_LOOP_TRIPS,
@@ -302,7 +302,7 @@ mod tests {
     }
 
     /// Layouts up to 2^31 classes, of every stride, workgroup size and binding size.
-    fn case() -> impl Strategy<Value = (RowLayout, Tuning)> {
+    fn case() -> impl Strategy<Value = (RowLayout, WalkTuning)> {
         (
             (1usize..2000, 1usize..=(1 << 31), 1usize..50),
             (
@@ -320,7 +320,7 @@ mod tests {
                         classes: classes >> (outer.ilog2() + inner.ilog2()).min(30),
                         inner,
                     };
-                    let t = Tuning {
+                    let t = WalkTuning {
                         max_loop_trips: trips,
                         max_binding_elems: 1 << bind,
                         ..tuning(1 << wg, min_wg, hold)

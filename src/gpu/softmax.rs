@@ -1,7 +1,7 @@
 //! Launchers for `shaders/softmax.wgsl`: log_softmax, softmax and their backward passes.
 
+use super::buffers::Bindable;
 use super::chunks;
-use super::context::Bindable;
 use super::context::Context;
 use super::device::{DeviceDType, DeviceTensor};
 use super::kernels::{Entry, Family, KernelKey, Variant};
@@ -157,7 +157,7 @@ impl Context {
         }
         let layout = RowLayout::for_dim(x.shape(), dim)?;
         let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
-        let walk = rows::plan(&layout, &self.tuning(), forward);
+        let walk = rows::plan(&layout, &self.walk_tuning(), forward);
         let chunks = match layout.is_empty() {
             true => vec![],
             false => chunks::plan(&layout, &walk.split, self.max_binding_bytes())?,
@@ -320,7 +320,7 @@ impl Context {
             let unused = self.upload::<f32>("unused", &[])?;
             let bound = x.input_bound(self);
             let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
-            let walk = rows::plan(&layout, &self.tuning(), forward);
+            let walk = rows::plan(&layout, &self.walk_tuning(), forward);
             let partials = 2 * layout.rows() * walk.split.segments as usize;
             let part = SoftmaxChunk {
                 layout,

@@ -5,8 +5,9 @@
 use super::plan::{LossPlan, LossShape};
 use super::{Grad, Request};
 use crate::error::Result;
+use crate::gpu::buffers::{Bindable, Bound};
 use crate::gpu::chunks;
-use crate::gpu::context::{Bindable, Bound, Context};
+use crate::gpu::context::Context;
 use crate::gpu::kernels::Family;
 use crate::gpu::rows;
 use crate::layout::{LossProblem, Targets};
@@ -66,7 +67,7 @@ impl Context {
         problem: &LossProblem,
     ) -> Result<Vec<ChunkInputs>> {
         let layout = &problem.layout;
-        let split = rows::split(layout, &self.tuning());
+        let split = rows::split(layout, &self.walk_tuning());
         chunks::plan(layout, &split, self.max_binding_bytes())?
             .iter()
             .map(|chunk| {

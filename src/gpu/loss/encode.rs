@@ -34,7 +34,7 @@ impl Context {
         req: Request,
     ) -> Result<PreparedLoss<'_>> {
         let variant = self.variant(shape.dtype, inputs.iter().map(|c| c.logits.size));
-        let plan = LossPlan::new(shape, opts, req, variant, &self.tuning())?;
+        let plan = LossPlan::new(shape, opts, req, variant, &self.walk_tuning())?;
         let common = self.loss_common(shape, opts)?;
         let bufs = self.chunk_buffers((shape, opts, req), &plan, inputs)?;
         let mut program = Program::default();

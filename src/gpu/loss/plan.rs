@@ -4,9 +4,9 @@
 
 use super::buffers::ChunkInputs;
 use super::{Grad, Loss, Request};
-use crate::gpu::context::Bound;
+use crate::gpu::buffers::Bound;
 use crate::gpu::kernels::Variant;
-use crate::gpu::rows::{self, RowPlan, Tuning};
+use crate::gpu::rows::{self, RowPlan, WalkTuning};
 use crate::layout::{LossProblem, RowLayout, Targets, IGNORED};
 use crate::options::{DType, Logits, LossOptions, Reduction};
 
@@ -109,7 +109,7 @@ impl LossPlan {
         opts: &LossOptions,
         req: Request,
         variant: Variant,
-        tuning: &Tuning,
+        tuning: &WalkTuning,
     ) -> crate::Result<Self> {
         if req.grad == Grad::InPlace && shape.dtype != DType::F32 {
             return Err(crate::XentError::Unsupported(
