@@ -14,7 +14,7 @@
 // gather: dst[k] = src[k * stride + first] for k < n, bit for bit: e.g. each row's lse out
 // of the per-row stats vec4s (M, S, Q, lse), stride 4 (4 * segments for split rows), first 3.
 //
-// Bindings (keep in sync with `Family::Convert` in src/gpu/kernels.rs and `ConvertParams`
+// Bindings (keep in sync with `Family::Convert` in src/gpu/kernels/source.rs and `ConvertParams`
 // in src/gpu/convert.rs):
 //   0 params: uniform ConvertParams
 //   1 src: storage, read        pack_half: [n] f32; gather: [(n - 1) * stride + first + 1]

@@ -27,7 +27,7 @@
 // is read before the same invocation writes it, and no lane writes before the barrier that
 // ends every lane's first read.
 //
-// Bindings 5-8 (keep in sync with `Family::Grad` in src/gpu/kernels.rs):
+// Bindings 5-8 (keep in sync with `Family::Grad` in src/gpu/kernels/source.rs):
 //   5 losses: storage, read_write  [rows]
 //   6 scale: storage, read         [2] D (reduce.wgsl's finalize, or 1) and W = Σ w (from
 //                                  the host, or summed on the device for device weights)
@@ -41,8 +41,10 @@ override IN_PLACE: bool = false;
 
 @group(0) @binding(5) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(6) var<storage, read> scale: array<f32>;
-// binding 7, grad, is declared by Rust before this file (src/gpu/kernels.rs), with its
-// writes from shared/put_f32*.wgsl: grad_put8, grad_put4, grad_put1.
+// The logits are read through io/input_*.wgsl and, in place, written through
+// io/logits_put_*.wgsl; the gradient is written through io/result_*.wgsl.
+@group(0) @binding(1) var<storage, read_write> logits: array<InputWord>;
+@group(0) @binding(7) var<storage, read_write> result: array<ResultWord>;
 @group(0) @binding(8) var<storage, read_write> stats: array<vec4<f32>>;
 
 // The second read of vec4 j of a contiguous row: from workgroup memory when rows are held
@@ -66,7 +68,7 @@ fn store4(j: u32, d: vec4<f32>) {
     if IN_PLACE {
         logits_put4(j, d);
     } else {
-        grad_put4(j, d);
+        result_put4(j, d);
     }
 }
 
@@ -74,7 +76,7 @@ fn store8(q: u32, w: Vec8) {
     if IN_PLACE {
         logits_put8(q, w);
     } else {
-        grad_put8(q, w);
+        result_put8(q, w);
     }
 }
 
@@ -82,7 +84,7 @@ fn store1(i: u32, d: f32) {
     if IN_PLACE {
         logits_put1(i, d);
     } else {
-        grad_put1(i, d);
+        result_put1(i, d);
     }
 }
 

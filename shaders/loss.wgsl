@@ -29,7 +29,7 @@
 // A class target outside [0, C) that is not ignored makes its row NaN; it never reads out
 // of bounds.
 //
-// Bindings 5-7 (keep in sync with `Family::Loss` in src/gpu/kernels.rs):
+// Bindings 5-7 (keep in sync with `Family::Loss` in src/gpu/kernels/source.rs):
 //   5 losses: storage, read_write  [rows]
 //   6 dens: storage, read_write    [rows] the row's share of the mean's denominator
 //   7 stats: storage, read_write   [rows * S] vec4 (M, S, Q, lse) at row * S, reused by
@@ -40,6 +40,8 @@
 //                                  targets cannot be checked on the host; row_dens raises this
 //                                  flag instead, with atomicMin, so "first" is deterministic.
 
+// The logits are read through io/input_*.wgsl (logits_8, logits_4, logits_1).
+@group(0) @binding(1) var<storage, read> logits: array<InputWord>;
 @group(0) @binding(5) var<storage, read_write> losses: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dens: array<f32>;
 @group(0) @binding(7) var<storage, read_write> stats: array<vec4<f32>>;

@@ -11,7 +11,7 @@
 // them in index order, then the workgroup adds the WG sums in a fixed tree. The order
 // depends only on n, so the result is bitwise reproducible. No atomics.
 //
-// Bindings (keep in sync with `Family::Reduce` in src/gpu/kernels.rs and `ReduceParams` in
+// Bindings (keep in sync with `Family::Reduce` in src/gpu/kernels/source.rs and `ReduceParams` in
 // src/gpu/reduce.rs):
 //   0 params: uniform ReduceParams
 //   1 in_sum: storage, read         [n]

@@ -20,13 +20,13 @@
 // *_held kernels, shared/hold.wgsl). The backward reads out and gy twice and writes once:
 // 16 read + 4 written.
 //
-// Bindings (keep in sync with `Family::Softmax` in src/gpu/kernels.rs and
+// Bindings (keep in sync with `Family::Softmax` in src/gpu/kernels/source.rs and
 // `SoftmaxParams` in src/gpu/softmax.rs):
 //   0 params: uniform SoftmaxParams
-//   1 x: storage, read        [rows * C] in the input's dtype (f32, f16 or bf16; declared
-//                             by shared/dtype_*.wgsl: x_4(j) reads vec4 j, x_1(i) element i),
-//                             the buffer padded to 16 bytes
-//   2 y: storage, read_write  same shape as x as vec4s (gx for the backward entry points);
+//   1 logits: storage, read   [rows * C] x in its dtype (f32, f16 or bf16; read through
+//                             io/input_*.wgsl: logits_4(j) vec4 j, logits_1(i) element i),
+//                             the forward output for the backward passes, padded to 16 bytes
+//   2 result: storage, rw     y, same shape as vec4s (gx for the backward entry points);
 //                             the unaligned ends of a row are written one component at a time
 //   3 gy: storage, read       same shape as x as vec4s, the upstream gradient (backward only)
 //   4 stats: storage, rw      [rows * seg_total] vec2: split rows' partials, row-major, shared
@@ -47,8 +47,10 @@ struct SoftmaxParams {
 }
 
 @group(0) @binding(0) var<uniform> params: SoftmaxParams;
-// binding 2, y, is declared by Rust before this file (src/gpu/kernels.rs), with its
-// writes from shared/put_f32*.wgsl: y_put8, y_put4, y_put1.
+// Read through io/input_*.wgsl (logits_8, logits_4, logits_1) and written through
+// io/result_*.wgsl (result_put8, result_put4, result_put1).
+@group(0) @binding(1) var<storage, read> logits: array<InputWord>;
+@group(0) @binding(2) var<storage, read_write> result: array<ResultWord>;
 @group(0) @binding(3) var<storage, read> gy: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> stats: array<vec2<f32>>;
 
@@ -60,7 +62,7 @@ fn gy_at(i: u32) -> f32 {
 }
 
 fn store1(i: u32, v: f32) {
-    y_put1(i, v);
+    result_put1(i, v);
 }
 
 fn row_base(row: u32) -> u32 {
@@ -77,23 +79,23 @@ fn row_lse(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> Lse {
             // Pairs of vec4s (one load each where x is read 8 at a time): loop trips and load
             // instructions are what CPU adapters pay for (shared/lse.wgsl).
             let pr = span_pairs(sp);
-            st = x_lse_pairs(st, pr.q0 + slot.lane, pr.q1, params.lanes);
+            st = logits_lse_pairs(st, pr.q0 + slot.lane, pr.q1, params.lanes);
             if pr.has_lo && takes_lo(slot.lane) {
-                let v = x_4(pr.lo);
+                let v = logits_4(pr.lo);
                 hold4(pr.lo, v);
                 st = lse_push4(st, v);
             }
             if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-                let v = x_4(pr.hi);
+                let v = logits_4(pr.hi);
                 hold4(pr.hi, v);
                 st = lse_push4(st, v);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
-                st = lse_push(st, x_1(span_scalar(sp, base + c0, k)));
+                st = lse_push(st, logits_1(span_scalar(sp, base + c0, k)));
             }
         } else {
             for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
-                st = lse_push(st, x_1(base + c * params.inner));
+                st = lse_push(st, logits_1(base + c * params.inner));
             }
         }
     }
@@ -106,7 +108,7 @@ fn again4(j: u32) -> vec4<f32> {
     if HOLD_ROWS {
         return held4(j);
     }
-    return x_4(j);
+    return logits_4(j);
 }
 
 // The second read of pair q (vec4s 2q, 2q + 1), likewise.
@@ -114,7 +116,7 @@ fn again8(q: u32) -> Vec8 {
     if HOLD_ROWS {
         return Vec8(held4(2u * q), held4(2u * q + 1u));
     }
-    return x_8(q);
+    return logits_8(q);
 }
 
 // log_softmax (`which` LOG_SOFTMAX) or softmax of the raw vec4 v, given m, log(s), 1/s.
@@ -130,13 +132,13 @@ fn forward4(which: u32, v: vec4<f32>, m: f32, log_s: f32, inv_s: f32) -> vec4<f3
 fn log_softmax_pair(q: u32, w: Vec8, m: f32, log_s: f32) {
     let mm = vec4<f32>(m);
     let ls = vec4<f32>(log_s);
-    y_put8(q, Vec8((w.a - mm) - ls, (w.b - mm) - ls));
+    result_put8(q, Vec8((w.a - mm) - ls, (w.b - mm) - ls));
 }
 
 // Writes softmax of pair q, raw values w: exp(x - m) · (1 / s).
 fn softmax_pair(q: u32, w: Vec8, m: f32, inv_s: f32) {
     let mm = vec4<f32>(m);
-    y_put8(q, Vec8(exp(w.a - mm) * inv_s, exp(w.b - mm) * inv_s));
+    result_put8(q, Vec8(exp(w.a - mm) * inv_s, exp(w.b - mm) * inv_s));
 }
 
 // y_c for classes [c0, c1) of the row from its statistics: log_softmax (x - m) - log(s),
@@ -166,7 +168,7 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, st: Lse
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base + c0, k);
-                store1(i, (x_1(i) - m) - log_s);
+                store1(i, (logits_1(i) - m) - log_s);
             }
         } else {
             var q = pr.q0 + slot.lane;
@@ -181,22 +183,22 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, st: Lse
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base + c0, k);
-                store1(i, exp(x_1(i) - m) * inv_s);
+                store1(i, exp(logits_1(i) - m) * inv_s);
             }
         }
         if pr.has_lo && takes_lo(slot.lane) {
-            y_put4(pr.lo, forward4(which, again4(pr.lo), m, log_s, inv_s));
+            result_put4(pr.lo, forward4(which, again4(pr.lo), m, log_s, inv_s));
         }
         if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-            y_put4(pr.hi, forward4(which, again4(pr.hi), m, log_s, inv_s));
+            result_put4(pr.hi, forward4(which, again4(pr.hi), m, log_s, inv_s));
         }
     } else {
         for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
             let i = base + c * params.inner;
             if which == LOG_SOFTMAX {
-                store1(i, (x_1(i) - m) - log_s);
+                store1(i, (logits_1(i) - m) - log_s);
             } else {
-                store1(i, exp(x_1(i) - m) * inv_s);
+                store1(i, exp(logits_1(i) - m) * inv_s);
             }
         }
     }
@@ -234,18 +236,18 @@ fn row_dot(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> 
             for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
                 var g = gy[j];
                 if which == SOFTMAX {
-                    g *= x_4(j);
+                    g *= logits_4(j);
                 }
                 acc += (g.x + g.y) + (g.z + g.w);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base + c0, k);
-                acc += select(gy_at(i), gy_at(i) * x_1(i), which == SOFTMAX);
+                acc += select(gy_at(i), gy_at(i) * logits_1(i), which == SOFTMAX);
             }
         } else {
             for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
                 let i = base + c * params.inner;
-                acc += select(gy_at(i), gy_at(i) * x_1(i), which == SOFTMAX);
+                acc += select(gy_at(i), gy_at(i) * logits_1(i), which == SOFTMAX);
             }
         }
     }
@@ -266,9 +268,9 @@ fn write_backward(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, total:
     if params.inner == 1u {
         let sp = row_span(base + c0, c1 - c0);
         for (var j = sp.v0 + slot.lane; j < sp.v1; j += params.lanes) {
-            let v = x_4(j);
+            let v = logits_4(j);
             let g = gy[j];
-            y_put4(j, vec4<f32>(
+            result_put4(j, vec4<f32>(
                 backward_value(which, v.x, g.x, total),
                 backward_value(which, v.y, g.y, total),
                 backward_value(which, v.z, g.z, total),
@@ -277,12 +279,12 @@ fn write_backward(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, total:
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {
             let i = span_scalar(sp, base + c0, k);
-            store1(i, backward_value(which, x_1(i), gy_at(i), total));
+            store1(i, backward_value(which, logits_1(i), gy_at(i), total));
         }
     } else {
         for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
             let i = base + c * params.inner;
-            store1(i, backward_value(which, x_1(i), gy_at(i), total));
+            store1(i, backward_value(which, logits_1(i), gy_at(i), total));
         }
     }
 }

@@ -1,6 +1,6 @@
 // Shared by loss.wgsl (forward) and grad.wgsl (backward): the parameters, the input
 // bindings 0-4 and the helpers that read them. Rust prepends it after lse.wgsl
-// (src/gpu/kernels.rs). Keep LossParams in sync with `LossParams` in src/gpu/loss_plan.rs.
+// (src/gpu/kernels/source.rs). Keep LossParams in sync with `LossParams` in src/gpu/loss/plan.rs.
 //
 // Shapes: logits and probs are [outer, C, inner] (see src/layout.rs); row r = o*inner + i
 // is x[o, 0..C, i], class c at o*C*inner + c*inner + i. targets has one class per row.
@@ -64,8 +64,8 @@ fn unsigned_targets() -> bool {
 }
 
 @group(0) @binding(0) var<uniform> params: LossParams;
-// binding 1, logits, is declared by the dtype file Rust puts before this one
-// (shared/dtype_*.wgsl): logits_4(j) reads vec4 j, logits_1(i) reads element i, as f32.
+// binding 1, logits, is declared by loss.wgsl (read) and grad.wgsl (read_write), and read
+// through io/input_*.wgsl: logits_4(j) reads vec4 j, logits_1(i) element i, as f32.
 @group(0) @binding(2) var<storage, read> targets: array<i32>;
 @group(0) @binding(3) var<storage, read> probs: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> weight: array<f32>;

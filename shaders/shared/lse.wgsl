@@ -1,6 +1,6 @@
 // Shared by every kernel family: the workgroup size, the online log-sum-exp and the
 // deterministic workgroup tree reductions. Rust prepends this file to each family's source
-// (src/gpu/kernels.rs); the CPU mirror is src/cpu/lse.rs.
+// (src/gpu/kernels/source.rs); the CPU mirror is src/cpu/lse.rs.
 
 // Invocations per workgroup, set from Rust (`Context::workgroup_size`). Must be a power of
 // two: the tree reductions below halve it.
@@ -20,7 +20,7 @@ struct Lse {
 }
 
 // Eight values: vec4s 2q and 2q + 1 of a contiguous tensor, one load where the input is read
-// 8 at a time (shared/dtype_f32_wide.wgsl), two elsewhere.
+// 8 at a time (io/input_f32_wide.wgsl), two elsewhere.
 struct Vec8 {
     a: vec4<f32>,
     b: vec4<f32>,

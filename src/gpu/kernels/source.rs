@@ -36,44 +36,51 @@ pub(crate) struct DeviceCaps {
 
 /// Rows kept in workgroup memory between two passes, for the families that read rows.
 const HOLD: &str = include_str!("../../../shaders/shared/hold.wgsl");
-/// The online log-sum-exp of a lane's pairs, appended to the input of the families that read
-/// rows (`NAME_lse_pairs`).
-const LSE_PAIRS: &str = include_str!("../../../shaders/shared/lse_pairs.wgsl");
 /// The loss parameters and input bindings, shared by the forward and backward families.
 const LOSS_INPUTS: &str = include_str!("../../../shaders/shared/loss_inputs.wgsl");
+/// The online log-sum-exp of a lane's pairs of logits (`logits_lse_pairs`).
+const LSE_PAIRS: &str = include_str!("../../../shaders/io/logits_lse_pairs.wgsl");
 
-/// How an input array of each dtype is declared and read (`NAME_8`, `NAME_4`, `NAME_1`). Read
-/// 8 at a time (`wide`): f32 as `vec4<u64>`, f16 and bf16 as `vec4<u32>`. Otherwise f32 as
-/// `vec4<f32>`, f16 as WGSL's own `f16` where the device has `SHADER_F16`, and 16-bit values
-/// from u32 words.
-fn dtype_source(dtype: DType, f16_native: bool, wide: bool) -> String {
-    let half = |pair: &str| {
-        let words = match wide {
-            true => include_str!("../../../shaders/shared/dtype_half_wide.wgsl"),
-            false => include_str!("../../../shaders/shared/dtype_half.wgsl"),
-        };
-        format!("{pair}\n{words}")
+/// How the logits of each dtype are read (`InputWord`, `logits_8`, `logits_4`, `logits_1`).
+/// Read 8 at a time (`wide`): f32 as `vec4<u64>`, f16 and bf16 as `vec4<u32>`. Otherwise f32
+/// as `vec4<f32>`, f16 as WGSL's own `f16` where the device has `SHADER_F16`, and 16-bit values
+/// from u32 words, widened by `half_pair`.
+fn input_files(dtype: DType, f16_native: bool, wide: bool) -> [&'static str; 2] {
+    let words = match wide {
+        true => include_str!("../../../shaders/io/input_half_wide.wgsl"),
+        false => include_str!("../../../shaders/io/input_half.wgsl"),
     };
     match dtype {
-        DType::F32 if wide => include_str!("../../../shaders/shared/dtype_f32_wide.wgsl").into(),
-        DType::F32 => include_str!("../../../shaders/shared/dtype_f32.wgsl").into(),
+        DType::F32 if wide => [include_str!("../../../shaders/io/input_f32_wide.wgsl"), ""],
+        DType::F32 => [include_str!("../../../shaders/io/input_f32.wgsl"), ""],
         DType::F16 if f16_native && !wide => {
-            include_str!("../../../shaders/shared/dtype_f16_native.wgsl").into()
+            [include_str!("../../../shaders/io/input_f16.wgsl"), ""]
         }
-        DType::F16 if wide => half(include_str!("../../../shaders/shared/half_f16_bits.wgsl")),
-        DType::F16 => half(include_str!("../../../shaders/shared/half_f16.wgsl")),
-        DType::BF16 => half(include_str!("../../../shaders/shared/half_bf16.wgsl")),
+        DType::F16 if wide => [
+            include_str!("../../../shaders/io/widen_f16_bits.wgsl"),
+            words,
+        ],
+        DType::F16 => [include_str!("../../../shaders/io/widen_f16.wgsl"), words],
+        DType::BF16 => [include_str!("../../../shaders/io/widen_bf16.wgsl"), words],
     }
 }
 
-/// How f32 values are written into an array (`NAME_put8`, `NAME_put4`, `NAME_put1`): one file
-/// for outputs and for the logits the in-place gradient overwrites. `wide`: the array is
-/// `vec4<u64>`, written 8 values a store.
-fn put_source(dtype: DType, wide: bool) -> &'static str {
+/// How the f32 result is written (`ResultWord`, `result_put8`, `result_put4`, `result_put1`):
+/// 8 values a store as `vec4<u64>` (`wide`), or as vec4s.
+fn result_file(wide: bool) -> &'static str {
+    match wide {
+        true => include_str!("../../../shaders/io/result_f32_wide.wgsl"),
+        false => include_str!("../../../shaders/io/result_f32.wgsl"),
+    }
+}
+
+/// How the in-place gradient writes over the logits (`logits_put8`, ...): f32 logits as they
+/// are read; 16-bit logits never (the host refuses it), by stubs.
+fn logits_put_file(dtype: DType, wide: bool) -> &'static str {
     match dtype {
-        DType::F32 if wide => include_str!("../../../shaders/shared/put_f32_wide.wgsl"),
-        DType::F32 => include_str!("../../../shaders/shared/put_f32.wgsl"),
-        _ => include_str!("../../../shaders/shared/put_half.wgsl"),
+        DType::F32 if wide => include_str!("../../../shaders/io/logits_put_f32_wide.wgsl"),
+        DType::F32 => include_str!("../../../shaders/io/logits_put_f32.wgsl"),
+        _ => include_str!("../../../shaders/io/logits_put_none.wgsl"),
     }
 }
 
@@ -105,76 +112,82 @@ impl Family {
         Family::Convert,
     ];
 
-    /// The complete WGSL source for a variant's input and output: the shared prelude, the
-    /// declaration of the input array in its dtype, then the family's own file. `caps.f16`
-    /// reads f16 through `enable f16;` (the device must have `SHADER_F16`).
+    /// The complete WGSL source for a variant: the shared prelude and reductions, the files
+    /// that read the logits and write the result in the variant's dtype and widths, then the
+    /// family's own file. Every function a kernel calls is spelled out in one of these files;
+    /// nothing is renamed. `caps.f16` reads f16 through `enable f16;` (`SHADER_F16`).
     pub fn source(self, v: Variant, caps: DeviceCaps) -> String {
-        let (dtype, f16_native) = (v.dtype, caps.f16);
-        let (prelude, own) = match self {
-            Family::Softmax => ("", include_str!("../../../shaders/softmax.wgsl")),
-            Family::Loss => (LOSS_INPUTS, include_str!("../../../shaders/loss.wgsl")),
-            Family::Grad => (LOSS_INPUTS, include_str!("../../../shaders/grad.wgsl")),
-            Family::Reduce => ("", include_str!("../../../shaders/reduce.wgsl")),
-            Family::Bandwidth => ("", include_str!("../../../shaders/bandwidth.wgsl")),
-            Family::Convert => ("", include_str!("../../../shaders/convert.wgsl")),
-        };
-        // The logits are read-only for the forward, writable for the fused backward (which
-        // can put the gradient over them).
-        let rows = |name: &str, access: &str| {
-            let decl = dtype_source(dtype, f16_native, v.wide_in);
-            format!("{decl}\n{LSE_PAIRS}")
-                .replace("NAME", name)
-                .replace("ACCESS", access)
-        };
-        let input = match self {
-            Family::Softmax => rows("x", "read"),
-            Family::Loss => rows("logits", "read"),
-            // Read-write for the in-place gradient, which is wide only where its stores are
-            // safe (`Context::pipeline`).
-            Family::Grad => format!(
-                "{}\n{}",
-                rows("logits", "read_write"),
-                put_source(dtype, v.wide_in).replace("NAME", "logits")
+        let (own, prelude, reads_rows, result) = match self {
+            Family::Softmax => (
+                include_str!("../../../shaders/softmax.wgsl"),
+                "",
+                true,
+                true,
             ),
-            // The read roofline reads f32 exactly as the loss kernels read their logits.
-            Family::Bandwidth => dtype_source(DType::F32, false, v.wide_in)
-                .replace("NAME", "src")
-                .replace("ACCESS", "read"),
-            Family::Reduce | Family::Convert => String::new(),
+            Family::Loss => (
+                include_str!("../../../shaders/loss.wgsl"),
+                LOSS_INPUTS,
+                true,
+                false,
+            ),
+            Family::Grad => (
+                include_str!("../../../shaders/grad.wgsl"),
+                LOSS_INPUTS,
+                true,
+                true,
+            ),
+            Family::Reduce => (
+                include_str!("../../../shaders/reduce.wgsl"),
+                "",
+                false,
+                false,
+            ),
+            Family::Bandwidth => (
+                include_str!("../../../shaders/bandwidth.wgsl"),
+                "",
+                false,
+                true,
+            ),
+            Family::Convert => (
+                include_str!("../../../shaders/convert.wgsl"),
+                "",
+                false,
+                false,
+            ),
         };
-        let input = input.replace("BINDING", "1");
-        // The f32 output of the families that write one row by row: softmax's y, the gradient.
-        let output = |name: &str, binding: u32| {
-            let elem = if v.wide_out { "vec4<u64>" } else { "vec4<f32>" };
-            let decl = format!(
-                "@group(0) @binding({binding}) var<storage, read_write> {name}: array<{elem}>;"
-            );
-            format!("{decl}\n{}", put_source(DType::F32, v.wide_out)).replace("NAME", name)
+        let mut parts = vec![SHARED, REDUCE_TREE];
+        parts.push(match caps.reduce {
+            RowReduce::Shuffle => REDUCE_SHUFFLE,
+            RowReduce::Subgroup => REDUCE_SUBGROUP,
+            RowReduce::Tree => REDUCE_PLAIN,
+        });
+        // The read roofline reads f32 exactly as the loss kernels read their logits.
+        let dtype = if self == Family::Bandwidth {
+            DType::F32
+        } else {
+            v.dtype
         };
-        let output = match self {
-            Family::Softmax => output("y", 2),
-            Family::Grad => output("grad", 7),
-            Family::Bandwidth => output("dst", 3),
-            _ => String::new(),
-        };
-        let hold = match self {
-            Family::Softmax | Family::Loss | Family::Grad => HOLD,
-            _ => "",
-        };
+        let native_f16 = dtype == DType::F16 && caps.f16 && !v.wide_in;
+        if reads_rows || self == Family::Bandwidth {
+            parts.extend(input_files(dtype, caps.f16, v.wide_in));
+        }
+        if reads_rows {
+            parts.extend([LSE_PAIRS, HOLD]);
+        }
+        if result {
+            parts.push(result_file(v.wide_out));
+        }
+        if self == Family::Grad {
+            parts.push(logits_put_file(dtype, v.wide_in));
+        }
+        parts.extend([prelude, own]);
         // `enable` directives must come before any declaration.
-        let enable = if dtype == DType::F16 && f16_native && !v.wide_in && !input.is_empty() {
+        let enable = if native_f16 && reads_rows {
             "enable f16;\n"
         } else {
             ""
         };
-        let reduce = match caps.reduce {
-            RowReduce::Shuffle => REDUCE_SHUFFLE,
-            RowReduce::Subgroup => REDUCE_SUBGROUP,
-            RowReduce::Tree => REDUCE_PLAIN,
-        };
-        format!(
-            "{enable}{SHARED}\n{REDUCE_TREE}\n{reduce}\n{input}\n{output}\n{hold}\n{prelude}\n{own}"
-        )
+        format!("{enable}{}", parts.join("\n"))
     }
 
     /// Binding 0 is the uniform parameters; then storage buffers, read-only or not.

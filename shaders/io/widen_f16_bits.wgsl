@@ -1,12 +1,12 @@
 // One u32 word of two IEEE halves (low first) as f32s, by integer arithmetic: for CPU
-// adapters, which read f16 8 at a time (dtype_half_wide.wgsl). Exactly unpack2x16float's
+// adapters, which read f16 8 at a time (input_half_wide.wgsl). Exactly unpack2x16float's
 // result, but lavapipe's unpack2x16float (and its native f16 loads) cost more than the loads:
 // the cross-entropy forward over 1024×32000 f16 logits ran at 2.5-2.7 GB/s this way against
 // 1.5-1.7 GB/s with unpack2x16float (three interleaved rounds). A subnormal half m·2^-24 is
 // made as f32(m)·2^-24, a normal f32, so no subnormal f32 is involved (CPU adapters may flush
 // them).
 // The halves h (16 bits each) as f32s: exponent e, mantissa m.
-fn NAME_half_bits(h: vec2<u32>) -> vec2<f32> {
+fn half_bits(h: vec2<u32>) -> vec2<f32> {
     let e = (h >> vec2<u32>(10u)) & vec2<u32>(0x1fu);
     let m = h & vec2<u32>(0x3ffu);
     let sign = (h & vec2<u32>(0x8000u)) << vec2<u32>(16u);
@@ -19,6 +19,6 @@ fn NAME_half_bits(h: vec2<u32>) -> vec2<f32> {
     return bitcast<vec2<f32>>(bits | sign);
 }
 
-fn NAME_pair(w: u32) -> vec2<f32> {
-    return NAME_half_bits(vec2<u32>(w & 0xffffu, w >> 16u));
+fn half_pair(w: u32) -> vec2<f32> {
+    return half_bits(vec2<u32>(w & 0xffffu, w >> 16u));
 }
