@@ -47,23 +47,6 @@ override IN_PLACE: bool = false;
 @group(0) @binding(7) var<storage, read_write> result: array<ResultWord>;
 @group(0) @binding(8) var<storage, read_write> stats: array<vec4<f32>>;
 
-// The second read of vec4 j of a contiguous row: from workgroup memory when rows are held
-// (shared/hold.wgsl). In place, it is read before the same invocation writes it.
-fn again4(j: u32) -> vec4<f32> {
-    if HOLD_ROWS {
-        return held4(j);
-    }
-    return logits_4(j);
-}
-
-// The second read of pair q (vec4s 2q, 2q + 1), likewise.
-fn again8(q: u32) -> Vec8 {
-    if HOLD_ROWS {
-        return Vec8(held4(2u * q), held4(2u * q + 1u));
-    }
-    return logits_8(q);
-}
-
 fn store4(j: u32, d: vec4<f32>) {
     if IN_PLACE {
         logits_put4(j, d);
@@ -229,31 +212,31 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
             let l = params.lanes;
             var q = pr.q0 + slot.lane;
             for (; q + l < pr.q1; q += 2u * l) {
-                let w = again8(q);
-                let v = again8(q + l);
+                let w = hold_read8(q);
+                let v = hold_read8(q + l);
                 simple_grad_pair(sg, q, w);
                 simple_grad_pair(sg, q + l, v);
             }
             if q < pr.q1 {
-                simple_grad_pair(sg, q, again8(q));
+                simple_grad_pair(sg, q, hold_read8(q));
             }
             if pr.has_lo && takes_lo(slot.lane) {
-                store4(pr.lo, simple_grad4(sg, again4(pr.lo), pr.lo));
+                store4(pr.lo, simple_grad4(sg, hold_read4(pr.lo), pr.lo));
             }
             if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-                store4(pr.hi, simple_grad4(sg, again4(pr.hi), pr.hi));
+                store4(pr.hi, simple_grad4(sg, hold_read4(pr.hi), pr.hi));
             }
         } else {
             // One pair a trip here (shared/lse.wgsl).
             let pr = span_pairs(sp);
             for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
-                grad_pair(g, q, base, again8(q));
+                grad_pair(g, q, base, hold_read8(q));
             }
             if pr.has_lo && takes_lo(slot.lane) {
-                store4(pr.lo, grad4(g, again4(pr.lo), pr.lo, base));
+                store4(pr.lo, grad4(g, hold_read4(pr.lo), pr.lo, base));
             }
             if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-                store4(pr.hi, grad4(g, again4(pr.hi), pr.hi, base));
+                store4(pr.hi, grad4(g, hold_read4(pr.hi), pr.hi, base));
             }
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {

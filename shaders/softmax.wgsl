@@ -65,10 +65,6 @@ fn store1(i: u32, v: f32) {
     result_put1(i, v);
 }
 
-fn row_base(row: u32) -> u32 {
-    return (row / params.inner) * params.classes * params.inner + row % params.inner;
-}
-
 // (m, s) of classes [c0, c1) of the row, merged over its lanes.
 fn row_lse(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> Lse {
     var st = lse_empty();
@@ -100,23 +96,6 @@ fn row_lse(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> Lse {
         }
     }
     return workgroup_lse(st, lid, params.lanes);
-}
-
-// The second read of vec4 j of a contiguous row: from workgroup memory when rows are held
-// (shared/hold.wgsl).
-fn again4(j: u32) -> vec4<f32> {
-    if HOLD_ROWS {
-        return held4(j);
-    }
-    return logits_4(j);
-}
-
-// The second read of pair q (vec4s 2q, 2q + 1), likewise.
-fn again8(q: u32) -> Vec8 {
-    if HOLD_ROWS {
-        return Vec8(held4(2u * q), held4(2u * q + 1u));
-    }
-    return logits_8(q);
 }
 
 // log_softmax (`which` LOG_SOFTMAX) or softmax of the raw vec4 v, given m, log(s), 1/s.
@@ -158,13 +137,13 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, st: Lse
         if which == LOG_SOFTMAX {
             var q = pr.q0 + slot.lane;
             for (; q + l < pr.q1; q += 2u * l) {
-                let w = again8(q);
-                let v = again8(q + l);
+                let w = hold_read8(q);
+                let v = hold_read8(q + l);
                 log_softmax_pair(q, w, m, log_s);
                 log_softmax_pair(q + l, v, m, log_s);
             }
             if q < pr.q1 {
-                log_softmax_pair(q, again8(q), m, log_s);
+                log_softmax_pair(q, hold_read8(q), m, log_s);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base + c0, k);
@@ -173,13 +152,13 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, st: Lse
         } else {
             var q = pr.q0 + slot.lane;
             for (; q + l < pr.q1; q += 2u * l) {
-                let w = again8(q);
-                let v = again8(q + l);
+                let w = hold_read8(q);
+                let v = hold_read8(q + l);
                 softmax_pair(q, w, m, inv_s);
                 softmax_pair(q + l, v, m, inv_s);
             }
             if q < pr.q1 {
-                softmax_pair(q, again8(q), m, inv_s);
+                softmax_pair(q, hold_read8(q), m, inv_s);
             }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base + c0, k);
@@ -187,10 +166,10 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, st: Lse
             }
         }
         if pr.has_lo && takes_lo(slot.lane) {
-            result_put4(pr.lo, forward4(which, again4(pr.lo), m, log_s, inv_s));
+            result_put4(pr.lo, forward4(which, hold_read4(pr.lo), m, log_s, inv_s));
         }
         if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-            result_put4(pr.hi, forward4(which, again4(pr.hi), m, log_s, inv_s));
+            result_put4(pr.hi, forward4(which, hold_read4(pr.hi), m, log_s, inv_s));
         }
     } else {
         for (var c = c0 + slot.lane; c < c1; c += params.lanes) {

@@ -43,3 +43,20 @@ fn hold8(q: u32, w: Vec8) {
 fn held4(j: u32) -> vec4<f32> {
     return held[j + held_shift];
 }
+
+// The second read of vec4 j of a contiguous row: from here when rows are held, else from
+// memory again. In place, it comes before the same invocation writes the vec4.
+fn hold_read4(j: u32) -> vec4<f32> {
+    if HOLD_ROWS {
+        return held4(j);
+    }
+    return logits_4(j);
+}
+
+// The second read of pair q (vec4s 2q, 2q + 1), likewise.
+fn hold_read8(q: u32) -> Vec8 {
+    if HOLD_ROWS {
+        return Vec8(held4(2u * q), held4(2u * q + 1u));
+    }
+    return logits_8(q);
+}

@@ -74,10 +74,6 @@ fn prob(i: u32) -> f32 {
     return probs[i >> 2u][i & 3u];
 }
 
-fn row_base(row: u32) -> u32 {
-    return (row / params.inner) * params.classes * params.inner + row % params.inner;
-}
-
 // Set from Rust: false for a call with class targets and no label smoothing, z-loss or
 // softcap (only weights), so that every branch below on those options folds away when the
 // pipeline is compiled. CPU adapters run both sides of a branch, so each row otherwise paid

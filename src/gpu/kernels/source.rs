@@ -4,7 +4,7 @@
 use super::key::Variant;
 use crate::options::DType;
 
-/// The shared prelude: workgroup size, online log-sum-exp, row slots.
+/// The shared prelude: workgroup size, online log-sum-exp, scalar helpers.
 const SHARED: &str = include_str!("../../../shaders/shared/lse.wgsl");
 /// Tree reductions through workgroup memory, included in every shader.
 const REDUCE_TREE: &str = include_str!("../../../shaders/shared/reduce_tree.wgsl");
@@ -34,6 +34,8 @@ pub(crate) struct DeviceCaps {
     pub reduce: RowReduce,
 }
 
+/// How rows are walked: slots, segments, spans and pairs, for the families that read rows.
+const ROWS: &str = include_str!("../../../shaders/shared/rows.wgsl");
 /// Rows kept in workgroup memory between two passes, for the families that read rows.
 const HOLD: &str = include_str!("../../../shaders/shared/hold.wgsl");
 /// The loss parameters and input bindings, shared by the forward and backward families.
@@ -172,7 +174,7 @@ impl Family {
             parts.extend(input_files(dtype, caps.f16, v.wide_in));
         }
         if reads_rows {
-            parts.extend([LSE_PAIRS, HOLD]);
+            parts.extend([ROWS, LSE_PAIRS, HOLD]);
         }
         if result {
             parts.push(result_file(v.wide_out));
