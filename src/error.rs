@@ -68,14 +68,6 @@ pub enum XentError {
     /// An argument outside its domain (label smoothing, ignore_index with probabilities...).
     #[error("{0}")]
     InvalidArgument(String),
-    /// A `.npy` file that is not what the operation reads.
-    #[error("{path}: {message}")]
-    Npy {
-        /// The file.
-        path: String,
-        /// What is wrong with it.
-        message: String,
-    },
     /// No wgpu adapter could be found.
     #[error("no GPU adapter found ({detail}). wgpu-xent needs a Vulkan, Metal, DX12 or GL adapter; on Linux without a GPU install a software one: Mesa's llvmpipe (GL/EGL, package libegl-mesa0) or lavapipe (Vulkan, `apt-get install mesa-vulkan-drivers`). Choose one with WGPU_BACKEND=vulkan|gl.")]
     NoAdapter {
@@ -102,9 +94,6 @@ pub enum XentError {
     /// Mapping a buffer or waiting on the device failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),
-    /// An I/O error.
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
 }
 
 /// Shorthand for results of this crate.

@@ -20,14 +20,11 @@
 //! # Ok(()) }
 //! ```
 
-pub mod compare;
 pub mod cpu;
 mod error;
 pub mod gpu;
 pub mod layout;
-pub mod npy;
 mod options;
-pub mod traffic;
 
 pub use error::{Result, XentError};
 pub use gpu::{

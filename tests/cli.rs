@@ -5,7 +5,6 @@ mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use wgpu_xent::npy;
 
 fn xent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xent"))
@@ -33,7 +32,7 @@ fn write_i64(path: &Path, data: &[i64], shape: &[u64]) {
 fn eval_writes_a_0d_loss_that_matches_the_reference() {
     let d = tmpdir("ok");
     let x: Vec<f32> = (0..12).map(|i| (i as f32 * 0.7).sin() * 3.0).collect();
-    npy::write_f32(d.join("x.npy"), &x, &[4, 3]).unwrap();
+    common::write_npy_f32(d.join("x.npy"), &x, &[4, 3]);
     write_i64(&d.join("t.npy"), &[0, 2, -100, 1], &[4]);
     for device in ["gpu", "cpu"] {
         let out = d.join(format!("{device}.npy"));
@@ -47,7 +46,7 @@ fn eval_writes_a_0d_loss_that_matches_the_reference() {
             .output()
             .unwrap();
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        let y = npy::read_f32(&out).unwrap();
+        let y = common::read_npy::<f32>(&out);
         assert_eq!(y.shape, Vec::<usize>::new());
         let expect = wgpu_xent::cpu::cross_entropy(
             wgpu_xent::Tensor::new(&x, &[4, 3]),
@@ -62,7 +61,7 @@ fn eval_writes_a_0d_loss_that_matches_the_reference() {
 #[test]
 fn eval_refuses_bad_input_with_a_message_and_no_output() {
     let d = tmpdir("bad");
-    npy::write_f32(d.join("x.npy"), &[0.0; 12], &[4, 3]).unwrap();
+    common::write_npy_f32(d.join("x.npy"), &[0.0; 12], &[4, 3]);
     write_i64(&d.join("t.npy"), &[0, 5, 1, 1], &[4]);
     write_i64(&d.join("i.npy"), &[0; 12], &[4, 3]);
     let cases: [(&[&str], &str); 4] = [
@@ -328,7 +327,7 @@ fn reduction_paths_agree_bitwise() {
     let mut rng = common::Rng(21);
     for (n, c) in [(300usize, 1037usize), (4096, 8), (500, 100), (3, 20000)] {
         let x = rng.logits(n * c, 4.0);
-        npy::write_f32(d.join("x.npy"), &x, &[n, c]).unwrap();
+        common::write_npy_f32(d.join("x.npy"), &x, &[n, c]);
         let t: Vec<i64> = (0..n).map(|_| rng.below(c) as i64).collect();
         write_i64(&d.join("t.npy"), &t, &[n as u64]);
         let run = |tag: &str, no_subgroups: bool| {
@@ -360,8 +359,8 @@ fn reduction_paths_agree_bitwise() {
                 let read = |tag: &str| std::fs::read(path(tag)).unwrap();
                 assert!(read("default") == read("tree"), "{n}x{c} {what}");
             } else {
-                let tree = npy::read_f32(path("tree")).unwrap().data;
-                let ours = npy::read_f32(path("default")).unwrap().data;
+                let tree = common::read_npy::<f32>(path("tree")).data;
+                let ours = common::read_npy::<f32>(path("default")).data;
                 common::assert_close(what, &ours, &common::widen(&tree), 1e-6, 1e-5);
             }
         }

@@ -3,10 +3,9 @@
 
 mod common;
 
-use common::{assert_close, ctx};
+use common::{assert_close, ctx, npy_dtype, read_npy, NpyArray};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use wgpu_xent::npy::{self, NpyTarget};
 use wgpu_xent::{
     cpu, BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Reduction, Result, Target,
     Tensor,
@@ -28,28 +27,66 @@ enum Device {
     Cpu,
 }
 
+/// A case's logits widened to f32, and their 16-bit patterns and dtype for f16 / bf16: f32
+/// and f16 inputs by the file's dtype, bf16 as uint16 bit patterns.
+type Input = (NpyArray<f32>, Option<(Vec<u16>, DType)>);
+
+fn read_input(path: &Path, dtype: &str) -> Input {
+    let (bits, dtype) = match dtype {
+        "f32" => return (read_npy::<f32>(path), None),
+        "f16" => {
+            let h = read_npy::<half::f16>(path);
+            let data = h.data.iter().map(|v| v.to_bits()).collect();
+            (
+                NpyArray {
+                    data,
+                    shape: h.shape,
+                },
+                DType::F16,
+            )
+        }
+        _ => (read_npy::<u16>(path), DType::BF16),
+    };
+    let wide = bits.data.iter().map(|&b| dtype.widen(b)).collect();
+    let input = NpyArray {
+        data: wide,
+        shape: bits.shape.clone(),
+    };
+    (input, Some((bits.data, dtype)))
+}
+
+/// A target file: int64 or int32 class indices, or float32 probabilities.
+enum Targets {
+    I64(NpyArray<i64>),
+    I32(NpyArray<i32>),
+    Probs(NpyArray<f32>),
+}
+
+impl Targets {
+    fn read(path: &Path) -> Self {
+        match npy_dtype(path).as_str() {
+            "<i8" => Targets::I64(read_npy(path)),
+            "<i4" => Targets::I32(read_npy(path)),
+            _ => Targets::Probs(read_npy(path)),
+        }
+    }
+
+    fn target(&self) -> Target<'_> {
+        match self {
+            Targets::I64(t) => Target::I64(Tensor::new(&t.data, &t.shape)),
+            Targets::I32(t) => Target::I32(Tensor::new(&t.data, &t.shape)),
+            Targets::Probs(t) => Target::Probs(Tensor::new(&t.data, &t.shape)),
+        }
+    }
+}
+
 /// Runs one case's op as `xent eval` would, with the fused backward when the case has a
 /// gradient (and, on the GPU, the in-place backward too, which must agree bitwise).
 fn eval(dir: &Path, case: &Value, device: Device) -> Result<LossAndGrad> {
     let files = &case["files"];
     let args = &case["args"];
     let path = dir.join(files["input"].as_str().unwrap());
-    // f32 and f16 inputs by the file's dtype; bf16 as uint16 bit patterns.
-    let (input, bits) = match case["dtype"].as_str().unwrap_or("f32") {
-        "f32" => (npy::read_f32(&path)?, None),
-        d => {
-            let (bits, dtype) = match d {
-                "f16" => (npy::read_f16_bits(&path)?, DType::F16),
-                _ => (npy::read_u16(&path)?, DType::BF16),
-            };
-            let wide = bits.data.iter().map(|&b| dtype.widen(b)).collect();
-            let input = npy::NpyArray {
-                data: wide,
-                shape: bits.shape.clone(),
-            };
-            (input, Some((bits.data, dtype)))
-        }
-    };
+    let (input, bits) = read_input(&path, case["dtype"].as_str().unwrap_or("f32"));
     let x: Logits = match &bits {
         Some((b, DType::F16)) => Logits::F16(Tensor::new(b, &input.shape)),
         Some((b, _)) => Logits::BF16(Tensor::new(b, &input.shape)),
@@ -72,8 +109,7 @@ fn eval(dir: &Path, case: &Value, device: Device) -> Result<LossAndGrad> {
     }
     let weight = files
         .get("weight")
-        .map(|w| npy::read_f32(dir.join(w.as_str().unwrap())))
-        .transpose()?;
+        .map(|w| read_npy::<f32>(dir.join(w.as_str().unwrap())));
     let opts = LossOptions {
         weight: weight.as_ref().map(|w| w.data.as_slice()),
         ignore_index: args
@@ -87,12 +123,8 @@ fn eval(dir: &Path, case: &Value, device: Device) -> Result<LossAndGrad> {
             .map_or(0.0, |v| v.as_f64().unwrap() as f32),
         ..Default::default()
     };
-    let t = npy::read_target(dir.join(files["target"].as_str().unwrap()))?;
-    let target = match &t {
-        NpyTarget::I64(t) => Target::I64(Tensor::new(&t.data, &t.shape)),
-        NpyTarget::I32(t) => Target::I32(Tensor::new(&t.data, &t.shape)),
-        NpyTarget::F32(t) => Target::Probs(Tensor::new(&t.data, &t.shape)),
-    };
+    let targets = Targets::read(&dir.join(files["target"].as_str().unwrap()));
+    let target = targets.target();
     let b = BackwardOptions::default();
     if case.get("grad").is_none_or(|g| g.is_null()) {
         let loss = match (op, device) {
@@ -116,22 +148,34 @@ fn eval(dir: &Path, case: &Value, device: Device) -> Result<LossAndGrad> {
         _ => panic!("unknown op {op}"),
     };
     if op == "cross-entropy" && device == Device::Gpu && bits.is_none() {
-        let mut logits = input.data.clone();
-        let in_place =
-            ctx().cross_entropy_backward_in_place(&mut logits, &input.shape, target, &opts, &b)?;
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(
-            bits(&in_place.loss.data),
-            bits(&result.loss.data),
-            "in-place loss"
-        );
-        assert_eq!(
-            bits(&logits),
-            bits(&result.grad.as_ref().unwrap().data),
-            "in-place gradient"
-        );
+        assert_in_place_agrees(&input, target, &opts, &result)?;
     }
     Ok(result)
+}
+
+/// The GPU's in-place cross-entropy backward of f32 `input` agrees bitwise with `result`.
+fn assert_in_place_agrees(
+    input: &NpyArray<f32>,
+    target: Target,
+    opts: &LossOptions,
+    result: &LossAndGrad,
+) -> Result<()> {
+    let mut logits = input.data.clone();
+    let b = BackwardOptions::default();
+    let in_place =
+        ctx().cross_entropy_backward_in_place(&mut logits, &input.shape, target, opts, &b)?;
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(
+        bits(&in_place.loss.data),
+        bits(&result.loss.data),
+        "in-place loss"
+    );
+    assert_eq!(
+        bits(&logits),
+        bits(&result.grad.as_ref().unwrap().data),
+        "in-place gradient"
+    );
+    Ok(())
 }
 
 fn run_all(device: Device) {

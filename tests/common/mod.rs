@@ -100,3 +100,50 @@ pub fn assert_loss_and_grad(
         grad_tol.1,
     );
 }
+
+/// An array of a `.npy` file: its elements in C order and its shape (`[]` for 0-d).
+pub struct NpyArray<T> {
+    pub data: Vec<T>,
+    pub shape: Vec<usize>,
+}
+
+/// Reads a `.npy` file of element type `T` with `npyz` (panics, naming the file, on any error).
+pub fn read_npy<T: npyz::Deserialize>(path: impl AsRef<std::path::Path>) -> NpyArray<T> {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let shape = npy.shape().iter().map(|&d| d as usize).collect();
+    let data = npy
+        .into_vec::<T>()
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    NpyArray { data, shape }
+}
+
+/// The element type written in a `.npy` header, e.g. `"<f4"`.
+pub fn npy_dtype(path: impl AsRef<std::path::Path>) -> String {
+    let path = path.as_ref();
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    match npy.dtype() {
+        npyz::DType::Plain(t) => t.to_string(),
+        d => panic!("{}: not a plain dtype: {}", path.display(), d.descr()),
+    }
+}
+
+/// Writes a float32 `.npy` file of `shape` (`[]` for 0-d) with `npyz`.
+pub fn write_npy_f32(path: impl AsRef<std::path::Path>, data: &[f32], shape: &[usize]) {
+    use npyz::WriterBuilder;
+    let path = path.as_ref();
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let file = std::fs::File::create(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&dims)
+        .writer(std::io::BufWriter::new(file))
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+}

@@ -3,15 +3,17 @@
 //! reports its write bandwidth.
 
 use crate::data::{self, Synth};
+use crate::error::{CliError, Result};
 use crate::eval::InputDtype;
 use crate::measure::{bench_op, roofline};
 use crate::output::{check_distinct, Staged};
+use crate::traffic::BenchOp;
 use crate::DeviceKind;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use std::path::PathBuf;
-use wgpu_xent::{Context, DType, Result, XentError};
+use wgpu_xent::{Context, DType};
 
 /// Shapes timed when none is given (skipped where memory does not allow).
 pub const DEFAULT_SHAPES: &[&str] = &[
@@ -23,24 +25,11 @@ pub const DEFAULT_SHAPES: &[&str] = &[
     "4096x131072",
 ];
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum OpArg {
-    CrossEntropy,
-    CrossEntropyGrad,
-    /// The fused backward writing the gradient over the logits (f32 only).
-    CrossEntropyGradInPlace,
-    NllLoss,
-    LogSoftmax,
-    Softmax,
-    /// The adapter's buffer copy, a trivial read kernel and a trivial write kernel: the roofline.
-    Copy,
-}
-
 #[derive(Args)]
 pub struct BenchArgs {
     /// Ops to time (repeatable; default: cross-entropy, cross-entropy-grad, log-softmax, copy).
     #[arg(long = "op", value_enum)]
-    ops: Vec<OpArg>,
+    ops: Vec<BenchOp>,
     /// Shapes NxC (repeatable; default: a sweep up to 4096x131072).
     #[arg(long = "shape")]
     shapes: Vec<String>,
@@ -126,7 +115,7 @@ fn shapes(a: &BenchArgs) -> Result<Vec<(usize, usize)>> {
     for s in &shape_args {
         let shape = data::parse_shape(s)?;
         if shape.len() != 2 || shape.contains(&0) {
-            return Err(XentError::InvalidArgument(format!(
+            return Err(CliError::Arg(format!(
                 "--shape {s}: bench takes NxC with N >= 1 and C >= 1"
             )));
         }
@@ -166,7 +155,7 @@ fn adapter_json(ctx: Option<&Context>) -> AdapterJson {
 fn measure_shape(
     ctx: Option<&Context>,
     (n, c): (usize, usize),
-    ops: &[OpArg],
+    ops: &[BenchOp],
     a: &BenchArgs,
     bar: &ProgressBar,
 ) -> Result<Vec<Row>> {
@@ -189,10 +178,11 @@ fn measure_shape(
     let read_gbs = bytes / roof.read.wall.0 / 1e6;
     let mut rows = Vec::new();
     for &op in ops {
-        let name = op.to_possible_value().map(|v| v.get_name().to_string());
-        bar.set_message(format!("{n}x{c} {}", name.unwrap_or_default()));
+        bar.set_message(format!("{n}x{c} {}", op.name()));
         let measured = match op {
-            OpArg::Copy => vec![roof.copy.clone(), roof.read.clone(), roof.write.clone()],
+            BenchOp::Copy | BenchOp::Read | BenchOp::Write => {
+                vec![roof.copy.clone(), roof.read.clone(), roof.write.clone()]
+            }
             _ => vec![bench_op(ctx, op, &inp, a)?],
         };
         for m in measured {
@@ -229,7 +219,7 @@ fn write_outputs(a: &BenchArgs, report: &Report) -> Result<()> {
     let mut staged = Staged::default();
     if let Some(path) = &a.json {
         let text = serde_json::to_string_pretty(report)
-            .map_err(|e| XentError::InvalidArgument(format!("JSON: {e}")))?;
+            .map_err(|e| CliError::Arg(format!("JSON: {e}")))?;
         staged.stage(path, |w| Ok(w.write_all(text.as_bytes())?))?;
     }
     if let Some(path) = &a.plot {
@@ -246,7 +236,7 @@ fn write_outputs(a: &BenchArgs, report: &Report) -> Result<()> {
 /// are still printed and written, with `"valid": false`).
 pub fn run(a: &BenchArgs) -> Result<bool> {
     if a.iters == 0 {
-        return Err(XentError::InvalidArgument(
+        return Err(CliError::Arg(
             "--iters 0: at least one timed run is needed".into(),
         ));
     }
@@ -256,10 +246,10 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     }
     let ops = if a.ops.is_empty() {
         vec![
-            OpArg::CrossEntropy,
-            OpArg::CrossEntropyGrad,
-            OpArg::LogSoftmax,
-            OpArg::Copy,
+            BenchOp::CrossEntropy,
+            BenchOp::CrossEntropyGrad,
+            BenchOp::LogSoftmax,
+            BenchOp::Copy,
         ]
     } else {
         a.ops.clone()

@@ -1,13 +1,14 @@
 //! `xent check`: the GPU against the CPU reference on one configuration.
 
+use crate::compare::{compare, compare_scaled, scale_of, Comparison};
 use crate::data::{self, Inputs, Synth};
+use crate::error::{CliError, Result};
 use crate::eval::{CliReduction, InputDtype};
 use crate::ops::run_op;
 use crate::Op;
 use clap::Args;
 use std::path::PathBuf;
-use wgpu_xent::compare::{compare, compare_scaled, scale_of, Comparison};
-use wgpu_xent::{Context, LossOptions, Result, XentError};
+use wgpu_xent::{Context, LossOptions};
 
 /// Default `--tol-abs`.
 pub const TOL_ABS: f64 = 1e-5;
@@ -86,7 +87,7 @@ fn check_tolerance(flag: &str, v: f64) -> Result<()> {
     if v.is_finite() && v >= 0.0 {
         Ok(())
     } else {
-        Err(XentError::InvalidArgument(format!(
+        Err(CliError::Arg(format!(
             "{flag} {v}: a tolerance must be a finite number >= 0"
         )))
     }
@@ -105,7 +106,7 @@ fn inputs(a: &CheckArgs) -> Result<Inputs> {
     let s = a.shape.as_deref().unwrap_or("64x1000");
     let shape = data::parse_shape(s)?;
     if shape[1] == 0 && matches!(a.op, Op::CrossEntropy | Op::NllLoss) {
-        return Err(XentError::InvalidShape(format!(
+        return Err(CliError::Arg(format!(
             "--shape {s}: C = 0 leaves no class to draw targets from"
         )));
     }
@@ -128,9 +129,7 @@ fn inputs(a: &CheckArgs) -> Result<Inputs> {
 /// The testing switches: a perturbed first output, or a tail of zeros.
 fn perturb(a: &CheckArgs, out: &mut [f32]) -> Result<()> {
     if out.is_empty() && (a.perturb || a.zero_tail) {
-        return Err(XentError::InvalidArgument(
-            "--perturb: the output is empty".into(),
-        ));
+        return Err(CliError::Arg("--perturb: the output is empty".into()));
     }
     if a.perturb {
         out[0] += 1e-2;

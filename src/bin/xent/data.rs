@@ -1,9 +1,10 @@
 //! Inputs for `check` and `bench`: generated from a seed, or read from .npy files.
 
+use crate::error::{CliError, Result};
+use crate::npy::{self, NpyBytes, NpyTarget};
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use wgpu_xent::npy::{self, NpyBytes, NpyTarget};
-use wgpu_xent::{DType, Logits, Result, Target, Tensor, XentError};
+use wgpu_xent::{DType, Logits, Target, Tensor};
 
 /// Owned inputs of one configuration.
 pub struct Inputs {
@@ -46,11 +47,11 @@ pub fn parse_shape(s: &str) -> Result<Vec<usize>> {
     match dims {
         Ok(d) if d.len() >= 2 => match npy::checked_len(d.iter().map(|&v| v as u64)) {
             Some(n) if n <= isize::MAX as u64 => Ok(d),
-            _ => Err(XentError::InvalidShape(format!(
+            _ => Err(CliError::Arg(format!(
                 "--shape {s}: the element count overflows"
             ))),
         },
-        _ => Err(XentError::InvalidArgument(format!(
+        _ => Err(CliError::Arg(format!(
             "--shape {s}: expected NxC or NxCxD1x.. (e.g. 1024x32000)"
         ))),
     }
@@ -70,10 +71,10 @@ pub fn check_fits(s: &str, shape: &[usize], bytes_per_logit: u64) -> Result<()> 
     let need = npy::checked_len(shape.iter().map(|&d| d as u64))
         .and_then(|n| n.checked_mul(bytes_per_logit));
     match (need, available_memory()) {
-        (None, _) => Err(XentError::InvalidShape(format!(
+        (None, _) => Err(CliError::Arg(format!(
             "--shape {s}: the element count overflows"
         ))),
-        (Some(need), Some(avail)) if need > avail => Err(XentError::InvalidShape(format!(
+        (Some(need), Some(avail)) if need > avail => Err(CliError::Arg(format!(
             "--shape {s} does not fit: it needs about {} MiB of memory, {} MiB are available",
             need >> 20,
             avail >> 20
@@ -173,7 +174,7 @@ fn load(path: &Path) -> Result<NpyBytes> {
     std::io::stdin()
         .lock()
         .read_to_end(&mut bytes)
-        .map_err(|e| XentError::Npy {
+        .map_err(|e| CliError::Npy {
             path: "- (stdin)".into(),
             message: e.to_string(),
         })?;
@@ -213,7 +214,7 @@ pub fn read(
         .filter(|p| p.is_some_and(|p| p.as_path() == Path::new("-")))
         .count();
     if stdin > 1 {
-        return Err(XentError::InvalidArgument(
+        return Err(CliError::Arg(
             "stdin (`-`) can be read for one of --input, --target and --weight only".into(),
         ));
     }
@@ -236,7 +237,7 @@ pub fn read(
             let file = load(path)?;
             let w = file.f32()?;
             if w.shape.len() != 1 {
-                return Err(XentError::Npy {
+                return Err(CliError::Npy {
                     path: file.name().to_string(),
                     message: format!("weight must be 1-D of shape [C], got shape {:?}", w.shape),
                 });

@@ -1,11 +1,13 @@
 //! `xent eval`: one operation on .npy files.
 
+use crate::error::{CliError, Result};
+use crate::npy;
 use crate::ops::run_op;
 use crate::output::{check_distinct, Staged};
 use crate::{data, DeviceKind, Op};
 use clap::{Args, ValueEnum};
 use std::path::PathBuf;
-use wgpu_xent::{npy, Context, DType, LossOptions, Reduction, Result, XentError};
+use wgpu_xent::{Context, DType, LossOptions, Reduction};
 
 #[derive(Args)]
 pub struct EvalArgs {
@@ -98,7 +100,7 @@ impl From<InputDtype> for DType {
 
 pub fn run(a: &EvalArgs) -> Result<()> {
     if a.lse_out.is_some() && a.op != Op::CrossEntropy {
-        return Err(XentError::InvalidArgument(
+        return Err(CliError::Arg(
             "--lse-out applies to cross-entropy only".into(),
         ));
     }

@@ -1,6 +1,7 @@
 //! `xent info`.
 
-use wgpu_xent::{Context, Result};
+use crate::error::Result;
+use wgpu_xent::Context;
 
 pub fn run() -> Result<()> {
     let instance =

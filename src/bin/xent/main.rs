@@ -1,6 +1,6 @@
 //! `xent`: offload a loss to the GPU, compare it with the CPU reference, list adapters.
 
-/// `println!` that returns the write's error (`Result<(), XentError>`) instead of panicking:
+/// `println!` that returns the write's error (`Result<(), CliError>`) instead of panicking:
 /// stdout may be a closed pipe or a full disk.
 macro_rules! out {
     ($($arg:tt)*) => {{
@@ -19,22 +19,26 @@ macro_rules! warn {
 
 mod bench;
 mod check;
+mod compare;
 mod data;
+mod error;
 mod eval;
 mod info;
 mod measure;
+mod npy;
 mod ops;
 mod output;
 mod plot;
+mod traffic;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use error::CliError;
 use std::io::{ErrorKind, Write};
 use std::process::ExitCode;
-use wgpu_xent::XentError;
 
 /// A failed write to stdout, its kind kept so that `main` knows a closed pipe.
-pub fn stdout_error(e: std::io::Error) -> XentError {
-    XentError::Io(std::io::Error::new(
+pub fn stdout_error(e: std::io::Error) -> CliError {
+    CliError::Io(std::io::Error::new(
         e.kind(),
         format!("writing to stdout: {e}"),
     ))
@@ -112,7 +116,7 @@ fn main() -> ExitCode {
 
 /// The exit status of a run: 0 when it passed, 1 when a check failed or on an error (told on
 /// stderr), 141 when stdout was closed under it.
-fn finish(result: wgpu_xent::Result<bool>) -> ExitCode {
+fn finish(result: error::Result<bool>) -> ExitCode {
     let result = result.and_then(|ok| {
         std::io::stdout().flush().map_err(stdout_error)?;
         Ok(ok)
@@ -121,7 +125,7 @@ fn finish(result: wgpu_xent::Result<bool>) -> ExitCode {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         // The reader went away (`xent info | head -1`): stop quietly, as `yes | head` does.
-        Err(XentError::Io(e)) if e.kind() == ErrorKind::BrokenPipe => {
+        Err(CliError::Io(e)) if e.kind() == ErrorKind::BrokenPipe => {
             ExitCode::from(BROKEN_PIPE_STATUS)
         }
         Err(e) => {

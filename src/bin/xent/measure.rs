@@ -1,13 +1,14 @@
 //! What `xent bench` measures: the copy / read / write roofline, and each op, validated
 //! against the CPU reference (exactly as `xent check` compares) before it is timed.
 
-use crate::bench::{BenchArgs, OpArg};
+use crate::bench::BenchArgs;
 use crate::check::{TOL_ABS, TOL_REL};
+use crate::compare::compare;
 use crate::data::Inputs;
+use crate::error::Result;
+use crate::traffic::BenchOp;
 use std::time::{Duration, Instant};
-use wgpu_xent::compare::compare;
-use wgpu_xent::traffic::BenchOp;
-use wgpu_xent::{cpu, BackwardOptions, Context, LossOptions, Result, XentError};
+use wgpu_xent::{cpu, BackwardOptions, Context, LossOptions, XentError};
 
 /// Above this many logits, validation runs on a sample of rows instead of the whole tensor.
 const FULL_VALIDATION_MAX: usize = 1 << 27;
@@ -42,8 +43,8 @@ struct Timing {
 fn time(
     warmup: usize,
     iters: usize,
-    mut f: impl FnMut() -> Result<Option<Duration>>,
-) -> Result<Timing> {
+    mut f: impl FnMut() -> wgpu_xent::Result<Option<Duration>>,
+) -> wgpu_xent::Result<Timing> {
     for _ in 0..warmup {
         f()?;
     }
@@ -187,50 +188,43 @@ impl Validation {
     }
 }
 
-fn bench_kind(op: OpArg) -> BenchOp {
-    match op {
-        OpArg::CrossEntropy => BenchOp::CrossEntropy,
-        OpArg::CrossEntropyGrad => BenchOp::CrossEntropyGrad,
-        OpArg::CrossEntropyGradInPlace => BenchOp::CrossEntropyGradInPlace,
-        OpArg::NllLoss => BenchOp::NllLoss,
-        OpArg::LogSoftmax => BenchOp::LogSoftmax,
-        OpArg::Softmax => BenchOp::Softmax,
-        OpArg::Copy => BenchOp::Copy,
-    }
-}
-
 /// The rows validation runs on: all of them, or a sample of a huge shape.
 fn validation_rows(inp: &Inputs) -> Option<Inputs> {
     (inp.x.len() > FULL_VALIDATION_MAX).then(|| sample(inp, SAMPLE_ROWS))
 }
 
 /// Validates one op against the CPU reference (on the GPU), then times it.
-pub fn bench_op(ctx: Option<&Context>, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
+pub fn bench_op(
+    ctx: Option<&Context>,
+    op: BenchOp,
+    inp: &Inputs,
+    a: &BenchArgs,
+) -> Result<Measured> {
     match (ctx, op) {
         (None, _) => cpu_op(op, inp, a),
-        (Some(ctx), OpArg::LogSoftmax | OpArg::Softmax) => softmax_op(ctx, op, inp, a),
+        (Some(ctx), BenchOp::LogSoftmax | BenchOp::Softmax) => softmax_op(ctx, op, inp, a),
         (Some(ctx), _) => loss_op(ctx, op, inp, a),
     }
 }
 
 /// The CPU reference, timed the same way (not validated: it is the reference).
-fn cpu_op(op: OpArg, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
+fn cpu_op(op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
     let (opts, b) = (LossOptions::default(), BackwardOptions::default());
     let (x, t) = (inp.input(), inp.target());
     let timing = time(a.warmup, a.iters, || {
         match op {
-            OpArg::CrossEntropy => drop(cpu::cross_entropy(x, t, &opts)?),
-            OpArg::CrossEntropyGrad | OpArg::CrossEntropyGradInPlace => {
+            BenchOp::CrossEntropy => drop(cpu::cross_entropy(x, t, &opts)?),
+            BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyGradInPlace => {
                 drop(cpu::cross_entropy_backward(x, t, &opts, &b)?)
             }
-            OpArg::NllLoss => drop(cpu::nll_loss(x, t, &opts)?),
-            OpArg::LogSoftmax => drop(cpu::log_softmax(x, 1)?),
-            OpArg::Softmax => drop(cpu::softmax(x, 1)?),
-            OpArg::Copy => {}
+            BenchOp::NllLoss => drop(cpu::nll_loss(x, t, &opts)?),
+            BenchOp::LogSoftmax => drop(cpu::log_softmax(x, 1)?),
+            BenchOp::Softmax => drop(cpu::softmax(x, 1)?),
+            BenchOp::Copy | BenchOp::Read | BenchOp::Write => {}
         }
         Ok(None)
     })?;
-    Ok(Measured::new(bench_kind(op), &timing, 1.0, None))
+    Ok(Measured::new(op, &timing, 1.0, None))
 }
 
 fn held(labels: Vec<String>) -> bool {
@@ -238,15 +232,18 @@ fn held(labels: Vec<String>) -> bool {
 }
 
 /// cross-entropy (with or without the fused gradient) and nll-loss on the GPU.
-fn loss_op(ctx: &Context, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
+fn loss_op(ctx: &Context, op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
     let (opts, b) = (LossOptions::default(), BackwardOptions::default());
-    let grad = matches!(op, OpArg::CrossEntropyGrad | OpArg::CrossEntropyGradInPlace);
+    let grad = matches!(
+        op,
+        BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyGradInPlace
+    );
     let prepare = |i: &Inputs| match (op, i.input()) {
-        (OpArg::NllLoss, x) => ctx.prepare_nll_loss(x, i.target(), &opts),
-        (OpArg::CrossEntropyGradInPlace, wgpu_xent::Logits::F32(x)) => {
+        (BenchOp::NllLoss, x) => ctx.prepare_nll_loss(x, i.target(), &opts),
+        (BenchOp::CrossEntropyGradInPlace, wgpu_xent::Logits::F32(x)) => {
             ctx.prepare_cross_entropy_in_place(x, i.target(), &opts)
         }
-        (OpArg::CrossEntropyGradInPlace, _) => Err(XentError::Unsupported(
+        (BenchOp::CrossEntropyGradInPlace, _) => Err(XentError::Unsupported(
             "cross-entropy-grad-in-place needs f32 logits".into(),
         )),
         (_, x) => ctx.prepare_cross_entropy(x, i.target(), &opts, grad),
@@ -260,7 +257,7 @@ fn loss_op(ctx: &Context, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Result<Meas
     let (ours, _) = p.run_timed()?;
     let (vx, vt) = (val.input(), val.target());
     let reference = match op {
-        OpArg::NllLoss => cpu::nll_loss(vx, vt, &opts)?,
+        BenchOp::NllLoss => cpu::nll_loss(vx, vt, &opts)?,
         _ => cpu::cross_entropy(vx, vt, &opts)?,
     };
     let mut check = Validation::of(&ours.loss.data, &reference.data, a.perturb);
@@ -273,13 +270,13 @@ fn loss_op(ctx: &Context, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Result<Meas
     let timing = time(a.warmup, a.iters, || prepared.run_timed().map(|(_, k)| k))?;
     Ok(Measured {
         held: held(prepared.dispatch_labels()),
-        ..Measured::new(bench_kind(op), &timing, 1.0, Some(check))
+        ..Measured::new(op, &timing, 1.0, Some(check))
     })
 }
 
 /// log-softmax and softmax on the GPU.
-fn softmax_op(ctx: &Context, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
-    let log = op == OpArg::LogSoftmax;
+fn softmax_op(ctx: &Context, op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
+    let log = op == BenchOp::LogSoftmax;
     let prepared = ctx.prepare_softmax(inp.input(), 1, log)?;
     let sampled = validation_rows(inp);
     let val = sampled.as_ref().unwrap_or(inp);
@@ -298,6 +295,6 @@ fn softmax_op(ctx: &Context, op: OpArg, inp: &Inputs, a: &BenchArgs) -> Result<M
     let timing = time(a.warmup, a.iters, || prepared.run_timed().map(|(_, k)| k))?;
     Ok(Measured {
         held: held(prepared.dispatch_labels()),
-        ..Measured::new(bench_kind(op), &timing, 1.0, Some(check))
+        ..Measured::new(op, &timing, 1.0, Some(check))
     })
 }

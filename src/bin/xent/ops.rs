@@ -1,10 +1,9 @@
 //! One op on the GPU or the CPU reference, as `eval` and `check` run it.
 
 use crate::data::Inputs;
+use crate::error::{CliError, Result};
 use crate::Op;
-use wgpu_xent::{
-    cpu, BackwardOptions, Context, LossAndGrad, LossOptions, Result, Tensor, XentError,
-};
+use wgpu_xent::{cpu, BackwardOptions, Context, LossAndGrad, LossOptions, Tensor};
 
 /// Runs `op` on `ctx` (the CPU reference when `None`), with the fused backward when `grad`.
 /// For log-softmax and softmax the gradient is that of the summed output.
@@ -56,7 +55,7 @@ pub fn run_op(
         });
     }
     if !inp.target_given {
-        return Err(XentError::InvalidArgument(format!("{op:?} needs --target")));
+        return Err(CliError::Arg(format!("{op:?} needs --target")));
     }
     let target = inp.target();
     Ok(match (op, ctx, grad) {

@@ -3,17 +3,17 @@
 //! output of the run is complete. A run that fails leaves no output and the older files
 //! untouched; a killed one leaves at most a stray `.xent-tmp-*` file.
 
+use crate::error::{CliError, Result};
 use std::ffi::OsString;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
-use wgpu_xent::{Result, XentError};
 
 /// The prefix of temporary files.
 pub const TMP_PREFIX: &str = ".xent-tmp-";
 
-fn named(path: &Path, e: impl std::fmt::Display) -> XentError {
-    XentError::Npy {
+fn named(path: &Path, e: impl std::fmt::Display) -> CliError {
+    CliError::Npy {
         path: path.display().to_string(),
         message: e.to_string(),
     }
@@ -29,7 +29,7 @@ fn parent(path: &Path) -> &Path {
 
 /// What a rename onto `path` replaces: its directory, resolved, and its file name.
 fn identity(flag: &str, path: &Path) -> Result<(PathBuf, OsString)> {
-    let bad = |why: String| XentError::InvalidArgument(format!("{flag} {}: {why}", path.display()));
+    let bad = |why: String| CliError::Arg(format!("{flag} {}: {why}", path.display()));
     let name = path
         .file_name()
         .ok_or_else(|| bad("not a file name".into()))?;
@@ -52,7 +52,7 @@ pub fn check_distinct(outputs: &[(&str, Option<&Path>)]) -> Result<()> {
         let Some(path) = path else { continue };
         let id = identity(flag, path)?;
         if let Some((other, other_path, _)) = seen.iter().find(|s| s.2 == id) {
-            return Err(XentError::InvalidArgument(format!(
+            return Err(CliError::Arg(format!(
                 "{other} {} and {flag} {} are the same file; give each output its own path",
                 other_path.display(),
                 path.display()
@@ -92,7 +92,7 @@ impl Staged {
         })?;
         let mut w = BufWriter::new(tmp.as_file());
         write(&mut w).map_err(|e| match e {
-            XentError::Io(e) => named(path, e),
+            CliError::Io(e) => named(path, e),
             e => e,
         })?;
         w.flush().map_err(|e| named(path, e))?;

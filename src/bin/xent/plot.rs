@@ -1,15 +1,15 @@
 //! `xent bench --plot`: GB/s against C per op and impl, with the copy roofline.
 
 use crate::bench::{AdapterJson, Row};
+use crate::error::{CliError, Result};
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
-use wgpu_xent::{Result, XentError};
 
 /// Refuses a --plot path that is not `.svg`.
 pub fn check_path(path: &Path) -> Result<()> {
     if path.extension().and_then(|e| e.to_str()) != Some("svg") {
-        return Err(XentError::InvalidArgument(format!(
+        return Err(CliError::Arg(format!(
             "--plot {}: only .svg is supported",
             path.display()
         )));
@@ -26,7 +26,7 @@ pub fn render(path: &Path, adapter: &AdapterJson, rows: &[Row]) -> Result<String
 }
 
 fn draw(svg: &mut String, adapter: &AdapterJson, rows: &[Row]) -> Result<()> {
-    let err = |e: &dyn std::fmt::Display| XentError::InvalidArgument(format!("plot: {e}"));
+    let err = |e: &dyn std::fmt::Display| CliError::Arg(format!("plot: {e}"));
     let finite = rows
         .iter()
         .filter(|r| r.gb_per_s.is_finite() && r.gb_per_s > 0.0);

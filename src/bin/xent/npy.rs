@@ -4,7 +4,7 @@
 //! and process substitutions work. The header's shape is checked before anything is allocated:
 //! an element count that overflows, or that needs more data than the file holds, is refused.
 
-use crate::error::{Result, XentError};
+use crate::error::{CliError, Result};
 use npyz::{DType, NpyHeader, TypeChar};
 use std::io::Write;
 use std::path::Path;
@@ -29,8 +29,8 @@ pub enum NpyTarget {
     F32(NpyArray<f32>),
 }
 
-fn npy_err(name: &str, message: impl Into<String>) -> XentError {
-    XentError::Npy {
+fn npy_err(name: &str, message: impl Into<String>) -> CliError {
+    CliError::Npy {
         path: name.to_string(),
         message: message.into(),
     }
@@ -251,38 +251,13 @@ fn plain_dtype(name: &str, dtype: &DType) -> Result<(TypeChar, u64, String)> {
     }
 }
 
-/// Reads a float32 (`<f4`) array.
-pub fn read_f32(path: impl AsRef<Path>) -> Result<NpyArray<f32>> {
-    NpyBytes::read(path)?.f32()
-}
-
-/// Reads a float16 (`<f2`) array as its 16-bit patterns.
-pub fn read_f16_bits(path: impl AsRef<Path>) -> Result<NpyArray<u16>> {
-    NpyBytes::read(path)?.f16_bits()
-}
-
-/// The element type stored in a `.npy` file, e.g. `"<f4"`.
-pub fn dtype_of(path: impl AsRef<Path>) -> Result<String> {
-    NpyBytes::read(path)?.dtype()
-}
-
-/// Reads a uint16 (`<u2`) array, e.g. bfloat16 bit patterns.
-pub fn read_u16(path: impl AsRef<Path>) -> Result<NpyArray<u16>> {
-    NpyBytes::read(path)?.u16()
-}
-
-/// Reads a target: int64 or int32 class indices, or float32 probabilities.
-pub fn read_target(path: impl AsRef<Path>) -> Result<NpyTarget> {
-    NpyBytes::read(path)?.target()
-}
-
 /// Writes a float32 array with `shape` (`[]` for a 0-d array) to `w`. Refuses a shape whose
 /// element count is not `data.len()`.
 pub fn write_f32_to(w: impl Write, data: &[f32], shape: &[usize]) -> Result<()> {
     use npyz::WriterBuilder;
     let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     if checked_len(dims.iter().copied()) != Some(data.len() as u64) {
-        return Err(XentError::InvalidShape(format!(
+        return Err(CliError::Arg(format!(
             "cannot write {} values with shape {shape:?}",
             data.len()
         )));
@@ -297,15 +272,39 @@ pub fn write_f32_to(w: impl Write, data: &[f32], shape: &[usize]) -> Result<()> 
     Ok(())
 }
 
-/// Writes a float32 array with `shape` (`[]` writes a 0-d array) to `path`, in place.
-pub fn write_f32(path: impl AsRef<Path>, data: &[f32], shape: &[usize]) -> Result<()> {
-    let path = path.as_ref();
-    let name = path.display().to_string();
-    let file = std::fs::File::create(path).map_err(|e| npy_err(&name, e.to_string()))?;
-    let mut w = std::io::BufWriter::new(file);
-    write_f32_to(&mut w, data, shape).map_err(|e| match e {
-        XentError::Io(e) => npy_err(&name, e.to_string()),
-        e => e,
-    })?;
-    w.flush().map_err(|e| npy_err(&name, e.to_string()))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version 1.0 `.npy` file of `descr` and `shape` (a Python tuple), then `data`.
+    fn raw(descr: &str, shape: &str, data: &[u8]) -> NpyBytes {
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend((header.len() as u16).to_le_bytes());
+        bytes.extend(header.as_bytes());
+        bytes.extend(data);
+        NpyBytes::new("h.npy", bytes)
+    }
+
+    /// Headers whose element count overflows, or that need more data than the file holds,
+    /// are refused before anything is allocated, with the file's name.
+    #[test]
+    fn lying_headers_are_refused() {
+        let cases = [
+            ("(4294967296, 4294967296)", vec![], "overflows"),
+            ("(4611686018427387907, 4)", vec![0u8; 32], "overflows"),
+            ("(1000, 1000)", vec![0u8; 16], "needs 4000000 data bytes"),
+        ];
+        for (shape, data, want) in cases {
+            let e = raw("<f4", shape, &data).f32().unwrap_err().to_string();
+            assert!(e.starts_with("h.npy: ") && e.contains(want), "{shape}: {e}");
+        }
+        let ok = raw("<f4", "(2,)", &[0u8; 8]).f32().unwrap();
+        assert_eq!((ok.data, ok.shape), (vec![0.0, 0.0], vec![2]));
+    }
 }

@@ -1,33 +1,36 @@
 //! Bytes each op moves per logit under the kernels' pass structure (the `Traffic:` / `Passes:`
 //! lines of each shader header). `xent bench` computes GB/s from these.
 
-/// The ops `xent bench` times.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+use clap::ValueEnum;
+
+/// The ops `xent bench` times: those named by `--op`, and the read and write halves of the
+/// roofline that `--op copy` also reports. The doc comments are `--op`'s help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, ValueEnum)]
 pub enum BenchOp {
-    /// `cross_entropy` forward, class targets: one read of each logit.
+    // `cross_entropy` forward, class targets.
     CrossEntropy,
-    /// Fused `cross_entropy` forward + backward: two reads and one write per logit, or one
-    /// read and one write when rows are held in workgroup memory.
+    // Fused `cross_entropy` forward + backward.
     CrossEntropyGrad,
-    /// The same with the gradient written over the logits.
+    /// The fused backward writing the gradient over the logits (f32 only).
     CrossEntropyGradInPlace,
-    /// `nll_loss` forward: one read per row (of the target's value).
+    // `nll_loss` forward.
     NllLoss,
-    /// `log_softmax`: two reads (statistics, then output) and one write, or one read and
-    /// one write when rows are held in workgroup memory.
+    // `log_softmax`.
     LogSoftmax,
-    /// `softmax`: as `log_softmax`.
+    // `softmax`.
     Softmax,
-    /// A buffer-to-buffer copy: one read and one write.
+    /// The adapter's buffer copy, a trivial read kernel and a trivial write kernel: the roofline.
     Copy,
-    /// The trivial read kernel of bandwidth.wgsl: one read.
+    // The trivial read kernel of bandwidth.wgsl (reported with `copy`).
+    #[value(skip)]
     Read,
-    /// The trivial write kernel of bandwidth.wgsl: one write.
+    // The trivial write kernel of bandwidth.wgsl (reported with `copy`).
+    #[value(skip)]
     Write,
 }
 
 impl BenchOp {
-    /// The name used on the command line and in JSON.
+    /// The name used on the command line (`--op`) and in JSON.
     pub fn name(self) -> &'static str {
         match self {
             BenchOp::CrossEntropy => "cross-entropy",
@@ -49,7 +52,10 @@ impl BenchOp {
     pub fn bytes_per_logit(self, classes: usize, elem_bytes: usize, held: bool) -> f64 {
         let e = elem_bytes as f64;
         match self {
+            // One read of each logit (cross-entropy forward), or one read or one write.
             BenchOp::CrossEntropy | BenchOp::Read | BenchOp::Write => e,
+            // Two reads (statistics, then output or gradient) and one write, or one read
+            // and one write when rows are held in workgroup memory.
             BenchOp::CrossEntropyGrad
             | BenchOp::CrossEntropyGradInPlace
             | BenchOp::LogSoftmax
@@ -57,7 +63,9 @@ impl BenchOp {
                 true => 2.0 * e,
                 false => 3.0 * e,
             },
+            // One read per row (of the target's value).
             BenchOp::NllLoss => e / classes.max(1) as f64,
+            // One read and one write.
             BenchOp::Copy => 2.0 * e,
         }
     }
@@ -66,6 +74,16 @@ impl BenchOp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_are_the_command_line_names() {
+        for op in BenchOp::value_variants() {
+            let value = op.to_possible_value().expect("a command-line value");
+            assert_eq!(op.name(), value.get_name());
+        }
+        assert_eq!(BenchOp::Read.name(), "read");
+        assert_eq!(BenchOp::Write.name(), "write");
+    }
 
     #[test]
     fn bytes_per_logit_follow_the_pass_structure() {
