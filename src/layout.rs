@@ -86,6 +86,33 @@ impl RowLayout {
     }
 }
 
+/// cross_entropy or nll_loss: which checks apply, and the name PyTorch's messages give.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Loss {
+    CrossEntropy,
+    Nll,
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Loss::CrossEntropy => "cross_entropy",
+            Loss::Nll => "nll_loss",
+        })
+    }
+}
+
+/// The shape of one value per row, `[N, d1..dk]`, for an input `[N, C, d1..dk]` (`[]` for an
+/// unbatched `[C]`): PyTorch's `none` output, and the per-row lse.
+pub(crate) fn rows_shape(shape: &[usize]) -> Vec<usize> {
+    match shape.len() {
+        0 | 1 => vec![],
+        _ => std::iter::once(shape[0])
+            .chain(shape[2..].iter().copied())
+            .collect(),
+    }
+}
+
 /// A checked loss problem: the layout, the output shape and the normalised targets.
 #[derive(Clone, Debug)]
 pub struct LossProblem {
@@ -109,8 +136,8 @@ pub enum Targets {
 
 /// Checks an input of `cross_entropy` / `nll_loss` against its target and options,
 /// in PyTorch's order, and normalises the targets.
-pub fn check_loss(
-    op: &str,
+pub(crate) fn check_loss(
+    op: Loss,
     shape: &[usize],
     len: usize,
     target: &Target,
@@ -122,7 +149,7 @@ pub fn check_loss(
 /// As [`check_loss`] for targets on the device: shapes and options only (the values are
 /// checked by the kernels); the returned targets are empty.
 pub(crate) fn check_loss_shapes(
-    op: &str,
+    op: Loss,
     shape: &[usize],
     len: usize,
     target_shape: &[usize],
@@ -137,7 +164,7 @@ pub(crate) fn check_loss_shapes(
 }
 
 fn check(
-    op: &str,
+    op: Loss,
     shape: &[usize],
     len: usize,
     target: &Target,
@@ -176,7 +203,7 @@ fn check(
             )));
         }
     }
-    if op == "nll_loss" && (opts.z_loss != 0.0 || opts.softcap.is_some()) {
+    if op == Loss::Nll && (opts.z_loss != 0.0 || opts.softcap.is_some()) {
         return Err(XentError::InvalidArgument(
             "nll_loss takes log-probabilities: z_loss and softcap apply to cross_entropy only"
                 .into(),
@@ -193,7 +220,7 @@ fn check(
     if let Target::Probs(t) = target {
         return check_prob_target(op, shape, layout, t, opts, values);
     }
-    if op == "nll_loss" && eps != 0.0 {
+    if op == Loss::Nll && eps != 0.0 {
         return Err(XentError::InvalidArgument(
             "nll_loss has no label_smoothing".into(),
         ));
@@ -206,12 +233,7 @@ fn check(
             target.dtype_name()
         )));
     }
-    let expected: Vec<usize> = match shape.len() {
-        1 => vec![],
-        _ => std::iter::once(shape[0])
-            .chain(shape[2..].iter().copied())
-            .collect(),
-    };
+    let expected = rows_shape(shape);
     match shape.len() {
         1 if !tshape.is_empty() => {
             return Err(XentError::InvalidShape(format!(
@@ -255,14 +277,14 @@ fn check(
 }
 
 fn check_prob_target(
-    op: &str,
+    op: Loss,
     shape: &[usize],
     layout: RowLayout,
     t: &Tensor<f32>,
     opts: &LossOptions,
     values: bool,
 ) -> Result<LossProblem> {
-    if op != "cross_entropy" {
+    if op != Loss::CrossEntropy {
         return Err(XentError::InvalidArgument(format!(
             "{op}: expected class-index targets (int64, int32 or uint32), got float probabilities"
         )));
@@ -281,12 +303,7 @@ fn check_prob_target(
             "ignore_index is not supported for floating point target".into(),
         ));
     }
-    let out_shape = match shape.len() {
-        1 => vec![],
-        _ => std::iter::once(shape[0])
-            .chain(shape[2..].iter().copied())
-            .collect(),
-    };
+    let out_shape = rows_shape(shape);
     Ok(LossProblem {
         layout,
         out_shape,
@@ -368,7 +385,7 @@ mod tests {
         let x = [0.0f32; 6];
         let t = [1i64, 3];
         let err = check_loss(
-            "cross_entropy",
+            Loss::CrossEntropy,
             &[2, 3],
             x.len(),
             &Target::I64(Tensor::new(&t, &[2])),
@@ -385,7 +402,7 @@ mod tests {
         let x = [0.0f32; 6];
         let t = [1i32, 0];
         let p = check_loss(
-            "cross_entropy",
+            Loss::CrossEntropy,
             &[2, 3],
             x.len(),
             &Target::I32(Tensor::new(&t, &[2])),

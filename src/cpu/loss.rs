@@ -2,7 +2,7 @@
 
 use super::lse::Lse;
 use crate::error::Result;
-use crate::layout::{check_loss, LossProblem, Targets, IGNORED};
+use crate::layout::{check_loss, rows_shape, Loss, LossProblem, Targets, IGNORED};
 use crate::options::{
     BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
 };
@@ -38,7 +38,13 @@ struct Forward<'a> {
 
 fn forward<'a>(input: Logits<'a>, target: &Target, opts: &LossOptions) -> Result<Forward<'a>> {
     let values = input.to_f32();
-    let problem = check_loss("cross_entropy", input.shape(), values.len(), target, opts)?;
+    let problem = check_loss(
+        Loss::CrossEntropy,
+        input.shape(),
+        values.len(),
+        target,
+        opts,
+    )?;
     let rows = cross_entropy_rows(&values, &problem, opts);
     Ok(Forward {
         values,
@@ -71,7 +77,7 @@ pub fn cross_entropy_backward<'i>(
     let coef = backward.grad_output as f64 / denominator(rows, opts.reduction);
     let eps = opts.label_smoothing as f64;
     let classes = l.classes as f64;
-    let w = |c: usize| opts.weight.map_or(1.0, |w| w[c] as f64);
+    let w = |c: usize| class_weight(opts, c);
     let weight_sum: f64 = (0..l.classes).map(w).sum();
     // As PyTorch's autograd (and grad.wgsl): k = g/D first, then log_softmax's backward
     // p_c·Σ_j G_j - G_c, the one-hot term only at the target, so that an infinite weight or g
@@ -130,11 +136,11 @@ pub fn nll_loss_backward<'i>(
     let values = input.to_f32();
     let input = Tensor::new(&values, input.shape());
     let loss = nll_loss(input, target, opts)?;
-    let problem = check_loss("nll_loss", input.shape, input.data.len(), &target, opts)?;
+    let problem = check_loss(Loss::Nll, input.shape, input.data.len(), &target, opts)?;
     let Targets::Classes(t) = &problem.targets else {
         unreachable!("nll_loss takes class targets")
     };
-    let w = |c: usize| opts.weight.map_or(1.0, |w| w[c] as f64);
+    let w = |c: usize| class_weight(opts, c);
     let den = match opts.reduction {
         Reduction::Mean => t
             .iter()
@@ -195,14 +201,9 @@ fn denominator(rows: &[RowLoss], reduction: Reduction) -> f64 {
     }
 }
 
-/// `[N, d1..dk]` for an input of `shape`.
-fn rows_shape(shape: &[usize]) -> Vec<usize> {
-    match shape.len() {
-        0 | 1 => vec![],
-        _ => std::iter::once(shape[0])
-            .chain(shape[2..].iter().copied())
-            .collect(),
-    }
+/// The weight of class c (1 without weights), in f64.
+fn class_weight(opts: &LossOptions, c: usize) -> f64 {
+    opts.weight.map_or(1.0, |w| w[c] as f64)
 }
 
 /// `torch.nn.functional.nll_loss`, accumulated in f64.
@@ -214,12 +215,12 @@ pub fn nll_loss<'i>(
     let input: Logits = input.into();
     let values = input.to_f32();
     let input = Tensor::new(&values, input.shape());
-    let problem = check_loss("nll_loss", input.shape, input.data.len(), &target, opts)?;
+    let problem = check_loss(Loss::Nll, input.shape, input.data.len(), &target, opts)?;
     let Targets::Classes(t) = &problem.targets else {
         unreachable!("nll_loss takes class targets")
     };
     let l = problem.layout;
-    let w = |c: usize| opts.weight.map_or(1.0, |w| w[c] as f64);
+    let w = |c: usize| class_weight(opts, c);
     let rows: Vec<RowLoss> = (0..l.rows())
         .into_par_iter()
         .map(|r| match t[r] {
@@ -270,7 +271,7 @@ pub(crate) fn cross_entropy_rows<X: Copy + Into<f64> + Sync>(
     let eps = opts.label_smoothing as f64;
     let z = opts.z_loss as f64;
     let load = |i: usize| load(x, i, opts);
-    let w = |c: usize| opts.weight.map_or(1.0, |w| w[c] as f64);
+    let w = |c: usize| class_weight(opts, c);
     (0..l.rows())
         .into_par_iter()
         .map(|r| {
@@ -345,7 +346,7 @@ pub fn cross_entropy_f64(
     opts: &LossOptions,
 ) -> Result<Vec<f64>> {
     let problem = check_loss(
-        "cross_entropy",
+        Loss::CrossEntropy,
         input.shape,
         input.data.len(),
         &target,

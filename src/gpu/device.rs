@@ -407,12 +407,14 @@ impl Context {
                 opts.ignore_index
             ))
         })?;
-        let op = match loss {
-            Loss::CrossEntropy => "cross_entropy",
-            Loss::Nll => "nll_loss",
-        };
-        let problem =
-            check_loss_shapes(op, &logits.shape, logits.len(), &target.shape, probs, opts)?;
+        let problem = check_loss_shapes(
+            loss,
+            &logits.shape,
+            logits.len(),
+            &target.shape,
+            probs,
+            opts,
+        )?;
         if problem.layout.rows() == 0 {
             return Err(XentError::InvalidShape(
                 "nothing to prepare: the batch is empty".into(),

@@ -14,26 +14,11 @@ pub use prepared::PreparedLoss;
 
 use super::context::Context;
 use crate::error::Result;
-use crate::layout::{check_loss, LossProblem};
+pub(crate) use crate::layout::Loss;
+use crate::layout::{check_loss, rows_shape, LossProblem};
 use crate::options::{
     BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
 };
-
-/// cross_entropy or nll_loss.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Loss {
-    CrossEntropy,
-    Nll,
-}
-
-impl Loss {
-    fn name(self) -> &'static str {
-        match self {
-            Loss::CrossEntropy => "cross_entropy",
-            Loss::Nll => "nll_loss",
-        }
-    }
-}
 
 /// Where the gradient goes, if anywhere.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -121,7 +106,7 @@ impl Context {
             ..Request::forward(Loss::CrossEntropy)
         };
         let r = pollster::block_on(self.run(input, target, opts, req))?;
-        let shape = r.loss_shape_for_rows(input.shape());
+        let shape = rows_shape(input.shape());
         Ok((
             r.loss,
             Output {
@@ -224,7 +209,7 @@ impl Context {
         opts: &LossOptions<'_>,
         req: Request,
     ) -> Result<Results> {
-        let problem = check_loss(req.loss.name(), input.shape(), input.len(), &target, opts)?;
+        let problem = check_loss(req.loss, input.shape(), input.len(), &target, opts)?;
         if problem.layout.rows() == 0 {
             return Ok(Results {
                 loss: empty_loss(&problem, opts.reduction),
@@ -299,7 +284,7 @@ impl Context {
         req: Request,
     ) -> Result<PreparedLoss<'_>> {
         let input: Logits = input.into();
-        let problem = check_loss(loss.name(), input.shape(), input.len(), &target, opts)?;
+        let problem = check_loss(loss, input.shape(), input.len(), &target, opts)?;
         if problem.layout.rows() == 0 {
             return Err(crate::XentError::InvalidShape(
                 "nothing to prepare: the batch is empty".into(),
@@ -315,18 +300,8 @@ impl Context {
 }
 
 impl Results {
-    /// `[N, d1..dk]` for an input of `shape` (`[]` for an unbatched `[C]`).
-    pub(crate) fn loss_shape_for_rows(&self, shape: &[usize]) -> Vec<usize> {
-        match shape.len() {
-            0 | 1 => vec![],
-            _ => std::iter::once(shape[0])
-                .chain(shape[2..].iter().copied())
-                .collect(),
-        }
-    }
-
     pub(crate) fn into_loss_and_grad(self, shape: &[usize]) -> LossAndGrad {
-        let rows_shape = self.loss_shape_for_rows(shape);
+        let rows_shape = rows_shape(shape);
         LossAndGrad {
             loss: self.loss,
             grad: self.grad.map(|data| Output {
