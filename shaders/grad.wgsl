@@ -81,6 +81,9 @@ struct RowGrad {
     y: i32,
     wy: f32,
     w_sum: f32,
+    // Ignored rows get `fill` (0, or NaN for an out-of-range target) everywhere.
+    constant: bool,
+    fill: f32,
 }
 
 // ∂ℓ/∂x for the raw logit `raw` at flat index i, class c: the general case. Written as
@@ -155,37 +158,28 @@ fn grad_pair(g: RowGrad, q: u32, base: u32, w: Vec8) {
 }
 
 // What a row's gradient needs, from its stats (M, S, Q, lse) and its target.
-struct GradRow {
-    g: RowGrad,
-    // Ignored rows get `fill` (0, or NaN for an out-of-range target) everywhere.
-    constant: bool,
-    fill: f32,
-}
-
-fn grad_row(row: u32, st: vec4<f32>) -> GradRow {
-    var g = RowGrad(st.x, 1.0 / st.y, st.z, st.w, params.grad_output / scale[0], 0, 0.0, scale[1]);
-    var fill = 0.0;
-    var constant = false;
+fn grad_row(row: u32, st: vec4<f32>) -> RowGrad {
+    let coef = params.grad_output / scale[0];
+    var g = RowGrad(st.x, 1.0 / st.y, st.z, st.w, coef, 0, 0.0, scale[1], false, 0.0);
     if !prob_targets() {
         g.y = row_target(row);
         if g.y < 0 {
             // Ignored: an exact zero. Out of range: NaN, like the row's loss.
-            constant = true;
+            g.constant = true;
             if g.y == -2 {
-                fill = quiet_nan();
+                g.fill = quiet_nan();
             }
         } else {
             g.wy = target_weight(u32(g.y));
         }
     }
-    return GradRow(g, constant, fill);
+    return g;
 }
 
 // Writes the gradient of classes [c0, c1) of the row, the slot's lanes striding over them.
-fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, gr: GradRow) {
-    let g = gr.g;
-    let constant = gr.constant;
-    let fill = gr.fill;
+fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, g: RowGrad) {
+    let constant = g.constant;
+    let fill = g.fill;
     let simple = !prob_targets() && !smoothing() && z_loss() == 0.0 && !capped();
     if params.inner == 1u {
         let sp = row_span(base + c0, c1 - c0);

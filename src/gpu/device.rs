@@ -13,7 +13,7 @@
 
 use super::buffers::{wide_unit, Bound};
 use super::context::Context;
-use super::loss::{ChunkInputs, Grad, Loss, LossShape, PreparedLoss, Request};
+use super::loss::{ChunkInputs, Grad, Loss, LossSpec, PreparedLoss, Request};
 use crate::error::{Result, XentError};
 use crate::layout::check_loss_shapes;
 use crate::options::{DType, LossOptions};
@@ -460,7 +460,7 @@ impl Context {
                 }
             }
         };
-        let shape = LossShape {
+        let spec = LossSpec {
             layout: problem.layout,
             input_shape: logits.shape.clone(),
             out_shape: problem.out_shape.clone(),
@@ -495,7 +495,7 @@ impl Context {
             lse,
         };
         let mut plan =
-            pollster::block_on(self.scoped(async { self.build_loss(&shape, inputs, opts, req) }))?;
+            pollster::block_on(self.scoped(async { self.build_loss(&spec, inputs, opts, req) }))?;
         plan.set_read_grad(false);
         Ok(plan)
     }

@@ -2,7 +2,7 @@
 //! per-row outputs (shared by the chunks of a row larger than one binding), the buffers every
 //! chunk binds, and the two bind groups (forward, backward) of a chunk.
 
-use super::plan::{LossPlan, LossShape};
+use super::plan::{LossPlan, LossSpec};
 use super::{Grad, Request};
 use crate::error::Result;
 use crate::gpu::buffers::{Bindable, Bound};
@@ -93,13 +93,13 @@ impl Context {
     }
 
     /// The buffers every chunk binds.
-    pub(crate) fn loss_common(&self, shape: &LossShape, opts: &LossOptions) -> Result<Common> {
-        let weight = match &shape.weight {
+    pub(crate) fn loss_common(&self, spec: &LossSpec, opts: &LossOptions) -> Result<Common> {
+        let weight = match &spec.weight {
             Some(w) => w.clone(),
             None => Bound::whole(self.upload("weight", opts.weight.unwrap_or(&[]))?),
         };
         // W is known here unless the weights are on the device.
-        let classes = shape.layout.classes as f64;
+        let classes = spec.layout.classes as f64;
         let weight_sum = opts
             .weight
             .map_or(classes, |w| w.iter().map(|&v| v as f64).sum());
@@ -116,7 +116,7 @@ impl Context {
     /// its per-row outputs.
     pub(crate) fn chunk_buffers(
         &self,
-        (shape, opts, req): (&LossShape, &LossOptions, Request),
+        (spec, opts, req): (&LossSpec, &LossOptions, Request),
         plan: &LossPlan,
         inputs: Vec<ChunkInputs>,
     ) -> Result<Vec<ChunkBuffers>> {
@@ -125,7 +125,7 @@ impl Context {
         let mut bufs: Vec<ChunkBuffers> = Vec::with_capacity(inputs.len());
         for input in inputs {
             let rows = input.rows.len();
-            let params = self.uniform("loss params", &plan.params(shape, opts, req, &input));
+            let params = self.uniform("loss params", &plan.params(spec, opts, req, &input));
             let (losses, dens, stats, lse) = match bufs.last().filter(|_| input.seg_first > 0) {
                 Some(b) => (
                     b.losses.clone(),
@@ -140,7 +140,7 @@ impl Context {
                     req.lse.then(|| self.output("lse", rows)).transpose()?,
                 ),
             };
-            let grad = match (req.grad, &shape.grad_into) {
+            let grad = match (req.grad, &spec.grad_into) {
                 (Grad::OutOfPlace, Some(into)) => Some(into.clone()),
                 (Grad::OutOfPlace, None) => {
                     Some(Bound::whole(self.host_output("grad", input.elems.len())?))

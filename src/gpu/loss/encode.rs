@@ -3,7 +3,7 @@
 //! gather and the 16-bit gradient. `build_loss` runs the stages in that order.
 
 use super::buffers::{row_chunks, row_runs, ChunkBuffers, ChunkInputs, Common};
-use super::plan::{LossPlan, LossShape};
+use super::plan::{LossPlan, LossSpec};
 use super::prepared::PreparedLoss;
 use super::{Grad, Loss, Request};
 use crate::error::Result;
@@ -19,8 +19,8 @@ use crate::options::{LossOptions, Reduction};
 const NLL_GRAD_VALUES: u64 = 4;
 
 /// A chunk's dispatch label: its shape.
-fn label(shape: &LossShape, b: &ChunkBuffers) -> String {
-    let l = &shape.layout;
+fn label(spec: &LossSpec, b: &ChunkBuffers) -> String {
+    let l = &spec.layout;
     format!("rows={} C={} inner={}", b.rows, l.classes, l.inner)
 }
 
@@ -28,30 +28,30 @@ impl Context {
     /// Builds every buffer, bind group and dispatch of one call over `inputs`.
     pub(crate) fn build_loss(
         &self,
-        shape: &LossShape,
+        spec: &LossSpec,
         inputs: Vec<ChunkInputs>,
         opts: &LossOptions<'_>,
         req: Request,
     ) -> Result<PreparedLoss<'_>> {
-        let variant = self.variant(shape.dtype, inputs.iter().map(|c| c.logits.size));
-        let plan = LossPlan::new(shape, opts, req, variant, &self.walk_tuning())?;
-        let common = self.loss_common(shape, opts)?;
-        let bufs = self.chunk_buffers((shape, opts, req), &plan, inputs)?;
+        let variant = self.variant(spec.dtype, inputs.iter().map(|c| c.logits.size));
+        let plan = LossPlan::new(spec, opts, req, variant, &self.walk_tuning())?;
+        let common = self.loss_common(spec, opts)?;
+        let bufs = self.chunk_buffers((spec, opts, req), &plan, inputs)?;
         let mut program = Program::default();
-        if shape.check_targets {
+        if spec.check_targets {
             // Reset the flag at the start of every run.
             let init = self.upload("target error init", &[u32::MAX, 0, 0, 0])?;
             program.copy_before(init, common.error.clone(), 16);
         }
         if plan.sum_weights {
             // W for the smoothing term, summed from the device weights on every run.
-            let classes = shape.layout.classes;
+            let classes = spec.layout.classes;
             self.push_sum_into(&mut program, &common.weight, classes, &common.scale, 1)?;
         }
-        if plan.needs_d || shape.check_targets {
-            self.push_row_dens(&mut program, &plan, &common, &bufs, shape)?;
+        if plan.needs_d || spec.check_targets {
+            self.push_row_dens(&mut program, &plan, &common, &bufs, spec)?;
         }
-        let call = (shape, opts, req);
+        let call = (spec, opts, req);
         let reduced = match plan.fused {
             true => self.push_fused(&mut program, &plan, &common, &bufs, call)?,
             false => self.push_forward(&mut program, &plan, &common, &bufs, call)?,
@@ -65,7 +65,7 @@ impl Context {
                 }
             }
         }
-        if let Some((target, half)) = &shape.grad_pack {
+        if let Some((target, half)) = &spec.grad_pack {
             // The gradient in the logits' 16-bit dtype: packed from the f32 one (one chunk).
             if let Some(g) = bufs.first().and_then(|b| b.grad.as_ref()) {
                 self.push_pack(&mut program, g, target, bufs[0].elems, *half)?;
@@ -82,7 +82,7 @@ impl Context {
         plan: &LossPlan,
         c: &Common,
         bufs: &[ChunkBuffers],
-        shape: &LossShape,
+        spec: &LossSpec,
     ) -> Result<()> {
         for b in row_chunks(bufs) {
             let groups = (b.rows as u64).div_ceil(self.workgroup_size() as u64);
@@ -92,9 +92,9 @@ impl Context {
                 key,
                 self.forward_bind(c, b),
                 groups,
-                &label(shape, b),
+                &label(spec, b),
             )?;
-            if shape.check_targets {
+            if spec.check_targets {
                 let key = KernelKey::new(Entry::ReportError, plan.variant);
                 self.push(program, key, self.forward_bind(c, b), 1, "")?;
             }
@@ -111,7 +111,7 @@ impl Context {
         plan: &LossPlan,
         c: &Common,
         bufs: &[ChunkBuffers],
-        (shape, opts, req): (&LossShape, &LossOptions, Request),
+        (spec, opts, req): (&LossSpec, &LossOptions, Request),
     ) -> Result<Option<Reduced>> {
         if plan.needs_d {
             let dens: Vec<Part> = row_chunks(bufs)
@@ -123,7 +123,7 @@ impl Context {
         // there is no grad buffer (size 0 here), and the logits are written 8 at a time when
         // they are also read so (`KernelKey::in_place`).
         let sizes = bufs.iter().map(|b| b.grad.as_ref().map_or(0, |g| g.size));
-        let grad_kind = self.with_wide_output(plan.variant, &shape.layout, sizes);
+        let grad_kind = self.with_wide_output(plan.variant, &spec.layout, sizes);
         let entry = match plan.split_rows {
             true => Entry::CrossEntropyGradSegments,
             false => Entry::CrossEntropyFused,
@@ -145,7 +145,7 @@ impl Context {
                     false => rows::workgroups(b.rows, plan.walk.lanes, self.workgroup_size()),
                 };
                 let bind = self.grad_bind(c, b, &c.scale);
-                self.push(program, key, bind, groups, &label(shape, b))?;
+                self.push(program, key, bind, groups, &label(spec, b))?;
             }
         }
         self.push_loss_reduction(program, bufs, opts.reduction)
@@ -159,7 +159,7 @@ impl Context {
         plan: &LossPlan,
         c: &Common,
         bufs: &[ChunkBuffers],
-        (shape, opts, req): (&LossShape, &LossOptions, Request),
+        (spec, opts, req): (&LossSpec, &LossOptions, Request),
     ) -> Result<Option<Reduced>> {
         for row in row_runs(bufs).filter(|_| plan.split_rows) {
             self.push_split_forward(program, plan, c, row)?;
@@ -179,7 +179,7 @@ impl Context {
                 key,
                 self.forward_bind(c, b),
                 groups,
-                &label(shape, b),
+                &label(spec, b),
             )?;
         }
         let reduced = self.push_loss_reduction(program, bufs, opts.reduction)?;
@@ -194,7 +194,7 @@ impl Context {
                     key,
                     self.grad_bind(c, b, den),
                     groups,
-                    &label(shape, b),
+                    &label(spec, b),
                 )?;
             }
         }

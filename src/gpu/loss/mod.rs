@@ -9,7 +9,7 @@ mod plan;
 mod prepared;
 
 pub(crate) use buffers::ChunkInputs;
-pub(crate) use plan::LossShape;
+pub(crate) use plan::LossSpec;
 pub use prepared::PreparedLoss;
 
 use super::context::Context;
@@ -217,9 +217,9 @@ impl Context {
                 lse: req.lse.then(Vec::new),
             });
         }
-        let shape = LossShape::host(&problem, &input, target.shape());
+        let spec = LossSpec::host(&problem, &input, target.shape());
         self.scoped(async {
-            let plan = self.build_loss(&shape, self.host_inputs(&input, &problem)?, opts, req)?;
+            let plan = self.build_loss(&spec, self.host_inputs(&input, &problem)?, opts, req)?;
             plan.run().await.map(|(r, _)| r)
         })
         .await
@@ -290,9 +290,9 @@ impl Context {
                 "nothing to prepare: the batch is empty".into(),
             ));
         }
-        let shape = LossShape::host(&problem, &input, target.shape());
+        let spec = LossSpec::host(&problem, &input, target.shape());
         let mut plan = pollster::block_on(self.scoped(async {
-            self.build_loss(&shape, self.host_inputs(&input, &problem)?, opts, req)
+            self.build_loss(&spec, self.host_inputs(&input, &problem)?, opts, req)
         }))?;
         plan.set_read_grad(false);
         Ok(plan)

@@ -1,5 +1,5 @@
 //! The policy of one loss call, decided before any buffer exists: what the call computes over
-//! (`LossShape`), which code its pipelines keep, how rows are walked, which stages run
+//! (`LossSpec`), which code its pipelines keep, how rows are walked, which stages run
 //! (`LossPlan`), and each chunk's kernel parameters (`LossParams`).
 
 use super::buffers::ChunkInputs;
@@ -11,7 +11,7 @@ use crate::layout::{LossProblem, RowLayout, Targets, IGNORED};
 use crate::options::{DType, Logits, LossOptions, Reduction};
 
 /// What a loss call computes over: the layout, the shapes and the kind of targets.
-pub(crate) struct LossShape {
+pub(crate) struct LossSpec {
     pub layout: RowLayout,
     pub input_shape: Vec<usize>,
     pub out_shape: Vec<usize>,
@@ -35,8 +35,8 @@ pub(crate) struct LossShape {
     pub weight: Option<Bound>,
 }
 
-impl LossShape {
-    /// The shape of a checked host problem.
+impl LossSpec {
+    /// The spec of a checked host problem.
     pub fn host(problem: &LossProblem, input: &Logits<'_>, target_shape: &[usize]) -> Self {
         Self {
             layout: problem.layout,
@@ -103,21 +103,21 @@ pub(crate) struct LossPlan {
 }
 
 impl LossPlan {
-    /// The plan of `req` over `shape`, its logits read as `variant`.
+    /// The plan of `req` over `spec`, its logits read as `variant`.
     pub fn new(
-        shape: &LossShape,
+        spec: &LossSpec,
         opts: &LossOptions,
         req: Request,
         variant: Variant,
         tuning: &WalkTuning,
     ) -> crate::Result<Self> {
-        if req.grad == Grad::InPlace && shape.dtype != DType::F32 {
+        if req.grad == Grad::InPlace && spec.dtype != DType::F32 {
             return Err(crate::XentError::Unsupported(
                 "an in-place gradient needs f32 logits (the gradient is f32)".into(),
             ));
         }
         // Class targets and no option beyond weights: the pipelines without the general code.
-        let general = shape.probs
+        let general = spec.probs
             || opts.label_smoothing != 0.0
             || opts.z_loss != 0.0
             || opts.softcap.is_some();
@@ -125,7 +125,7 @@ impl LossPlan {
         let fused = ce && req.grad != Grad::None;
         // Long rows, and few rows, of cross_entropy are split across workgroups; the fused
         // backward reads each row twice, the second time from workgroup memory where rows fit.
-        let mut walk = rows::plan(&shape.layout, tuning, fused);
+        let mut walk = rows::plan(&spec.layout, tuning, fused);
         if !ce {
             walk = RowPlan {
                 lanes: 1,
@@ -134,13 +134,13 @@ impl LossPlan {
             };
         }
         let mut flags = 0;
-        if opts.weight.is_some() || shape.weight.is_some() {
+        if opts.weight.is_some() || spec.weight.is_some() {
             flags |= HAS_WEIGHT;
         }
-        if shape.probs {
+        if spec.probs {
             flags |= PROB_TARGETS;
         }
-        if shape.unsigned_targets {
+        if spec.unsigned_targets {
             flags |= UNSIGNED_TARGETS;
         }
         Ok(Self {
@@ -149,7 +149,7 @@ impl LossPlan {
             fused,
             split_rows: ce && walk.split.segments > 1,
             needs_d: fused && opts.reduction != Reduction::None,
-            sum_weights: fused && shape.weight.is_some() && opts.label_smoothing > 0.0,
+            sum_weights: fused && spec.weight.is_some() && opts.label_smoothing > 0.0,
             flags,
         })
     }
@@ -163,7 +163,7 @@ impl LossPlan {
     /// The kernels' parameters for one chunk.
     pub fn params(
         &self,
-        shape: &LossShape,
+        spec: &LossSpec,
         opts: &LossOptions,
         req: Request,
         input: &ChunkInputs,
@@ -172,22 +172,22 @@ impl LossPlan {
         LossParams {
             rows: input.rows.len() as u32,
             classes: input.classes.len() as u32,
-            inner: shape.layout.inner as u32,
+            inner: spec.layout.inner as u32,
             flags: self.flags,
-            ignore_index: shape.ignore_index,
+            ignore_index: spec.ignore_index,
             label_smoothing: opts.label_smoothing,
             z_loss: opts.z_loss,
             softcap: opts.softcap.unwrap_or(0.0),
             grad_output: req.grad_output,
             lanes: self.walk.lanes,
-            target_words: shape.target_words,
+            target_words: spec.target_words,
             row_base: input.rows.start as u32,
             segments: self.segments(input),
             segment_len: split.len,
             seg_first: input.seg_first,
             seg_total: split.segments,
             class_first: input.classes.start as u32,
-            total_classes: shape.layout.classes as u32,
+            total_classes: spec.layout.classes as u32,
             _pad: [0; 2],
         }
     }

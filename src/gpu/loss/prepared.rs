@@ -2,7 +2,7 @@
 //! as often as needed; the loss, gradient and lse read back by name.
 
 use super::buffers::{row_chunks, ChunkBuffers, Common};
-use super::plan::LossShape;
+use super::plan::LossSpec;
 use super::{Grad, Request, Results};
 use crate::error::Result;
 use crate::gpu::context::Context;
@@ -19,7 +19,7 @@ impl Context {
         &self,
         program: Program,
         (common, bufs, reduced): (Common, Vec<ChunkBuffers>, Option<Reduced>),
-        (shape, opts, req): (&LossShape, &LossOptions, Request),
+        (spec, opts, req): (&LossSpec, &LossOptions, Request),
     ) -> PreparedLoss<'_> {
         let loss_staging = match &reduced {
             Some(_) => vec![self.staging(4)],
@@ -51,20 +51,18 @@ impl Context {
             loss_staging,
             grad_staging,
             lse_staging,
-            error: shape
-                .check_targets
-                .then(|| (common.error, self.staging(16))),
+            error: spec.check_targets.then(|| (common.error, self.staging(16))),
             timestamps: self.timestamp_queries(),
-            lse_shape: shape.out_shape.clone(),
+            lse_shape: spec.out_shape.clone(),
             loss_shape: match opts.reduction {
-                Reduction::None => shape.out_shape.clone(),
+                Reduction::None => spec.out_shape.clone(),
                 _ => vec![],
             },
-            input_shape: shape.input_shape.clone(),
-            target_shape: shape.target_shape.clone(),
-            classes: shape.layout.classes,
-            ignore_index: shape.ignore_index as i64,
-            dtype: shape.dtype,
+            input_shape: spec.input_shape.clone(),
+            target_shape: spec.target_shape.clone(),
+            classes: spec.layout.classes,
+            ignore_index: spec.ignore_index as i64,
+            dtype: spec.dtype,
             req,
             read_grad: true,
             started: false.into(),
