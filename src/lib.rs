@@ -22,14 +22,14 @@
 
 pub mod cpu;
 mod error;
-pub mod gpu;
-pub mod layout;
+mod gpu;
+mod layout;
 mod options;
 
 pub use error::{Result, XentError};
 pub use gpu::{
     Context, ContextOptions, DeviceDType, DeviceGrad, DeviceLoss, DeviceTensor, PreparedBandwidth,
-    PreparedLoss, PreparedSoftmax,
+    PreparedLoss, PreparedSoftmax, Tuning,
 };
 pub use options::{
     BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,

@@ -40,6 +40,7 @@ fn held_softmax_matches_the_reference_and_the_read_twice_kernel() {
                 .unwrap();
             let labels = p.dispatch_labels();
             assert!(labels[0].contains("SoftmaxHeld"), "{n}x{c}: {labels:?}");
+            assert!(p.holds_rows());
             let (ours, _) = p.run_timed().unwrap();
             let reference = match log {
                 true => cpu::log_softmax(Tensor::new(&x, &shape), 1).unwrap(),
@@ -50,7 +51,7 @@ fn held_softmax_matches_the_reference_and_the_read_twice_kernel() {
             let t = twice
                 .prepare_softmax(Tensor::new(&x, &shape), 1, log)
                 .unwrap();
-            assert!(!t.dispatch_labels()[0].contains("Held"));
+            assert!(!t.dispatch_labels()[0].contains("Held") && !t.holds_rows());
             let (other, _) = t.run_timed().unwrap();
             assert_close(&what, &ours.data, &widen(&other.data), 1e-6, 1e-6);
         }
@@ -61,7 +62,7 @@ fn held_softmax_matches_the_reference_and_the_read_twice_kernel() {
     let p = held
         .prepare_softmax(Tensor::new(&x, &[n, c]), 1, true)
         .unwrap();
-    assert!(!p.dispatch_labels()[0].contains("Held"));
+    assert!(!p.dispatch_labels()[0].contains("Held") && !p.holds_rows());
 }
 
 #[test]

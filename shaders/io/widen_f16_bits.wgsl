@@ -1,8 +1,7 @@
 // One u32 word of two IEEE halves (low first) as f32s, by integer arithmetic: for CPU
 // adapters, which read f16 8 at a time (input_half_wide.wgsl). Exactly unpack2x16float's
-// result, but lavapipe's unpack2x16float (and its native f16 loads) cost more than the loads:
-// the cross-entropy forward over 1024×32000 f16 logits ran at 2.5-2.7 GB/s this way against
-// 1.5-1.7 GB/s with unpack2x16float (three interleaved rounds). A subnormal half m·2^-24 is
+// result, but lavapipe's unpack2x16float (and its native f16 loads) cost more than the loads
+// (docs/PERFORMANCE.md). A subnormal half m·2^-24 is
 // made as f32(m)·2^-24, a normal f32, so no subnormal f32 is involved (CPU adapters may flush
 // them).
 // The halves h (16 bits each) as f32s: exponent e, mantissa m.

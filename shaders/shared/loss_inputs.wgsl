@@ -77,8 +77,7 @@ fn prob(i: u32) -> f32 {
 // Set from Rust: false for a call with class targets and no label smoothing, z-loss or
 // softcap (only weights), so that every branch below on those options folds away when the
 // pipeline is compiled. CPU adapters run both sides of a branch, so each row otherwise paid
-// for the general code it skipped: at 8192×4096 the cross-entropy forward / fused backward
-// took 24-30 / 60-76 ms without it against 28-35 / 67-101 ms (five interleaved rounds).
+// for the general code it skipped (measured: docs/PERFORMANCE.md).
 override GENERAL: bool = true;
 
 // Softcap on (never without GENERAL).

@@ -4,9 +4,8 @@
 // bitwise (max, and one IEEE addition of two products), so every lane ends with exactly the
 // value reduce_tree.wgsl's tree leaves in lane 0: the same results as the tree, with no
 // workgroup memory. lavapipe runs a shader that has any barrier as coroutines suspended at
-// each one; without barriers the cross-entropy forward at 8192×4096 took 39-41 ms against
-// 43-46 ms (four interleaved rounds). The in-place gradient adds the one barrier it needs
-// (grad.wgsl).
+// each one, so dropping them pays (docs/PERFORMANCE.md). The in-place gradient adds the one
+// barrier it needs (grad.wgsl).
 
 fn workgroup_lse(st: Lse, lid: u32, lanes: u32) -> Lse {
     var t = st;

@@ -75,12 +75,10 @@ fn span_scalar(sp: Span, base: u32, k: u32) -> u32 {
 // same vec4s each time (rows held in workgroup memory rely on it).
 //
 // The hot loops over pairs take two a trip, pairs q and q + lanes of the lane's own walk, both
-// read before either is written (then the one left over, if any). lavapipe pays a lot per
-// loop trip: medians of six interleaved rounds at 1024×32000 went from 32.5 to 23.4 ms for
-// the cross-entropy forward (whose two pairs also share one rescale, lse_push16), 73 to
-// 55-60 ms for the fused backward and 60 to 48 ms for log_softmax's kernel; at 8192×4096,
-// 39 to 30, 84 to 71 and 60 to 50 ms. Four pairs a trip gained nothing more, nor did two in
-// the general cases (label smoothing, softcap, probabilities), which keep one.
+// read before either is written (then the one left over, if any): lavapipe pays a lot per
+// loop trip. The forward's two pairs share one rescale (lse_push16). The general cases (label
+// smoothing, softcap, probabilities) keep one pair a trip, where two did not pay
+// (docs/PERFORMANCE.md).
 struct Pairs {
     q0: u32,
     q1: u32,

@@ -14,6 +14,7 @@ use crate::error::Result;
 
 /// One dispatch: a kernel, its bindings and its grid.
 pub(crate) struct Dispatch {
+    key: KernelKey,
     pipeline: std::sync::Arc<wgpu::ComputePipeline>,
     bind: wgpu::BindGroup,
     grid: (u32, u32),
@@ -46,6 +47,11 @@ impl Program {
         self.dispatches.len()
     }
 
+    /// Whether any dispatch keeps rows in workgroup memory (`KernelKey::held`).
+    pub fn holds_rows(&self) -> bool {
+        self.dispatches.iter().any(|d| d.key.held)
+    }
+
     /// Each dispatch's label (its kernel and shape), in order.
     pub fn labels(&self) -> Vec<String> {
         self.dispatches.iter().map(|d| d.label.clone()).collect()
@@ -69,6 +75,7 @@ impl Context {
         )?;
         if grid.0 > 0 {
             program.dispatches.push(Dispatch {
+                key,
                 pipeline: self.pipeline(key),
                 bind,
                 grid,

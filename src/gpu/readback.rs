@@ -105,10 +105,9 @@ impl Context {
 }
 
 /// Copies `src` into a new `Vec`. A large output (log_softmax's N×C, a gradient) lands in
-/// freshly mapped memory, and first-touch page faults, not the copy, are its cost: 131 MB
-/// took 72-82 ms to clone on the 2-core test machine against 12-14 ms into memory already
-/// touched. So large copies ask for transparent huge pages (Linux `madvise`, a hint) and
-/// fault in the pages from every core: 22-35 ms.
+/// freshly mapped memory, and first-touch page faults, not the copy, are its cost
+/// (docs/PERFORMANCE.md). So large copies ask for transparent huge pages (Linux `madvise`, a
+/// hint) and fault in the pages from every core.
 fn host_copy(src: &[f32]) -> Vec<f32> {
     use rayon::prelude::*;
     const PARALLEL_FROM: usize = 1 << 20;

@@ -6,9 +6,8 @@
 
 use crate::layout::RowLayout;
 
-/// Loads each lane should have at least, before a row gets more lanes. Measured on lavapipe
-/// (65536×256 cross_entropy, end-to-end median): 4 loads gave 194 ms, 16 gave 42, 32 gave 28; long
-/// rows (C = 32000) get the whole workgroup either way.
+/// Loads each lane should have at least, before a row gets more lanes (measured on lavapipe:
+/// docs/PERFORMANCE.md); long rows get the whole workgroup either way.
 const LOADS_PER_LANE: usize = 32;
 
 /// Invocations per row: a power of two from 1 to `workgroup_size`, enough that no lane walks

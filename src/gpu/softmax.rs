@@ -367,6 +367,11 @@ impl PreparedSoftmax<'_> {
         self.ctx.record(encoder, &self.program, None);
     }
 
+    /// Whether the call keeps rows in workgroup memory between its two reads of them.
+    pub fn holds_rows(&self) -> bool {
+        self.program.holds_rows()
+    }
+
     /// The label of each dispatch of a run, in order: its kernel, then its shape.
     pub fn dispatch_labels(&self) -> Vec<String> {
         self.program.labels()

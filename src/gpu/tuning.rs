@@ -114,10 +114,8 @@ impl Tuning {
 
     /// The workgroup size used unless one is given: CPU adapters (lavapipe, llvmpipe) run a
     /// workgroup on one thread as a loop over 8-wide SIMD lanes and every barrier splits that
-    /// loop, so they want small workgroups: one SIMD vector, 8. Four interleaved rounds on
-    /// lavapipe gave 8 the lower median kernel time than 16 in 8 of 9 op × shape pairs
-    /// (the fused backward at 1024×32000: 84 against 95 ms), and 64 was slower than both.
-    /// GPUs want enough to hide latency.
+    /// loop, so they want small workgroups: one SIMD vector, 8 (measured fastest:
+    /// docs/PERFORMANCE.md). GPUs want enough to hide latency.
     pub fn default_workgroup_size(info: &wgpu::AdapterInfo, limits: &wgpu::Limits) -> u32 {
         let wanted = match info.device_type {
             wgpu::DeviceType::Cpu => 8,

@@ -63,6 +63,7 @@ pub fn run() -> Result<()> {
     out!("  f32 inputs read:                  {}", ctx.f32_path())?;
     out!("  f16/bf16 inputs read:             {}", ctx.half_path())?;
     out!("  rows read twice:                  {}", ctx.hold_path())?;
+    out!("  tuning (resolved once):           {:?}", ctx.tuning())?;
     out!(
         "  adapter features:                 {:?}",
         adapter_features(&instance, i)

@@ -227,10 +227,6 @@ fn cpu_op(op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
     Ok(Measured::new(op, &timing, 1.0, None))
 }
 
-fn held(labels: Vec<String>) -> bool {
-    labels.iter().any(|l| l.contains("Held"))
-}
-
 /// cross-entropy (with or without the fused gradient) and nll-loss on the GPU.
 fn loss_op(ctx: &Context, op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
     let (opts, b) = (LossOptions::default(), BackwardOptions::default());
@@ -269,7 +265,7 @@ fn loss_op(ctx: &Context, op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Me
     drop(checked);
     let timing = time(a.warmup, a.iters, || prepared.run_timed().map(|(_, k)| k))?;
     Ok(Measured {
-        held: held(prepared.dispatch_labels()),
+        held: prepared.holds_rows(),
         ..Measured::new(op, &timing, 1.0, Some(check))
     })
 }
@@ -294,7 +290,7 @@ fn softmax_op(ctx: &Context, op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result
     let check = Validation::of(&ours.data, &reference.data, a.perturb);
     let timing = time(a.warmup, a.iters, || prepared.run_timed().map(|(_, k)| k))?;
     Ok(Measured {
-        held: held(prepared.dispatch_labels()),
+        held: prepared.holds_rows(),
         ..Measured::new(op, &timing, 1.0, Some(check))
     })
 }

@@ -235,6 +235,12 @@ impl PreparedLoss<'_> {
         })
     }
 
+    /// Whether the call keeps rows in workgroup memory between its two reads of them (one
+    /// read of the logits instead of two).
+    pub fn holds_rows(&self) -> bool {
+        self.program.holds_rows()
+    }
+
     /// Number of dispatches in one run.
     pub fn dispatches(&self) -> usize {
         self.program.len()
