@@ -25,6 +25,7 @@ mod error;
 mod gpu;
 mod layout;
 mod options;
+mod problem;
 
 pub use error::{Result, XentError};
 pub use gpu::{

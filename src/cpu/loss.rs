@@ -2,10 +2,10 @@
 
 use super::lse::Lse;
 use crate::error::Result;
-use crate::layout::{check_loss, rows_shape, Loss, LossProblem, Targets, IGNORED};
 use crate::options::{
     BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
 };
+use crate::problem::{check_loss, rows_shape, Loss, LossProblem, Targets, IGNORED};
 use rayon::prelude::*;
 
 /// `torch.nn.functional.cross_entropy`, accumulated in f64.

@@ -6,6 +6,7 @@ mod chunks;
 mod context;
 mod convert;
 mod device;
+mod device_tensor;
 mod kernels;
 mod loss;
 mod probe;
@@ -20,7 +21,8 @@ mod tuning;
 
 pub use bandwidth::PreparedBandwidth;
 pub use context::Context;
-pub use device::{DeviceDType, DeviceGrad, DeviceLoss, DeviceTensor};
+pub use device::{DeviceGrad, DeviceLoss};
+pub use device_tensor::{DeviceDType, DeviceTensor};
 pub use loss::PreparedLoss;
 pub use softmax::PreparedSoftmax;
 pub use tuning::{ContextOptions, Tuning};

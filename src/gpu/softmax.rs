@@ -3,7 +3,7 @@
 use super::buffers::Bindable;
 use super::chunks;
 use super::context::Context;
-use super::device::{DeviceDType, DeviceTensor};
+use super::device_tensor::{DeviceDType, DeviceTensor};
 use super::kernels::{Entry, Family, KernelKey, Variant};
 use super::program::{join, Program};
 use super::readback::Staging;

@@ -10,8 +10,8 @@ use crate::gpu::chunks;
 use crate::gpu::context::Context;
 use crate::gpu::kernels::Family;
 use crate::gpu::rows;
-use crate::layout::{LossProblem, Targets};
 use crate::options::{Logits, LossOptions};
+use crate::problem::{LossProblem, Targets};
 use std::ops::Range;
 
 /// The inputs of one chunk of rows, each bound where it lies.

@@ -14,11 +14,11 @@ pub use prepared::PreparedLoss;
 
 use super::context::Context;
 use crate::error::Result;
-pub(crate) use crate::layout::Loss;
-use crate::layout::{check_loss, rows_shape, LossProblem};
 use crate::options::{
     BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
 };
+pub(crate) use crate::problem::Loss;
+use crate::problem::{check_loss, rows_shape, LossProblem};
 
 /// Where the gradient goes, if anywhere.
 #[derive(Clone, Copy, PartialEq, Eq)]

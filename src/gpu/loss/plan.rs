@@ -7,8 +7,9 @@ use super::{Grad, Loss, Request};
 use crate::gpu::buffers::Bound;
 use crate::gpu::kernels::Variant;
 use crate::gpu::rows::{self, RowPlan, WalkTuning};
-use crate::layout::{LossProblem, RowLayout, Targets, IGNORED};
+use crate::layout::RowLayout;
 use crate::options::{DType, Logits, LossOptions, Reduction};
+use crate::problem::{LossProblem, Targets, IGNORED};
 
 /// What a loss call computes over: the layout, the shapes and the kind of targets.
 pub(crate) struct LossSpec {
