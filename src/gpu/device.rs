@@ -243,12 +243,14 @@ fn device_grad(call: &DeviceLoss, dtype: DType) -> Result<(Grad, GradInto, GradP
             Some(half) if g.shape() == logits.shape() => {
                 (Grad::OutOfPlace, None, Some((g.bound(), half)))
             }
-            _ => return Err(XentError::InvalidShape(format!(
+            _ => {
+                return Err(XentError::InvalidShape(format!(
                 "the gradient must be f32, f16 or bf16 of the logits' shape {:?}, not {:?} {:?}",
                 logits.shape(),
                 g.dtype(),
                 g.shape()
-            ))),
+            )))
+            }
         },
     })
 }
