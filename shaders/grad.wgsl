@@ -302,7 +302,7 @@ fn cross_entropy_grad_segments(
 
 // nll_loss backward: invocation k writes the NLL_VALUES elements from k·NLL_VALUES of the
 // chunk, whatever their rows (no walk along a row, so a row of any length takes the same
-// few loop trips: src/gpu/rows.rs says why that matters). Keep NLL_VALUES in sync with
+// few loop trips: src/geometry/rows.rs says why that matters). Keep NLL_VALUES in sync with
 // `NLL_GRAD_VALUES` in src/gpu/loss_plan.rs.
 const NLL_VALUES: u32 = 4u;
 
@@ -313,7 +313,7 @@ fn nll_grad(
     @builtin(local_invocation_index) lid: u32,
 ) {
     let first = (linear_workgroup(wid, nwg) * WG + lid) * NLL_VALUES;
-    // rows · C, the chunk's element count (rows = outer · inner), below 2^32 (src/gpu/chunks.rs).
+    // rows · C, the chunk's element count (rows = outer · inner), below 2^32 (src/geometry/chunks.rs).
     let total = params.rows * params.classes;
     let per_outer = params.classes * params.inner;
     for (var k = 0u; k < NLL_VALUES; k++) {

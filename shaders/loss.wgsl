@@ -174,7 +174,7 @@ fn nll_rows(
     if row >= params.rows {
         return;
     }
-    // A row larger than one binding is bound a few classes at a time (src/gpu/chunks.rs): the
+    // A row larger than one binding is bound a few classes at a time (src/geometry/chunks.rs): the
     // chunk holding the target writes the row, and the first chunk writes a row without one.
     let t = row_target(row);
     let local = t - i32(params.class_first);

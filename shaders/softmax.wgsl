@@ -2,7 +2,7 @@
 //
 // Shapes: x and y are the tensor viewed as [outer, C, inner] (see src/layout.rs). Row r is
 // x[o, 0..C, i] with r = o*inner + i, class c of it at flat index o*C*inner + c*inner + i.
-// Rows are numbered from the start of the chunk bound here (src/gpu/chunks.rs).
+// Rows are numbered from the start of the chunk bound here (src/geometry/chunks.rs).
 //
 // Math, per row:
 //   m = max_c x_c,  s = Σ_c exp(x_c - m),  lse = m + log(s)
@@ -39,7 +39,7 @@ struct SoftmaxParams {
     lanes: u32,
     // Split rows (shared/lse.wgsl's Segment): `segments` pieces of `segment_len` classes
     // here, segments [seg_first, seg_first + segments) of the `seg_total` of each row (fewer
-    // than all where a row is larger than one binding: src/gpu/chunks.rs); 1 otherwise.
+    // than all where a row is larger than one binding: src/geometry/chunks.rs); 1 otherwise.
     segments: u32,
     segment_len: u32,
     seg_first: u32,
@@ -292,7 +292,7 @@ fn softmax_backward(
     write_backward(SOFTMAX, slot, base, 0u, params.classes, total);
 }
 
-// Split rows (src/gpu/rows.rs: rows too long for one workgroup's loop budget, or too few to
+// Split rows (src/geometry/rows.rs: rows too long for one workgroup's loop budget, or too few to
 // fill the adapter, or larger than one binding). First pass: workgroup g reads segment g % S of
 // row g / S and writes its partial, (m, s) for the forward, (Σ, 0) for the backward, to the
 // row's slot for it in stats. Second pass: every workgroup of the row merges all the row's

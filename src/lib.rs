@@ -22,6 +22,7 @@
 
 pub mod cpu;
 mod error;
+mod geometry;
 mod gpu;
 mod layout;
 mod options;

@@ -40,7 +40,7 @@ struct LossParams {
     // Split rows (long rows, few rows): each row is `segments` pieces of `segment_len`
     // classes here, one workgroup each; 1 otherwise. They are segments [seg_first, seg_first +
     // segments) of the row's `seg_total`: fewer than all where a row is larger than one
-    // binding and is bound a few segments at a time (src/gpu/chunks.rs).
+    // binding and is bound a few segments at a time (src/geometry/chunks.rs).
     segments: u32,
     segment_len: u32,
     seg_first: u32,

@@ -1,7 +1,7 @@
 // How the families that read rows (softmax, loss, grad) walk them: row slots and lanes, split
 // rows' segments, a row's vec4 span and its pairs. Each family's `params` has `classes` and
 // `inner` (the [outer, C, inner] view of src/layout.rs). The geometry on the host is
-// src/gpu/rows.rs.
+// src/geometry/rows.rs.
 
 // Flat index of class 0 of row r: rows are x[o, 0..C, i] with r = o·inner + i.
 fn row_base(row: u32) -> u32 {
@@ -9,7 +9,7 @@ fn row_base(row: u32) -> u32 {
 }
 
 // Rows and lanes: a workgroup of WG invocations works on WG / lanes rows with `lanes`
-// invocations each. `lanes` is a power of two chosen per dispatch from C (src/gpu/rows.rs):
+// invocations each. `lanes` is a power of two chosen per dispatch from C (src/geometry/rows.rs):
 // WG for long rows, down to 1 for tiny ones, so that small C does not leave most of a
 // workgroup idle. An invocation past the last row stays in the workgroup (it must reach
 // every barrier) but touches no memory.
@@ -24,7 +24,7 @@ fn row_slot(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, lanes: u32, rows: u32) -> 
     return RowSlot(row, lid % lanes, row < rows);
 }
 
-// Split rows (src/gpu/rows.rs's Split): each row is `segments` pieces of `len` classes, and
+// Split rows (src/geometry/rows.rs's Split): each row is `segments` pieces of `len` classes, and
 // workgroup g works on piece g % segments of row g / segments, classes [c0, c1), all its WG
 // invocations on it. (g % segments) · len < C, so nothing overflows.
 struct Segment {

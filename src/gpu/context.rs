@@ -321,15 +321,15 @@ impl Context {
         self.tuning.hold_vec4s(&self.limits)
     }
 
-    /// The choices the row geometry depends on (src/gpu/rows.rs).
-    pub(crate) fn walk_tuning(&self) -> super::rows::WalkTuning {
+    /// The choices the row geometry depends on (src/geometry/rows.rs).
+    pub(crate) fn walk_tuning(&self) -> crate::geometry::rows::WalkTuning {
         let t = &self.tuning;
-        super::rows::WalkTuning {
+        crate::geometry::rows::WalkTuning {
             workgroup_size: t.workgroup_size,
             min_workgroups: t.min_workgroups,
             max_loop_trips: t.max_loop_trips,
             hold_vec4s: self.hold_vec4s(),
-            max_binding_elems: super::chunks::max_binding_elems(t.max_binding_bytes),
+            max_binding_elems: crate::geometry::chunks::max_binding_elems(t.max_binding_bytes),
         }
     }
 

@@ -2,7 +2,6 @@
 
 mod bandwidth;
 mod buffers;
-mod chunks;
 mod context;
 mod convert;
 mod device;
@@ -13,7 +12,6 @@ mod probe;
 mod program;
 mod readback;
 mod reduce;
-mod rows;
 mod softmax;
 mod switches;
 mod timestamps;

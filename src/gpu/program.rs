@@ -5,12 +5,12 @@
 //! each dispatch is its own synchronisation scope: wgpu inserts the barrier between a dispatch
 //! that writes a buffer and a later one that reads it.
 
-use super::chunks::grid;
 use super::context::Context;
 use super::kernels::KernelKey;
 use super::readback::Staging;
 use super::timestamps::Timestamps;
 use crate::error::Result;
+use crate::geometry::chunks::grid;
 
 /// One dispatch: a kernel, its bindings and its grid.
 pub(crate) struct Dispatch {

@@ -1,15 +1,15 @@
 //! Launchers for `shaders/softmax.wgsl`: log_softmax, softmax and their backward passes.
 
 use super::buffers::Bindable;
-use super::chunks;
 use super::context::Context;
 use super::device_tensor::{DeviceDType, DeviceTensor};
 use super::kernels::{Entry, Family, KernelKey, Variant};
 use super::program::{join, Program};
 use super::readback::Staging;
-use super::rows;
 use super::timestamps::Timestamps;
 use crate::error::{Result, XentError};
+use crate::geometry::chunks;
+use crate::geometry::rows;
 use crate::layout::RowLayout;
 use crate::options::{DType, Logits, Output, Tensor};
 
@@ -28,7 +28,7 @@ struct SoftmaxParams {
 }
 
 /// What one chunk's dispatches work on: its own view, the call's walk, and the partials
-/// buffer shared by the chunks of a row (src/gpu/chunks.rs).
+/// buffer shared by the chunks of a row (src/geometry/chunks.rs).
 struct SoftmaxChunk<'a> {
     layout: RowLayout,
     walk: rows::RowPlan,

@@ -87,7 +87,7 @@ impl Tuning {
         }
         let max_loop_trips = options
             .max_loop_trips
-            .unwrap_or(super::rows::MAX_LOOP_TRIPS);
+            .unwrap_or(crate::geometry::rows::MAX_LOOP_TRIPS);
         if max_loop_trips < 8 {
             return Err(XentError::InvalidArgument(format!(
                 "max_loop_trips must be at least 8, got {max_loop_trips}"

@@ -5,11 +5,11 @@
 use super::plan::{LossPlan, LossSpec};
 use super::{Grad, Request};
 use crate::error::Result;
+use crate::geometry::chunks;
+use crate::geometry::rows;
 use crate::gpu::buffers::{Bindable, Bound};
-use crate::gpu::chunks;
 use crate::gpu::context::Context;
 use crate::gpu::kernels::Family;
-use crate::gpu::rows;
 use crate::options::{Logits, LossOptions};
 use crate::problem::{LossProblem, Targets};
 use std::ops::Range;

@@ -7,11 +7,11 @@ use super::plan::{LossPlan, LossSpec};
 use super::prepared::PreparedLoss;
 use super::{Grad, Loss, Request};
 use crate::error::Result;
+use crate::geometry::rows;
 use crate::gpu::context::Context;
 use crate::gpu::kernels::{Entry, KernelKey};
 use crate::gpu::program::Program;
 use crate::gpu::reduce::{Part, Reduced};
-use crate::gpu::rows;
 use crate::options::{LossOptions, Reduction};
 
 /// Elements each invocation of `nll_grad` writes (keep in sync with NLL_VALUES in

@@ -4,9 +4,9 @@
 
 use super::buffers::ChunkInputs;
 use super::{Grad, Loss, Request};
+use crate::geometry::rows::{self, RowPlan, WalkTuning};
 use crate::gpu::buffers::Bound;
 use crate::gpu::kernels::Variant;
-use crate::gpu::rows::{self, RowPlan, WalkTuning};
 use crate::layout::RowLayout;
 use crate::options::{DType, Logits, LossOptions, Reduction};
 use crate::problem::{LossProblem, Targets, IGNORED};

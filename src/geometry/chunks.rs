@@ -63,7 +63,7 @@ impl Chunk {
 
 /// Chunks covering `layout` split as `split`, each at most `max_binding_bytes` of f32
 /// values: whole outer slices where one fits, else pieces of whole segments (the split keeps a
-/// segment within a binding: [`crate::gpu::rows::split`]).
+/// segment within a binding: [`crate::geometry::rows::split`]).
 pub(crate) fn plan(
     layout: &RowLayout,
     split: &Split,

@@ -104,7 +104,7 @@ pub(crate) fn split(layout: &RowLayout, t: &WalkTuning) -> Split {
     }
     let wg = workgroup_size as usize;
     // A segment also fits one binding, so that a row larger than a binding can be bound a few
-    // segments at a time (src/gpu/chunks.rs).
+    // segments at a time (src/geometry/chunks.rs).
     let fits = (t.max_binding_elems / layout.inner / 4 * 4).max(4);
     let longest = (lane_values(layout, max_trips) * wg).min(fits);
     let by_trips = layout.classes.div_ceil(longest);
@@ -361,14 +361,14 @@ mod tests {
             prop_assert!(2 * share.div_ceil(per_trip) <= t.max_loop_trips as usize + 4,
                 "share {} of {:?} at {:?}", share, layout, p);
             // Segment indices (row · S + segment) stay below the element count, which a chunk
-            // keeps within u32 (src/gpu/chunks.rs).
+            // keeps within u32 (src/geometry/chunks.rs).
             let groups = layout.rows() as u64 * s.segments as u64;
             prop_assert!(groups <= (layout.len() as u64).max(layout.rows() as u64));
             // Chunks: every element bound exactly once, in order, each within one binding
             // (where that is at most a few thousand chunks, to keep the test quick).
             if layout.len() / t.max_binding_elems + layout.outer < 5000 {
                 let bytes = t.max_binding_elems as u64 * 4;
-                match crate::gpu::chunks::plan(&layout, &s, bytes) {
+                match crate::geometry::chunks::plan(&layout, &s, bytes) {
                     Err(_) => prop_assert!(4 * layout.inner > t.max_binding_elems),
                     Ok(chunks) => {
                         let mut next = 0;

@@ -1,0 +1,6 @@
+//! The pure integer policy of how rows are walked: lanes per row, splits into segments, rows
+//! held between passes (`rows`), and chunks each within one binding and 2-D grids (`chunks`).
+//! No adapter is involved: property tests cover every size up to C = 2^31.
+
+pub(crate) mod chunks;
+pub(crate) mod rows;
