@@ -79,50 +79,22 @@ impl<'a> DeviceLoss<'a> {
 }
 
 impl Context {
-    /// Builds a `cross_entropy` call over tensors already on the device (see [`DeviceLoss`]).
-    /// Weights come from the call's device tensor, or from `opts.weight` (C values, uploaded
-    /// once here). Record it into your own encoder with [`PreparedLoss::record`], as often
-    /// as the buffers' contents change; the loss stays on the device ([`PreparedLoss::loss`],
-    /// and [`PreparedLoss::lse`] when asked for) until [`PreparedLoss::read_loss`].
-    ///
-    /// A class target out of range cannot be seen from the host: the kernel flags the first
-    /// one, and reading the loss returns the same error as the host API, with its position
-    /// and value. The tensors must each fit one binding.
-    pub fn prepare_cross_entropy_device(
-        &self,
-        call: DeviceLoss,
-        opts: &LossOptions,
-    ) -> Result<PreparedLoss<'_>> {
-        self.prepare_device(Loss::CrossEntropy, call, opts)
-    }
-
-    /// As [`Context::prepare_cross_entropy_device`] for `nll_loss` (the input holds
-    /// log-probabilities; class targets only). Its gradient is `-(g/D)·w[y]` at the target,
-    /// written into a tensor of its own ([`DeviceGrad::Into`]).
-    pub fn prepare_nll_loss_device(
-        &self,
-        call: DeviceLoss,
-        opts: &LossOptions,
-    ) -> Result<PreparedLoss<'_>> {
-        if matches!(call.grad, DeviceGrad::InPlace) {
-            return Err(XentError::Unsupported(
-                "nll_loss writes its gradient into a tensor of its own (DeviceGrad::Into)".into(),
-            ));
-        }
-        if call.lse {
-            return Err(XentError::InvalidArgument(
-                "nll_loss computes no log-sum-exp: its input is already log-probabilities".into(),
-            ));
-        }
-        self.prepare_device(Loss::Nll, call, opts)
-    }
-
-    fn prepare_device(
+    pub(crate) fn prepare_device(
         &self,
         loss: Loss,
         call: DeviceLoss,
         opts: &LossOptions,
     ) -> Result<PreparedLoss<'_>> {
+        if loss == Loss::Nll && matches!(call.grad, DeviceGrad::InPlace) {
+            return Err(XentError::Unsupported(
+                "nll_loss writes its gradient into a tensor of its own (DeviceGrad::Into)".into(),
+            ));
+        }
+        if loss == Loss::Nll && call.lse {
+            return Err(XentError::InvalidArgument(
+                "nll_loss computes no log-sum-exp: its input is already log-probabilities".into(),
+            ));
+        }
         let (spec, grad) = device_spec(loss, &call, opts)?;
         let (logits, target) = (call.logits, call.target);
         let probs = spec.probs;

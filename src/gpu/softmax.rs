@@ -49,80 +49,7 @@ pub struct PreparedSoftmax<'a> {
 }
 
 impl Context {
-    /// `torch.nn.functional.log_softmax(x, dim)`.
-    pub fn log_softmax<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
-        pollster::block_on(self.log_softmax_async(x, dim))
-    }
-
-    /// `torch.nn.functional.softmax(x, dim)`.
-    pub fn softmax<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
-        pollster::block_on(self.softmax_async(x, dim))
-    }
-
-    /// The async form of [`Context::log_softmax`].
-    pub async fn log_softmax_async<'i>(
-        &self,
-        x: impl Into<Logits<'i>>,
-        dim: i64,
-    ) -> Result<Output> {
-        self.softmax_family(Entry::LogSoftmax, x.into(), dim, None)
-            .await
-    }
-
-    /// The async form of [`Context::softmax`].
-    pub async fn softmax_async<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
-        self.softmax_family(Entry::Softmax, x.into(), dim, None)
-            .await
-    }
-
-    /// `log_softmax`'s backward: `grad_out - exp(out) · Σ grad_out` along `dim`, given the
-    /// forward output `out` and the upstream gradient `grad_out` (same shape).
-    pub fn log_softmax_backward(
-        &self,
-        grad_out: Tensor<f32>,
-        out: Tensor<f32>,
-        dim: i64,
-    ) -> Result<Output> {
-        pollster::block_on(self.softmax_family(
-            Entry::LogSoftmaxBackward,
-            out.into(),
-            dim,
-            Some(grad_out),
-        ))
-    }
-
-    /// `softmax`'s backward: `out · (grad_out - Σ grad_out · out)` along `dim`.
-    pub fn softmax_backward(
-        &self,
-        grad_out: Tensor<f32>,
-        out: Tensor<f32>,
-        dim: i64,
-    ) -> Result<Output> {
-        pollster::block_on(self.softmax_family(
-            Entry::SoftmaxBackward,
-            out.into(),
-            dim,
-            Some(grad_out),
-        ))
-    }
-
-    /// Uploads a `log_softmax` (or `softmax`, when `log` is false) once, to run it many times.
-    pub fn prepare_softmax<'i>(
-        &self,
-        x: impl Into<Logits<'i>>,
-        dim: i64,
-        log: bool,
-    ) -> Result<PreparedSoftmax<'_>> {
-        let entry = if log {
-            Entry::LogSoftmax
-        } else {
-            Entry::Softmax
-        };
-        let x = x.into();
-        pollster::block_on(self.scoped(async { self.build_softmax(entry, x, dim, None) }))
-    }
-
-    async fn softmax_family(
+    pub(crate) async fn softmax_family(
         &self,
         entry: Entry,
         x: Logits<'_>,
@@ -138,7 +65,7 @@ impl Context {
 
     /// One pass of a softmax-family kernel over every row of `x` (for the backward kernels,
     /// `x` is the forward output and `gy` the upstream gradient).
-    fn build_softmax(
+    pub(crate) fn build_softmax(
         &self,
         entry: Entry,
         x: Logits<'_>,
@@ -273,21 +200,8 @@ impl Context {
         Ok(output)
     }
 
-    /// `log_softmax` (or `softmax`, when `log` is false) of a tensor on the device (f32, f16
-    /// or bf16, within one binding), into an f32 tensor of ours: record it into your encoder
-    /// with [`PreparedSoftmax::record`] and use [`PreparedSoftmax::output`] on the device.
-    pub fn prepare_softmax_device(
-        &self,
-        x: &DeviceTensor,
-        dim: i64,
-        log: bool,
-    ) -> Result<PreparedSoftmax<'_>> {
-        self.prepare_softmax_device_as(x, dim, log, DType::F32)
-    }
-
-    /// As [`Context::prepare_softmax_device`], with the output in `out`: f32, or f16 / bf16
-    /// rounded to nearest even (half the bytes for whatever reads it next).
-    pub fn prepare_softmax_device_as(
+    /// The device path of `prepare_softmax_device_as` (src/gpu/api.rs).
+    pub(crate) fn softmax_device(
         &self,
         x: &DeviceTensor,
         dim: i64,

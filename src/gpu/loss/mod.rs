@@ -15,7 +15,7 @@ pub use prepared::PreparedLoss;
 use super::context::Context;
 use crate::error::Result;
 use crate::options::{
-    BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
+    BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target,
 };
 pub(crate) use crate::problem::Loss;
 use crate::problem::{check_loss, rows_shape, LossProblem};
@@ -69,140 +69,7 @@ pub(crate) struct Results {
 }
 
 impl Context {
-    /// `torch.nn.functional.cross_entropy(input, target, weight, ignore_index, reduction,
-    /// label_smoothing)`, fused: log_softmax is never materialised.
-    pub fn cross_entropy<'i>(
-        &self,
-        input: impl Into<Logits<'i>>,
-        target: Target,
-        opts: &LossOptions,
-    ) -> Result<Output> {
-        let input: Logits = input.into();
-        pollster::block_on(self.cross_entropy_async(input, target, opts))
-    }
-
-    /// The async form of [`Context::cross_entropy`].
-    pub async fn cross_entropy_async<'i>(
-        &self,
-        input: impl Into<Logits<'i>>,
-        target: Target<'_>,
-        opts: &LossOptions<'_>,
-    ) -> Result<Output> {
-        let input: Logits = input.into();
-        let req = Request::forward(Loss::CrossEntropy);
-        Ok(self.run(input, target, opts, req).await?.loss)
-    }
-
-    /// [`Context::cross_entropy`] and the per-row log-sum-exp (shape `[N, d1..dk]`).
-    pub fn cross_entropy_with_lse<'i>(
-        &self,
-        input: impl Into<Logits<'i>>,
-        target: Target,
-        opts: &LossOptions,
-    ) -> Result<(Output, Output)> {
-        let input: Logits = input.into();
-        let req = Request {
-            lse: true,
-            ..Request::forward(Loss::CrossEntropy)
-        };
-        let r = pollster::block_on(self.run(input, target, opts, req))?;
-        let shape = rows_shape(input.shape());
-        Ok((
-            r.loss,
-            Output {
-                data: r.lse.unwrap_or_default(),
-                shape,
-            },
-        ))
-    }
-
-    /// The fused forward + backward of `cross_entropy`: the loss and d(loss)/d(input), with
-    /// PyTorch autograd's convention. Reads the logits twice and writes the gradient once.
-    pub fn cross_entropy_backward<'i>(
-        &self,
-        input: impl Into<Logits<'i>>,
-        target: Target,
-        opts: &LossOptions,
-        backward: &BackwardOptions,
-    ) -> Result<LossAndGrad> {
-        let input: Logits = input.into();
-        pollster::block_on(self.cross_entropy_backward_async(input, target, opts, backward))
-    }
-
-    /// The async form of [`Context::cross_entropy_backward`].
-    pub async fn cross_entropy_backward_async<'i>(
-        &self,
-        input: impl Into<Logits<'i>>,
-        target: Target<'_>,
-        opts: &LossOptions<'_>,
-        backward: &BackwardOptions,
-    ) -> Result<LossAndGrad> {
-        let input: Logits = input.into();
-        let req = Request::backward(Loss::CrossEntropy, Grad::OutOfPlace, backward);
-        let r = self.run(input, target, opts, req).await?;
-        Ok(r.into_loss_and_grad(input.shape()))
-    }
-
-    /// As [`Context::cross_entropy_backward`], with the gradient written over `logits`, on the
-    /// device too: the GPU holds one N×C buffer for both. `LossAndGrad::grad` is `None`.
-    pub fn cross_entropy_backward_in_place(
-        &self,
-        logits: &mut [f32],
-        shape: &[usize],
-        target: Target,
-        opts: &LossOptions,
-        backward: &BackwardOptions,
-    ) -> Result<LossAndGrad> {
-        let req = Request::backward(Loss::CrossEntropy, Grad::InPlace, backward);
-        let input = Logits::F32(Tensor::new(&*logits, shape));
-        let mut r = pollster::block_on(self.run(input, target, opts, req))?;
-        if let Some(grad) = r.grad.take() {
-            logits.copy_from_slice(&grad);
-        }
-        Ok(r.into_loss_and_grad(shape))
-    }
-
-    /// `torch.nn.functional.nll_loss(input, target, weight, ignore_index, reduction)`.
-    pub fn nll_loss<'i>(
-        &self,
-        input: impl Into<Logits<'i>>,
-        target: Target,
-        opts: &LossOptions,
-    ) -> Result<Output> {
-        let input: Logits = input.into();
-        pollster::block_on(self.nll_loss_async(input, target, opts))
-    }
-
-    /// The async form of [`Context::nll_loss`].
-    pub async fn nll_loss_async<'i>(
-        &self,
-        input: impl Into<Logits<'i>>,
-        target: Target<'_>,
-        opts: &LossOptions<'_>,
-    ) -> Result<Output> {
-        let input: Logits = input.into();
-        let req = Request::forward(Loss::Nll);
-        Ok(self.run(input, target, opts, req).await?.loss)
-    }
-
-    /// `nll_loss` and d(loss)/d(input) (it reads no logits: the gradient is `-w[y]/D` at y).
-    pub fn nll_loss_backward<'i>(
-        &self,
-        input: impl Into<Logits<'i>>,
-        target: Target,
-        opts: &LossOptions,
-        backward: &BackwardOptions,
-    ) -> Result<LossAndGrad> {
-        let input: Logits = input.into();
-        let req = Request {
-            lse: false,
-            ..Request::backward(Loss::Nll, Grad::OutOfPlace, backward)
-        };
-        let r = pollster::block_on(self.run(input, target, opts, req))?;
-        Ok(r.into_loss_and_grad(input.shape()))
-    }
-
-    async fn run(
+    pub(crate) async fn run(
         &self,
         input: Logits<'_>,
         target: Target<'_>,
@@ -227,55 +94,7 @@ impl Context {
 }
 
 impl Context {
-    /// Uploads a `cross_entropy` call once, so that it can be run many times without any
-    /// upload or allocation: the benchmark's timed loop, or a loop that only replaces the
-    /// logits with [`PreparedLoss::write_logits`]. `grad` adds the fused backward (out of place).
-    pub fn prepare_cross_entropy<'i>(
-        &self,
-        input: impl Into<Logits<'i>>,
-        target: Target,
-        opts: &LossOptions,
-        grad: bool,
-    ) -> Result<PreparedLoss<'_>> {
-        let input: Logits = input.into();
-        let grad = if grad { Grad::OutOfPlace } else { Grad::None };
-        let req = Request {
-            grad,
-            ..Request::forward(Loss::CrossEntropy)
-        };
-        self.prepare(Loss::CrossEntropy, input, target, opts, req)
-    }
-
-    /// As [`Context::prepare_cross_entropy`] with the fused backward writing the gradient over
-    /// the uploaded logits (f32): every run then starts from the previous run's gradient, which
-    /// is what a benchmark of the in-place path needs and a training loop replaces with
-    /// [`PreparedLoss::write_logits`].
-    pub fn prepare_cross_entropy_in_place(
-        &self,
-        input: Tensor<f32>,
-        target: Target,
-        opts: &LossOptions,
-    ) -> Result<PreparedLoss<'_>> {
-        let req = Request {
-            grad: Grad::InPlace,
-            ..Request::forward(Loss::CrossEntropy)
-        };
-        self.prepare(Loss::CrossEntropy, Logits::F32(input), target, opts, req)
-    }
-
-    /// As [`Context::prepare_cross_entropy`] for `nll_loss` (forward).
-    pub fn prepare_nll_loss<'i>(
-        &self,
-        input: impl Into<Logits<'i>>,
-        target: Target,
-        opts: &LossOptions,
-    ) -> Result<PreparedLoss<'_>> {
-        let input: Logits = input.into();
-        let req = Request::forward(Loss::Nll);
-        self.prepare(Loss::Nll, input, target, opts, req)
-    }
-
-    fn prepare<'i>(
+    pub(crate) fn prepare<'i>(
         &self,
         loss: Loss,
         input: impl Into<Logits<'i>>,
