@@ -1,5 +1,6 @@
 //! The GPU path: one [`Context`] owns the device and the pipelines; ops are its methods.
 
+mod adapter;
 mod api;
 mod bandwidth;
 mod buffers;

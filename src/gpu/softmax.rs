@@ -101,8 +101,8 @@ impl Context {
             };
             // The chunks of one row (pieces of a row larger than a binding) share its partials.
             if chunk.seg_first == 0 {
-                let len = 2 * chunk.rows(&layout).len() * walk.split.segments as usize;
-                stats = Some(self.output("softmax partials", len)?);
+                let rows = chunk.rows(&layout).len();
+                stats = Some(self.partials(rows, walk.split.segments)?);
             }
             let part = SoftmaxChunk {
                 layout: chunk.layout(&layout, &walk.split),
@@ -132,6 +132,15 @@ impl Context {
 }
 
 impl Context {
+    /// The split rows' partials, (m, s) or (Σ, 0) per segment of each row; a one-value dummy
+    /// where rows are not split, which binds it but never reads it.
+    fn partials(&self, rows: usize, segments: u32) -> Result<wgpu::Buffer> {
+        match segments {
+            1 => self.output("unused partials", 1),
+            s => self.output("softmax partials", 2 * rows * s as usize),
+        }
+    }
+
     /// Appends one chunk's dispatches: for split rows the partials to the first program and
     /// the segments to the second (which waits for every chunk of the row's partials);
     /// otherwise the one kernel to the first. Returns the chunk's output buffer.
@@ -235,12 +244,11 @@ impl Context {
             let bound = x.input_bound(self);
             let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
             let walk = rows::plan(&layout, &self.walk_tuning(), forward);
-            let partials = 2 * layout.rows() * walk.split.segments as usize;
             let part = SoftmaxChunk {
                 layout,
                 walk,
                 seg_first: 0,
-                stats: &self.output("softmax partials", partials)?,
+                stats: &self.partials(layout.rows(), walk.split.segments)?,
             };
             let kind = self.variant(dtype, [bound.size]);
             let mut second = Program::default();
