@@ -4,7 +4,7 @@
 //!     cargo run --release --example device_bf16
 
 use wgpu_xent::{
-    cpu, Context, DeviceDType, DeviceGrad, DeviceLoss, DeviceTensor, Logits, LossOptions, Target,
+    cpu, Context, DType, DeviceLoss, DeviceTensor, Logits, LossOptions, Target,
     Tensor,
 };
 
@@ -16,11 +16,11 @@ fn main() -> Result<(), wgpu_xent::XentError> {
         .map(|i| half::bf16::from_f32(((i * 7919) % 1000) as f32 / 125.0 - 4.0).to_bits())
         .collect();
     let targets: Vec<i64> = (0..n as i64).map(|i| (i * 131) % c as i64).collect();
-    let logits = DeviceTensor::from_host(&ctx, &bits, &[n, c], DeviceDType::BF16)?;
-    let target = DeviceTensor::from_host(&ctx, &targets, &[n], DeviceDType::I64)?;
+    let logits = DeviceTensor::from_host(&ctx, &bits, &[n, c], DType::BF16)?;
+    let target = DeviceTensor::from_host(&ctx, &targets, &[n], DType::I64)?;
     let grad = DeviceTensor::zeros(&ctx, &[n, c])?;
     let step = ctx.prepare_cross_entropy_device(
-        DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad)),
+        DeviceLoss::new(&logits, &target).grad_into(&grad),
         &LossOptions::default(),
     )?;
 

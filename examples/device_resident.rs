@@ -5,7 +5,7 @@
 //!     cargo run --release --example device_resident
 
 use wgpu_xent::{
-    Context, ContextOptions, DeviceDType, DeviceGrad, DeviceLoss, DeviceTensor, LossOptions,
+    Context, ContextOptions, DType, DeviceLoss, DeviceTensor, LossOptions,
 };
 
 /// Stands in for a model: writes logits[i] = sin(i · 0.1) · 3.
@@ -73,14 +73,14 @@ fn main() -> Result<(), wgpu_xent::XentError> {
     // wgpu-xent on the same device, over the same buffer.
     let ctx = Context::from_device(device.clone(), queue.clone(), ContextOptions::default())?;
     let targets: Vec<i32> = (0..n as i32).map(|i| (i * 97) % c as i32).collect();
-    let target = DeviceTensor::from_host(&ctx, &targets, &[n], DeviceDType::I32)?;
-    let logits = DeviceTensor::from_buffer(&ctx, &logits_buf, 0, &[n, c], DeviceDType::F32)?;
+    let target = DeviceTensor::from_host(&ctx, &targets, &[n], DType::I32)?;
+    let logits = DeviceTensor::from_buffer(&ctx, &logits_buf, 0, &[n, c], DType::F32)?;
     let opts = LossOptions {
         label_smoothing: 0.1,
         ..Default::default()
     };
     let step = ctx.prepare_cross_entropy_device(
-        DeviceLoss::new(&logits, &target).grad(DeviceGrad::InPlace),
+        DeviceLoss::new(&logits, &target).grad_in_place(),
         &opts,
     )?;
 

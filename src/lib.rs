@@ -30,7 +30,7 @@ mod problem;
 
 pub use error::{Result, XentError};
 pub use gpu::{
-    Context, ContextOptions, DeviceDType, DeviceGrad, DeviceLoss, DeviceTensor, PreparedBandwidth,
+    Context, ContextOptions, DeviceLoss, DeviceTensor, PreparedBandwidth,
     PreparedLoss, PreparedSoftmax, Tuning,
 };
 pub use options::{

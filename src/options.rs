@@ -32,7 +32,9 @@ impl<'a, T> Tensor<'a, T> {
     }
 }
 
-/// The element type of logits (inputs) on the host and on the device.
+/// The element type of a tensor, on the host and on the device: logits, probabilities and
+/// weights are f32, f16 or bf16 (16-bit types as their bit patterns); class targets are
+/// i32, u32 or i64.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum DType {
     /// IEEE f32.
@@ -42,22 +44,71 @@ pub enum DType {
     F16,
     /// bfloat16, stored as its 16-bit pattern (`u16`): the top half of an f32.
     BF16,
+    /// i32 class targets.
+    I32,
+    /// u32 class targets.
+    U32,
+    /// i64 class targets (read by the kernels as pairs of 32-bit words).
+    I64,
 }
 
 impl DType {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            DType::F32 => 4,
             DType::F16 | DType::BF16 => 2,
+            DType::F32 | DType::I32 | DType::U32 => 4,
+            DType::I64 => 8,
         }
     }
 
-    /// Widens one 16-bit pattern of this dtype to f32 (exactly).
+    /// True for f32, f16 and bf16.
+    pub fn is_float(self) -> bool {
+        self.float().is_some()
+    }
+
+    /// Widens one 16-bit pattern of f16 or bf16 to f32 (exactly); any other dtype reads the
+    /// pattern as bf16.
     pub fn widen(self, bits: u16) -> f32 {
         match self {
             DType::F16 => half::f16::from_bits(bits).to_f32(),
             _ => f32::from_bits((bits as u32) << 16),
+        }
+    }
+
+    /// The floating-point dtypes, which kernels read and write.
+    pub(crate) fn float(self) -> Option<Float> {
+        match self {
+            DType::F32 => Some(Float::F32),
+            DType::F16 => Some(Float::F16),
+            DType::BF16 => Some(Float::BF16),
+            DType::I32 | DType::U32 | DType::I64 => None,
+        }
+    }
+}
+
+/// The floating-point subset of [`DType`]: what a kernel's logits, gradient or outputs are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) enum Float {
+    #[default]
+    F32,
+    F16,
+    BF16,
+}
+
+impl Float {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        DType::from(self).size()
+    }
+}
+
+impl From<Float> for DType {
+    fn from(f: Float) -> Self {
+        match f {
+            Float::F32 => DType::F32,
+            Float::F16 => DType::F16,
+            Float::BF16 => DType::BF16,
         }
     }
 }
@@ -91,10 +142,14 @@ impl<'a> Logits<'a> {
 
     /// The dtype.
     pub fn dtype(&self) -> DType {
+        self.float().into()
+    }
+
+    pub(crate) fn float(&self) -> Float {
         match self {
-            Logits::F32(_) => DType::F32,
-            Logits::F16(_) => DType::F16,
-            Logits::BF16(_) => DType::BF16,
+            Logits::F32(_) => Float::F32,
+            Logits::F16(_) => Float::F16,
+            Logits::BF16(_) => Float::BF16,
         }
     }
 

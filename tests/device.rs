@@ -7,7 +7,7 @@ mod common;
 
 use common::{assert_close, assert_loss_and_grad, widen};
 use wgpu_xent::{
-    cpu, BackwardOptions, Context, ContextOptions, DeviceDType, DeviceGrad, DeviceLoss,
+    cpu, BackwardOptions, Context, ContextOptions, DType, DeviceLoss,
     DeviceTensor, LossOptions, Reduction, Target, Tensor, XentError,
 };
 
@@ -104,16 +104,16 @@ fn loss_and_in_place_gradient_in_the_callers_encoder() {
             }
         })
         .collect();
-    let target = DeviceTensor::from_host(&ctx, &targets, &[n], DeviceDType::I64).unwrap();
+    let target = DeviceTensor::from_host(&ctx, &targets, &[n], DType::I64).unwrap();
     let logits =
-        DeviceTensor::from_buffer(&ctx, &logits_buf, 0, &[n, c], DeviceDType::F32).unwrap();
+        DeviceTensor::from_buffer(&ctx, &logits_buf, 0, &[n, c], DType::F32).unwrap();
     let opts = LossOptions {
         label_smoothing: 0.1,
         ..Default::default()
     };
     let step = ctx
         .prepare_cross_entropy_device(
-            DeviceLoss::new(&logits, &target).grad(DeviceGrad::InPlace),
+            DeviceLoss::new(&logits, &target).grad_in_place(),
             &opts,
         )
         .unwrap();
@@ -147,7 +147,7 @@ fn loss_and_in_place_gradient_in_the_callers_encoder() {
     let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
     let step = ctx
         .prepare_cross_entropy_device(
-            DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad)),
+            DeviceLoss::new(&logits, &target).grad_into(&grad),
             &opts,
         )
         .unwrap();
@@ -167,13 +167,13 @@ fn out_of_range_device_target_is_reported_with_position_and_value() {
     let ctx = Context::new().unwrap();
     let (n, c) = (6usize, 5usize);
     let x = model_logits(n * c);
-    let logits = DeviceTensor::from_host(&ctx, &x, &[n, c], DeviceDType::F32).unwrap();
+    let logits = DeviceTensor::from_host(&ctx, &x, &[n, c], DType::F32).unwrap();
     for (dtype, targets) in [
-        (DeviceDType::I64, vec![0i64, 1, 2, 7_000_000_000, 4, 9]),
-        (DeviceDType::I32, vec![0, 1, -3, 1, 4, 9]),
+        (DType::I64, vec![0i64, 1, 2, 7_000_000_000, 4, 9]),
+        (DType::I32, vec![0, 1, -3, 1, 4, 9]),
     ] {
         let target = match dtype {
-            DeviceDType::I64 => DeviceTensor::from_host(&ctx, &targets, &[n], dtype).unwrap(),
+            DType::I64 => DeviceTensor::from_host(&ctx, &targets, &[n], dtype).unwrap(),
             _ => {
                 let t32: Vec<i32> = targets.iter().map(|&t| t as i32).collect();
                 DeviceTensor::from_host(&ctx, &t32, &[n], dtype).unwrap()
@@ -202,7 +202,7 @@ fn out_of_range_device_target_is_reported_with_position_and_value() {
     }
     // In range again: no error, and the flag is reset on every run.
     let good =
-        DeviceTensor::from_host(&ctx, &[0i32, 1, 2, 3, 4, -100], &[n], DeviceDType::I32).unwrap();
+        DeviceTensor::from_host(&ctx, &[0i32, 1, 2, 3, 4, -100], &[n], DType::I32).unwrap();
     let opts = LossOptions {
         reduction: Reduction::Sum,
         ..Default::default()
@@ -224,12 +224,12 @@ fn bf16_logits_and_u32_targets_on_the_device() {
         .map(|&v| half::bf16::from_f32(v).to_bits())
         .collect();
     let t: Vec<u32> = (0..n as u32).map(|i| (i * 17) % c as u32).collect();
-    let logits = DeviceTensor::from_host(&ctx, &bits, &[n, c], DeviceDType::BF16).unwrap();
-    let target = DeviceTensor::from_host(&ctx, &t, &[n], DeviceDType::U32).unwrap();
+    let logits = DeviceTensor::from_host(&ctx, &bits, &[n, c], DType::BF16).unwrap();
+    let target = DeviceTensor::from_host(&ctx, &t, &[n], DType::U32).unwrap();
     let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
     let step = ctx
         .prepare_cross_entropy_device(
-            DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad)),
+            DeviceLoss::new(&logits, &target).grad_into(&grad),
             &Default::default(),
         )
         .unwrap();
@@ -264,18 +264,18 @@ fn wrapping_a_buffer_checks_usage_alignment_and_size() {
         })
     };
     let uniform = make(256, wgpu::BufferUsages::UNIFORM);
-    let err = DeviceTensor::from_buffer(&ctx, &uniform, 0, &[4], DeviceDType::F32).unwrap_err();
+    let err = DeviceTensor::from_buffer(&ctx, &uniform, 0, &[4], DType::F32).unwrap_err();
     assert!(err.to_string().contains("lacks STORAGE"), "{err}");
     let storage = make(1024, wgpu::BufferUsages::STORAGE);
-    let err = DeviceTensor::from_buffer(&ctx, &storage, 4, &[4], DeviceDType::F32).unwrap_err();
+    let err = DeviceTensor::from_buffer(&ctx, &storage, 4, &[4], DType::F32).unwrap_err();
     assert!(
         err.to_string()
             .contains("min_storage_buffer_offset_alignment"),
         "{err}"
     );
-    let err = DeviceTensor::from_buffer(&ctx, &storage, 0, &[300], DeviceDType::F32).unwrap_err();
+    let err = DeviceTensor::from_buffer(&ctx, &storage, 0, &[300], DType::F32).unwrap_err();
     assert!(err.to_string().contains("needs 1200 bytes"), "{err}");
-    assert!(DeviceTensor::from_buffer(&ctx, &storage, 0, &[16, 16], DeviceDType::F32).is_ok());
+    assert!(DeviceTensor::from_buffer(&ctx, &storage, 0, &[16, 16], DType::F32).is_ok());
 }
 
 /// log_softmax, softmax and nll_loss on device tensors agree with the CPU reference.
@@ -285,7 +285,7 @@ fn softmax_and_nll_on_device_tensors() {
     let (n, c) = (13usize, 67usize);
     let x = model_logits(n * c);
     let (shape, tshape) = ([n, c], [n]);
-    let logits = DeviceTensor::from_host(&ctx, &x, &shape, DeviceDType::F32).unwrap();
+    let logits = DeviceTensor::from_host(&ctx, &x, &shape, DType::F32).unwrap();
     for log in [true, false] {
         let p = ctx.prepare_softmax_device(&logits, -1, log).unwrap();
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
@@ -301,11 +301,11 @@ fn softmax_and_nll_on_device_tensors() {
         assert_close("device softmax", &out, &expect, 1e-5, 1e-5);
     }
     let t: Vec<i32> = (0..n as i32).map(|i| (i * 5) % c as i32).collect();
-    let target = DeviceTensor::from_host(&ctx, &t, &tshape, DeviceDType::I32).unwrap();
+    let target = DeviceTensor::from_host(&ctx, &t, &tshape, DType::I32).unwrap();
     let grad = DeviceTensor::zeros(&ctx, &shape).unwrap();
     let step = ctx
         .prepare_nll_loss_device(
-            DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad)),
+            DeviceLoss::new(&logits, &target).grad_into(&grad),
             &Default::default(),
         )
         .unwrap();
@@ -336,10 +336,10 @@ fn half_outputs_are_rounded_to_nearest_even() {
     let x = model_logits(n * c);
     let (shape, tshape) = ([n, c], [n]);
     for (dtype, ddt) in [
-        (DType::F16, DeviceDType::F16),
-        (DType::BF16, DeviceDType::BF16),
+        (DType::F16, DType::F16),
+        (DType::BF16, DType::BF16),
     ] {
-        let logits = DeviceTensor::from_host(&ctx, &x, &shape, DeviceDType::F32).unwrap();
+        let logits = DeviceTensor::from_host(&ctx, &x, &shape, DType::F32).unwrap();
         for log in [true, false] {
             let p = ctx
                 .prepare_softmax_device_as(&logits, -1, log, dtype)
@@ -366,19 +366,19 @@ fn half_outputs_are_rounded_to_nearest_even() {
         .map(|&v| half::bf16::from_f32(v).to_bits())
         .collect();
     let t: Vec<i32> = (0..n as i32).collect();
-    let logits = DeviceTensor::from_host(&ctx, &bits, &shape, DeviceDType::BF16).unwrap();
-    let target = DeviceTensor::from_host(&ctx, &t, &tshape, DeviceDType::I32).unwrap();
+    let logits = DeviceTensor::from_host(&ctx, &bits, &shape, DType::BF16).unwrap();
+    let target = DeviceTensor::from_host(&ctx, &t, &tshape, DType::I32).unwrap();
     let f32_grad = DeviceTensor::zeros(&ctx, &shape).unwrap();
     let step = ctx
         .prepare_cross_entropy_device(
-            DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&f32_grad)),
+            DeviceLoss::new(&logits, &target).grad_into(&f32_grad),
             &Default::default(),
         )
         .unwrap();
     step.run_timed().unwrap();
     let step = ctx
         .prepare_cross_entropy_device(
-            DeviceLoss::new(&logits, &target).grad(DeviceGrad::InPlace),
+            DeviceLoss::new(&logits, &target).grad_in_place(),
             &Default::default(),
         )
         .unwrap();
@@ -435,11 +435,11 @@ fn packing_matches_the_half_crate_on_edge_values() {
     ];
     let mut rng = common::Rng(5);
     values.extend((0..40).map(|_| f32::from_bits(rng.next_u64() as u32)));
-    let logits = DeviceTensor::from_host(&ctx, &[0f32], &[1, 1], DeviceDType::F32).unwrap();
-    let target = DeviceTensor::from_host(&ctx, &[0i32], &[1], DeviceDType::I32).unwrap();
+    let logits = DeviceTensor::from_host(&ctx, &[0f32], &[1, 1], DType::F32).unwrap();
+    let target = DeviceTensor::from_host(&ctx, &[0i32], &[1], DType::I32).unwrap();
     for (dtype, ddt) in [
-        (DType::F16, DeviceDType::F16),
-        (DType::BF16, DeviceDType::BF16),
+        (DType::F16, DType::F16),
+        (DType::BF16, DType::BF16),
     ] {
         let grad = DeviceTensor::zeros_of(&ctx, &[1, 1], ddt).unwrap();
         for &v in &values {
@@ -451,7 +451,7 @@ fn packing_matches_the_half_crate_on_edge_values() {
             };
             let step = ctx
                 .prepare_nll_loss_device(
-                    DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad)),
+                    DeviceLoss::new(&logits, &target).grad_into(&grad),
                     &opts,
                 )
                 .unwrap();
@@ -495,11 +495,11 @@ fn device_weights_and_lse_match_the_cpu_reference() {
                 }
             })
             .collect();
-        let logits = DeviceTensor::from_host(&ctx, &x, &shape, DeviceDType::F32).unwrap();
-        let target = DeviceTensor::from_host(&ctx, &t, &tshape, DeviceDType::I64).unwrap();
+        let logits = DeviceTensor::from_host(&ctx, &x, &shape, DType::F32).unwrap();
+        let target = DeviceTensor::from_host(&ctx, &t, &tshape, DType::I64).unwrap();
         let grad = DeviceTensor::zeros(&ctx, &shape).unwrap();
         let first: Vec<f32> = (0..c).map(|k| 0.5 + (k % 7) as f32 / 4.0).collect();
-        let weight = DeviceTensor::from_host(&ctx, &first, &[c], DeviceDType::F32).unwrap();
+        let weight = DeviceTensor::from_host(&ctx, &first, &[c], DType::F32).unwrap();
         let opts = LossOptions {
             label_smoothing: 0.2,
             reduction,
@@ -507,7 +507,7 @@ fn device_weights_and_lse_match_the_cpu_reference() {
         };
         let call = DeviceLoss::new(&logits, &target)
             .weight(&weight)
-            .grad(DeviceGrad::Into(&grad))
+            .grad_into(&grad)
             .with_lse();
         let step = ctx.prepare_cross_entropy_device(call, &opts).unwrap();
         // The second set of weights is written into the same buffer between runs.
@@ -551,9 +551,9 @@ fn device_weights_are_checked() {
     let ctx = Context::new().unwrap();
     let (n, c) = (4usize, 10usize);
     let logits = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
-    let target = DeviceTensor::zeros_of(&ctx, &[n], DeviceDType::I32).unwrap();
+    let target = DeviceTensor::zeros_of(&ctx, &[n], DType::I32).unwrap();
     let short = DeviceTensor::zeros(&ctx, &[c - 1]).unwrap();
-    let ints = DeviceTensor::zeros_of(&ctx, &[c], DeviceDType::I32).unwrap();
+    let ints = DeviceTensor::zeros_of(&ctx, &[c], DType::I32).unwrap();
     let good = DeviceTensor::zeros(&ctx, &[c]).unwrap();
     let call = DeviceLoss::new(&logits, &target);
     let err = ctx
@@ -598,11 +598,11 @@ fn logits_buffer_of_an_odd_number_of_vec4s_is_read_correctly() {
     });
     ctx.queue()
         .write_buffer(&buffer, 0, bytemuck::cast_slice(&x));
-    let logits = DeviceTensor::from_buffer(&ctx, &buffer, 0, &[n, c], DeviceDType::F32).unwrap();
+    let logits = DeviceTensor::from_buffer(&ctx, &buffer, 0, &[n, c], DType::F32).unwrap();
     let t = [1i32, 5, 11];
-    let target = DeviceTensor::from_host(&ctx, &t, &[n], DeviceDType::I32).unwrap();
+    let target = DeviceTensor::from_host(&ctx, &t, &[n], DType::I32).unwrap();
     let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
-    let call = DeviceLoss::new(&logits, &target).grad(DeviceGrad::Into(&grad));
+    let call = DeviceLoss::new(&logits, &target).grad_into(&grad);
     let step = ctx
         .prepare_cross_entropy_device(call, &Default::default())
         .unwrap();

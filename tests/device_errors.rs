@@ -4,16 +4,16 @@
 mod common;
 
 use common::ctx;
-use wgpu_xent::{DeviceDType, DeviceLoss, DeviceTensor, LossOptions, XentError};
+use wgpu_xent::{DType, DeviceLoss, DeviceTensor, LossOptions, XentError};
 
 /// D5: a u32 target of 2^31 or more is a class out of range, not the i32 ignore_index -1.
 #[test]
 fn u32_targets_past_2_31_are_out_of_bounds() {
     let ctx = ctx();
     let x = vec![0.5f32; 4 * 3];
-    let logits = DeviceTensor::from_host(ctx, &x, &[4, 3], DeviceDType::F32).unwrap();
+    let logits = DeviceTensor::from_host(ctx, &x, &[4, 3], DType::F32).unwrap();
     for bad in [u32::MAX, 1 << 31, 3] {
-        let t = DeviceTensor::from_host(ctx, &[0u32, 1, 2, bad], &[4], DeviceDType::U32).unwrap();
+        let t = DeviceTensor::from_host(ctx, &[0u32, 1, 2, bad], &[4], DType::U32).unwrap();
         let opts = LossOptions {
             ignore_index: -1,
             ..Default::default()
@@ -38,14 +38,14 @@ fn u32_targets_past_2_31_are_out_of_bounds() {
 #[test]
 fn overflowing_offsets_and_shapes_are_refused() {
     let ctx = ctx();
-    let t = DeviceTensor::from_host(ctx, &[0.0f32; 8], &[8], DeviceDType::F32).unwrap();
+    let t = DeviceTensor::from_host(ctx, &[0.0f32; 8], &[8], DType::F32).unwrap();
     let err =
-        DeviceTensor::from_buffer(ctx, t.buffer(), !255u64, &[4], DeviceDType::F32).unwrap_err();
+        DeviceTensor::from_buffer(ctx, t.buffer(), !255u64, &[4], DType::F32).unwrap_err();
     assert!(matches!(err, XentError::InvalidShape(_)), "{err}");
     let huge = [1usize << 62, 4];
-    let err = DeviceTensor::from_buffer(ctx, t.buffer(), 0, &huge, DeviceDType::F32).unwrap_err();
+    let err = DeviceTensor::from_buffer(ctx, t.buffer(), 0, &huge, DType::F32).unwrap_err();
     assert!(matches!(err, XentError::InvalidShape(_)), "{err}");
-    let err = DeviceTensor::from_host::<f32>(ctx, &[], &huge, DeviceDType::F32).unwrap_err();
+    let err = DeviceTensor::from_host::<f32>(ctx, &[], &huge, DType::F32).unwrap_err();
     assert!(matches!(err, XentError::InvalidShape(_)), "{err}");
 }
 
@@ -53,8 +53,8 @@ fn overflowing_offsets_and_shapes_are_refused() {
 #[test]
 fn reading_a_loss_before_any_run_is_an_error() {
     let ctx = ctx();
-    let logits = DeviceTensor::from_host(ctx, &[0.5f32; 6], &[2, 3], DeviceDType::F32).unwrap();
-    let t = DeviceTensor::from_host(ctx, &[0i32, 2], &[2], DeviceDType::I32).unwrap();
+    let logits = DeviceTensor::from_host(ctx, &[0.5f32; 6], &[2, 3], DType::F32).unwrap();
+    let t = DeviceTensor::from_host(ctx, &[0i32, 2], &[2], DType::I32).unwrap();
     let step = ctx
         .prepare_cross_entropy_device(DeviceLoss::new(&logits, &t), &LossOptions::default())
         .unwrap();

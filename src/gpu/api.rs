@@ -8,7 +8,7 @@ use super::device::DeviceLoss;
 use super::device_tensor::DeviceTensor;
 use super::loss::{Grad, Loss, PreparedLoss, Request};
 use super::softmax::PreparedSoftmax;
-use crate::error::Result;
+use crate::error::{Result, XentError};
 use crate::gpu::kernels::Entry;
 use crate::options::{
     BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Output, Target, Tensor,
@@ -308,7 +308,7 @@ impl Context {
 
     /// As [`Context::prepare_cross_entropy_device`] for `nll_loss` (the input holds
     /// log-probabilities; class targets only). Its gradient is `-(g/D)·w[y]` at the target,
-    /// written into a tensor of its own ([`crate::DeviceGrad::Into`]).
+    /// written into a tensor of its own ([`DeviceLoss::grad_into`]).
     pub fn prepare_nll_loss_device(
         &self,
         call: DeviceLoss,
@@ -326,6 +326,9 @@ impl Context {
         log: bool,
         out: DType,
     ) -> Result<PreparedSoftmax<'_>> {
+        let out = out.float().ok_or_else(|| {
+            XentError::InvalidArgument(format!("softmax output must be f32, f16 or bf16, not {out:?}"))
+        })?;
         self.softmax_device(x, dim, log, out)
     }
 }

@@ -7,7 +7,7 @@ use super::program::Program;
 use super::readback::Staging;
 use super::timestamps::Timestamps;
 use crate::error::Result;
-use crate::options::DType;
+use crate::options::Float;
 use std::time::{Duration, Instant};
 
 /// Keep in sync with `BandwidthParams` in shaders/bandwidth.wgsl.
@@ -73,7 +73,7 @@ impl Context {
             // `bytes` is whole 32-byte units, so the output is written as wide as any can be.
             let kind = Variant {
                 wide_out: self.wide_f32(),
-                ..self.variant(DType::F32, [bytes])
+                ..self.variant(Float::F32, [bytes])
             };
             let mut write = Program::default();
             for (program, entry) in [

@@ -4,7 +4,7 @@
 use super::context::Context;
 use super::kernels::Family;
 use crate::error::{Result, XentError};
-use crate::options::DType;
+use crate::options::Float;
 use wgpu::util::DeviceExt;
 
 impl Context {
@@ -167,6 +167,6 @@ impl Bindable for Bound {
 }
 
 /// Bytes of 8 values of `dtype`: a binding read 8 at a time must cover whole units.
-pub(crate) fn wide_unit(dtype: DType) -> u64 {
+pub(crate) fn wide_unit(dtype: Float) -> u64 {
     8 * dtype.size() as u64
 }

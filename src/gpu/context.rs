@@ -5,7 +5,7 @@ use super::buffers::wide_unit;
 use super::kernels::{DeviceCaps, Entry, KernelKey, Kernels, RowReduce, Variant};
 use super::tuning::{ContextOptions, Tuning};
 use crate::error::{Result, XentError};
-use crate::options::DType;
+use crate::options::Float;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -186,21 +186,21 @@ impl Context {
     /// Whether f32 inputs may be read, and outputs written, 8 at a time (`vec4<u64>`): on CPU
     /// adapters with `SHADER_INT64`, unless turned off (`ContextOptions::wide_loads`).
     pub(crate) fn wide_f32(&self) -> bool {
-        self.wide_loads(DType::F32)
+        self.wide_loads(Float::F32)
     }
 
     /// Whether inputs of `dtype` may be read 8 at a time, unless turned off:
     /// on CPU adapters, which pay per load instruction; f32 as `vec4<u64>` needs
     /// `SHADER_INT64`, f16 and bf16 as `vec4<u32>` nothing.
-    pub(crate) fn wide_loads(&self, dtype: DType) -> bool {
+    pub(crate) fn wide_loads(&self, dtype: Float) -> bool {
         self.tuning.wide_loads
-            && (dtype != DType::F32 || self.features.contains(wgpu::Features::SHADER_INT64))
+            && (dtype != Float::F32 || self.features.contains(wgpu::Features::SHADER_INT64))
     }
 
     /// How an input of `dtype` bound at `sizes` bytes (one per chunk) is declared: read 8 at
     /// a time where the device gains from it and every binding covers whole units of 8
     /// values ([`wide_unit`]).
-    pub(crate) fn variant(&self, dtype: DType, sizes: impl IntoIterator<Item = u64>) -> Variant {
+    pub(crate) fn variant(&self, dtype: Float, sizes: impl IntoIterator<Item = u64>) -> Variant {
         Variant {
             dtype,
             wide_in: self.wide_loads(dtype)
@@ -245,7 +245,7 @@ impl Context {
     async fn build_pipelines(&mut self) -> Result<()> {
         self.scoped(async {
             for entry in Entry::ALL {
-                self.pipeline(KernelKey::new(entry, DType::F32.into()));
+                self.pipeline(KernelKey::new(entry, Float::F32.into()));
             }
             Ok(())
         })
@@ -298,7 +298,7 @@ impl Context {
 
     /// How f16 and bf16 inputs are read (`xent info` prints it).
     pub fn half_path(&self) -> &'static str {
-        if self.wide_loads(DType::F16) {
+        if self.wide_loads(Float::F16) {
             "8 at a time as vec4<u32> (CPU adapter), where the binding allows"
         } else {
             "4 at a time"

@@ -6,7 +6,7 @@ use super::context::Context;
 use super::kernels::{Entry, Family, KernelKey};
 use super::program::Program;
 use crate::error::{Result, XentError};
-use crate::options::DType;
+use crate::options::Float;
 
 /// Keep in sync with `ConvertParams` in shaders/convert.wgsl.
 #[repr(C)]
@@ -26,12 +26,12 @@ impl Context {
         src: &dyn Bindable,
         dst: &dyn Bindable,
         n: usize,
-        dtype: DType,
+        dtype: Float,
     ) -> Result<()> {
         let mode = match dtype {
-            DType::F16 => 1,
-            DType::BF16 => 2,
-            DType::F32 => return Err(XentError::InvalidArgument("packing into f32".into())),
+            Float::F16 => 1,
+            Float::BF16 => 2,
+            Float::F32 => return Err(XentError::InvalidArgument("packing into f32".into())),
         };
         let params = self.uniform(
             "convert params",
@@ -45,7 +45,7 @@ impl Context {
         let bind = self.bind(Family::Convert, &[&params, src, dst]);
         let words = n.div_ceil(2) as u64;
         let groups = words.div_ceil(self.workgroup_size() as u64);
-        let key = KernelKey::new(Entry::PackHalf, DType::F32.into());
+        let key = KernelKey::new(Entry::PackHalf, Float::F32.into());
         self.push(program, key, bind, groups, &format!("{n} to {dtype:?}"))
     }
 }
@@ -72,7 +72,7 @@ impl Context {
         );
         let bind = self.bind(Family::Convert, &[&params, src, dst]);
         let groups = (n as u64).div_ceil(self.workgroup_size() as u64);
-        let key = KernelKey::new(Entry::Gather, DType::F32.into());
+        let key = KernelKey::new(Entry::Gather, Float::F32.into());
         self.push(
             program,
             key,

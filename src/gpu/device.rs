@@ -2,9 +2,9 @@
 //! and loss calls recorded into the caller's command encoder.
 //!
 //! ```text
-//! let logits = DeviceTensor::from_buffer(&ctx, &my_logits, 0, &[n, c], DeviceDType::F32)?;
-//! let targets = DeviceTensor::from_buffer(&ctx, &my_targets, 0, &[n], DeviceDType::I64)?;
-//! let call = DeviceLoss::new(&logits, &targets).grad(DeviceGrad::InPlace);
+//! let logits = DeviceTensor::from_buffer(&ctx, &my_logits, 0, &[n, c], DType::F32)?;
+//! let targets = DeviceTensor::from_buffer(&ctx, &my_targets, 0, &[n], DType::I64)?;
+//! let call = DeviceLoss::new(&logits, &targets).grad_in_place();
 //! let step = ctx.prepare_cross_entropy_device(call, &opts)?;
 //! step.record(&mut encoder);          // joins the caller's own submission
 //! queue.submit([encoder.finish()]);
@@ -13,35 +13,25 @@
 
 use super::buffers::Bound;
 use super::context::Context;
-use super::device_tensor::{DeviceDType, DeviceTensor};
+use super::device_tensor::DeviceTensor;
 use super::loss::{ChunkInputs, Grad, Loss, LossSpec, PreparedLoss, Request};
 use crate::error::{Result, XentError};
-use crate::options::{DType, LossOptions};
+use crate::options::{DType, Float, LossOptions};
 use crate::problem::check_loss_shapes;
-
-/// Where the fused backward of a device call writes d(loss)/d(logits).
-#[derive(Clone, Copy, Debug)]
-pub enum DeviceGrad<'a> {
-    /// Forward only.
-    None,
-    /// Over the logits themselves (f32 logits): one N×C buffer for both.
-    InPlace,
-    /// Into this f32 tensor of the logits' shape.
-    Into(&'a DeviceTensor),
-}
 
 /// The device tensors of one loss call: the logits and targets, and optionally the class
 /// weights, where the gradient goes and whether each row's lse is kept.
 ///
 /// ```text
-/// DeviceLoss::new(&logits, &targets).weight(&w).grad(DeviceGrad::InPlace).with_lse()
+/// DeviceLoss::new(&logits, &targets).weight(&w).grad_in_place().with_lse()
 /// ```
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceLoss<'a> {
     logits: &'a DeviceTensor,
     target: &'a DeviceTensor,
     weight: Option<&'a DeviceTensor>,
-    grad: DeviceGrad<'a>,
+    grad: Grad,
+    grad_into: Option<&'a DeviceTensor>,
     lse: bool,
 }
 
@@ -53,7 +43,8 @@ impl<'a> DeviceLoss<'a> {
             logits,
             target,
             weight: None,
-            grad: DeviceGrad::None,
+            grad: Grad::None,
+            grad_into: None,
             lse: false,
         }
     }
@@ -67,9 +58,23 @@ impl<'a> DeviceLoss<'a> {
         }
     }
 
-    /// Also computes the gradient, and where it goes.
-    pub fn grad(self, grad: DeviceGrad<'a>) -> Self {
-        Self { grad, ..self }
+    /// Also computes the gradient, over the logits themselves: one N×C buffer for both.
+    /// 16-bit logits get it computed in f32 and rounded to nearest even. cross_entropy only.
+    pub fn grad_in_place(self) -> Self {
+        Self {
+            grad: Grad::InPlace,
+            grad_into: None,
+            ..self
+        }
+    }
+
+    /// Also computes the gradient, into this f32, f16 or bf16 tensor of the logits' shape.
+    pub fn grad_into(self, grad: &'a DeviceTensor) -> Self {
+        Self {
+            grad: Grad::OutOfPlace,
+            grad_into: Some(grad),
+            ..self
+        }
     }
 
     /// Keeps each row's log-sum-exp on the device ([`PreparedLoss::lse`]); cross_entropy only.
@@ -85,9 +90,9 @@ impl Context {
         call: DeviceLoss,
         opts: &LossOptions,
     ) -> Result<PreparedLoss<'_>> {
-        if loss == Loss::Nll && matches!(call.grad, DeviceGrad::InPlace) {
+        if loss == Loss::Nll && call.grad == Grad::InPlace {
             return Err(XentError::Unsupported(
-                "nll_loss writes its gradient into a tensor of its own (DeviceGrad::Into)".into(),
+                "nll_loss writes its gradient into a tensor of its own (DeviceLoss::grad_into)".into(),
             ));
         }
         if loss == Loss::Nll && call.lse {
@@ -127,16 +132,16 @@ impl Context {
 /// A device call checked into a `LossSpec`, and where its gradient goes.
 fn device_spec(loss: Loss, call: &DeviceLoss, opts: &LossOptions) -> Result<(LossSpec, Grad)> {
     let (logits, target) = (call.logits, call.target);
-    let dtype = logits.dtype().logits().ok_or_else(|| {
+    let dtype = logits.dtype().float().ok_or_else(|| {
         XentError::InvalidArgument(format!(
             "logits must be f32, f16 or bf16, not {:?}",
             logits.dtype()
         ))
     })?;
-    let probs = target.dtype() == DeviceDType::F32;
+    let probs = target.dtype() == DType::F32;
     let target_words = match target.dtype() {
-        DeviceDType::I64 => 2,
-        DeviceDType::I32 | DeviceDType::U32 | DeviceDType::F32 => 1,
+        DType::I64 => 2,
+        DType::I32 | DType::U32 | DType::F32 => 1,
         d => {
             return Err(XentError::InvalidArgument(format!(
                 "targets must be i32, u32, i64 or f32, not {d:?}"
@@ -168,7 +173,7 @@ fn device_spec(loss: Loss, call: &DeviceLoss, opts: &LossOptions) -> Result<(Los
         dtype,
         probs,
         target_words,
-        unsigned_targets: target.dtype() == DeviceDType::U32,
+        unsigned_targets: target.dtype() == DType::U32,
         ignore_index,
         check_targets: !probs,
         grad_into,
@@ -185,7 +190,7 @@ fn check_device_weight(w: &DeviceTensor, classes: usize, opts: &LossOptions) -> 
             "weights given twice: as a device tensor and in LossOptions::weight".into(),
         ));
     }
-    if w.dtype() != DeviceDType::F32 {
+    if w.dtype() != DType::F32 {
         return Err(XentError::InvalidArgument(format!(
             "weights must be f32, not {:?}",
             w.dtype()
@@ -202,30 +207,32 @@ fn check_device_weight(w: &DeviceTensor, classes: usize, opts: &LossOptions) -> 
 
 /// Where a device call's gradient goes. A 16-bit gradient (in place over 16-bit logits, or
 /// into a 16-bit tensor) is computed in f32 and packed, rounded to nearest even.
-fn device_grad(call: &DeviceLoss, dtype: DType) -> Result<(Grad, GradInto, GradPack)> {
+fn device_grad(call: &DeviceLoss, dtype: Float) -> Result<(Grad, GradInto, GradPack)> {
     let logits = call.logits;
-    Ok(match call.grad {
-        DeviceGrad::None => (Grad::None, None, None),
-        DeviceGrad::InPlace if dtype == DType::F32 => (Grad::InPlace, None, None),
-        DeviceGrad::InPlace => (Grad::OutOfPlace, None, Some((logits.bound(), dtype))),
-        DeviceGrad::Into(g) => match g.dtype().logits() {
-            Some(DType::F32) if g.shape() == logits.shape() => {
-                (Grad::OutOfPlace, Some(g.bound()), None)
-            }
-            Some(half) if g.shape() == logits.shape() => {
-                (Grad::OutOfPlace, None, Some((g.bound(), half)))
-            }
-            _ => {
-                return Err(XentError::InvalidShape(format!(
-                "the gradient must be f32, f16 or bf16 of the logits' shape {:?}, not {:?} {:?}",
-                logits.shape(),
-                g.dtype(),
-                g.shape()
-            )))
-            }
-        },
-    })
+    let into = match (call.grad, call.grad_into) {
+        (Grad::None, _) => return Ok((Grad::None, None, None)),
+        (Grad::InPlace, _) if dtype == Float::F32 => return Ok((Grad::InPlace, None, None)),
+        (Grad::InPlace, _) => return Ok((Grad::OutOfPlace, None, Some((logits.bound(), dtype)))),
+        (Grad::OutOfPlace, into) => into,
+    };
+    match into.map(|g| (g, g.dtype().float())) {
+        Some((g, Some(Float::F32))) if g.shape() == logits.shape() => {
+            Ok((Grad::OutOfPlace, Some(g.bound()), None))
+        }
+        Some((g, Some(half))) if g.shape() == logits.shape() => {
+            Ok((Grad::OutOfPlace, None, Some((g.bound(), half))))
+        }
+        Some((g, _)) => Err(XentError::InvalidShape(format!(
+            "the gradient must be f32, f16 or bf16 of the logits' shape {:?}, not {:?} {:?}",
+            logits.shape(),
+            g.dtype(),
+            g.shape()
+        ))),
+        None => Err(XentError::InvalidArgument(
+            "an out-of-place device gradient needs a tensor to go into".into(),
+        )),
+    }
 }
 
 type GradInto = Option<Bound>;
-type GradPack = Option<(Bound, DType)>;
+type GradPack = Option<(Bound, Float)>;

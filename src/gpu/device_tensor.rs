@@ -6,55 +6,18 @@ use super::context::Context;
 use crate::error::{Result, XentError};
 use crate::options::DType;
 
-/// Element types of device tensors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DeviceDType {
-    /// f32 logits, probabilities, weights or results.
-    F32,
-    /// f16 logits (16-bit patterns).
-    F16,
-    /// bf16 logits (16-bit patterns).
-    BF16,
-    /// i32 class targets.
-    I32,
-    /// u32 class targets.
-    U32,
-    /// i64 class targets, read in WGSL as pairs of 32-bit words.
-    I64,
-}
-
-impl DeviceDType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            DeviceDType::F16 | DeviceDType::BF16 => 2,
-            DeviceDType::F32 | DeviceDType::I32 | DeviceDType::U32 => 4,
-            DeviceDType::I64 => 8,
-        }
-    }
-
-    /// The bytes a binding must cover beyond the data: kernels read logits and
-    /// probabilities four elements at a time.
-    pub(crate) fn granule(self) -> u64 {
-        match self {
-            DeviceDType::F32 => 16,
-            DeviceDType::F16 | DeviceDType::BF16 => 8,
-            _ => 4,
-        }
-    }
-
-    pub(crate) fn logits(self) -> Option<DType> {
-        match self {
-            DeviceDType::F32 => Some(DType::F32),
-            DeviceDType::F16 => Some(DType::F16),
-            DeviceDType::BF16 => Some(DType::BF16),
-            _ => None,
-        }
+/// The bytes a binding must cover beyond the data: kernels read logits and probabilities
+/// four elements at a time.
+fn granule(dtype: DType) -> u64 {
+    match dtype {
+        DType::F32 => 16,
+        DType::F16 | DType::BF16 => 8,
+        _ => 4,
     }
 }
 
 /// Bytes of `shape` elements of `dtype`, or `InvalidShape` when that overflows.
-fn byte_len(shape: &[usize], dtype: DeviceDType) -> Result<usize> {
+fn byte_len(shape: &[usize], dtype: DType) -> Result<usize> {
     crate::layout::numel(shape)?
         .checked_mul(dtype.size())
         .ok_or_else(|| XentError::InvalidShape(format!("shape {shape:?} of {dtype:?} overflows")))
@@ -67,7 +30,7 @@ pub struct DeviceTensor {
     buffer: wgpu::Buffer,
     offset: u64,
     shape: Vec<usize>,
-    dtype: DeviceDType,
+    dtype: DType,
 }
 
 impl DeviceTensor {
@@ -80,7 +43,7 @@ impl DeviceTensor {
         buffer: &wgpu::Buffer,
         offset: u64,
         shape: &[usize],
-        dtype: DeviceDType,
+        dtype: DType,
     ) -> Result<Self> {
         let bytes = byte_len(shape, dtype)?;
         let t = Self {
@@ -101,14 +64,14 @@ impl DeviceTensor {
                 "offset {offset} is not a multiple of the device's min_storage_buffer_offset_alignment ({align})"
             )));
         }
-        let need = (bytes as u64).div_ceil(dtype.granule()).max(1) * dtype.granule();
+        let need = (bytes as u64).div_ceil(granule(dtype)).max(1) * granule(dtype);
         if offset
             .checked_add(need)
             .is_none_or(|end| end > buffer.size())
         {
             return Err(XentError::InvalidShape(format!(
                 "shape {shape:?} of {dtype:?} needs {need} bytes from offset {offset} (the data rounded up to {} bytes), but the buffer has {}",
-                dtype.granule(),
+                granule(dtype),
                 buffer.size()
             )));
         }
@@ -126,7 +89,7 @@ impl DeviceTensor {
         ctx: &Context,
         data: &[T],
         shape: &[usize],
-        dtype: DeviceDType,
+        dtype: DType,
     ) -> Result<Self> {
         let bytes = byte_len(shape, dtype)?;
         if std::mem::size_of_val(data) != bytes {
@@ -141,11 +104,11 @@ impl DeviceTensor {
 
     /// A new zeroed f32 tensor of `shape` (e.g. a gradient to write into).
     pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Self> {
-        Self::zeros_of(ctx, shape, DeviceDType::F32)
+        Self::zeros_of(ctx, shape, DType::F32)
     }
 
     /// A new zeroed tensor of `shape` and `dtype`.
-    pub fn zeros_of(ctx: &Context, shape: &[usize], dtype: DeviceDType) -> Result<Self> {
+    pub fn zeros_of(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Self> {
         Self::from_host(ctx, &vec![0u8; byte_len(shape, dtype)?], shape, dtype)
     }
 
@@ -174,7 +137,7 @@ impl DeviceTensor {
 
     /// The async form of [`DeviceTensor::read_f32`].
     pub async fn read_f32_async(&self, ctx: &Context) -> Result<Vec<f32>> {
-        if self.dtype != DeviceDType::F32 {
+        if self.dtype != DType::F32 {
             return Err(XentError::InvalidArgument(format!(
                 "read_f32 of a {:?} tensor",
                 self.dtype
@@ -205,7 +168,7 @@ impl DeviceTensor {
     }
 
     /// The element type.
-    pub fn dtype(&self) -> DeviceDType {
+    pub fn dtype(&self) -> DType {
         self.dtype
     }
 
@@ -220,7 +183,7 @@ impl DeviceTensor {
     }
 
     /// A whole buffer of ours holding values of `dtype`.
-    pub(crate) fn from_parts(buffer: wgpu::Buffer, shape: Vec<usize>, dtype: DeviceDType) -> Self {
+    pub(crate) fn from_parts(buffer: wgpu::Buffer, shape: Vec<usize>, dtype: DType) -> Self {
         Self {
             buffer,
             offset: 0,
@@ -231,14 +194,14 @@ impl DeviceTensor {
 
     fn binding_size(&self) -> u64 {
         let bytes = (self.len() * self.dtype.size()) as u64;
-        bytes.div_ceil(self.dtype.granule()).max(1) * self.dtype.granule()
+        bytes.div_ceil(granule(self.dtype)).max(1) * granule(self.dtype)
     }
 
     /// As an input of a kernel: logits are bound in whole units of 8 values where the buffer
     /// has the room (so that they can be read 8 at a time, `Context::input_kind`), else as
     /// `bound`.
     pub(crate) fn input_bound(&self, ctx: &Context) -> Bound {
-        let Some(dtype) = self.dtype.logits().filter(|&d| ctx.wide_loads(d)) else {
+        let Some(dtype) = self.dtype.float().filter(|&d| ctx.wide_loads(d)) else {
             return self.bound();
         };
         let unit = wide_unit(dtype);

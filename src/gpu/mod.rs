@@ -21,8 +21,8 @@ mod tuning;
 
 pub use bandwidth::PreparedBandwidth;
 pub use context::Context;
-pub use device::{DeviceGrad, DeviceLoss};
-pub use device_tensor::{DeviceDType, DeviceTensor};
+pub use device::DeviceLoss;
+pub use device_tensor::DeviceTensor;
 pub use loss::PreparedLoss;
 pub use softmax::PreparedSoftmax;
 pub use tuning::{ContextOptions, Tuning};

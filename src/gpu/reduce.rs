@@ -6,7 +6,7 @@ use super::context::Context;
 use super::kernels::{reduce_block_len, Entry, Family, KernelKey};
 use super::program::Program;
 use crate::error::Result;
-use crate::options::DType;
+use crate::options::Float;
 use crate::options::Reduction;
 
 /// Keep in sync with `ReduceParams` in shaders/reduce.wgsl.
@@ -122,7 +122,7 @@ impl Context {
             },
         );
         let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
-        let key = KernelKey::new(Entry::ReduceFinalize, DType::F32.into());
+        let key = KernelKey::new(Entry::ReduceFinalize, Float::F32.into());
         self.push(program, key, bind, 1, "")
     }
 
@@ -145,7 +145,7 @@ impl Context {
         );
         let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
         let groups = n.div_ceil(reduce_block_len(self.workgroup_size()));
-        let key = KernelKey::new(Entry::ReduceBlock, DType::F32.into());
+        let key = KernelKey::new(Entry::ReduceBlock, Float::F32.into());
         self.push(program, key, bind, groups, &format!("n={n}"))
     }
 }

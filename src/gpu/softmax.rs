@@ -2,7 +2,7 @@
 
 use super::buffers::Bindable;
 use super::context::Context;
-use super::device_tensor::{DeviceDType, DeviceTensor};
+use super::device_tensor::DeviceTensor;
 use super::kernels::{Entry, Family, KernelKey, Variant};
 use super::program::{join, Program};
 use super::readback::Staging;
@@ -11,7 +11,7 @@ use crate::error::{Result, XentError};
 use crate::geometry::chunks;
 use crate::geometry::rows;
 use crate::layout::RowLayout;
-use crate::options::{DType, Logits, Output, Tensor};
+use crate::options::{DType, Float, Logits, Output, Tensor};
 
 /// Keep in sync with `SoftmaxParams` in shaders/softmax.wgsl.
 #[repr(C)]
@@ -110,7 +110,7 @@ impl Context {
                 seg_first: chunk.seg_first,
                 stats: stats.as_ref().expect("a row's first chunk comes first"),
             };
-            let kind = self.variant(x.dtype(), [input.size()]);
+            let kind = self.variant(x.float(), [input.size()]);
             let passes = (&mut program, &mut second);
             let output = self.push_softmax(passes, entry, kind, &part, &input, &upstream)?;
             let staging = self.staging_for(&output, 0, elems.len() as u64 * 4);
@@ -215,12 +215,12 @@ impl Context {
         x: &DeviceTensor,
         dim: i64,
         log: bool,
-        out: DType,
+        out: Float,
     ) -> Result<PreparedSoftmax<'_>> {
         let dtype = match x.dtype() {
-            DeviceDType::F32 => DType::F32,
-            DeviceDType::F16 => DType::F16,
-            DeviceDType::BF16 => DType::BF16,
+            DType::F32 => Float::F32,
+            DType::F16 => Float::F16,
+            DType::BF16 => Float::BF16,
             d => {
                 return Err(XentError::InvalidArgument(format!(
                     "softmax of a {d:?} tensor"
@@ -256,12 +256,12 @@ impl Context {
             let output = self.push_softmax(passes, entry, kind, &part, &bound, &unused)?;
             program.append(second);
             let packed = match out {
-                DType::F32 => None,
+                Float::F32 => None,
                 half => {
-                    let d = if half == DType::F16 {
-                        DeviceDType::F16
+                    let d = if half == Float::F16 {
+                        DType::F16
                     } else {
-                        DeviceDType::BF16
+                        DType::BF16
                     };
                     let t = DeviceTensor::zeros_of(self, x.shape(), d)?;
                     self.push_pack(&mut program, &output, &t.bound(), layout.len(), half)?;
@@ -307,7 +307,7 @@ impl PreparedSoftmax<'_> {
             None => DeviceTensor::from_parts(
                 self.outputs[0].0.clone(),
                 self.shape.clone(),
-                DeviceDType::F32,
+                DType::F32,
             ),
         }
     }

@@ -2,7 +2,7 @@
 //! constants depend on. The entry's name, its family (file and bind layout) and the constants
 //! are derived from the key's fields, never found by name.
 
-use crate::options::DType;
+use crate::options::Float;
 
 /// A WGSL entry point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -172,7 +172,7 @@ impl Entry {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct Variant {
     /// The input's dtype.
-    pub dtype: DType,
+    pub dtype: Float,
     /// Inputs read 8 at a time (CPU adapters): f32 as `vec4<u64>`, f16/bf16 as `vec4<u32>`.
     pub wide_in: bool,
     /// The f32 row output written 8 values a store (`vec4<u64>`).
@@ -182,8 +182,8 @@ pub(crate) struct Variant {
     pub general: bool,
 }
 
-impl From<DType> for Variant {
-    fn from(dtype: DType) -> Self {
+impl From<Float> for Variant {
+    fn from(dtype: Float) -> Self {
         Self {
             dtype,
             wide_in: false,
@@ -214,7 +214,7 @@ impl KernelKey {
         use super::Family;
         let family = entry.family();
         let variant = match family {
-            Family::Reduce | Family::Convert => DType::F32.into(),
+            Family::Reduce | Family::Convert => Float::F32.into(),
             Family::Loss | Family::Grad => variant,
             Family::Softmax | Family::Bandwidth => Variant {
                 general: true,

@@ -2,7 +2,7 @@
 //! snippets it needs, and the explicit bind-group layout each family is written against.
 
 use super::key::Variant;
-use crate::options::DType;
+use crate::options::Float;
 
 /// The shared prelude: workgroup size, online log-sum-exp, scalar helpers.
 const SHARED: &str = include_str!("../../../shaders/shared/lse.wgsl");
@@ -47,23 +47,23 @@ const LSE_PAIRS: &str = include_str!("../../../shaders/io/logits_lse_pairs.wgsl"
 /// Read 8 at a time (`wide`): f32 as `vec4<u64>`, f16 and bf16 as `vec4<u32>`. Otherwise f32
 /// as `vec4<f32>`, f16 as WGSL's own `f16` where the device has `SHADER_F16`, and 16-bit values
 /// from u32 words, widened by `half_pair`.
-fn input_files(dtype: DType, f16_native: bool, wide: bool) -> [&'static str; 2] {
+fn input_files(dtype: Float, f16_native: bool, wide: bool) -> [&'static str; 2] {
     let words = match wide {
         true => include_str!("../../../shaders/io/input_half_wide.wgsl"),
         false => include_str!("../../../shaders/io/input_half.wgsl"),
     };
     match dtype {
-        DType::F32 if wide => [include_str!("../../../shaders/io/input_f32_wide.wgsl"), ""],
-        DType::F32 => [include_str!("../../../shaders/io/input_f32.wgsl"), ""],
-        DType::F16 if f16_native && !wide => {
+        Float::F32 if wide => [include_str!("../../../shaders/io/input_f32_wide.wgsl"), ""],
+        Float::F32 => [include_str!("../../../shaders/io/input_f32.wgsl"), ""],
+        Float::F16 if f16_native && !wide => {
             [include_str!("../../../shaders/io/input_f16.wgsl"), ""]
         }
-        DType::F16 if wide => [
+        Float::F16 if wide => [
             include_str!("../../../shaders/io/widen_f16_bits.wgsl"),
             words,
         ],
-        DType::F16 => [include_str!("../../../shaders/io/widen_f16.wgsl"), words],
-        DType::BF16 => [include_str!("../../../shaders/io/widen_bf16.wgsl"), words],
+        Float::F16 => [include_str!("../../../shaders/io/widen_f16.wgsl"), words],
+        Float::BF16 => [include_str!("../../../shaders/io/widen_bf16.wgsl"), words],
     }
 }
 
@@ -78,10 +78,10 @@ fn result_file(wide: bool) -> &'static str {
 
 /// How the in-place gradient writes over the logits (`logits_put8`, ...): f32 logits as they
 /// are read; 16-bit logits never (the host refuses it), by stubs.
-fn logits_put_file(dtype: DType, wide: bool) -> &'static str {
+fn logits_put_file(dtype: Float, wide: bool) -> &'static str {
     match dtype {
-        DType::F32 if wide => include_str!("../../../shaders/io/logits_put_f32_wide.wgsl"),
-        DType::F32 => include_str!("../../../shaders/io/logits_put_f32.wgsl"),
+        Float::F32 if wide => include_str!("../../../shaders/io/logits_put_f32_wide.wgsl"),
+        Float::F32 => include_str!("../../../shaders/io/logits_put_f32.wgsl"),
         _ => include_str!("../../../shaders/io/logits_put_none.wgsl"),
     }
 }
@@ -165,11 +165,11 @@ impl Family {
         });
         // The read roofline reads f32 exactly as the loss kernels read their logits.
         let dtype = if self == Family::Bandwidth {
-            DType::F32
+            Float::F32
         } else {
             v.dtype
         };
-        let native_f16 = dtype == DType::F16 && caps.f16 && !v.wide_in;
+        let native_f16 = dtype == Float::F16 && caps.f16 && !v.wide_in;
         if reads_rows || self == Family::Bandwidth {
             parts.extend(input_files(dtype, caps.f16, v.wide_in));
         }
@@ -264,14 +264,14 @@ mod tests {
         };
         let (tree, sub, shuffle) = (RowReduce::Tree, RowReduce::Subgroup, RowReduce::Shuffle);
         let variants = [
-            (io(DType::F32, false), caps(false, tree)),
-            (io(DType::F32, false), caps(false, sub)),
-            (io(DType::F32, true), caps(true, shuffle)),
-            (io(DType::F16, true), caps(true, shuffle)),
-            (io(DType::BF16, true), caps(true, shuffle)),
-            (io(DType::F16, false), caps(false, tree)),
-            (io(DType::F16, false), caps(true, sub)),
-            (io(DType::BF16, false), caps(false, sub)),
+            (io(Float::F32, false), caps(false, tree)),
+            (io(Float::F32, false), caps(false, sub)),
+            (io(Float::F32, true), caps(true, shuffle)),
+            (io(Float::F16, true), caps(true, shuffle)),
+            (io(Float::BF16, true), caps(true, shuffle)),
+            (io(Float::F16, false), caps(false, tree)),
+            (io(Float::F16, false), caps(true, sub)),
+            (io(Float::BF16, false), caps(false, sub)),
         ];
         for (family, (v, caps)) in Family::ALL
             .into_iter()

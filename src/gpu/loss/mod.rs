@@ -21,7 +21,7 @@ pub(crate) use crate::problem::Loss;
 use crate::problem::{check_loss, rows_shape, LossProblem};
 
 /// Where the gradient goes, if anywhere.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Grad {
     None,
     /// A new buffer the size of the logits.

@@ -8,7 +8,7 @@ use crate::geometry::rows::{self, RowPlan, WalkTuning};
 use crate::gpu::buffers::Bound;
 use crate::gpu::kernels::Variant;
 use crate::layout::RowLayout;
-use crate::options::{DType, Logits, LossOptions, Reduction};
+use crate::options::{Float, Logits, LossOptions, Reduction};
 use crate::problem::{LossProblem, Targets, IGNORED};
 
 /// What a loss call computes over: the layout, the shapes and the kind of targets.
@@ -17,7 +17,7 @@ pub(crate) struct LossSpec {
     pub input_shape: Vec<usize>,
     pub out_shape: Vec<usize>,
     pub target_shape: Vec<usize>,
-    pub dtype: DType,
+    pub dtype: Float,
     pub probs: bool,
     /// 32-bit words per class target (2 for i64).
     pub target_words: u32,
@@ -31,7 +31,7 @@ pub(crate) struct LossSpec {
     pub grad_into: Option<Bound>,
     /// Packs the f32 gradient into this f16 / bf16 tensor (the logits themselves, or the
     /// caller's), rounded to nearest even.
-    pub grad_pack: Option<(Bound, DType)>,
+    pub grad_pack: Option<(Bound, Float)>,
     /// Class weights on the device (else `LossOptions::weight`, uploaded).
     pub weight: Option<Bound>,
 }
@@ -44,7 +44,7 @@ impl LossSpec {
             input_shape: input.shape().to_vec(),
             out_shape: problem.out_shape.clone(),
             target_shape: target_shape.to_vec(),
-            dtype: input.dtype(),
+            dtype: input.float(),
             probs: matches!(problem.targets, Targets::Probs(_)),
             target_words: 1,
             unsigned_targets: false,
@@ -112,7 +112,7 @@ impl LossPlan {
         variant: Variant,
         tuning: &WalkTuning,
     ) -> crate::Result<Self> {
-        if req.grad == Grad::InPlace && spec.dtype != DType::F32 {
+        if req.grad == Grad::InPlace && spec.dtype != Float::F32 {
             return Err(crate::XentError::Unsupported(
                 "an in-place gradient needs f32 logits (the gradient is f32)".into(),
             ));

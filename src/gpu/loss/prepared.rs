@@ -10,7 +10,7 @@ use crate::gpu::program::{join, Program};
 use crate::gpu::readback::Staging;
 use crate::gpu::reduce::Reduced;
 use crate::gpu::timestamps::Timestamps;
-use crate::options::{DType, LossAndGrad, LossOptions, Output, Reduction};
+use crate::options::{Float, LossAndGrad, LossOptions, Output, Reduction};
 
 impl Context {
     /// The prepared call over a built program: its staging buffers, made once and reused by
@@ -90,7 +90,7 @@ pub struct PreparedLoss<'a> {
     target_shape: Vec<usize>,
     classes: usize,
     ignore_index: i64,
-    dtype: DType,
+    dtype: Float,
     req: Request,
     /// Whether each run reads the gradient back (the host API) or leaves it on the device.
     read_grad: bool,
@@ -116,7 +116,7 @@ impl PreparedLoss<'_> {
                 data.len()
             )));
         }
-        if self.dtype != DType::F32 {
+        if self.dtype != Float::F32 {
             return Err(crate::XentError::Unsupported(
                 "write_logits takes f32 values; these logits are 16-bit".into(),
             ));
@@ -187,7 +187,7 @@ impl PreparedLoss<'_> {
             Some(r) => (r.value.clone(), vec![]),
             None => (self.chunks[0].losses.clone(), self.loss_shape.clone()),
         };
-        crate::DeviceTensor::from_parts(buffer, shape, crate::DeviceDType::F32)
+        crate::DeviceTensor::from_parts(buffer, shape, crate::DType::F32)
     }
 
     /// Each row's log-sum-exp on the device, shape `[N, d1..dk]` (a single-chunk call, as
@@ -198,7 +198,7 @@ impl PreparedLoss<'_> {
         Some(crate::DeviceTensor::from_parts(
             lse,
             self.lse_shape.clone(),
-            crate::DeviceDType::F32,
+            crate::DType::F32,
         ))
     }
 
