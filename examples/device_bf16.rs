@@ -4,8 +4,7 @@
 //!     cargo run --release --example device_bf16
 
 use wgpu_xent::{
-    cpu, Context, DType, DeviceLoss, DeviceTensor, Logits, LossOptions, Target,
-    Tensor,
+    cpu, Context, DType, DeviceLoss, DeviceTensor, Logits, LossOptions, Target, Tensor,
 };
 
 fn main() -> Result<(), wgpu_xent::XentError> {

@@ -4,9 +4,7 @@
 //!
 //!     cargo run --release --example device_resident
 
-use wgpu_xent::{
-    Context, ContextOptions, DType, DeviceLoss, DeviceTensor, LossOptions,
-};
+use wgpu_xent::{Context, ContextOptions, DType, DeviceLoss, DeviceTensor, LossOptions};
 
 /// Stands in for a model: writes logits[i] = sin(i · 0.1) · 3.
 const MODEL: &str = r#"
@@ -79,10 +77,8 @@ fn main() -> Result<(), wgpu_xent::XentError> {
         label_smoothing: 0.1,
         ..Default::default()
     };
-    let step = ctx.prepare_cross_entropy_device(
-        DeviceLoss::new(&logits, &target).grad_in_place(),
-        &opts,
-    )?;
+    let step =
+        ctx.prepare_cross_entropy_device(DeviceLoss::new(&logits, &target).grad_in_place(), &opts)?;
 
     for iteration in 0..3 {
         let mut encoder = device.create_command_encoder(&Default::default());

@@ -214,24 +214,16 @@ fn write_grad(slot: RowSlot, base: u32, c0: u32, c1: u32, g: RowGrad) {
             if q < pr.q1 {
                 simple_grad_pair(sg, q, hold_read8(q));
             }
-            if pr.has_lo && takes_lo(slot.lane) {
-                store4(pr.lo, simple_grad4(sg, hold_read4(pr.lo), pr.lo));
-            }
-            if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-                store4(pr.hi, simple_grad4(sg, hold_read4(pr.hi), pr.hi));
-            }
+            if takes_lo(pr, slot.lane) { store4(pr.lo, simple_grad4(sg, hold_read4(pr.lo), pr.lo)); }
+            if takes_hi(pr, slot.lane, params.lanes) { store4(pr.hi, simple_grad4(sg, hold_read4(pr.hi), pr.hi)); }
         } else {
             // One pair a trip here (shared/lse.wgsl).
             let pr = span_pairs(sp);
             for (var q = pr.q0 + slot.lane; q < pr.q1; q += params.lanes) {
                 grad_pair(g, q, base, hold_read8(q));
             }
-            if pr.has_lo && takes_lo(slot.lane) {
-                store4(pr.lo, grad4(g, hold_read4(pr.lo), pr.lo, base));
-            }
-            if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-                store4(pr.hi, grad4(g, hold_read4(pr.hi), pr.hi, base));
-            }
+            if takes_lo(pr, slot.lane) { store4(pr.lo, grad4(g, hold_read4(pr.lo), pr.lo, base)); }
+            if takes_hi(pr, slot.lane, params.lanes) { store4(pr.hi, grad4(g, hold_read4(pr.hi), pr.hi, base)); }
         }
         for (var k = slot.lane; k < sp.ends; k += params.lanes) {
             let i = span_scalar(sp, base + c0, k);

@@ -76,16 +76,8 @@ fn row_lse(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> Lse {
             // instructions are what CPU adapters pay for (shared/lse.wgsl).
             let pr = span_pairs(sp);
             st = logits_lse_pairs(st, pr.q0 + slot.lane, pr.q1, params.lanes);
-            if pr.has_lo && takes_lo(slot.lane) {
-                let v = logits_4(pr.lo);
-                hold4(pr.lo, v);
-                st = lse_push4(st, v);
-            }
-            if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-                let v = logits_4(pr.hi);
-                hold4(pr.hi, v);
-                st = lse_push4(st, v);
-            }
+            if takes_lo(pr, slot.lane) { st = lse_push4(st, logits_held4(pr.lo)); }
+            if takes_hi(pr, slot.lane, params.lanes) { st = lse_push4(st, logits_held4(pr.hi)); }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 st = lse_push(st, logits_1(span_scalar(sp, base + c0, k)));
             }
@@ -165,12 +157,8 @@ fn write_forward(which: u32, slot: RowSlot, base: u32, c0: u32, c1: u32, st: Lse
                 store1(i, exp(logits_1(i) - m) * inv_s);
             }
         }
-        if pr.has_lo && takes_lo(slot.lane) {
-            result_put4(pr.lo, forward4(which, hold_read4(pr.lo), m, log_s, inv_s));
-        }
-        if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-            result_put4(pr.hi, forward4(which, hold_read4(pr.hi), m, log_s, inv_s));
-        }
+        if takes_lo(pr, slot.lane) { result_put4(pr.lo, forward4(which, hold_read4(pr.lo), m, log_s, inv_s)); }
+        if takes_hi(pr, slot.lane, params.lanes) { result_put4(pr.hi, forward4(which, hold_read4(pr.hi), m, log_s, inv_s)); }
     } else {
         for (var c = c0 + slot.lane; c < c1; c += params.lanes) {
             let i = base + c * params.inner;

@@ -30,8 +30,8 @@ mod problem;
 
 pub use error::{Result, XentError};
 pub use gpu::{
-    Context, ContextOptions, DeviceLoss, DeviceTensor, PreparedBandwidth,
-    PreparedLoss, PreparedSoftmax, Tuning,
+    Context, ContextOptions, DeviceLoss, DeviceTensor, PreparedBandwidth, PreparedLoss,
+    PreparedSoftmax, Tuning,
 };
 pub use options::{
     BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,

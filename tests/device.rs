@@ -7,8 +7,8 @@ mod common;
 
 use common::{assert_close, assert_loss_and_grad, widen};
 use wgpu_xent::{
-    cpu, BackwardOptions, Context, ContextOptions, DType, DeviceLoss,
-    DeviceTensor, LossOptions, Reduction, Target, Tensor, XentError,
+    cpu, BackwardOptions, Context, ContextOptions, DType, DeviceLoss, DeviceTensor, LossOptions,
+    Reduction, Target, Tensor, XentError,
 };
 
 /// The test's own "model": logits[i] = ((i·7919) mod 1000) / 100 - 5, exact in f32 on both
@@ -105,17 +105,13 @@ fn loss_and_in_place_gradient_in_the_callers_encoder() {
         })
         .collect();
     let target = DeviceTensor::from_host(&ctx, &targets, &[n], DType::I64).unwrap();
-    let logits =
-        DeviceTensor::from_buffer(&ctx, &logits_buf, 0, &[n, c], DType::F32).unwrap();
+    let logits = DeviceTensor::from_buffer(&ctx, &logits_buf, 0, &[n, c], DType::F32).unwrap();
     let opts = LossOptions {
         label_smoothing: 0.1,
         ..Default::default()
     };
     let step = ctx
-        .prepare_cross_entropy_device(
-            DeviceLoss::new(&logits, &target).grad_in_place(),
-            &opts,
-        )
+        .prepare_cross_entropy_device(DeviceLoss::new(&logits, &target).grad_in_place(), &opts)
         .unwrap();
 
     let mut encoder = device.create_command_encoder(&Default::default());
@@ -146,10 +142,7 @@ fn loss_and_in_place_gradient_in_the_callers_encoder() {
     // gradient written into a readable tensor must give bitwise the same loss.
     let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
     let step = ctx
-        .prepare_cross_entropy_device(
-            DeviceLoss::new(&logits, &target).grad_into(&grad),
-            &opts,
-        )
+        .prepare_cross_entropy_device(DeviceLoss::new(&logits, &target).grad_into(&grad), &opts)
         .unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     record_model(&device, &mut encoder, &logits_buf, (n * c) as u32);
@@ -201,8 +194,7 @@ fn out_of_range_device_target_is_reported_with_position_and_value() {
         }
     }
     // In range again: no error, and the flag is reset on every run.
-    let good =
-        DeviceTensor::from_host(&ctx, &[0i32, 1, 2, 3, 4, -100], &[n], DType::I32).unwrap();
+    let good = DeviceTensor::from_host(&ctx, &[0i32, 1, 2, 3, 4, -100], &[n], DType::I32).unwrap();
     let opts = LossOptions {
         reduction: Reduction::Sum,
         ..Default::default()
@@ -335,10 +327,7 @@ fn half_outputs_are_rounded_to_nearest_even() {
     let (n, c) = (6usize, 50usize);
     let x = model_logits(n * c);
     let (shape, tshape) = ([n, c], [n]);
-    for (dtype, ddt) in [
-        (DType::F16, DType::F16),
-        (DType::BF16, DType::BF16),
-    ] {
+    for (dtype, ddt) in [(DType::F16, DType::F16), (DType::BF16, DType::BF16)] {
         let logits = DeviceTensor::from_host(&ctx, &x, &shape, DType::F32).unwrap();
         for log in [true, false] {
             let p = ctx
@@ -437,10 +426,7 @@ fn packing_matches_the_half_crate_on_edge_values() {
     values.extend((0..40).map(|_| f32::from_bits(rng.next_u64() as u32)));
     let logits = DeviceTensor::from_host(&ctx, &[0f32], &[1, 1], DType::F32).unwrap();
     let target = DeviceTensor::from_host(&ctx, &[0i32], &[1], DType::I32).unwrap();
-    for (dtype, ddt) in [
-        (DType::F16, DType::F16),
-        (DType::BF16, DType::BF16),
-    ] {
+    for (dtype, ddt) in [(DType::F16, DType::F16), (DType::BF16, DType::BF16)] {
         let grad = DeviceTensor::zeros_of(&ctx, &[1, 1], ddt).unwrap();
         for &v in &values {
             let w = [-v];
@@ -450,10 +436,7 @@ fn packing_matches_the_half_crate_on_edge_values() {
                 ..Default::default()
             };
             let step = ctx
-                .prepare_nll_loss_device(
-                    DeviceLoss::new(&logits, &target).grad_into(&grad),
-                    &opts,
-                )
+                .prepare_nll_loss_device(DeviceLoss::new(&logits, &target).grad_into(&grad), &opts)
                 .unwrap();
             step.run_timed().unwrap();
             let (got, want) = (grad.read_u16(&ctx).unwrap()[0], round(dtype, v));

@@ -39,8 +39,7 @@ fn u32_targets_past_2_31_are_out_of_bounds() {
 fn overflowing_offsets_and_shapes_are_refused() {
     let ctx = ctx();
     let t = DeviceTensor::from_host(ctx, &[0.0f32; 8], &[8], DType::F32).unwrap();
-    let err =
-        DeviceTensor::from_buffer(ctx, t.buffer(), !255u64, &[4], DType::F32).unwrap_err();
+    let err = DeviceTensor::from_buffer(ctx, t.buffer(), !255u64, &[4], DType::F32).unwrap_err();
     assert!(matches!(err, XentError::InvalidShape(_)), "{err}");
     let huge = [1usize << 62, 4];
     let err = DeviceTensor::from_buffer(ctx, t.buffer(), 0, &huge, DType::F32).unwrap_err();

@@ -34,6 +34,13 @@ fn hold4(j: u32, v: vec4<f32>) {
     }
 }
 
+// Reads vec4 j of the logits and keeps it.
+fn logits_held4(j: u32) -> vec4<f32> {
+    let v = logits_4(j);
+    hold4(j, v);
+    return v;
+}
+
 // Keeps pair q (vec4s 2q, 2q + 1).
 fn hold8(q: u32, w: Vec8) {
     hold4(2u * q, w.a);

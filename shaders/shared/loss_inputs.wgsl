@@ -260,12 +260,8 @@ fn row_stats_range(slot: RowSlot, base: u32, c0: u32, c1: u32, lid: u32) -> RowS
                 // The common case, kept free of per-element branches.
                 acc.st = logits_lse_pairs(acc.st, pr.q0 + slot.lane, pr.q1, l);
             }
-            if pr.has_lo && takes_lo(slot.lane) {
-                acc = push_vec4(acc, logits_4(pr.lo), pr.lo, 4u * pr.lo - base, r);
-            }
-            if pr.has_hi && takes_hi(slot.lane, params.lanes) {
-                acc = push_vec4(acc, logits_4(pr.hi), pr.hi, 4u * pr.hi - base, r);
-            }
+            if takes_lo(pr, slot.lane) { acc = push_vec4(acc, logits_4(pr.lo), pr.lo, 4u * pr.lo - base, r); }
+            if takes_hi(pr, slot.lane, params.lanes) { acc = push_vec4(acc, logits_4(pr.hi), pr.hi, 4u * pr.hi - base, r); }
             for (var k = slot.lane; k < sp.ends; k += params.lanes) {
                 let i = span_scalar(sp, base + c0, k);
                 acc = push_one(acc, i, i - base, r);

@@ -96,12 +96,13 @@ fn span_pairs(sp: Span) -> Pairs {
     return Pairs(q0, q1, sp.v0, sp.v1 - 1u, has_lo, has_hi);
 }
 
-// Whether this lane takes the pair's odd end `lo` (lane 0) or `hi` (lane 1, or 0 alone).
-fn takes_lo(lane: u32) -> bool {
-    return lane == 0u;
+// Whether this lane takes the span's odd vec4 at its start, `lo` (lane 0), or at its end,
+// `hi` (lane 1, or lane 0 alone). Every walk calls both, one line each, after its pairs.
+fn takes_lo(pr: Pairs, lane: u32) -> bool {
+    return pr.has_lo && lane == 0u;
 }
 
-fn takes_hi(lane: u32, lanes: u32) -> bool {
-    return lane == 1u % lanes;
+fn takes_hi(pr: Pairs, lane: u32, lanes: u32) -> bool {
+    return pr.has_hi && lane == 1u % lanes;
 }
 

@@ -327,7 +327,9 @@ impl Context {
         out: DType,
     ) -> Result<PreparedSoftmax<'_>> {
         let out = out.float().ok_or_else(|| {
-            XentError::InvalidArgument(format!("softmax output must be f32, f16 or bf16, not {out:?}"))
+            XentError::InvalidArgument(format!(
+                "softmax output must be f32, f16 or bf16, not {out:?}"
+            ))
         })?;
         self.softmax_device(x, dim, log, out)
     }

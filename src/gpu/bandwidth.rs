@@ -7,16 +7,17 @@ use super::program::Program;
 use super::readback::Staging;
 use super::timestamps::Timestamps;
 use crate::error::Result;
+use crate::gpu::kernels::uniform;
 use crate::options::Float;
 use std::time::{Duration, Instant};
 
-/// Keep in sync with `BandwidthParams` in shaders/bandwidth.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct BandwidthParams {
-    n_pairs: u32,
-    block: u32,
-    _pad: [u32; 2],
+uniform! {
+    /// The uniform of shaders/bandwidth.wgsl: what each field means is documented there.
+    pub(crate) struct BandwidthParams in Bandwidth {
+        n_pairs: u32,
+        block: u32,
+        _pad: [u32; 2],
+    }
 }
 
 /// Buffers of `bytes` bytes, made once, to time a copy, a read and a write over them.

@@ -6,16 +6,17 @@ use super::context::Context;
 use super::kernels::{Entry, Family, KernelKey};
 use super::program::Program;
 use crate::error::{Result, XentError};
+use crate::gpu::kernels::uniform;
 use crate::options::Float;
 
-/// Keep in sync with `ConvertParams` in shaders/convert.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ConvertParams {
-    n: u32,
-    mode: u32,
-    stride: u32,
-    first: u32,
+uniform! {
+    /// The uniform of shaders/convert.wgsl: what each field means is documented there.
+    pub(crate) struct ConvertParams in Convert {
+        n: u32,
+        mode: u32,
+        stride: u32,
+        first: u32,
+    }
 }
 
 impl Context {

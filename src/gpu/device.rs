@@ -92,7 +92,8 @@ impl Context {
     ) -> Result<PreparedLoss<'_>> {
         if loss == Loss::Nll && call.grad == Grad::InPlace {
             return Err(XentError::Unsupported(
-                "nll_loss writes its gradient into a tensor of its own (DeviceLoss::grad_into)".into(),
+                "nll_loss writes its gradient into a tensor of its own (DeviceLoss::grad_into)"
+                    .into(),
             ));
         }
         if loss == Loss::Nll && call.lse {

@@ -6,17 +6,18 @@ use super::context::Context;
 use super::kernels::{reduce_block_len, Entry, Family, KernelKey};
 use super::program::Program;
 use crate::error::Result;
+use crate::gpu::kernels::uniform;
 use crate::options::Float;
 use crate::options::Reduction;
 
-/// Keep in sync with `ReduceParams` in shaders/reduce.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct ReduceParams {
-    n: u32,
-    out_base: u32,
-    mode: u32,
-    _pad: u32,
+uniform! {
+    /// The uniform of shaders/reduce.wgsl: what each field means is documented there.
+    pub(crate) struct ReduceParams in Reduce {
+        n: u32,
+        out_base: u32,
+        mode: u32,
+        _pad: u32,
+    }
 }
 
 const MODE_MEAN: u32 = 1;

@@ -10,21 +10,22 @@ use super::timestamps::Timestamps;
 use crate::error::{Result, XentError};
 use crate::geometry::chunks;
 use crate::geometry::rows;
+use crate::gpu::kernels::uniform;
 use crate::layout::RowLayout;
 use crate::options::{DType, Float, Logits, Output, Tensor};
 
-/// Keep in sync with `SoftmaxParams` in shaders/softmax.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct SoftmaxParams {
-    rows: u32,
-    classes: u32,
-    inner: u32,
-    lanes: u32,
-    segments: u32,
-    segment_len: u32,
-    seg_first: u32,
-    seg_total: u32,
+uniform! {
+    /// The uniform of shaders/softmax.wgsl: what each field means is documented there.
+    pub(crate) struct SoftmaxParams in Softmax {
+        rows: u32,
+        classes: u32,
+        inner: u32,
+        lanes: u32,
+        segments: u32,
+        segment_len: u32,
+        seg_first: u32,
+        seg_total: u32,
+    }
 }
 
 /// What one chunk's dispatches work on: its own view, the call's walk, and the partials
@@ -304,11 +305,9 @@ impl PreparedSoftmax<'_> {
     pub fn output(&self) -> DeviceTensor {
         match &self.packed {
             Some(t) => t.clone(),
-            None => DeviceTensor::from_parts(
-                self.outputs[0].0.clone(),
-                self.shape.clone(),
-                DType::F32,
-            ),
+            None => {
+                DeviceTensor::from_parts(self.outputs[0].0.clone(), self.shape.clone(), DType::F32)
+            }
         }
     }
 

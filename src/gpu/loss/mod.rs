@@ -5,7 +5,7 @@
 
 mod buffers;
 mod encode;
-mod plan;
+pub(crate) mod plan;
 mod prepared;
 
 pub(crate) use buffers::ChunkInputs;

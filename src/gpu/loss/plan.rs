@@ -6,6 +6,7 @@ use super::buffers::ChunkInputs;
 use super::{Grad, Loss, Request};
 use crate::geometry::rows::{self, RowPlan, WalkTuning};
 use crate::gpu::buffers::Bound;
+use crate::gpu::kernels::uniform;
 use crate::gpu::kernels::Variant;
 use crate::layout::RowLayout;
 use crate::options::{Float, Logits, LossOptions, Reduction};
@@ -57,29 +58,29 @@ impl LossSpec {
     }
 }
 
-/// Keep in sync with `LossParams` in shaders/shared/loss_inputs.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-pub(crate) struct LossParams {
-    rows: u32,
-    classes: u32,
-    inner: u32,
-    flags: u32,
-    ignore_index: i32,
-    label_smoothing: f32,
-    z_loss: f32,
-    softcap: f32,
-    grad_output: f32,
-    lanes: u32,
-    target_words: u32,
-    row_base: u32,
-    segments: u32,
-    segment_len: u32,
-    seg_first: u32,
-    seg_total: u32,
-    class_first: u32,
-    total_classes: u32,
-    _pad: [u32; 2],
+uniform! {
+    /// The uniform of shaders/shared/loss_inputs.wgsl: what each field means is documented there.
+    pub(crate) struct LossParams in Loss {
+        rows: u32,
+        classes: u32,
+        inner: u32,
+        flags: u32,
+        ignore_index: i32,
+        label_smoothing: f32,
+        z_loss: f32,
+        softcap: f32,
+        grad_output: f32,
+        lanes: u32,
+        target_words: u32,
+        row_base: u32,
+        segments: u32,
+        segment_len: u32,
+        seg_first: u32,
+        seg_total: u32,
+        class_first: u32,
+        total_classes: u32,
+        _pad: [u32; 2],
+    }
 }
 
 const HAS_WEIGHT: u32 = 1;
