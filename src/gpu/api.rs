@@ -159,7 +159,7 @@ impl Context {
         target: Target,
         opts: &LossOptions,
         grad: bool,
-    ) -> Result<PreparedLoss<'_>> {
+    ) -> Result<PreparedLoss> {
         let input: Logits = input.into();
         let grad = if grad { Grad::OutOfPlace } else { Grad::None };
         let req = Request {
@@ -178,7 +178,7 @@ impl Context {
         input: Tensor<f32>,
         target: Target,
         opts: &LossOptions,
-    ) -> Result<PreparedLoss<'_>> {
+    ) -> Result<PreparedLoss> {
         let req = Request {
             grad: Grad::InPlace,
             ..Request::forward(Loss::CrossEntropy)
@@ -192,7 +192,7 @@ impl Context {
         input: impl Into<Logits<'i>>,
         target: Target,
         opts: &LossOptions,
-    ) -> Result<PreparedLoss<'_>> {
+    ) -> Result<PreparedLoss> {
         let input: Logits = input.into();
         let req = Request::forward(Loss::Nll);
         self.prepare(Loss::Nll, input, target, opts, req)
@@ -264,7 +264,7 @@ impl Context {
         x: impl Into<Logits<'i>>,
         dim: i64,
         log: bool,
-    ) -> Result<PreparedSoftmax<'_>> {
+    ) -> Result<PreparedSoftmax> {
         let entry = if log {
             Entry::LogSoftmax
         } else {
@@ -282,7 +282,7 @@ impl Context {
         x: &DeviceTensor,
         dim: i64,
         log: bool,
-    ) -> Result<PreparedSoftmax<'_>> {
+    ) -> Result<PreparedSoftmax> {
         self.prepare_softmax_device_as(x, dim, log, DType::F32)
     }
 }
@@ -302,7 +302,7 @@ impl Context {
         &self,
         call: DeviceLoss,
         opts: &LossOptions,
-    ) -> Result<PreparedLoss<'_>> {
+    ) -> Result<PreparedLoss> {
         self.prepare_device(Loss::CrossEntropy, call, opts)
     }
 
@@ -313,7 +313,7 @@ impl Context {
         &self,
         call: DeviceLoss,
         opts: &LossOptions,
-    ) -> Result<PreparedLoss<'_>> {
+    ) -> Result<PreparedLoss> {
         self.prepare_device(Loss::Nll, call, opts)
     }
 
@@ -325,7 +325,7 @@ impl Context {
         dim: i64,
         log: bool,
         out: DType,
-    ) -> Result<PreparedSoftmax<'_>> {
+    ) -> Result<PreparedSoftmax> {
         let out = out.float().ok_or_else(|| {
             XentError::InvalidArgument(format!(
                 "softmax output must be f32, f16 or bf16, not {out:?}"

@@ -21,8 +21,8 @@ uniform! {
 }
 
 /// Buffers of `bytes` bytes, made once, to time a copy, a read and a write over them.
-pub struct PreparedBandwidth<'a> {
-    ctx: &'a Context,
+pub struct PreparedBandwidth {
+    ctx: Context,
     src: wgpu::Buffer,
     dst: wgpu::Buffer,
     bytes: u64,
@@ -39,14 +39,14 @@ impl Context {
     /// [`PreparedBandwidth::write`]. The read kernel loads f32 the way the loss kernels load
     /// logits of that size (`Context::variant`), and the write kernel stores them the way
     /// the kernels write a row output (`Context::with_wide_output`).
-    pub fn prepare_bandwidth(&self, bytes: u64) -> Result<PreparedBandwidth<'_>> {
+    pub fn prepare_bandwidth(&self, bytes: u64) -> Result<PreparedBandwidth> {
         let bytes = (bytes.min(self.max_binding_bytes()) / 32 * 32).max(32);
         pollster::block_on(self.scoped(async {
             let usage = wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST;
             let make = |label| {
-                self.device.create_buffer(&wgpu::BufferDescriptor {
+                self.shared.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(label),
                     size: bytes,
                     usage,
@@ -86,7 +86,7 @@ impl Context {
                 self.push(program, key, bind, workgroups, "")?;
             }
             Ok(PreparedBandwidth {
-                ctx: self,
+                ctx: self.clone(),
                 src,
                 dst,
                 bytes,
@@ -100,7 +100,7 @@ impl Context {
     }
 }
 
-impl PreparedBandwidth<'_> {
+impl PreparedBandwidth {
     /// Bytes each run moves through the source buffer.
     pub fn bytes(&self) -> u64 {
         self.bytes
@@ -108,12 +108,12 @@ impl PreparedBandwidth<'_> {
 
     /// One `copy_buffer_to_buffer` of all the bytes, submitted and waited for: wall time.
     pub fn copy(&self) -> Result<Duration> {
-        let ctx = self.ctx;
-        let mut encoder = ctx.device.create_command_encoder(&Default::default());
+        let ctx = &self.ctx;
+        let mut encoder = ctx.shared.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.src, 0, &self.dst, 0, self.bytes);
         let t = Instant::now();
-        let submission = ctx.queue.submit(Some(encoder.finish()));
-        ctx.device
+        let submission = ctx.shared.queue.submit(Some(encoder.finish()));
+        ctx.shared.device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(submission),
                 timeout: None,

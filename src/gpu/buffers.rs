@@ -15,7 +15,7 @@ impl Context {
         // never zero-sized, which is not a valid binding.
         let size = (bytes.len() as u64).div_ceil(32).max(1) * 32;
         self.check_buffer_size(label, size)?;
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.shared.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::STORAGE
@@ -50,7 +50,7 @@ impl Context {
         // Whole 32-byte units, which outputs written 8 values a store need.
         let size = (len.max(1).div_ceil(8) * 32) as u64;
         self.check_buffer_size(label, size)?;
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        Ok(self.shared.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
@@ -67,7 +67,7 @@ impl Context {
         }
         let size = (len.max(1).div_ceil(8) * 32) as u64;
         self.check_buffer_size(label, size)?;
-        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+        Ok(self.shared.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
             usage: wgpu::BufferUsages::STORAGE
@@ -87,7 +87,7 @@ impl Context {
 
     /// Creates a uniform buffer from a `#[repr(C)]` parameter struct.
     pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> wgpu::Buffer {
-        self.device
+        self.shared.device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: bytemuck::bytes_of(params),
@@ -116,7 +116,7 @@ impl Context {
                 resource: b.resource(),
             })
             .collect();
-        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        self.shared.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("xent bind group"),
             layout: self.kernels().bind_layout(family),
             entries: &entries,

@@ -10,7 +10,16 @@ use std::future::Future;
 use std::sync::Arc;
 
 /// A wgpu device with every wgpu-xent pipeline compiled. Create it once and reuse it.
+///
+/// Cloning is cheap: the clones share one device, queue and pipeline cache (an `Arc`), so a
+/// `Context` can sit beside its prepared calls in a struct, or be sent to another thread.
+#[derive(Clone)]
 pub struct Context {
+    pub(crate) shared: std::sync::Arc<Shared>,
+}
+
+/// What the clones of one [`Context`] share.
+pub(crate) struct Shared {
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
@@ -112,7 +121,7 @@ impl Context {
             reduce: RowReduce::Tree,
         };
         let kernels = Kernels::new(&device, tree, tuning.workgroup_size, 0);
-        let mut ctx = Self {
+        let mut shared = Shared {
             device,
             queue,
             info,
@@ -122,20 +131,35 @@ impl Context {
             subgroup_layout: None,
             kernels,
         };
-        if ctx.tuning.subgroups {
+        if shared.tuning.subgroups {
             let layout = match options.subgroup_layout {
                 Some(forced) => forced,
-                None => ctx.probe_subgroup_layout().await?,
+                None => {
+                    let probing = Self {
+                        shared: std::sync::Arc::new(shared),
+                    };
+                    let layout = probing.probe_subgroup_layout().await?;
+                    shared = std::sync::Arc::into_inner(probing.shared).ok_or_else(|| {
+                        XentError::Unsupported("the subgroup probe kept the context".into())
+                    })?;
+                    layout
+                }
             };
-            ctx.subgroup_layout = Some(layout);
-            ctx.tuning.subgroups = layout;
+            shared.subgroup_layout = Some(layout);
+            shared.tuning.subgroups = layout;
         }
-        ctx.kernels = Kernels::new(
-            &ctx.device,
+        let mut ctx = Self {
+            shared: std::sync::Arc::new(shared),
+        };
+        let kernels = Kernels::new(
+            &ctx.shared.device,
             ctx.device_caps(),
-            ctx.tuning.workgroup_size,
+            ctx.shared.tuning.workgroup_size,
             ctx.hold_vec4s(),
         );
+        if let Some(shared) = std::sync::Arc::get_mut(&mut ctx.shared) {
+            shared.kernels = kernels;
+        }
         ctx.build_pipelines().await?;
         Ok(ctx)
     }
@@ -154,7 +178,7 @@ impl Context {
             RowReduce::Subgroup => {
                 "subgroup operations (SUBGROUP), tree for rows narrower than a subgroup"
             }
-            RowReduce::Tree if self.subgroup_layout == Some(false) => {
+            RowReduce::Tree if self.shared.subgroup_layout == Some(false) => {
                 "tree in workgroup memory (the device's subgroups are not runs of consecutive invocations)"
             }
             RowReduce::Tree => "tree in workgroup memory",
@@ -164,18 +188,18 @@ impl Context {
     /// The subgroup layout probe's answer (shaders/probe_subgroups.wgsl), or the one forced
     /// by `ContextOptions::subgroup_layout`; `None` where subgroups are not used at all.
     pub fn subgroup_layout(&self) -> Option<bool> {
-        self.subgroup_layout
+        self.shared.subgroup_layout
     }
 
     /// What the shaders may use on this device.
     fn device_caps(&self) -> DeviceCaps {
         // One subgroup a workgroup only where the size is fixed: a device free to pick another
         // at run time could split a workgroup into several subgroups.
-        let wg = self.tuning.workgroup_size;
-        let one = self.info.subgroup_min_size == wg && self.info.subgroup_max_size == wg;
+        let wg = self.shared.tuning.workgroup_size;
+        let one = self.shared.info.subgroup_min_size == wg && self.shared.info.subgroup_max_size == wg;
         DeviceCaps {
-            f16: self.features.contains(wgpu::Features::SHADER_F16),
-            reduce: match (self.tuning.subgroups, one) {
+            f16: self.shared.features.contains(wgpu::Features::SHADER_F16),
+            reduce: match (self.shared.tuning.subgroups, one) {
                 (true, true) => RowReduce::Shuffle,
                 (true, false) => RowReduce::Subgroup,
                 (false, _) => RowReduce::Tree,
@@ -193,8 +217,8 @@ impl Context {
     /// on CPU adapters, which pay per load instruction; f32 as `vec4<u64>` needs
     /// `SHADER_INT64`, f16 and bf16 as `vec4<u32>` nothing.
     pub(crate) fn wide_loads(&self, dtype: Float) -> bool {
-        self.tuning.wide_loads
-            && (dtype != Float::F32 || self.features.contains(wgpu::Features::SHADER_INT64))
+        self.shared.tuning.wide_loads
+            && (dtype != Float::F32 || self.shared.features.contains(wgpu::Features::SHADER_INT64))
     }
 
     /// How an input of `dtype` bound at `sizes` bytes (one per chunk) is declared: read 8 at
@@ -234,7 +258,7 @@ impl Context {
     /// How f16 inputs are read on this device when not 8 at a time ([`Context::half_path`]):
     /// "native f16 (SHADER_F16)" or "unpack2x16float from u32".
     pub fn f16_path(&self) -> &'static str {
-        if self.features.contains(wgpu::Features::SHADER_F16) {
+        if self.shared.features.contains(wgpu::Features::SHADER_F16) {
             "native f16 (SHADER_F16)"
         } else {
             "unpack2x16float from u32"
@@ -254,37 +278,37 @@ impl Context {
 
     /// The kernels: bind layouts and the pipeline cache.
     pub(crate) fn kernels(&self) -> &Kernels {
-        &self.kernels
+        &self.shared.kernels
     }
 
     /// The compiled pipeline of `key`, compiled on first use and cached.
     pub(crate) fn pipeline(&self, key: KernelKey) -> Arc<wgpu::ComputePipeline> {
-        self.kernels.pipeline(&self.device, key)
+        self.shared.kernels.pipeline(&self.shared.device, key)
     }
 
     /// The adapter's name, backend, type and driver.
     pub fn adapter_info(&self) -> &wgpu::AdapterInfo {
-        &self.info
+        &self.shared.info
     }
 
     /// The limits the device was created with (the adapter's own).
     pub fn limits(&self) -> &wgpu::Limits {
-        &self.limits
+        &self.shared.limits
     }
 
     /// The optional features enabled on the device.
     pub fn features(&self) -> wgpu::Features {
-        self.features
+        self.shared.features
     }
 
     /// Invocations per workgroup of every kernel.
     pub fn workgroup_size(&self) -> u32 {
-        self.tuning.workgroup_size
+        self.shared.tuning.workgroup_size
     }
 
     /// The choices every kernel and row walk follow on this device, resolved once.
     pub fn tuning(&self) -> &Tuning {
-        &self.tuning
+        &self.shared.tuning
     }
 
     /// How f32 inputs are read (`xent info` prints it).
@@ -319,12 +343,12 @@ impl Context {
 
     /// vec4s of workgroup memory the held kernels keep rows in (0 when rows are not held).
     pub(crate) fn hold_vec4s(&self) -> usize {
-        self.tuning.hold_vec4s(&self.limits)
+        self.shared.tuning.hold_vec4s(&self.shared.limits)
     }
 
     /// The choices the row geometry depends on (src/geometry/rows.rs).
     pub(crate) fn walk_tuning(&self) -> crate::geometry::rows::WalkTuning {
-        let t = &self.tuning;
+        let t = &self.shared.tuning;
         crate::geometry::rows::WalkTuning {
             workgroup_size: t.workgroup_size,
             min_workgroups: t.min_workgroups,
@@ -336,24 +360,24 @@ impl Context {
 
     /// The most bytes of one tensor bound at once; larger tensors are split into chunks.
     pub fn max_binding_bytes(&self) -> u64 {
-        self.tuning.max_binding_bytes
+        self.shared.tuning.max_binding_bytes
     }
 
     /// The wgpu device.
     pub fn device(&self) -> &wgpu::Device {
-        &self.device
+        &self.shared.device
     }
 
     /// The wgpu queue.
     pub fn queue(&self) -> &wgpu::Queue {
-        &self.queue
+        &self.shared.queue
     }
 
     /// Runs `work` inside validation and out-of-memory error scopes, so that wgpu errors come
     /// back as `Err` rather than panics; a scoped wgpu error wins over the work's own result.
     pub(crate) async fn scoped<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        let oom = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self.shared.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self.shared.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let result = work.await;
         let validation = validation.pop().await;
         let oom = oom.pop().await;

@@ -89,7 +89,7 @@ impl Context {
         loss: Loss,
         call: DeviceLoss,
         opts: &LossOptions,
-    ) -> Result<PreparedLoss<'_>> {
+    ) -> Result<PreparedLoss> {
         if loss == Loss::Nll && call.grad == Grad::InPlace {
             return Err(XentError::Unsupported(
                 "nll_loss writes its gradient into a tensor of its own (DeviceLoss::grad_into)"

@@ -16,7 +16,7 @@ impl Context {
         let len = (WORKGROUPS * wg) as u64 * 4;
         self.scoped(async {
             let module = self
-                .device
+                .device()
                 .create_shader_module(wgpu::ShaderModuleDescriptor {
                     label: Some("xent subgroup probe"),
                     source: wgpu::ShaderSource::Wgsl(
@@ -24,7 +24,7 @@ impl Context {
                     ),
                 });
             let pipeline = self
-                .device
+                .device()
                 .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
                     label: Some("xent subgroup probe"),
                     layout: None,
@@ -36,13 +36,13 @@ impl Context {
                     },
                     cache: None,
                 });
-            let out = self.device.create_buffer(&wgpu::BufferDescriptor {
+            let out = self.shared.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("xent subgroup probe"),
                 size: len,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             });
-            let bind = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            let bind = self.shared.device.create_bind_group(&wgpu::BindGroupDescriptor {
                 label: Some("xent subgroup probe"),
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &[wgpu::BindGroupEntry {
@@ -50,7 +50,7 @@ impl Context {
                     resource: out.as_entire_binding(),
                 }],
             });
-            let mut encoder = self.device.create_command_encoder(&Default::default());
+            let mut encoder = self.shared.device.create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 pass.set_pipeline(&pipeline);

@@ -16,7 +16,7 @@ pub(crate) struct Staging {
 impl Context {
     /// A reusable mappable buffer of `size` bytes.
     pub(crate) fn staging(&self, size: u64) -> Staging {
-        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+        let buffer = self.shared.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("xent staging"),
             size: size.max(4),
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
@@ -66,7 +66,7 @@ impl Context {
         encoder: wgpu::CommandEncoder,
         staged: &[&Staging],
     ) -> Result<Vec<Vec<f32>>> {
-        let submission = self.queue.submit(Some(encoder.finish()));
+        let submission = self.shared.queue.submit(Some(encoder.finish()));
         let mut receivers = Vec::with_capacity(staged.len());
         for s in staged {
             let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
@@ -78,7 +78,7 @@ impl Context {
             receivers.push(rx);
         }
         // Blocks in the driver until this submission is done: no busy loop.
-        self.device
+        self.shared.device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(submission),
                 timeout: None,

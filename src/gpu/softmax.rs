@@ -39,8 +39,8 @@ struct SoftmaxChunk<'a> {
 
 /// A softmax-family call with its input on the device and everything built: each
 /// [`PreparedSoftmax::run_timed`] is one submission and one readback.
-pub struct PreparedSoftmax<'a> {
-    ctx: &'a Context,
+pub struct PreparedSoftmax {
+    ctx: Context,
     program: Program,
     outputs: Vec<(wgpu::Buffer, Staging)>,
     timestamps: Option<Timestamps>,
@@ -72,7 +72,7 @@ impl Context {
         x: Logits<'_>,
         dim: i64,
         gy: Option<Tensor<'_, f32>>,
-    ) -> Result<PreparedSoftmax<'_>> {
+    ) -> Result<PreparedSoftmax> {
         x.check_len()?;
         if let Some(gy) = gy {
             gy.check_len("grad_out")?;
@@ -122,7 +122,7 @@ impl Context {
             }
         }
         Ok(PreparedSoftmax {
-            ctx: self,
+            ctx: self.clone(),
             program,
             outputs,
             timestamps: self.timestamp_queries(),
@@ -217,7 +217,7 @@ impl Context {
         dim: i64,
         log: bool,
         out: Float,
-    ) -> Result<PreparedSoftmax<'_>> {
+    ) -> Result<PreparedSoftmax> {
         let dtype = match x.dtype() {
             DType::F32 => Float::F32,
             DType::F16 => Float::F16,
@@ -270,7 +270,7 @@ impl Context {
                 }
             };
             Ok(PreparedSoftmax {
-                ctx: self,
+                ctx: self.clone(),
                 program,
                 outputs: vec![(
                     output.clone(),
@@ -284,7 +284,7 @@ impl Context {
     }
 }
 
-impl PreparedSoftmax<'_> {
+impl PreparedSoftmax {
     /// Records the dispatches into `encoder`; the result lands in [`PreparedSoftmax::output`].
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         self.ctx.record(encoder, &self.program, None);

@@ -32,7 +32,7 @@ impl Context {
         inputs: Vec<ChunkInputs>,
         opts: &LossOptions<'_>,
         req: Request,
-    ) -> Result<PreparedLoss<'_>> {
+    ) -> Result<PreparedLoss> {
         let variant = self.variant(spec.dtype, inputs.iter().map(|c| c.logits.size));
         let plan = LossPlan::new(spec, opts, req, variant, &self.walk_tuning())?;
         let common = self.loss_common(spec, opts)?;

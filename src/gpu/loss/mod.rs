@@ -101,7 +101,7 @@ impl Context {
         target: Target,
         opts: &LossOptions,
         req: Request,
-    ) -> Result<PreparedLoss<'_>> {
+    ) -> Result<PreparedLoss> {
         let input: Logits = input.into();
         let problem = check_loss(loss, input.shape(), input.len(), &target, opts)?;
         if problem.layout.rows() == 0 {

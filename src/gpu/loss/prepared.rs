@@ -20,7 +20,7 @@ impl Context {
         program: Program,
         (common, bufs, reduced): (Common, Vec<ChunkBuffers>, Option<Reduced>),
         (spec, opts, req): (&LossSpec, &LossOptions, Request),
-    ) -> PreparedLoss<'_> {
+    ) -> PreparedLoss {
         let loss_staging = match &reduced {
             Some(_) => vec![self.staging(4)],
             None => row_chunks(&bufs)
@@ -44,7 +44,7 @@ impl Context {
             false => vec![],
         };
         PreparedLoss {
-            ctx: self,
+            ctx: self.clone(),
             program,
             reduced,
             chunks: bufs,
@@ -73,8 +73,8 @@ impl Context {
 /// A loss call whose inputs are on the device and whose buffers, bind groups, dispatches and
 /// staging buffers are built: each [`PreparedLoss::run_timed`] is one submission and one readback.
 /// Built by [`Context::prepare_cross_entropy`].
-pub struct PreparedLoss<'a> {
-    ctx: &'a Context,
+pub struct PreparedLoss {
+    ctx: Context,
     program: Program,
     reduced: Option<Reduced>,
     chunks: Vec<ChunkBuffers>,
@@ -98,7 +98,7 @@ pub struct PreparedLoss<'a> {
     started: std::sync::atomic::AtomicBool,
 }
 
-impl PreparedLoss<'_> {
+impl PreparedLoss {
     /// Runs the call: one submission, then the loss read back (the gradient stays on the
     /// device; see [`PreparedLoss::read_grad`]). Returns the loss and, when the adapter has
     /// timestamp queries, the GPU time of the compute pass.
@@ -126,7 +126,7 @@ impl PreparedLoss<'_> {
             let logits = &c.input.logits;
             let bytes: &[u8] = bytemuck::cast_slice(&data[at..at + c.elems]);
             self.ctx
-                .queue
+                .queue()
                 .write_buffer(&logits.buffer, logits.offset, bytes);
             at += c.elems;
         }
@@ -315,7 +315,7 @@ impl PreparedLoss<'_> {
     }
 }
 
-impl std::fmt::Debug for PreparedLoss<'_> {
+impl std::fmt::Debug for PreparedLoss {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PreparedLoss")
             .field("input_shape", &self.input_shape)
