@@ -109,11 +109,15 @@ impl PreparedBandwidth {
     /// One `copy_buffer_to_buffer` of all the bytes, submitted and waited for: wall time.
     pub fn copy(&self) -> Result<Duration> {
         let ctx = &self.ctx;
-        let mut encoder = ctx.shared.device.create_command_encoder(&Default::default());
+        let mut encoder = ctx
+            .shared
+            .device
+            .create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(&self.src, 0, &self.dst, 0, self.bytes);
         let t = Instant::now();
         let submission = ctx.shared.queue.submit(Some(encoder.finish()));
-        ctx.shared.device
+        ctx.shared
+            .device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(submission),
                 timeout: None,

@@ -53,7 +53,9 @@ impl Context {
         Ok(self.shared.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         }))
     }
@@ -87,11 +89,12 @@ impl Context {
 
     /// Creates a uniform buffer from a `#[repr(C)]` parameter struct.
     pub(crate) fn uniform<T: bytemuck::Pod>(&self, label: &str, params: &T) -> wgpu::Buffer {
-        self.shared.device
+        self.shared
+            .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: bytemuck::bytes_of(params),
-                usage: wgpu::BufferUsages::UNIFORM,
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             })
     }
 
@@ -116,11 +119,13 @@ impl Context {
                 resource: b.resource(),
             })
             .collect();
-        self.shared.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("xent bind group"),
-            layout: self.kernels().bind_layout(family),
-            entries: &entries,
-        })
+        self.shared
+            .device
+            .create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some("xent bind group"),
+                layout: self.kernels().bind_layout(family),
+                entries: &entries,
+            })
     }
 }
 

@@ -196,7 +196,8 @@ impl Context {
         // One subgroup a workgroup only where the size is fixed: a device free to pick another
         // at run time could split a workgroup into several subgroups.
         let wg = self.shared.tuning.workgroup_size;
-        let one = self.shared.info.subgroup_min_size == wg && self.shared.info.subgroup_max_size == wg;
+        let one =
+            self.shared.info.subgroup_min_size == wg && self.shared.info.subgroup_max_size == wg;
         DeviceCaps {
             f16: self.shared.features.contains(wgpu::Features::SHADER_F16),
             reduce: match (self.shared.tuning.subgroups, one) {
@@ -376,8 +377,14 @@ impl Context {
     /// Runs `work` inside validation and out-of-memory error scopes, so that wgpu errors come
     /// back as `Err` rather than panics; a scoped wgpu error wins over the work's own result.
     pub(crate) async fn scoped<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        let oom = self.shared.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = self.shared.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self
+            .shared
+            .device
+            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = self
+            .shared
+            .device
+            .push_error_scope(wgpu::ErrorFilter::Validation);
         let result = work.await;
         let validation = validation.pop().await;
         let oom = oom.pop().await;

@@ -122,7 +122,10 @@ impl DeviceTensor {
         }
         let bytes = (self.len() * 2).div_ceil(4) * 4;
         let staging = ctx.staging(bytes as u64);
-        let mut encoder = ctx.shared.device.create_command_encoder(&Default::default());
+        let mut encoder = ctx
+            .shared
+            .device
+            .create_command_encoder(&Default::default());
         ctx.copy_to(&mut encoder, &self.buffer, self.offset, &staging);
         let words = pollster::block_on(ctx.scoped(ctx.submit_and_read(encoder, &[&staging])))?;
         let words = words.into_iter().next().unwrap_or_default();
@@ -144,7 +147,10 @@ impl DeviceTensor {
             )));
         }
         let staging = ctx.staging((self.len() * 4) as u64);
-        let mut encoder = ctx.shared.device.create_command_encoder(&Default::default());
+        let mut encoder = ctx
+            .shared
+            .device
+            .create_command_encoder(&Default::default());
         ctx.copy_to(&mut encoder, &self.buffer, self.offset, &staging);
         let mut parts = ctx
             .scoped(ctx.submit_and_read(encoder, &[&staging]))

@@ -23,34 +23,40 @@ impl Context {
                         include_str!("../../shaders/probe_subgroups.wgsl").into(),
                     ),
                 });
-            let pipeline = self
-                .device()
-                .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                    label: Some("xent subgroup probe"),
-                    layout: None,
-                    module: &module,
-                    entry_point: Some("probe"),
-                    compilation_options: wgpu::PipelineCompilationOptions {
-                        constants: &[("WG", wg as f64)],
-                        zero_initialize_workgroup_memory: false,
-                    },
-                    cache: None,
-                });
+            let pipeline =
+                self.device()
+                    .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                        label: Some("xent subgroup probe"),
+                        layout: None,
+                        module: &module,
+                        entry_point: Some("probe"),
+                        compilation_options: wgpu::PipelineCompilationOptions {
+                            constants: &[("WG", wg as f64)],
+                            zero_initialize_workgroup_memory: false,
+                        },
+                        cache: None,
+                    });
             let out = self.shared.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("xent subgroup probe"),
                 size: len,
                 usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
                 mapped_at_creation: false,
             });
-            let bind = self.shared.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some("xent subgroup probe"),
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &[wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: out.as_entire_binding(),
-                }],
-            });
-            let mut encoder = self.shared.device.create_command_encoder(&Default::default());
+            let bind = self
+                .shared
+                .device
+                .create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some("xent subgroup probe"),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &[wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: out.as_entire_binding(),
+                    }],
+                });
+            let mut encoder = self
+                .shared
+                .device
+                .create_command_encoder(&Default::default());
             {
                 let mut pass = encoder.begin_compute_pass(&Default::default());
                 pass.set_pipeline(&pipeline);

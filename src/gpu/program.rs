@@ -124,7 +124,10 @@ impl Context {
         reads: &[(&wgpu::Buffer, u64, &Staging)],
         timestamps: Option<&Timestamps>,
     ) -> Result<(Vec<Vec<f32>>, Option<std::time::Duration>)> {
-        let mut encoder = self.shared.device.create_command_encoder(&Default::default());
+        let mut encoder = self
+            .shared
+            .device
+            .create_command_encoder(&Default::default());
         self.record(&mut encoder, program, timestamps.map(|t| (&t.set, 0)));
         for (src, offset, staging) in reads {
             self.copy_to(&mut encoder, src, *offset, staging);
@@ -146,8 +149,8 @@ impl Context {
                     .map(|f| f.to_bits() as u64)
                     .collect();
                 let (start, end) = (w[0] | w[1] << 32, w[2] | w[3] << 32);
-                let ns =
-                    end.saturating_sub(start) as f64 * self.shared.queue.get_timestamp_period() as f64;
+                let ns = end.saturating_sub(start) as f64
+                    * self.shared.queue.get_timestamp_period() as f64;
                 Some(std::time::Duration::from_nanos(ns as u64))
             }
             None => None,

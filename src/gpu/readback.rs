@@ -78,7 +78,8 @@ impl Context {
             receivers.push(rx);
         }
         // Blocks in the driver until this submission is done: no busy loop.
-        self.shared.device
+        self.shared
+            .device
             .poll(wgpu::PollType::Wait {
                 submission_index: Some(submission),
                 timeout: None,

@@ -16,11 +16,14 @@ impl Context {
         if !self.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
             return None;
         }
-        let set = self.shared.device.create_query_set(&wgpu::QuerySetDescriptor {
-            label: Some("xent timestamps"),
-            ty: wgpu::QueryType::Timestamp,
-            count: 2,
-        });
+        let set = self
+            .shared
+            .device
+            .create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("xent timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count: 2,
+            });
         let resolve = self.shared.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("xent timestamp resolve"),
             size: 16,

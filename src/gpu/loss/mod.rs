@@ -3,6 +3,7 @@
 //! policy), its buffers made (`buffers`), its dispatches encoded stage by stage (`encode`),
 //! and the result is a `PreparedLoss` (`prepared`).
 
+mod batch;
 mod buffers;
 mod encode;
 pub(crate) mod plan;

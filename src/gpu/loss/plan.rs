@@ -83,6 +83,9 @@ uniform! {
     }
 }
 
+/// Where `LossParams::rows` lies in the uniform: a smaller batch rewrites it alone.
+pub(super) const ROWS_OFFSET: u64 = std::mem::offset_of!(LossParams, rows) as u64;
+
 const HAS_WEIGHT: u32 = 1;
 const PROB_TARGETS: u32 = 2;
 const UNSIGNED_TARGETS: u32 = 4;

@@ -51,7 +51,20 @@ impl Context {
             loss_staging,
             grad_staging,
             lse_staging,
-            error: spec.check_targets.then(|| (common.error, self.staging(16))),
+            error: spec
+                .check_targets
+                .then(|| (common.error.clone(), self.staging(16))),
+            batch: Batch {
+                options: LossOptions {
+                    weight: None,
+                    ..*opts
+                },
+                weighted: opts.weight.is_some(),
+                layout: spec.layout,
+                outer: spec.layout.outer.into(),
+                weight: common.weight.clone(),
+                scale: common.scale.clone(),
+            },
             timestamps: self.timestamp_queries(),
             lse_shape: spec.out_shape.clone(),
             loss_shape: match opts.reduction {
@@ -74,28 +87,44 @@ impl Context {
 /// staging buffers are built: each [`PreparedLoss::run_timed`] is one submission and one readback.
 /// Built by [`Context::prepare_cross_entropy`].
 pub struct PreparedLoss {
-    ctx: Context,
-    program: Program,
-    reduced: Option<Reduced>,
-    chunks: Vec<ChunkBuffers>,
-    loss_staging: Vec<Staging>,
-    grad_staging: Vec<Staging>,
-    lse_staging: Vec<Staging>,
+    pub(super) ctx: Context,
+    pub(super) program: Program,
+    pub(super) reduced: Option<Reduced>,
+    pub(super) chunks: Vec<ChunkBuffers>,
+    pub(super) loss_staging: Vec<Staging>,
+    pub(super) grad_staging: Vec<Staging>,
+    pub(super) lse_staging: Vec<Staging>,
     /// The device-target error flag and its staging buffer (device targets only).
     error: Option<(wgpu::Buffer, Staging)>,
     timestamps: Option<Timestamps>,
-    loss_shape: Vec<usize>,
+    pub(super) loss_shape: Vec<usize>,
     lse_shape: Vec<usize>,
-    input_shape: Vec<usize>,
+    pub(super) input_shape: Vec<usize>,
     target_shape: Vec<usize>,
     classes: usize,
     ignore_index: i64,
-    dtype: Float,
-    req: Request,
+    pub(super) dtype: Float,
+    pub(super) req: Request,
     /// Whether each run reads the gradient back (the host API) or leaves it on the device.
     read_grad: bool,
     /// Whether the call was ever recorded or run: before that there is no loss to read.
     started: std::sync::atomic::AtomicBool,
+    /// What a new batch is checked against and written into (src/gpu/loss/batch.rs).
+    pub(super) batch: Batch,
+}
+
+/// A prepared call's options and the buffers a new batch's class weights go into.
+pub(super) struct Batch {
+    /// The options it was prepared with, less the weights.
+    pub options: LossOptions<'static>,
+    /// Whether it was prepared with host class weights (then each batch may bring new ones).
+    pub weighted: bool,
+    pub layout: crate::layout::RowLayout,
+    /// The batch the kernels walk now: `layout.outer` or fewer (`PreparedLoss::set_batch`).
+    pub outer: std::sync::atomic::AtomicUsize,
+    pub weight: crate::gpu::buffers::Bound,
+    /// D and W (the gradient's scale); W is written from host weights.
+    pub scale: wgpu::Buffer,
 }
 
 impl PreparedLoss {
@@ -253,6 +282,14 @@ impl PreparedLoss {
     }
 
     pub(crate) async fn run(&self) -> Result<(Results, Option<std::time::Duration>)> {
+        self.run_reading(self.read_grad).await
+    }
+
+    /// One submission, reading the loss, then the gradient when `read_grad`, then the lse.
+    pub(super) async fn run_reading(
+        &self,
+        read_grad: bool,
+    ) -> Result<(Results, Option<std::time::Duration>)> {
         self.started
             .store(true, std::sync::atomic::Ordering::Relaxed);
         let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
@@ -262,11 +299,7 @@ impl PreparedLoss {
                 .map(|(c, s)| (&c.losses, 0, s))
                 .collect(),
         };
-        let grad_staging: &[Staging] = if self.read_grad {
-            &self.grad_staging
-        } else {
-            &[]
-        };
+        let grad_staging: &[Staging] = if read_grad { &self.grad_staging } else { &[] };
         reads.extend(
             self.grad_sources()
                 .zip(grad_staging)
@@ -293,7 +326,7 @@ impl PreparedLoss {
             data: join(parts.by_ref().take(self.loss_staging.len()).collect()),
             shape: self.loss_shape.clone(),
         };
-        let grad = (self.req.grad != Grad::None && self.read_grad)
+        let grad = (self.req.grad != Grad::None && read_grad)
             .then(|| join(parts.by_ref().take(grad_staging.len()).collect()));
         let lse = self.req.lse.then(|| join(parts.collect()));
         Ok((Results { loss, grad, lse }, elapsed))
