@@ -14,7 +14,7 @@
 //   Ignored rows get an exact 0.
 //
 // D depends only on the targets and weights, so loss.wgsl's row_dens and reduce.wgsl give
-// it before any logit is read, and one dispatch does the whole row: cross_entropy_fused
+// it before any logit is read (dens_total alone, for batches one workgroup walks quickly), and one dispatch does the whole row: cross_entropy_fused
 // reads the row for its statistics (as cross_entropy_rows does, same code and order, so the
 // loss is bitwise the forward's), writes its loss, then reads the row again and writes the
 // gradient. The second read follows the first within the same workgroup, so it comes from
@@ -29,8 +29,9 @@
 //
 // Bindings 5-8 (keep in sync with `Family::Grad` in src/gpu/kernels/source.rs):
 //   5 losses: storage, read_write  [rows]
-//   6 scale: storage, read         [2] D (reduce.wgsl's finalize, or 1) and W = Σ w (from
-//                                  the host, or summed on the device for device weights)
+//   6 scale: storage, read_write   [2] D (reduce.wgsl's finalize, dens_total, or 1) and
+//                                  W = Σ w (from the host, or summed on the device for
+//                                  device weights)
 //   7 grad: storage, read_write    [rows * C] as vec4s, or vec4<u64> pairs where written 8
 //                                  at a time (a dummy when IN_PLACE)
 //   8 stats: storage, read_write   [rows * S] vec4 (M, S, Q, lse) at row * S (S = 1 unless
@@ -40,7 +41,7 @@
 override IN_PLACE: bool = false;
 
 @group(0) @binding(5) var<storage, read_write> losses: array<f32>;
-@group(0) @binding(6) var<storage, read> scale: array<f32>;
+@group(0) @binding(6) var<storage, read_write> scale: array<f32>;
 // The logits are read through io/input_*.wgsl and, in place, written through
 // io/logits_put_*.wgsl; the gradient is written through io/result_*.wgsl.
 @group(0) @binding(1) var<storage, read_write> logits: array<InputWord>;
@@ -325,5 +326,22 @@ fn nll_grad(
             v = -params.grad_output / scale[0] * class_weight(c);
         }
         store1(i, v);
+    }
+}
+
+// D = Σ den over the rows, from the targets alone, by one workgroup, into scale[0]: for
+// batches of at most SINGLE_PASS_TRIPS * WG rows (src/gpu/reduce.rs), one dispatch where
+// row_dens and a reduction take two or more. Lane l adds rows l, l + WG, ... in order, then
+// the workgroup adds the WG sums in a fixed tree (reduce.wgsl's reduce_single order).
+// Reads 4 or 8 bytes of target (and a weight) per row; writes 4 bytes.
+@compute @workgroup_size(WG)
+fn dens_total(@builtin(local_invocation_index) lid: u32) {
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var row = lid; row < params.rows; row += WG) {
+        acc.x += row_den(row);
+    }
+    let total = workgroup_sum2(acc, lid, WG);
+    if lid == 0u {
+        scale[0] = total.x;
     }
 }

@@ -7,6 +7,7 @@
 //                                 weight, or no rows, as in PyTorch)
 //              = Σ loss          (sum)
 //   out_den[k] = the mean's denominator D (1 for sum), which the gradient divides by.
+// reduce_single does all of it in one dispatch for small n.
 // Each workgroup sums BLOCK = WG * ITEMS consecutive values: each invocation adds ITEMS of
 // them in index order, then the workgroup adds the WG sums in a fixed tree. The order
 // depends only on n, so the result is bitwise reproducible. No atomics.
@@ -22,9 +23,10 @@
 struct ReduceParams {
     n: u32,
     out_base: u32,
-    // 1: mean, 2: sum (finalize only)
+    // 1: mean, 2: sum (finalize and reduce_single)
     mode: u32,
-    _pad: u32,
+    // reduce_single: 1 when the mean's denominator is in_den[0] rather than Σ in_den.
+    den_given: u32,
 }
 
 const ITEMS: u32 = 4u;
@@ -64,8 +66,11 @@ fn reduce_block(
 
 @compute @workgroup_size(1)
 fn finalize() {
-    let s = in_sum[0];
-    let d = in_den[0];
+    finish(in_sum[0], in_den[0]);
+}
+
+// out_sum[k], out_den[k] from the sums s and d, by the reduction's rule (header).
+fn finish(s: f32, d: f32) {
     let k = params.out_base;
     if params.mode == MODE_MEAN {
         if d == 0.0 && s == 0.0 {
@@ -77,5 +82,22 @@ fn finalize() {
     } else {
         out_sum[k] = s;
         out_den[k] = 1.0;
+    }
+}
+
+// Small batches (n <= SINGLE_PASS_TRIPS * WG, src/gpu/reduce.rs): one dispatch instead of
+// blocks and finalize. Lane l adds values l, l + WG, ... in index order, then the workgroup
+// adds the WG sums in the same fixed tree; zeros past the batch add nothing. With DEN_GIVEN
+// the denominator is in_den[0], summed before (the fused backward's D), not Σ in_den.
+@compute @workgroup_size(WG)
+fn reduce_single(@builtin(local_invocation_index) lid: u32) {
+    let given = params.den_given != 0u;
+    var acc = vec2<f32>(0.0, 0.0);
+    for (var i = lid; i < params.n; i += WG) {
+        acc += vec2<f32>(in_sum[i], select(in_den[i], 0.0, given));
+    }
+    let total = workgroup_sum2(acc, lid, WG);
+    if lid == 0u {
+        finish(total.x, select(total.y, in_den[0], given));
     }
 }

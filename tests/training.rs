@@ -180,6 +180,19 @@ fn new_class_weights_smoothing_and_ignored_targets_on_every_batch() {
 }
 
 #[test]
+fn a_small_batch_takes_three_dispatches_for_loss_and_gradient() {
+    for reduction in [Reduction::Mean, Reduction::Sum] {
+        let opts = LossOptions {
+            reduction,
+            ..LossOptions::default()
+        };
+        let t = Trainer::new(common::ctx(), opts, None).unwrap();
+        let labels = t.step.dispatch_labels();
+        assert!(labels.len() <= 3, "{reduction:?}: {labels:?}");
+    }
+}
+
+#[test]
 fn a_batch_that_does_not_fit_is_a_clear_error() {
     let ctx = common::ctx();
     let t = Trainer::new(ctx, LossOptions::default(), None).unwrap();

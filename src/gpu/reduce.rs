@@ -16,12 +16,24 @@ uniform! {
         n: u32,
         out_base: u32,
         mode: u32,
-        _pad: u32,
+        den_given: u32,
     }
 }
 
 const MODE_MEAN: u32 = 1;
 const MODE_SUM: u32 = 2;
+
+fn mode(reduction: Reduction) -> u32 {
+    match reduction {
+        Reduction::Mean => MODE_MEAN,
+        _ => MODE_SUM,
+    }
+}
+
+/// Values a lane adds at most in the one-dispatch reduction: batches of up to this many
+/// values per workgroup lane (2,048 on lavapipe, 65,536 on a GPU) take one dispatch, where
+/// each level of blocks would cost a dispatch of its own.
+pub(crate) const SINGLE_PASS_TRIPS: usize = 256;
 
 /// The reduced loss on the device: `value[0]` is the loss, `den[0]` the denominator D
 /// the gradient divides by (1 for `sum`).
@@ -44,21 +56,74 @@ impl Context {
         reduction: Reduction,
         den_into: Option<&wgpu::Buffer>,
     ) -> Result<Reduced> {
-        let (sum, den) = self.push_blocks(program, parts)?;
         let value = self.output("loss", 1)?;
         let den_out = match den_into {
             Some(b) => b.clone(),
             None => self.output("loss denominator", 1)?,
         };
-        let mode = match reduction {
-            Reduction::Mean => MODE_MEAN,
-            _ => MODE_SUM,
-        };
-        self.push_finalize(program, (&sum, &den), mode, (&value, &den_out), 0)?;
+        let mode = mode(reduction);
+        match parts {
+            [(values, dens, n)] if self.single_pass(*n) => {
+                let out = (&value, &den_out);
+                self.push_single(program, (*values, *dens, *n), mode, false, out)?;
+            }
+            _ => {
+                let (sum, den) = self.push_blocks(program, parts)?;
+                self.push_finalize(program, (&sum, &den), mode, (&value, &den_out), 0)?;
+            }
+        }
         Ok(Reduced {
             value,
             den: den_out,
         })
+    }
+
+    /// Whether `n` values are reduced by one workgroup in one dispatch (`reduce_single`):
+    /// at most [`SINGLE_PASS_TRIPS`] values a lane.
+    pub(crate) fn single_pass(&self, n: usize) -> bool {
+        n <= SINGLE_PASS_TRIPS * self.workgroup_size() as usize
+    }
+
+    /// Appends the reduction of `n` values whose mean divides by `den[0]`, a D summed before
+    /// (the fused backward's): one dispatch. Needs [`Context::single_pass`] of `n`.
+    pub(crate) fn push_reduction_over(
+        &self,
+        program: &mut Program,
+        values: &dyn Bindable,
+        n: usize,
+        reduction: Reduction,
+        den: &wgpu::Buffer,
+    ) -> Result<Reduced> {
+        let value = self.output("loss", 1)?;
+        let den_out = self.output("loss denominator", 1)?;
+        let out = (&value, &den_out);
+        self.push_single(program, (values, den, n), mode(reduction), true, out)?;
+        Ok(Reduced {
+            value,
+            den: den_out,
+        })
+    }
+
+    fn push_single(
+        &self,
+        program: &mut Program,
+        (values, dens, n): Part,
+        mode: u32,
+        den_given: bool,
+        out: (&wgpu::Buffer, &wgpu::Buffer),
+    ) -> Result<()> {
+        let params = self.uniform(
+            "reduce params",
+            &ReduceParams {
+                n: n as u32,
+                out_base: 0,
+                mode,
+                den_given: den_given as u32,
+            },
+        );
+        let bind = self.bind(Family::Reduce, &[&params, values, dens, out.0, out.1]);
+        let key = KernelKey::new(Entry::ReduceSingle, Float::F32.into());
+        self.push(program, key, bind, 1, &format!("n={n}"))
     }
 
     /// Appends `into[index] = Σ values[0..n]`, summed in the same fixed order as a loss
@@ -119,7 +184,7 @@ impl Context {
                 n: 1,
                 out_base: index,
                 mode,
-                _pad: 0,
+                den_given: 0,
             },
         );
         let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
@@ -141,7 +206,7 @@ impl Context {
                 n: n as u32,
                 out_base: out_base as u32,
                 mode: 0,
-                _pad: 0,
+                den_given: 0,
             },
         );
         let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);

@@ -47,10 +47,14 @@ pub(crate) enum Entry {
     CrossEntropyFused,
     /// `nll_grad` in grad.wgsl: 4 elements an invocation.
     NllGrad,
+    /// `dens_total` in grad.wgsl: D from the targets alone, by one workgroup.
+    DensTotal,
     /// `reduce_block` in reduce.wgsl: WG·ITEMS values per workgroup.
     ReduceBlock,
     /// `finalize` in reduce.wgsl: one invocation.
     ReduceFinalize,
+    /// `reduce_single` in reduce.wgsl: every value by one workgroup, then finalize's rule.
+    ReduceSingle,
     /// `read_sum` in bandwidth.wgsl.
     ReadSum,
     /// `write_fill` in bandwidth.wgsl.
@@ -63,7 +67,7 @@ pub(crate) enum Entry {
 
 impl Entry {
     /// Every entry point, in the order the context builds their f32 pipelines.
-    pub const ALL: [Entry; 26] = [
+    pub const ALL: [Entry; 28] = [
         Entry::LogSoftmax,
         Entry::Softmax,
         Entry::LogSoftmaxBackward,
@@ -84,8 +88,10 @@ impl Entry {
         Entry::CrossEntropyGradSegments,
         Entry::CrossEntropyFused,
         Entry::NllGrad,
+        Entry::DensTotal,
         Entry::ReduceBlock,
         Entry::ReduceFinalize,
+        Entry::ReduceSingle,
         Entry::ReadSum,
         Entry::WriteFill,
         Entry::PackHalf,
@@ -110,8 +116,8 @@ impl Entry {
             | SoftmaxBackwardSegments => Family::Softmax,
             CrossEntropyRows | NllRows | RowDens | ReportError | CrossEntropyPartials
             | CrossEntropyMerge => Family::Loss,
-            CrossEntropyGradSegments | CrossEntropyFused | NllGrad => Family::Grad,
-            ReduceBlock | ReduceFinalize => Family::Reduce,
+            CrossEntropyGradSegments | CrossEntropyFused | NllGrad | DensTotal => Family::Grad,
+            ReduceBlock | ReduceFinalize | ReduceSingle => Family::Reduce,
             ReadSum | WriteFill => Family::Bandwidth,
             PackHalf | Gather => Family::Convert,
         }
@@ -141,8 +147,10 @@ impl Entry {
             CrossEntropyGradSegments => "cross_entropy_grad_segments",
             CrossEntropyFused => "cross_entropy_fused",
             NllGrad => "nll_grad",
+            DensTotal => "dens_total",
             ReduceBlock => "reduce_block",
             ReduceFinalize => "finalize",
+            ReduceSingle => "reduce_single",
             ReadSum => "read_sum",
             WriteFill => "write_fill",
             PackHalf => "pack_half",

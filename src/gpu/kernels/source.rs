@@ -199,7 +199,7 @@ impl Family {
         match self {
             Family::Softmax => &[false, true, false, true],
             Family::Loss => &[false, false, false, false, true, true, true, true],
-            Family::Grad => &[true, false, false, false, true, false, true, true],
+            Family::Grad => &[true, false, false, false, true, true, true, true],
             Family::Reduce => &[false, false, true, true],
             Family::Bandwidth => &[false, true, true],
             Family::Convert => &[false, true],

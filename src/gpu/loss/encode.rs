@@ -34,9 +34,15 @@ impl Context {
         req: Request,
     ) -> Result<PreparedLoss> {
         let variant = self.variant(spec.dtype, inputs.iter().map(|c| c.logits.size));
-        let plan = LossPlan::new(spec, opts, req, variant, &self.walk_tuning())?;
+        let mut plan = LossPlan::new(spec, opts, req, variant, &self.walk_tuning())?;
         let common = self.loss_common(spec, opts)?;
         let bufs = self.chunk_buffers((spec, opts, req), &plan, inputs)?;
+        // A batch one workgroup reduces in one pass: D and the loss take a dispatch each.
+        plan.single_pass = plan.fused
+            && !plan.split_rows
+            && !spec.check_targets
+            && bufs.len() == 1
+            && self.single_pass(bufs[0].rows);
         let mut program = Program::default();
         if spec.check_targets {
             // Reset the flag at the start of every run.
@@ -48,7 +54,7 @@ impl Context {
             let classes = spec.layout.classes;
             self.push_sum_into(&mut program, &common.weight, classes, &common.scale, 1)?;
         }
-        if plan.needs_d || spec.check_targets {
+        if (plan.needs_d && !plan.single_pass) || spec.check_targets {
             self.push_row_dens(&mut program, &plan, &common, &bufs, spec)?;
         }
         let call = (spec, opts, req);
@@ -113,7 +119,14 @@ impl Context {
         bufs: &[ChunkBuffers],
         (spec, opts, req): (&LossSpec, &LossOptions, Request),
     ) -> Result<Option<Reduced>> {
-        if plan.needs_d {
+        if plan.needs_d && plan.single_pass {
+            // D into scale[0] for the mean; the sum's D stays the 1 it was made with.
+            if opts.reduction == Reduction::Mean {
+                let key = KernelKey::new(Entry::DensTotal, plan.variant);
+                let bind = self.grad_bind(c, &bufs[0], &c.scale);
+                self.push(program, key, bind, 1, &label(spec, &bufs[0]))?;
+            }
+        } else if plan.needs_d {
             let dens: Vec<Part> = row_chunks(bufs)
                 .map(|b| (&b.dens as _, &b.dens as _, b.rows))
                 .collect();
@@ -147,6 +160,12 @@ impl Context {
                 let bind = self.grad_bind(c, b, &c.scale);
                 self.push(program, key, bind, groups, &label(spec, b))?;
             }
+        }
+        if plan.single_pass && opts.reduction != Reduction::None {
+            let b = &bufs[0];
+            let r =
+                self.push_reduction_over(program, &b.losses, b.rows, opts.reduction, &c.scale)?;
+            return Ok(Some(r));
         }
         self.push_loss_reduction(program, bufs, opts.reduction)
     }

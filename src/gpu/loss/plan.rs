@@ -104,6 +104,9 @@ pub(crate) struct LossPlan {
     pub needs_d: bool,
     /// W = Σ w is summed from device weights on every run (smoothing's gradient needs it).
     pub sum_weights: bool,
+    /// The fused call's batch is small enough for one workgroup to sum (one chunk): D by
+    /// `dens_total` and the loss by `reduce_single`, a dispatch each (set by `build_loss`).
+    pub single_pass: bool,
     flags: u32,
 }
 
@@ -155,6 +158,7 @@ impl LossPlan {
             split_rows: ce && walk.split.segments > 1,
             needs_d: fused && opts.reduction != Reduction::None,
             sum_weights: fused && spec.weight.is_some() && opts.label_smoothing > 0.0,
+            single_pass: false,
             flags,
         })
     }
