@@ -47,7 +47,7 @@ impl PreparedLoss {
             .ctx
             .scoped(async {
                 let batch = self.write_batch(&input, &target, weight)?;
-                Ok((self.run_reading(true).await?.0, batch))
+                Ok((self.run_reading(true, false).await?.0, batch))
             })
             .await?;
         Ok(self.cut(results, outer, input.shape(), out_shape))

@@ -132,7 +132,7 @@ impl PreparedLoss {
     /// device; see [`PreparedLoss::read_grad`]). Returns the loss and, when the adapter has
     /// timestamp queries, the GPU time of the compute pass.
     pub fn run_timed(&self) -> Result<(LossAndGrad, Option<std::time::Duration>)> {
-        pollster::block_on(self.ctx.scoped(self.run()))
+        pollster::block_on(self.ctx.scoped(self.run_reading(self.read_grad, true)))
             .map(|(r, t)| (r.into_loss_and_grad(&self.input_shape), t))
     }
 
@@ -282,13 +282,15 @@ impl PreparedLoss {
     }
 
     pub(crate) async fn run(&self) -> Result<(Results, Option<std::time::Duration>)> {
-        self.run_reading(self.read_grad).await
+        self.run_reading(self.read_grad, false).await
     }
 
-    /// One submission, reading the loss, then the gradient when `read_grad`, then the lse.
+    /// One submission, reading the loss, then the gradient when `read_grad`, then the lse;
+    /// and the GPU time of the pass when `timed` (and the adapter has timestamps).
     pub(super) async fn run_reading(
         &self,
         read_grad: bool,
+        timed: bool,
     ) -> Result<(Results, Option<std::time::Duration>)> {
         self.started
             .store(true, std::sync::atomic::Ordering::Relaxed);
@@ -316,7 +318,11 @@ impl PreparedLoss {
         }
         let (mut words, elapsed) = self
             .ctx
-            .run_program(&self.program, &reads, self.timestamps.as_ref())
+            .run_program(
+                &self.program,
+                &reads,
+                self.timestamps.as_ref().filter(|_| timed),
+            )
             .await?;
         if self.error.is_some() {
             self.check_error(&words.pop().unwrap_or_default())?;

@@ -1,0 +1,108 @@
+//! Loss + gradient latency at training-loop batch sizes, against the adapter's floor.
+//!
+//! `cargo run --release --example small_batches` prints, per shape, the median of many runs:
+//! - floor: one submission that copies one f32 into a mapped buffer and reads it back, the
+//!   least any GPU call that returns a value costs on this adapter;
+//! - prepared: `PreparedLoss::run_batch` (new logits and targets written, one submission,
+//!   loss and gradient read back);
+//! - one-shot: `Context::cross_entropy_backward` (uploads and builds everything);
+//! - cpu: the crate's f64 reference, `cpu::cross_entropy_backward`;
+//! and the dispatches of one prepared run.
+
+use std::time::{Duration, Instant};
+use wgpu_xent::{cpu, BackwardOptions, Context, LossOptions, Target, Tensor};
+
+const SHAPES: [(usize, usize); 3] = [(64, 10), (1437, 10), (4096, 100)];
+
+fn median(mut f: impl FnMut(), iters: usize) -> Duration {
+    for _ in 0..iters / 10 + 1 {
+        f();
+    }
+    let mut times: Vec<Duration> = (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[iters / 2]
+}
+
+/// One submission that copies one f32 into a mapped buffer and waits for it.
+fn floor(ctx: &Context) -> impl FnMut() + '_ {
+    let device = ctx.device();
+    let src = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("floor src"),
+        size: 4,
+        usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    let dst = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("floor dst"),
+        size: 4,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    move || {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&src, 0, &dst, 0, 4);
+        let index = ctx.queue().submit([encoder.finish()]);
+        dst.slice(..)
+            .map_async(wgpu::MapMode::Read, |r| r.expect("maps"));
+        device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .expect("polls");
+        dst.unmap();
+    }
+}
+
+fn main() -> wgpu_xent::Result<()> {
+    let ctx = Context::new()?;
+    println!("adapter: {}", ctx.adapter_info().name);
+    let floor_time = median(floor(&ctx), 400);
+    println!(
+        "floor (submit + read one f32): {:.0} µs",
+        micros(floor_time)
+    );
+    println!("| N×C | dispatches | prepared | one-shot | cpu (f64) | prepared / floor |");
+    println!("|---|---|---|---|---|---|");
+    let opts = LossOptions::default();
+    for (n, c) in SHAPES {
+        let logits: Vec<f32> = (0..n * c)
+            .map(|i| ((i * 7919) % 1000) as f32 / 250.0)
+            .collect();
+        let target: Vec<i64> = (0..n).map(|i| ((i * 31) % c) as i64).collect();
+        let (shape, rows) = ([n, c], [n]);
+        let x = || Tensor::new(&logits, &shape);
+        let t = || Target::I64(Tensor::new(&target, &rows));
+        let step = ctx.prepare_cross_entropy(x(), t(), &opts, true)?;
+        let back = BackwardOptions::default();
+        let iters = if n * c > 100_000 { 100 } else { 300 };
+        let prepared = median(|| drop(step.run_batch(x(), t(), None).unwrap()), iters);
+        let one_shot = median(
+            || drop(ctx.cross_entropy_backward(x(), t(), &opts, &back).unwrap()),
+            iters,
+        );
+        let cpu = median(
+            || drop(cpu::cross_entropy_backward(x(), t(), &opts, &back).unwrap()),
+            iters,
+        );
+        println!(
+            "| {n}×{c} | {} | {:.0} µs | {:.0} µs | {:.0} µs | {:.2}× |",
+            step.dispatches(),
+            micros(prepared),
+            micros(one_shot),
+            micros(cpu),
+            prepared.as_secs_f64() / floor_time.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
