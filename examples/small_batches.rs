@@ -7,6 +7,7 @@
 //!   loss and gradient read back);
 //! - one-shot: `Context::cross_entropy_backward` (uploads and builds everything);
 //! - cpu: the crate's f64 reference, `cpu::cross_entropy_backward`;
+//!
 //! and the dispatches of one prepared run.
 
 use std::time::{Duration, Instant};
