@@ -131,6 +131,20 @@ impl<'a> From<Tensor<'a, f32>> for Logits<'a> {
     }
 }
 
+/// f16 values as `half::f16`: the same bits as [`Logits::F16`], without a copy.
+impl<'a> From<Tensor<'a, half::f16>> for Logits<'a> {
+    fn from(t: Tensor<'a, half::f16>) -> Self {
+        Logits::F16(Tensor::new(bytemuck::cast_slice(t.data), t.shape))
+    }
+}
+
+/// bf16 values as `half::bf16`: the same bits as [`Logits::BF16`], without a copy.
+impl<'a> From<Tensor<'a, half::bf16>> for Logits<'a> {
+    fn from(t: Tensor<'a, half::bf16>) -> Self {
+        Logits::BF16(Tensor::new(bytemuck::cast_slice(t.data), t.shape))
+    }
+}
+
 impl<'a> Logits<'a> {
     /// The shape.
     pub fn shape(&self) -> &'a [usize] {

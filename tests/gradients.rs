@@ -551,3 +551,40 @@ fn split_rows_match_the_reference() {
         }
     }
 }
+
+/// `half::f16` and `half::bf16` slices are taken directly, and equal their `u16` bit patterns.
+#[test]
+fn half_types_are_taken_directly() {
+    use wgpu_xent::Logits;
+    let ctx = common::ctx();
+    let mut rng = common::Rng(11);
+    let (n, c) = (5, 37);
+    let x: Vec<f32> = rng.logits(n * c, 3.0);
+    let y: Vec<i64> = (0..n).map(|i| (i * 7 % c) as i64).collect();
+    let (shape, rows) = ([n, c], [n]);
+    let opts = LossOptions::default();
+    let f16: Vec<half::f16> = x.iter().map(|&v| half::f16::from_f32(v)).collect();
+    let bf16: Vec<half::bf16> = x.iter().map(|&v| half::bf16::from_f32(v)).collect();
+    let f16_bits: Vec<u16> = f16.iter().map(|v| v.to_bits()).collect();
+    let bf16_bits: Vec<u16> = bf16.iter().map(|v| v.to_bits()).collect();
+    let t = || Target::I64(Tensor::new(&y, &rows));
+    let pairs = [
+        (
+            Logits::from(Tensor::new(&f16, &shape)),
+            Logits::F16(Tensor::new(&f16_bits, &shape)),
+        ),
+        (
+            Logits::from(Tensor::new(&bf16, &shape)),
+            Logits::BF16(Tensor::new(&bf16_bits, &shape)),
+        ),
+    ];
+    for (typed, bits) in pairs {
+        assert_eq!(typed.dtype(), bits.dtype());
+        let a = ctx.cross_entropy(typed, t(), &opts).unwrap();
+        let b = ctx.cross_entropy(bits, t(), &opts).unwrap();
+        assert_eq!(a.data[0].to_bits(), b.data[0].to_bits());
+        let p = ctx.log_softmax(typed, 1).unwrap();
+        let q = ctx.log_softmax(bits, 1).unwrap();
+        assert_eq!(p.data, q.data);
+    }
+}
