@@ -258,6 +258,24 @@ impl Context {
         ))
     }
 
+    /// As [`Context::log_softmax`] (or `softmax`, when `log` is false), written into `out`
+    /// (the input's length): memory the caller reuses across calls, so a large output skips
+    /// the page faults of a fresh `Vec` (see the README's figures).
+    pub fn softmax_into<'i>(
+        &self,
+        x: impl Into<Logits<'i>>,
+        dim: i64,
+        log: bool,
+        out: &mut [f32],
+    ) -> Result<()> {
+        let x = x.into();
+        if x.is_empty() && out.is_empty() {
+            crate::layout::RowLayout::for_dim(x.shape(), dim)?;
+            return Ok(());
+        }
+        self.prepare_softmax(x, dim, log)?.run_into(out)
+    }
+
     /// Uploads a `log_softmax` (or `softmax`, when `log` is false) once, to run it many times.
     pub fn prepare_softmax<'i>(
         &self,

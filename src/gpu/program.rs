@@ -157,6 +157,25 @@ impl Context {
         };
         Ok((words, elapsed))
     }
+
+    /// As [`Context::run_program`], untimed, with the reads copied in order into `out`.
+    pub(crate) async fn run_program_into(
+        &self,
+        program: &Program,
+        reads: &[(&wgpu::Buffer, u64, &Staging)],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let mut encoder = self
+            .shared
+            .device
+            .create_command_encoder(&Default::default());
+        self.record(&mut encoder, program, None);
+        for (src, offset, staging) in reads {
+            self.copy_to(&mut encoder, src, *offset, staging);
+        }
+        let staged: Vec<&Staging> = reads.iter().map(|r| r.2).collect();
+        self.submit_and_read_into(encoder, &staged, out).await
+    }
 }
 
 /// Joins per-chunk results, without a copy when there is one chunk.

@@ -66,6 +66,45 @@ impl Context {
         encoder: wgpu::CommandEncoder,
         staged: &[&Staging],
     ) -> Result<Vec<Vec<f32>>> {
+        self.submit_and_map(encoder, staged).await?;
+        staged
+            .iter()
+            .map(|s| s.read(|words| host_copy(words)))
+            .collect()
+    }
+
+    /// As [`Context::submit_and_read`], with the staged buffers' words copied, one after the
+    /// other, into `out`, which must hold exactly all of them: memory the caller reuses, so
+    /// no fresh pages are touched.
+    pub(crate) async fn submit_and_read_into(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        staged: &[&Staging],
+        out: &mut [f32],
+    ) -> Result<()> {
+        let total: u64 = staged.iter().map(|s| s.size / 4).sum();
+        if total != out.len() as u64 {
+            return Err(XentError::InvalidShape(format!(
+                "the output holds {} values; the result is {total}",
+                out.len()
+            )));
+        }
+        self.submit_and_map(encoder, staged).await?;
+        let mut at = 0;
+        for s in staged {
+            let n = (s.size / 4) as usize;
+            s.read(|words| copy_into(&mut out[at..at + n], words))?;
+            at += n;
+        }
+        Ok(())
+    }
+
+    /// Submits `encoder`, then maps every staged buffer once the submission is done.
+    async fn submit_and_map(
+        &self,
+        encoder: wgpu::CommandEncoder,
+        staged: &[&Staging],
+    ) -> Result<()> {
         let submission = self.shared.queue.submit(Some(encoder.finish()));
         let mut receivers = Vec::with_capacity(staged.len());
         for s in staged {
@@ -85,24 +124,44 @@ impl Context {
                 timeout: None,
             })
             .map_err(|e| XentError::Readback(e.to_string()))?;
-        let mut out = Vec::with_capacity(staged.len());
-        for (s, rx) in staged.iter().zip(receivers) {
+        for rx in receivers {
             rx.receive()
                 .await
                 .ok_or_else(|| XentError::Readback("map callback dropped".into()))?
                 .map_err(|e| XentError::Readback(e.to_string()))?;
-            let view = s
-                .buffer
-                .slice(..s.size.max(4))
-                .get_mapped_range()
-                .map_err(|e| XentError::Readback(e.to_string()))?;
-            // Mapped ranges are at least 4-byte aligned, so the cast cannot fail.
-            out.push(host_copy(bytemuck::cast_slice(&view[..s.size as usize])));
-            drop(view);
-            s.buffer.unmap();
         }
+        Ok(())
+    }
+}
+
+impl Staging {
+    /// Hands the mapped words to `f`, then unmaps.
+    fn read<T>(&self, f: impl FnOnce(&[f32]) -> T) -> Result<T> {
+        let view = self
+            .buffer
+            .slice(..self.size.max(4))
+            .get_mapped_range()
+            .map_err(|e| XentError::Readback(e.to_string()))?;
+        // Mapped ranges are at least 4-byte aligned, so the cast cannot fail.
+        let out = f(bytemuck::cast_slice(&view[..self.size as usize]));
+        drop(view);
+        self.buffer.unmap();
         Ok(out)
     }
+}
+
+/// Copies `src` into `out` (the same length), from every core when it is large.
+fn copy_into(out: &mut [f32], src: &[f32]) {
+    use rayon::prelude::*;
+    const PARALLEL_FROM: usize = 1 << 20;
+    const PIECE: usize = 1 << 18;
+    if src.len() < PARALLEL_FROM {
+        out.copy_from_slice(src);
+        return;
+    }
+    out.par_chunks_mut(PIECE)
+        .zip(src.par_chunks(PIECE))
+        .for_each(|(o, s)| o.copy_from_slice(s));
 }
 
 /// Copies `src` into a new `Vec`. A large output (log_softmax's N×C, a gradient) lands in
@@ -110,18 +169,14 @@ impl Context {
 /// (docs/PERFORMANCE.md). So large copies ask for transparent huge pages (Linux `madvise`, a
 /// hint) and fault in the pages from every core.
 fn host_copy(src: &[f32]) -> Vec<f32> {
-    use rayon::prelude::*;
     const PARALLEL_FROM: usize = 1 << 20;
-    const PIECE: usize = 1 << 18;
     if src.len() < PARALLEL_FROM {
         return src.to_vec();
     }
     // Zeroed by the allocator without touching the pages (a fresh mapping).
     let mut out = vec![0f32; src.len()];
     advise_huge_pages(&mut out);
-    out.par_chunks_mut(PIECE)
-        .zip(src.par_chunks(PIECE))
-        .for_each(|(o, s)| o.copy_from_slice(s));
+    copy_into(&mut out, src);
     out
 }
 

@@ -59,7 +59,7 @@ impl Context {
     ) -> Result<Output> {
         self.scoped(async {
             let prepared = self.build_softmax(entry, x, dim, gy)?;
-            Ok(prepared.run().await?.0)
+            Ok(prepared.run(false).await?.0)
         })
         .await
     }
@@ -314,14 +314,29 @@ impl PreparedSoftmax {
     /// Runs the call: one submission, then the output read back. Returns the output and,
     /// when the adapter has timestamp queries, the GPU time of the compute pass.
     pub fn run_timed(&self) -> Result<(Output, Option<std::time::Duration>)> {
-        pollster::block_on(self.ctx.scoped(self.run()))
+        pollster::block_on(self.ctx.scoped(self.run(true)))
     }
 
-    async fn run(&self) -> Result<(Output, Option<std::time::Duration>)> {
+    /// Runs the call and copies the output into `out` (the output's length, row-major):
+    /// memory the caller keeps and reuses, where a fresh `Vec` would first have its pages
+    /// faulted in (most of the time of a large call on a CPU adapter; docs/PERFORMANCE.md).
+    pub fn run_into(&self, out: &mut [f32]) -> Result<()> {
+        pollster::block_on(self.run_into_async(out))
+    }
+
+    /// The async form of [`PreparedSoftmax::run_into`].
+    pub async fn run_into_async(&self, out: &mut [f32]) -> Result<()> {
         let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
+        let run = self.ctx.run_program_into(&self.program, &reads, out);
+        self.ctx.scoped(run).await
+    }
+
+    async fn run(&self, timed: bool) -> Result<(Output, Option<std::time::Duration>)> {
+        let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
+        let timestamps = self.timestamps.as_ref().filter(|_| timed);
         let (parts, elapsed) = self
             .ctx
-            .run_program(&self.program, &reads, self.timestamps.as_ref())
+            .run_program(&self.program, &reads, timestamps)
             .await?;
         let data = join(parts);
         Ok((

@@ -178,6 +178,20 @@ impl PreparedLoss {
         Ok(join(parts))
     }
 
+    /// Copies the gradient of the last run into `out` (the logits' length), memory the
+    /// caller reuses: no fresh pages to fault in, as a new `Vec` would have.
+    pub fn read_grad_into(&self, out: &mut [f32]) -> Result<()> {
+        self.check_started("read_grad_into")?;
+        let reads: Vec<_> = self
+            .grad_sources()
+            .zip(&self.grad_staging)
+            .map(|((b, o), s)| (b, o, s))
+            .collect();
+        let empty = Program::default();
+        let run = self.ctx.run_program_into(&empty, &reads, out);
+        pollster::block_on(self.ctx.scoped(run))
+    }
+
     /// An error unless the call was recorded or run: before that its outputs hold nothing.
     fn check_started(&self, what: &str) -> Result<()> {
         if self.started.load(std::sync::atomic::Ordering::Relaxed) {
