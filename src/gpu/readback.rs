@@ -69,7 +69,7 @@ impl Context {
         self.submit_and_map(encoder, staged).await?;
         staged
             .iter()
-            .map(|s| s.read(|words| host_copy(words)))
+            .map(|s| s.read(host_copy))
             .collect()
     }
 
