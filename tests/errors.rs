@@ -137,7 +137,7 @@ fn empty_batches_follow_pytorch() {
         };
         let out = ctx()
             .cross_entropy(
-                Tensor::new(&[], &[0, 5]),
+                Tensor::<f32>::new(&[], &[0, 5]),
                 Target::I64(Tensor::new(&t, &[0])),
                 &opts,
             )
@@ -149,7 +149,7 @@ fn empty_batches_follow_pytorch() {
     let t = [-100i64; 3];
     let out = ctx()
         .cross_entropy(
-            Tensor::new(&[], &[3, 0]),
+            Tensor::<f32>::new(&[], &[3, 0]),
             Target::I64(Tensor::new(&t, &[3])),
             &Default::default(),
         )
@@ -206,11 +206,13 @@ fn overflowing_shapes_are_refused() {
         m.contains("more elements than this machine can address"),
         "{m}"
     );
-    let err = ctx().log_softmax(Tensor::new(&[], &huge), -1).unwrap_err();
+    let err = ctx()
+        .log_softmax(Tensor::<f32>::new(&[], &huge), -1)
+        .unwrap_err();
     assert!(matches!(err, XentError::InvalidShape(_)), "{err}");
-    let err = cpu::log_softmax(Tensor::new(&[], &huge), -1).unwrap_err();
+    let err = cpu::log_softmax(Tensor::<f32>::new(&[], &huge), -1).unwrap_err();
     assert!(matches!(err, XentError::InvalidShape(_)), "{err}");
     let big = [1usize << 32, 1 << 32];
-    let err = ctx().softmax(Tensor::new(&[], &big), 0).unwrap_err();
+    let err = ctx().softmax(Tensor::<f32>::new(&[], &big), 0).unwrap_err();
     assert!(matches!(err, XentError::InvalidShape(_)), "{err}");
 }

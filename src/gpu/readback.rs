@@ -67,10 +67,7 @@ impl Context {
         staged: &[&Staging],
     ) -> Result<Vec<Vec<f32>>> {
         self.submit_and_map(encoder, staged).await?;
-        staged
-            .iter()
-            .map(|s| s.read(host_copy))
-            .collect()
+        staged.iter().map(|s| s.read(host_copy)).collect()
     }
 
     /// As [`Context::submit_and_read`], with the staged buffers' words copied, one after the
