@@ -19,6 +19,16 @@ use crate::problem::rows_shape;
 impl Context {
     /// `torch.nn.functional.cross_entropy(input, target, weight, ignore_index, reduction,
     /// label_smoothing)`, fused: log_softmax is never materialised.
+    ///
+    /// ```
+    /// use wgpu_xent::{Context, LossOptions, Target, Tensor};
+    /// let ctx = Context::new()?;
+    /// let logits = [2.0f32, 0.5, -1.0, 0.1, 0.2, 3.0];
+    /// let target = Target::I64(Tensor::new(&[0i64, 2], &[2]));
+    /// let loss = ctx.cross_entropy(Tensor::new(&logits, &[2, 3]), target, &LossOptions::default())?;
+    /// assert!((loss.scalar() - 0.175456).abs() < 1e-5);
+    /// # Ok::<(), wgpu_xent::XentError>(())
+    /// ```
     pub fn cross_entropy<'i>(
         &self,
         input: impl Into<Logits<'i>>,
@@ -66,6 +76,21 @@ impl Context {
 
     /// The fused forward + backward of `cross_entropy`: the loss and d(loss)/d(input), with
     /// PyTorch autograd's convention. Reads the logits twice and writes the gradient once.
+    /// For a training loop, prepare the call once instead ([`Context::prepare_cross_entropy`]
+    /// and [`PreparedLoss::run_batch`]; the README's training example).
+    ///
+    /// ```
+    /// use wgpu_xent::{BackwardOptions, Context, LossOptions, Target, Tensor};
+    /// let ctx = Context::new()?;
+    /// let logits = [0.0f32; 6];
+    /// let target = Target::I64(Tensor::new(&[1i64, -100], &[2]));
+    /// let opts = LossOptions::default();
+    /// let out = ctx.cross_entropy_backward(
+    ///     Tensor::new(&logits, &[2, 3]), target, &opts, &BackwardOptions::default())?;
+    /// let grad = out.grad.unwrap().data; // mean over the one counted row
+    /// assert!((grad[1] - (1.0 / 3.0 - 1.0)).abs() < 1e-6 && grad[3] == 0.0);
+    /// # Ok::<(), wgpu_xent::XentError>(())
+    /// ```
     pub fn cross_entropy_backward<'i>(
         &self,
         input: impl Into<Logits<'i>>,
@@ -151,8 +176,22 @@ impl Context {
     }
 
     /// Uploads a `cross_entropy` call once, so that it can be run many times without any
-    /// upload or allocation: the benchmark's timed loop, or a loop that only replaces the
-    /// logits with [`PreparedLoss::write_logits`]. `grad` adds the fused backward (out of place).
+    /// upload or allocation: a training loop ([`PreparedLoss::run_batch`]: new logits,
+    /// targets and weights, and batches of up to this many rows), or the benchmark's timed
+    /// loop ([`PreparedLoss::run_timed`]). `grad` adds the fused backward (out of place).
+    ///
+    /// ```
+    /// use wgpu_xent::{Context, LossOptions, Target, Tensor};
+    /// let ctx = Context::new()?;
+    /// let x = [0.0f32; 8];
+    /// let step = ctx.prepare_cross_entropy(
+    ///     Tensor::new(&x, &[2, 4]), Target::I64(Tensor::new(&[0i64, 0], &[2])),
+    ///     &LossOptions::default(), true)?;
+    /// // A shorter batch through the same call: one row.
+    /// let out = step.run_batch(Tensor::new(&x[..4], &[1, 4]), Target::I64(Tensor::new(&[3i64], &[1])), None)?;
+    /// assert!((out.loss.scalar() - 4f32.ln()).abs() < 1e-6);
+    /// # Ok::<(), wgpu_xent::XentError>(())
+    /// ```
     pub fn prepare_cross_entropy<'i>(
         &self,
         input: impl Into<Logits<'i>>,
@@ -202,6 +241,15 @@ impl Context {
 /// log_softmax and softmax along any dim, and their backward passes.
 impl Context {
     /// `torch.nn.functional.log_softmax(x, dim)`.
+    ///
+    /// ```
+    /// use wgpu_xent::{Context, Tensor};
+    /// let ctx = Context::new()?;
+    /// let x = [1.0f32, 1.0, 2.0, 0.0];
+    /// let out = ctx.log_softmax(Tensor::new(&x, &[2, 2]), -1)?;
+    /// assert!((out.data[0] - (-std::f32::consts::LN_2)).abs() < 1e-6);
+    /// # Ok::<(), wgpu_xent::XentError>(())
+    /// ```
     pub fn log_softmax<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
         pollster::block_on(self.log_softmax_async(x, dim))
     }
