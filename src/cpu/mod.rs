@@ -6,6 +6,7 @@
 mod loss;
 mod lse;
 mod softmax;
+pub mod wide;
 
 pub use loss::{
     cross_entropy, cross_entropy_backward, cross_entropy_f64, cross_entropy_with_lse, nll_loss,
@@ -13,3 +14,22 @@ pub use loss::{
 };
 pub use lse::Lse;
 pub use softmax::{log_softmax, log_softmax_backward, softmax, softmax_backward};
+
+/// The element types the reference reads and writes: f32, or f64 (`wide`). Arithmetic is
+/// f64 either way; results are rounded to `Self` at the end.
+pub(crate) trait Real: Copy + Send + Sync + Into<f64> + 'static {
+    /// `v` rounded to `Self`.
+    fn from_f64(v: f64) -> Self;
+}
+
+impl Real for f32 {
+    fn from_f64(v: f64) -> Self {
+        v as f32
+    }
+}
+
+impl Real for f64 {
+    fn from_f64(v: f64) -> Self {
+        v
+    }
+}
