@@ -49,8 +49,8 @@ fn colour(op: &str) -> RGBColor {
     }
 }
 
-/// One series: an impl, an op and a batch size N.
-type Key = (String, String, usize);
+/// One series: roofline or not, an impl, an op and a batch size N.
+type Key = (bool, String, String, usize);
 
 /// log2 of C: the x coordinate.
 fn x_of(c: usize) -> f64 {
@@ -101,18 +101,26 @@ fn draw(svg: &mut String, report: &Report) -> std::result::Result<(), Box<dyn st
         adapter.name, adapter.backend, adapter.device_type
     );
     let mut chart = axes(&plot, &rows, title)?;
+    // The ops first, the roofline after them.
     let mut series: BTreeMap<Key, Vec<&Row>> = BTreeMap::new();
     for r in &rows {
-        let key = (r.implementation.clone(), r.op.clone(), r.n);
+        let roofline = matches!(r.op.as_str(), "copy" | "read" | "write");
+        let key = (roofline, r.implementation.clone(), r.op.clone(), r.n);
         series.entry(key).or_default().push(r);
     }
+    let one_impl = rows
+        .iter()
+        .all(|r| r.implementation == rows[0].implementation);
     let mut entries = Vec::new();
-    for ((imp, op, n), mut points) in series {
+    for ((_, imp, op, n), mut points) in series {
         points.sort_by_key(|r| r.c);
         let kind = ns.iter().position(|&v| v == n).unwrap_or(0) % 8;
         draw_series(&mut chart, &plot, &points, colour(&op), kind)?;
-        let imp = imp.strip_prefix("xent-").unwrap_or(&imp);
-        entries.push((format!("{op} N={n} ({imp})"), colour(&op), kind));
+        let label = match one_impl {
+            true => format!("{op} N={n}"),
+            false => format!("{op} N={n} ({})", imp.strip_prefix("xent-").unwrap_or(&imp)),
+        };
+        entries.push((label, colour(&op), kind));
     }
     draw_legend(&legend, &entries)?;
     root.present()?;
