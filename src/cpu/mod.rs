@@ -1,8 +1,10 @@
 //! The CPU reference: the same operations and semantics as the GPU path, accumulated in f64
 //! and parallel over rows. Each file mirrors a shader so the two read side by side:
 //! `lse.rs` ↔ shaders/shared/lse.wgsl, `softmax.rs` ↔ softmax.wgsl, `loss.rs` ↔ loss.wgsl
-//! and reduce.wgsl. It is the oracle of the GPU tests and `xent eval --device cpu`.
+//! and reduce.wgsl, `grad.rs` ↔ grad.wgsl; `wide.rs` runs the same code on f64 inputs. It is
+//! the oracle of the GPU tests and `xent eval --device cpu`.
 
+mod grad;
 mod loss;
 mod lse;
 mod softmax;

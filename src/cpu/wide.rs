@@ -14,9 +14,9 @@
 //! # Ok::<(), wgpu_xent::XentError>(())
 //! ```
 
+use super::grad::{cross_entropy_grad, nll_grad};
 use super::loss::{
-    cross_entropy_grad, cross_entropy_rows, lse_values, nll_grad, nll_rows, reduce_f64, LossCall,
-    RowLoss, Scalars,
+    cross_entropy_rows, lse_values, nll_rows, reduce_f64, LossCall, RowLoss, Scalars,
 };
 use super::softmax::{backward, log_prob, log_softmax_grad, map_rows_in, prob, softmax_grad};
 use crate::error::Result;
