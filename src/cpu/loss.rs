@@ -1,6 +1,8 @@
 //! CPU cross_entropy and nll_loss: the mirror of shaders/loss.wgsl and reduce.wgsl, in f64.
 
+use super::grad::{cross_entropy_grad, nll_grad};
 use super::lse::Lse;
+use super::Real;
 use crate::error::Result;
 use crate::options::{
     BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
@@ -33,6 +35,7 @@ struct Forward<'a> {
     values: std::borrow::Cow<'a, [f32]>,
     shape: &'a [usize],
     problem: LossProblem,
+    weight: Option<Vec<f64>>,
     rows: Vec<RowLoss>,
 }
 
@@ -45,11 +48,20 @@ fn forward<'a>(input: Logits<'a>, target: &Target, opts: &LossOptions) -> Result
         target,
         opts,
     )?;
-    let rows = cross_entropy_rows(&values, &problem, opts);
+    let weight = widen_weight(opts.weight);
+    let call = LossCall {
+        x: &values[..],
+        probs: probs(&problem),
+        weight: weight.as_deref(),
+        problem: &problem,
+        s: Scalars::of(opts),
+    };
+    let rows = cross_entropy_rows(&call);
     Ok(Forward {
         values,
         shape: input.shape(),
         problem,
+        weight,
         rows,
     })
 }
@@ -57,10 +69,28 @@ fn forward<'a>(input: Logits<'a>, target: &Target, opts: &LossOptions) -> Result
 impl Forward<'_> {
     fn lse(&self) -> Output {
         Output {
-            data: self.rows.iter().map(|r| r.st.value() as f32).collect(),
+            data: lse_values(&self.rows),
             shape: rows_shape(self.shape),
         }
     }
+}
+
+/// The class weights in f64 (exact from f32).
+fn widen_weight(w: Option<&[f32]>) -> Option<Vec<f64>> {
+    w.map(|w| w.iter().map(|&v| v as f64).collect())
+}
+
+/// The probability targets of a checked problem (empty for class targets).
+fn probs(problem: &LossProblem) -> &[f32] {
+    match &problem.targets {
+        Targets::Probs(p) => p,
+        Targets::Classes(_) => &[],
+    }
+}
+
+/// Each row's log-sum-exp, in `R`.
+pub(crate) fn lse_values<R: Real>(rows: &[RowLoss]) -> Vec<R> {
+    rows.iter().map(|r| R::from_f64(r.st.value())).collect()
 }
 
 /// The fused forward + backward of `cross_entropy`, as grad.wgsl computes it, in f64.
@@ -71,58 +101,59 @@ pub fn cross_entropy_backward<'i>(
     backward: &BackwardOptions,
 ) -> Result<LossAndGrad> {
     let f = forward(input.into(), &target, opts)?;
-    let (problem, rows) = (&f.problem, &f.rows);
-    let input = Tensor::new(&f.values, f.shape);
-    let l = problem.layout;
-    let coef = backward.grad_output as f64 / denominator(rows, opts.reduction);
-    let eps = opts.label_smoothing as f64;
-    let classes = l.classes as f64;
-    let w = |c: usize| class_weight(opts, c);
-    let weight_sum: f64 = (0..l.classes).map(w).sum();
-    // As PyTorch's autograd (and grad.wgsl): k = g/D first, then log_softmax's backward
-    // p_c·Σ_j G_j - G_c, the one-hot term only at the target, so that an infinite weight or g
-    // gives NaN at the target and inf elsewhere.
-    let grad = map_classes(input.data, problem, |r, c, i| {
-        let row = &rows[r];
-        let x = load(input.data, i, opts);
-        let p = row.st.log_prob(x).exp();
-        let mut d = match &problem.targets {
-            Targets::Probs(t) => {
-                p * (coef * row.q) - coef * (w(c) * (t[i] as f64 * (1.0 - eps) + eps / classes))
-            }
-            Targets::Classes(t) => match t[r] {
-                IGNORED => return 0.0,
-                y => {
-                    let ky = coef * ((1.0 - eps) * w(y as usize));
-                    let mut d = p * ky;
-                    if c == y as usize {
-                        d -= ky;
-                    }
-                    if eps > 0.0 {
-                        let ke = coef * (eps / classes);
-                        d += p * (ke * weight_sum) - ke * w(c);
-                    }
-                    d
-                }
-            },
-        };
-        if opts.z_loss != 0.0 {
-            d += p * (coef * (2.0 * opts.z_loss as f64 * row.st.value()));
-        }
-        if let Some(cap) = opts.softcap {
-            let y = x / cap as f64;
-            d *= 1.0 - y * y;
-        }
-        d
-    });
+    let call = LossCall {
+        x: &f.values[..],
+        probs: probs(&f.problem),
+        weight: f.weight.as_deref(),
+        problem: &f.problem,
+        s: Scalars::of(opts),
+    };
+    let grad = cross_entropy_grad(&call, &f.rows, backward.grad_output);
     Ok(LossAndGrad {
-        loss: reduce(rows, problem, opts.reduction),
+        loss: reduce(&f.rows, &f.problem, opts.reduction),
         grad: Some(Output {
             data: grad,
-            shape: input.shape.to_vec(),
+            shape: f.shape.to_vec(),
         }),
         lse: backward.return_lse.then(|| f.lse()),
     })
+}
+
+/// One loss call in one precision: the logits `X`, probabilities `P` (empty for class
+/// targets) and the f64 class weights, with the checked problem and the options' scalars.
+pub(crate) struct LossCall<'a, X, P> {
+    pub x: &'a [X],
+    pub probs: &'a [P],
+    pub weight: Option<&'a [f64]>,
+    pub problem: &'a LossProblem,
+    pub s: Scalars,
+}
+
+/// The options' scalars in f64: widened from `LossOptions`, or given in f64 (`wide`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Scalars {
+    pub eps: f64,
+    pub z: f64,
+    pub cap: Option<f64>,
+    pub reduction: Reduction,
+}
+
+impl Scalars {
+    pub fn of(opts: &LossOptions) -> Self {
+        Self {
+            eps: opts.label_smoothing as f64,
+            z: opts.z_loss as f64,
+            cap: opts.softcap.map(f64::from),
+            reduction: opts.reduction,
+        }
+    }
+}
+
+impl<X: Real, P: Real> LossCall<'_, X, P> {
+    /// The weight of class c (1 without weights).
+    pub(super) fn w(&self, c: usize) -> f64 {
+        self.weight.map_or(1.0, |w| w[c])
+    }
 }
 
 /// `nll_loss` and its gradient, `-(g/D)·w[y]` at the target, in f64.
@@ -137,73 +168,31 @@ pub fn nll_loss_backward<'i>(
     let input = Tensor::new(&values, input.shape());
     let loss = nll_loss(input, target, opts)?;
     let problem = check_loss(Loss::Nll, input.shape, input.data.len(), &target, opts)?;
-    let Targets::Classes(t) = &problem.targets else {
-        unreachable!("nll_loss takes class targets")
+    let weight = widen_weight(opts.weight);
+    let call = LossCall::<f32, f32> {
+        x: input.data,
+        probs: &[],
+        weight: weight.as_deref(),
+        problem: &problem,
+        s: Scalars::of(opts),
     };
-    let w = |c: usize| class_weight(opts, c);
-    let den = match opts.reduction {
-        Reduction::Mean => t
-            .iter()
-            .filter(|&&y| y != IGNORED)
-            .map(|&y| w(y as usize))
-            .sum(),
-        _ => 1.0,
-    };
-    let coef = backward.grad_output as f64 / den;
-    let grad = map_classes(input.data, &problem, |r, c, _| match t[r] {
-        y if y != IGNORED && y as usize == c => -coef * w(c),
-        _ => 0.0,
-    });
     Ok(LossAndGrad {
         loss,
         grad: Some(Output {
-            data: grad,
+            data: nll_grad(&call, backward.grad_output),
             shape: input.shape.to_vec(),
         }),
         lse: None,
     })
 }
 
-/// `f(row, class, flat index)` for every logit, in the logits' layout; parallel over outer slices.
-fn map_classes(
-    x: &[f32],
-    problem: &LossProblem,
-    f: impl Fn(usize, usize, usize) -> f64 + Sync,
-) -> Vec<f32> {
-    let l = problem.layout;
-    let mut out = vec![0f32; x.len()];
-    let slice = (l.classes * l.inner).max(1);
-    out.par_chunks_mut(slice).enumerate().for_each(|(o, ys)| {
-        for i in 0..l.inner {
-            for c in 0..l.classes {
-                let k = c * l.inner + i;
-                ys[k] = f(o * l.inner + i, c, o * slice + k) as f32;
-            }
-        }
-    });
-    out
-}
-
 /// The logit after softcap, in f64.
-fn load<X: Copy + Into<f64>>(x: &[X], i: usize, opts: &LossOptions) -> f64 {
+pub(super) fn load<X: Copy + Into<f64>>(x: &[X], i: usize, cap: Option<f64>) -> f64 {
     let v: f64 = x[i].into();
-    match opts.softcap {
-        Some(cap) => cap as f64 * (v / cap as f64).tanh(),
+    match cap {
+        Some(cap) => cap * (v / cap).tanh(),
         None => v,
     }
-}
-
-/// The mean's denominator D (1 for `sum` and `none`).
-fn denominator(rows: &[RowLoss], reduction: Reduction) -> f64 {
-    match reduction {
-        Reduction::Mean => rows.iter().map(|r| r.den).sum(),
-        _ => 1.0,
-    }
-}
-
-/// The weight of class c (1 without weights), in f64.
-fn class_weight(opts: &LossOptions, c: usize) -> f64 {
-    opts.weight.map_or(1.0, |w| w[c] as f64)
 }
 
 /// `torch.nn.functional.nll_loss`, accumulated in f64.
@@ -216,27 +205,38 @@ pub fn nll_loss<'i>(
     let values = input.to_f32();
     let input = Tensor::new(&values, input.shape());
     let problem = check_loss(Loss::Nll, input.shape, input.data.len(), &target, opts)?;
-    let Targets::Classes(t) = &problem.targets else {
+    let weight = widen_weight(opts.weight);
+    let call = LossCall::<f32, f32> {
+        x: input.data,
+        probs: &[],
+        weight: weight.as_deref(),
+        problem: &problem,
+        s: Scalars::of(opts),
+    };
+    Ok(reduce(&nll_rows(&call), &problem, opts.reduction))
+}
+
+/// Per-row nll_loss.
+pub(crate) fn nll_rows<X: Real, P: Real>(call: &LossCall<X, P>) -> Vec<RowLoss> {
+    let Targets::Classes(t) = &call.problem.targets else {
         unreachable!("nll_loss takes class targets")
     };
-    let l = problem.layout;
-    let w = |c: usize| class_weight(opts, c);
-    let rows: Vec<RowLoss> = (0..l.rows())
+    let l = call.problem.layout;
+    (0..l.rows())
         .into_par_iter()
         .map(|r| match t[r] {
             IGNORED => RowLoss::default(),
             y => {
                 let y = y as usize;
-                let x = input.data[l.row_base(r) + y * l.inner] as f64;
+                let x: f64 = call.x[l.row_base(r) + y * l.inner].into();
                 RowLoss {
-                    loss: -w(y) * x,
-                    den: w(y),
+                    loss: -call.w(y) * x,
+                    den: call.w(y),
                     ..Default::default()
                 }
             }
         })
-        .collect();
-    Ok(reduce(&rows, &problem, opts.reduction))
+        .collect()
 }
 
 /// One row's loss, its share of the mean's denominator, its softmax statistics and
@@ -261,17 +261,13 @@ impl Default for RowLoss {
 }
 
 /// Per-row cross_entropy, as `cross_entropy_rows` in loss.wgsl computes it.
-pub(crate) fn cross_entropy_rows<X: Copy + Into<f64> + Sync>(
-    x: &[X],
-    problem: &LossProblem,
-    opts: &LossOptions,
-) -> Vec<RowLoss> {
+pub(crate) fn cross_entropy_rows<X: Real, P: Real>(call: &LossCall<X, P>) -> Vec<RowLoss> {
+    let (problem, probs) = (call.problem, call.probs);
     let l = problem.layout;
     let classes = l.classes;
-    let eps = opts.label_smoothing as f64;
-    let z = opts.z_loss as f64;
-    let load = |i: usize| load(x, i, opts);
-    let w = |c: usize| class_weight(opts, c);
+    let (eps, z) = (call.s.eps, call.s.z);
+    let load = |i: usize| load(call.x, i, call.s.cap);
+    let w = |c: usize| call.w(c);
     (0..l.rows())
         .into_par_iter()
         .map(|r| {
@@ -285,8 +281,11 @@ pub(crate) fn cross_entropy_rows<X: Copy + Into<f64> + Sync>(
             };
             let mut q = 0.0;
             let (mut loss, den) = match &problem.targets {
-                Targets::Probs(p) => {
-                    let t = |c: usize| p[at(c)] as f64 * (1.0 - eps) + eps / classes as f64;
+                Targets::Probs(_) => {
+                    let t = |c: usize| {
+                        let p: f64 = probs[at(c)].into();
+                        p * (1.0 - eps) + eps / classes as f64
+                    };
                     q = (0..classes).map(|c| w(c) * t(c)).sum();
                     (smooth(&|c| w(c) * t(c)), 1.0)
                 }
@@ -327,7 +326,7 @@ pub(crate) fn reduce(rows: &[RowLoss], problem: &LossProblem, reduction: Reducti
 }
 
 /// The reduction, kept in f64.
-fn reduce_f64(rows: &[RowLoss], reduction: Reduction) -> Vec<f64> {
+pub(crate) fn reduce_f64(rows: &[RowLoss], reduction: Reduction) -> Vec<f64> {
     let (sum, den) = rows
         .iter()
         .fold((0.0, 0.0), |(s, d), r| (s + r.loss, d + r.den));
@@ -352,6 +351,13 @@ pub fn cross_entropy_f64(
         &target,
         opts,
     )?;
-    let rows = cross_entropy_rows(input.data, &problem, opts);
-    Ok(reduce_f64(&rows, opts.reduction))
+    let weight = widen_weight(opts.weight);
+    let call = LossCall {
+        x: input.data,
+        probs: probs(&problem),
+        weight: weight.as_deref(),
+        problem: &problem,
+        s: Scalars::of(opts),
+    };
+    Ok(reduce_f64(&cross_entropy_rows(&call), opts.reduction))
 }

@@ -5,8 +5,8 @@
 use crate::data::{self, Synth};
 use crate::error::{CliError, Result};
 use crate::eval::InputDtype;
-use crate::measure::{bench_op, roofline};
-use crate::output::{check_distinct, Staged};
+use crate::measure::{self, bench_op, roofline, Measured};
+use crate::output::{check_outputs, Staged};
 use crate::traffic::BenchOp;
 use crate::DeviceKind;
 use clap::Args;
@@ -15,28 +15,42 @@ use serde::Serialize;
 use std::path::PathBuf;
 use wgpu_xent::{Context, DType};
 
-/// Shapes timed when none is given (skipped where memory does not allow).
+/// Shapes timed when none is given (skipped where memory does not allow): about a minute
+/// on lavapipe.
 pub const DEFAULT_SHAPES: &[&str] = &[
+    "64x1024",
     "4096x1024",
     "8192x4096",
     "1024x32000",
     "256x65536",
     "64x262144",
-    "4096x131072",
 ];
+
+/// Shapes added by `--large` (2 GiB of f32 logits and more).
+pub const LARGE_SHAPES: &[&str] = &["4096x131072"];
+
+/// A roofline (the copy) shorter than this many empty submissions measures overhead, not
+/// bandwidth: no percentage of it is given.
+pub const OVERHEAD_FACTOR: f64 = 4.0;
 
 #[derive(Args)]
 pub struct BenchArgs {
-    /// Ops to time (repeatable; default: cross-entropy, cross-entropy-grad, log-softmax, copy).
+    /// Ops to time (repeatable; default: cross-entropy, cross-entropy-grad, log-softmax, copy
+    /// and noop).
     #[arg(long = "op", value_enum)]
     ops: Vec<BenchOp>,
-    /// Shapes NxC (repeatable; default: a sweep up to 4096x131072).
+    /// Shapes NxC (repeatable; default: a sweep from 64x1024 to 64x262144, about a minute on
+    /// lavapipe).
     #[arg(long = "shape")]
     shapes: Vec<String>,
+    /// Add the large shapes to the default sweep (4096x131072: 2 GiB of f32 logits).
+    #[arg(long, conflicts_with = "shapes")]
+    large: bool,
     /// The logits' dtype.
     #[arg(long, value_enum, default_value_t = InputDtype::F32)]
     dtype: InputDtype,
-    /// Timed runs per configuration.
+    /// Timed samples per configuration; a sample repeats calls shorter than 2 ms back to
+    /// back and reports their mean.
     #[arg(long, default_value_t = 10)]
     pub iters: usize,
     /// Untimed runs before them.
@@ -89,14 +103,21 @@ pub struct Row {
     pub max_abs_err: Option<f64>,
     /// Within `xent check`'s default tolerance of the CPU reference (GPU ops only).
     pub valid: Option<bool>,
+    /// Calls per timed sample (more than 1 for calls shorter than 2 ms).
+    pub calls_per_sample: usize,
+    /// The roofline at this shape took under 4 empty submissions: it measures overhead, and
+    /// `pct_of_copy` / `pct_of_read` are null.
+    pub overhead_bound: bool,
 }
 
 #[derive(Serialize)]
-struct Report {
-    adapter: AdapterJson,
+pub struct Report {
+    pub adapter: AdapterJson,
+    /// The adapter's floor: the median empty submission round trip, ms (GPU only).
+    pub floor_ms: Option<f64>,
     /// Every validated op agreed with the CPU reference.
-    valid: bool,
-    results: Vec<Row>,
+    pub valid: bool,
+    pub results: Vec<Row>,
 }
 
 /// Bytes of host memory per logit a configuration holds: input, device copy, output,
@@ -107,8 +128,13 @@ const BYTES_PER_LOGIT: u64 = 4 * 6;
 /// (skipping what does not fit in memory).
 fn shapes(a: &BenchArgs) -> Result<Vec<(usize, usize)>> {
     let sweep = a.shapes.is_empty();
+    let large = if a.large { LARGE_SHAPES } else { &[] };
     let shape_args: Vec<String> = match sweep {
-        true => DEFAULT_SHAPES.iter().map(|s| s.to_string()).collect(),
+        true => DEFAULT_SHAPES
+            .iter()
+            .chain(large)
+            .map(|s| s.to_string())
+            .collect(),
         false => a.shapes.clone(),
     };
     let mut shapes = Vec::new();
@@ -151,12 +177,55 @@ fn adapter_json(ctx: Option<&Context>) -> AdapterJson {
     }
 }
 
-/// Validates and times every op at one shape, with the roofline first.
+/// One result row of `m`, measured at `n`×`c` with `elem`-byte logits; `roof` is the copy's
+/// and read's median (None where the roofline measures overhead).
+pub fn row(
+    ctx: Option<&Context>,
+    m: &Measured,
+    (n, c): (usize, usize),
+    dtype: DType,
+    roof: Option<(f64, f64)>,
+) -> Row {
+    let (median, min, max) = m.wall;
+    let bytes = (n * c * dtype.size()) as f64;
+    let gb = if n * c == 0 {
+        0.0
+    } else {
+        bytes / median / 1e6
+    };
+    let pct = |base: f64| roof.map(|_| 100.0 * gb / base);
+    Row {
+        implementation: match ctx {
+            Some(_) => "xent-gpu".into(),
+            None => "xent-cpu-reference".into(),
+        },
+        op: m.op.name().into(),
+        n,
+        c,
+        dtype: format!("{dtype:?}").to_lowercase(),
+        median_ms: median,
+        min_ms: min,
+        max_ms: max,
+        kernel_median_ms: m.kernel,
+        gb_per_s: gb,
+        bytes_per_logit: m.op.bytes_per_logit(c, dtype.size(), m.held),
+        pct_of_copy: roof.and_then(|r| pct(r.0)),
+        pct_of_read: roof.and_then(|r| pct(r.1)),
+        max_abs_err: m.check.map(|v| v.max_abs),
+        valid: m.check.map(|v| v.valid),
+        calls_per_sample: m.calls,
+        overhead_bound: roof.is_none() && m.op != BenchOp::Noop,
+    }
+}
+
+/// Validates and times every op at one shape, with the roofline first. `floor`: the
+/// adapter's empty submission round trip (ms), below which a roofline is overhead.
 fn measure_shape(
     ctx: Option<&Context>,
     (n, c): (usize, usize),
     ops: &[BenchOp],
     a: &BenchArgs,
+    floor: Option<f64>,
     bar: &ProgressBar,
 ) -> Result<Vec<Row>> {
     let dtype = DType::from(a.dtype);
@@ -174,10 +243,15 @@ fn measure_shape(
     bar.set_message(format!("{n}x{c}: copy, read and write roofline"));
     let roof = roofline(ctx, &inp, elem, a)?;
     let bytes = (n * c * elem) as f64;
-    let copy_gbs = bytes / roof.copy.wall.0 / 1e6;
-    let read_gbs = bytes / roof.read.wall.0 / 1e6;
+    let overhead = floor.is_some_and(|f| roof.copy.wall.0 < OVERHEAD_FACTOR * f);
+    let base = (!overhead).then(|| {
+        (
+            bytes / roof.copy.wall.0 / 1e6,
+            bytes / roof.read.wall.0 / 1e6,
+        )
+    });
     let mut rows = Vec::new();
-    for &op in ops {
+    for &op in ops.iter().filter(|&&op| op != BenchOp::Noop) {
         bar.set_message(format!("{n}x{c} {}", op.name()));
         let measured = match op {
             BenchOp::Copy | BenchOp::Read | BenchOp::Write => {
@@ -185,30 +259,7 @@ fn measure_shape(
             }
             _ => vec![bench_op(ctx, op, &inp, a)?],
         };
-        for m in measured {
-            let (median, min, max) = m.wall;
-            let gb = bytes / median / 1e6;
-            rows.push(Row {
-                implementation: match ctx {
-                    Some(_) => "xent-gpu".into(),
-                    None => "xent-cpu-reference".into(),
-                },
-                op: m.op.name().into(),
-                n,
-                c,
-                dtype: format!("{dtype:?}").to_lowercase(),
-                median_ms: median,
-                min_ms: min,
-                max_ms: max,
-                kernel_median_ms: m.kernel,
-                gb_per_s: gb,
-                bytes_per_logit: m.op.bytes_per_logit(c, elem, m.held),
-                pct_of_copy: Some(100.0 * gb / copy_gbs),
-                pct_of_read: Some(100.0 * gb / read_gbs),
-                max_abs_err: m.check.map(|v| v.max_abs),
-                valid: m.check.map(|v| v.valid),
-            });
-        }
+        rows.extend(measured.iter().map(|m| row(ctx, m, (n, c), dtype, base)));
         bar.inc(1);
     }
     Ok(rows)
@@ -223,13 +274,36 @@ fn write_outputs(a: &BenchArgs, report: &Report) -> Result<()> {
         staged.stage(path, |w| Ok(w.write_all(text.as_bytes())?))?;
     }
     if let Some(path) = &a.plot {
-        let svg = crate::plot::render(path, &report.adapter, &report.results)?;
+        let svg = crate::plot::render(path, report)?;
         staged.stage(path, |w| Ok(w.write_all(svg.as_bytes())?))?;
     }
     for path in staged.commit()? {
         out!("wrote {}", path.display())?;
     }
     Ok(())
+}
+
+/// The ops asked for, or the default ones.
+fn ops(a: &BenchArgs) -> Result<Vec<BenchOp>> {
+    let ops = match a.ops.is_empty() {
+        true => vec![
+            BenchOp::Noop,
+            BenchOp::CrossEntropy,
+            BenchOp::CrossEntropyGrad,
+            BenchOp::LogSoftmax,
+            BenchOp::Copy,
+        ],
+        false => a.ops.clone(),
+    };
+    if a.device == DeviceKind::Cpu && a.ops.contains(&BenchOp::Noop) {
+        return Err(CliError::Arg(
+            "--op noop times an empty GPU submission; it has no meaning with --device cpu".into(),
+        ));
+    }
+    match a.device {
+        DeviceKind::Cpu => Ok(ops.into_iter().filter(|&o| o != BenchOp::Noop).collect()),
+        DeviceKind::Gpu => Ok(ops),
+    }
 }
 
 /// Runs the bench; `Ok(false)` when an op disagreed with the CPU reference (the results
@@ -240,21 +314,13 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
             "--iters 0: at least one timed run is needed".into(),
         ));
     }
-    check_distinct(&[("--json", a.json.as_deref()), ("--plot", a.plot.as_deref())])?;
     if let Some(plot) = &a.plot {
         crate::plot::check_path(plot)?;
     }
-    let ops = if a.ops.is_empty() {
-        vec![
-            BenchOp::CrossEntropy,
-            BenchOp::CrossEntropyGrad,
-            BenchOp::LogSoftmax,
-            BenchOp::Copy,
-        ]
-    } else {
-        a.ops.clone()
-    };
-    let shapes = shapes(a)?;
+    check_outputs(&[("--json", a.json.as_deref()), ("--plot", a.plot.as_deref())])?;
+    let ops = ops(a)?;
+    let sized = ops.iter().filter(|&&o| o != BenchOp::Noop).count();
+    let shapes = if sized == 0 { vec![] } else { shapes(a)? };
     let ctx = match a.device {
         DeviceKind::Gpu => Some(Context::with_options(wgpu_xent::ContextOptions {
             min_workgroups: a.min_workgroups,
@@ -262,22 +328,28 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
         })?),
         DeviceKind::Cpu => None,
     };
-    let bar = ProgressBar::new((shapes.len() * ops.len()) as u64);
+    let floor = ctx.as_ref().map(|ctx| measure::floor(ctx, a)).transpose()?;
+    let floor_ms = floor.as_ref().map(|f| f.wall.0);
+    let mut rows = Vec::new();
+    if let Some(f) = floor.as_ref().filter(|_| ops.contains(&BenchOp::Noop)) {
+        rows.push(row(ctx.as_ref(), f, (0, 0), a.dtype.into(), None));
+    }
+    let bar = ProgressBar::new((shapes.len() * sized) as u64);
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}] {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
-    let mut rows = Vec::new();
     for &shape in &shapes {
-        rows.extend(measure_shape(ctx.as_ref(), shape, &ops, a, &bar)?);
+        rows.extend(measure_shape(ctx.as_ref(), shape, &ops, a, floor_ms, &bar)?);
     }
     bar.finish_and_clear();
     let report = Report {
         adapter: adapter_json(ctx.as_ref()),
+        floor_ms,
         valid: rows.iter().all(|r| r.valid != Some(false)),
         results: rows,
     };
-    print_table(&report.adapter, &report.results)?;
+    crate::table::print(&report)?;
     for r in report.results.iter().filter(|r| r.valid == Some(false)) {
         warn!(
             "validation failed: {} at {}x{} differs from the CPU reference beyond tolerance \
@@ -290,47 +362,4 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     }
     write_outputs(a, &report)?;
     Ok(report.valid)
-}
-
-fn print_table(adapter: &AdapterJson, rows: &[Row]) -> Result<()> {
-    out!(
-        "xent bench on {} ({}, {})",
-        adapter.name,
-        adapter.backend,
-        adapter.device_type
-    )?;
-    out!(
-        "{:<20} {:<27} {:>12} {:>10} {:>10} {:>10} {:>10} {:>8} {:>6} {:>7} {:>7} {:>9}",
-        "impl",
-        "op",
-        "shape",
-        "median ms",
-        "min ms",
-        "max ms",
-        "kernel ms",
-        "GB/s",
-        "B/lgt",
-        "%copy",
-        "%read",
-        "max err"
-    )?;
-    let opt = |v: Option<f64>, prec: usize| v.map_or("-".to_string(), |v| format!("{v:.prec$}"));
-    for r in rows {
-        out!(
-            "{:<20} {:<27} {:>12} {:>10.3} {:>10.3} {:>10.3} {:>10} {:>8.2} {:>6.3} {:>7} {:>7} {:>9}",
-            r.implementation,
-            r.op,
-            format!("{}x{}", r.n, r.c),
-            r.median_ms,
-            r.min_ms,
-            r.max_ms,
-            opt(r.kernel_median_ms, 3),
-            r.gb_per_s,
-            r.bytes_per_logit,
-            opt(r.pct_of_copy, 0),
-            opt(r.pct_of_read, 0),
-            r.max_abs_err.map_or("-".to_string(), |e| format!("{e:.1e}")),
-        )?;
-    }
-    Ok(())
 }

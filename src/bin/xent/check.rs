@@ -4,7 +4,7 @@ use crate::compare::{compare, compare_scaled, scale_of, Comparison};
 use crate::data::{self, Inputs, Synth};
 use crate::error::{CliError, Result};
 use crate::eval::{CliReduction, InputDtype};
-use crate::ops::run_op;
+use crate::ops::{refuse_unused, run_op};
 use crate::Op;
 use clap::Args;
 use std::path::PathBuf;
@@ -41,30 +41,30 @@ pub struct CheckArgs {
     /// Fraction of generated targets set to --ignore-index.
     #[arg(long, default_value_t = 0.0)]
     ignore_frac: f32,
-    /// Targets equal to this are ignored.
-    #[arg(long, default_value_t = -100, allow_negative_numbers = true)]
-    ignore_index: i64,
+    /// Targets equal to this are ignored [default: -100].
+    #[arg(long, allow_negative_numbers = true)]
+    ignore_index: Option<i64>,
     /// Generate class-probability targets instead of class indices.
     #[arg(long)]
     probs: bool,
-    /// none, mean or sum.
-    #[arg(long, value_enum, default_value_t = CliReduction::Mean)]
-    reduction: CliReduction,
-    /// Label smoothing ε in [0, 1].
-    #[arg(long, default_value_t = 0.0)]
-    label_smoothing: f32,
-    /// z-loss scale.
-    #[arg(long, default_value_t = 0.0)]
-    z_loss: f32,
+    /// none, mean or sum [default: mean].
+    #[arg(long, value_enum)]
+    reduction: Option<CliReduction>,
+    /// Label smoothing ε in [0, 1] [default: 0].
+    #[arg(long)]
+    label_smoothing: Option<f32>,
+    /// z-loss scale [default: 0].
+    #[arg(long)]
+    z_loss: Option<f32>,
     /// Logit soft-capping.
     #[arg(long)]
     softcap: Option<f32>,
     /// Also compare d(loss)/d(input).
     #[arg(long)]
     grad: bool,
-    /// The class axis of log-softmax / softmax.
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    dim: i64,
+    /// The class axis of log-softmax / softmax [default: -1].
+    #[arg(long, allow_negative_numbers = true)]
+    dim: Option<i64>,
     /// The logits' dtype.
     #[arg(long, value_enum, default_value_t = InputDtype::F32)]
     dtype: InputDtype,
@@ -117,7 +117,7 @@ fn inputs(a: &CheckArgs) -> Result<Inputs> {
         seed: a.seed,
         weighted: a.weighted,
         ignore_frac: a.ignore_frac,
-        ignore_index: a.ignore_index,
+        ignore_index: a.ignore_index.unwrap_or(-100),
         probs: a.probs,
     };
     Ok(data::quantize(
@@ -141,31 +141,55 @@ fn perturb(a: &CheckArgs, out: &mut [f32]) -> Result<()> {
     Ok(())
 }
 
+/// Refuses the flags `a.op` does not use.
+fn check_flags(a: &CheckArgs) -> Result<()> {
+    refuse_unused(
+        a.op,
+        &[
+            ("--target", a.target.is_some()),
+            ("--weight", a.weight.is_some()),
+            ("--weighted", a.weighted),
+            ("--ignore-frac", a.ignore_frac != 0.0),
+            ("--ignore-index", a.ignore_index.is_some()),
+            ("--probs", a.probs),
+            ("--reduction", a.reduction.is_some()),
+            ("--label-smoothing", a.label_smoothing.is_some()),
+            ("--z-loss", a.z_loss.is_some()),
+            ("--softcap", a.softcap.is_some()),
+            ("--dim", a.dim.is_some()),
+        ],
+    )
+}
+
 pub fn run(a: &CheckArgs) -> Result<bool> {
+    check_flags(a)?;
     check_tolerance("--tol-abs", a.tol_abs)?;
     check_tolerance("--tol-rel", a.tol_rel)?;
     let inputs = inputs(a)?;
     let opts = LossOptions {
         weight: inputs.weight.as_deref(),
-        ignore_index: if a.probs { -100 } else { a.ignore_index },
-        reduction: a.reduction.into(),
-        label_smoothing: a.label_smoothing,
-        z_loss: a.z_loss,
+        ignore_index: if a.probs {
+            -100
+        } else {
+            a.ignore_index.unwrap_or(-100)
+        },
+        reduction: a.reduction.unwrap_or(CliReduction::Mean).into(),
+        label_smoothing: a.label_smoothing.unwrap_or(0.0),
+        z_loss: a.z_loss.unwrap_or(0.0),
         softcap: a.softcap,
     };
+    let dim = a.dim.unwrap_or(-1);
     let ctx = Context::new()?;
-    let mut gpu = run_op(Some(&ctx), a.op, &inputs, &opts, a.grad, false, a.dim)?;
-    let cpu = run_op(None, a.op, &inputs, &opts, a.grad, false, a.dim)?;
+    let mut gpu = run_op(Some(&ctx), a.op, &inputs, &opts, a.grad, false, dim)?;
+    let cpu = run_op(None, a.op, &inputs, &opts, a.grad, false, dim)?;
     perturb(a, &mut gpu.loss.data)?;
     let info = ctx.adapter_info();
     out!(
-        "xent check {:?} {:?} on {} ({:?}); tolerance |gpu - cpu| <= {:e}·min(1, max|cpu|) + {:e}·|cpu|",
+        "xent check {} {:?} on {} ({:?}); tolerance |gpu - cpu| <= {:e}·min(1, max|cpu|) + {:e}·|cpu|",
         a.op, inputs.shape, info.name, info.backend, a.tol_abs, a.tol_rel
     )?;
-    let mut ok = report(
-        "output",
-        &compare(&gpu.loss.data, &cpu.loss.data, a.tol_abs, a.tol_rel),
-    )?;
+    let cmp = compare(&gpu.loss.data, &cpu.loss.data, a.tol_abs, a.tol_rel);
+    let mut ok = report("output", &cmp, &cpu.loss.shape)?;
     if let (Some(g), Some(c)) = (&gpu.grad, &cpu.grad) {
         // The gradient of a summed softmax, y·(1 - Σy), is rounding noise on the scale of y.
         let scale = match a.op {
@@ -173,13 +197,23 @@ pub fn run(a: &CheckArgs) -> Result<bool> {
             _ => scale_of(&c.data),
         };
         let cmp = compare_scaled(&g.data, &c.data, a.tol_abs, a.tol_rel, scale);
-        ok &= report("gradient", &cmp)?;
+        ok &= report("gradient", &cmp, &c.shape)?;
     }
     out!("{}", if ok { "PASS" } else { "FAIL" })?;
     Ok(ok)
 }
 
-fn report(what: &str, c: &Comparison) -> Result<bool> {
+/// One array's comparison; the worst element, with its index in `shape`, only when some
+/// element differs.
+fn report(what: &str, c: &Comparison, shape: &[usize]) -> Result<bool> {
+    let Some((i, g, r)) = c.worst else {
+        out!(
+            "  {what:9} {:>10} elements  max abs diff 0 (identical)  beyond tolerance {}",
+            c.len,
+            c.beyond
+        )?;
+        return Ok(c.beyond == 0);
+    };
     let ulp = if c.max_ulp == u64::MAX {
         "inf".to_string()
     } else {
@@ -189,8 +223,34 @@ fn report(what: &str, c: &Comparison) -> Result<bool> {
         "  {what:9} {:>10} elements  max abs {:.3e}  max rel {:.3e}  max ulp {ulp}  beyond tolerance {}",
         c.len, c.max_abs, c.max_rel, c.beyond
     )?;
-    if let Some((i, g, r)) = c.worst {
-        out!("  {:9} worst at [{i}]: gpu {g:e}, cpu {r:e}", "")?;
-    }
+    out!(
+        "  {:9} worst at {:?}: gpu {g:e}, cpu {r:e}",
+        "",
+        unravel(i, shape)
+    )?;
     Ok(c.beyond == 0)
+}
+
+/// The multi-dimensional index of flat index `i` in a row-major `shape` (`[i]` when the
+/// shape does not hold it, e.g. a 0-d output).
+pub fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    if shape.is_empty() || shape.iter().product::<usize>() <= i {
+        return vec![i];
+    }
+    let mut index = vec![0; shape.len()];
+    for (k, &d) in shape.iter().enumerate().rev() {
+        index[k] = i % d;
+        i /= d;
+    }
+    index
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn unravel_gives_row_major_indices() {
+        assert_eq!(super::unravel(3 * 20 + 17, &[5, 20]), [3, 17]);
+        assert_eq!(super::unravel(0, &[]), [0]);
+        assert_eq!(super::unravel(7, &[2, 2, 2]), [1, 1, 1]);
+    }
 }

@@ -14,7 +14,8 @@ pub struct Comparison {
     pub max_ulp: u64,
     /// Elements beyond tolerance: an error too large, a NaN or infinity on one side only.
     pub beyond: usize,
-    /// The element furthest beyond tolerance (or with the largest error): (index, ours, reference).
+    /// The element furthest beyond tolerance (or nearest to it) among those that differ:
+    /// (index, ours, reference); `None` when the arrays are identical.
     pub worst: Option<(usize, f32, f32)>,
 }
 
@@ -108,7 +109,8 @@ pub fn compare_scaled(
         if excess > 0.0 {
             c.beyond += 1;
         }
-        if excess > worst_excess {
+        // The worst element is one that differs: identical arrays have none.
+        if excess > worst_excess && ulp_distance(a, b) != 0 {
             worst_excess = excess;
             c.worst = Some((i, a, b));
         }

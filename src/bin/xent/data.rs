@@ -1,7 +1,7 @@
 //! Inputs for `check` and `bench`: generated from a seed, or read from .npy files.
 
 use crate::error::{CliError, Result};
-use crate::npy::{self, NpyBytes, NpyTarget};
+use crate::npy::{self, NpyBytes, NpyFloats, NpyTarget};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use wgpu_xent::{DType, Logits, Target, Tensor};
@@ -20,6 +20,34 @@ pub struct Inputs {
     pub weight: Option<Vec<f32>>,
     /// False when no target was given (log-softmax and softmax need none).
     pub target_given: bool,
+    /// The float64 inputs as read; the f32 fields above hold them rounded.
+    pub wide: Wide,
+}
+
+/// Inputs read from float64 `.npy` files, kept for the CPU reference's f64 path.
+#[derive(Clone, Debug, Default)]
+pub struct Wide {
+    /// The logits (the f64 path runs only when they are float64).
+    pub x: Option<Vec<f64>>,
+    /// Class probabilities.
+    pub probs: Option<Vec<f64>>,
+    /// The class weight.
+    pub weight: Option<Vec<f64>>,
+}
+
+impl Wide {
+    /// The flags whose float64 values were rounded to float32, e.g. `["--input", "--weight"]`.
+    pub fn flags(&self) -> Vec<&'static str> {
+        [
+            ("--input", self.x.is_some()),
+            ("--target", self.probs.is_some()),
+            ("--weight", self.weight.is_some()),
+        ]
+        .iter()
+        .filter(|f| f.1)
+        .map(|f| f.0)
+        .collect()
+    }
 }
 
 impl Inputs {
@@ -162,6 +190,7 @@ pub fn synthesize(shape: &[usize], s: &Synth) -> Inputs {
         tshape,
         weight,
         target_given: true,
+        wide: Wide::default(),
     }
 }
 
@@ -174,15 +203,27 @@ fn load(path: &Path) -> Result<NpyBytes> {
     std::io::stdin()
         .lock()
         .read_to_end(&mut bytes)
-        .map_err(|e| CliError::Npy {
-            path: "- (stdin)".into(),
-            message: e.to_string(),
-        })?;
+        .map_err(|e| CliError::reading("- (stdin)", e))?;
     Ok(NpyBytes::new("- (stdin)", bytes))
 }
 
 /// Logits widened to f32, and their 16-bit patterns and dtype for f16 / bf16.
 type Logits16 = (npy::NpyArray<f32>, Option<(Vec<u16>, DType)>);
+
+/// The logits as f32 (rounded from float64), and their float64 values.
+fn logits_f64(file: &NpyBytes) -> Result<(npy::NpyArray<f32>, Vec<f64>)> {
+    let wide = file.f64()?;
+    let x = npy::NpyArray {
+        data: narrow(&wide.data),
+        shape: wide.shape,
+    };
+    Ok((x, wide.data))
+}
+
+/// f64 values rounded to f32.
+fn narrow(v: &[f64]) -> Vec<f32> {
+    v.iter().map(|&v| v as f32).collect()
+}
 
 /// The logits in `dtype` (f32, or widened with their 16-bit patterns kept).
 fn logits(file: &NpyBytes, dtype: DType) -> Result<Logits16> {
@@ -199,10 +240,11 @@ fn logits(file: &NpyBytes, dtype: DType) -> Result<Logits16> {
     Ok((x, Some((bits.data, dtype))))
 }
 
-/// Reads `--input` (float32; float16 `<f2`; or, for `dtype` bf16, uint16 bit patterns),
-/// `--target` (int64/int32 classes or float32 probabilities) and `--weight` (float32 `[C]`),
-/// each once (`-` is stdin, for one of them at most). Without `dtype`, the file's own dtype
-/// decides between f32 and f16.
+/// Reads `--input` (float32, float64 or float16 `<f2`; or, for `dtype` bf16, uint16 bit
+/// patterns), `--target` (int64/int32 classes or float32/float64 probabilities) and `--weight`
+/// (float16, float32 or float64 `[C]`), each once (`-` is stdin, for one of them at most).
+/// Without `dtype`, the file's own dtype decides. Float64 values are kept in `wide` and
+/// rounded to f32 in the other fields.
 pub fn read(
     input: &PathBuf,
     dtype: Option<DType>,
@@ -219,31 +261,31 @@ pub fn read(
         ));
     }
     let file = load(input)?;
-    let dtype = match dtype {
-        Some(d) => d,
-        None if file.dtype()? == "<f2" => DType::F16,
-        None => DType::F32,
+    let mut wide = Wide::default();
+    let (x, half) = match (dtype, file.dtype()?.as_str()) {
+        (None, "<f8") => {
+            let (x, x64) = logits_f64(&file)?;
+            wide.x = Some(x64);
+            (x, None)
+        }
+        (None, "<f2") => logits(&file, DType::F16)?,
+        (None, _) => logits(&file, DType::F32)?,
+        (Some(d), _) => logits(&file, d)?,
     };
-    let (x, half) = logits(&file, dtype)?;
     drop(file);
     let (classes, probs, tshape) = match target.map(|p| load(p)?.target()).transpose()? {
         Some(NpyTarget::I64(t)) => (t.data, None, t.shape),
         Some(NpyTarget::I32(t)) => (t.data.iter().map(|&v| v as i64).collect(), None, t.shape),
         Some(NpyTarget::F32(t)) => (vec![], Some(t.data), t.shape),
+        Some(NpyTarget::F64(t)) => {
+            let p = narrow(&t.data);
+            wide.probs = Some(t.data);
+            (vec![], Some(p), t.shape)
+        }
         None => (vec![], None, vec![]),
     };
     let weight = match weight {
-        Some(path) => {
-            let file = load(path)?;
-            let w = file.f32()?;
-            if w.shape.len() != 1 {
-                return Err(CliError::Npy {
-                    path: file.name().to_string(),
-                    message: format!("weight must be 1-D of shape [C], got shape {:?}", w.shape),
-                });
-            }
-            Some(w.data)
-        }
+        Some(path) => Some(read_weight(path, &mut wide)?),
         None => None,
     };
     Ok(Inputs {
@@ -255,7 +297,32 @@ pub fn read(
         tshape,
         weight,
         target_given: target.is_some(),
+        wide,
     })
+}
+
+/// `--weight`: float16, float32 or float64 of shape `[C]`, as f32 (float64 kept in `wide`).
+fn read_weight(path: &Path, wide: &mut Wide) -> Result<Vec<f32>> {
+    let file = load(path)?;
+    let (data, shape) = match file.floats("the class weight")? {
+        NpyFloats::F16(w) => (
+            w.data.iter().map(|&b| DType::F16.widen(b)).collect(),
+            w.shape,
+        ),
+        NpyFloats::F32(w) => (w.data, w.shape),
+        NpyFloats::F64(w) => {
+            let narrowed = narrow(&w.data);
+            wide.weight = Some(w.data);
+            (narrowed, w.shape)
+        }
+    };
+    if shape.len() != 1 {
+        return Err(CliError::Npy {
+            path: file.name().to_string(),
+            message: format!("weight must be 1-D of shape [C], got shape {shape:?}"),
+        });
+    }
+    Ok(data)
 }
 
 /// Rounds the logits to `dtype` (to nearest even), keeping the f32 copy equal to the rounded

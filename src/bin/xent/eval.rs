@@ -1,65 +1,72 @@
 //! `xent eval`: one operation on .npy files.
 
-use crate::error::{CliError, Result};
+use crate::error::Result;
 use crate::npy;
-use crate::ops::run_op;
-use crate::output::{check_distinct, Staged};
+use crate::ops::{refuse_unused, run_op, run_wide};
+use crate::output::{check_outputs, Staged};
 use crate::{data, DeviceKind, Op};
 use clap::{Args, ValueEnum};
-use std::path::PathBuf;
-use wgpu_xent::{Context, DType, LossOptions, Reduction};
+use std::path::{Path, PathBuf};
+use wgpu_xent::cpu::wide::{WideLossAndGrad, WideOptions, WideOutput};
+use wgpu_xent::{Context, DType, LossAndGrad, LossOptions, Output, Reduction};
 
 #[derive(Args)]
 pub struct EvalArgs {
     /// The operation.
     #[arg(value_enum)]
     op: Op,
-    /// Logits (log-probabilities for nll-loss): float32 .npy; `-` reads stdin.
+    /// Logits (log-probabilities for nll-loss): float32, float64 or float16 .npy; `-` reads
+    /// stdin.
     #[arg(long)]
     input: PathBuf,
-    /// Class indices (int64 or int32 .npy) or class probabilities (float32, the input's shape);
-    /// `-` reads stdin.
+    /// Class indices (int64 or int32 .npy) or class probabilities (float32 or float64, the
+    /// input's shape); `-` reads stdin. cross-entropy and nll-loss.
     #[arg(long)]
     target: Option<PathBuf>,
-    /// Per-class weight: float32 .npy of shape `[C]`; `-` reads stdin.
+    /// Per-class weight: float32, float64 or float16 .npy of shape `[C]`; `-` reads stdin.
+    /// cross-entropy and nll-loss.
     #[arg(long)]
     weight: Option<PathBuf>,
-    /// Targets equal to this are ignored.
-    #[arg(long, default_value_t = -100, allow_negative_numbers = true)]
-    ignore_index: i64,
-    /// none, mean or sum.
-    #[arg(long, value_enum, default_value_t = CliReduction::Mean)]
-    reduction: CliReduction,
-    /// Label smoothing ε in [0, 1] (cross-entropy).
-    #[arg(long, default_value_t = 0.0)]
-    label_smoothing: f32,
-    /// The class axis of log-softmax / softmax; negative counts from the end.
-    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
-    dim: i64,
+    /// Targets equal to this are ignored [default: -100]. cross-entropy and nll-loss.
+    #[arg(long, allow_negative_numbers = true)]
+    ignore_index: Option<i64>,
+    /// none, mean or sum [default: mean]. cross-entropy and nll-loss.
+    #[arg(long, value_enum)]
+    reduction: Option<CliReduction>,
+    /// Label smoothing ε in [0, 1] [default: 0]. cross-entropy.
+    #[arg(long)]
+    label_smoothing: Option<f64>,
+    /// The class axis; negative counts from the end [default: -1]. log-softmax and softmax.
+    #[arg(long, allow_negative_numbers = true)]
+    dim: Option<i64>,
     /// The input's dtype: f32 (`<f4`), f16 (`<f2`) or bf16 (uint16 bit patterns). Default:
-    /// the file's own (f32 or f16).
+    /// the file's own (f32, f64 or f16).
     #[arg(long, value_enum)]
     input_dtype: Option<InputDtype>,
     /// Where to run.
     #[arg(long, value_enum, default_value_t = DeviceKind::Gpu)]
     device: DeviceKind,
-    /// Output: float32 .npy (0-d for mean and sum).
+    /// Output: .npy (0-d for mean and sum); float64 for a float64 input on the CPU, else
+    /// float32.
     #[arg(long)]
     out: PathBuf,
-    /// Write d(loss)/d(input) here (float32, the input's shape), from the fused forward +
-    /// backward. For `none` it is the gradient of the summed losses; for log-softmax and
-    /// softmax, the gradient of the summed output.
+    /// Write d(loss)/d(input) here (the input's shape), from the fused forward + backward.
+    /// For `none` it is the gradient of the summed losses; for log-softmax and softmax, the
+    /// gradient of the summed output.
     #[arg(long)]
     grad_out: Option<PathBuf>,
-    /// Write the per-row log-sum-exp here (cross-entropy; float32 of shape [N, d1..dk]).
+    /// Write the per-row log-sum-exp here (shape [N, d1..dk]). cross-entropy.
     #[arg(long)]
     lse_out: Option<PathBuf>,
-    /// z-loss scale: adds z·lse² per non-ignored row (cross-entropy).
-    #[arg(long, default_value_t = 0.0)]
-    z_loss: f32,
-    /// Logit soft-capping: logits become C·tanh(x/C) first (cross-entropy).
+    /// z-loss scale: adds z·lse² per non-ignored row [default: 0]. cross-entropy.
     #[arg(long)]
-    softcap: Option<f32>,
+    z_loss: Option<f64>,
+    /// Logit soft-capping: logits become C·tanh(x/C) first. cross-entropy.
+    #[arg(long)]
+    softcap: Option<f64>,
+    /// Print nothing on success (by default: one line, the loss or the outputs written).
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 /// `none`, `mean` or `sum`.
@@ -98,13 +105,103 @@ impl From<InputDtype> for DType {
     }
 }
 
-pub fn run(a: &EvalArgs) -> Result<()> {
-    if a.lse_out.is_some() && a.op != Op::CrossEntropy {
-        return Err(CliError::Arg(
-            "--lse-out applies to cross-entropy only".into(),
-        ));
+/// What `eval` computed: f32 results, or f64 ones (the CPU reference on float64 logits).
+enum Results {
+    F32(LossAndGrad),
+    F64(WideLossAndGrad),
+}
+
+/// One output's values.
+enum Values<'a> {
+    F32(&'a [f32]),
+    F64(&'a [f64]),
+}
+
+impl Values<'_> {
+    fn dtype(&self) -> &'static str {
+        match self {
+            Values::F32(_) => "float32",
+            Values::F64(_) => "float64",
+        }
     }
-    check_distinct(&[
+
+    /// The value of a one-element output, shortest round-trip digits.
+    fn first(&self) -> String {
+        match self {
+            Values::F32(v) => v.first().map_or("-".into(), |v| v.to_string()),
+            Values::F64(v) => v.first().map_or("-".into(), |v| v.to_string()),
+        }
+    }
+}
+
+/// An output to write: (what, path, values, shape).
+type Written<'a> = (&'static str, &'a Path, Values<'a>, &'a [usize]);
+
+impl Results {
+    /// The outputs asked for, in order: the result, the gradient, the lse.
+    fn outputs<'a>(&'a self, a: &'a EvalArgs) -> Vec<Written<'a>> {
+        let (loss, grad, lse) = match self {
+            Results::F32(r) => {
+                let v = |o: &'a Output| (Values::F32(&o.data), o.shape.as_slice());
+                (v(&r.loss), r.grad.as_ref().map(v), r.lse.as_ref().map(v))
+            }
+            Results::F64(r) => {
+                let v = |o: &'a WideOutput| (Values::F64(&o.data), o.shape.as_slice());
+                (v(&r.loss), r.grad.as_ref().map(v), r.lse.as_ref().map(v))
+            }
+        };
+        let mut out = vec![("out", a.out.as_path(), loss.0, loss.1)];
+        let more = [("grad", &a.grad_out, grad), ("lse", &a.lse_out, lse)];
+        for (what, path, values) in more {
+            if let (Some(path), Some((v, shape))) = (path, values) {
+                out.push((what, path.as_path(), v, shape));
+            }
+        }
+        out
+    }
+}
+
+/// Refuses the flags `a.op` does not use.
+fn check_flags(a: &EvalArgs) -> Result<()> {
+    refuse_unused(
+        a.op,
+        &[
+            ("--target", a.target.is_some()),
+            ("--weight", a.weight.is_some()),
+            ("--ignore-index", a.ignore_index.is_some()),
+            ("--reduction", a.reduction.is_some()),
+            ("--label-smoothing", a.label_smoothing.is_some()),
+            ("--z-loss", a.z_loss.is_some()),
+            ("--softcap", a.softcap.is_some()),
+            ("--lse-out", a.lse_out.is_some()),
+            ("--dim", a.dim.is_some()),
+        ],
+    )
+}
+
+/// The one line on stderr when float64 inputs are rounded to float32.
+fn note_rounding(a: &EvalArgs, inputs: &data::Inputs) {
+    let flags = inputs.wide.flags();
+    if flags.is_empty() {
+        return;
+    }
+    let flags = flags.join(", ");
+    match (a.device, inputs.wide.x.is_some()) {
+        (DeviceKind::Gpu, _) => warn!(
+            "note: the GPU computes in float32: float64 {flags} rounded to float32, outputs are \
+             float32 (--device cpu computes and writes float64)"
+        ),
+        (DeviceKind::Cpu, false) => warn!(
+            "note: float64 {flags} rounded to float32 to match the float32 input; outputs are \
+             float32"
+        ),
+        (DeviceKind::Cpu, true) => {}
+    }
+}
+
+pub fn run(a: &EvalArgs) -> Result<()> {
+    check_flags(a)?;
+    check_outputs(&[
         ("--out", Some(&a.out)),
         ("--grad-out", a.grad_out.as_deref()),
         ("--lse-out", a.lse_out.as_deref()),
@@ -115,40 +212,73 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         a.target.as_ref(),
         a.weight.as_ref(),
     )?;
-    let opts = LossOptions {
-        weight: inputs.weight.as_deref(),
-        ignore_index: a.ignore_index,
-        reduction: a.reduction.into(),
-        label_smoothing: a.label_smoothing,
-        z_loss: a.z_loss,
+    note_rounding(a, &inputs);
+    // PyTorch's float64 options for the f64 path; rounded to f32 for the others.
+    let wide = WideOptions {
+        weight: None,
+        ignore_index: a.ignore_index.unwrap_or(-100),
+        reduction: a.reduction.unwrap_or(CliReduction::Mean).into(),
+        label_smoothing: a.label_smoothing.unwrap_or(0.0),
+        z_loss: a.z_loss.unwrap_or(0.0),
         softcap: a.softcap,
     };
-    let ctx = match a.device {
-        DeviceKind::Gpu => Some(Context::new()?),
-        DeviceKind::Cpu => None,
+    let opts = LossOptions {
+        weight: inputs.weight.as_deref(),
+        ignore_index: wide.ignore_index,
+        reduction: wide.reduction,
+        label_smoothing: wide.label_smoothing as f32,
+        z_loss: wide.z_loss as f32,
+        softcap: wide.softcap.map(|c| c as f32),
     };
-    let result = run_op(
-        ctx.as_ref(),
-        a.op,
-        &inputs,
-        &opts,
+    let (grad, lse, dim) = (
         a.grad_out.is_some(),
         a.lse_out.is_some(),
-        a.dim,
-    )?;
+        a.dim.unwrap_or(-1),
+    );
+    let results = match (a.device, inputs.wide.x.is_some()) {
+        (DeviceKind::Cpu, true) => Results::F64(run_wide(a.op, &inputs, &wide, grad, lse, dim)?),
+        (DeviceKind::Cpu, false) => {
+            Results::F32(run_op(None, a.op, &inputs, &opts, grad, lse, dim)?)
+        }
+        (DeviceKind::Gpu, _) => {
+            let ctx = Context::new()?;
+            Results::F32(run_op(Some(&ctx), a.op, &inputs, &opts, grad, lse, dim)?)
+        }
+    };
     // Everything is computed, then written beside its destination, then renamed into place:
     // bad input, a full disk or a kill leaves no partial output and the older files untouched.
+    let outputs = results.outputs(a);
     let mut staged = Staged::default();
-    let outputs = [
-        (Some(&a.out), Some(&result.loss)),
-        (a.grad_out.as_ref(), result.grad.as_ref()),
-        (a.lse_out.as_ref(), result.lse.as_ref()),
-    ];
-    for (path, t) in outputs {
-        if let (Some(path), Some(t)) = (path, t) {
-            staged.stage(path, |w| npy::write_f32_to(w, &t.data, &t.shape))?;
-        }
+    for (_, path, values, shape) in &outputs {
+        staged.stage(path, |w| match values {
+            Values::F32(v) => npy::write_to(w, v, shape),
+            Values::F64(v) => npy::write_to(w, v, shape),
+        })?;
     }
     staged.commit()?;
+    if !a.quiet {
+        out!("{}", summary(a, &outputs))?;
+    }
     Ok(())
+}
+
+/// One line: `cross-entropy mean 1.609438 -> o.npy; grad [4, 5] float32 -> g.npy`.
+fn summary(a: &EvalArgs, outputs: &[Written]) -> String {
+    let parts: Vec<String> = outputs
+        .iter()
+        .map(|(what, path, values, shape)| {
+            let path = path.display();
+            let loss = matches!(a.op, Op::CrossEntropy | Op::NllLoss);
+            match (*what, shape.is_empty() && loss) {
+                ("out", true) => {
+                    let r = a.reduction.unwrap_or(CliReduction::Mean);
+                    let r = format!("{r:?}").to_lowercase();
+                    format!("{} {r} {} -> {path}", a.op, values.first())
+                }
+                ("out", false) => format!("{} {shape:?} {} -> {path}", a.op, values.dtype()),
+                _ => format!("{what} {shape:?} {} -> {path}", values.dtype()),
+            }
+        })
+        .collect();
+    parts.join("; ")
 }

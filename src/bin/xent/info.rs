@@ -64,11 +64,41 @@ pub fn run() -> Result<()> {
     out!("  f16/bf16 inputs read:             {}", ctx.half_path())?;
     out!("  rows read twice:                  {}", ctx.hold_path())?;
     out!("  tuning (resolved once):           {:?}", ctx.tuning())?;
-    out!(
-        "  adapter features:                 {:?}",
-        adapter_features(&instance, i)
-    )?;
+    let features = feature_names(adapter_features(&instance, i));
+    out!("  adapter features ({}):", features.len())?;
+    for line in wrap(&features, WIDTH) {
+        out!("    {line}")?;
+    }
     Ok(())
+}
+
+/// The width the feature list is wrapped to (its 4-space indent included).
+const WIDTH: usize = 100;
+
+/// The features' names, sorted (e.g. `SHADER_F16`, `TIMESTAMP_QUERY`).
+fn feature_names(features: wgpu::Features) -> Vec<String> {
+    let mut names: Vec<String> = features
+        .iter_names()
+        .map(|(name, _)| name.to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// `words` joined by spaces into lines of at most `width - 4` characters (a longer word
+/// alone on its line).
+fn wrap(words: &[String], width: usize) -> Vec<String> {
+    let mut lines: Vec<String> = Vec::new();
+    for w in words {
+        match lines.last_mut() {
+            Some(line) if line.len() + 1 + w.len() <= width - 4 => {
+                line.push(' ');
+                line.push_str(w);
+            }
+            _ => lines.push(w.clone()),
+        }
+    }
+    lines
 }
 
 fn adapter_features(instance: &wgpu::Instance, info: &wgpu::AdapterInfo) -> wgpu::Features {
@@ -77,4 +107,19 @@ fn adapter_features(instance: &wgpu::Instance, info: &wgpu::AdapterInfo) -> wgpu
         .find(|a| a.get_info() == *info)
         .map(|a| a.features())
         .unwrap_or_else(wgpu::Features::empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_are_sorted_and_wrapped() {
+        let f = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16;
+        assert_eq!(feature_names(f), ["SHADER_F16", "TIMESTAMP_QUERY"]);
+        let words: Vec<String> = (0..30).map(|i| format!("FEATURE_{i:02}")).collect();
+        let lines = wrap(&words, 40);
+        assert!(lines.iter().all(|l| l.len() <= 36), "{lines:?}");
+        assert_eq!(lines.join(" "), words.join(" "));
+    }
 }

@@ -29,6 +29,7 @@ mod npy;
 mod ops;
 mod output;
 mod plot;
+mod table;
 mod traffic;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -82,6 +83,24 @@ pub enum Op {
     LogSoftmax,
     /// torch.nn.functional.softmax
     Softmax,
+}
+
+impl Op {
+    /// The name used on the command line, e.g. `cross-entropy`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::CrossEntropy => "cross-entropy",
+            Op::NllLoss => "nll-loss",
+            Op::LogSoftmax => "log-softmax",
+            Op::Softmax => "softmax",
+        }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Where an operation runs.

@@ -33,32 +33,79 @@ fn stats(times: &[Duration]) -> (f64, f64, f64) {
     )
 }
 
-/// Timings of one configuration: wall times and, where measured, kernel times.
+/// Timings of one configuration: per-call wall times (each the mean of one sample of
+/// `calls` back-to-back calls) and, where measured, kernel times.
 struct Timing {
     wall: Vec<Duration>,
     kernel: Vec<Duration>,
+    calls: usize,
 }
 
-/// Runs `f` `warmup` times, then `iters` times, timing each.
+/// A timed sample lasts at least this long: calls shorter than it are repeated back to back
+/// within one sample, so that tiny shapes are timed over many calls, not one.
+pub const MIN_SAMPLE: Duration = Duration::from_millis(2);
+/// At most this many calls make one sample.
+const MAX_CALLS: usize = 1000;
+
+/// Runs `f` `warmup` times (at least once), then `iters` samples of `calls` calls each,
+/// `calls` chosen from the last warmup call so that a sample lasts [`MIN_SAMPLE`].
 fn time(
     warmup: usize,
     iters: usize,
     mut f: impl FnMut() -> wgpu_xent::Result<Option<Duration>>,
 ) -> wgpu_xent::Result<Timing> {
-    for _ in 0..warmup {
+    let mut one = Duration::ZERO;
+    for _ in 0..warmup.max(1) {
+        let start = Instant::now();
         f()?;
+        one = start.elapsed();
     }
+    let calls = match one.as_nanos() {
+        0 => MAX_CALLS,
+        ns => (MIN_SAMPLE.as_nanos().div_ceil(ns) as usize).clamp(1, MAX_CALLS),
+    };
     let mut t = Timing {
         wall: vec![],
         kernel: vec![],
+        calls,
     };
     for _ in 0..iters {
         let start = Instant::now();
-        let kernel = f()?;
-        t.wall.push(start.elapsed());
-        t.kernel.extend(kernel);
+        for _ in 0..calls {
+            t.kernel.extend(f()?);
+        }
+        t.wall.push(start.elapsed() / calls as u32);
     }
     Ok(t)
+}
+
+/// An empty submission's round trip: an empty command buffer submitted, and waited for
+/// (`on_submitted_work_done`, then a blocking poll). The adapter's floor.
+fn noop(ctx: &Context) -> wgpu_xent::Result<Option<Duration>> {
+    let (device, queue) = (ctx.device(), ctx.queue());
+    let encoder = device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+        label: Some("xent noop"),
+    });
+    let submission = queue.submit(Some(encoder.finish()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    queue.on_submitted_work_done(move || {
+        let _ = tx.send(());
+    });
+    device
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(submission),
+            timeout: None,
+        })
+        .map_err(|e| XentError::Gpu(e.to_string()))?;
+    rx.recv()
+        .map_err(|_| XentError::Gpu("the empty submission never completed".into()))?;
+    Ok(None)
+}
+
+/// The adapter's floor, an empty submission round trip, timed as the ops are.
+pub fn floor(ctx: &Context, a: &BenchArgs) -> Result<Measured> {
+    let timing = time(a.warmup, a.iters, || noop(ctx))?;
+    Ok(Measured::new(BenchOp::Noop, &timing, 1.0, None))
 }
 
 /// The first `rows` rows of an [N, C] input, to validate huge shapes on.
@@ -74,14 +121,17 @@ fn sample(inp: &Inputs, rows: usize) -> Inputs {
         tshape: vec![rows],
         weight: inp.weight.clone(),
         target_given: true,
+        wide: Default::default(),
     }
 }
-/// One measured configuration: wall-time median, min and max (ms), the kernel median (ms)
-/// and the validation against the CPU reference.
+/// One measured configuration: wall-time median, min and max (ms) per call, the kernel
+/// median (ms) and the validation against the CPU reference.
 #[derive(Clone)]
 pub struct Measured {
     pub op: BenchOp,
     pub wall: (f64, f64, f64),
+    /// Calls per timed sample (1 unless a call is shorter than [`MIN_SAMPLE`]).
+    pub calls: usize,
     pub kernel: Option<f64>,
     /// The validation against the CPU reference (GPU ops only).
     pub check: Option<Validation>,
@@ -96,6 +146,7 @@ impl Measured {
         Self {
             op,
             wall: (m * scale, lo * scale, hi * scale),
+            calls: t.calls,
             kernel,
             check,
             held: false,
@@ -220,7 +271,7 @@ fn cpu_op(op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
             BenchOp::NllLoss => drop(cpu::nll_loss(x, t, &opts)?),
             BenchOp::LogSoftmax => drop(cpu::log_softmax(x, 1)?),
             BenchOp::Softmax => drop(cpu::softmax(x, 1)?),
-            BenchOp::Copy | BenchOp::Read | BenchOp::Write => {}
+            BenchOp::Copy | BenchOp::Read | BenchOp::Write | BenchOp::Noop => {}
         }
         Ok(None)
     })?;

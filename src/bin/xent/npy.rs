@@ -27,6 +27,19 @@ pub enum NpyTarget {
     I32(NpyArray<i32>),
     /// `<f4` class probabilities.
     F32(NpyArray<f32>),
+    /// `<f8` class probabilities.
+    F64(NpyArray<f64>),
+}
+
+/// A float array in its own dtype: float16 (as bit patterns), float32 or float64.
+#[derive(Clone, Debug)]
+pub enum NpyFloats {
+    /// `<f2`, the 16-bit patterns.
+    F16(NpyArray<u16>),
+    /// `<f4`.
+    F32(NpyArray<f32>),
+    /// `<f8`.
+    F64(NpyArray<f64>),
 }
 
 fn npy_err(name: &str, message: impl Into<String>) -> CliError {
@@ -106,7 +119,7 @@ impl NpyBytes {
     pub fn read(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let name = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| npy_err(&name, e.to_string()))?;
+        let bytes = std::fs::read(path).map_err(|e| CliError::reading(&name, e))?;
         Ok(Self { name, bytes })
     }
 
@@ -193,6 +206,32 @@ impl NpyBytes {
         }
     }
 
+    /// A float64 (`<f8`) array.
+    pub fn f64(&self) -> Result<NpyArray<f64>> {
+        let (header, data) = self.open()?;
+        match plain_dtype(&self.name, &header.dtype())? {
+            (TypeChar::Float, 8, _) => self.elements(header, data),
+            (_, _, name) => Err(npy_err(
+                &self.name,
+                format!("expected float64 ('<f8'), got '{name}'"),
+            )),
+        }
+    }
+
+    /// A float16, float32 or float64 array, in its own dtype; `what` names it in the error.
+    pub fn floats(&self, what: &str) -> Result<NpyFloats> {
+        let (header, data) = self.open()?;
+        match plain_dtype(&self.name, &header.dtype())? {
+            (TypeChar::Float, 2, _) => Ok(NpyFloats::F16(self.f16_bits()?)),
+            (TypeChar::Float, 4, _) => Ok(NpyFloats::F32(self.elements(header, data)?)),
+            (TypeChar::Float, 8, _) => Ok(NpyFloats::F64(self.elements(header, data)?)),
+            (_, _, name) => Err(npy_err(
+                &self.name,
+                format!("expected {what} as float16, float32 or float64; got '{name}'"),
+            )),
+        }
+    }
+
     /// A float16 (`<f2`) array, as its 16-bit patterns.
     pub fn f16_bits(&self) -> Result<NpyArray<u16>> {
         let (header, data) = self.open()?;
@@ -223,17 +262,19 @@ impl NpyBytes {
         }
     }
 
-    /// A target: int64 or int32 class indices, or float32 probabilities.
+    /// A target: int64 or int32 class indices, or float32 or float64 probabilities.
     pub fn target(&self) -> Result<NpyTarget> {
         let (header, data) = self.open()?;
         match plain_dtype(&self.name, &header.dtype())? {
             (TypeChar::Int, 8, _) => Ok(NpyTarget::I64(self.elements(header, data)?)),
             (TypeChar::Int, 4, _) => Ok(NpyTarget::I32(self.elements(header, data)?)),
             (TypeChar::Float, 4, _) => Ok(NpyTarget::F32(self.elements(header, data)?)),
+            (TypeChar::Float, 8, _) => Ok(NpyTarget::F64(self.elements(header, data)?)),
             (_, _, name) => Err(npy_err(
                 &self.name,
                 format!(
-                    "expected int64 or int32 class indices, or float32 probabilities; got '{name}'"
+                    "expected int64 or int32 class indices, or float32 or float64 probabilities; \
+                     got '{name}'"
                 ),
             )),
         }
@@ -251,9 +292,13 @@ fn plain_dtype(name: &str, dtype: &DType) -> Result<(TypeChar, u64, String)> {
     }
 }
 
-/// Writes a float32 array with `shape` (`[]` for a 0-d array) to `w`. Refuses a shape whose
-/// element count is not `data.len()`.
-pub fn write_f32_to(w: impl Write, data: &[f32], shape: &[usize]) -> Result<()> {
+/// Writes a float32 or float64 array with `shape` (`[]` for a 0-d array) to `w`. Refuses a
+/// shape whose element count is not `data.len()`.
+pub fn write_to<T: npyz::AutoSerialize + Copy>(
+    w: impl Write,
+    data: &[T],
+    shape: &[usize],
+) -> Result<()> {
     use npyz::WriterBuilder;
     let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     if checked_len(dims.iter().copied()) != Some(data.len() as u64) {

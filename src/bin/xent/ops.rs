@@ -1,9 +1,85 @@
-//! One op on the GPU or the CPU reference, as `eval` and `check` run it.
+//! One op on the GPU or the CPU reference, as `eval` and `check` run it, and which flags
+//! each op uses.
 
 use crate::data::Inputs;
 use crate::error::{CliError, Result};
 use crate::Op;
-use wgpu_xent::{cpu, BackwardOptions, Context, LossAndGrad, LossOptions, Tensor};
+use wgpu_xent::cpu::wide::{self, WideLossAndGrad, WideOptions, WideTarget};
+use wgpu_xent::{cpu, BackwardOptions, Context, LossAndGrad, LossOptions, Target, Tensor};
+
+/// The ops that use a flag of `eval` or `check` (every op uses those not listed).
+fn users(flag: &str) -> &'static [Op] {
+    const LOSSES: &[Op] = &[Op::CrossEntropy, Op::NllLoss];
+    match flag {
+        "--target" | "--weight" | "--weighted" | "--ignore-index" | "--ignore-frac"
+        | "--reduction" => LOSSES,
+        "--label-smoothing" | "--z-loss" | "--softcap" | "--lse-out" | "--probs" => {
+            &[Op::CrossEntropy]
+        }
+        "--dim" => &[Op::LogSoftmax, Op::Softmax],
+        _ => &[Op::CrossEntropy, Op::NllLoss, Op::LogSoftmax, Op::Softmax],
+    }
+}
+
+/// Refuses the first flag given (`(flag, given)`) that `op` does not use, naming the ops
+/// that do: `--target is not used by log-softmax (only by cross-entropy and nll-loss)`.
+pub fn refuse_unused(op: Op, flags: &[(&str, bool)]) -> Result<()> {
+    for &(flag, given) in flags {
+        let ops = users(flag);
+        if given && !ops.contains(&op) {
+            let names: Vec<&str> = ops.iter().map(|o| o.name()).collect();
+            return Err(CliError::Arg(format!(
+                "{flag} is not used by {op} (only by {})",
+                names.join(" and ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `op` on the CPU reference in f64, on the float64 logits of `inp` (`inp.wide.x`);
+/// other float inputs are widened exactly where they are not float64 themselves (the
+/// weight of `opts` is the inputs').
+pub fn run_wide(
+    op: Op,
+    inp: &Inputs,
+    opts: &WideOptions,
+    grad: bool,
+    lse: bool,
+    dim: i64,
+) -> Result<WideLossAndGrad> {
+    let widen = |v: &[f32]| -> Vec<f64> { v.iter().map(|&v| v as f64).collect() };
+    let x64 = inp.wide.x.clone().unwrap_or_else(|| widen(&inp.x));
+    let x = Tensor::new(&x64, &inp.shape);
+    if matches!(op, Op::LogSoftmax | Op::Softmax) {
+        return Ok(wide::softmax(x, dim, op == Op::LogSoftmax, grad)?);
+    }
+    if !inp.target_given {
+        return Err(CliError::Arg(format!("{op} needs --target")));
+    }
+    let probs = match (&inp.wide.probs, &inp.probs) {
+        (Some(p), _) => Some(p.clone()),
+        (None, Some(p)) => Some(widen(p)),
+        (None, None) => None,
+    };
+    let target = match &probs {
+        Some(p) => WideTarget::Probs(Tensor::new(p, &inp.tshape)),
+        None => WideTarget::Classes(Target::I64(Tensor::new(&inp.classes, &inp.tshape))),
+    };
+    let weight = match (&inp.wide.weight, &inp.weight) {
+        (Some(w), _) => Some(w.clone()),
+        (None, Some(w)) => Some(widen(w)),
+        (None, None) => None,
+    };
+    let opts = WideOptions {
+        weight: weight.as_deref(),
+        ..*opts
+    };
+    Ok(match op {
+        Op::NllLoss => wide::nll_loss(x, target, &opts, grad)?,
+        _ => wide::cross_entropy(x, target, &opts, grad, lse)?,
+    })
+}
 
 /// Runs `op` on `ctx` (the CPU reference when `None`), with the fused backward when `grad`.
 /// For log-softmax and softmax the gradient is that of the summed output.
@@ -55,7 +131,7 @@ pub fn run_op(
         });
     }
     if !inp.target_given {
-        return Err(CliError::Arg(format!("{op:?} needs --target")));
+        return Err(CliError::Arg(format!("{op} needs --target")));
     }
     let target = inp.target();
     Ok(match (op, ctx, grad) {

@@ -12,11 +12,8 @@ use tempfile::NamedTempFile;
 /// The prefix of temporary files.
 pub const TMP_PREFIX: &str = ".xent-tmp-";
 
-fn named(path: &Path, e: impl std::fmt::Display) -> CliError {
-    CliError::Npy {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    }
+fn named(path: &Path, e: std::io::Error) -> CliError {
+    CliError::writing(path.display(), e)
 }
 
 /// The directory an output goes into (`.` for a bare file name).
@@ -27,26 +24,37 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
-/// What a rename onto `path` replaces: its directory, resolved, and its file name.
+/// What a rename onto `path` replaces: its directory, resolved, and its file name. Refuses,
+/// naming the flag and path, a path with no file name, a directory, and a parent that is
+/// missing, not a directory or not writable (a temporary file is made there and removed).
 fn identity(flag: &str, path: &Path) -> Result<(PathBuf, OsString)> {
     let bad = |why: String| CliError::Arg(format!("{flag} {}: {why}", path.display()));
     let name = path
         .file_name()
         .ok_or_else(|| bad("not a file name".into()))?;
-    let dir = parent(path);
-    let dir = dir
-        .canonicalize()
-        .map_err(|e| bad(format!("directory {}: {e}", dir.display())))?;
     if path.is_dir() {
         return Err(bad("is a directory".into()));
     }
-    Ok((dir, name.to_owned()))
+    let dir = parent(path);
+    let shown = dir.display();
+    let resolved = dir
+        .canonicalize()
+        .map_err(|e| bad(format!("directory {shown}: {e}")))?;
+    if !resolved.is_dir() {
+        return Err(bad(format!("{shown} is not a directory")));
+    }
+    tempfile::Builder::new()
+        .prefix(TMP_PREFIX)
+        .suffix(".tmp")
+        .tempfile_in(&resolved)
+        .map_err(|e| bad(format!("cannot write in directory {shown}: {e}")))?;
+    Ok((resolved, name.to_owned()))
 }
 
-/// Refuses outputs that are the same file (`--out o.npy --grad-out ./o.npy`: one would be
-/// lost) or whose directory does not exist, before anything is computed. `None` entries are
-/// outputs not asked for.
-pub fn check_distinct(outputs: &[(&str, Option<&Path>)]) -> Result<()> {
+/// Checks every output before anything runs: each must be writable ([`identity`]) and no two
+/// may be the same file (`--out o.npy --grad-out ./o.npy`: one would be lost). `None`
+/// entries are outputs not asked for.
+pub fn check_outputs(outputs: &[(&str, Option<&Path>)]) -> Result<()> {
     let mut seen: Vec<(&str, &Path, (PathBuf, OsString))> = Vec::new();
     for &(flag, path) in outputs {
         let Some(path) = path else { continue };
@@ -85,10 +93,8 @@ impl Staged {
             builder.permissions(std::fs::Permissions::from_mode(0o666));
         }
         let tmp = builder.tempfile_in(parent(path)).map_err(|e| {
-            named(
-                path,
-                format!("cannot create a temporary file beside it: {e}"),
-            )
+            let why = format!("cannot create a temporary file beside it: {e}");
+            named(path, std::io::Error::new(e.kind(), why))
         })?;
         let mut w = BufWriter::new(tmp.as_file());
         write(&mut w).map_err(|e| match e {

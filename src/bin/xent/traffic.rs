@@ -21,6 +21,8 @@ pub enum BenchOp {
     Softmax,
     /// The adapter's buffer copy, a trivial read kernel and a trivial write kernel: the roofline.
     Copy,
+    /// An empty submission's round trip: the adapter's floor, the least any call takes.
+    Noop,
     // The trivial read kernel of bandwidth.wgsl (reported with `copy`).
     #[value(skip)]
     Read,
@@ -40,6 +42,7 @@ impl BenchOp {
             BenchOp::LogSoftmax => "log-softmax",
             BenchOp::Softmax => "softmax",
             BenchOp::Copy => "copy",
+            BenchOp::Noop => "noop",
             BenchOp::Read => "read",
             BenchOp::Write => "write",
         }
@@ -67,6 +70,8 @@ impl BenchOp {
             BenchOp::NllLoss => e / classes.max(1) as f64,
             // One read and one write.
             BenchOp::Copy => 2.0 * e,
+            // Nothing.
+            BenchOp::Noop => 0.0,
         }
     }
 }
