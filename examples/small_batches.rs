@@ -8,7 +8,9 @@
 //! - one-shot: `Context::cross_entropy_backward` (uploads and builds everything);
 //! - cpu: the crate's f64 reference, `cpu::cross_entropy_backward`;
 //!
-//! and the dispatches of one prepared run.
+//! and the dispatches of one prepared run. Then 16 async `cross_entropy_async` calls joined
+//! on one executor against the same 16 blocking calls one after another, and log_softmax
+//! at 1024×32000 returned in a fresh `Vec` against written into a reused slice.
 
 use std::time::{Duration, Instant};
 use wgpu_xent::{cpu, BackwardOptions, Context, LossOptions, Target, Tensor};
@@ -101,6 +103,71 @@ fn main() -> wgpu_xent::Result<()> {
             prepared.as_secs_f64() / floor_time.as_secs_f64()
         );
     }
+    joined(&ctx)?;
+    reused_output(&ctx)?;
+    Ok(())
+}
+
+/// 16 async calls joined on one executor (they all submit before any waits) against the
+/// same calls made one after another.
+fn joined(ctx: &Context) -> wgpu_xent::Result<()> {
+    let (n, c) = (256, 1000);
+    let logits: Vec<f32> = (0..n * c)
+        .map(|i| ((i * 7919) % 1000) as f32 / 250.0)
+        .collect();
+    let target: Vec<i64> = (0..n).map(|i| ((i * 31) % c) as i64).collect();
+    let (shape, rows) = ([n, c], [n]);
+    let opts = LossOptions::default();
+    let call = || {
+        ctx.cross_entropy_async(
+            Tensor::new(&logits, &shape),
+            Target::I64(Tensor::new(&target, &rows)),
+            &opts,
+        )
+    };
+    let sequential = median(
+        || {
+            for _ in 0..16 {
+                pollster::block_on(call()).unwrap();
+            }
+        },
+        15,
+    );
+    let together = median(
+        || {
+            let calls: Vec<_> = (0..16).map(|_| call()).collect();
+            for r in pollster::block_on(futures::future::join_all(calls)) {
+                r.unwrap();
+            }
+        },
+        15,
+    );
+    println!(
+        "16 cross_entropy_async calls at {n}×{c}: one after another {:.2} ms, joined {:.2} ms ({:.2}×)",
+        sequential.as_secs_f64() * 1e3,
+        together.as_secs_f64() * 1e3,
+        sequential.as_secs_f64() / together.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// log_softmax at 1024×32000, end to end: a fresh `Vec` each call against a reused slice.
+fn reused_output(ctx: &Context) -> wgpu_xent::Result<()> {
+    let (n, c) = (1024, 32000);
+    let x: Vec<f32> = (0..n * c)
+        .map(|i| ((i * 7919) % 1000) as f32 / 250.0)
+        .collect();
+    let shape = [n, c];
+    let prepared = ctx.prepare_softmax(Tensor::new(&x, &shape), 1, true)?;
+    let mut out = vec![0.0f32; n * c];
+    let fresh = median(|| drop(prepared.run_timed().unwrap()), 15);
+    let reused = median(|| prepared.run_into(&mut out).unwrap(), 15);
+    println!(
+        "log_softmax {n}×{c}, prepared, end to end: fresh Vec {:.1} ms, reused slice {:.1} ms ({:.2}×)",
+        fresh.as_secs_f64() * 1e3,
+        reused.as_secs_f64() * 1e3,
+        fresh.as_secs_f64() / reused.as_secs_f64()
+    );
     Ok(())
 }
 

@@ -36,7 +36,7 @@ impl Context {
         opts: &LossOptions,
     ) -> Result<Output> {
         let input: Logits = input.into();
-        pollster::block_on(self.cross_entropy_async(input, target, opts))
+        crate::gpu::poller::block(self.cross_entropy_async(input, target, opts))
     }
 
     /// The async form of [`Context::cross_entropy`].
@@ -63,7 +63,7 @@ impl Context {
             lse: true,
             ..Request::forward(Loss::CrossEntropy)
         };
-        let r = pollster::block_on(self.run(input, target, opts, req))?;
+        let r = crate::gpu::poller::block(self.run(input, target, opts, req))?;
         let shape = rows_shape(input.shape());
         Ok((
             r.loss,
@@ -99,7 +99,7 @@ impl Context {
         backward: &BackwardOptions,
     ) -> Result<LossAndGrad> {
         let input: Logits = input.into();
-        pollster::block_on(self.cross_entropy_backward_async(input, target, opts, backward))
+        crate::gpu::poller::block(self.cross_entropy_backward_async(input, target, opts, backward))
     }
 
     /// The async form of [`Context::cross_entropy_backward`].
@@ -128,7 +128,7 @@ impl Context {
     ) -> Result<LossAndGrad> {
         let req = Request::backward(Loss::CrossEntropy, Grad::InPlace, backward);
         let input = Logits::F32(Tensor::new(&*logits, shape));
-        let mut r = pollster::block_on(self.run(input, target, opts, req))?;
+        let mut r = crate::gpu::poller::block(self.run(input, target, opts, req))?;
         if let Some(grad) = r.grad.take() {
             logits.copy_from_slice(&grad);
         }
@@ -143,7 +143,7 @@ impl Context {
         opts: &LossOptions,
     ) -> Result<Output> {
         let input: Logits = input.into();
-        pollster::block_on(self.nll_loss_async(input, target, opts))
+        crate::gpu::poller::block(self.nll_loss_async(input, target, opts))
     }
 
     /// The async form of [`Context::nll_loss`].
@@ -171,7 +171,7 @@ impl Context {
             lse: false,
             ..Request::backward(Loss::Nll, Grad::OutOfPlace, backward)
         };
-        let r = pollster::block_on(self.run(input, target, opts, req))?;
+        let r = crate::gpu::poller::block(self.run(input, target, opts, req))?;
         Ok(r.into_loss_and_grad(input.shape()))
     }
 
@@ -251,12 +251,12 @@ impl Context {
     /// # Ok::<(), wgpu_xent::XentError>(())
     /// ```
     pub fn log_softmax<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
-        pollster::block_on(self.log_softmax_async(x, dim))
+        crate::gpu::poller::block(self.log_softmax_async(x, dim))
     }
 
     /// `torch.nn.functional.softmax(x, dim)`.
     pub fn softmax<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
-        pollster::block_on(self.softmax_async(x, dim))
+        crate::gpu::poller::block(self.softmax_async(x, dim))
     }
 
     /// The async form of [`Context::log_softmax`].
@@ -283,7 +283,7 @@ impl Context {
         out: Tensor<f32>,
         dim: i64,
     ) -> Result<Output> {
-        pollster::block_on(self.softmax_family(
+        crate::gpu::poller::block(self.softmax_family(
             Entry::LogSoftmaxBackward,
             out.into(),
             dim,
@@ -298,7 +298,7 @@ impl Context {
         out: Tensor<f32>,
         dim: i64,
     ) -> Result<Output> {
-        pollster::block_on(self.softmax_family(
+        crate::gpu::poller::block(self.softmax_family(
             Entry::SoftmaxBackward,
             out.into(),
             dim,
@@ -337,7 +337,7 @@ impl Context {
             Entry::Softmax
         };
         let x = x.into();
-        pollster::block_on(self.scoped(async { self.build_softmax(entry, x, dim, None) }))
+        crate::gpu::poller::block(self.scoped(async { self.build_softmax(entry, x, dim, None) }))
     }
 
     /// `log_softmax` (or `softmax`, when `log` is false) of a tensor on the device (f32, f16

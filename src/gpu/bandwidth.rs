@@ -41,7 +41,7 @@ impl Context {
     /// the kernels write a row output (`Context::with_wide_output`).
     pub fn prepare_bandwidth(&self, bytes: u64) -> Result<PreparedBandwidth> {
         let bytes = (bytes.min(self.max_binding_bytes()) / 32 * 32).max(32);
-        pollster::block_on(self.scoped(async {
+        crate::gpu::poller::block(self.scoped(async {
             let usage = wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST;
@@ -130,7 +130,7 @@ impl PreparedBandwidth {
     /// host) and, where the adapter has timestamps, the kernel time.
     pub fn read(&self) -> Result<(Duration, Option<Duration>)> {
         let t = Instant::now();
-        let (_, kernel) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
+        let (_, kernel) = crate::gpu::poller::block(self.ctx.scoped(self.ctx.run_program(
             &self.program,
             &[(&self.out, 0, &self.staging)],
             self.timestamps.as_ref(),
@@ -142,7 +142,7 @@ impl PreparedBandwidth {
     /// the adapter has timestamps, the kernel time.
     pub fn write(&self) -> Result<(Duration, Option<Duration>)> {
         let t = Instant::now();
-        let (_, kernel) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
+        let (_, kernel) = crate::gpu::poller::block(self.ctx.scoped(self.ctx.run_program(
             &self.write,
             &[],
             self.timestamps.as_ref(),

@@ -20,6 +20,9 @@ pub struct Context {
 
 /// What the clones of one [`Context`] share.
 pub(crate) struct Shared {
+    /// Waits for the submissions of async calls (src/gpu/poller.rs). First, so that it is
+    /// dropped (its thread joined) before the device.
+    pub(crate) poller: super::poller::Poller,
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
@@ -34,12 +37,12 @@ pub(crate) struct Shared {
 impl Context {
     /// The adapter chosen by `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`, with its own limits.
     pub fn new() -> Result<Self> {
-        pollster::block_on(Self::new_async(ContextOptions::default()))
+        crate::gpu::poller::block(Self::new_async(ContextOptions::default()))
     }
 
     /// As [`Context::new`], with options.
     pub fn with_options(options: ContextOptions) -> Result<Self> {
-        pollster::block_on(Self::new_async(options))
+        crate::gpu::poller::block(Self::new_async(options))
     }
 
     /// The async form of [`Context::with_options`].
@@ -87,7 +90,7 @@ impl Context {
         queue: wgpu::Queue,
         options: ContextOptions,
     ) -> Result<Self> {
-        pollster::block_on(Self::from_device_async(device, queue, options))
+        crate::gpu::poller::block(Self::from_device_async(device, queue, options))
     }
 
     /// The async form of [`Context::from_device`].
@@ -121,6 +124,7 @@ impl Context {
             reduce: RowReduce::Tree,
         };
         let kernels = Kernels::new(&device, tree, tuning.workgroup_size, 0);
+        let poller = super::poller::Poller::new(&device)?;
         let mut shared = Shared {
             device,
             queue,
@@ -130,6 +134,7 @@ impl Context {
             tuning,
             subgroup_layout: None,
             kernels,
+            poller,
         };
         if shared.tuning.subgroups {
             let layout = match options.subgroup_layout {
@@ -376,24 +381,35 @@ impl Context {
 
     /// Runs `work` inside validation and out-of-memory error scopes, so that wgpu errors come
     /// back as `Err` rather than panics; a scoped wgpu error wins over the work's own result.
-    pub(crate) async fn scoped<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        let oom = self
-            .shared
-            .device
-            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let validation = self
-            .shared
-            .device
-            .push_error_scope(wgpu::ErrorFilter::Validation);
-        let result = work.await;
-        let validation = validation.pop().await;
-        let oom = oom.pop().await;
-        if let Some(e) = oom {
-            return Err(XentError::OutOfMemory(e.to_string()));
-        }
-        if let Some(e) = validation {
-            return Err(XentError::Gpu(e.to_string()));
-        }
-        result
+    ///
+    /// The scopes are pushed and popped around each poll of `work`, never held across one of
+    /// its awaits: wgpu's scopes are a stack on each thread, and async calls joined on one
+    /// executor interleave their polls (src/gpu/poller.rs).
+    pub(crate) fn scoped<'a, T: 'a>(
+        &'a self,
+        work: impl Future<Output = Result<T>> + 'a,
+    ) -> impl Future<Output = Result<T>> + 'a {
+        let mut work = Box::pin(work);
+        let mut first_error: Option<XentError> = None;
+        std::future::poll_fn(move |cx| {
+            let device = &self.shared.device;
+            let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+            let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+            let poll = work.as_mut().poll(cx);
+            // Native scopes pop at once: the futures are ready.
+            let validation = pollster::block_on(validation.pop());
+            let oom = pollster::block_on(oom.pop());
+            if first_error.is_none() {
+                first_error = match (oom, validation) {
+                    (Some(e), _) => Some(XentError::OutOfMemory(e.to_string())),
+                    (None, Some(e)) => Some(XentError::Gpu(e.to_string())),
+                    (None, None) => None,
+                };
+            }
+            poll.map(|result| match first_error.take() {
+                Some(e) => Err(e),
+                None => result,
+            })
+        })
     }
 }

@@ -123,8 +123,9 @@ impl Context {
             grad_output: 1.0,
             lse: call.lse,
         };
-        let mut plan =
-            pollster::block_on(self.scoped(async { self.build_loss(&spec, inputs, opts, req) }))?;
+        let mut plan = crate::gpu::poller::block(
+            self.scoped(async { self.build_loss(&spec, inputs, opts, req) }),
+        )?;
         plan.set_read_grad(false);
         Ok(plan)
     }

@@ -127,7 +127,8 @@ impl DeviceTensor {
             .device
             .create_command_encoder(&Default::default());
         ctx.copy_to(&mut encoder, &self.buffer, self.offset, &staging);
-        let words = pollster::block_on(ctx.scoped(ctx.submit_and_read(encoder, &[&staging])))?;
+        let words =
+            crate::gpu::poller::block(ctx.scoped(ctx.submit_and_read(encoder, &[&staging])))?;
         let words = words.into_iter().next().unwrap_or_default();
         let halves: &[u16] = bytemuck::cast_slice(&words);
         Ok(halves[..self.len()].to_vec())
@@ -135,7 +136,7 @@ impl DeviceTensor {
 
     /// Reads an f32 tensor back to the host: one submission, mapped when it is done.
     pub fn read_f32(&self, ctx: &Context) -> Result<Vec<f32>> {
-        pollster::block_on(self.read_f32_async(ctx))
+        crate::gpu::poller::block(self.read_f32_async(ctx))
     }
 
     /// The async form of [`DeviceTensor::read_f32`].

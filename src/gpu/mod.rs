@@ -10,6 +10,7 @@ mod device;
 mod device_tensor;
 mod kernels;
 mod loss;
+mod poller;
 mod probe;
 mod program;
 mod readback;

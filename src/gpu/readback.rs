@@ -113,14 +113,18 @@ impl Context {
                 });
             receivers.push(rx);
         }
-        // Blocks in the driver until this submission is done: no busy loop.
-        self.shared
-            .device
-            .poll(wgpu::PollType::Wait {
-                submission_index: Some(submission),
-                timeout: None,
-            })
-            .map_err(|e| XentError::Readback(e.to_string()))?;
+        if super::poller::blocking() {
+            // Waits in the driver here until this submission is done: no busy loop.
+            self.shared
+                .device
+                .poll(wgpu::PollType::Wait {
+                    submission_index: Some(submission),
+                    timeout: None,
+                })
+                .map_err(|e| XentError::Readback(e.to_string()))?;
+        } else {
+            self.shared.poller.wait_for(submission)?;
+        }
         for rx in receivers {
             rx.receive()
                 .await

@@ -239,7 +239,7 @@ impl Context {
         } else {
             Entry::Softmax
         };
-        pollster::block_on(self.scoped(async {
+        crate::gpu::poller::block(self.scoped(async {
             let mut program = Program::default();
             let unused = self.upload::<f32>("unused", &[])?;
             let bound = x.input_bound(self);
@@ -314,14 +314,14 @@ impl PreparedSoftmax {
     /// Runs the call: one submission, then the output read back. Returns the output and,
     /// when the adapter has timestamp queries, the GPU time of the compute pass.
     pub fn run_timed(&self) -> Result<(Output, Option<std::time::Duration>)> {
-        pollster::block_on(self.ctx.scoped(self.run(true)))
+        crate::gpu::poller::block(self.ctx.scoped(self.run(true)))
     }
 
     /// Runs the call and copies the output into `out` (the output's length, row-major):
     /// memory the caller keeps and reuses, where a fresh `Vec` would first have its pages
     /// faulted in (most of the time of a large call on a CPU adapter; docs/PERFORMANCE.md).
     pub fn run_into(&self, out: &mut [f32]) -> Result<()> {
-        pollster::block_on(self.run_into_async(out))
+        crate::gpu::poller::block(self.run_into_async(out))
     }
 
     /// The async form of [`PreparedSoftmax::run_into`].

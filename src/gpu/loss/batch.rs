@@ -32,7 +32,7 @@ impl PreparedLoss {
         target: Target,
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
-        pollster::block_on(self.run_batch_async(input, target, weight))
+        crate::gpu::poller::block(self.run_batch_async(input, target, weight))
     }
 
     /// The async form of [`PreparedLoss::run_batch`].

@@ -111,7 +111,7 @@ impl Context {
             ));
         }
         let spec = LossSpec::host(&problem, &input, target.shape());
-        let mut plan = pollster::block_on(self.scoped(async {
+        let mut plan = crate::gpu::poller::block(self.scoped(async {
             self.build_loss(&spec, self.host_inputs(&input, &problem)?, opts, req)
         }))?;
         plan.set_read_grad(false);

@@ -132,7 +132,7 @@ impl PreparedLoss {
     /// device; see [`PreparedLoss::read_grad`]). Returns the loss and, when the adapter has
     /// timestamp queries, the GPU time of the compute pass.
     pub fn run_timed(&self) -> Result<(LossAndGrad, Option<std::time::Duration>)> {
-        pollster::block_on(self.ctx.scoped(self.run_reading(self.read_grad, true)))
+        crate::gpu::poller::block(self.ctx.scoped(self.run_reading(self.read_grad, true)))
             .map(|(r, t)| (r.into_loss_and_grad(&self.input_shape), t))
     }
 
@@ -170,7 +170,7 @@ impl PreparedLoss {
             .zip(&self.grad_staging)
             .map(|((b, o), s)| (b, o, s))
             .collect();
-        let (parts, _) = pollster::block_on(self.ctx.scoped(self.ctx.run_program(
+        let (parts, _) = crate::gpu::poller::block(self.ctx.scoped(self.ctx.run_program(
             &Program::default(),
             &reads,
             None,
@@ -189,7 +189,7 @@ impl PreparedLoss {
             .collect();
         let empty = Program::default();
         let run = self.ctx.run_program_into(&empty, &reads, out);
-        pollster::block_on(self.ctx.scoped(run))
+        crate::gpu::poller::block(self.ctx.scoped(run))
     }
 
     /// An error unless the call was recorded or run: before that its outputs hold nothing.
@@ -249,7 +249,7 @@ impl PreparedLoss {
     /// and the device-target error flag: an out-of-range target is reported here, as the
     /// host API reports it.
     pub fn read_loss(&self) -> Result<Output> {
-        pollster::block_on(self.read_loss_async())
+        crate::gpu::poller::block(self.read_loss_async())
     }
 
     /// The async form of [`PreparedLoss::read_loss`].

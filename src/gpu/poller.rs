@@ -1,0 +1,82 @@
+//! Who waits in the driver for a submission to finish. A blocking call (`block`) waits on its
+//! own thread, at once. An async call hands the submission to the context's poller thread and
+//! awaits wgpu's map callbacks, so its future never blocks the executor: calls joined on one
+//! executor all submit before any of them waits, and their GPU work overlaps.
+
+use crate::error::{Result, XentError};
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::mpsc;
+use std::sync::Mutex;
+
+thread_local! {
+    /// Set while a blocking call runs its future on this thread.
+    static BLOCKING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs an op's future to completion on this thread, which also waits in the driver itself
+/// (no hand-off to the poller: the lowest latency).
+pub(crate) fn block<F: Future>(future: F) -> F::Output {
+    let before = BLOCKING.with(|b| b.replace(true));
+    let out = pollster::block_on(future);
+    BLOCKING.with(|b| b.set(before));
+    out
+}
+
+/// Whether the current thread runs a blocking call.
+pub(crate) fn blocking() -> bool {
+    BLOCKING.with(|b| b.get())
+}
+
+/// A thread that waits in the driver for each submission sent to it, in order, which fires
+/// the map callbacks that async calls await. It ends when its context (every clone) is gone.
+pub(crate) struct Poller {
+    submissions: Mutex<Option<mpsc::Sender<wgpu::SubmissionIndex>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Poller {
+    pub(crate) fn new(device: &wgpu::Device) -> Result<Self> {
+        let (tx, rx) = mpsc::channel::<wgpu::SubmissionIndex>();
+        let device = device.clone();
+        let thread = std::thread::Builder::new()
+            .name("wgpu-xent poller".into())
+            .spawn(move || {
+                while let Ok(index) = rx.recv() {
+                    // A lost device fails the waiting maps, which report it.
+                    let _ = device.poll(wgpu::PollType::Wait {
+                        submission_index: Some(index),
+                        timeout: None,
+                    });
+                }
+            })
+            .map_err(|e| XentError::Unsupported(format!("starting the poller thread: {e}")))?;
+        Ok(Self {
+            submissions: Mutex::new(Some(tx)),
+            thread: Some(thread),
+        })
+    }
+
+    /// Has the poller wait for `index`.
+    pub(crate) fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        self.submissions
+            .lock()
+            .map_err(|_| XentError::Readback("the poller's lock is poisoned".into()))?
+            .as_ref()
+            .and_then(|tx| tx.send(index).ok())
+            .ok_or_else(|| XentError::Readback("the poller thread has stopped".into()))
+    }
+}
+
+impl Drop for Poller {
+    /// Ends the thread and waits for it, so that its clone of the device is released here,
+    /// before the context's own, and never races the process's exit.
+    fn drop(&mut self) {
+        if let Ok(mut tx) = self.submissions.lock() {
+            tx.take();
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

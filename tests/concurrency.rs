@@ -1,0 +1,84 @@
+//! Async calls do not block their executor: a future waits for wgpu's map callbacks (the
+//! context's poller thread waits in the driver), so calls joined on one executor all submit
+//! before any waits, and each still returns what the blocking call returns.
+
+mod common;
+
+use common::{ctx, Rng};
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context as TaskContext, Poll};
+use wgpu_xent::{LossOptions, Target, Tensor};
+
+#[test]
+fn an_async_call_is_pending_while_the_gpu_works() {
+    let ctx = ctx();
+    let mut rng = Rng(1);
+    let (n, c) = (256, 32000); // tens of ms on a software adapter
+    let x = rng.logits(n * c, 3.0);
+    let y: Vec<i64> = (0..n).map(|i| (i * 13 % c) as i64).collect();
+    let (shape, rows) = ([n, c], [n]);
+    let opts = LossOptions::default();
+    let call = || {
+        ctx.cross_entropy_async(
+            Tensor::new(&x, &shape),
+            Target::I64(Tensor::new(&y, &rows)),
+            &opts,
+        )
+    };
+    let mut future = pin!(call());
+    let waker = futures::task::noop_waker();
+    // The first poll uploads, builds and submits, then returns: the GPU is still at work.
+    // (A blocking wait inside the future would have returned Ready here.)
+    let first = future.as_mut().poll(&mut TaskContext::from_waker(&waker));
+    assert!(first.is_pending(), "the first poll waited for the GPU");
+    let got = pollster::block_on(future).unwrap();
+    let want = ctx
+        .cross_entropy(
+            Tensor::new(&x, &shape),
+            Target::I64(Tensor::new(&y, &rows)),
+            &opts,
+        )
+        .unwrap();
+    assert_eq!(got.data[0].to_bits(), want.data[0].to_bits());
+    if let Poll::Ready(_) = first {
+        unreachable!()
+    }
+}
+
+#[test]
+fn calls_joined_on_one_executor_each_return_their_own_result() {
+    let ctx = ctx();
+    let mut rng = Rng(2);
+    let (n, c) = (64, 1000);
+    let inputs: Vec<Vec<f32>> = (0..8).map(|_| rng.logits(n * c, 3.0)).collect();
+    let y: Vec<i64> = (0..n).map(|i| (i * 7 % c) as i64).collect();
+    let (shape, rows) = ([n, c], [n]);
+    let opts = LossOptions::default();
+    let joined = pollster::block_on(futures::future::join_all(inputs.iter().map(|x| {
+        ctx.cross_entropy_async(
+            Tensor::new(x, &shape),
+            Target::I64(Tensor::new(&y, &rows)),
+            &opts,
+        )
+    })));
+    let softmaxes = pollster::block_on(futures::future::join_all(
+        inputs
+            .iter()
+            .map(|x| ctx.log_softmax_async(Tensor::new(x, &shape), 1)),
+    ));
+    for ((x, got), lp) in inputs.iter().zip(joined).zip(softmaxes) {
+        let want = ctx
+            .cross_entropy(
+                Tensor::new(x, &shape),
+                Target::I64(Tensor::new(&y, &rows)),
+                &opts,
+            )
+            .unwrap();
+        assert_eq!(got.unwrap().data[0].to_bits(), want.data[0].to_bits());
+        assert_eq!(
+            lp.unwrap().data,
+            ctx.log_softmax(Tensor::new(x, &shape), 1).unwrap().data
+        );
+    }
+}
