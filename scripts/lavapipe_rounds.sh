@@ -14,7 +14,7 @@ for r in $(seq 1 "$rounds"); do
     WGPU_BACKEND=vulkan target/release/xent bench --op cross-entropy --op cross-entropy-grad \
         --op log-softmax --op copy "${shapes[@]}" --iters 10 --warmup 2 \
         --json "$out/xent-$r.json" >/dev/null 2>&1
-    python3 ../shared/anchors/torch_bench.py --device cpu --threads 2 "${shapes[@]}" \
+    python3 scripts/torch_bench.py --device cpu --threads 2 "${shapes[@]}" \
         --iters 10 --json "$out/torch-$r.json" >/dev/null 2>&1
     echo "round $r of $rounds done"
 done
