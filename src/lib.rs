@@ -5,6 +5,8 @@ mod error;
 mod geometry;
 mod gpu;
 mod layout;
+#[cfg(feature = "ndarray")]
+pub mod ndarray;
 mod options;
 mod problem;
 
