@@ -31,9 +31,9 @@ fn mode(reduction: Reduction) -> u32 {
 }
 
 /// Values a lane adds at most in the one-dispatch reduction: batches of up to this many
-/// values per workgroup lane (2,048 on lavapipe, 65,536 on a GPU) take one dispatch, where
-/// each level of blocks would cost a dispatch of its own.
-pub(crate) const SINGLE_PASS_TRIPS: usize = 256;
+/// times the workgroup size (8,192 values with lavapipe's workgroups of 8, 262,144 with a
+/// GPU's 256) take one dispatch, where each level of blocks would cost one of its own.
+pub(crate) const SINGLE_PASS_TRIPS: usize = 1024;
 
 /// The reduced loss on the device: `value[0]` is the loss, `den[0]` the denominator D
 /// the gradient divides by (1 for `sum`).
