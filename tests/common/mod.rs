@@ -37,37 +37,10 @@ pub fn assert_close(what: &str, ours: &[f32], truth: &[f64], tol_abs: f64, tol_r
     }
 }
 
-/// A small deterministic generator (SplitMix64), so data needs no extra crate.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
-    }
-
-    /// Roughly normal, scaled.
-    pub fn normal(&mut self, scale: f32) -> f32 {
-        let s: f32 = (0..4).map(|_| self.uniform()).sum::<f32>() - 2.0;
-        s * scale * 1.7
-    }
-
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n.max(1) as u64) as usize
-    }
-
-    pub fn logits(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.normal(scale)).collect()
-    }
-}
+#[path = "../../src/bin/xent/rng.rs"]
+mod rng;
+#[allow(unused_imports)] // not every test file generates data
+pub use rng::Rng;
 
 /// f32 results widened, as the truth `assert_close` compares with.
 pub fn widen(v: &[f32]) -> Vec<f64> {

@@ -2,6 +2,7 @@
 
 use crate::error::{CliError, Result};
 use crate::npy::{self, NpyBytes, NpyFloats, NpyTarget};
+use crate::rng::Rng;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use wgpu_xent::{DType, Logits, Target, Tensor};
@@ -108,28 +109,6 @@ pub fn check_fits(s: &str, shape: &[usize], bytes_per_logit: u64) -> Result<()> 
             avail >> 20
         ))),
         _ => Ok(()),
-    }
-}
-
-/// A small deterministic generator (SplitMix64).
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed ^ 0x5851f42d4c957f2d)
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e3779b97f4a7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d049bb133111eb);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1).
-    pub fn uniform(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
     }
 }
 

@@ -29,6 +29,7 @@ mod npy;
 mod ops;
 mod output;
 mod plot;
+mod rng;
 mod table;
 mod traffic;
 
