@@ -6,7 +6,6 @@ use super::kernels::{DeviceCaps, Entry, KernelKey, Kernels, RowReduce, Variant};
 use super::tuning::{ContextOptions, Tuning};
 use crate::error::{Result, XentError};
 use crate::options::Float;
-use std::future::Future;
 use std::sync::Arc;
 
 /// A wgpu device with every wgpu-xent pipeline compiled. Create it once and reuse it.
@@ -377,39 +376,5 @@ impl Context {
     /// The wgpu queue.
     pub fn queue(&self) -> &wgpu::Queue {
         &self.shared.queue
-    }
-
-    /// Runs `work` inside validation and out-of-memory error scopes, so that wgpu errors come
-    /// back as `Err` rather than panics; a scoped wgpu error wins over the work's own result.
-    ///
-    /// The scopes are pushed and popped around each poll of `work`, never held across one of
-    /// its awaits: wgpu's scopes are a stack on each thread, and async calls joined on one
-    /// executor interleave their polls (src/gpu/poller.rs).
-    pub(crate) fn scoped<'a, T: 'a>(
-        &'a self,
-        work: impl Future<Output = Result<T>> + 'a,
-    ) -> impl Future<Output = Result<T>> + 'a {
-        let mut work = Box::pin(work);
-        let mut first_error: Option<XentError> = None;
-        std::future::poll_fn(move |cx| {
-            let device = &self.shared.device;
-            let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-            let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let poll = work.as_mut().poll(cx);
-            // Native scopes pop at once: the futures are ready.
-            let validation = pollster::block_on(validation.pop());
-            let oom = pollster::block_on(oom.pop());
-            if first_error.is_none() {
-                first_error = match (oom, validation) {
-                    (Some(e), _) => Some(XentError::OutOfMemory(e.to_string())),
-                    (None, Some(e)) => Some(XentError::Gpu(e.to_string())),
-                    (None, None) => None,
-                };
-            }
-            poll.map(|result| match first_error.take() {
-                Some(e) => Err(e),
-                None => result,
-            })
-        })
     }
 }

@@ -15,6 +15,7 @@ mod probe;
 mod program;
 mod readback;
 mod reduce;
+mod scope;
 mod softmax;
 mod switches;
 mod timestamps;
