@@ -231,6 +231,14 @@ fn bench_writes_json_with_every_field_and_a_plot() {
             "write"
         ]
     );
+    results.iter().for_each(check_bench_result);
+    let svg = std::fs::read_to_string(&svg).unwrap();
+    assert!(svg.contains("classes C") && svg.contains("GB/s") && svg.contains("xent bench:"));
+}
+
+/// One result of `bench_writes_json_with_every_field_and_a_plot`: every field present, the
+/// shape, bytes per logit, the GB/s convention, and the validated ops' error.
+fn check_bench_result(r: &serde_json::Value) {
     let fields = [
         "impl",
         "op",
@@ -246,33 +254,29 @@ fn bench_writes_json_with_every_field_and_a_plot() {
         "pct_of_copy",
         "max_abs_err",
     ];
-    for r in results {
-        for f in fields {
-            assert!(r.get(f).is_some(), "{f} missing in {r}");
-        }
-        assert_eq!(r["impl"], "xent-gpu");
-        assert_eq!((r["n"].as_u64(), r["c"].as_u64()), (Some(32), Some(1000)));
-        let op = r["op"].as_str().unwrap();
-        let expect = match op {
-            "cross-entropy" | "read" | "write" => 4.0,
-            "cross-entropy-grad" | "log-softmax" | "softmax" => 12.0,
-            "nll-loss" => 0.004,
-            "copy" => 8.0,
-            _ => unreachable!(),
-        };
-        assert_eq!(r["bytes_per_logit"].as_f64(), Some(expect), "{op}");
-        let gb = r["gb_per_s"].as_f64().unwrap();
-        let ms = r["median_ms"].as_f64().unwrap();
-        assert!(
-            (gb - 32.0 * 1000.0 * 4.0 / ms / 1e6).abs() < 1e-9 * gb.max(1.0),
-            "{op}: GB/s convention"
-        );
-        if !matches!(op, "copy" | "read" | "write") {
-            assert!(r["max_abs_err"].as_f64().unwrap() < 1e-4, "{op} validated");
-        }
+    for f in fields {
+        assert!(r.get(f).is_some(), "{f} missing in {r}");
     }
-    let svg = std::fs::read_to_string(&svg).unwrap();
-    assert!(svg.contains("classes C") && svg.contains("GB/s") && svg.contains("xent bench:"));
+    assert_eq!(r["impl"], "xent-gpu");
+    assert_eq!((r["n"].as_u64(), r["c"].as_u64()), (Some(32), Some(1000)));
+    let op = r["op"].as_str().unwrap();
+    let expect = match op {
+        "cross-entropy" | "read" | "write" => 4.0,
+        "cross-entropy-grad" | "log-softmax" | "softmax" => 12.0,
+        "nll-loss" => 0.004,
+        "copy" => 8.0,
+        _ => unreachable!(),
+    };
+    assert_eq!(r["bytes_per_logit"].as_f64(), Some(expect), "{op}");
+    let gb = r["gb_per_s"].as_f64().unwrap();
+    let ms = r["median_ms"].as_f64().unwrap();
+    assert!(
+        (gb - 32.0 * 1000.0 * 4.0 / ms / 1e6).abs() < 1e-9 * gb.max(1.0),
+        "{op}: GB/s convention"
+    );
+    if !matches!(op, "copy" | "read" | "write") {
+        assert!(r["max_abs_err"].as_f64().unwrap() < 1e-4, "{op} validated");
+    }
 }
 
 /// With rows held in workgroup memory (forced on: the default on GPUs), the ops that read
