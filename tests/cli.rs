@@ -3,18 +3,9 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn xent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_xent"))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xent-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+use std::path::Path;
+mod cli_common;
+use cli_common::*;
 
 fn write_i64(path: &Path, data: &[i64], shape: &[u64]) {
     use npyz::WriterBuilder;

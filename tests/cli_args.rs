@@ -3,27 +3,9 @@
 //! bench and check fail when the GPU disagrees with the reference, tiny values included; a
 //! closed or full stdout is no panic.
 
-use std::process::{Command, Output, Stdio};
-
-fn xent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_xent"))
-}
-
-fn run(args: &[&str]) -> Output {
-    xent().args(args).output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
-}
-
-/// Refused with status 1 and a message, not a panic (101) or an abort (a signal).
-fn assert_refused(r: &Output, want: &str, what: &str) {
-    let e = text(&r.stderr);
-    assert_eq!(r.status.code(), Some(1), "{what}: {e}");
-    assert!(!e.contains("panicked"), "{what}: {e}");
-    assert!(e.contains(want), "{what}: {e}");
-}
+use std::process::Stdio;
+mod cli_common;
+use cli_common::*;
 
 /// D12: an empty class axis is no panic.
 #[test]

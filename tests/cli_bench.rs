@@ -3,36 +3,8 @@
 //! and info's sorted, wrapped feature list.
 #![cfg(feature = "cli")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn xent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_xent"))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xent-cli-bench-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).to_string()
-}
-
-/// Runs xent in `d`.
-fn run_in(d: &Path, args: &[&str]) -> Output {
-    xent().current_dir(d).args(args).output().unwrap()
-}
-
-/// Refused with status 1 and a message containing `want`, never a panic.
-fn assert_refused(r: &Output, want: &str, what: &str) {
-    let e = text(&r.stderr);
-    assert_eq!(r.status.code(), Some(1), "{what}: {e}");
-    assert!(!e.contains("panicked"), "{what}: {e}");
-    assert!(e.contains(want), "{what}: want {want:?} in {e}");
-}
+mod cli_common;
+use cli_common::*;
 
 /// 7: info lists the features sorted, wrapped, with no debug dump.
 #[test]

@@ -5,20 +5,11 @@
 mod common;
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn xent() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_xent"))
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("xent-cli-files-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod cli_common;
+use cli_common::*;
 
 /// A `.npy` file with any header shape and raw data bytes.
 fn raw_npy(path: &Path, descr: &str, shape: &str, data: &[u8]) {

@@ -123,7 +123,7 @@ impl Context {
             reduce: RowReduce::Tree,
         };
         let kernels = Kernels::new(&device, tree, tuning.workgroup_size, 0);
-        let poller = super::poller::Poller::new(&device)?;
+        let poller = super::poller::Poller::new(&device);
         let mut shared = Shared {
             device,
             queue,

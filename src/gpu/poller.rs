@@ -29,16 +29,44 @@ pub(crate) fn blocking() -> bool {
 }
 
 /// A thread that waits in the driver for each submission sent to it, in order, which fires
-/// the map callbacks that async calls await. It ends when its context (every clone) is gone.
+/// the map callbacks that async calls await. It starts with the first async call (a context
+/// used only through blocking calls has none) and ends when its context (every clone) is gone.
 pub(crate) struct Poller {
-    submissions: Mutex<Option<mpsc::Sender<wgpu::SubmissionIndex>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    device: wgpu::Device,
+    running: Mutex<Option<Running>>,
+}
+
+struct Running {
+    submissions: mpsc::Sender<wgpu::SubmissionIndex>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Poller {
-    pub(crate) fn new(device: &wgpu::Device) -> Result<Self> {
-        let (tx, rx) = mpsc::channel::<wgpu::SubmissionIndex>();
-        let device = device.clone();
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
+        Self {
+            device: device.clone(),
+            running: Mutex::new(None),
+        }
+    }
+
+    /// Has the poller wait for `index`, starting its thread on first use.
+    pub(crate) fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
+        let mut running = self
+            .running
+            .lock()
+            .map_err(|_| XentError::Readback("the poller's lock is poisoned".into()))?;
+        if running.is_none() {
+            *running = Some(self.start()?);
+        }
+        running
+            .as_ref()
+            .and_then(|r| r.submissions.send(index).ok())
+            .ok_or_else(|| XentError::Readback("the poller thread has stopped".into()))
+    }
+
+    fn start(&self) -> Result<Running> {
+        let (submissions, rx) = mpsc::channel::<wgpu::SubmissionIndex>();
+        let device = self.device.clone();
         let thread = std::thread::Builder::new()
             .name("wgpu-xent poller".into())
             .spawn(move || {
@@ -51,20 +79,10 @@ impl Poller {
                 }
             })
             .map_err(|e| XentError::Unsupported(format!("starting the poller thread: {e}")))?;
-        Ok(Self {
-            submissions: Mutex::new(Some(tx)),
-            thread: Some(thread),
+        Ok(Running {
+            submissions,
+            thread,
         })
-    }
-
-    /// Has the poller wait for `index`.
-    pub(crate) fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
-        self.submissions
-            .lock()
-            .map_err(|_| XentError::Readback("the poller's lock is poisoned".into()))?
-            .as_ref()
-            .and_then(|tx| tx.send(index).ok())
-            .ok_or_else(|| XentError::Readback("the poller thread has stopped".into()))
     }
 }
 
@@ -72,10 +90,16 @@ impl Drop for Poller {
     /// Ends the thread and waits for it, so that its clone of the device is released here,
     /// before the context's own, and never races the process's exit.
     fn drop(&mut self) {
-        if let Ok(mut tx) = self.submissions.lock() {
-            tx.take();
-        }
-        if let Some(thread) = self.thread.take() {
+        let running = match self.running.get_mut() {
+            Ok(r) => r.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(Running {
+            submissions,
+            thread,
+        }) = running
+        {
+            drop(submissions);
             let _ = thread.join();
         }
     }

@@ -112,18 +112,21 @@ impl Context {
         den_given: bool,
         out: (&wgpu::Buffer, &wgpu::Buffer),
     ) -> Result<()> {
-        let params = self.uniform(
-            "reduce params",
-            &ReduceParams {
-                n: n as u32,
-                out_base: 0,
-                mode,
-                den_given: den_given as u32,
-            },
-        );
-        let bind = self.bind(Family::Reduce, &[&params, values, dens, out.0, out.1]);
-        let key = KernelKey::new(Entry::ReduceSingle, Float::F32.into());
-        self.push(program, key, bind, 1, &format!("n={n}"))
+        let params = ReduceParams {
+            n: n as u32,
+            out_base: 0,
+            mode,
+            den_given: den_given as u32,
+        };
+        let shape = format!("n={n}");
+        self.push_reduce(
+            program,
+            Entry::ReduceSingle,
+            &params,
+            (values, dens),
+            out,
+            (1, &shape),
+        )
     }
 
     /// Appends `into[index] = Σ values[0..n]`, summed in the same fixed order as a loss
@@ -178,18 +181,14 @@ impl Context {
         out: (&wgpu::Buffer, &wgpu::Buffer),
         index: u32,
     ) -> Result<()> {
-        let params = self.uniform(
-            "reduce params",
-            &ReduceParams {
-                n: 1,
-                out_base: index,
-                mode,
-                den_given: 0,
-            },
-        );
-        let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
-        let key = KernelKey::new(Entry::ReduceFinalize, Float::F32.into());
-        self.push(program, key, bind, 1, "")
+        let params = ReduceParams {
+            n: 1,
+            out_base: index,
+            mode,
+            den_given: 0,
+        };
+        let entry = Entry::ReduceFinalize;
+        self.push_reduce(program, entry, &params, (input.0, input.1), out, (1, ""))
     }
 
     fn push_block(
@@ -200,18 +199,37 @@ impl Context {
         out_base: u64,
         out: (&wgpu::Buffer, &wgpu::Buffer),
     ) -> Result<()> {
-        let params = self.uniform(
-            "reduce params",
-            &ReduceParams {
-                n: n as u32,
-                out_base: out_base as u32,
-                mode: 0,
-                den_given: 0,
-            },
-        );
-        let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
+        let params = ReduceParams {
+            n: n as u32,
+            out_base: out_base as u32,
+            mode: 0,
+            den_given: 0,
+        };
         let groups = n.div_ceil(reduce_block_len(self.workgroup_size()));
-        let key = KernelKey::new(Entry::ReduceBlock, Float::F32.into());
-        self.push(program, key, bind, groups, &format!("n={n}"))
+        let shape = format!("n={n}");
+        self.push_reduce(
+            program,
+            Entry::ReduceBlock,
+            &params,
+            input,
+            out,
+            (groups, &shape),
+        )
+    }
+
+    /// Appends one reduce-family dispatch of `groups` workgroups over `input` into `out`.
+    fn push_reduce(
+        &self,
+        program: &mut Program,
+        entry: Entry,
+        params: &ReduceParams,
+        input: (&dyn Bindable, &dyn Bindable),
+        out: (&wgpu::Buffer, &wgpu::Buffer),
+        (groups, shape): (u64, &str),
+    ) -> Result<()> {
+        let params = self.uniform("reduce params", params);
+        let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
+        let key = KernelKey::new(entry, Float::F32.into());
+        self.push(program, key, bind, groups, shape)
     }
 }

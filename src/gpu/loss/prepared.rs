@@ -165,11 +165,7 @@ impl PreparedLoss {
     /// Reads back the gradient of the last run (empty unless prepared with `grad`).
     pub fn read_grad(&self) -> Result<Vec<f32>> {
         self.check_started("read_grad")?;
-        let reads: Vec<_> = self
-            .grad_sources()
-            .zip(&self.grad_staging)
-            .map(|((b, o), s)| (b, o, s))
-            .collect();
+        let reads = self.grad_reads();
         let (parts, _) = crate::gpu::poller::block(self.ctx.scoped(self.ctx.run_program(
             &Program::default(),
             &reads,
@@ -182,14 +178,18 @@ impl PreparedLoss {
     /// caller reuses: no fresh pages to fault in, as a new `Vec` would have.
     pub fn read_grad_into(&self, out: &mut [f32]) -> Result<()> {
         self.check_started("read_grad_into")?;
-        let reads: Vec<_> = self
-            .grad_sources()
-            .zip(&self.grad_staging)
-            .map(|((b, o), s)| (b, o, s))
-            .collect();
+        let reads = self.grad_reads();
         let empty = Program::default();
         let run = self.ctx.run_program_into(&empty, &reads, out);
         crate::gpu::poller::block(self.ctx.scoped(run))
+    }
+
+    /// Each chunk's gradient and its staging buffer, as a readback takes them.
+    fn grad_reads(&self) -> Vec<(&wgpu::Buffer, u64, &Staging)> {
+        self.grad_sources()
+            .zip(&self.grad_staging)
+            .map(|((b, o), s)| (b, o, s))
+            .collect()
     }
 
     /// An error unless the call was recorded or run: before that its outputs hold nothing.
