@@ -8,7 +8,8 @@
 //! - one-shot: `Context::cross_entropy_backward` (uploads and builds everything);
 //! - cpu: the crate's f64 reference, `cpu::cross_entropy_backward`;
 //!
-//! and the dispatches of one prepared run. Then 16 async `cross_entropy_async` calls joined
+//! and the dispatches of one prepared run. Also the floor with 1 and 3 dispatches of a
+//! kernel that does nothing but one store, recorded before the read. Then 16 async `cross_entropy_async` calls joined
 //! on one executor against the same 16 blocking calls one after another, and log_softmax
 //! at 1024×32000 returned in a fresh `Vec` against written into a reused slice.
 
@@ -63,6 +64,72 @@ fn floor(ctx: &Context) -> impl FnMut() + '_ {
     }
 }
 
+/// As `floor`, with `k` dispatches of a one-workgroup kernel that stores one f32 recorded
+/// before the copy: what the dispatches of a call cost before they do any work.
+fn dispatch_floor(ctx: &Context, k: usize) -> impl FnMut() + '_ {
+    let device = ctx.device();
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some("one store"),
+        source: wgpu::ShaderSource::Wgsl(
+            "@group(0) @binding(0) var<storage, read_write> out: array<f32>;\n\
+             @compute @workgroup_size(64) fn main(@builtin(local_invocation_index) i: u32) {\n\
+                 if i == 0u { out[0] = out[0] + 1.0; }\n\
+             }"
+            .into(),
+        ),
+    });
+    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some("one store"),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: Default::default(),
+        cache: None,
+    });
+    let out = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("one store out"),
+        size: 4,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &[wgpu::BindGroupEntry {
+            binding: 0,
+            resource: out.as_entire_binding(),
+        }],
+    });
+    let dst = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("one store dst"),
+        size: 4,
+        usage: wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::MAP_READ,
+        mapped_at_creation: false,
+    });
+    move || {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            for _ in 0..k {
+                pass.dispatch_workgroups(1, 1, 1);
+            }
+        }
+        encoder.copy_buffer_to_buffer(&out, 0, &dst, 0, 4);
+        let index = ctx.queue().submit([encoder.finish()]);
+        dst.slice(..)
+            .map_async(wgpu::MapMode::Read, |r| r.expect("maps"));
+        device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(index),
+                timeout: None,
+            })
+            .expect("polls");
+        dst.unmap();
+    }
+}
+
 fn main() -> wgpu_xent::Result<()> {
     let ctx = Context::new()?;
     println!("adapter: {}", ctx.adapter_info().name);
@@ -71,6 +138,12 @@ fn main() -> wgpu_xent::Result<()> {
         "floor (submit + read one f32): {:.0} µs",
         micros(floor_time)
     );
+    for k in [1, 3] {
+        println!(
+            "floor with {k} one-workgroup dispatch(es) before the read: {:.0} µs",
+            micros(median(dispatch_floor(&ctx, k), 400))
+        );
+    }
     println!("| N×C | dispatches | prepared | one-shot | cpu (f64) | prepared / floor |");
     println!("|---|---|---|---|---|---|");
     let opts = LossOptions::default();

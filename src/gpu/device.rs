@@ -13,8 +13,9 @@
 
 use super::buffers::Bound;
 use super::context::Context;
-use super::device_tensor::DeviceTensor;
+use super::device_tensor::{Access, DeviceTensor};
 use super::loss::{ChunkInputs, Grad, Loss, LossSpec, PreparedLoss, Request};
+use super::program::Program;
 use crate::error::{Result, XentError};
 use crate::options::{DType, Float, LossOptions};
 use crate::problem::check_loss_shapes;
@@ -101,17 +102,25 @@ impl Context {
                 "nll_loss computes no log-sum-exp: its input is already log-probabilities".into(),
             ));
         }
-        let (spec, grad) = device_spec(loss, &call, opts)?;
+        let mut staged = Program::default();
+        let (spec, grad) = self.device_spec(loss, &call, opts, &mut staged)?;
         let (logits, target) = (call.logits, call.target);
         let probs = spec.probs;
+        let logits_access = match grad {
+            Grad::InPlace => Access::ReadWrite,
+            _ => Access::Read,
+        };
         let inputs = vec![ChunkInputs {
-            logits: logits.input_bound(self),
+            logits: logits.grouped(self, &mut staged, logits_access)?,
             targets: if probs {
                 Bound::whole(self.upload::<i32>("targets", &[])?)
             } else {
                 target.bound()
             },
-            probs: probs.then(|| target.bound()),
+            probs: match probs {
+                true => Some(target.grouped(self, &mut staged, Access::Read)?),
+                false => None,
+            },
             rows: 0..spec.layout.rows(),
             elems: 0..logits.len(),
             seg_first: 0,
@@ -127,62 +136,70 @@ impl Context {
             self.scoped(async { self.build_loss(&spec, inputs, opts, req) }),
         )?;
         plan.set_read_grad(false);
+        plan.stage(staged);
         Ok(plan)
     }
-}
 
-/// A device call checked into a `LossSpec`, and where its gradient goes.
-fn device_spec(loss: Loss, call: &DeviceLoss, opts: &LossOptions) -> Result<(LossSpec, Grad)> {
-    let (logits, target) = (call.logits, call.target);
-    let dtype = logits.dtype().float().ok_or_else(|| {
-        XentError::InvalidArgument(format!(
-            "logits must be f32, f16 or bf16, not {:?}",
-            logits.dtype()
-        ))
-    })?;
-    let probs = target.dtype() == DType::F32;
-    let target_words = match target.dtype() {
-        DType::I64 => 2,
-        DType::I32 | DType::U32 | DType::F32 => 1,
-        d => {
-            return Err(XentError::InvalidArgument(format!(
-                "targets must be i32, u32, i64 or f32, not {d:?}"
-            )))
+    /// A device call checked into a `LossSpec`, and where its gradient goes; device tensors
+    /// staged through padded buffers record their copies into `staged`.
+    fn device_spec(
+        &self,
+        loss: Loss,
+        call: &DeviceLoss,
+        opts: &LossOptions,
+        staged: &mut Program,
+    ) -> Result<(LossSpec, Grad)> {
+        let (logits, target) = (call.logits, call.target);
+        let dtype = logits.dtype().float().ok_or_else(|| {
+            XentError::InvalidArgument(format!(
+                "logits must be f32, f16 or bf16, not {:?}",
+                logits.dtype()
+            ))
+        })?;
+        let probs = target.dtype() == DType::F32;
+        let target_words = match target.dtype() {
+            DType::I64 => 2,
+            DType::I32 | DType::U32 | DType::F32 => 1,
+            d => {
+                return Err(XentError::InvalidArgument(format!(
+                    "targets must be i32, u32, i64 or f32, not {d:?}"
+                )))
+            }
+        };
+        let ignore_index = i32::try_from(opts.ignore_index).map_err(|_| {
+            XentError::InvalidArgument(format!(
+                "ignore_index {} does not fit in 32 bits, which device targets are compared in",
+                opts.ignore_index
+            ))
+        })?;
+        let shape = logits.shape();
+        let problem = check_loss_shapes(loss, shape, logits.len(), target.shape(), probs, opts)?;
+        if problem.layout.rows() == 0 {
+            return Err(XentError::InvalidShape(
+                "nothing to prepare: the batch is empty".into(),
+            ));
         }
-    };
-    let ignore_index = i32::try_from(opts.ignore_index).map_err(|_| {
-        XentError::InvalidArgument(format!(
-            "ignore_index {} does not fit in 32 bits, which device targets are compared in",
-            opts.ignore_index
-        ))
-    })?;
-    let shape = logits.shape();
-    let problem = check_loss_shapes(loss, shape, logits.len(), target.shape(), probs, opts)?;
-    if problem.layout.rows() == 0 {
-        return Err(XentError::InvalidShape(
-            "nothing to prepare: the batch is empty".into(),
-        ));
+        if let Some(w) = call.weight {
+            check_device_weight(w, problem.layout.classes, opts)?;
+        }
+        let (grad, grad_into, grad_pack) = self.device_grad(call, dtype, staged)?;
+        let spec = LossSpec {
+            layout: problem.layout,
+            input_shape: shape.to_vec(),
+            out_shape: problem.out_shape,
+            target_shape: target.shape().to_vec(),
+            dtype,
+            probs,
+            target_words,
+            unsigned_targets: target.dtype() == DType::U32,
+            ignore_index,
+            check_targets: !probs,
+            grad_into,
+            grad_pack,
+            weight: call.weight.map(|w| w.bound()),
+        };
+        Ok((spec, grad))
     }
-    if let Some(w) = call.weight {
-        check_device_weight(w, problem.layout.classes, opts)?;
-    }
-    let (grad, grad_into, grad_pack) = device_grad(call, dtype)?;
-    let spec = LossSpec {
-        layout: problem.layout,
-        input_shape: shape.to_vec(),
-        out_shape: problem.out_shape,
-        target_shape: target.shape().to_vec(),
-        dtype,
-        probs,
-        target_words,
-        unsigned_targets: target.dtype() == DType::U32,
-        ignore_index,
-        check_targets: !probs,
-        grad_into,
-        grad_pack,
-        weight: call.weight.map(|w| w.bound()),
-    };
-    Ok((spec, grad))
 }
 
 /// Class weights on the device: f32 `[C]`, and not also in `LossOptions::weight`.
@@ -207,32 +224,42 @@ fn check_device_weight(w: &DeviceTensor, classes: usize, opts: &LossOptions) -> 
     Ok(())
 }
 
-/// Where a device call's gradient goes. A 16-bit gradient (in place over 16-bit logits, or
-/// into a 16-bit tensor) is computed in f32 and packed, rounded to nearest even.
-fn device_grad(call: &DeviceLoss, dtype: Float) -> Result<(Grad, GradInto, GradPack)> {
-    let logits = call.logits;
-    let into = match (call.grad, call.grad_into) {
-        (Grad::None, _) => return Ok((Grad::None, None, None)),
-        (Grad::InPlace, _) if dtype == Float::F32 => return Ok((Grad::InPlace, None, None)),
-        (Grad::InPlace, _) => return Ok((Grad::OutOfPlace, None, Some((logits.bound(), dtype)))),
-        (Grad::OutOfPlace, into) => into,
-    };
-    match into.map(|g| (g, g.dtype().float())) {
-        Some((g, Some(Float::F32))) if g.shape() == logits.shape() => {
-            Ok((Grad::OutOfPlace, Some(g.bound()), None))
+impl Context {
+    /// Where a device call's gradient goes. A 16-bit gradient (in place over 16-bit logits,
+    /// or into a 16-bit tensor) is computed in f32 and packed, rounded to nearest even.
+    fn device_grad(
+        &self,
+        call: &DeviceLoss,
+        dtype: Float,
+        staged: &mut Program,
+    ) -> Result<(Grad, GradInto, GradPack)> {
+        let logits = call.logits;
+        let into = match (call.grad, call.grad_into) {
+            (Grad::None, _) => return Ok((Grad::None, None, None)),
+            (Grad::InPlace, _) if dtype == Float::F32 => return Ok((Grad::InPlace, None, None)),
+            (Grad::InPlace, _) => {
+                return Ok((Grad::OutOfPlace, None, Some((logits.bound(), dtype))))
+            }
+            (Grad::OutOfPlace, into) => into,
+        };
+        match into.map(|g| (g, g.dtype().float())) {
+            Some((g, Some(Float::F32))) if g.shape() == logits.shape() => {
+                let g = g.grouped(self, staged, Access::Write)?;
+                Ok((Grad::OutOfPlace, Some(g), None))
+            }
+            Some((g, Some(half))) if g.shape() == logits.shape() => {
+                Ok((Grad::OutOfPlace, None, Some((g.bound(), half))))
+            }
+            Some((g, _)) => Err(XentError::InvalidShape(format!(
+                "the gradient must be f32, f16 or bf16 of the logits' shape {:?}, not {:?} {:?}",
+                logits.shape(),
+                g.dtype(),
+                g.shape()
+            ))),
+            None => Err(XentError::InvalidArgument(
+                "an out-of-place device gradient needs a tensor to go into".into(),
+            )),
         }
-        Some((g, Some(half))) if g.shape() == logits.shape() => {
-            Ok((Grad::OutOfPlace, None, Some((g.bound(), half))))
-        }
-        Some((g, _)) => Err(XentError::InvalidShape(format!(
-            "the gradient must be f32, f16 or bf16 of the logits' shape {:?}, not {:?} {:?}",
-            logits.shape(),
-            g.dtype(),
-            g.shape()
-        ))),
-        None => Err(XentError::InvalidArgument(
-            "an out-of-place device gradient needs a tensor to go into".into(),
-        )),
     }
 }
 

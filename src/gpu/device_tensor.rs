@@ -3,11 +3,12 @@
 
 use super::buffers::{wide_unit, Bound};
 use super::context::Context;
+use super::program::{BufferCopy, Program};
 use crate::error::{Result, XentError};
 use crate::options::DType;
 
-/// The bytes a binding must cover beyond the data: kernels read logits and probabilities
-/// four elements at a time.
+/// The bytes of a group of four elements, the unit in which kernels read logits and
+/// probabilities and write f32 results.
 fn granule(dtype: DType) -> u64 {
     match dtype {
         DType::F32 => 16,
@@ -37,7 +38,14 @@ impl DeviceTensor {
     /// Wraps `shape` elements of `dtype` at byte `offset` of `buffer`, after checking that
     /// the buffer can be bound as storage there: STORAGE usage, an offset aligned to the
     /// device's `min_storage_buffer_offset_alignment`, and room for the data rounded up to
-    /// whole groups of four logits (16 bytes for f32, 8 for f16/bf16), within one binding.
+    /// whole 4-byte words (what WebGPU binds), within one binding.
+    ///
+    /// Exact-size buffers work. Kernels read logits and probabilities (and write f32
+    /// gradients) a group of four elements at a time, so where the buffer ends inside the
+    /// last group (f32 data not reaching a multiple of 16 bytes, f16/bf16 not reaching 8),
+    /// a call stages that tensor through a padded buffer of its own: one more copy of the
+    /// tensor in memory, and a device copy in (and out, for an output) on every run. Leave
+    /// that much room after the data to avoid it.
     pub fn from_buffer(
         ctx: &Context,
         buffer: &wgpu::Buffer,
@@ -45,7 +53,7 @@ impl DeviceTensor {
         shape: &[usize],
         dtype: DType,
     ) -> Result<Self> {
-        let bytes = byte_len(shape, dtype)?;
+        byte_len(shape, dtype)?;
         let t = Self {
             buffer: buffer.clone(),
             offset,
@@ -64,14 +72,13 @@ impl DeviceTensor {
                 "offset {offset} is not a multiple of the device's min_storage_buffer_offset_alignment ({align})"
             )));
         }
-        let need = (bytes as u64).div_ceil(granule(dtype)).max(1) * granule(dtype);
+        let need = t.word_bytes();
         if offset
             .checked_add(need)
             .is_none_or(|end| end > buffer.size())
         {
             return Err(XentError::InvalidShape(format!(
-                "shape {shape:?} of {dtype:?} needs {need} bytes from offset {offset} (the data rounded up to {} bytes), but the buffer has {}",
-                granule(dtype),
+                "shape {shape:?} of {dtype:?} needs {need} bytes from offset {offset} (the data rounded up to whole 4-byte words), but the buffer has {}",
                 buffer.size()
             )));
         }
@@ -199,35 +206,90 @@ impl DeviceTensor {
         }
     }
 
-    fn binding_size(&self) -> u64 {
+    /// The data's bytes rounded up to whole `unit`s, never zero.
+    fn bytes_in(&self, unit: u64) -> u64 {
         let bytes = (self.len() * self.dtype.size()) as u64;
-        bytes.div_ceil(granule(self.dtype)).max(1) * granule(self.dtype)
+        bytes.div_ceil(unit).max(1) * unit
     }
 
-    /// As an input of a kernel: logits are bound in whole units of 8 values where the buffer
-    /// has the room (so that they can be read 8 at a time, `Context::input_kind`), else as
-    /// `bound`.
-    pub(crate) fn input_bound(&self, ctx: &Context) -> Bound {
-        let Some(dtype) = self.dtype.float().filter(|&d| ctx.wide_loads(d)) else {
-            return self.bound();
-        };
-        let unit = wide_unit(dtype);
-        let wide = ((self.len() * dtype.size()) as u64).div_ceil(unit).max(1) * unit;
-        if self.offset + wide <= self.buffer.size() && wide <= ctx.max_binding_bytes() {
-            return Bound {
+    /// The data's bytes in whole 4-byte words: what `bound` binds and staging copies.
+    fn word_bytes(&self) -> u64 {
+        self.bytes_in(4)
+    }
+
+    /// The tensor bound where it lies, rounded up to `unit` bytes, if the buffer has them.
+    fn bound_in(&self, ctx: &Context, unit: u64) -> Option<Bound> {
+        let size = self.bytes_in(unit);
+        (self.offset + size <= self.buffer.size() && size <= ctx.max_binding_bytes()).then(|| {
+            Bound {
                 buffer: self.buffer.clone(),
                 offset: self.offset,
-                size: wide,
-            };
-        }
-        self.bound()
+                size,
+            }
+        })
     }
 
+    /// For kernels that read or write the tensor a group of four elements at a time (logits,
+    /// probabilities, f32 results), or eight with wide loads where the buffer has room: the
+    /// tensor where it lies, or else a padded buffer of ours that `copies` stages it through,
+    /// copied in before the dispatches when `access` reads and back out after them when it
+    /// writes.
+    pub(crate) fn grouped(
+        &self,
+        ctx: &Context,
+        copies: &mut Program,
+        access: Access,
+    ) -> Result<Bound> {
+        let group = granule(self.dtype);
+        let unit = match self.dtype.float().filter(|&d| ctx.wide_loads(d)) {
+            Some(d) => wide_unit(d),
+            None => group,
+        };
+        if let Some(b) = self
+            .bound_in(ctx, unit)
+            .or_else(|| self.bound_in(ctx, group))
+        {
+            return Ok(b);
+        }
+        let size = self.bytes_in(unit);
+        if size > ctx.max_binding_bytes() {
+            return Err(XentError::Unsupported(format!(
+                "a device tensor must fit one binding ({} bytes) padded to whole groups; this one needs {size}",
+                ctx.max_binding_bytes()
+            )));
+        }
+        let scratch = ctx.output("staged device tensor", (size / 4) as usize)?;
+        let copy = |src: &wgpu::Buffer, src_offset, dst: &wgpu::Buffer, dst_offset| BufferCopy {
+            src: src.clone(),
+            src_offset,
+            dst: dst.clone(),
+            dst_offset,
+            bytes: self.word_bytes(),
+        };
+        if access != Access::Write {
+            copies.copy_in(copy(&self.buffer, self.offset, &scratch, 0));
+        }
+        if access != Access::Read {
+            copies.copy_out(copy(&scratch, 0, &self.buffer, self.offset));
+        }
+        Ok(Bound::whole(scratch))
+    }
+
+    /// The tensor where it lies, in whole 4-byte words: for kernels that read or write it
+    /// one element (or one 4-byte word) at a time.
     pub(crate) fn bound(&self) -> Bound {
         Bound {
             buffer: self.buffer.clone(),
             offset: self.offset,
-            size: self.binding_size(),
+            size: self.word_bytes(),
         }
     }
+}
+
+/// What a kernel does with a device tensor it binds (`DeviceTensor::grouped`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Access {
+    Read,
+    Write,
+    ReadWrite,
 }

@@ -21,25 +21,54 @@ pub(crate) struct Dispatch {
     label: String,
 }
 
-/// The dispatches of one op, in order.
+/// A buffer-to-buffer copy recorded on every run: `bytes` (a multiple of 4) from `src` at
+/// `src_offset` to `dst` at `dst_offset`.
+pub(crate) struct BufferCopy {
+    pub src: wgpu::Buffer,
+    pub src_offset: u64,
+    pub dst: wgpu::Buffer,
+    pub dst_offset: u64,
+    pub bytes: u64,
+}
+
+/// The dispatches of one op, in order, and the copies recorded around them.
 #[derive(Default)]
 pub(crate) struct Program {
-    /// Buffer copies `(source, destination, bytes)` recorded before the pass.
-    copies: Vec<(wgpu::Buffer, wgpu::Buffer, u64)>,
+    /// Copies recorded before the pass (resetting a flag, staging a device tensor in).
+    before: Vec<BufferCopy>,
     dispatches: Vec<Dispatch>,
+    /// Copies recorded after the pass (staging a device tensor's result back out).
+    after: Vec<BufferCopy>,
 }
 
 impl Program {
-    /// Records a copy of `bytes` bytes from `src` to `dst` before the dispatches, on every run
-    /// (e.g. to reset a flag).
+    /// Records a copy of `bytes` bytes from the start of `src` to the start of `dst` before
+    /// the dispatches, on every run (e.g. to reset a flag).
     pub fn copy_before(&mut self, src: wgpu::Buffer, dst: wgpu::Buffer, bytes: u64) {
-        self.copies.push((src, dst, bytes));
+        self.before.push(BufferCopy {
+            src,
+            src_offset: 0,
+            dst,
+            dst_offset: 0,
+            bytes,
+        });
+    }
+
+    /// Records `copy` before the dispatches, on every run.
+    pub fn copy_in(&mut self, copy: BufferCopy) {
+        self.before.push(copy);
+    }
+
+    /// Records `copy` after the dispatches, on every run.
+    pub fn copy_out(&mut self, copy: BufferCopy) {
+        self.after.push(copy);
     }
 
     /// Moves `later`'s copies and dispatches to the end of this program.
     pub fn append(&mut self, mut later: Program) {
-        self.copies.append(&mut later.copies);
+        self.before.append(&mut later.before);
         self.dispatches.append(&mut later.dispatches);
+        self.after.append(&mut later.after);
     }
 
     /// Number of dispatches.
@@ -93,8 +122,11 @@ impl Context {
         program: &Program,
         timestamps: Option<(&wgpu::QuerySet, u32)>,
     ) {
-        for (src, dst, bytes) in &program.copies {
-            encoder.copy_buffer_to_buffer(src, 0, dst, 0, *bytes);
+        let copy = |encoder: &mut wgpu::CommandEncoder, c: &BufferCopy| {
+            encoder.copy_buffer_to_buffer(&c.src, c.src_offset, &c.dst, c.dst_offset, c.bytes);
+        };
+        for c in &program.before {
+            copy(encoder, c);
         }
         let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
             label: Some("xent"),
@@ -110,6 +142,10 @@ impl Context {
             pass.set_bind_group(0, &d.bind, &[]);
             pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
             pass.pop_debug_group();
+        }
+        drop(pass);
+        for c in &program.after {
+            copy(encoder, c);
         }
     }
 }

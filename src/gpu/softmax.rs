@@ -2,7 +2,7 @@
 
 use super::buffers::Bindable;
 use super::context::Context;
-use super::device_tensor::DeviceTensor;
+use super::device_tensor::{Access, DeviceTensor};
 use super::kernels::{Entry, Family, KernelKey, Variant};
 use super::program::{join, Program};
 use super::readback::Staging;
@@ -242,7 +242,7 @@ impl Context {
         crate::gpu::poller::block(self.scoped(async {
             let mut program = Program::default();
             let unused = self.upload::<f32>("unused", &[])?;
-            let bound = x.input_bound(self);
+            let bound = x.grouped(self, &mut program, Access::Read)?;
             let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
             let walk = rows::plan(&layout, &self.walk_tuning(), forward);
             let part = SoftmaxChunk {

@@ -214,6 +214,12 @@ impl PreparedLoss {
         self.read_grad = read;
     }
 
+    /// Adds the copies that stage device tensors through padded buffers of ours
+    /// (`DeviceTensor::grouped`) around every run.
+    pub(crate) fn stage(&mut self, copies: crate::gpu::program::Program) {
+        self.program.append(copies);
+    }
+
     /// Records the call's dispatches into `encoder` (after whatever the caller recorded
     /// before, e.g. the pass that wrote the logits). Nothing is submitted or read: the loss
     /// lands in [`PreparedLoss::loss`], the gradient where it was asked to go.
