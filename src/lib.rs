@@ -5,6 +5,7 @@ mod error;
 mod geometry;
 mod gpu;
 mod layout;
+mod linear;
 #[cfg(feature = "ndarray")]
 pub mod ndarray;
 mod options;
@@ -12,9 +13,10 @@ mod problem;
 
 pub use error::{Result, XentError};
 pub use gpu::{
-    Context, ContextOptions, DeviceLoss, DeviceTensor, PreparedBandwidth, PreparedLoss,
-    PreparedSoftmax, Tuning,
+    Context, ContextOptions, DeviceLoss, DeviceTensor, PreparedBandwidth, PreparedLinear,
+    PreparedLoss, PreparedMatmul, PreparedSoftmax, Tuning,
 };
+pub use linear::{Linear, LinearOutput, LinearProblem, DEFAULT_LINEAR_BUDGET};
 pub use options::{
     BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
     DEFAULT_IGNORE_INDEX,

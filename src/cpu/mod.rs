@@ -5,6 +5,7 @@
 //! the oracle of the GPU tests and `xent eval --device cpu`.
 
 mod grad;
+pub mod linear;
 mod loss;
 mod lse;
 mod softmax;

@@ -2,6 +2,7 @@
 
 mod adapter;
 mod api;
+mod api_linear;
 mod bandwidth;
 mod buffers;
 mod context;
@@ -9,6 +10,7 @@ mod convert;
 mod device;
 mod device_tensor;
 mod kernels;
+mod linear;
 mod loss;
 mod poller;
 mod probe;
@@ -25,6 +27,7 @@ pub use bandwidth::PreparedBandwidth;
 pub use context::Context;
 pub use device::DeviceLoss;
 pub use device_tensor::DeviceTensor;
+pub use linear::{PreparedLinear, PreparedMatmul};
 pub use loss::PreparedLoss;
 pub use softmax::PreparedSoftmax;
 pub use tuning::{ContextOptions, Tuning};

@@ -1,0 +1,71 @@
+//! The public API of `linear_cross_entropy` and of the matrix product it is built on (the
+//! rest of the ops: src/gpu/api.rs).
+
+use super::context::Context;
+use super::linear::{PreparedLinear, PreparedMatmul};
+use crate::error::Result;
+use crate::linear::{Linear, LinearOutput};
+use crate::options::{LossOptions, Output, Target, Tensor};
+
+impl Context {
+    /// `torch.nn.functional.linear_cross_entropy`: `cross_entropy(input @ linear_weight.T +
+    /// linear_bias, target, ...)`, without the `[N, C]` logits ever in memory: they are
+    /// computed `Linear::budget` bytes of rows at a time, reduced, and dropped.
+    ///
+    /// ```
+    /// use wgpu_xent::{Context, Linear, Target, Tensor};
+    /// let ctx = Context::new()?;
+    /// let (x, w, t) = ([1.0f32, 2.0, 0.0, -1.0], [0.5f32, -0.5, 1.0, 0.0, 0.0, 1.0], [2i64, 0]);
+    /// let linear = Linear::new(Tensor::new(&x, &[2, 2]), Tensor::new(&w, &[3, 2]));
+    /// let target = Target::I64(Tensor::new(&t, &[2]));
+    /// let loss = ctx.linear_cross_entropy(linear, target, &Default::default())?;
+    /// assert!(loss.scalar().is_finite());
+    /// # Ok::<(), wgpu_xent::XentError>(())
+    /// ```
+    pub fn linear_cross_entropy(
+        &self,
+        linear: Linear,
+        target: Target,
+        opts: &LossOptions,
+    ) -> Result<Output> {
+        Ok(self
+            .prepare_linear_cross_entropy(linear, target, opts, false)?
+            .run()?
+            .loss)
+    }
+
+    /// [`Context::linear_cross_entropy`] and its gradients with respect to the input, the
+    /// linear weight and the bias (of the summed losses for `Reduction::None`).
+    pub fn linear_cross_entropy_backward(
+        &self,
+        linear: Linear,
+        target: Target,
+        opts: &LossOptions,
+    ) -> Result<LinearOutput> {
+        self.prepare_linear_cross_entropy(linear, target, opts, true)?
+            .run()
+    }
+
+    /// Uploads a `linear_cross_entropy` (with its backward when `grad`) once, to run it many
+    /// times.
+    pub fn prepare_linear_cross_entropy(
+        &self,
+        linear: Linear,
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<PreparedLinear> {
+        self.build_linear(linear, target, opts, grad)
+    }
+
+    /// The matrix product `a @ b.T` of `a` `[M, K]` and `b` `[N, K]` (both contiguous along
+    /// K, as a classifier weight is): `[M, N]`, accumulated in f32.
+    pub fn matmul(&self, a: Tensor<f32>, b: Tensor<f32>) -> Result<Output> {
+        Ok(self.prepare_matmul(a, b)?.run_timed()?.0)
+    }
+
+    /// Uploads a [`Context::matmul`] once, to run it many times (`xent bench --op matmul`).
+    pub fn prepare_matmul(&self, a: Tensor<f32>, b: Tensor<f32>) -> Result<PreparedMatmul> {
+        self.build_matmul(a, b)
+    }
+}
