@@ -91,6 +91,18 @@ impl Context {
         call: DeviceLoss,
         opts: &LossOptions,
     ) -> Result<PreparedLoss> {
+        self.prepare_device_scaled(loss, call, opts, 1.0)
+    }
+
+    /// As `prepare_device`, with the upstream gradient `grad_output` (linear_cross_entropy's
+    /// chunks: 1 / D of the whole batch for `mean`).
+    pub(crate) fn prepare_device_scaled(
+        &self,
+        loss: Loss,
+        call: DeviceLoss,
+        opts: &LossOptions,
+        grad_output: f32,
+    ) -> Result<PreparedLoss> {
         if loss == Loss::Nll && call.grad == Grad::InPlace {
             return Err(XentError::Unsupported(
                 "nll_loss writes its gradient into a tensor of its own (DeviceLoss::grad_into)"
@@ -129,7 +141,7 @@ impl Context {
         let req = Request {
             loss,
             grad,
-            grad_output: 1.0,
+            grad_output,
             lse: call.lse,
         };
         let mut plan = crate::gpu::poller::block(

@@ -63,11 +63,13 @@ pub(crate) enum Entry {
     PackHalf,
     /// `gather` in convert.wgsl: every stride-th f32, one invocation each.
     Gather,
+    /// `matmul` in matmul.wgsl: an 8 × 8 block of C per invocation.
+    Matmul,
 }
 
 impl Entry {
     /// Every entry point, in the order the context builds their f32 pipelines.
-    pub const ALL: [Entry; 28] = [
+    pub const ALL: [Entry; 29] = [
         Entry::LogSoftmax,
         Entry::Softmax,
         Entry::LogSoftmaxBackward,
@@ -96,6 +98,7 @@ impl Entry {
         Entry::WriteFill,
         Entry::PackHalf,
         Entry::Gather,
+        Entry::Matmul,
     ];
 
     /// The family (file and bind layout) it belongs to.
@@ -120,6 +123,7 @@ impl Entry {
             ReduceBlock | ReduceFinalize | ReduceSingle => Family::Reduce,
             ReadSum | WriteFill => Family::Bandwidth,
             PackHalf | Gather => Family::Convert,
+            Matmul => Family::Matmul,
         }
     }
 
@@ -155,6 +159,7 @@ impl Entry {
             WriteFill => "write_fill",
             PackHalf => "pack_half",
             Gather => "gather",
+            Matmul => "matmul",
         }
     }
 
@@ -215,14 +220,14 @@ pub(crate) struct KernelKey {
 impl KernelKey {
     /// The key of `entry` for a call's `variant`, keeping only what the entry can use, so that
     /// equal pipelines have equal keys:
-    /// - families without a typed input (reduce, convert) compile once, in f32;
+    /// - families without a typed input (reduce, convert, matmul) compile once, in f32;
     /// - `GENERAL` is a loss-family option;
     /// - only row writers write 8 values a store.
     pub fn new(entry: Entry, variant: Variant) -> Self {
         use super::Family;
         let family = entry.family();
         let variant = match family {
-            Family::Reduce | Family::Convert => Float::F32.into(),
+            Family::Reduce | Family::Convert | Family::Matmul => Float::F32.into(),
             Family::Loss | Family::Grad => variant,
             Family::Softmax | Family::Bandwidth => Variant {
                 general: true,

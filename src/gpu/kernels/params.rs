@@ -112,5 +112,6 @@ mod tests {
         check::<crate::gpu::reduce::ReduceParams>();
         check::<crate::gpu::bandwidth::BandwidthParams>();
         check::<crate::gpu::convert::ConvertParams>();
+        check::<crate::gpu::linear::matmul::MatmulParams>();
     }
 }

@@ -101,17 +101,20 @@ pub enum Family {
     Bandwidth,
     /// `shaders/convert.wgsl`: f32 results packed into f16 / bf16.
     Convert,
+    /// `shaders/matmul.wgsl`: the matrix products of linear_cross_entropy.
+    Matmul,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Softmax,
         Family::Loss,
         Family::Grad,
         Family::Reduce,
         Family::Bandwidth,
         Family::Convert,
+        Family::Matmul,
     ];
 
     /// The complete WGSL source for a variant: the shared prelude and reductions, the files
@@ -152,6 +155,12 @@ impl Family {
             ),
             Family::Convert => (
                 include_str!("../../../shaders/convert.wgsl"),
+                "",
+                false,
+                false,
+            ),
+            Family::Matmul => (
+                include_str!("../../../shaders/matmul.wgsl"),
                 "",
                 false,
                 false,
@@ -203,6 +212,7 @@ impl Family {
             Family::Reduce => &[false, false, true, true],
             Family::Bandwidth => &[false, true, true],
             Family::Convert => &[false, true],
+            Family::Matmul => &[false, false, false, true],
         }
     }
 

@@ -214,6 +214,12 @@ impl PreparedLoss {
         self.read_grad = read;
     }
 
+    /// The call's program, to record inside a larger one (linear_cross_entropy's chunks);
+    /// take [`PreparedLoss::loss`] first.
+    pub(crate) fn into_program(self) -> crate::gpu::program::Program {
+        self.program
+    }
+
     /// Adds the copies that stage device tensors through padded buffers of ours
     /// (`DeviceTensor::grouped`) around every run.
     pub(crate) fn stage(&mut self, copies: crate::gpu::program::Program) {

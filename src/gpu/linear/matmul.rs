@@ -1,0 +1,216 @@
+//! The matrix product of shaders/matmul.wgsl: operands by strides, so that one kernel takes
+//! every product of linear_cross_entropy, and the prepared product `xent bench --op matmul`
+//! times.
+
+use crate::error::{Result, XentError};
+use crate::geometry::tiles::Blocks;
+use crate::gpu::buffers::Bound;
+use crate::gpu::context::Context;
+use crate::gpu::kernels::{uniform, Entry, Family, KernelKey};
+use crate::gpu::program::Program;
+use crate::gpu::readback::Staging;
+use crate::gpu::timestamps::Timestamps;
+use crate::options::{Float, Output, Tensor};
+use std::time::Duration;
+
+uniform! {
+    /// The uniform of shaders/matmul.wgsl: what each field means is documented there.
+    pub(crate) struct MatmulParams in Matmul {
+        m: u32,
+        n: u32,
+        k: u32,
+        tiles_n: u32,
+        a_off: u32,
+        a_sm: u32,
+        a_sk: u32,
+        b_off: u32,
+        b_sn: u32,
+        b_sk: u32,
+        c_off: u32,
+        c_sm: u32,
+        alpha: f32,
+        accumulate: u32,
+        has_bias: u32,
+        vec_k: u32,
+    }
+}
+
+/// One operand of a product: element `(i, k)` is `buffer[offset + i · major + k · step]`.
+#[derive(Clone, Debug)]
+pub(crate) struct Operand {
+    pub buffer: wgpu::Buffer,
+    pub offset: usize,
+    /// The stride between rows of A (columns of C: rows of B).
+    pub major: usize,
+    /// The stride along K.
+    pub step: usize,
+}
+
+/// `C(m, n) = alpha · Σ_k A(m, k) B(n, k) [+ C] [+ bias(n)]` over `[m, n]` of `c`, whose rows
+/// start at element `c_offset` and lie `c_major` apart.
+pub(crate) struct Product<'a> {
+    pub a: &'a Operand,
+    pub b: &'a Operand,
+    pub c: &'a wgpu::Buffer,
+    pub c_offset: usize,
+    pub c_major: usize,
+    pub bias: Option<&'a wgpu::Buffer>,
+    pub dims: [usize; 3],
+    pub alpha: f32,
+    pub accumulate: bool,
+}
+
+/// Whether an index fits the kernel's u32 arithmetic.
+fn u32_of(v: usize, what: &str) -> Result<u32> {
+    u32::try_from(v).map_err(|_| {
+        XentError::Unsupported(format!(
+            "matmul: {what} ({v}) does not fit the kernel's 32-bit indices"
+        ))
+    })
+}
+
+impl Context {
+    /// Appends the product `p` to `program` (nothing when M or N is 0).
+    pub(crate) fn push_matmul(&self, program: &mut Program, p: &Product) -> Result<()> {
+        let [m, n, k] = p.dims;
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        let blocks = Blocks { m, n };
+        let (a, b) = (p.a, p.b);
+        let aligned = [k, a.offset, a.major, b.offset, b.major];
+        let vec_k = a.step == 1 && b.step == 1 && aligned.iter().all(|v| v % 4 == 0);
+        let params = MatmulParams {
+            m: u32_of(m, "M")?,
+            n: u32_of(n, "N")?,
+            k: u32_of(k, "K")?,
+            tiles_n: u32_of(blocks.tiles_n(), "blocks")?,
+            a_off: u32_of(a.offset, "A's offset")?,
+            a_sm: u32_of(a.major, "A's stride")?,
+            a_sk: u32_of(a.step, "A's stride")?,
+            b_off: u32_of(b.offset, "B's offset")?,
+            b_sn: u32_of(b.major, "B's stride")?,
+            b_sk: u32_of(b.step, "B's stride")?,
+            c_off: u32_of(p.c_offset, "C's offset")?,
+            c_sm: u32_of(p.c_major, "C's stride")?,
+            alpha: p.alpha,
+            accumulate: p.accumulate as u32,
+            has_bias: p.bias.is_some() as u32,
+            vec_k: vec_k as u32,
+        };
+        // The last element each operand reaches must lie in its buffer.
+        for (what, o, rows) in [("A", a, m), ("B", b, n)] {
+            let last = o.offset + (rows - 1) * o.major + k.saturating_sub(1) * o.step;
+            if k > 0 && (last + 1) * 4 > o.buffer.size() as usize {
+                return Err(XentError::InvalidShape(format!(
+                    "matmul: {what} reaches element {last}, past its buffer"
+                )));
+            }
+        }
+        let uniform = self.uniform("matmul params", &params);
+        // Without a bias the binding still needs a buffer, other than C's.
+        let bias = match p.bias {
+            Some(b) => b.clone(),
+            None => self.upload::<f32>("no bias", &[])?,
+        };
+        let bind = self.bind(
+            Family::Matmul,
+            &[
+                &uniform,
+                &Bound::whole(a.buffer.clone()),
+                &Bound::whole(b.buffer.clone()),
+                &Bound::whole(bias),
+                &Bound::whole(p.c.clone()),
+            ],
+        );
+        let key = KernelKey::new(Entry::Matmul, Float::F32.into());
+        let label = format!("{m}x{n}x{k}{}", if vec_k { " vec4" } else { "" });
+        self.push(program, key, bind, blocks.workgroups(), &label)
+    }
+
+    pub(crate) fn build_matmul(&self, a: Tensor<f32>, b: Tensor<f32>) -> Result<PreparedMatmul> {
+        let (&[m, k], &[n, kb]) = (a.shape, b.shape) else {
+            return Err(XentError::InvalidShape(format!(
+                "matmul takes a [M, K] and b [N, K], got {:?} and {:?}",
+                a.shape, b.shape
+            )));
+        };
+        if k != kb {
+            return Err(XentError::InvalidShape(format!(
+                "matmul: a is [{m}, {k}] and b is [{n}, {kb}]: K differs"
+            )));
+        }
+        a.check_len("a")?;
+        b.check_len("b")?;
+        crate::gpu::poller::block(self.scoped(async {
+            let operand = |data: &[f32]| -> Result<Operand> {
+                Ok(Operand {
+                    buffer: self.upload("matmul operand", data)?,
+                    offset: 0,
+                    major: k,
+                    step: 1,
+                })
+            };
+            let (a, b) = (operand(a.data)?, operand(b.data)?);
+            let c = self.host_output("matmul output", m * n)?;
+            let mut program = Program::default();
+            let product = Product {
+                a: &a,
+                b: &b,
+                c: &c,
+                c_offset: 0,
+                c_major: n,
+                bias: None,
+                dims: [m, n, k],
+                alpha: 1.0,
+                accumulate: false,
+            };
+            self.push_matmul(&mut program, &product)?;
+            Ok(PreparedMatmul {
+                ctx: self.clone(),
+                staging: self.staging_for(&c, 0, (m * n * 4) as u64),
+                c,
+                program,
+                timestamps: self.timestamp_queries(),
+                dims: [m, n, k],
+            })
+        }))
+    }
+}
+
+/// A matrix product `a @ b.T` built once, run many times.
+pub struct PreparedMatmul {
+    ctx: Context,
+    program: Program,
+    c: wgpu::Buffer,
+    staging: Staging,
+    timestamps: Option<Timestamps>,
+    dims: [usize; 3],
+}
+
+impl PreparedMatmul {
+    /// Floating-point operations of one run: 2 M N K.
+    pub fn flops(&self) -> f64 {
+        let [m, n, k] = self.dims;
+        2.0 * m as f64 * n as f64 * k as f64
+    }
+
+    /// Runs the product and reads `[M, N]` back, with the GPU time where the adapter has
+    /// timestamps.
+    pub fn run_timed(&self) -> Result<(Output, Option<Duration>)> {
+        let ctx = &self.ctx;
+        let reads = [(&self.c, 0, &self.staging)];
+        let run = ctx.run_program(&self.program, &reads, self.timestamps.as_ref());
+        let (mut parts, elapsed) = crate::gpu::poller::block(ctx.scoped(run))?;
+        let [m, n, _] = self.dims;
+        let mut data = parts.swap_remove(0);
+        data.truncate(m * n);
+        Ok((
+            Output {
+                data,
+                shape: vec![m, n],
+            },
+            elapsed,
+        ))
+    }
+}
