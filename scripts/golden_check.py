@@ -14,9 +14,13 @@ tests/golden/). For each case this runs
                  [--label-smoothing E] [--dim D] [--input-dtype bf16] [--device D]
                  --out OUT.npy [--grad-out GRAD.npy]
 
+and, for OP linear-cross-entropy (tests/golden_linear), also --linear-weight F [--linear-bias F]
+and, with --grad, [--grad-linear-weight-out F] [--grad-linear-bias-out F],
 passing only the arguments the case sets. A result passes where it has the truth's shape, NaN
 exactly where the truth is NaN, the same infinities, and |ours - truth| <= tol_abs + tol_rel*|truth|
-elsewhere. `--grad` also checks d(loss)/d(input) against `grad.npy` with `grad_tol_abs`. A case
+elsewhere. `--grad` also checks d(loss)/d(input) against `grad.npy` with `grad_tol_abs`, and
+each other gradient the case holds (`grad_linear_weight`, `grad_linear_bias`) with its own
+`<name>_tol_abs`. A case
 whose `expected` is null (PyTorch refuses it) passes when xent exits non-zero with a message on
 stderr. `--only` / `--skip` keep / drop cases whose name contains any of the given substrings.
 
@@ -60,12 +64,21 @@ def mismatch(ours, truth, tol_abs, tol_rel):
     return None
 
 
-def command(xent, d, case, device, out, grad_out):
+# Gradient key in case.json -> the flag that writes it.
+GRAD_FLAGS = {
+    "grad": "--grad-out",
+    "grad_linear_weight": "--grad-linear-weight-out",
+    "grad_linear_bias": "--grad-linear-bias-out",
+}
+
+
+def command(xent, d, case, device, out, grad_outs):
+    """The xent command line of `case`; `grad_outs` maps each gradient key to its file."""
     files, args = case["files"], case["args"]
     cmd = [xent, "eval", case["op"], "--input", os.path.join(d, files["input"])]
-    for key in ("target", "weight"):
+    for key in ("target", "weight", "linear_weight", "linear_bias"):
         if key in files:
-            cmd += ["--" + key, os.path.join(d, files[key])]
+            cmd += ["--" + key.replace("_", "-"), os.path.join(d, files[key])]
     for key in ("ignore_index", "reduction", "label_smoothing", "dim"):
         if key in args:
             cmd += ["--" + key.replace("_", "-"), str(args[key])]
@@ -74,19 +87,20 @@ def command(xent, d, case, device, out, grad_out):
     if device:
         cmd += ["--device", device]
     cmd += ["--out", out]
-    if grad_out:
-        cmd += ["--grad-out", grad_out]
+    for key, path in grad_outs.items():
+        cmd += [GRAD_FLAGS[key], path]
     return cmd
 
 
 def check(xent, d, case, grad, device, tmp):
     """None when the case passes, else why it failed."""
-    out, grad_out = os.path.join(tmp, "out.npy"), os.path.join(tmp, "grad.npy")
-    for p in (out, grad_out):
+    out = os.path.join(tmp, "out.npy")
+    grad_outs = {key: os.path.join(tmp, key + ".npy")
+                 for key in GRAD_FLAGS if grad and case.get(key)}
+    for p in [out] + list(grad_outs.values()):
         if os.path.exists(p):
             os.remove(p)
-    want_grad = grad and case.get("grad")
-    cmd = command(xent, d, case, device, out, grad_out if want_grad else None)
+    cmd = command(xent, d, case, device, out, grad_outs)
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
@@ -101,13 +115,13 @@ def check(xent, d, case, grad, device, tmp):
                    case["tol_abs"], case["tol_rel"])
     if why:
         return "output: " + why
-    if want_grad:
-        if not os.path.exists(grad_out):
-            return "no gradient written"
-        why = mismatch(np.load(grad_out), np.load(os.path.join(d, case["grad"])),
-                       case["grad_tol_abs"], case["tol_rel"])
+    for key, path in grad_outs.items():
+        if not os.path.exists(path):
+            return f"no {key} written"
+        why = mismatch(np.load(path), np.load(os.path.join(d, case[key])),
+                       case[key + "_tol_abs"], case["tol_rel"])
         if why:
-            return "grad: " + why
+            return f"{key}: " + why
     return None
 
 

@@ -228,7 +228,7 @@ fn flags_an_op_does_not_use_are_refused() {
         (
             "log-softmax",
             &["--target", "t.npy"],
-            "--target is not used by log-softmax (only by cross-entropy and nll-loss)",
+            "--target is not used by log-softmax (only by cross-entropy, nll-loss and linear-cross-entropy)",
         ),
         (
             "softmax",
@@ -243,7 +243,7 @@ fn flags_an_op_does_not_use_are_refused() {
         (
             "nll-loss",
             &["--target", "t.npy", "--label-smoothing", "0.1"],
-            "--label-smoothing is not used by nll-loss (only by cross-entropy)",
+            "--label-smoothing is not used by nll-loss (only by cross-entropy and linear-cross-entropy)",
         ),
         (
             "nll-loss",

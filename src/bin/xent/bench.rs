@@ -36,19 +36,19 @@ pub const OVERHEAD_FACTOR: f64 = 4.0;
 #[derive(Args)]
 pub struct BenchArgs {
     /// Ops to time (repeatable; default: cross-entropy, cross-entropy-grad, log-softmax, copy
-    /// and noop).
+    /// and noop). matmul and the linear ops are timed in GFLOP/s, apart from the others.
     #[arg(long = "op", value_enum)]
-    ops: Vec<BenchOp>,
+    pub ops: Vec<BenchOp>,
     /// Shapes NxC (repeatable; default: a sweep from 64x1024 to 64x262144, about a minute on
-    /// lavapipe).
+    /// lavapipe); MxNxK for matmul (a[M,K]·b[N,K]ᵀ), NxDxC for the linear ops.
     #[arg(long = "shape")]
-    shapes: Vec<String>,
+    pub shapes: Vec<String>,
     /// Add the large shapes to the default sweep (4096x131072: 2 GiB of f32 logits).
     #[arg(long, conflicts_with = "shapes")]
-    large: bool,
+    pub large: bool,
     /// The logits' dtype.
     #[arg(long, value_enum, default_value_t = InputDtype::F32)]
-    dtype: InputDtype,
+    pub dtype: InputDtype,
     /// Timed samples per configuration; a sample repeats calls shorter than 2 ms back to
     /// back and reports their mean.
     #[arg(long, default_value_t = 10)]
@@ -58,17 +58,17 @@ pub struct BenchArgs {
     pub warmup: usize,
     /// The GPU, or the f64 CPU reference.
     #[arg(long, value_enum, default_value_t = DeviceKind::Gpu)]
-    device: DeviceKind,
+    pub device: DeviceKind,
     /// Write the results as JSON here.
     #[arg(long)]
-    json: Option<PathBuf>,
+    pub json: Option<PathBuf>,
     /// Draw GB/s against C here (.svg).
     #[arg(long)]
-    plot: Option<PathBuf>,
+    pub plot: Option<PathBuf>,
     /// Split rows across workgroups when a call has fewer rows than this (default: the
     /// context's, 4 on CPU adapters and 1024 on GPUs).
     #[arg(long)]
-    min_workgroups: Option<u32>,
+    pub min_workgroups: Option<u32>,
     /// Testing only: adds 1e-2 to the first GPU output before validation, which must fail.
     #[arg(long, hide = true)]
     pub perturb: bool,
@@ -154,7 +154,7 @@ fn shapes(a: &BenchArgs) -> Result<Vec<(usize, usize)>> {
     Ok(shapes)
 }
 
-fn adapter_json(ctx: Option<&Context>) -> AdapterJson {
+pub fn adapter_json(ctx: Option<&Context>) -> AdapterJson {
     match ctx {
         Some(ctx) => {
             let i = ctx.adapter_info();
@@ -318,6 +318,9 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
         crate::plot::check_path(plot)?;
     }
     check_outputs(&[("--json", a.json.as_deref()), ("--plot", a.plot.as_deref())])?;
+    if a.ops.iter().any(|&op| crate::bench_linear::is_linear(op)) {
+        return crate::bench_linear::run(a);
+    }
     let ops = ops(a)?;
     let sized = ops.iter().filter(|&&o| o != BenchOp::Noop).count();
     let shapes = if sized == 0 { vec![] } else { shapes(a)? };

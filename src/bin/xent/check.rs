@@ -4,11 +4,13 @@ use crate::compare::{compare, compare_scaled, scale_of, Comparison};
 use crate::data::{self, Inputs, Synth};
 use crate::error::{CliError, Result};
 use crate::eval::{CliReduction, InputDtype};
+use crate::linear::{self, LinearFiles, LinearInputs};
 use crate::ops::{refuse_unused, run_op};
 use crate::Op;
 use clap::Args;
 use std::path::PathBuf;
-use wgpu_xent::{Context, LossOptions};
+use wgpu_xent::cpu::wide::WideOptions;
+use wgpu_xent::{Context, LossOptions, Output};
 
 /// Default `--tol-abs`.
 pub const TOL_ABS: f64 = 1e-5;
@@ -20,7 +22,8 @@ pub struct CheckArgs {
     /// The operation.
     #[arg(long, value_enum, default_value_t = Op::CrossEntropy)]
     op: Op,
-    /// Generate data of this shape: NxC or NxCxD1x.. (default 64x1000 without --input).
+    /// Generate data of this shape: NxC or NxCxD1x.. (default 64x1000 without --input);
+    /// NxDxC for linear-cross-entropy (default 64x128x1000, with a bias).
     #[arg(long)]
     shape: Option<String>,
     /// Seed of the generated data.
@@ -35,6 +38,12 @@ pub struct CheckArgs {
     /// Weight .npy (float32 `[C]`), with --input.
     #[arg(long, requires = "input")]
     weight: Option<PathBuf>,
+    /// The classifier weight .npy `[C, D]`, with --input. linear-cross-entropy.
+    #[arg(long, requires = "input")]
+    linear_weight: Option<PathBuf>,
+    /// The classifier bias .npy `[C]`, with --input. linear-cross-entropy.
+    #[arg(long, requires = "input")]
+    linear_bias: Option<PathBuf>,
     /// Generate a random per-class weight.
     #[arg(long)]
     weighted: bool,
@@ -157,17 +166,19 @@ fn check_flags(a: &CheckArgs) -> Result<()> {
             ("--z-loss", a.z_loss.is_some()),
             ("--softcap", a.softcap.is_some()),
             ("--dim", a.dim.is_some()),
+            ("--linear-weight", a.linear_weight.is_some()),
+            ("--linear-bias", a.linear_bias.is_some()),
         ],
     )
 }
 
-pub fn run(a: &CheckArgs) -> Result<bool> {
-    check_flags(a)?;
-    check_tolerance("--tol-abs", a.tol_abs)?;
-    check_tolerance("--tol-rel", a.tol_rel)?;
-    let inputs = inputs(a)?;
+/// The options of `a`, for the GPU and for the f64 CPU reference.
+fn options<'a>(
+    a: &CheckArgs,
+    weight: Option<&'a [f32]>,
+) -> (LossOptions<'a>, WideOptions<'static>) {
     let opts = LossOptions {
-        weight: inputs.weight.as_deref(),
+        weight,
         ignore_index: if a.probs {
             -100
         } else {
@@ -178,6 +189,26 @@ pub fn run(a: &CheckArgs) -> Result<bool> {
         z_loss: a.z_loss.unwrap_or(0.0),
         softcap: a.softcap,
     };
+    let wide = WideOptions {
+        weight: None,
+        ignore_index: opts.ignore_index,
+        reduction: opts.reduction,
+        label_smoothing: opts.label_smoothing as f64,
+        z_loss: opts.z_loss as f64,
+        softcap: opts.softcap.map(f64::from),
+    };
+    (opts, wide)
+}
+
+pub fn run(a: &CheckArgs) -> Result<bool> {
+    check_flags(a)?;
+    check_tolerance("--tol-abs", a.tol_abs)?;
+    check_tolerance("--tol-rel", a.tol_rel)?;
+    if a.op == Op::LinearCrossEntropy {
+        return check_linear(a);
+    }
+    let inputs = inputs(a)?;
+    let (opts, _) = options(a, inputs.weight.as_deref());
     let dim = a.dim.unwrap_or(-1);
     let ctx = Context::new()?;
     let mut gpu = run_op(Some(&ctx), a.op, &inputs, &opts, a.grad, false, dim)?;
@@ -198,6 +229,100 @@ pub fn run(a: &CheckArgs) -> Result<bool> {
         };
         let cmp = compare_scaled(&g.data, &c.data, a.tol_abs, a.tol_rel, scale);
         ok &= report("gradient", &cmp, &c.shape)?;
+    }
+    out!("{}", if ok { "PASS" } else { "FAIL" })?;
+    Ok(ok)
+}
+
+/// The inputs of linear-cross-entropy: read from --input and --linear-weight, or generated
+/// (after checking that they fit in memory).
+fn linear_inputs(a: &CheckArgs) -> Result<LinearInputs> {
+    if let Some(path) = &a.input {
+        return linear::read(&LinearFiles {
+            input: path,
+            linear_weight: a.linear_weight.as_ref(),
+            linear_bias: a.linear_bias.as_ref(),
+            target: a.target.as_ref(),
+            weight: a.weight.as_ref(),
+            dtype: Some(a.dtype.into()),
+        });
+    }
+    let s = a.shape.as_deref().unwrap_or("64x128x1000");
+    let (n, d, c) = linear::parse_shape3(s, "NxDxC")?;
+    if c == 0 {
+        return Err(CliError::Arg(format!(
+            "--shape {s}: C = 0 leaves no class to draw targets from"
+        )));
+    }
+    // Both sides' inputs and gradients (x, W twice each), and the [N, C] targets.
+    let words = [(n, d, 6), (c, d, 6), (n, c, 4)]
+        .iter()
+        .try_fold(0usize, |sum, &(p, q, k)| {
+            p.checked_mul(q)?.checked_mul(k)?.checked_add(sum)
+        });
+    match words {
+        Some(w) => data::check_fits(s, &[w], 4)?,
+        None => {
+            return Err(CliError::Arg(format!(
+                "--shape {s}: the element count overflows"
+            )))
+        }
+    }
+    let synth = Synth {
+        seed: a.seed,
+        weighted: a.weighted,
+        ignore_frac: a.ignore_frac,
+        ignore_index: a.ignore_index.unwrap_or(-100),
+        probs: a.probs,
+    };
+    Ok(linear::synthesize((n, d, c), &synth, a.dtype.into(), true))
+}
+
+/// linear-cross-entropy on the GPU against the f64 CPU reference: the loss and, with --grad,
+/// the gradients of the input, the linear weight and the linear bias.
+fn check_linear(a: &CheckArgs) -> Result<bool> {
+    let li = linear_inputs(a)?;
+    let (opts, wide) = options(a, li.inputs.weight.as_deref());
+    let ctx = Context::new()?;
+    let mut gpu = linear::run_gpu(&ctx, &li, &opts, a.grad)?;
+    let cpu = linear::narrow(linear::run_cpu(&li, &wide, a.grad, false)?);
+    perturb(a, &mut gpu.loss.data)?;
+    let info = ctx.adapter_info();
+    out!(
+        "xent check {} {:?} x {:?} on {} ({:?}); tolerance |gpu - cpu| <= {:e}·min(1, max|cpu|) + {:e}·|cpu|",
+        a.op, li.inputs.shape, li.linear_weight.shape, info.name, info.backend, a.tol_abs, a.tol_rel
+    )?;
+    let pairs: [(&str, Option<&Output>, Option<&Output>); 4] = [
+        ("output", Some(&gpu.loss), Some(&cpu.loss)),
+        ("gradient", gpu.grad_input.as_ref(), cpu.grad_input.as_ref()),
+        (
+            "grad W",
+            gpu.grad_linear_weight.as_ref(),
+            cpu.grad_linear_weight.as_ref(),
+        ),
+        (
+            "grad b",
+            gpu.grad_linear_bias.as_ref(),
+            cpu.grad_linear_bias.as_ref(),
+        ),
+    ];
+    let mut ok = true;
+    for (what, g, c) in pairs {
+        match (g, c) {
+            (Some(g), Some(c)) if g.data.len() == c.data.len() => {
+                let cmp = compare(&g.data, &c.data, a.tol_abs, a.tol_rel);
+                ok &= report(what, &cmp, &c.shape)?;
+            }
+            (None, None) => {}
+            (g, c) => {
+                out!(
+                    "  {what:9} gpu {:?}, cpu {:?}: the shapes differ",
+                    g.map(|o| &o.shape),
+                    c.map(|o| &o.shape)
+                )?;
+                ok = false;
+            }
+        }
     }
     out!("{}", if ok { "PASS" } else { "FAIL" })?;
     Ok(ok)

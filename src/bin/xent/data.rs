@@ -239,19 +239,11 @@ pub fn read(
             "stdin (`-`) can be read for one of --input, --target and --weight only".into(),
         ));
     }
-    let file = load(input)?;
-    let mut wide = Wide::default();
-    let (x, half) = match (dtype, file.dtype()?.as_str()) {
-        (None, "<f8") => {
-            let (x, x64) = logits_f64(&file)?;
-            wide.x = Some(x64);
-            (x, None)
-        }
-        (None, "<f2") => logits(&file, DType::F16)?,
-        (None, _) => logits(&file, DType::F32)?,
-        (Some(d), _) => logits(&file, d)?,
+    let x = read_operand(input, dtype)?;
+    let mut wide = Wide {
+        x: x.wide,
+        ..Wide::default()
     };
-    drop(file);
     let (classes, probs, tshape) = match target.map(|p| load(p)?.target()).transpose()? {
         Some(NpyTarget::I64(t)) => (t.data, None, t.shape),
         Some(NpyTarget::I32(t)) => (t.data.iter().map(|&v| v as i64).collect(), None, t.shape),
@@ -268,8 +260,8 @@ pub fn read(
         None => None,
     };
     Ok(Inputs {
-        x: x.data,
-        half,
+        x: x.x,
+        half: x.half,
         shape: x.shape,
         classes,
         probs,
@@ -307,20 +299,75 @@ fn read_weight(path: &Path, wide: &mut Wide) -> Result<Vec<f32>> {
 /// Rounds the logits to `dtype` (to nearest even), keeping the f32 copy equal to the rounded
 /// values so that the CPU reference sees exactly what the GPU reads.
 pub fn quantize(mut inp: Inputs, dtype: DType) -> Inputs {
+    let (x, half) = round_to(std::mem::take(&mut inp.x), dtype);
+    inp.x = x;
+    inp.half = half.or(inp.half);
+    inp
+}
+
+/// `values` rounded to `dtype` (to nearest even): the rounded values as f32, and their 16-bit
+/// patterns for f16 / bf16 (`values` unchanged for the other dtypes).
+pub fn round_to(values: Vec<f32>, dtype: DType) -> (Vec<f32>, Option<(Vec<u16>, DType)>) {
     let bits: Vec<u16> = match dtype {
-        DType::F32 | DType::I32 | DType::U32 | DType::I64 => return inp,
-        DType::F16 => inp
-            .x
+        DType::F32 | DType::I32 | DType::U32 | DType::I64 => return (values, None),
+        DType::F16 => values
             .iter()
             .map(|&v| half::f16::from_f32(v).to_bits())
             .collect(),
-        DType::BF16 => inp
-            .x
+        DType::BF16 => values
             .iter()
             .map(|&v| half::bf16::from_f32(v).to_bits())
             .collect(),
     };
-    inp.x = bits.iter().map(|&b| dtype.widen(b)).collect();
-    inp.half = Some((bits, dtype));
-    inp
+    let x = bits.iter().map(|&b| dtype.widen(b)).collect();
+    (x, Some((bits, dtype)))
+}
+
+/// One float array read from `.npy`, as the logits are: f32 values (rounded from float64, or
+/// widened from 16-bit), the 16-bit patterns and dtype, the float64 values as read.
+pub struct Operand {
+    pub x: Vec<f32>,
+    pub half: Option<(Vec<u16>, DType)>,
+    pub wide: Option<Vec<f64>>,
+    pub shape: Vec<usize>,
+}
+
+impl Operand {
+    /// The values in their own dtype.
+    pub fn logits(&self) -> Logits<'_> {
+        match &self.half {
+            Some((bits, DType::F16)) => Logits::F16(Tensor::new(bits, &self.shape)),
+            Some((bits, _)) => Logits::BF16(Tensor::new(bits, &self.shape)),
+            None => Logits::F32(Tensor::new(&self.x, &self.shape)),
+        }
+    }
+
+    /// The values in f64: as read for float64 files, else widened exactly.
+    pub fn f64(&self) -> Vec<f64> {
+        match &self.wide {
+            Some(w) => w.clone(),
+            None => self.x.iter().map(|&v| v as f64).collect(),
+        }
+    }
+}
+
+/// Reads a float array as the logits are read: float32, float64 or float16 `<f2` by the
+/// file's own dtype, or as `dtype` (bf16: uint16 bit patterns); `-` is stdin.
+pub fn read_operand(path: &Path, dtype: Option<DType>) -> Result<Operand> {
+    let file = load(path)?;
+    let ((x, half), wide) = match (dtype, file.dtype()?.as_str()) {
+        (None, "<f8") => {
+            let (x, x64) = logits_f64(&file)?;
+            ((x, None), Some(x64))
+        }
+        (None, "<f2") => (logits(&file, DType::F16)?, None),
+        (None, _) => (logits(&file, DType::F32)?, None),
+        (Some(d), _) => (logits(&file, d)?, None),
+    };
+    Ok(Operand {
+        x: x.data,
+        half,
+        wide,
+        shape: x.shape,
+    })
 }

@@ -59,6 +59,7 @@ impl CliError {
 /// `cross-entropy`, `nll-loss`, `log-softmax`.
 pub fn cli_words(message: &str) -> String {
     [
+        ("linear_cross_entropy", "linear-cross-entropy"),
         ("cross_entropy", "cross-entropy"),
         ("nll_loss", "nll-loss"),
         ("log_softmax", "log-softmax"),
@@ -79,6 +80,10 @@ mod tests {
         assert_eq!(
             cli_words("nll_loss has no label_smoothing; cross_entropy: x"),
             "nll-loss has no label_smoothing; cross-entropy: x"
+        );
+        assert_eq!(
+            cli_words("linear_cross_entropy: expected input to be 1-D or 2-D"),
+            "linear-cross-entropy: expected input to be 1-D or 2-D"
         );
     }
 }

@@ -1,24 +1,32 @@
 //! `xent eval`: one operation on .npy files.
 
-use crate::error::Result;
+use crate::error::{CliError, Result};
+use crate::linear::{self, LinearFiles};
 use crate::npy;
 use crate::ops::{refuse_unused, run_op, run_wide};
 use crate::output::{check_outputs, Staged};
+use crate::results::{Results, Values};
 use crate::{data, DeviceKind, Op};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
-use wgpu_xent::cpu::wide::{WideLossAndGrad, WideOptions, WideOutput};
-use wgpu_xent::{Context, DType, LossAndGrad, LossOptions, Output, Reduction};
+use wgpu_xent::cpu::wide::WideOptions;
+use wgpu_xent::{Context, DType, LossOptions, Reduction};
 
 #[derive(Args)]
 pub struct EvalArgs {
     /// The operation.
     #[arg(value_enum)]
     op: Op,
-    /// Logits (log-probabilities for nll-loss): float32, float64 or float16 .npy; `-` reads
-    /// stdin.
+    /// Logits (log-probabilities for nll-loss; the hidden states [N, D] or [D] for
+    /// linear-cross-entropy): float32, float64 or float16 .npy; `-` reads stdin.
     #[arg(long)]
     input: PathBuf,
+    /// The classifier weight [C, D], stored as --input is. linear-cross-entropy.
+    #[arg(long)]
+    linear_weight: Option<PathBuf>,
+    /// The classifier bias [C], stored as --input is. linear-cross-entropy.
+    #[arg(long)]
+    linear_bias: Option<PathBuf>,
     /// Class indices (int64 or int32 .npy) or class probabilities (float32 or float64, the
     /// input's shape); `-` reads stdin. cross-entropy and nll-loss.
     #[arg(long)]
@@ -39,8 +47,8 @@ pub struct EvalArgs {
     /// The class axis; negative counts from the end [default: -1]. log-softmax and softmax.
     #[arg(long, allow_negative_numbers = true)]
     dim: Option<i64>,
-    /// The input's dtype: f32 (`<f4`), f16 (`<f2`) or bf16 (uint16 bit patterns). Default:
-    /// the file's own (f32, f64 or f16).
+    /// The input's dtype (and linear-cross-entropy's weight and bias): f32 (`<f4`), f16
+    /// (`<f2`) or bf16 (uint16 bit patterns). Default: the file's own (f32, f64 or f16).
     #[arg(long, value_enum)]
     input_dtype: Option<InputDtype>,
     /// Where to run.
@@ -55,6 +63,12 @@ pub struct EvalArgs {
     /// gradient of the summed output.
     #[arg(long)]
     grad_out: Option<PathBuf>,
+    /// Write d(loss)/d(linear_weight) here ([C, D]). linear-cross-entropy.
+    #[arg(long)]
+    grad_linear_weight_out: Option<PathBuf>,
+    /// Write d(loss)/d(linear_bias) here ([C]; needs --linear-bias). linear-cross-entropy.
+    #[arg(long)]
+    grad_linear_bias_out: Option<PathBuf>,
     /// Write the per-row log-sum-exp here (shape [N, d1..dk]). cross-entropy.
     #[arg(long)]
     lse_out: Option<PathBuf>,
@@ -105,60 +119,34 @@ impl From<InputDtype> for DType {
     }
 }
 
-/// What `eval` computed: f32 results, or f64 ones (the CPU reference on float64 logits).
-enum Results {
-    F32(LossAndGrad),
-    F64(WideLossAndGrad),
-}
-
-/// One output's values.
-enum Values<'a> {
-    F32(&'a [f32]),
-    F64(&'a [f64]),
-}
-
-impl Values<'_> {
-    fn dtype(&self) -> &'static str {
-        match self {
-            Values::F32(_) => "float32",
-            Values::F64(_) => "float64",
-        }
-    }
-
-    /// The value of a one-element output, shortest round-trip digits.
-    fn first(&self) -> String {
-        match self {
-            Values::F32(v) => v.first().map_or("-".into(), |v| v.to_string()),
-            Values::F64(v) => v.first().map_or("-".into(), |v| v.to_string()),
-        }
-    }
-}
-
 /// An output to write: (what, path, values, shape).
 type Written<'a> = (&'static str, &'a Path, Values<'a>, &'a [usize]);
 
-impl Results {
-    /// The outputs asked for, in order: the result, the gradient, the lse.
-    fn outputs<'a>(&'a self, a: &'a EvalArgs) -> Vec<Written<'a>> {
-        let (loss, grad, lse) = match self {
-            Results::F32(r) => {
-                let v = |o: &'a Output| (Values::F32(&o.data), o.shape.as_slice());
-                (v(&r.loss), r.grad.as_ref().map(v), r.lse.as_ref().map(v))
+/// The outputs asked for, in order; an error (nothing is written) where one asked for
+/// was not computed.
+fn outputs<'a>(results: &'a Results, a: &'a EvalArgs) -> Result<Vec<Written<'a>>> {
+    let paths = [
+        ("out", Some(&a.out)),
+        ("grad", a.grad_out.as_ref()),
+        ("grad_linear_weight", a.grad_linear_weight_out.as_ref()),
+        ("grad_linear_bias", a.grad_linear_bias_out.as_ref()),
+        ("lse", a.lse_out.as_ref()),
+    ];
+    let mut out = Vec::new();
+    for ((what, path), array) in paths.into_iter().zip(results.arrays()) {
+        match (path, array) {
+            (Some(path), Some((v, shape))) => out.push((what, path.as_path(), v, shape)),
+            (Some(path), None) => {
+                return Err(CliError::Arg(format!(
+                    "{} computed no {what} for {}",
+                    a.op,
+                    path.display()
+                )))
             }
-            Results::F64(r) => {
-                let v = |o: &'a WideOutput| (Values::F64(&o.data), o.shape.as_slice());
-                (v(&r.loss), r.grad.as_ref().map(v), r.lse.as_ref().map(v))
-            }
-        };
-        let mut out = vec![("out", a.out.as_path(), loss.0, loss.1)];
-        let more = [("grad", &a.grad_out, grad), ("lse", &a.lse_out, lse)];
-        for (what, path, values) in more {
-            if let (Some(path), Some((v, shape))) = (path, values) {
-                out.push((what, path.as_path(), v, shape));
-            }
+            (None, _) => {}
         }
-        out
     }
+    Ok(out)
 }
 
 /// Refuses the flags `a.op` does not use.
@@ -175,18 +163,31 @@ fn check_flags(a: &EvalArgs) -> Result<()> {
             ("--softcap", a.softcap.is_some()),
             ("--lse-out", a.lse_out.is_some()),
             ("--dim", a.dim.is_some()),
+            ("--linear-weight", a.linear_weight.is_some()),
+            ("--linear-bias", a.linear_bias.is_some()),
+            (
+                "--grad-linear-weight-out",
+                a.grad_linear_weight_out.is_some(),
+            ),
+            ("--grad-linear-bias-out", a.grad_linear_bias_out.is_some()),
         ],
-    )
+    )?;
+    if a.grad_linear_bias_out.is_some() && a.linear_bias.is_none() {
+        return Err(CliError::Arg(
+            "--grad-linear-bias-out needs --linear-bias: there is no bias to differentiate".into(),
+        ));
+    }
+    Ok(())
 }
 
-/// The one line on stderr when float64 inputs are rounded to float32.
-fn note_rounding(a: &EvalArgs, inputs: &data::Inputs) {
-    let flags = inputs.wide.flags();
+/// The one line on stderr when float64 inputs (`flags`) are rounded to float32; `wide`: the
+/// input itself is float64.
+fn note_rounding(a: &EvalArgs, flags: &[&str], wide: bool) {
     if flags.is_empty() {
         return;
     }
     let flags = flags.join(", ");
-    match (a.device, inputs.wide.x.is_some()) {
+    match (a.device, wide) {
         (DeviceKind::Gpu, _) => warn!(
             "note: the GPU computes in float32: float64 {flags} rounded to float32, outputs are \
              float32 (--device cpu computes and writes float64)"
@@ -199,21 +200,8 @@ fn note_rounding(a: &EvalArgs, inputs: &data::Inputs) {
     }
 }
 
-pub fn run(a: &EvalArgs) -> Result<()> {
-    check_flags(a)?;
-    check_outputs(&[
-        ("--out", Some(&a.out)),
-        ("--grad-out", a.grad_out.as_deref()),
-        ("--lse-out", a.lse_out.as_deref()),
-    ])?;
-    let inputs = data::read(
-        &a.input,
-        a.input_dtype.map(DType::from),
-        a.target.as_ref(),
-        a.weight.as_ref(),
-    )?;
-    note_rounding(a, &inputs);
-    // PyTorch's float64 options for the f64 path; rounded to f32 for the others.
+/// The options of `a`: PyTorch's float64 ones for the f64 path, and as f32.
+fn options<'a>(a: &EvalArgs, weight: Option<&'a [f32]>) -> (WideOptions<'static>, LossOptions<'a>) {
     let wide = WideOptions {
         weight: None,
         ignore_index: a.ignore_index.unwrap_or(-100),
@@ -223,19 +211,32 @@ pub fn run(a: &EvalArgs) -> Result<()> {
         softcap: a.softcap,
     };
     let opts = LossOptions {
-        weight: inputs.weight.as_deref(),
+        weight,
         ignore_index: wide.ignore_index,
         reduction: wide.reduction,
         label_smoothing: wide.label_smoothing as f32,
         z_loss: wide.z_loss as f32,
         softcap: wide.softcap.map(|c| c as f32),
     };
+    (wide, opts)
+}
+
+/// cross-entropy, nll-loss, log-softmax and softmax.
+fn compute(a: &EvalArgs) -> Result<Results> {
+    let inputs = data::read(
+        &a.input,
+        a.input_dtype.map(DType::from),
+        a.target.as_ref(),
+        a.weight.as_ref(),
+    )?;
+    note_rounding(a, &inputs.wide.flags(), inputs.wide.x.is_some());
+    let (wide, opts) = options(a, inputs.weight.as_deref());
     let (grad, lse, dim) = (
         a.grad_out.is_some(),
         a.lse_out.is_some(),
         a.dim.unwrap_or(-1),
     );
-    let results = match (a.device, inputs.wide.x.is_some()) {
+    Ok(match (a.device, inputs.wide.x.is_some()) {
         (DeviceKind::Cpu, true) => Results::F64(run_wide(a.op, &inputs, &wide, grad, lse, dim)?),
         (DeviceKind::Cpu, false) => {
             Results::F32(run_op(None, a.op, &inputs, &opts, grad, lse, dim)?)
@@ -244,10 +245,59 @@ pub fn run(a: &EvalArgs) -> Result<()> {
             let ctx = Context::new()?;
             Results::F32(run_op(Some(&ctx), a.op, &inputs, &opts, grad, lse, dim)?)
         }
+    })
+}
+
+/// linear-cross-entropy: float64 results from the CPU reference on a float64 input, else f32.
+fn compute_linear(a: &EvalArgs) -> Result<Results> {
+    let li = linear::read(&LinearFiles {
+        input: &a.input,
+        linear_weight: a.linear_weight.as_ref(),
+        linear_bias: a.linear_bias.as_ref(),
+        target: a.target.as_ref(),
+        weight: a.weight.as_ref(),
+        dtype: a.input_dtype.map(DType::from),
+    })?;
+    note_rounding(a, &li.wide_flags(), li.is_wide());
+    let (wide, opts) = options(a, li.inputs.weight.as_deref());
+    let grad = [
+        &a.grad_out,
+        &a.grad_linear_weight_out,
+        &a.grad_linear_bias_out,
+    ]
+    .iter()
+    .any(|p| p.is_some());
+    Ok(match (a.device, li.is_wide()) {
+        (DeviceKind::Cpu, true) => Results::WideLinear(linear::run_cpu(&li, &wide, grad, true)?),
+        (DeviceKind::Cpu, false) => {
+            Results::Linear(linear::narrow(linear::run_cpu(&li, &wide, grad, false)?))
+        }
+        (DeviceKind::Gpu, _) => {
+            let ctx = Context::new()?;
+            Results::Linear(linear::run_gpu(&ctx, &li, &opts, grad)?)
+        }
+    })
+}
+
+pub fn run(a: &EvalArgs) -> Result<()> {
+    check_flags(a)?;
+    check_outputs(&[
+        ("--out", Some(&a.out)),
+        ("--grad-out", a.grad_out.as_deref()),
+        (
+            "--grad-linear-weight-out",
+            a.grad_linear_weight_out.as_deref(),
+        ),
+        ("--grad-linear-bias-out", a.grad_linear_bias_out.as_deref()),
+        ("--lse-out", a.lse_out.as_deref()),
+    ])?;
+    let results = match a.op {
+        Op::LinearCrossEntropy => compute_linear(a)?,
+        _ => compute(a)?,
     };
     // Everything is computed, then written beside its destination, then renamed into place:
     // bad input, a full disk or a kill leaves no partial output and the older files untouched.
-    let outputs = results.outputs(a);
+    let outputs = outputs(&results, a)?;
     let mut staged = Staged::default();
     for (_, path, values, shape) in &outputs {
         staged.stage(path, |w| match values {
@@ -268,7 +318,10 @@ fn summary(a: &EvalArgs, outputs: &[Written]) -> String {
         .iter()
         .map(|(what, path, values, shape)| {
             let path = path.display();
-            let loss = matches!(a.op, Op::CrossEntropy | Op::NllLoss);
+            let loss = matches!(
+                a.op,
+                Op::CrossEntropy | Op::NllLoss | Op::LinearCrossEntropy
+            );
             match (*what, shape.is_empty() && loss) {
                 ("out", true) => {
                     let r = a.reduction.unwrap_or(CliReduction::Mean);

@@ -18,17 +18,20 @@ macro_rules! warn {
 }
 
 mod bench;
+mod bench_linear;
 mod check;
 mod compare;
 mod data;
 mod error;
 mod eval;
 mod info;
+mod linear;
 mod measure;
 mod npy;
 mod ops;
 mod output;
 mod plot;
+mod results;
 mod rng;
 mod table;
 mod traffic;
@@ -84,6 +87,9 @@ pub enum Op {
     LogSoftmax,
     /// torch.nn.functional.softmax
     Softmax,
+    /// torch.nn.functional.linear_cross_entropy: cross-entropy of input @ linear_weight.T
+    /// (+ linear_bias)
+    LinearCrossEntropy,
 }
 
 impl Op {
@@ -94,6 +100,7 @@ impl Op {
             Op::NllLoss => "nll-loss",
             Op::LogSoftmax => "log-softmax",
             Op::Softmax => "softmax",
+            Op::LinearCrossEntropy => "linear-cross-entropy",
         }
     }
 }

@@ -16,7 +16,7 @@ const FULL_VALIDATION_MAX: usize = 1 << 27;
 const SAMPLE_ROWS: usize = 64;
 
 /// Median, min and max in milliseconds.
-fn stats(times: &[Duration]) -> (f64, f64, f64) {
+pub fn stats(times: &[Duration]) -> (f64, f64, f64) {
     let mut ms: Vec<f64> = times.iter().map(|t| t.as_secs_f64() * 1e3).collect();
     ms.sort_by(f64::total_cmp);
     let median = if ms.is_empty() {
@@ -35,10 +35,10 @@ fn stats(times: &[Duration]) -> (f64, f64, f64) {
 
 /// Timings of one configuration: per-call wall times (each the mean of one sample of
 /// `calls` back-to-back calls) and, where measured, kernel times.
-struct Timing {
-    wall: Vec<Duration>,
-    kernel: Vec<Duration>,
-    calls: usize,
+pub struct Timing {
+    pub wall: Vec<Duration>,
+    pub kernel: Vec<Duration>,
+    pub calls: usize,
 }
 
 /// A timed sample lasts at least this long: calls shorter than it are repeated back to back
@@ -49,7 +49,7 @@ const MAX_CALLS: usize = 1000;
 
 /// Runs `f` `warmup` times (at least once), then `iters` samples of `calls` calls each,
 /// `calls` chosen from the last warmup call so that a sample lasts [`MIN_SAMPLE`].
-fn time(
+pub fn time(
     warmup: usize,
     iters: usize,
     mut f: impl FnMut() -> wgpu_xent::Result<Option<Duration>>,
@@ -140,7 +140,7 @@ pub struct Measured {
 }
 
 impl Measured {
-    fn new(op: BenchOp, t: &Timing, scale: f64, check: Option<Validation>) -> Self {
+    pub fn new(op: BenchOp, t: &Timing, scale: f64, check: Option<Validation>) -> Self {
         let (m, lo, hi) = stats(&t.wall);
         let kernel = (!t.kernel.is_empty()).then(|| stats(&t.kernel).0 * scale);
         Self {
@@ -213,7 +213,7 @@ pub struct Validation {
 
 impl Validation {
     /// Compares `ours` with `reference`; `perturb` (testing only) adds 1e-2 to `ours[0]`.
-    fn of(ours: &[f32], reference: &[f32], perturb: bool) -> Self {
+    pub fn of(ours: &[f32], reference: &[f32], perturb: bool) -> Self {
         let mut ours = std::borrow::Cow::Borrowed(ours);
         if perturb {
             if let Some(v) = ours.to_mut().first_mut() {
@@ -231,7 +231,7 @@ impl Validation {
         }
     }
 
-    fn and(self, other: Self) -> Self {
+    pub fn and(self, other: Self) -> Self {
         Self {
             max_abs: self.max_abs.max(other.max_abs),
             valid: self.valid && other.valid,
@@ -271,7 +271,14 @@ fn cpu_op(op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
             BenchOp::NllLoss => drop(cpu::nll_loss(x, t, &opts)?),
             BenchOp::LogSoftmax => drop(cpu::log_softmax(x, 1)?),
             BenchOp::Softmax => drop(cpu::softmax(x, 1)?),
-            BenchOp::Copy | BenchOp::Read | BenchOp::Write | BenchOp::Noop => {}
+            // The roofline and the floor are measured apart; the products by bench_linear.
+            BenchOp::Copy
+            | BenchOp::Read
+            | BenchOp::Write
+            | BenchOp::Noop
+            | BenchOp::Matmul
+            | BenchOp::LinearCrossEntropy
+            | BenchOp::LinearCrossEntropyGrad => {}
         }
         Ok(None)
     })?;

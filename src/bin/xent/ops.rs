@@ -5,32 +5,60 @@ use crate::data::Inputs;
 use crate::error::{CliError, Result};
 use crate::Op;
 use wgpu_xent::cpu::wide::{self, WideLossAndGrad, WideOptions, WideTarget};
-use wgpu_xent::{cpu, BackwardOptions, Context, LossAndGrad, LossOptions, Target, Tensor};
+use wgpu_xent::{cpu, BackwardOptions, Context, Logits, LossAndGrad, LossOptions, Target, Tensor};
 
 /// The ops that use a flag of `eval` or `check` (every op uses those not listed).
 fn users(flag: &str) -> &'static [Op] {
-    const LOSSES: &[Op] = &[Op::CrossEntropy, Op::NllLoss];
+    const LOSSES: &[Op] = &[Op::CrossEntropy, Op::NllLoss, Op::LinearCrossEntropy];
+    const SMOOTHED: &[Op] = &[Op::CrossEntropy, Op::LinearCrossEntropy];
     match flag {
         "--target" | "--weight" | "--weighted" | "--ignore-index" | "--ignore-frac"
         | "--reduction" => LOSSES,
-        "--label-smoothing" | "--z-loss" | "--softcap" | "--lse-out" | "--probs" => {
-            &[Op::CrossEntropy]
-        }
+        "--label-smoothing" | "--probs" => SMOOTHED,
+        "--z-loss" | "--softcap" | "--lse-out" => &[Op::CrossEntropy],
         "--dim" => &[Op::LogSoftmax, Op::Softmax],
-        _ => &[Op::CrossEntropy, Op::NllLoss, Op::LogSoftmax, Op::Softmax],
+        "--linear-weight"
+        | "--linear-bias"
+        | "--grad-linear-weight-out"
+        | "--grad-linear-bias-out" => &[Op::LinearCrossEntropy],
+        _ => &[
+            Op::CrossEntropy,
+            Op::NllLoss,
+            Op::LogSoftmax,
+            Op::Softmax,
+            Op::LinearCrossEntropy,
+        ],
+    }
+}
+
+/// The error for linear-cross-entropy reaching a path of the ops on logits (crate::linear
+/// runs it).
+fn not_on_logits() -> CliError {
+    CliError::Arg("linear-cross-entropy takes --linear-weight, not logits".into())
+}
+
+/// The logits of `inp`, for any op but linear-cross-entropy.
+fn logits_of(op: Op, inp: &Inputs) -> Result<Logits<'_>> {
+    match op {
+        Op::LinearCrossEntropy => Err(not_on_logits()),
+        _ => Ok(inp.input()),
     }
 }
 
 /// Refuses the first flag given (`(flag, given)`) that `op` does not use, naming the ops
-/// that do: `--target is not used by log-softmax (only by cross-entropy and nll-loss)`.
+/// that do: `--target is not used by log-softmax (only by cross-entropy, nll-loss and
+/// linear-cross-entropy)`.
 pub fn refuse_unused(op: Op, flags: &[(&str, bool)]) -> Result<()> {
     for &(flag, given) in flags {
         let ops = users(flag);
         if given && !ops.contains(&op) {
             let names: Vec<&str> = ops.iter().map(|o| o.name()).collect();
+            let names = match names.split_last() {
+                Some((last, rest)) if !rest.is_empty() => format!("{} and {last}", rest.join(", ")),
+                _ => names.join(""),
+            };
             return Err(CliError::Arg(format!(
-                "{flag} is not used by {op} (only by {})",
-                names.join(" and ")
+                "{flag} is not used by {op} (only by {names})"
             )));
         }
     }
@@ -48,7 +76,9 @@ pub fn run_wide(
     lse: bool,
     dim: i64,
 ) -> Result<WideLossAndGrad> {
-    let widen = |v: &[f32]| -> Vec<f64> { v.iter().map(|&v| v as f64).collect() };
+    if op == Op::LinearCrossEntropy {
+        return Err(not_on_logits());
+    }
     let x64 = inp.wide.x.clone().unwrap_or_else(|| widen(&inp.x));
     let x = Tensor::new(&x64, &inp.shape);
     if matches!(op, Op::LogSoftmax | Op::Softmax) {
@@ -57,19 +87,10 @@ pub fn run_wide(
     if !inp.target_given {
         return Err(CliError::Arg(format!("{op} needs --target")));
     }
-    let probs = match (&inp.wide.probs, &inp.probs) {
-        (Some(p), _) => Some(p.clone()),
-        (None, Some(p)) => Some(widen(p)),
-        (None, None) => None,
-    };
+    let (probs, weight) = wide_probs_and_weight(inp);
     let target = match &probs {
         Some(p) => WideTarget::Probs(Tensor::new(p, &inp.tshape)),
         None => WideTarget::Classes(Target::I64(Tensor::new(&inp.classes, &inp.tshape))),
-    };
-    let weight = match (&inp.wide.weight, &inp.weight) {
-        (Some(w), _) => Some(w.clone()),
-        (None, Some(w)) => Some(widen(w)),
-        (None, None) => None,
     };
     let opts = WideOptions {
         weight: weight.as_deref(),
@@ -79,6 +100,25 @@ pub fn run_wide(
         Op::NllLoss => wide::nll_loss(x, target, &opts, grad)?,
         _ => wide::cross_entropy(x, target, &opts, grad, lse)?,
     })
+}
+
+/// f32 values widened to f64 (exactly).
+pub fn widen(v: &[f32]) -> Vec<f64> {
+    v.iter().map(|&v| v as f64).collect()
+}
+
+/// The probability targets and the class weight of `inp` in f64: as read where they were
+/// float64, else widened.
+pub fn wide_probs_and_weight(inp: &Inputs) -> (Option<Vec<f64>>, Option<Vec<f64>>) {
+    let pick = |wide: &Option<Vec<f64>>, narrow: &Option<Vec<f32>>| match (wide, narrow) {
+        (Some(w), _) => Some(w.clone()),
+        (None, Some(v)) => Some(widen(v)),
+        (None, None) => None,
+    };
+    (
+        pick(&inp.wide.probs, &inp.probs),
+        pick(&inp.wide.weight, &inp.weight),
+    )
 }
 
 /// Runs `op` on `ctx` (the CPU reference when `None`), with the fused backward when `grad`.
@@ -92,7 +132,7 @@ pub fn run_op(
     lse: bool,
     dim: i64,
 ) -> Result<LossAndGrad> {
-    let x = inp.input();
+    let x = logits_of(op, inp)?;
     let backward = BackwardOptions {
         grad_output: 1.0,
         return_lse: lse,

@@ -23,6 +23,12 @@ pub enum BenchOp {
     Copy,
     /// An empty submission's round trip: the adapter's floor, the least any call takes.
     Noop,
+    /// The matrix product a[M,K]·b[N,K]ᵀ (shape MxNxK), in GFLOP/s.
+    Matmul,
+    /// linear_cross_entropy forward (shape NxDxC), beside the matmul of its size.
+    LinearCrossEntropy,
+    /// linear_cross_entropy forward + backward (shape NxDxC), beside the matmul of its size.
+    LinearCrossEntropyGrad,
     // The trivial read kernel of bandwidth.wgsl (reported with `copy`).
     #[value(skip)]
     Read,
@@ -43,6 +49,9 @@ impl BenchOp {
             BenchOp::Softmax => "softmax",
             BenchOp::Copy => "copy",
             BenchOp::Noop => "noop",
+            BenchOp::Matmul => "matmul",
+            BenchOp::LinearCrossEntropy => "linear-cross-entropy",
+            BenchOp::LinearCrossEntropyGrad => "linear-cross-entropy-grad",
             BenchOp::Read => "read",
             BenchOp::Write => "write",
         }
@@ -70,8 +79,11 @@ impl BenchOp {
             BenchOp::NllLoss => e / classes.max(1) as f64,
             // One read and one write.
             BenchOp::Copy => 2.0 * e,
-            // Nothing.
-            BenchOp::Noop => 0.0,
+            // Nothing; the products are timed in GFLOP/s, not bytes.
+            BenchOp::Noop
+            | BenchOp::Matmul
+            | BenchOp::LinearCrossEntropy
+            | BenchOp::LinearCrossEntropyGrad => 0.0,
         }
     }
 }
