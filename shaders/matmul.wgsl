@@ -22,8 +22,11 @@
 // order, so results are bitwise deterministic with no atomics. There is no workgroup memory and
 // no barrier: on CPU adapters workgroup memory costs what a buffer load costs and a barrier turns
 // the shader into coroutines (../shared/LAVAPIPE_MATMUL.md measured shared-memory tiling at
-// half the speed of register tiling there). Where both operands are contiguous along K with
-// vec4-aligned rows (VEC_K), they are read 4 k at a time as vec4s: 16 loads per 256 FMAs.
+// half the speed of register tiling there). The tile is summed as 2 × 2 blocks of 4 × 4, 4 k at
+// a time as mat4x4 products, so that accumulators and operands stay in registers (indexed
+// arrays were measured at 1.25 GFLOP/s on lavapipe: they live in memory). Each operand is read
+// as vec4s along k or along its rows where its strides allow (LAYOUT_*): 16 loads per 256
+// multiply-adds; else one element at a time.
 //
 // Bytes moved: A is read tiles_n times and B tiles_m times, 4 · (M K tiles_n + N K tiles_m)
 // bytes (mostly from cache), and C written once: 4 M N (read too when ACCUMULATE).
@@ -57,11 +60,25 @@ struct MatmulParams {
     has_bias: u32,
     // 1: A and B are contiguous along K (a_sk = b_sk = 1), K, a_off, a_sm, b_off and b_sn are
     // multiples of 4: read as vec4s along K.
-    vec_k: u32,
+    // How A and B are read: LAYOUT_* below, chosen in src/gpu/linear/matmul.rs.
+    a_layout: u32,
+    b_layout: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 const TILE: u32 = 8u;
 const BLOCK: u32 = 64u;
+
+// One element at a time, by the strides: any offsets and strides.
+const LAYOUT_SCALAR: u32 = 0u;
+// vec4s along k: k stride 1, the offset and row stride multiples of 4 (X and W of the
+// logits, G of dX).
+const LAYOUT_ALONG_K: u32 = 1u;
+// vec4s along the rows: row stride 1, the offset and k stride multiples of 4 (W of dX, G and
+// X of dW). Rows past M (N) in the last vec4 are read, from our padding, and never written.
+const LAYOUT_ALONG_ROWS: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> params: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
@@ -69,56 +86,95 @@ const BLOCK: u32 = 64u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-fn a_at(i: u32) -> f32 {
-    return a[i >> 2u][i & 3u];
+// A(rows r .. r + 4 of the tile, k): `rows` holds the element offsets of the tile's 8 rows
+// at k = 0, clamped inside A.
+fn a_col(rows: array<u32, 8>, r: u32, k: u32) -> vec4<f32> {
+    var v: vec4<f32>;
+    for (var i = 0u; i < 4u; i++) {
+        let at = rows[r + i] + k * params.a_sk;
+        v[i] = a[at >> 2u][at & 3u];
+    }
+    return v;
 }
 
-fn b_at(i: u32) -> f32 {
-    return b[i >> 2u][i & 3u];
+// B(rows r .. r + 4 of the tile, k), as a_col.
+fn b_col(rows: array<u32, 8>, r: u32, k: u32) -> vec4<f32> {
+    var v: vec4<f32>;
+    for (var i = 0u; i < 4u; i++) {
+        let at = rows[r + i] + k * params.b_sk;
+        v[i] = b[at >> 2u][at & 3u];
+    }
+    return v;
 }
 
-// The TILE × TILE products of rows `am` of A and `bn` of B (element offsets of their k = 0),
-// 4 k at a time as vec4s.
-fn tile_vec4(am: array<u32, 8>, bn: array<u32, 8>) -> array<array<f32, 8>, 8> {
-    var acc: array<array<f32, 8>, 8>;
-    for (var k = 0u; k < params.k; k += 4u) {
-        var av: array<vec4<f32>, 8>;
-        var bv: array<vec4<f32>, 8>;
-        for (var i = 0u; i < TILE; i++) {
-            av[i] = a[(am[i] + k) >> 2u];
-            bv[i] = b[(bn[i] + k) >> 2u];
-        }
-        for (var i = 0u; i < TILE; i++) {
-            for (var j = 0u; j < TILE; j++) {
-                // In increasing k, as the scalar loop sums.
-                var s = acc[i][j];
-                s = fma(av[i].x, bv[j].x, s);
-                s = fma(av[i].y, bv[j].y, s);
-                s = fma(av[i].z, bv[j].z, s);
-                acc[i][j] = fma(av[i].w, bv[j].w, s);
+// A(tile rows r .. r + 4, k .. k + 4): column j holds k + j, row i the tile's row r + i.
+fn a_block(rows: array<u32, 8>, r: u32, k: u32) -> mat4x4<f32> {
+    if params.a_layout == LAYOUT_ALONG_K {
+        return transpose(mat4x4<f32>(
+            a[(rows[r] + k) >> 2u],
+            a[(rows[r + 1u] + k) >> 2u],
+            a[(rows[r + 2u] + k) >> 2u],
+            a[(rows[r + 3u] + k) >> 2u],
+        ));
+    }
+    if params.a_layout == LAYOUT_ALONG_ROWS {
+        let at = (rows[r] + k * params.a_sk) >> 2u;
+        let step = params.a_sk >> 2u;
+        return mat4x4<f32>(a[at], a[at + step], a[at + 2u * step], a[at + 3u * step]);
+    }
+    return mat4x4<f32>(
+        a_col(rows, r, k),
+        a_col(rows, r, k + 1u),
+        a_col(rows, r, k + 2u),
+        a_col(rows, r, k + 3u),
+    );
+}
+
+// B(tile rows r .. r + 4, k .. k + 4) turned: column j holds the tile's row r + j, row i k + i.
+fn b_block(rows: array<u32, 8>, r: u32, k: u32) -> mat4x4<f32> {
+    if params.b_layout == LAYOUT_ALONG_K {
+        return mat4x4<f32>(
+            b[(rows[r] + k) >> 2u],
+            b[(rows[r + 1u] + k) >> 2u],
+            b[(rows[r + 2u] + k) >> 2u],
+            b[(rows[r + 3u] + k) >> 2u],
+        );
+    }
+    if params.b_layout == LAYOUT_ALONG_ROWS {
+        let at = (rows[r] + k * params.b_sk) >> 2u;
+        let step = params.b_sk >> 2u;
+        return transpose(mat4x4<f32>(b[at], b[at + step], b[at + 2u * step], b[at + 3u * step]));
+    }
+    return transpose(mat4x4<f32>(
+        b_col(rows, r, k),
+        b_col(rows, r, k + 1u),
+        b_col(rows, r, k + 2u),
+        b_col(rows, r, k + 3u),
+    ));
+}
+
+// u ⊗ v: column j is u · v[j].
+fn outer(u: vec4<f32>, v: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(u * v.x, u * v.y, u * v.z, u * v.w);
+}
+
+// Writes the 4 × 4 block `acc` (column j: C column n + j) at C(m.., n..), inside C.
+fn store(acc: mat4x4<f32>, m: u32, n: u32) {
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            if m + i < params.m && n + j < params.n {
+                let at = params.c_off + (m + i) * params.c_sm + n + j;
+                var v = params.alpha * acc[j][i];
+                if params.has_bias == 1u {
+                    v += bias[n + j];
+                }
+                if params.accumulate == 1u {
+                    v += c[at];
+                }
+                c[at] = v;
             }
         }
     }
-    return acc;
-}
-
-// As tile_vec4, one k at a time by the strides.
-fn tile_scalar(am: array<u32, 8>, bn: array<u32, 8>) -> array<array<f32, 8>, 8> {
-    var acc: array<array<f32, 8>, 8>;
-    for (var k = 0u; k < params.k; k++) {
-        var av: array<f32, 8>;
-        var bv: array<f32, 8>;
-        for (var i = 0u; i < TILE; i++) {
-            av[i] = a_at(am[i] + k * params.a_sk);
-            bv[i] = b_at(bn[i] + k * params.b_sk);
-        }
-        for (var i = 0u; i < TILE; i++) {
-            for (var j = 0u; j < TILE; j++) {
-                acc[i][j] = fma(av[i], bv[j], acc[i][j]);
-            }
-        }
-    }
-    return acc;
 }
 
 @compute @workgroup_size(8, 8)
@@ -140,27 +196,36 @@ fn matmul(
         am[i] = params.a_off + min(m0 + i, params.m - 1u) * params.a_sm;
         bn[i] = params.b_off + min(n0 + i, params.n - 1u) * params.b_sn;
     }
-    var acc: array<array<f32, 8>, 8>;
-    if params.vec_k == 1u {
-        acc = tile_vec4(am, bn);
-    } else {
-        acc = tile_scalar(am, bn);
+    // The tile as 2 × 2 blocks of 4 × 4, each a sum over k in a fixed order: 4 k at a time
+    // as 4 × 4 matrix products (16 vec4 loads per 256 multiply-adds where a layout allows),
+    // then the last K % 4 one at a time.
+    var acc00: mat4x4<f32>;
+    var acc01: mat4x4<f32>;
+    var acc10: mat4x4<f32>;
+    var acc11: mat4x4<f32>;
+    let k4 = params.k & ~3u;
+    for (var k = 0u; k < k4; k += 4u) {
+        let a0 = a_block(am, 0u, k);
+        let a1 = a_block(am, 4u, k);
+        let b0 = b_block(bn, 0u, k);
+        let b1 = b_block(bn, 4u, k);
+        acc00 += a0 * b0;
+        acc01 += a0 * b1;
+        acc10 += a1 * b0;
+        acc11 += a1 * b1;
     }
-    for (var i = 0u; i < TILE; i++) {
-        let m = m0 + i;
-        for (var j = 0u; j < TILE; j++) {
-            let n = n0 + j;
-            if m < params.m && n < params.n {
-                let at = params.c_off + m * params.c_sm + n;
-                var v = params.alpha * acc[i][j];
-                if params.has_bias == 1u {
-                    v += bias[n];
-                }
-                if params.accumulate == 1u {
-                    v += c[at];
-                }
-                c[at] = v;
-            }
-        }
+    for (var k = k4; k < params.k; k++) {
+        let a0 = a_col(am, 0u, k);
+        let a1 = a_col(am, 4u, k);
+        let b0 = b_col(bn, 0u, k);
+        let b1 = b_col(bn, 4u, k);
+        acc00 += outer(a0, b0);
+        acc01 += outer(a0, b1);
+        acc10 += outer(a1, b0);
+        acc11 += outer(a1, b1);
     }
+    store(acc00, m0, n0);
+    store(acc01, m0, n0 + 4u);
+    store(acc10, m0 + 4u, n0);
+    store(acc11, m0 + 4u, n0 + 4u);
 }

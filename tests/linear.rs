@@ -132,6 +132,10 @@ fn tile_edges_and_every_reduction() {
         (65, 4, 129),
         (8, 300, 50),
         (63, 129, 1000),
+        // D and C multiples of 4: every product reads vec4s (along K, or along its rows for
+        // dX's W and dW's G and X), with rows and columns past the tiles' edges.
+        (37, 12, 68),
+        (70, 64, 132),
     ];
     for (i, (n, d, c)) in dims.into_iter().enumerate() {
         for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {

@@ -31,7 +31,11 @@ uniform! {
         alpha: f32,
         accumulate: u32,
         has_bias: u32,
-        vec_k: u32,
+        a_layout: u32,
+        b_layout: u32,
+        _pad0: u32,
+        _pad1: u32,
+        _pad2: u32,
     }
 }
 
@@ -44,6 +48,31 @@ pub(crate) struct Operand {
     pub major: usize,
     /// The stride along K.
     pub step: usize,
+}
+
+/// How the kernel reads an operand (`LAYOUT_*` in matmul.wgsl), by what its strides allow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// One element at a time, by the strides.
+    Scalar = 0,
+    /// vec4s along K: K stride 1, offset and row stride multiples of 4.
+    AlongK = 1,
+    /// vec4s along the rows: row stride 1, offset and K stride multiples of 4.
+    AlongRows = 2,
+}
+
+impl Operand {
+    /// The fastest layout its strides allow.
+    pub(crate) fn layout(&self) -> Layout {
+        let aligned = |v: usize| v % 4 == 0;
+        if self.step == 1 && aligned(self.offset) && aligned(self.major) {
+            Layout::AlongK
+        } else if self.major == 1 && aligned(self.offset) && aligned(self.step) {
+            Layout::AlongRows
+        } else {
+            Layout::Scalar
+        }
+    }
 }
 
 /// `C(m, n) = alpha · Σ_k A(m, k) B(n, k) [+ C] [+ bias(n)]` over `[m, n]` of `c`, whose rows
@@ -78,8 +107,7 @@ impl Context {
         }
         let blocks = Blocks { m, n };
         let (a, b) = (p.a, p.b);
-        let aligned = [k, a.offset, a.major, b.offset, b.major];
-        let vec_k = a.step == 1 && b.step == 1 && aligned.iter().all(|v| v % 4 == 0);
+        let (a_layout, b_layout) = (a.layout(), b.layout());
         let params = MatmulParams {
             m: u32_of(m, "M")?,
             n: u32_of(n, "N")?,
@@ -96,7 +124,11 @@ impl Context {
             alpha: p.alpha,
             accumulate: p.accumulate as u32,
             has_bias: p.bias.is_some() as u32,
-            vec_k: vec_k as u32,
+            a_layout: a_layout as u32,
+            b_layout: b_layout as u32,
+            _pad0: 0,
+            _pad1: 0,
+            _pad2: 0,
         };
         // The last element each operand reaches must lie in its buffer.
         for (what, o, rows) in [("A", a, m), ("B", b, n)] {
@@ -124,7 +156,7 @@ impl Context {
             ],
         );
         let key = KernelKey::new(Entry::Matmul, Float::F32.into());
-        let label = format!("{m}x{n}x{k}{}", if vec_k { " vec4" } else { "" });
+        let label = format!("{m}x{n}x{k} {a_layout:?}x{b_layout:?}");
         self.push(program, key, bind, blocks.workgroups(), &label)
     }
 
