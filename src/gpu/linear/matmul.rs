@@ -64,7 +64,7 @@ pub(crate) enum Layout {
 impl Operand {
     /// The fastest layout its strides allow.
     pub(crate) fn layout(&self) -> Layout {
-        let aligned = |v: usize| v % 4 == 0;
+        let aligned = |v: usize| v.is_multiple_of(4);
         if self.step == 1 && aligned(self.offset) && aligned(self.major) {
             Layout::AlongK
         } else if self.major == 1 && aligned(self.offset) && aligned(self.step) {
