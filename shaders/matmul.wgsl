@@ -86,70 +86,79 @@ const LAYOUT_ALONG_ROWS: u32 = 2u;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
-// A(rows r .. r + 4 of the tile, k): `rows` holds the element offsets of the tile's 8 rows
-// at k = 0, clamped inside A.
-fn a_col(rows: array<u32, 8>, r: u32, k: u32) -> vec4<f32> {
+// The element offset of A(m, 0), m clamped inside A: rows past M are read, never written.
+fn a_row(m: u32) -> u32 {
+    return params.a_off + min(m, params.m - 1u) * params.a_sm;
+}
+
+// The element offset of B(n, 0), as a_row.
+fn b_row(n: u32) -> u32 {
+    return params.b_off + min(n, params.n - 1u) * params.b_sn;
+}
+
+// A(rows m .. m + 4, k).
+fn a_col(m: u32, k: u32) -> vec4<f32> {
     var v: vec4<f32>;
     for (var i = 0u; i < 4u; i++) {
-        let at = rows[r + i] + k * params.a_sk;
+        let at = a_row(m + i) + k * params.a_sk;
         v[i] = a[at >> 2u][at & 3u];
     }
     return v;
 }
 
-// B(rows r .. r + 4 of the tile, k), as a_col.
-fn b_col(rows: array<u32, 8>, r: u32, k: u32) -> vec4<f32> {
+// B(rows n .. n + 4, k).
+fn b_col(n: u32, k: u32) -> vec4<f32> {
     var v: vec4<f32>;
     for (var i = 0u; i < 4u; i++) {
-        let at = rows[r + i] + k * params.b_sk;
+        let at = b_row(n + i) + k * params.b_sk;
         v[i] = b[at >> 2u][at & 3u];
     }
     return v;
 }
 
-// A(tile rows r .. r + 4, k .. k + 4): column j holds k + j, row i the tile's row r + i.
-fn a_block(rows: array<u32, 8>, r: u32, k: u32) -> mat4x4<f32> {
+// A(rows r .. r + 4, k .. k + 4): column j holds k + j, row i the row r + i.
+fn a_block(r: u32, k: u32) -> mat4x4<f32> {
     if params.a_layout == LAYOUT_ALONG_K {
         return transpose(mat4x4<f32>(
-            a[(rows[r] + k) >> 2u],
-            a[(rows[r + 1u] + k) >> 2u],
-            a[(rows[r + 2u] + k) >> 2u],
-            a[(rows[r + 3u] + k) >> 2u],
+            a[(a_row(r) + k) >> 2u],
+            a[(a_row(r + 1u) + k) >> 2u],
+            a[(a_row(r + 2u) + k) >> 2u],
+            a[(a_row(r + 3u) + k) >> 2u],
         ));
     }
     if params.a_layout == LAYOUT_ALONG_ROWS {
-        let at = (rows[r] + k * params.a_sk) >> 2u;
+        let at = (a_row(r) + k * params.a_sk) >> 2u;
         let step = params.a_sk >> 2u;
         return mat4x4<f32>(a[at], a[at + step], a[at + 2u * step], a[at + 3u * step]);
     }
     return mat4x4<f32>(
-        a_col(rows, r, k),
-        a_col(rows, r, k + 1u),
-        a_col(rows, r, k + 2u),
-        a_col(rows, r, k + 3u),
+        a_col(r, k),
+        a_col(r, k + 1u),
+        a_col(r, k + 2u),
+        a_col(r, k + 3u),
     );
 }
 
-// B(tile rows r .. r + 4, k .. k + 4) turned: column j holds the tile's row r + j, row i k + i.
-fn b_block(rows: array<u32, 8>, r: u32, k: u32) -> mat4x4<f32> {
+// B(rows r .. r + 4, k .. k + 4) turned: column j holds the row r + j, row i k + i.
+fn b_block(r: u32, k: u32) -> mat4x4<f32> {
     if params.b_layout == LAYOUT_ALONG_K {
         return mat4x4<f32>(
-            b[(rows[r] + k) >> 2u],
-            b[(rows[r + 1u] + k) >> 2u],
-            b[(rows[r + 2u] + k) >> 2u],
-            b[(rows[r + 3u] + k) >> 2u],
+            b[(b_row(r) + k) >> 2u],
+            b[(b_row(r + 1u) + k) >> 2u],
+            b[(b_row(r + 2u) + k) >> 2u],
+            b[(b_row(r + 3u) + k) >> 2u],
         );
     }
     if params.b_layout == LAYOUT_ALONG_ROWS {
-        let at = (rows[r] + k * params.b_sk) >> 2u;
+        let at = (b_row(r) + k * params.b_sk) >> 2u;
         let step = params.b_sk >> 2u;
         return transpose(mat4x4<f32>(b[at], b[at + step], b[at + 2u * step], b[at + 3u * step]));
     }
     return transpose(mat4x4<f32>(
-        b_col(rows, r, k),
-        b_col(rows, r, k + 1u),
-        b_col(rows, r, k + 2u),
-        b_col(rows, r, k + 3u),
+        b_col(r, k),
+        b_col(r, k + 1u),
+        b_col(r, k + 2u),
+        b_col(r, k + 3u),
     ));
 }
 
@@ -190,12 +199,6 @@ fn matmul(
     }
     let m0 = (t / params.tiles_n) * BLOCK + lid.y * TILE;
     let n0 = (t % params.tiles_n) * BLOCK + lid.x * TILE;
-    var am: array<u32, 8>;
-    var bn: array<u32, 8>;
-    for (var i = 0u; i < TILE; i++) {
-        am[i] = params.a_off + min(m0 + i, params.m - 1u) * params.a_sm;
-        bn[i] = params.b_off + min(n0 + i, params.n - 1u) * params.b_sn;
-    }
     // The tile as 2 × 2 blocks of 4 × 4, each a sum over k in a fixed order: 4 k at a time
     // as 4 × 4 matrix products (16 vec4 loads per 256 multiply-adds where a layout allows),
     // then the last K % 4 one at a time.
@@ -205,20 +208,20 @@ fn matmul(
     var acc11: mat4x4<f32>;
     let k4 = params.k & ~3u;
     for (var k = 0u; k < k4; k += 4u) {
-        let a0 = a_block(am, 0u, k);
-        let a1 = a_block(am, 4u, k);
-        let b0 = b_block(bn, 0u, k);
-        let b1 = b_block(bn, 4u, k);
+        let a0 = a_block(m0, k);
+        let a1 = a_block(m0 + 4u, k);
+        let b0 = b_block(n0, k);
+        let b1 = b_block(n0 + 4u, k);
         acc00 += a0 * b0;
         acc01 += a0 * b1;
         acc10 += a1 * b0;
         acc11 += a1 * b1;
     }
     for (var k = k4; k < params.k; k++) {
-        let a0 = a_col(am, 0u, k);
-        let a1 = a_col(am, 4u, k);
-        let b0 = b_col(bn, 0u, k);
-        let b1 = b_col(bn, 4u, k);
+        let a0 = a_col(m0, k);
+        let a1 = a_col(m0 + 4u, k);
+        let b0 = b_col(n0, k);
+        let b1 = b_col(n0 + 4u, k);
         acc00 += outer(a0, b0);
         acc01 += outer(a0, b1);
         acc10 += outer(a1, b0);

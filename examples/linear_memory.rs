@@ -1,0 +1,85 @@
+//! Peak host memory of `linear_cross_entropy` forward + backward, where device memory is host
+//! memory (lavapipe, llvmpipe).
+//!
+//! `cargo run --release --example linear_memory -- N D C [BUDGET_MIB]` (default
+//! 256 256 128256 64) prints, in MiB:
+//! - the `[N, C]` logits the op never holds, the gradients it returns and its budget;
+//! - prepared: the peak RSS growth of one `PreparedLinear::run` whose inputs were uploaded
+//!   before (as PyTorch's inputs are already in its memory), the gradients' device buffers
+//!   made and first written during the run, then read back into new host vectors;
+//! - host API: the same for one `Context::linear_cross_entropy_backward` (uploads included).
+//!
+//! The peak is VmHWM from /proc/self/status, reset before each call by writing 5 to
+//! /proc/self/clear_refs (Linux).
+
+use std::time::Instant;
+use wgpu_xent::{Context, Linear, LossOptions, Target, Tensor};
+
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("a VmRSS/VmHWM line")
+}
+
+/// Runs `f` and returns the growth of the peak RSS over the RSS before it, in MiB.
+fn peak_growth<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    std::fs::write("/proc/self/clear_refs", "5").expect("resetting the peak RSS");
+    let before = status_kib("VmRSS:");
+    let out = f();
+    let peak = status_kib("VmHWM:");
+    (out, peak.saturating_sub(before) as f64 / 1024.0)
+}
+
+fn main() -> Result<(), wgpu_xent::XentError> {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().expect("N D C [BUDGET_MIB] as integers"))
+        .collect();
+    let [n, d, c, budget] = match args[..] {
+        [n, d, c] => [n, d, c, 64],
+        [n, d, c, b] => [n, d, c, b],
+        [] => [256, 256, 128256, 64],
+        _ => panic!("usage: linear_memory N D C [BUDGET_MIB]"),
+    };
+    let mib = |elems: usize| (elems * 4) as f64 / (1 << 20) as f64;
+    let x: Vec<f32> = (0..n * d)
+        .map(|i| ((i * 7919) % 1000) as f32 / 5e3)
+        .collect();
+    let w: Vec<f32> = (0..c * d)
+        .map(|i| ((i * 104729) % 1000) as f32 / 5e3)
+        .collect();
+    let t: Vec<i64> = (0..n).map(|i| ((i * 31) % c) as i64).collect();
+    let (x_shape, w_shape, t_shape) = ([n, d], [c, d], [n]);
+    let linear =
+        Linear::new(Tensor::new(&x, &x_shape), Tensor::new(&w, &w_shape)).budget(budget << 20);
+    let target = || Target::I64(Tensor::new(&t, &t_shape));
+    let opts = LossOptions::default();
+    let ctx = Context::new()?;
+    let info = ctx.adapter_info();
+    println!("{} ({:?}) at N={n} D={d} C={c}", info.name, info.backend);
+    println!(
+        "logits never held: {:.0} MiB; gradients returned: {:.0} MiB; budget: {budget} MiB",
+        mib(n * c),
+        mib(n * d + c * d)
+    );
+    let prepared = ctx.prepare_linear_cross_entropy(linear, target(), &opts, true)?;
+    let start = Instant::now();
+    let (out, grown) = peak_growth(|| prepared.run());
+    let loss = out?.loss.scalar();
+    println!(
+        "prepared: peak RSS +{grown:.0} MiB, {:.1} s, loss {loss:.6}",
+        start.elapsed().as_secs_f64()
+    );
+    drop(prepared);
+    let start = Instant::now();
+    let (out, grown) = peak_growth(|| ctx.linear_cross_entropy_backward(linear, target(), &opts));
+    println!(
+        "host API: peak RSS +{grown:.0} MiB, {:.1} s, loss {:.6}",
+        start.elapsed().as_secs_f64(),
+        out?.loss.scalar()
+    );
+    Ok(())
+}
