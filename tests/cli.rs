@@ -3,28 +3,15 @@
 
 mod common;
 
-use std::path::Path;
 mod cli_common;
 use cli_common::*;
-
-fn write_i64(path: &Path, data: &[i64], shape: &[u64]) {
-    use npyz::WriterBuilder;
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(std::fs::File::create(path).unwrap())
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-}
 
 #[test]
 fn eval_writes_a_0d_loss_that_matches_the_reference() {
     let d = tmpdir("ok");
     let x: Vec<f32> = (0..12).map(|i| (i as f32 * 0.7).sin() * 3.0).collect();
     common::write_npy_f32(d.join("x.npy"), &x, &[4, 3]);
-    write_i64(&d.join("t.npy"), &[0, 2, -100, 1], &[4]);
+    write_npy(d.join("t.npy"), &[0, 2, -100, 1], &[4]);
     for device in ["gpu", "cpu"] {
         let out = d.join(format!("{device}.npy"));
         let r = xent()
@@ -53,8 +40,8 @@ fn eval_writes_a_0d_loss_that_matches_the_reference() {
 fn eval_refuses_bad_input_with_a_message_and_no_output() {
     let d = tmpdir("bad");
     common::write_npy_f32(d.join("x.npy"), &[0.0; 12], &[4, 3]);
-    write_i64(&d.join("t.npy"), &[0, 5, 1, 1], &[4]);
-    write_i64(&d.join("i.npy"), &[0; 12], &[4, 3]);
+    write_npy(d.join("t.npy"), &[0, 5, 1, 1], &[4]);
+    write_npy(d.join("i.npy"), &[0; 12], &[4, 3]);
     let cases: [(&[&str], &str); 4] = [
         (&["--target", "t.npy"], "Target 5 is out of bounds"),
         (
@@ -324,7 +311,7 @@ fn reduction_paths_agree_bitwise() {
         let x = rng.logits(n * c, 4.0);
         common::write_npy_f32(d.join("x.npy"), &x, &[n, c]);
         let t: Vec<i64> = (0..n).map(|_| rng.below(c) as i64).collect();
-        write_i64(&d.join("t.npy"), &t, &[n as u64]);
+        write_npy(d.join("t.npy"), &t, &[n as u64]);
         let run = |tag: &str, no_subgroups: bool| {
             let mut cmd = xent();
             if no_subgroups {

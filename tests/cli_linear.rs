@@ -9,18 +9,6 @@ mod cli_common;
 use cli_common::*;
 use std::path::Path;
 
-fn write_i64(path: &Path, data: &[i64], shape: &[u64]) {
-    use npyz::WriterBuilder;
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(std::fs::File::create(path).unwrap())
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-}
-
 const N: usize = 5;
 const D: usize = 6;
 const C: usize = 7;
@@ -34,7 +22,7 @@ fn write_problem(d: &Path) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<i64>) {
     common::write_npy_f32(d.join("x.npy"), &x, &[N, D]);
     common::write_npy_f32(d.join("w.npy"), &w, &[C, D]);
     common::write_npy_f32(d.join("b.npy"), &b, &[C]);
-    write_i64(&d.join("t.npy"), &t, &[N as u64]);
+    write_npy(d.join("t.npy"), &t, &[N as u64]);
     (x, w, b, t)
 }
 

@@ -10,18 +10,6 @@ use std::time::{Duration, Instant};
 mod cli_common;
 use cli_common::*;
 
-fn write_npy<T: npyz::AutoSerialize + Copy>(path: impl AsRef<Path>, data: &[T], shape: &[u64]) {
-    use npyz::WriterBuilder;
-    let mut w = npyz::WriteOptions::new()
-        .default_dtype()
-        .shape(shape)
-        .writer(std::fs::File::create(path).unwrap())
-        .begin_nd()
-        .unwrap();
-    w.extend(data.iter().copied()).unwrap();
-    w.finish().unwrap();
-}
-
 /// A [4, 5] input x.npy (f32) and x64.npy (its f64 values, not f32-representable), class
 /// targets t.npy, probabilities p.npy and weights w.npy (f32), w16.npy, w64.npy.
 fn inputs(d: &Path) -> Vec<f64> {

@@ -4,6 +4,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Writes `data` as a `.npy` of `T`'s default dtype and shape `shape`.
+pub fn write_npy<T: npyz::AutoSerialize + Copy>(path: impl AsRef<Path>, data: &[T], shape: &[u64]) {
+    use npyz::WriterBuilder;
+    let mut w = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(shape)
+        .writer(std::fs::File::create(path).unwrap())
+        .begin_nd()
+        .unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
 pub fn xent() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xent"))
 }
