@@ -140,11 +140,9 @@ impl Context {
             }
         }
         let uniform = self.uniform("matmul params", &params);
-        // Without a bias the binding still needs a buffer, other than C's.
-        let bias = match p.bias {
-            Some(b) => b.clone(),
-            None => self.upload::<f32>("no bias", &[])?,
-        };
+        // Without a bias the binding still needs a buffer other than C's: A's, also read only,
+        // and never read there (has_bias = 0).
+        let bias = p.bias.unwrap_or(&a.buffer).clone();
         let bind = self.bind(
             Family::Matmul,
             &[
