@@ -11,7 +11,7 @@
 //   logits = X·Wᵀ:  A = X [rows, D] (a_sk = 1), B = W [C, D] (b_sk = 1)
 //   dX = G·W:       A = G [rows, C] (a_sk = 1), B(d, c) = W[c, d] (b_sn = 1, b_sk = D)
 //   dW += Gᵀ·X:     A(c, r) = G[r, c] (a_sm = 1, a_sk = C), B(d, r) = X[r, d] (b_sn = 1, b_sk = D)
-//   db += Gᵀ·1:     N = 1, B = one 1.0 (b_sn = b_sk = 0)
+//   db += 1ᵀ·G:     M = 1, A = a row of ones (a_sm = 0, a_sk = 1), B as for dW
 //
 // Geometry (src/geometry/tiles.rs, which property-tests it): each invocation owns a TILE × TILE
 // block of C and sums all of K for it in registers; a workgroup of 8 × 8 invocations owns a

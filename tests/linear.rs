@@ -136,6 +136,12 @@ fn tile_edges_and_every_reduction() {
         // dX's W and dW's G and X), with rows and columns past the tiles' edges.
         (37, 12, 68),
         (70, 64, 132),
+        // D and C multiples of 8: on CPU adapters with subgroups and SHADER_INT64 every
+        // product runs on matmul_lanes.wgsl (8 floats a load), with ragged K (rows) tails.
+        (37, 16, 72),
+        (70, 64, 136),
+        (9, 8, 8),
+        (33, 24, 200),
     ];
     for (i, (n, d, c)) in dims.into_iter().enumerate() {
         for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
@@ -176,6 +182,10 @@ fn matmul_matches_the_reference_at_tile_edges() {
         (64, 64, 64),
         (3, 130, 8),
         (129, 1, 17),
+        // K a multiple of 8: matmul_lanes.wgsl where it runs, past its 16 × 64 blocks.
+        (65, 63, 24),
+        (17, 200, 16),
+        (1, 65, 8),
     ] {
         let mut rng = Rng::new((m * n * k) as u64);
         let a: Vec<f32> = (0..m * k).map(|_| rng.normal(1.0)).collect();

@@ -1,45 +1,89 @@
 //! The blocks of shaders/matmul.wgsl and the row chunks of linear_cross_entropy, as pure
 //! integer functions the kernel's index arithmetic mirrors.
 
-/// Rows (and columns) of C one invocation owns: `TILE` in matmul.wgsl.
+/// Rows (and columns) of C one invocation of matmul.wgsl owns: `TILE` there.
 pub(crate) const TILE: usize = 8;
-/// Invocations along each side of a workgroup (`@workgroup_size(8, 8)`).
+/// Invocations along each side of a matmul.wgsl workgroup (`@workgroup_size(8, 8)`).
 pub(crate) const SIDE: usize = 8;
-/// Rows and columns of C one workgroup owns: `BLOCK` in matmul.wgsl.
-pub(crate) const BLOCK: usize = TILE * SIDE;
+/// Rows of C each lane of matmul_lanes.wgsl owns: `LANE_ROWS` there.
+pub(crate) const LANE_ROWS: usize = 16;
+/// Lanes of a matmul_lanes.wgsl workgroup (one subgroup), each owning 8 columns of C.
+pub(crate) const LANES: usize = 8;
+
+/// Which matmul kernel a product runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Design {
+    /// matmul.wgsl: 8 × 8 invocations, each an 8 × 8 tile of C.
+    Tiles,
+    /// matmul_lanes.wgsl: one subgroup of 8 lanes, each LANE_ROWS rows × 8 columns of C.
+    Lanes,
+}
+
+impl Design {
+    /// Rows and columns of C one workgroup owns.
+    pub fn block(self) -> (usize, usize) {
+        match self {
+            Design::Tiles => (TILE * SIDE, TILE * SIDE),
+            Design::Lanes => (LANE_ROWS, 8 * LANES),
+        }
+    }
+
+    /// k a loop trip consumes (the kernel's step along K).
+    pub fn k_step(self) -> usize {
+        match self {
+            Design::Tiles => 4,
+            Design::Lanes => 8,
+        }
+    }
+}
 
 /// The blocks of an `[m, n]` product: workgroup `t` owns block `(t / tiles_n, t % tiles_n)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Blocks {
     pub m: usize,
     pub n: usize,
+    pub design: Design,
 }
 
 impl Blocks {
     /// Blocks along N (`MatmulParams::tiles_n`).
     pub fn tiles_n(&self) -> usize {
-        self.n.div_ceil(BLOCK)
+        self.n.div_ceil(self.design.block().1)
     }
 
     /// Workgroups of one dispatch: one per block.
     pub fn workgroups(&self) -> u64 {
-        (self.m.div_ceil(BLOCK) * self.tiles_n()) as u64
+        (self.m.div_ceil(self.design.block().0) * self.tiles_n()) as u64
     }
 
-    /// The elements `(m, n)` of C that invocation `(lx, ly)` of workgroup `t` writes, as
-    /// matmul.wgsl computes them: rows `m0 + i` and columns `n0 + j` for `i, j < TILE`, those
-    /// inside C.
+    /// The elements `(m, n)` of C that invocation `(lx, ly)` of workgroup `t` writes (for
+    /// Lanes, lane `lx`, `ly` = 0), as the kernels compute them: those inside C of the
+    /// invocation's rows `m0 + i` and columns `n0 + j`.
     #[cfg(test)]
     pub fn owned(&self, t: usize, lx: usize, ly: usize) -> Vec<(usize, usize)> {
-        let tiles_m = self.m.div_ceil(BLOCK);
-        if t >= tiles_m * self.tiles_n() {
+        let (bm, bn) = self.design.block();
+        if t >= self.m.div_ceil(bm) * self.tiles_n() {
             return vec![];
         }
-        let m0 = (t / self.tiles_n()) * BLOCK + ly * TILE;
-        let n0 = (t % self.tiles_n()) * BLOCK + lx * TILE;
+        let ((m0, n0), (rows, cols)) = match self.design {
+            Design::Tiles => (
+                (
+                    (t / self.tiles_n()) * bm + ly * TILE,
+                    (t % self.tiles_n()) * bn + lx * TILE,
+                ),
+                (TILE, TILE),
+            ),
+            Design::Lanes => (
+                (
+                    (t / self.tiles_n()) * bm,
+                    (t % self.tiles_n()) * bn + 8 * lx,
+                ),
+                (LANE_ROWS, 8),
+            ),
+        };
         let mut out = vec![];
-        for i in 0..TILE {
-            for j in 0..TILE {
+        for i in 0..rows {
+            for j in 0..cols {
                 if m0 + i < self.m && n0 + j < self.n {
                     out.push((m0 + i, n0 + j));
                 }
@@ -47,6 +91,20 @@ impl Blocks {
         }
         out
     }
+}
+
+/// The ranges of K one dispatch each sums, in order: at most `trips` loop trips of `step`
+/// k each, so that no invocation's loop passes the software adapters' trip limit. The first
+/// range starts at 0 and every range at a multiple of `step` (K = 0: one empty range, which
+/// still writes C).
+pub(crate) fn k_pieces(k: usize, step: usize, trips: usize) -> Vec<std::ops::Range<usize>> {
+    let per = step * trips.max(1);
+    if k == 0 {
+        return std::iter::once(0..0).collect();
+    }
+    (0..k.div_ceil(per))
+        .map(|i| i * per..((i + 1) * per).min(k))
+        .collect()
 }
 
 /// The row ranges linear_cross_entropy processes one at a time: `chunk` rows each (the last
@@ -67,12 +125,19 @@ mod tests {
         /// Every element of C is written by exactly one invocation, and a padded grid's
         /// extra workgroups write nothing.
         #[test]
-        fn every_element_of_c_is_written_once(m in 1usize..200, n in 1usize..200, extra in 0usize..3) {
-            let b = Blocks { m, n };
+        fn every_element_of_c_is_written_once(
+            m in 1usize..200,
+            n in 1usize..200,
+            extra in 0usize..3,
+            lanes in any::<bool>(),
+        ) {
+            let design = if lanes { Design::Lanes } else { Design::Tiles };
+            let b = Blocks { m, n, design };
+            let (sides_x, sides_y) = if lanes { (LANES, 1) } else { (SIDE, SIDE) };
             let mut seen = vec![0u8; m * n];
             for t in 0..b.workgroups() as usize + extra {
-                for ly in 0..SIDE {
-                    for lx in 0..SIDE {
+                for ly in 0..sides_y {
+                    for lx in 0..sides_x {
                         for (i, j) in b.owned(t, lx, ly) {
                             seen[i * n + j] += 1;
                         }
@@ -80,6 +145,24 @@ mod tests {
                 }
             }
             prop_assert!(seen.iter().all(|&c| c == 1));
+        }
+
+        /// K pieces cover 0..K once, in order, each within the trip limit and starting on a
+        /// whole step.
+        #[test]
+        fn k_pieces_cover_k_once(k in 0usize..100_000, lanes in any::<bool>(), trips in 1usize..3000) {
+            let step = if lanes { 8 } else { 4 };
+            let pieces = k_pieces(k, step, trips);
+            let mut next = 0;
+            for p in &pieces {
+                prop_assert_eq!(p.start, next);
+                prop_assert!(p.start % step == 0);
+                prop_assert!(p.len().div_ceil(step) <= trips);
+                prop_assert!(!p.is_empty() || k == 0);
+                next = p.end;
+            }
+            prop_assert_eq!(next, k);
+            prop_assert!(!pieces.is_empty());
         }
 
         /// Row chunks cover every row once, in order, none longer than the chunk.

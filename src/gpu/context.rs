@@ -273,7 +273,12 @@ impl Context {
     /// Compiles the f32 pipeline of every entry point (other variants on first use).
     async fn build_pipelines(&mut self) -> Result<()> {
         self.scoped(async {
-            for entry in Entry::ALL {
+            // matmul_lanes.wgsl only where it runs: it needs SHADER_INT64 and SUBGROUP.
+            let lanes = self.shared.tuning.lane_matmul;
+            for entry in Entry::ALL
+                .into_iter()
+                .filter(|&e| lanes || e != Entry::MatmulLanes)
+            {
                 self.pipeline(KernelKey::new(entry, Float::F32.into()));
             }
             Ok(())

@@ -35,6 +35,10 @@ pub struct ContextOptions {
     /// Reduce with subgroup operations where the device has `SUBGROUP` (default: on, unless
     /// `XENT_NO_SUBGROUPS=1`) and its subgroups are laid out as the kernels assume.
     pub subgroups: Option<bool>,
+    /// Run matrix products on matmul_lanes.wgsl (default: on where it runs: CPU adapters with
+    /// `SHADER_INT64` and subgroups of exactly 8, subgroups allowed). `Some(false)` takes
+    /// matmul.wgsl, as GPUs and GL do.
+    pub lane_matmul: Option<bool>,
     /// The answer of the subgroup layout probe, forced (default: run it). `Some(false)` makes
     /// the context reduce through workgroup memory, as on a device whose subgroups are not
     /// runs of consecutive invocations.
@@ -59,6 +63,9 @@ pub struct Tuning {
     pub subgroups: bool,
     /// The most bytes of one tensor bound at once.
     pub max_binding_bytes: u64,
+    /// Matrix products on matmul_lanes.wgsl (CPU adapters with `SHADER_INT64` and
+    /// subgroups of 8): 8 floats a load, A shared across the lanes.
+    pub lane_matmul: bool,
 }
 
 impl Tuning {
@@ -93,6 +100,16 @@ impl Tuning {
                 "max_loop_trips must be at least 8, got {max_loop_trips}"
             )));
         }
+        let subgroups = features.contains(wgpu::Features::SUBGROUP)
+            && options.subgroups.unwrap_or(!env.no_subgroups);
+        // matmul_lanes.wgsl is one subgroup of 8 lanes reading vec4<u64>: a design for
+        // lavapipe, whose loads cost per instruction (docs in the shader).
+        let lane_matmul = cpu
+            && subgroups
+            && features.contains(wgpu::Features::SHADER_INT64)
+            && info.subgroup_min_size == 8
+            && info.subgroup_max_size == 8
+            && options.lane_matmul.unwrap_or(true);
         Ok(Self {
             workgroup_size,
             // CPU adapters' few threads are filled by a few rows already.
@@ -102,13 +119,13 @@ impl Tuning {
             hold_rows: options.hold_rows.or(env.hold_rows).unwrap_or(!cpu),
             max_loop_trips,
             wide_loads: cpu && options.wide_loads.unwrap_or(!env.no_wide_loads),
-            subgroups: features.contains(wgpu::Features::SUBGROUP)
-                && options.subgroups.unwrap_or(!env.no_subgroups),
+            subgroups,
             max_binding_bytes: options
                 .max_binding_bytes
                 .unwrap_or(u64::MAX)
                 .min(limits.max_storage_buffer_binding_size)
                 .min(limits.max_buffer_size),
+            lane_matmul,
         })
     }
 

@@ -65,11 +65,14 @@ pub(crate) enum Entry {
     Gather,
     /// `matmul` in matmul.wgsl: an 8 × 8 block of C per invocation.
     Matmul,
+    /// `matmul_lanes` in matmul_lanes.wgsl: one subgroup per 16 × 64 block of C (CPU
+    /// adapters with subgroups of 8 and `SHADER_INT64`).
+    MatmulLanes,
 }
 
 impl Entry {
     /// Every entry point, in the order the context builds their f32 pipelines.
-    pub const ALL: [Entry; 29] = [
+    pub const ALL: [Entry; 30] = [
         Entry::LogSoftmax,
         Entry::Softmax,
         Entry::LogSoftmaxBackward,
@@ -99,6 +102,7 @@ impl Entry {
         Entry::PackHalf,
         Entry::Gather,
         Entry::Matmul,
+        Entry::MatmulLanes,
     ];
 
     /// The family (file and bind layout) it belongs to.
@@ -124,6 +128,7 @@ impl Entry {
             ReadSum | WriteFill => Family::Bandwidth,
             PackHalf | Gather => Family::Convert,
             Matmul => Family::Matmul,
+            MatmulLanes => Family::MatmulLanes,
         }
     }
 
@@ -160,6 +165,7 @@ impl Entry {
             PackHalf => "pack_half",
             Gather => "gather",
             Matmul => "matmul",
+            MatmulLanes => "matmul_lanes",
         }
     }
 
@@ -227,7 +233,9 @@ impl KernelKey {
         use super::Family;
         let family = entry.family();
         let variant = match family {
-            Family::Reduce | Family::Convert | Family::Matmul => Float::F32.into(),
+            Family::Reduce | Family::Convert | Family::Matmul | Family::MatmulLanes => {
+                Float::F32.into()
+            }
             Family::Loss | Family::Grad => variant,
             Family::Softmax | Family::Bandwidth => Variant {
                 general: true,

@@ -103,11 +103,13 @@ pub enum Family {
     Convert,
     /// `shaders/matmul.wgsl`: the matrix products of linear_cross_entropy.
     Matmul,
+    /// `shaders/matmul_lanes.wgsl`: the same products, as CPU adapters run them fastest.
+    MatmulLanes,
 }
 
 impl Family {
     /// Every family.
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 8] = [
         Family::Softmax,
         Family::Loss,
         Family::Grad,
@@ -115,6 +117,7 @@ impl Family {
         Family::Bandwidth,
         Family::Convert,
         Family::Matmul,
+        Family::MatmulLanes,
     ];
 
     /// The complete WGSL source for a variant: the shared prelude and reductions, the files
@@ -161,6 +164,12 @@ impl Family {
             ),
             Family::Matmul => (
                 include_str!("../../../shaders/matmul.wgsl"),
+                "",
+                false,
+                false,
+            ),
+            Family::MatmulLanes => (
+                include_str!("../../../shaders/matmul_lanes.wgsl"),
                 "",
                 false,
                 false,
@@ -212,7 +221,7 @@ impl Family {
             Family::Reduce => &[false, false, true, true],
             Family::Bandwidth => &[false, true, true],
             Family::Convert => &[false, true],
-            Family::Matmul => &[false, false, false, true],
+            Family::Matmul | Family::MatmulLanes => &[false, false, false, true],
         }
     }
 

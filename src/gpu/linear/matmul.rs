@@ -3,7 +3,7 @@
 //! times.
 
 use crate::error::{Result, XentError};
-use crate::geometry::tiles::Blocks;
+use crate::geometry::tiles::{k_pieces, Blocks, Design};
 use crate::gpu::buffers::Bound;
 use crate::gpu::context::Context;
 use crate::gpu::kernels::{uniform, Entry, Family, KernelKey};
@@ -62,6 +62,30 @@ pub(crate) enum Layout {
 }
 
 impl Operand {
+    /// How matmul_lanes.wgsl can read it, 8 floats a load, if at all: the vec4 layouts with
+    /// the offset and the other stride multiples of 8, in a buffer of whole 32-byte units.
+    pub(crate) fn lane_layout(&self) -> Option<Layout> {
+        let aligned = |v: usize| v.is_multiple_of(8);
+        if !self.buffer.size().is_multiple_of(32) || !aligned(self.offset) {
+            return None;
+        }
+        if self.step == 1 && aligned(self.major) {
+            Some(Layout::AlongK)
+        } else if self.major == 1 && aligned(self.step) {
+            Some(Layout::AlongRows)
+        } else {
+            None
+        }
+    }
+
+    /// The operand from k = `k0` on.
+    fn past_k(&self, k0: usize) -> Operand {
+        Operand {
+            offset: self.offset + k0 * self.step,
+            ..self.clone()
+        }
+    }
+
     /// The fastest layout its strides allow.
     pub(crate) fn layout(&self) -> Layout {
         let aligned = |v: usize| v.is_multiple_of(4);
@@ -99,15 +123,59 @@ fn u32_of(v: usize, what: &str) -> Result<u32> {
 }
 
 impl Context {
-    /// Appends the product `p` to `program` (nothing when M or N is 0).
+    /// Appends the product `p` to `program` (nothing when M or N is 0): on matmul_lanes.wgsl
+    /// where the tuning chooses it and both operands allow it, else on matmul.wgsl; K cut
+    /// into pieces within the loop-trip limit, the later ones accumulating.
     pub(crate) fn push_matmul(&self, program: &mut Program, p: &Product) -> Result<()> {
         let [m, n, k] = p.dims;
         if m == 0 || n == 0 {
             return Ok(());
         }
-        let blocks = Blocks { m, n };
+        // The last element each operand reaches must lie in its buffer.
+        for (what, o, rows) in [("A", p.a, m), ("B", p.b, n)] {
+            let last = o.offset + (rows - 1) * o.major + k.saturating_sub(1) * o.step;
+            if k > 0 && (last + 1) * 4 > o.buffer.size() as usize {
+                return Err(XentError::InvalidShape(format!(
+                    "matmul: {what} reaches element {last}, past its buffer"
+                )));
+            }
+        }
+        let lanes = match (p.a.lane_layout(), p.b.lane_layout()) {
+            (Some(a), Some(b)) if self.tuning().lane_matmul => Some((a, b)),
+            _ => None,
+        };
+        let design = match lanes {
+            Some(_) => Design::Lanes,
+            None => Design::Tiles,
+        };
+        let trips = self.tuning().max_loop_trips as usize;
+        for (i, ks) in k_pieces(k, design.k_step(), trips).into_iter().enumerate() {
+            let (a, b) = (p.a.past_k(ks.start), p.b.past_k(ks.start));
+            let layouts = lanes.unwrap_or((a.layout(), b.layout()));
+            let piece = Product {
+                a: &a,
+                b: &b,
+                dims: [m, n, ks.len()],
+                // The first piece writes C as asked; the rest add to it.
+                bias: if i == 0 { p.bias } else { None },
+                accumulate: p.accumulate || i > 0,
+                ..*p
+            };
+            self.push_piece(program, &piece, Blocks { m, n, design }, layouts)?;
+        }
+        Ok(())
+    }
+
+    /// One dispatch of `p` on `blocks.design`'s kernel, its operands read as `layouts`.
+    fn push_piece(
+        &self,
+        program: &mut Program,
+        p: &Product,
+        blocks: Blocks,
+        (a_layout, b_layout): (Layout, Layout),
+    ) -> Result<()> {
+        let [m, n, k] = p.dims;
         let (a, b) = (p.a, p.b);
-        let (a_layout, b_layout) = (a.layout(), b.layout());
         let params = MatmulParams {
             m: u32_of(m, "M")?,
             n: u32_of(n, "N")?,
@@ -130,21 +198,16 @@ impl Context {
             _pad1: 0,
             _pad2: 0,
         };
-        // The last element each operand reaches must lie in its buffer.
-        for (what, o, rows) in [("A", a, m), ("B", b, n)] {
-            let last = o.offset + (rows - 1) * o.major + k.saturating_sub(1) * o.step;
-            if k > 0 && (last + 1) * 4 > o.buffer.size() as usize {
-                return Err(XentError::InvalidShape(format!(
-                    "matmul: {what} reaches element {last}, past its buffer"
-                )));
-            }
-        }
         let uniform = self.uniform("matmul params", &params);
         // Without a bias the binding still needs a buffer other than C's: A's, also read only,
         // and never read there (has_bias = 0).
         let bias = p.bias.unwrap_or(&a.buffer).clone();
+        let (family, entry) = match blocks.design {
+            Design::Tiles => (Family::Matmul, Entry::Matmul),
+            Design::Lanes => (Family::MatmulLanes, Entry::MatmulLanes),
+        };
         let bind = self.bind(
-            Family::Matmul,
+            family,
             &[
                 &uniform,
                 &Bound::whole(a.buffer.clone()),
@@ -153,7 +216,7 @@ impl Context {
                 &Bound::whole(p.c.clone()),
             ],
         );
-        let key = KernelKey::new(Entry::Matmul, Float::F32.into());
+        let key = KernelKey::new(entry, Float::F32.into());
         let label = format!("{m}x{n}x{k} {a_layout:?}x{b_layout:?}");
         self.push(program, key, bind, blocks.workgroups(), &label)
     }

@@ -4,7 +4,7 @@
 //! 1. `logits = X[chunk] · Wᵀ + b` into one `[R, C]` scratch buffer (shaders/matmul.wgsl);
 //! 2. the fused cross_entropy loss and gradient over it, in place (the loss kernels, with
 //!    `sum` reduction and upstream gradient 1 / D for `mean`, D the whole batch's weight);
-//! 3. `dX[chunk] = G · W`, `dW += Gᵀ · X[chunk]` and `db += Gᵀ · 1`, each C element owned
+//! 3. `dX[chunk] = G · W`, `dW += Gᵀ · X[chunk]` and `db += 1ᵀ · G`, each C element owned
 //!    by one invocation and summed over the chunks in order: deterministic, no atomics.
 //!
 //! The `[N, C]` logits never exist: device memory beyond the inputs and gradients is the
@@ -203,15 +203,16 @@ impl Context {
             Some(b) => Some(self.upload("linear bias", &b.to_f32())?),
             None => None,
         };
-        let ones = Operand {
-            buffer: self.upload("ones", &[1.0f32])?,
-            offset: 0,
-            major: 0,
-            step: 0,
-        };
         let rows = p
             .chunk_rows(linear.budget)
             .min((max / 4 / p.classes.max(1)).max(1));
+        // db = 1ᵀ·G as a one-row product: a row of ones, as long as a chunk.
+        let ones = Operand {
+            buffer: self.upload("ones", &vec![1.0f32; rows])?,
+            offset: 0,
+            major: 0,
+            step: 1,
+        };
         let scratch = self.output("linear logits", rows * p.classes)?;
         let losses = self.output("linear losses", p.rows.max(1))?;
         let grads = match grad {
@@ -234,7 +235,7 @@ impl Context {
     }
 
     /// A chunk's share of the three gradients, from its logits' gradient G in the scratch:
-    /// `dX[rows] = G · W`, `dW (+)= Gᵀ · X[rows]`, `db (+)= Gᵀ · 1`.
+    /// `dX[rows] = G · W`, `dW (+)= Gᵀ · X[rows]`, `db (+)= 1ᵀ · G`.
     fn push_linear_grads(
         &self,
         program: &mut Program,
@@ -288,7 +289,7 @@ impl Context {
         )?;
         self.push_matmul(
             program,
-            &product(&g_t, &b.ones, db, 0, 1, [c, 1, r], accumulate),
+            &product(&b.ones, &g_t, db, 0, c, [1, c, r], accumulate),
         )
     }
 }
