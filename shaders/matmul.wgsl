@@ -13,6 +13,10 @@
 //   dW += Gᵀ·X:     A(c, r) = G[r, c] (a_sm = 1, a_sk = C), B(d, r) = X[r, d] (b_sn = 1, b_sk = D)
 //   db += 1ᵀ·G:     M = 1, A = a row of ones (a_sm = 0, a_sk = 1), B as for dW
 //
+// A product whose operands pass one binding is cut by the host into pieces over M, N and K,
+// each binding a window of every buffer (src/geometry/windows.rs): the offsets here are within
+// the windows.
+//
 // Geometry (src/geometry/tiles.rs, which property-tests it): each invocation owns a TILE × TILE
 // block of C and sums all of K for it in registers; a workgroup of 8 × 8 invocations owns a
 // 64 × 64 block; workgroup t of a flat (2-D past 65,535) grid is block (t / tiles_n, t % tiles_n).
@@ -36,7 +40,7 @@
 //   0 params: uniform MatmulParams
 //   1 a: storage, read        A's elements, as vec4s (padded to whole vec4s)
 //   2 b: storage, read        B's elements, as vec4s
-//   3 bias: storage, read     [N] f32 (read only when has_bias)
+//   3 bias: storage, read     [bias_off + N] f32 (read only when has_bias)
 //   4 c: storage, read_write  C's elements
 
 struct MatmulParams {
@@ -63,7 +67,8 @@ struct MatmulParams {
     // How A and B are read: LAYOUT_* below, chosen in src/gpu/linear/matmul.rs.
     a_layout: u32,
     b_layout: u32,
-    _pad0: u32,
+    // Where bias(0) lies in `bias`.
+    bias_off: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -175,7 +180,7 @@ fn store(acc: mat4x4<f32>, m: u32, n: u32) {
                 let at = params.c_off + (m + i) * params.c_sm + n + j;
                 var v = params.alpha * acc[j][i];
                 if params.has_bias == 1u {
-                    v += bias[n + j];
+                    v += bias[params.bias_off + n + j];
                 }
                 if params.accumulate == 1u {
                     v += c[at];

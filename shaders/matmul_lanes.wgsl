@@ -9,7 +9,8 @@
 // Shapes: A(m, k) = a[a_off + m · a_sm + k · a_sk], B(n, k) = b[b_off + n · b_sn + k · b_sk],
 // C(m, n) = c[c_off + m · c_sm + n], as in matmul.wgsl. Each operand is read 8 floats a load,
 // as vec4<u64>, along k (LAYOUT_ALONG_K: k stride 1) or along its rows (LAYOUT_ALONG_ROWS: row
-// stride 1), with the offset and the other stride multiples of 8 (the host checks).
+// stride 1), with the offset and the other stride multiples of 8 (the host checks). Offsets are
+// within the windows the host binds (pieces of a product past one binding, as in matmul.wgsl).
 //
 // Geometry (src/geometry/tiles.rs, which property-tests it): a workgroup is one subgroup of 8
 // lanes and owns a LANE_ROWS × 64 block of C; lane l owns its LANE_ROWS rows × the 8 columns
@@ -36,7 +37,7 @@
 //   0 params: uniform MatmulParams
 //   1 a: storage, read        A's elements as vec4<u64> (buffer a whole number of 32 bytes)
 //   2 b: storage, read        B's elements as vec4<u64>
-//   3 bias: storage, read     [N] f32 (read only when has_bias)
+//   3 bias: storage, read     [bias_off + N] f32 (read only when has_bias)
 //   4 c: storage, read_write  C's elements
 
 struct MatmulParams {
@@ -58,7 +59,8 @@ struct MatmulParams {
     has_bias: u32,
     a_layout: u32,
     b_layout: u32,
-    _pad0: u32,
+    // Where bias(0) lies in `bias`.
+    bias_off: u32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -205,7 +207,7 @@ fn store4(acc: mat4x4<f32>, m: u32, n: u32) {
                 let at = params.c_off + (m + i) * params.c_sm + n + j;
                 var v = params.alpha * acc[i][j];
                 if params.has_bias == 1u {
-                    v += bias[n + j];
+                    v += bias[params.bias_off + n + j];
                 }
                 if params.accumulate == 1u {
                     v += c[at];

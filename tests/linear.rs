@@ -6,9 +6,10 @@ mod common;
 
 use common::{assert_close, ctx, Rng};
 use proptest::prelude::*;
+use std::sync::OnceLock;
 use wgpu_xent::cpu::linear::linear_cross_entropy as reference;
 use wgpu_xent::cpu::wide::{WideOptions, WideTarget};
-use wgpu_xent::{Linear, LossOptions, Reduction, Target, Tensor};
+use wgpu_xent::{Context, ContextOptions, Linear, LossOptions, Reduction, Target, Tensor};
 
 fn wide(v: &[f32]) -> Vec<f64> {
     v.iter().map(|&x| x as f64).collect()
@@ -27,6 +28,20 @@ struct Case {
     ignore_some: bool,
     budget_rows: usize,
     seed: u64,
+    /// Run on a context whose bindings hold 4 KiB: every operand past that is cut.
+    small_bindings: bool,
+}
+
+/// A context whose bindings hold 4 KiB (1,024 floats), so that small shapes pass them.
+fn small_ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        Context::with_options(ContextOptions {
+            max_binding_bytes: Some(4096),
+            ..Default::default()
+        })
+        .expect("GPU tests need an adapter")
+    })
 }
 
 fn check(case: &Case) {
@@ -55,10 +70,15 @@ fn check(case: &Case) {
         ..Default::default()
     };
     let target = Target::I64(Tensor::new(&t, &ts));
-    let ours = ctx()
+    let ctx = if case.small_bindings {
+        small_ctx()
+    } else {
+        ctx()
+    };
+    let ours = ctx
         .linear_cross_entropy_backward(linear, target, &opts)
         .unwrap();
-    let again = ctx()
+    let again = ctx
         .linear_cross_entropy_backward(linear, target, &opts)
         .unwrap();
     let (xw, ww, bw, cww) = (wide(&x), wide(&w), wide(&b), wide(&cw));
@@ -156,6 +176,7 @@ fn tile_edges_and_every_reduction() {
                 ignore_some: i % 2 == 0,
                 budget_rows: 1 + i * 7,
                 seed: i as u64,
+                small_bindings: false,
             });
         }
     }
@@ -170,7 +191,42 @@ proptest! {
     ) {
         let reduction = [Reduction::Mean, Reduction::Sum, Reduction::None][r];
         let smoothing = if smooth { 0.2 } else { 0.0 };
-        check(&Case { n, d, c, bias, weight, smoothing, reduction, ignore_some, budget_rows, seed });
+        check(&Case { n, d, c, bias, weight, smoothing, reduction, ignore_some, budget_rows, seed, small_bindings: false });
+    }
+
+    /// With 4 KiB bindings, the input, the weight and the gradients pass one binding: each
+    /// product is cut into pieces over M, N and K, each binding a window of its buffers.
+    #[test]
+    fn operands_past_one_binding_match_the_reference(
+        n in 1usize..40, d in 1usize..60, c in 1usize..200, bias: bool, weight: bool,
+        r in 0usize..3, budget_rows in 1usize..50, seed: u64,
+    ) {
+        let reduction = [Reduction::Mean, Reduction::Sum, Reduction::None][r];
+        let case = Case { n, d, c, bias, weight, smoothing: 0.1, reduction, ignore_some: true, budget_rows, seed, small_bindings: true };
+        check(&case);
+    }
+}
+
+#[test]
+fn operands_past_one_binding_at_tile_edges() {
+    // D and C multiples of 8 (matmul_lanes.wgsl where it runs), and not.
+    for (i, (n, d, c)) in [(70, 64, 136), (33, 40, 264), (65, 37, 129), (1, 300, 3)]
+        .into_iter()
+        .enumerate()
+    {
+        check(&Case {
+            n,
+            d,
+            c,
+            bias: true,
+            weight: i % 2 == 0,
+            smoothing: 0.0,
+            reduction: Reduction::Mean,
+            ignore_some: false,
+            budget_rows: 5,
+            seed: 100 + i as u64,
+            small_bindings: true,
+        });
     }
 }
 

@@ -93,20 +93,6 @@ impl Blocks {
     }
 }
 
-/// The ranges of K one dispatch each sums, in order: at most `trips` loop trips of `step`
-/// k each, so that no invocation's loop passes the software adapters' trip limit. The first
-/// range starts at 0 and every range at a multiple of `step` (K = 0: one empty range, which
-/// still writes C).
-pub(crate) fn k_pieces(k: usize, step: usize, trips: usize) -> Vec<std::ops::Range<usize>> {
-    let per = step * trips.max(1);
-    if k == 0 {
-        return std::iter::once(0..0).collect();
-    }
-    (0..k.div_ceil(per))
-        .map(|i| i * per..((i + 1) * per).min(k))
-        .collect()
-}
-
 /// The row ranges linear_cross_entropy processes one at a time: `chunk` rows each (the last
 /// shorter), covering `0..rows` in order.
 pub(crate) fn row_chunks(rows: usize, chunk: usize) -> Vec<std::ops::Range<usize>> {
@@ -145,24 +131,6 @@ mod tests {
                 }
             }
             prop_assert!(seen.iter().all(|&c| c == 1));
-        }
-
-        /// K pieces cover 0..K once, in order, each within the trip limit and starting on a
-        /// whole step.
-        #[test]
-        fn k_pieces_cover_k_once(k in 0usize..100_000, lanes in any::<bool>(), trips in 1usize..3000) {
-            let step = if lanes { 8 } else { 4 };
-            let pieces = k_pieces(k, step, trips);
-            let mut next = 0;
-            for p in &pieces {
-                prop_assert_eq!(p.start, next);
-                prop_assert!(p.start % step == 0);
-                prop_assert!(p.len().div_ceil(step) <= trips);
-                prop_assert!(!p.is_empty() || k == 0);
-                next = p.end;
-            }
-            prop_assert_eq!(next, k);
-            prop_assert!(!pieces.is_empty());
         }
 
         /// Row chunks cover every row once, in order, none longer than the chunk.

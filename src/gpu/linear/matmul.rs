@@ -3,7 +3,8 @@
 //! times.
 
 use crate::error::{Result, XentError};
-use crate::geometry::tiles::{k_pieces, Blocks, Design};
+use crate::geometry::tiles::{Blocks, Design};
+use crate::geometry::windows::{window, Cut, Piece, Strides};
 use crate::gpu::buffers::Bound;
 use crate::gpu::context::Context;
 use crate::gpu::kernels::{uniform, Entry, Family, KernelKey};
@@ -11,6 +12,7 @@ use crate::gpu::program::Program;
 use crate::gpu::readback::Staging;
 use crate::gpu::timestamps::Timestamps;
 use crate::options::{Float, Output, Tensor};
+use std::ops::Range;
 use std::time::Duration;
 
 uniform! {
@@ -33,7 +35,7 @@ uniform! {
         has_bias: u32,
         a_layout: u32,
         b_layout: u32,
-        _pad0: u32,
+        bias_off: u32,
         _pad1: u32,
         _pad2: u32,
     }
@@ -62,11 +64,46 @@ pub(crate) enum Layout {
 }
 
 impl Operand {
+    fn strides(&self) -> Strides {
+        Strides {
+            offset: self.offset,
+            major: self.major,
+            step: self.step,
+        }
+    }
+
+    /// The window of its buffer that rows `rows` and k `ks` read, and the view of those rows
+    /// and k within it.
+    fn view(&self, rows: &Range<usize>, ks: &Range<usize>, align: usize) -> View {
+        let reach = self.strides().reach(rows, ks);
+        let w = window(&reach, align, self.buffer.size() as usize / 4);
+        View {
+            bound: Bound {
+                buffer: self.buffer.clone(),
+                offset: w.start as u64 * 4,
+                size: w.len().max(1) as u64 * 4,
+            },
+            offset: self.offset + rows.start * self.major + ks.start * self.step - w.start,
+            major: self.major,
+            step: self.step,
+        }
+    }
+}
+
+/// One piece's operand: a window of a buffer, and where the rows lie in it.
+struct View {
+    bound: Bound,
+    offset: usize,
+    major: usize,
+    step: usize,
+}
+
+impl View {
     /// How matmul_lanes.wgsl can read it, 8 floats a load, if at all: the vec4 layouts with
-    /// the offset and the other stride multiples of 8, in a buffer of whole 32-byte units.
-    pub(crate) fn lane_layout(&self) -> Option<Layout> {
+    /// the offset and the other stride multiples of 8, in a window of whole 32-byte units.
+    fn lane_layout(&self) -> Option<Layout> {
         let aligned = |v: usize| v.is_multiple_of(8);
-        if !self.buffer.size().is_multiple_of(32) || !aligned(self.offset) {
+        if !self.bound.size.is_multiple_of(32) || !aligned(self.offset) {
             return None;
         }
         if self.step == 1 && aligned(self.major) {
@@ -78,20 +115,15 @@ impl Operand {
         }
     }
 
-    /// The operand from k = `k0` on.
-    fn past_k(&self, k0: usize) -> Operand {
-        Operand {
-            offset: self.offset + k0 * self.step,
-            ..self.clone()
-        }
-    }
-
-    /// The fastest layout its strides allow.
-    pub(crate) fn layout(&self) -> Layout {
+    /// The fastest layout matmul.wgsl can read it as: vec4s need the offset and the other
+    /// stride multiples of 4, in a window of whole 16-byte units.
+    fn layout(&self) -> Layout {
         let aligned = |v: usize| v.is_multiple_of(4);
-        if self.step == 1 && aligned(self.offset) && aligned(self.major) {
+        if !self.bound.size.is_multiple_of(16) || !aligned(self.offset) {
+            Layout::Scalar
+        } else if self.step == 1 && aligned(self.major) {
             Layout::AlongK
-        } else if self.major == 1 && aligned(self.offset) && aligned(self.step) {
+        } else if self.major == 1 && aligned(self.step) {
             Layout::AlongRows
         } else {
             Layout::Scalar
@@ -123,9 +155,11 @@ fn u32_of(v: usize, what: &str) -> Result<u32> {
 }
 
 impl Context {
-    /// Appends the product `p` to `program` (nothing when M or N is 0): on matmul_lanes.wgsl
-    /// where the tuning chooses it and both operands allow it, else on matmul.wgsl; K cut
-    /// into pieces within the loop-trip limit, the later ones accumulating.
+    /// Appends the product `p` to `program` (nothing when M or N is 0), cut into pieces
+    /// whose operands each fit a window of one binding and whose K is within the loop-trip
+    /// limit (src/geometry/windows.rs), the later K pieces of each block accumulating. Each
+    /// piece runs on matmul_lanes.wgsl where the tuning chooses it and both operands allow
+    /// it, else on matmul.wgsl.
     pub(crate) fn push_matmul(&self, program: &mut Program, p: &Product) -> Result<()> {
         let [m, n, k] = p.dims;
         if m == 0 || n == 0 {
@@ -133,49 +167,60 @@ impl Context {
         }
         // The last element each operand reaches must lie in its buffer.
         for (what, o, rows) in [("A", p.a, m), ("B", p.b, n)] {
-            let last = o.offset + (rows - 1) * o.major + k.saturating_sub(1) * o.step;
-            if k > 0 && (last + 1) * 4 > o.buffer.size() as usize {
+            let reach = o.strides().reach(&(0..rows), &(0..k));
+            if reach.end * 4 > o.buffer.size() as usize {
                 return Err(XentError::InvalidShape(format!(
-                    "matmul: {what} reaches element {last}, past its buffer"
+                    "matmul: {what} reaches element {}, past its buffer",
+                    reach.end - 1
                 )));
             }
         }
-        let lanes = match (p.a.lane_layout(), p.b.lane_layout()) {
-            (Some(a), Some(b)) if self.tuning().lane_matmul => Some((a, b)),
-            _ => None,
+        let align = (self.limits().min_storage_buffer_offset_alignment as usize / 4).max(8);
+        let cut = Cut {
+            dims: p.dims,
+            a: p.a.strides(),
+            b: p.b.strides(),
+            c_major: p.c_major,
+            // The smallest k step of the two kernels, so either may take any piece.
+            max_k: Design::Tiles.k_step() * self.tuning().max_loop_trips as usize,
+            max_elems: self.max_binding_bytes() as usize / 4,
+            align,
         };
-        let design = match lanes {
-            Some(_) => Design::Lanes,
-            None => Design::Tiles,
-        };
-        let trips = self.tuning().max_loop_trips as usize;
-        for (i, ks) in k_pieces(k, design.k_step(), trips).into_iter().enumerate() {
-            let (a, b) = (p.a.past_k(ks.start), p.b.past_k(ks.start));
-            let layouts = lanes.unwrap_or((a.layout(), b.layout()));
-            let piece = Product {
-                a: &a,
-                b: &b,
-                dims: [m, n, ks.len()],
-                // The first piece writes C as asked; the rest add to it.
-                bias: if i == 0 { p.bias } else { None },
-                accumulate: p.accumulate || i > 0,
-                ..*p
-            };
-            self.push_piece(program, &piece, Blocks { m, n, design }, layouts)?;
+        let pieces = cut.pieces().ok_or_else(|| {
+            XentError::Unsupported(format!(
+                "matmul {m}x{n}x{k}: one element's operands do not fit one binding ({} bytes)",
+                self.max_binding_bytes()
+            ))
+        })?;
+        for piece in pieces {
+            self.push_piece(program, p, &piece, align)?;
         }
         Ok(())
     }
 
-    /// One dispatch of `p` on `blocks.design`'s kernel, its operands read as `layouts`.
+    /// One dispatch: the piece `q` of `p`, on the kernel its operands' windows allow.
     fn push_piece(
         &self,
         program: &mut Program,
         p: &Product,
-        blocks: Blocks,
-        (a_layout, b_layout): (Layout, Layout),
+        q: &Piece,
+        align: usize,
     ) -> Result<()> {
-        let [m, n, k] = p.dims;
-        let (a, b) = (p.a, p.b);
+        let (a, b) = (p.a.view(&q.m, &q.k, align), p.b.view(&q.n, &q.k, align));
+        let c_strides = Strides {
+            offset: p.c_offset,
+            major: p.c_major,
+            step: 1,
+        };
+        let c_window = window(&c_strides.reach(&q.m, &q.n), align, p.c.size() as usize / 4);
+        let bias_window = window(&q.n, align, p.bias.map_or(0, |b| b.size() as usize / 4));
+        let (design, (a_layout, b_layout)) = match (a.lane_layout(), b.lane_layout()) {
+            (Some(la), Some(lb)) if self.tuning().lane_matmul => (Design::Lanes, (la, lb)),
+            _ => (Design::Tiles, (a.layout(), b.layout())),
+        };
+        let (m, n, k) = (q.m.len(), q.n.len(), q.k.len());
+        let blocks = Blocks { m, n, design };
+        let has_bias = p.bias.is_some() && q.k.start == 0;
         let params = MatmulParams {
             m: u32_of(m, "M")?,
             n: u32_of(n, "N")?,
@@ -187,22 +232,34 @@ impl Context {
             b_off: u32_of(b.offset, "B's offset")?,
             b_sn: u32_of(b.major, "B's stride")?,
             b_sk: u32_of(b.step, "B's stride")?,
-            c_off: u32_of(p.c_offset, "C's offset")?,
+            c_off: u32_of(
+                p.c_offset + q.m.start * p.c_major + q.n.start - c_window.start,
+                "C's offset",
+            )?,
             c_sm: u32_of(p.c_major, "C's stride")?,
             alpha: p.alpha,
-            accumulate: p.accumulate as u32,
-            has_bias: p.bias.is_some() as u32,
+            // The first K piece writes C as asked; the rest add to it.
+            accumulate: (p.accumulate || q.k.start > 0) as u32,
+            has_bias: has_bias as u32,
             a_layout: a_layout as u32,
             b_layout: b_layout as u32,
-            _pad0: 0,
+            bias_off: u32_of(q.n.start - bias_window.start, "the bias offset")?,
             _pad1: 0,
             _pad2: 0,
         };
         let uniform = self.uniform("matmul params", &params);
-        // Without a bias the binding still needs a buffer other than C's: A's, also read only,
-        // and never read there (has_bias = 0).
-        let bias = p.bias.unwrap_or(&a.buffer).clone();
-        let (family, entry) = match blocks.design {
+        let window_of = |buffer: &wgpu::Buffer, w: Range<usize>| Bound {
+            buffer: buffer.clone(),
+            offset: w.start as u64 * 4,
+            size: w.len().max(1) as u64 * 4,
+        };
+        // Without a bias the binding still needs a buffer other than C's: A's window, also
+        // read only, and never read there (has_bias = 0).
+        let bias = match p.bias {
+            Some(buffer) if has_bias => window_of(buffer, bias_window),
+            _ => a.bound.clone(),
+        };
+        let (family, entry) = match design {
             Design::Tiles => (Family::Matmul, Entry::Matmul),
             Design::Lanes => (Family::MatmulLanes, Entry::MatmulLanes),
         };
@@ -210,10 +267,10 @@ impl Context {
             family,
             &[
                 &uniform,
-                &Bound::whole(a.buffer.clone()),
-                &Bound::whole(b.buffer.clone()),
-                &Bound::whole(bias),
-                &Bound::whole(p.c.clone()),
+                &a.bound,
+                &b.bound,
+                &bias,
+                &window_of(p.c, c_window),
             ],
         );
         let key = KernelKey::new(entry, Float::F32.into());

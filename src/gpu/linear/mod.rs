@@ -7,6 +7,7 @@
 //! 3. `dX[chunk] = G · W`, `dW += Gᵀ · X[chunk]` and `db += 1ᵀ · G`, each C element owned
 //!    by one invocation and summed over the chunks in order: deterministic, no atomics.
 //!
+//! Operands larger than one binding are bound a window at a time (src/geometry/windows.rs).
 //! The `[N, C]` logits never exist: device memory beyond the inputs and gradients is the
 //! scratch (at most the budget) and each chunk's small loss buffers. Each chunk's loss (its
 //! sum, or its rows' losses) is read back and combined on the host in order.
@@ -39,6 +40,8 @@ struct Buffers {
     scratch: wgpu::Buffer,
     losses: wgpu::Buffer,
     grads: Option<[wgpu::Buffer; 3]>,
+    /// Rows per chunk: within the budget, and within one binding of logits.
+    chunk_rows: usize,
 }
 
 /// A `linear_cross_entropy` built once, run many times.
@@ -75,7 +78,7 @@ impl Context {
         )?;
         let den = denominator(&checked.targets, opts.weight, p.rows);
         let b = self.linear_buffers(&linear, &p, grad)?;
-        let chunks = row_chunks(p.rows, p.chunk_rows(linear.budget));
+        let chunks = row_chunks(p.rows, b.chunk_rows);
         let chunk_opts = LossOptions {
             ignore_index: IGNORED as i64,
             reduction: match opts.reduction {
@@ -174,16 +177,15 @@ impl Context {
     /// loss and gradient buffers.
     fn linear_buffers(&self, linear: &Linear, p: &LinearProblem, grad: bool) -> Result<Buffers> {
         let max = self.max_binding_bytes() as usize;
-        for (what, len) in [
-            ("input", p.rows * p.features),
-            ("linear_weight", p.classes * p.features),
-        ] {
-            if len * 4 > max {
-                return Err(XentError::Unsupported(format!(
-                    "linear_cross_entropy: {what} needs {} bytes in f32, past one binding ({max} bytes)",
-                    len * 4
-                )));
-            }
+        // The loss runs over a chunk's logits in one binding; the products cut the rest.
+        // (The loss binds it padded to a whole 32-byte group.)
+        let room = max.saturating_sub(32) / 4;
+        if p.classes > room {
+            return Err(XentError::Unsupported(format!(
+                "linear_cross_entropy: one row of {} logits needs {} bytes, past one binding ({max} bytes)",
+                p.classes,
+                p.classes * 4
+            )));
         }
         let operand = |buffer, major| Operand {
             buffer,
@@ -205,7 +207,7 @@ impl Context {
         };
         let rows = p
             .chunk_rows(linear.budget)
-            .min((max / 4 / p.classes.max(1)).max(1));
+            .min((room / p.classes.max(1)).max(1));
         // db = 1ᵀ·G as a one-row product: a row of ones, as long as a chunk.
         let ones = Operand {
             buffer: self.upload("ones", &vec![1.0f32; rows])?,
@@ -231,6 +233,7 @@ impl Context {
             scratch,
             losses,
             grads,
+            chunk_rows: rows,
         })
     }
 
