@@ -8,6 +8,7 @@
 //              = Σ loss          (sum)
 //   out_den[k] = the mean's denominator D (1 for sum), which the gradient divides by.
 // reduce_single does all of it in one dispatch for small n.
+// divide scales out_sum[0..n] by 1 / in_den[0] in place: 4 · n bytes read and written.
 // Each workgroup sums BLOCK = WG * ITEMS consecutive values: each invocation adds ITEMS of
 // them in index order, then the workgroup adds the WG sums in a fixed tree. The order
 // depends only on n, so the result is bitwise reproducible. No atomics.
@@ -99,5 +100,21 @@ fn reduce_single(@builtin(local_invocation_index) lid: u32) {
     let total = workgroup_sum2(acc, lid, WG);
     if lid == 0u {
         finish(total.x, select(total.y, in_den[0], given));
+    }
+}
+
+// linear_cross_entropy's gradients, summed over its row chunks with upstream gradient 1, made
+// a mean's: out_sum[i] /= D for i < n, D = in_den[0] (0 where D is 0: every target ignored,
+// whose gradient is 0 in PyTorch's reference path). in_sum and out_den are not used.
+@compute @workgroup_size(WG)
+fn divide(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let i = linear_workgroup(wid, nwg) * WG + lid;
+    if i < params.n {
+        let d = in_den[0];
+        out_sum[i] = select(out_sum[i] / d, 0.0, d == 0.0);
     }
 }

@@ -13,8 +13,8 @@ mod problem;
 
 pub use error::{Result, XentError};
 pub use gpu::{
-    Context, ContextOptions, DeviceLoss, DeviceTensor, PreparedBandwidth, PreparedLinear,
-    PreparedLoss, PreparedMatmul, PreparedSoftmax, Tuning,
+    Context, ContextOptions, DeviceLinear, DeviceLoss, DeviceTensor, PreparedBandwidth,
+    PreparedLinear, PreparedLinearDevice, PreparedLoss, PreparedMatmul, PreparedSoftmax, Tuning,
 };
 pub use linear::{Linear, LinearOutput, LinearProblem, DEFAULT_LINEAR_BUDGET};
 pub use options::{

@@ -2,6 +2,7 @@
 //! rest of the ops: src/gpu/api.rs).
 
 use super::context::Context;
+use super::linear::device::{DeviceLinear, PreparedLinearDevice};
 use super::linear::{PreparedLinear, PreparedMatmul};
 use crate::error::Result;
 use crate::linear::{Linear, LinearOutput};
@@ -56,6 +57,23 @@ impl Context {
         grad: bool,
     ) -> Result<PreparedLinear> {
         self.build_linear(linear, target, opts, grad)
+    }
+
+    /// Builds a `linear_cross_entropy` over tensors already on the device (see
+    /// [`DeviceLinear`]): f32 hidden states and classifier, class targets, and with
+    /// [`DeviceLinear::grads_into`] the gradients written into your tensors. Record it into
+    /// your own encoder with [`PreparedLinearDevice::record`] as often as their contents
+    /// change; the loss stays on the device ([`PreparedLinearDevice::loss`]) until
+    /// [`PreparedLinearDevice::read_loss`], which also reports a class target out of range.
+    /// Each tensor must fit one binding (a [`crate::DeviceTensor`]'s rule); the logits are
+    /// held `budget` bytes at a time, as in the host API, and the mean's D is summed on the
+    /// device.
+    pub fn prepare_linear_cross_entropy_device(
+        &self,
+        call: DeviceLinear,
+        opts: &LossOptions,
+    ) -> Result<PreparedLinearDevice> {
+        self.build_linear_device(call, opts)
     }
 
     /// The matrix product `a @ b.T` of `a` `[M, K]` and `b` `[N, K]` (both contiguous along

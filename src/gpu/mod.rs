@@ -27,6 +27,7 @@ pub use bandwidth::PreparedBandwidth;
 pub use context::Context;
 pub use device::DeviceLoss;
 pub use device_tensor::DeviceTensor;
+pub use linear::device::{DeviceLinear, PreparedLinearDevice};
 pub use linear::{PreparedLinear, PreparedMatmul};
 pub use loss::PreparedLoss;
 pub use softmax::PreparedSoftmax;

@@ -1,7 +1,7 @@
 //! Launcher for `shaders/reduce.wgsl`: per-row (loss, den) pairs down to the scalar loss, and
 //! plain sums written where a later kernel reads them.
 
-use super::buffers::Bindable;
+use super::buffers::{Bindable, Bound};
 use super::context::Context;
 use super::kernels::{reduce_block_len, Entry, Family, KernelKey};
 use super::program::Program;
@@ -124,8 +124,36 @@ impl Context {
             Entry::ReduceSingle,
             &params,
             (values, dens),
-            out,
+            (out.0, out.1),
             (1, &shape),
+        )
+    }
+
+    /// Appends `data[i] /= den[0]` (0 where `den[0]` is 0) over `data`'s window, `n` values.
+    pub(crate) fn push_divide(
+        &self,
+        program: &mut Program,
+        data: &Bound,
+        n: usize,
+        den: &wgpu::Buffer,
+    ) -> Result<()> {
+        let params = ReduceParams {
+            n: n as u32,
+            out_base: 0,
+            mode: 0,
+            den_given: 0,
+        };
+        let unused = self.output("unused", 1)?;
+        let groups = (n as u64).div_ceil(self.workgroup_size() as u64);
+        let shape = format!("n={n}");
+        let entry = Entry::Divide;
+        self.push_reduce(
+            program,
+            entry,
+            &params,
+            (den, den),
+            (data, &unused),
+            (groups, &shape),
         )
     }
 
@@ -188,7 +216,14 @@ impl Context {
             den_given: 0,
         };
         let entry = Entry::ReduceFinalize;
-        self.push_reduce(program, entry, &params, (input.0, input.1), out, (1, ""))
+        self.push_reduce(
+            program,
+            entry,
+            &params,
+            (input.0, input.1),
+            (out.0, out.1),
+            (1, ""),
+        )
     }
 
     fn push_block(
@@ -212,7 +247,7 @@ impl Context {
             Entry::ReduceBlock,
             &params,
             input,
-            out,
+            (out.0, out.1),
             (groups, &shape),
         )
     }
@@ -224,11 +259,14 @@ impl Context {
         entry: Entry,
         params: &ReduceParams,
         input: (&dyn Bindable, &dyn Bindable),
-        out: (&wgpu::Buffer, &wgpu::Buffer),
+        (out_sum, out_den): (&dyn Bindable, &dyn Bindable),
         (groups, shape): (u64, &str),
     ) -> Result<()> {
         let params = self.uniform("reduce params", params);
-        let bind = self.bind(Family::Reduce, &[&params, input.0, input.1, out.0, out.1]);
+        let bind = self.bind(
+            Family::Reduce,
+            &[&params, input.0, input.1, out_sum, out_den],
+        );
         let key = KernelKey::new(entry, Float::F32.into());
         self.push(program, key, bind, groups, shape)
     }

@@ -139,7 +139,8 @@ pub(crate) struct Product<'a> {
     pub c: &'a wgpu::Buffer,
     pub c_offset: usize,
     pub c_major: usize,
-    pub bias: Option<&'a wgpu::Buffer>,
+    /// The bias `[N]`: a buffer and the element where bias(0) lies.
+    pub bias: Option<(&'a wgpu::Buffer, usize)>,
     pub dims: [usize; 3],
     pub alpha: f32,
     pub accumulate: bool,
@@ -213,7 +214,10 @@ impl Context {
             step: 1,
         };
         let c_window = window(&c_strides.reach(&q.m, &q.n), align, p.c.size() as usize / 4);
-        let bias_window = window(&q.n, align, p.bias.map_or(0, |b| b.size() as usize / 4));
+        let bias_at = p.bias.map_or(0, |(_, at)| at);
+        let bias_reach = bias_at + q.n.start..bias_at + q.n.end;
+        let bias_len = p.bias.map_or(0, |(b, _)| b.size() as usize / 4);
+        let bias_window = window(&bias_reach, align, bias_len);
         let (design, (a_layout, b_layout)) = match (a.lane_layout(), b.lane_layout()) {
             (Some(la), Some(lb)) if self.tuning().lane_matmul => (Design::Lanes, (la, lb)),
             _ => (Design::Tiles, (a.layout(), b.layout())),
@@ -243,7 +247,7 @@ impl Context {
             has_bias: has_bias as u32,
             a_layout: a_layout as u32,
             b_layout: b_layout as u32,
-            bias_off: u32_of(q.n.start - bias_window.start, "the bias offset")?,
+            bias_off: u32_of(bias_reach.start - bias_window.start, "the bias offset")?,
             _pad1: 0,
             _pad2: 0,
         };
@@ -256,7 +260,7 @@ impl Context {
         // Without a bias the binding still needs a buffer other than C's: A's window, also
         // read only, and never read there (has_bias = 0).
         let bias = match p.bias {
-            Some(buffer) if has_bias => window_of(buffer, bias_window),
+            Some((buffer, _)) if has_bias => window_of(buffer, bias_window),
             _ => a.bound.clone(),
         };
         let (family, entry) = match design {

@@ -216,8 +216,13 @@ impl PreparedLoss {
 
     /// The call's program, to record inside a larger one (linear_cross_entropy's chunks);
     /// take [`PreparedLoss::loss`] first.
-    pub(crate) fn into_program(self) -> crate::gpu::program::Program {
-        self.program
+    pub(crate) fn take_program(&mut self) -> crate::gpu::program::Program {
+        std::mem::take(&mut self.program)
+    }
+
+    /// The per-row losses and mean denominators of a single-chunk call (a device call).
+    pub(crate) fn row_outputs(&self) -> (wgpu::Buffer, wgpu::Buffer) {
+        (self.chunks[0].losses.clone(), self.chunks[0].dens.clone())
     }
 
     /// Adds the copies that stage device tensors through padded buffers of ours
@@ -366,13 +371,24 @@ impl PreparedLoss {
 
     /// The device-target flag: (first bad row or u32::MAX, its value's low and high words).
     fn check_error(&self, flag: &[f32]) -> Result<()> {
+        self.flag_error(flag, 0, &self.target_shape)
+    }
+
+    /// The device-target flag buffer (device class targets only).
+    pub(crate) fn error_flag(&self) -> Option<&wgpu::Buffer> {
+        self.error.as_ref().map(|(b, _)| b)
+    }
+
+    /// The flag's error, if any, for a call whose rows are rows `first_row..` of a target of
+    /// `shape` (linear_cross_entropy's chunks).
+    pub(crate) fn flag_error(&self, flag: &[f32], first_row: usize, shape: &[usize]) -> Result<()> {
         let word = |i: usize| flag.get(i).map_or(u32::MAX, |f| f.to_bits());
         if word(0) == u32::MAX {
             return Ok(());
         }
         let value = (word(1) as u64 | (word(2) as u64) << 32) as i64;
         Err(crate::XentError::TargetOutOfBounds {
-            position: crate::layout::unravel(word(0) as usize, &self.target_shape),
+            position: crate::layout::unravel(first_row + word(0) as usize, shape),
             value,
             classes: self.classes,
             ignore_index: self.ignore_index,

@@ -1,0 +1,315 @@
+//! The program of one `linear_cross_entropy` over f32 tensors on the device, chunk by chunk
+//! (the design: src/gpu/linear/mod.rs). The host API and the device API both build it.
+
+use super::matmul::{Operand, Product};
+use crate::error::Result;
+use crate::geometry::tiles::row_chunks;
+use crate::gpu::buffers::Bound;
+use crate::gpu::context::Context;
+use crate::gpu::device_tensor::DeviceTensor;
+use crate::gpu::loss::{Loss, PreparedLoss};
+use crate::gpu::program::{BufferCopy, Program};
+use crate::gpu::reduce::Part;
+use crate::linear::LinearProblem;
+use crate::options::{DType, LossOptions, Reduction};
+use crate::DeviceLoss;
+use std::ops::Range;
+
+/// An f32 tensor on the device: a buffer and the element where it starts.
+pub(crate) type At = (wgpu::Buffer, usize);
+
+/// The targets, as the chunks take them.
+pub(crate) enum ChunkTargets<'a> {
+    /// Class targets `[N]` on the device (i32, u32 or i64), checked by the kernels: each
+    /// chunk's rows are copied into a buffer of its own at the start of every run.
+    Classes(&'a DeviceTensor),
+    /// Probabilities `[N, C]` on the host, uploaded chunk by chunk.
+    Probs(&'a [f32]),
+}
+
+/// Where a call's tensors lie: the input `[N, D]`, the weight `[C, D]`, the bias `[C]`, and
+/// the gradients to write (dX, dW, and db where there is a bias).
+pub(crate) struct Tensors<'a> {
+    pub x: Operand,
+    pub w: Operand,
+    pub bias: Option<At>,
+    pub targets: ChunkTargets<'a>,
+    pub grads: Option<(At, At, Option<At>)>,
+    pub budget: usize,
+}
+
+/// A built call: its program, where its loss lands, and each chunk's device-target flag.
+pub(crate) struct Built {
+    pub program: Program,
+    /// The reduced loss (one f32), or each row's (`[N]`) for `none`.
+    pub loss: wgpu::Buffer,
+    /// Each chunk of class targets: its loss call (which holds its flag) and its first row.
+    pub chunks: Vec<(PreparedLoss, usize)>,
+}
+
+impl Context {
+    /// Rows per chunk: within the budget, and within one binding of logits.
+    pub(crate) fn linear_chunk_rows(&self, p: &LinearProblem, budget: usize) -> Result<usize> {
+        // The loss binds the chunk's logits padded to a whole 32-byte group.
+        let room = (self.max_binding_bytes() as usize).saturating_sub(32) / 4;
+        if p.classes > room {
+            return Err(crate::XentError::Unsupported(format!(
+                "linear_cross_entropy: one row of {} logits needs {} bytes, past one binding ({} bytes)",
+                p.classes,
+                p.classes * 4,
+                self.max_binding_bytes()
+            )));
+        }
+        Ok(p.chunk_rows(budget).min(room / p.classes.max(1)).max(1))
+    }
+
+    /// For each chunk, in order: the logits into the scratch, the fused loss and its gradient
+    /// in place (sum or none, upstream gradient 1, or 1 / N for a mean over probabilities),
+    /// then the chunk's share of the gradients. Then the losses reduced in row order, and for
+    /// a mean over class targets the gradients divided by D, summed on the device.
+    pub(crate) fn build_linear_chunks(
+        &self,
+        t: &Tensors,
+        p: &LinearProblem,
+        opts: &LossOptions,
+    ) -> Result<Built> {
+        let rows = self.linear_chunk_rows(p, t.budget)?;
+        let scratch = self.output("linear logits", rows * p.classes)?;
+        let ones = Operand {
+            buffer: self.upload("ones", &vec![1.0f32; rows])?,
+            offset: 0,
+            major: 0,
+            step: 1,
+        };
+        let probs = matches!(t.targets, ChunkTargets::Probs(_));
+        let chunk_opts = LossOptions {
+            reduction: match opts.reduction {
+                Reduction::None => Reduction::None,
+                _ => Reduction::Sum,
+            },
+            ..*opts
+        };
+        let grad_output = match opts.reduction {
+            Reduction::Mean if probs && p.rows > 0 => 1.0 / p.rows as f32,
+            _ => 1.0,
+        };
+        let mut program = Program::default();
+        let mut chunks = vec![];
+        let mut parts: Vec<(wgpu::Buffer, wgpu::Buffer, usize)> = vec![];
+        let losses = self.output("linear losses", p.rows.max(1))?;
+        for span in row_chunks(p.rows, rows) {
+            let r = span.len();
+            self.push_logits(&mut program, t, p, &scratch, span.clone())?;
+            let logits = DeviceTensor::from_parts(scratch.clone(), vec![r, p.classes], DType::F32);
+            let target = self.chunk_target(&mut program, &t.targets, p, span.clone())?;
+            let call = DeviceLoss::new(&logits, &target);
+            let call = match t.grads {
+                Some(_) => call.grad_in_place(),
+                None => call,
+            };
+            let mut step =
+                self.prepare_device_scaled(Loss::CrossEntropy, call, &chunk_opts, grad_output)?;
+            program.append(step.take_program());
+            let (row_losses, dens) = step.row_outputs();
+            if opts.reduction == Reduction::None {
+                program.copy_out(BufferCopy {
+                    src: row_losses.clone(),
+                    src_offset: 0,
+                    dst: losses.clone(),
+                    dst_offset: (span.start * 4) as u64,
+                    bytes: (r * 4) as u64,
+                });
+            }
+            parts.push((row_losses, dens, r));
+            if let Some(grads) = &t.grads {
+                self.push_linear_grads(&mut program, t, grads, (&scratch, &ones), p, span.clone())?;
+            }
+            if !probs {
+                chunks.push((step, span.start));
+            }
+        }
+        let loss = match opts.reduction {
+            Reduction::None => losses,
+            _ => {
+                let parts: Vec<Part> = parts.iter().map(|(l, d, r)| (l as _, d as _, *r)).collect();
+                let mode = match probs {
+                    true => Reduction::Sum,
+                    false => opts.reduction,
+                };
+                let reduced = self.push_reduction(&mut program, &parts, mode, None)?;
+                if let (Some(g), Reduction::Mean, false) = (&t.grads, opts.reduction, probs) {
+                    self.push_divide_grads(&mut program, g, p, &reduced.den)?;
+                }
+                reduced.value
+            }
+        };
+        Ok(Built {
+            program,
+            loss,
+            chunks,
+        })
+    }
+
+    /// `logits = X[rows] · Wᵀ + b` into the scratch.
+    fn push_logits(
+        &self,
+        program: &mut Program,
+        t: &Tensors,
+        p: &LinearProblem,
+        scratch: &wgpu::Buffer,
+        rows: Range<usize>,
+    ) -> Result<()> {
+        let x = Operand {
+            offset: t.x.offset + rows.start * p.features,
+            ..t.x.clone()
+        };
+        let bias = t.bias.as_ref().map(|(b, at)| (b, *at));
+        self.push_matmul(
+            program,
+            &Product {
+                a: &x,
+                b: &t.w,
+                c: scratch,
+                c_offset: 0,
+                c_major: p.classes,
+                bias,
+                dims: [rows.len(), p.classes, p.features],
+                alpha: 1.0,
+                accumulate: false,
+            },
+        )
+    }
+
+    /// The chunk's targets: its class targets copied out of the call's on every run, or its
+    /// probabilities uploaded.
+    fn chunk_target(
+        &self,
+        program: &mut Program,
+        targets: &ChunkTargets,
+        p: &LinearProblem,
+        rows: Range<usize>,
+    ) -> Result<DeviceTensor> {
+        match targets {
+            ChunkTargets::Classes(t) => {
+                let word = t.dtype().size();
+                let buffer = self.output("chunk targets", (rows.len() * word).div_ceil(4))?;
+                program.copy_in(BufferCopy {
+                    src: t.buffer().clone(),
+                    src_offset: t.offset() + (rows.start * word) as u64,
+                    dst: buffer.clone(),
+                    dst_offset: 0,
+                    bytes: (rows.len() * word) as u64,
+                });
+                Ok(DeviceTensor::from_parts(
+                    buffer,
+                    vec![rows.len()],
+                    t.dtype(),
+                ))
+            }
+            ChunkTargets::Probs(all) => {
+                let span = rows.start * p.classes..rows.end * p.classes;
+                let shape = [rows.len(), p.classes];
+                DeviceTensor::from_host(self, &all[span], &shape, DType::F32)
+            }
+        }
+    }
+
+    /// A chunk's share of the gradients, from its logits' gradient G in the scratch:
+    /// `dX[rows] = G · W`, `dW (+)= Gᵀ · X[rows]`, `db (+)= 1ᵀ · G`.
+    fn push_linear_grads(
+        &self,
+        program: &mut Program,
+        t: &Tensors,
+        (dx, dw, db): &(At, At, Option<At>),
+        (scratch, ones): (&wgpu::Buffer, &Operand),
+        p: &LinearProblem,
+        rows: Range<usize>,
+    ) -> Result<()> {
+        // The first chunk writes dW and db; the later ones add to them.
+        let accumulate = rows.start > 0;
+        let (r, c, d) = (rows.len(), p.classes, p.features);
+        let g = Operand {
+            buffer: scratch.clone(),
+            offset: 0,
+            major: c,
+            step: 1,
+        };
+        let g_t = Operand {
+            major: 1,
+            step: c,
+            ..g.clone()
+        };
+        let w_t = Operand {
+            major: 1,
+            step: d,
+            ..t.w.clone()
+        };
+        let x_t = Operand {
+            offset: t.x.offset + rows.start * d,
+            major: 1,
+            step: d,
+            ..t.x.clone()
+        };
+        fn product<'p>(
+            (a, b): (&'p Operand, &'p Operand),
+            (out, at): &'p At,
+            c_major: usize,
+            dims: [usize; 3],
+            accumulate: bool,
+        ) -> Product<'p> {
+            Product {
+                a,
+                b,
+                c: out,
+                c_offset: *at,
+                c_major,
+                bias: None,
+                dims,
+                alpha: 1.0,
+                accumulate,
+            }
+        }
+        let dx_rows = (dx.0.clone(), dx.1 + rows.start * d);
+        self.push_matmul(program, &product((&g, &w_t), &dx_rows, d, [r, d, c], false))?;
+        self.push_matmul(
+            program,
+            &product((&g_t, &x_t), dw, d, [c, d, r], accumulate),
+        )?;
+        match db {
+            Some(db) => {
+                let db_product = product((ones, &g_t), db, c, [1, c, r], accumulate);
+                self.push_matmul(program, &db_product)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// The gradients, summed with upstream gradient 1, divided by the mean's D (`den[0]`),
+    /// each in pieces that fit one binding.
+    fn push_divide_grads(
+        &self,
+        program: &mut Program,
+        (dx, dw, db): &(At, At, Option<At>),
+        p: &LinearProblem,
+        den: &wgpu::Buffer,
+    ) -> Result<()> {
+        let align = (self.limits().min_storage_buffer_offset_alignment as usize / 4).max(8);
+        let piece = (self.max_binding_bytes() as usize / 4 / align).max(1) * align;
+        let (d, c) = (p.features, p.classes);
+        for ((buffer, at), len) in [(dx, p.rows * d), (dw, c * d)]
+            .into_iter()
+            .chain(db.as_ref().map(|b| (b, c)))
+        {
+            for start in (0..len).step_by(piece) {
+                let n = piece.min(len - start);
+                let data = Bound {
+                    buffer: buffer.clone(),
+                    offset: ((at + start) * 4) as u64,
+                    size: (n * 4) as u64,
+                };
+                self.push_divide(program, &data, n, den)?;
+            }
+        }
+        Ok(())
+    }
+}
