@@ -7,13 +7,18 @@
 //! - prepared: the peak RSS growth of one `PreparedLinear::run` whose inputs were uploaded
 //!   before (as PyTorch's inputs are already in its memory), the gradients' device buffers
 //!   made and first written during the run, then read back into new host vectors;
+//! - device API: one `PreparedLinearDevice` recorded and submitted, inputs on the device, the
+//!   gradients written into device tensors made before (untouched until the run) and left
+//!   there: the figure the goal is about;
 //! - host API: the same for one `Context::linear_cross_entropy_backward` (uploads included).
 //!
 //! The peak is VmHWM from /proc/self/status, reset before each call by writing 5 to
 //! /proc/self/clear_refs (Linux).
 
 use std::time::Instant;
-use wgpu_xent::{Context, Linear, LossOptions, Target, Tensor};
+use wgpu_xent::{
+    Context, DType, DeviceLinear, DeviceTensor, Linear, LossOptions, Target, Tensor, XentError,
+};
 
 fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
@@ -66,6 +71,7 @@ fn main() -> Result<(), wgpu_xent::XentError> {
         mib(n * d + c * d)
     );
     let prepared = ctx.prepare_linear_cross_entropy(linear, target(), &opts, true)?;
+    settle(&ctx);
     let start = Instant::now();
     let (out, grown) = peak_growth(|| prepared.run());
     let loss = out?.loss.scalar();
@@ -74,6 +80,8 @@ fn main() -> Result<(), wgpu_xent::XentError> {
         start.elapsed().as_secs_f64()
     );
     drop(prepared);
+    let (loss, grown, secs) = device_api(&ctx, (&x, &w, &t), (n, d, c), budget << 20)?;
+    println!("device API: peak RSS +{grown:.0} MiB, {secs:.1} s, loss {loss:.6}");
     let start = Instant::now();
     let (out, grown) = peak_growth(|| ctx.linear_cross_entropy_backward(linear, target(), &opts));
     println!(
@@ -82,4 +90,52 @@ fn main() -> Result<(), wgpu_xent::XentError> {
         out?.loss.scalar()
     );
     Ok(())
+}
+
+/// Peak RSS growth of one device call whose inputs are uploaded before and whose gradient
+/// buffers are made (untouched) before: (loss, MiB, seconds).
+fn device_api(
+    ctx: &Context,
+    (x, w, t): (&[f32], &[f32], &[i64]),
+    (n, d, c): (usize, usize, usize),
+    budget: usize,
+) -> Result<(f32, f64, f64), XentError> {
+    let x = DeviceTensor::from_host(ctx, x, &[n, d], DType::F32)?;
+    let w = DeviceTensor::from_host(ctx, w, &[c, d], DType::F32)?;
+    let t = DeviceTensor::from_host(ctx, t, &[n], DType::I64)?;
+    let grad = |shape: &[usize]| -> Result<DeviceTensor, XentError> {
+        let buffer = ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: Some("grad"),
+            size: (shape.iter().product::<usize>() * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        DeviceTensor::from_buffer(ctx, &buffer, 0, shape, DType::F32)
+    };
+    let (dx, dw) = (grad(&[n, d])?, grad(&[c, d])?);
+    let call = DeviceLinear::new(&x, &w, &t)
+        .grads_into(&dx, &dw, None)
+        .budget(budget);
+    let step = ctx.prepare_linear_cross_entropy_device(call, &LossOptions::default())?;
+    settle(ctx);
+    let start = Instant::now();
+    let (loss, grown) = peak_growth(|| {
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        step.record(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        step.read_loss()
+    });
+    Ok((loss?.scalar(), grown, start.elapsed().as_secs_f64()))
+}
+
+/// Waits for an empty submission: wgpu copies buffers made mapped (the uploads) into device
+/// memory at the next submission, which would otherwise land inside the measured call.
+fn settle(ctx: &Context) {
+    let index = ctx.queue().submit([]);
+    ctx.device()
+        .poll(wgpu::PollType::Wait {
+            submission_index: Some(index),
+            timeout: None,
+        })
+        .expect("waiting for the uploads");
 }

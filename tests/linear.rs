@@ -30,6 +30,9 @@ struct Case {
     seed: u64,
     /// Run on a context whose bindings hold 4 KiB: every operand past that is cut.
     small_bindings: bool,
+    /// z-loss and softcap (0 and None: off).
+    z_loss: f32,
+    softcap: Option<f32>,
 }
 
 /// A context whose bindings hold 4 KiB (1,024 floats), so that small shapes pass them.
@@ -67,6 +70,8 @@ fn check(case: &Case) {
         weight: case.weight.then_some(&cw[..]),
         label_smoothing: case.smoothing,
         reduction: case.reduction,
+        z_loss: case.z_loss,
+        softcap: case.softcap,
         ..Default::default()
     };
     let target = Target::I64(Tensor::new(&t, &ts));
@@ -86,6 +91,8 @@ fn check(case: &Case) {
         weight: case.weight.then_some(&cww[..]),
         label_smoothing: case.smoothing as f64,
         reduction: case.reduction,
+        z_loss: case.z_loss as f64,
+        softcap: case.softcap.map(f64::from),
         ..Default::default()
     };
     let truth = reference(
@@ -177,6 +184,8 @@ fn tile_edges_and_every_reduction() {
                 budget_rows: 1 + i * 7,
                 seed: i as u64,
                 small_bindings: false,
+                z_loss: 0.0,
+                softcap: None,
             });
         }
     }
@@ -191,7 +200,7 @@ proptest! {
     ) {
         let reduction = [Reduction::Mean, Reduction::Sum, Reduction::None][r];
         let smoothing = if smooth { 0.2 } else { 0.0 };
-        check(&Case { n, d, c, bias, weight, smoothing, reduction, ignore_some, budget_rows, seed, small_bindings: false });
+        check(&Case { n, d, c, bias, weight, smoothing, reduction, ignore_some, budget_rows, seed, small_bindings: false, z_loss: 0.0, softcap: None });
     }
 
     /// With 4 KiB bindings, the input, the weight and the gradients pass one binding: each
@@ -202,7 +211,7 @@ proptest! {
         r in 0usize..3, budget_rows in 1usize..50, seed: u64,
     ) {
         let reduction = [Reduction::Mean, Reduction::Sum, Reduction::None][r];
-        let case = Case { n, d, c, bias, weight, smoothing: 0.1, reduction, ignore_some: true, budget_rows, seed, small_bindings: true };
+        let case = Case { n, d, c, bias, weight, smoothing: 0.1, reduction, ignore_some: true, budget_rows, seed, small_bindings: true, z_loss: 0.0, softcap: None };
         check(&case);
     }
 }
@@ -226,7 +235,32 @@ fn operands_past_one_binding_at_tile_edges() {
             budget_rows: 5,
             seed: 100 + i as u64,
             small_bindings: true,
+            z_loss: 0.0,
+            softcap: None,
         });
+    }
+}
+
+#[test]
+fn z_loss_and_softcap_match_the_reference() {
+    for (i, (n, d, c)) in [(17, 16, 33), (40, 24, 72)].into_iter().enumerate() {
+        for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
+            check(&Case {
+                n,
+                d,
+                c,
+                bias: true,
+                weight: i == 1,
+                smoothing: 0.1,
+                reduction,
+                ignore_some: true,
+                budget_rows: 7,
+                seed: 50 + i as u64,
+                small_bindings: false,
+                z_loss: 1e-2,
+                softcap: Some(3.0),
+            });
+        }
     }
 }
 
