@@ -19,7 +19,8 @@
 //
 // Geometry (src/geometry/tiles.rs, which property-tests it): each invocation owns a TILE × TILE
 // block of C and sums all of K for it in registers; a workgroup of 8 × 8 invocations owns a
-// 64 × 64 block; workgroup t of a flat (2-D past 65,535) grid is block (t / tiles_n, t % tiles_n).
+// 64 × 64 block; workgroup t of a flat (2-D past 65,535) grid is block (t / tiles_n, t % tiles_n),
+// or (t % tiles_m, t / tiles_m) with n_major (`block_of`).
 // Rows and columns past M and N are read clamped to the last one and never written.
 //
 // Why this design: every C element is written by exactly one invocation, summed in one fixed
@@ -69,7 +70,9 @@ struct MatmulParams {
     b_layout: u32,
     // Where bias(0) lies in `bias`.
     bias_off: u32,
-    _pad1: u32,
+    // 1: workgroup t is block (t % tiles_m, t / tiles_m), the blocks along M innermost, so that
+    // one block of B stays in cache while A passes (B the larger); 0: (t / tiles_n, t % tiles_n).
+    n_major: u32,
     _pad2: u32,
 }
 
@@ -202,8 +205,9 @@ fn matmul(
     if t >= tiles_m * params.tiles_n {
         return;
     }
-    let m0 = (t / params.tiles_n) * BLOCK + lid.y * TILE;
-    let n0 = (t % params.tiles_n) * BLOCK + lid.x * TILE;
+    let block = block_of(t, tiles_m);
+    let m0 = block.x * BLOCK + lid.y * TILE;
+    let n0 = block.y * BLOCK + lid.x * TILE;
     // The tile as 2 × 2 blocks of 4 × 4, each a sum over k in a fixed order: 4 k at a time
     // as 4 × 4 matrix products (16 vec4 loads per 256 multiply-adds where a layout allows),
     // then the last K % 4 one at a time.
@@ -236,4 +240,12 @@ fn matmul(
     store(acc01, m0, n0 + 4u);
     store(acc10, m0 + 4u, n0);
     store(acc11, m0 + 4u, n0 + 4u);
+}
+
+// The block (along M, along N) that workgroup t owns, by `n_major` (src/geometry/tiles.rs).
+fn block_of(t: u32, tiles_m: u32) -> vec2<u32> {
+    if params.n_major == 1u {
+        return vec2<u32>(t % tiles_m, t / tiles_m);
+    }
+    return vec2<u32>(t / params.tiles_n, t % params.tiles_n);
 }

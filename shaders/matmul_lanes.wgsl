@@ -15,8 +15,9 @@
 // Geometry (src/geometry/tiles.rs, which property-tests it): a workgroup is one subgroup of 8
 // lanes and owns a LANE_ROWS × 64 block of C; lane l owns its LANE_ROWS rows × the 8 columns
 // n0 + 8 l .. n0 + 8 l + 8. Workgroup t of a flat (2-D past 65,535) grid is block
-// (t / tiles_n, t % tiles_n). Rows and columns past M and N are read clamped (or from whole
-// vec4<u64> units of our padding) and never written.
+// (t / tiles_n, t % tiles_n), or (t % tiles_m, t / tiles_m) with n_major (`block_of`). Rows and
+// columns past M and N are read clamped (or from whole vec4<u64> units of our padding) and never
+// written.
 //
 // Why this design (../shared/LAVAPIPE_MATMUL.md measured it; this is its best design adapted
 // to strided operands): lavapipe runs a workgroup of 8 as one 8-wide SIMD vector and executes
@@ -61,7 +62,9 @@ struct MatmulParams {
     b_layout: u32,
     // Where bias(0) lies in `bias`.
     bias_off: u32,
-    _pad1: u32,
+    // 1: workgroup t is block (t % tiles_m, t / tiles_m), the blocks along M innermost, so that
+    // one block of B stays in cache while A passes (B the larger); 0: (t / tiles_n, t % tiles_n).
+    n_major: u32,
     _pad2: u32,
 }
 
@@ -229,8 +232,9 @@ fn matmul_lanes(
     if t >= tiles_m * params.tiles_n {
         return;
     }
-    let m0 = (t / params.tiles_n) * LANE_ROWS;
-    let n = (t % params.tiles_n) * BLOCK_N + 8u * lane;
+    let block = block_of(t, tiles_m);
+    let m0 = block.x * LANE_ROWS;
+    let n = block.y * BLOCK_N + 8u * lane;
     // acc_g_lo[c][j] = C(m0 + 4 g + c, n + j), acc_g_hi for n + 4 + j.
     var acc0_lo: mat4x4<f32>;
     var acc0_hi: mat4x4<f32>;
@@ -266,4 +270,12 @@ fn matmul_lanes(
     store4(acc2_hi, m0 + 8u, n + 4u);
     store4(acc3_lo, m0 + 12u, n);
     store4(acc3_hi, m0 + 12u, n + 4u);
+}
+
+// The block (along M, along N) that workgroup t owns, by `n_major` (src/geometry/tiles.rs).
+fn block_of(t: u32, tiles_m: u32) -> vec2<u32> {
+    if params.n_major == 1u {
+        return vec2<u32>(t % tiles_m, t / tiles_m);
+    }
+    return vec2<u32>(t / params.tiles_n, t % params.tiles_n);
 }

@@ -37,12 +37,14 @@ impl Design {
     }
 }
 
-/// The blocks of an `[m, n]` product: workgroup `t` owns block `(t / tiles_n, t % tiles_n)`.
+/// The blocks of an `[m, n]` product: workgroup `t` owns block `(t / tiles_n, t % tiles_n)`,
+/// or `(t % tiles_m, t / tiles_m)` when `n_major` (`block_of` in the kernels).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Blocks {
     pub m: usize,
     pub n: usize,
     pub design: Design,
+    pub n_major: bool,
 }
 
 impl Blocks {
@@ -51,9 +53,38 @@ impl Blocks {
         self.n.div_ceil(self.design.block().1)
     }
 
+    /// Blocks along M.
+    pub fn tiles_m(&self) -> usize {
+        self.m.div_ceil(self.design.block().0)
+    }
+
+    /// The order that streams fewer bytes of `[m, k]` A and `[n, k]` B: `n_major` (B's blocks
+    /// outermost: A is read tiles_n times, each B block once) when `tiles_n · m < tiles_m · n`.
+    pub fn ordered(m: usize, n: usize, design: Design) -> Self {
+        let b = Blocks {
+            m,
+            n,
+            design,
+            n_major: false,
+        };
+        Blocks {
+            n_major: b.tiles_n() * m < b.tiles_m() * n,
+            ..b
+        }
+    }
+
+    /// The block (along M, along N) workgroup `t` owns, as the kernels' `block_of`.
+    #[cfg(test)]
+    pub fn block_of(&self, t: usize) -> (usize, usize) {
+        match self.n_major {
+            true => (t % self.tiles_m(), t / self.tiles_m()),
+            false => (t / self.tiles_n(), t % self.tiles_n()),
+        }
+    }
+
     /// Workgroups of one dispatch: one per block.
     pub fn workgroups(&self) -> u64 {
-        (self.m.div_ceil(self.design.block().0) * self.tiles_n()) as u64
+        (self.tiles_m() * self.tiles_n()) as u64
     }
 
     /// The elements `(m, n)` of C that invocation `(lx, ly)` of workgroup `t` writes (for
@@ -62,24 +93,13 @@ impl Blocks {
     #[cfg(test)]
     pub fn owned(&self, t: usize, lx: usize, ly: usize) -> Vec<(usize, usize)> {
         let (bm, bn) = self.design.block();
-        if t >= self.m.div_ceil(bm) * self.tiles_n() {
+        if t >= self.tiles_m() * self.tiles_n() {
             return vec![];
         }
+        let (bi, bj) = self.block_of(t);
         let ((m0, n0), (rows, cols)) = match self.design {
-            Design::Tiles => (
-                (
-                    (t / self.tiles_n()) * bm + ly * TILE,
-                    (t % self.tiles_n()) * bn + lx * TILE,
-                ),
-                (TILE, TILE),
-            ),
-            Design::Lanes => (
-                (
-                    (t / self.tiles_n()) * bm,
-                    (t % self.tiles_n()) * bn + 8 * lx,
-                ),
-                (LANE_ROWS, 8),
-            ),
+            Design::Tiles => ((bi * bm + ly * TILE, bj * bn + lx * TILE), (TILE, TILE)),
+            Design::Lanes => ((bi * bm, bj * bn + 8 * lx), (LANE_ROWS, 8)),
         };
         let mut out = vec![];
         for i in 0..rows {
@@ -116,9 +136,10 @@ mod tests {
             n in 1usize..200,
             extra in 0usize..3,
             lanes in any::<bool>(),
+            n_major in any::<bool>(),
         ) {
             let design = if lanes { Design::Lanes } else { Design::Tiles };
-            let b = Blocks { m, n, design };
+            let b = Blocks { m, n, design, n_major };
             let (sides_x, sides_y) = if lanes { (LANES, 1) } else { (SIDE, SIDE) };
             let mut seen = vec![0u8; m * n];
             for t in 0..b.workgroups() as usize + extra {

@@ -36,7 +36,7 @@ uniform! {
         a_layout: u32,
         b_layout: u32,
         bias_off: u32,
-        _pad1: u32,
+        n_major: u32,
         _pad2: u32,
     }
 }
@@ -223,7 +223,7 @@ impl Context {
             _ => (Design::Tiles, (a.layout(), b.layout())),
         };
         let (m, n, k) = (q.m.len(), q.n.len(), q.k.len());
-        let blocks = Blocks { m, n, design };
+        let blocks = Blocks::ordered(m, n, design);
         let has_bias = p.bias.is_some() && q.k.start == 0;
         let params = MatmulParams {
             m: u32_of(m, "M")?,
@@ -248,7 +248,7 @@ impl Context {
             a_layout: a_layout as u32,
             b_layout: b_layout as u32,
             bias_off: u32_of(bias_reach.start - bias_window.start, "the bias offset")?,
-            _pad1: 0,
+            n_major: blocks.n_major as u32,
             _pad2: 0,
         };
         let uniform = self.uniform("matmul params", &params);
