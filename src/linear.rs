@@ -30,6 +30,8 @@ pub struct Linear<'a> {
     /// The most bytes of f32 logits (and their gradient, over them) held at once: the rows
     /// are processed in chunks of `budget / (4 C)` rows (at least one).
     pub budget: usize,
+    /// Whether the call also returns each row's log-sum-exp (`LinearOutput::lse`).
+    pub lse: bool,
 }
 
 impl<'a> Linear<'a> {
@@ -40,6 +42,7 @@ impl<'a> Linear<'a> {
             linear_weight: linear_weight.into(),
             linear_bias: None,
             budget: DEFAULT_LINEAR_BUDGET,
+            lse: false,
         }
     }
 
@@ -57,6 +60,12 @@ impl<'a> Linear<'a> {
             budget: bytes,
             ..self
         }
+    }
+
+    /// Also returns each row's log-sum-exp of its logits (after softcap): `[N]`, or `[]`
+    /// unbatched.
+    pub fn with_lse(self) -> Self {
+        Self { lse: true, ..self }
     }
 
     /// Checks the shapes, with PyTorch's messages.
@@ -135,6 +144,14 @@ impl LinearProblem {
         }
     }
 
+    /// The shape of the per-row outputs (losses for `none`, lse): `[N]`, or `[]` unbatched.
+    pub fn rows_shape(&self) -> Vec<usize> {
+        match self.unbatched {
+            true => vec![],
+            false => vec![self.rows],
+        }
+    }
+
     /// The input's shape.
     pub fn input_shape(&self) -> Vec<usize> {
         match self.unbatched {
@@ -161,4 +178,6 @@ pub struct LinearOutput {
     pub grad_linear_weight: Option<Output>,
     /// d loss / d linear_bias, `[C]` (when a bias was given).
     pub grad_linear_bias: Option<Output>,
+    /// Each row's log-sum-exp, `[N]` or `[]` (when asked for with `Linear::with_lse`).
+    pub lse: Option<Output>,
 }

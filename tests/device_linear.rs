@@ -59,7 +59,8 @@ fn host(i: &Inputs, opts: &LossOptions, budget: usize) -> LinearOutput {
     let (xs, ws, bs, ts) = ([n, d], [c, d], [c], [n]);
     let linear = Linear::new(Tensor::new(&i.x, &xs), Tensor::new(&i.w, &ws))
         .bias(Tensor::new(&i.b, &bs))
-        .budget(budget);
+        .budget(budget)
+        .with_lse();
     let target = Target::I64(Tensor::new(&i.t, &ts));
     ctx()
         .linear_cross_entropy_backward(linear, target, opts)
@@ -90,7 +91,8 @@ fn device_calls_match_the_host_api_in_every_reduction() {
         let call = DeviceLinear::new(&x, &w, &t)
             .bias(&b)
             .grads_into(&dx, &dw, Some(&db))
-            .budget(budget);
+            .budget(budget)
+            .with_lse();
         let step = ctx
             .prepare_linear_cross_entropy_device(call, &opts)
             .unwrap();
@@ -102,6 +104,7 @@ fn device_calls_match_the_host_api_in_every_reduction() {
         assert_close(&what, &loss, &wide(&truth.loss.data), 1e-5, 1e-4);
         assert_eq!(step.loss().shape(), &truth.loss.shape[..], "{what}");
         let pairs = [
+            (&step.lse().unwrap(), truth.lse.unwrap()),
             (&dx, truth.grad_input.unwrap()),
             (&dw, truth.grad_linear_weight.unwrap()),
             (&db, truth.grad_linear_bias.unwrap()),

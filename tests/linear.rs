@@ -61,8 +61,9 @@ fn check(case: &Case) {
         })
         .collect();
     let (xs, ws, bs, ts) = ([n, d], [c, d], [c], [n]);
-    let mut linear =
-        Linear::new(Tensor::new(&x, &xs), Tensor::new(&w, &ws)).budget(case.budget_rows * c * 4);
+    let mut linear = Linear::new(Tensor::new(&x, &xs), Tensor::new(&w, &ws))
+        .budget(case.budget_rows * c * 4)
+        .with_lse();
     if case.bias {
         linear = linear.bias(Tensor::new(&b, &bs));
     }
@@ -126,6 +127,7 @@ fn check(case: &Case) {
             &truth.grad_linear_bias,
             "grad_linear_bias",
         ),
+        (&ours.lse, &truth.lse, "lse"),
     ];
     for (o, t, name) in pairs {
         match (o, t) {

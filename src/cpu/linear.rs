@@ -30,6 +30,8 @@ pub struct WideLinearOutput {
     pub grad_linear_weight: Option<WideOutput>,
     /// d loss / d linear_bias, `[C]`, when a bias was given.
     pub grad_linear_bias: Option<WideOutput>,
+    /// Each row's log-sum-exp (after softcap), `[N]` or `[]`.
+    pub lse: Option<WideOutput>,
 }
 
 /// `torch.nn.functional.linear_cross_entropy` in float64 (PyTorch's reference path), with
@@ -62,13 +64,14 @@ pub fn linear_cross_entropy(
         }
     }
     let shape = p.logits_shape();
-    let out = cross_entropy(Tensor::new(&logits, &shape), target, opts, grad, false)?;
+    let out = cross_entropy(Tensor::new(&logits, &shape), target, opts, grad, true)?;
     let Some(g) = out.grad else {
         return Ok(WideLinearOutput {
             loss: out.loss,
             grad_input: None,
             grad_linear_weight: None,
             grad_linear_bias: None,
+            lse: out.lse,
         });
     };
     let g = g.data;
@@ -98,5 +101,6 @@ pub fn linear_cross_entropy(
             data: db,
             shape: vec![c],
         }),
+        lse: out.lse,
     })
 }

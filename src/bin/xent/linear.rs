@@ -218,6 +218,7 @@ pub fn run_gpu(
         grad_input: None,
         grad_linear_weight: None,
         grad_linear_bias: None,
+        lse: None,
     })
 }
 
@@ -278,6 +279,7 @@ pub fn narrow(r: WideLinearOutput) -> LinearOutput {
         grad_input: r.grad_input.map(f),
         grad_linear_weight: r.grad_linear_weight.map(f),
         grad_linear_bias: r.grad_linear_bias.map(f),
+        lse: None,
     }
 }
 

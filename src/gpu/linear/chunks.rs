@@ -36,6 +36,8 @@ pub(crate) struct Tensors<'a> {
     pub targets: ChunkTargets<'a>,
     pub grads: Option<(At, At, Option<At>)>,
     pub budget: usize,
+    /// Whether to keep each row's log-sum-exp.
+    pub lse: bool,
 }
 
 /// A built call: its program, where its loss lands, and each chunk's device-target flag.
@@ -45,6 +47,8 @@ pub(crate) struct Built {
     pub loss: wgpu::Buffer,
     /// Each chunk of class targets: its loss call (which holds its flag) and its first row.
     pub chunks: Vec<(PreparedLoss, usize)>,
+    /// Each row's log-sum-exp `[N]`, when asked for.
+    pub lse: Option<wgpu::Buffer>,
 }
 
 impl Context {
@@ -97,6 +101,10 @@ impl Context {
         let mut chunks = vec![];
         let mut parts: Vec<(wgpu::Buffer, wgpu::Buffer, usize)> = vec![];
         let losses = self.output("linear losses", p.rows.max(1))?;
+        let lse = match t.lse {
+            true => Some(self.output("linear lse", p.rows.max(1))?),
+            false => None,
+        };
         for span in row_chunks(p.rows, rows) {
             let r = span.len();
             self.push_logits(&mut program, t, p, &scratch, span.clone())?;
@@ -107,6 +115,7 @@ impl Context {
                 Some(_) => call.grad_in_place(),
                 None => call,
             };
+            let call = if t.lse { call.with_lse() } else { call };
             let mut step =
                 self.prepare_device_scaled(Loss::CrossEntropy, call, &chunk_opts, grad_output)?;
             program.append(step.take_program());
@@ -121,6 +130,15 @@ impl Context {
                 });
             }
             parts.push((row_losses, dens, r));
+            if let (Some(all), Some(rows_lse)) = (&lse, step.lse()) {
+                program.copy_out(BufferCopy {
+                    src: rows_lse.buffer().clone(),
+                    src_offset: rows_lse.offset(),
+                    dst: all.clone(),
+                    dst_offset: (span.start * 4) as u64,
+                    bytes: (r * 4) as u64,
+                });
+            }
             if let Some(grads) = &t.grads {
                 self.push_linear_grads(&mut program, t, grads, (&scratch, &ones), p, span.clone())?;
             }
@@ -147,6 +165,7 @@ impl Context {
             program,
             loss,
             chunks,
+            lse,
         })
     }
 

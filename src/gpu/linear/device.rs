@@ -26,6 +26,7 @@ pub struct DeviceLinear<'a> {
     target: &'a DeviceTensor,
     grads: Option<(&'a DeviceTensor, &'a DeviceTensor, Option<&'a DeviceTensor>)>,
     budget: usize,
+    lse: bool,
 }
 
 impl<'a> DeviceLinear<'a> {
@@ -42,6 +43,7 @@ impl<'a> DeviceLinear<'a> {
             target,
             grads: None,
             budget: DEFAULT_LINEAR_BUDGET,
+            lse: false,
         }
     }
 
@@ -67,6 +69,11 @@ impl<'a> DeviceLinear<'a> {
         }
     }
 
+    /// Also keeps each row's log-sum-exp on the device ([`PreparedLinearDevice::lse`]).
+    pub fn with_lse(self) -> Self {
+        Self { lse: true, ..self }
+    }
+
     /// Sets the most bytes of logits held at once (`Linear::budget`).
     pub fn budget(self, bytes: usize) -> Self {
         Self {
@@ -86,6 +93,7 @@ pub struct PreparedLinearDevice {
     built: Built,
     flag_staging: Vec<Staging>,
     target_shape: Vec<usize>,
+    rows_shape: Vec<usize>,
     started: AtomicBool,
 }
 
@@ -172,6 +180,7 @@ impl Context {
             targets: ChunkTargets::Classes(call.target),
             grads,
             budget: call.budget,
+            lse: call.lse,
         };
         let mut built = crate::gpu::poller::block(
             self.scoped(async { self.build_linear_chunks(&tensors, &p, opts) }),
@@ -193,6 +202,7 @@ impl Context {
             built,
             loss_shape,
             target_shape: target_shape.to_vec(),
+            rows_shape: p.rows_shape(),
             started: false.into(),
         })
     }
@@ -210,6 +220,17 @@ impl PreparedLinearDevice {
     /// The loss on the device: an f32 scalar for `mean` and `sum`, per row for `none`.
     pub fn loss(&self) -> DeviceTensor {
         DeviceTensor::from_parts(self.loss.clone(), self.loss_shape.clone(), DType::F32)
+    }
+
+    /// Each row's log-sum-exp on the device, `[N]` or `[]`, when built with
+    /// [`DeviceLinear::with_lse`].
+    pub fn lse(&self) -> Option<DeviceTensor> {
+        let lse = self.built.lse.clone()?;
+        Some(DeviceTensor::from_parts(
+            lse,
+            self.rows_shape.clone(),
+            DType::F32,
+        ))
     }
 
     /// Reads the loss of the last submitted [`PreparedLinearDevice::record`] back (waiting

@@ -45,6 +45,9 @@ pub struct PreparedLinear {
     /// What each run reads back: the loss, then dX, dW and db with the backward.
     reads: Vec<(wgpu::Buffer, Staging)>,
     has_bias: bool,
+    /// Whether the backward's gradients and the lse are read.
+    grad: bool,
+    lse: bool,
     timestamps: Option<Timestamps>,
 }
 
@@ -102,6 +105,7 @@ impl Context {
                 targets,
                 grads,
                 budget: linear.budget,
+                lse: linear.lse,
             };
             // The host targets are checked and their ignored ones marked IGNORED.
             let chunk_opts = LossOptions {
@@ -124,6 +128,12 @@ impl Context {
                     reads.push((g.clone(), self.staging_for(g, 0, (len.max(1) * 4) as u64)));
                 }
             }
+            if let Some(lse) = &built.lse {
+                reads.push((
+                    lse.clone(),
+                    self.staging_for(lse, 0, (p.rows.max(1) * 4) as u64),
+                ));
+            }
             let probs = matches!(checked.targets, Targets::Probs(_));
             Ok(PreparedLinear {
                 ctx: self.clone(),
@@ -137,6 +147,8 @@ impl Context {
                 out_shape: checked.out_shape,
                 reads,
                 has_bias: linear.linear_bias.is_some(),
+                grad,
+                lse: linear.lse,
                 timestamps: self.timestamp_queries(),
             })
         }))
@@ -179,15 +191,20 @@ impl PreparedLinear {
                 Output { data: v, shape }
             })
         };
-        let grad_input = take(p.rows * p.features, p.input_shape());
-        let grad_linear_weight = take(p.classes * p.features, vec![p.classes, p.features]);
-        let grad_linear_bias = take(p.classes, vec![p.classes]).filter(|_| self.has_bias);
+        let (mut grad_input, mut grad_linear_weight, mut grad_linear_bias) = (None, None, None);
+        if self.grad {
+            grad_input = take(p.rows * p.features, p.input_shape());
+            grad_linear_weight = take(p.classes * p.features, vec![p.classes, p.features]);
+            grad_linear_bias = take(p.classes, vec![p.classes]).filter(|_| self.has_bias);
+        }
+        let lse = take(p.rows, p.rows_shape()).filter(|_| self.lse);
         Ok((
             LinearOutput {
                 loss,
                 grad_input,
                 grad_linear_weight,
                 grad_linear_bias,
+                lse,
             },
             elapsed,
         ))
