@@ -14,15 +14,21 @@
 // gather: dst[k] = src[k * stride + first] for k < n, bit for bit: e.g. each row's lse out
 // of the per-row stats vec4s (M, S, Q, lse), stride 4 (4 * segments for split rows), first 3.
 //
+// widen_half: 16-bit values (f16 for mode 1, bf16 for mode 2; two a word, low first) widened
+// to f32, exactly: dst[k] = the f32 bits of element k of src, for k < n (linear_cross_entropy's
+// 16-bit device tensors, which its matmul reads as f32). src is bound as words and read as
+// bits. Traffic: 2 bytes read + 4 written per value.
+//
 // Bindings (keep in sync with `Family::Convert` in src/gpu/kernels/source.rs and `ConvertParams`
 // in src/gpu/convert.rs):
 //   0 params: uniform ConvertParams
-//   1 src: storage, read        pack_half: [n] f32; gather: [(n - 1) * stride + first + 1]
-//   2 dst: storage, read_write  pack_half: [ceil(n / 2)] u32; gather: [n]
+//   1 src: storage, read        pack_half: [n] f32; gather: [(n - 1) * stride + first + 1];
+//                               widen_half: [ceil(n / 2)] words
+//   2 dst: storage, read_write  pack_half: [ceil(n / 2)] u32; gather, widen_half: [n]
 
 struct ConvertParams {
     n: u32,
-    // pack_half: 1 for f16, 2 for bf16
+    // pack_half, widen_half: 1 for f16, 2 for bf16
     mode: u32,
     // gather only
     stride: u32,
@@ -112,4 +118,23 @@ fn gather(
     if k < params.n {
         dst[k] = bitcast<u32>(src[k * params.stride + params.first]);
     }
+}
+
+@compute @workgroup_size(WG)
+fn widen_half(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let k = linear_workgroup(wid, nwg) * WG + lid;
+    if k >= params.n {
+        return;
+    }
+    let w = bitcast<u32>(src[k >> 1u]);
+    // A bf16 is the top half of an f32; an f16 widens exactly through unpack2x16float.
+    var pair = vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
+    if params.mode == TO_F16 {
+        pair = unpack2x16float(w);
+    }
+    dst[k] = bitcast<u32>(pair[k & 1u]);
 }

@@ -149,7 +149,7 @@ fn what_the_device_call_does_not_take_is_refused() {
     let ctx = ctx();
     let (n, d, c) = (4, 8, 5);
     let x = DeviceTensor::zeros(ctx, &[n, d]).unwrap();
-    let x16 = DeviceTensor::zeros_of(ctx, &[n, d], DType::F16).unwrap();
+    let x_int = DeviceTensor::zeros_of(ctx, &[n, d], DType::I32).unwrap();
     let w = DeviceTensor::zeros(ctx, &[c, d]).unwrap();
     let t = DeviceTensor::zeros_of(ctx, &[n], DType::I32).unwrap();
     let probs = DeviceTensor::zeros(ctx, &[n, c]).unwrap();
@@ -160,7 +160,7 @@ fn what_the_device_call_does_not_take_is_refused() {
             .unwrap_err()
     };
     assert!(matches!(
-        err(DeviceLinear::new(&x16, &w, &t)),
+        err(DeviceLinear::new(&x_int, &w, &t)),
         XentError::Unsupported(_)
     ));
     assert!(matches!(
@@ -175,4 +175,65 @@ fn what_the_device_call_does_not_take_is_refused() {
         .prepare_linear_cross_entropy_device(DeviceLinear::new(&x, &w, &t), &opts)
         .unwrap();
     assert!(step.read_loss().is_err(), "read before any record");
+}
+
+/// bf16 and f16 device tensors are widened on the device exactly as the host API widens them
+/// on the host: the same f32 values through the same program, so the same bits.
+#[test]
+fn half_tensors_give_the_host_apis_bits() {
+    let ctx = ctx();
+    let i = inputs(21, 16, 40, 11);
+    let (n, d, c) = i.dims;
+    let bf = |v: &[f32]| -> Vec<u16> {
+        v.iter()
+            .map(|&x| half::bf16::from_f32(x).to_bits())
+            .collect()
+    };
+    let hf = |v: &[f32]| -> Vec<u16> {
+        v.iter()
+            .map(|&x| half::f16::from_f32(x).to_bits())
+            .collect()
+    };
+    let (x16, w16, b16) = (bf(&i.x), hf(&i.w), bf(&i.b));
+    let x = DeviceTensor::from_host(ctx, &x16, &[n, d], DType::BF16).unwrap();
+    let w = DeviceTensor::from_host(ctx, &w16, &[c, d], DType::F16).unwrap();
+    let b = DeviceTensor::from_host(ctx, &b16, &[c], DType::BF16).unwrap();
+    let t = DeviceTensor::from_host(ctx, &i.t, &[n], DType::I64).unwrap();
+    let dx = DeviceTensor::zeros(ctx, &[n, d]).unwrap();
+    let dw = DeviceTensor::zeros(ctx, &[c, d]).unwrap();
+    let db = DeviceTensor::zeros(ctx, &[c]).unwrap();
+    let budget = 6 * c * 4;
+    let call = DeviceLinear::new(&x, &w, &t)
+        .bias(&b)
+        .grads_into(&dx, &dw, Some(&db))
+        .budget(budget);
+    let opts = LossOptions::default();
+    let step = ctx
+        .prepare_linear_cross_entropy_device(call, &opts)
+        .unwrap();
+    let loss = run(ctx, &step);
+    let (xs, ws, bs, ts) = ([n, d], [c, d], [c], [n]);
+    let host_x: Vec<half::bf16> = x16.iter().map(|&v| half::bf16::from_bits(v)).collect();
+    let host_w: Vec<half::f16> = w16.iter().map(|&v| half::f16::from_bits(v)).collect();
+    let host_b: Vec<half::bf16> = b16.iter().map(|&v| half::bf16::from_bits(v)).collect();
+    let linear = Linear::new(Tensor::new(&host_x, &xs), Tensor::new(&host_w, &ws))
+        .bias(Tensor::new(&host_b, &bs))
+        .budget(budget);
+    let truth = ctx
+        .linear_cross_entropy_backward(linear, Target::I64(Tensor::new(&i.t, &ts)), &opts)
+        .unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&loss), bits(&truth.loss.data), "loss");
+    let pairs = [
+        (&dx, truth.grad_input.unwrap(), "grad_input"),
+        (&dw, truth.grad_linear_weight.unwrap(), "grad_linear_weight"),
+        (&db, truth.grad_linear_bias.unwrap(), "grad_linear_bias"),
+    ];
+    for (ours, truth, what) in pairs {
+        assert_eq!(
+            bits(&ours.read_f32(ctx).unwrap()),
+            bits(&truth.data),
+            "{what}"
+        );
+    }
 }

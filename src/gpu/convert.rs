@@ -52,6 +52,33 @@ impl Context {
 }
 
 impl Context {
+    /// Appends the widening of `n` 16-bit values of `src` (`dtype`, two a word) into f32 `dst`.
+    pub(crate) fn push_widen(
+        &self,
+        program: &mut Program,
+        src: &dyn Bindable,
+        dst: &dyn Bindable,
+        n: usize,
+        dtype: Float,
+    ) -> Result<()> {
+        let mode = match dtype {
+            Float::F16 => 1,
+            Float::BF16 => 2,
+            Float::F32 => return Err(XentError::InvalidArgument("widening f32".into())),
+        };
+        let params = ConvertParams {
+            n: n as u32,
+            mode,
+            stride: 0,
+            first: 0,
+        };
+        let params = self.uniform("widen params", &params);
+        let bind = self.bind(Family::Convert, &[&params, src, dst]);
+        let groups = (n as u64).div_ceil(self.workgroup_size() as u64);
+        let key = KernelKey::new(Entry::WidenHalf, Float::F32.into());
+        self.push(program, key, bind, groups, &format!("{n} from {dtype:?}"))
+    }
+
     /// Appends `dst[k] = src[k * stride + first]` for `k < n` (f32 values, bit for bit).
     pub(crate) fn push_gather(
         &self,

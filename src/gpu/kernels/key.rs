@@ -63,6 +63,8 @@ pub(crate) enum Entry {
     WriteFill,
     /// `pack_half` in convert.wgsl: one invocation per output word.
     PackHalf,
+    /// `widen_half` in convert.wgsl: one value an invocation.
+    WidenHalf,
     /// `gather` in convert.wgsl: every stride-th f32, one invocation each.
     Gather,
     /// `matmul` in matmul.wgsl: an 8 × 8 block of C per invocation.
@@ -74,7 +76,7 @@ pub(crate) enum Entry {
 
 impl Entry {
     /// Every entry point, in the order the context builds their f32 pipelines.
-    pub const ALL: [Entry; 31] = [
+    pub const ALL: [Entry; 32] = [
         Entry::LogSoftmax,
         Entry::Softmax,
         Entry::LogSoftmaxBackward,
@@ -103,6 +105,7 @@ impl Entry {
         Entry::ReadSum,
         Entry::WriteFill,
         Entry::PackHalf,
+        Entry::WidenHalf,
         Entry::Gather,
         Entry::Matmul,
         Entry::MatmulLanes,
@@ -129,7 +132,7 @@ impl Entry {
             CrossEntropyGradSegments | CrossEntropyFused | NllGrad | DensTotal => Family::Grad,
             ReduceBlock | ReduceFinalize | ReduceSingle | Divide => Family::Reduce,
             ReadSum | WriteFill => Family::Bandwidth,
-            PackHalf | Gather => Family::Convert,
+            PackHalf | WidenHalf | Gather => Family::Convert,
             Matmul => Family::Matmul,
             MatmulLanes => Family::MatmulLanes,
         }
@@ -167,6 +170,7 @@ impl Entry {
             ReadSum => "read_sum",
             WriteFill => "write_fill",
             PackHalf => "pack_half",
+            WidenHalf => "widen_half",
             Gather => "gather",
             Matmul => "matmul",
             MatmulLanes => "matmul_lanes",

@@ -2,22 +2,24 @@
 //! classifier and targets in, the gradients into the caller's tensors, recorded into the
 //! caller's encoder.
 
-use super::chunks::{Built, ChunkTargets, Tensors};
+use super::chunks::{At, Built, ChunkTargets, Tensors};
 use super::matmul::Operand;
 use crate::error::{Result, XentError};
+use crate::gpu::buffers::Bound;
 use crate::gpu::context::Context;
 use crate::gpu::device_tensor::DeviceTensor;
 use crate::gpu::loss::Loss;
 use crate::gpu::program::Program;
 use crate::gpu::readback::Staging;
 use crate::linear::{LinearProblem, DEFAULT_LINEAR_BUDGET};
-use crate::options::{DType, LossOptions, Output, Reduction};
+use crate::options::{DType, Float, LossOptions, Output, Reduction};
 use crate::problem::check_loss_shapes;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A `linear_cross_entropy` over device tensors ([`Context::prepare_linear_cross_entropy_device`]):
-/// `input` `[N, D]` or `[D]`, `linear_weight` `[C, D]` and `linear_bias` `[C]`, all f32, and
-/// class targets `[N]` (or `[]`) of i32, u32 or i64.
+/// `input` `[N, D]` or `[D]`, `linear_weight` `[C, D]` and `linear_bias` `[C]`, each f32, f16
+/// or bf16 (16-bit ones are widened into f32 copies of ours on every run: 4 bytes an element
+/// more device memory), and class targets `[N]` (or `[]`) of i32, u32 or i64.
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceLinear<'a> {
     input: &'a DeviceTensor,
@@ -97,24 +99,122 @@ pub struct PreparedLinearDevice {
     started: AtomicBool,
 }
 
-/// An f32 tensor of `shape`, as an f32 element position, or the error that says why not.
-fn f32_at(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<usize> {
-    if t.dtype() != DType::F32 {
-        return Err(XentError::Unsupported(format!(
-            "linear_cross_entropy on the device takes f32 {what}, got {:?} (the host API takes f16 and bf16)",
-            t.dtype()
-        )));
-    }
+/// Checks that `t` has `shape`.
+fn check_shape(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<()> {
     if t.shape() != shape {
         return Err(XentError::InvalidShape(format!(
             "linear_cross_entropy: expected {what} of shape {shape:?}, got {:?}",
             t.shape()
         )));
     }
-    Ok(t.offset() as usize / 4)
+    Ok(())
+}
+
+/// A gradient tensor: f32 of `shape`, where it lies.
+fn grad_at(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<At> {
+    check_shape(t, what, shape)?;
+    if t.dtype() != DType::F32 {
+        return Err(XentError::Unsupported(format!(
+            "linear_cross_entropy writes f32 gradients; {what} is {:?}",
+            t.dtype()
+        )));
+    }
+    Ok((t.buffer().clone(), t.offset() as usize / 4))
 }
 
 impl Context {
+    /// An input tensor as the products read it: f32 where it lies, or a 16-bit one widened
+    /// into an f32 copy of ours at the start of every run (`prelude`), in pieces that fit
+    /// one binding.
+    fn f32_view(
+        &self,
+        t: &DeviceTensor,
+        what: &str,
+        shape: &[usize],
+        prelude: &mut Program,
+    ) -> Result<At> {
+        check_shape(t, what, shape)?;
+        let half = match t.dtype().float() {
+            Some(Float::F32) => return Ok((t.buffer().clone(), t.offset() as usize / 4)),
+            Some(half) => half,
+            None => {
+                return Err(XentError::Unsupported(format!(
+                    "linear_cross_entropy takes f32, f16 or bf16 {what}, got {:?}",
+                    t.dtype()
+                )))
+            }
+        };
+        let n = t.len();
+        let wide = self.output(what, n)?;
+        // Piece starts keep both bindings' offsets on 256-byte boundaries.
+        let unit = 128;
+        let piece = (self.max_binding_bytes() as usize / 4 / unit).max(1) * unit;
+        for start in (0..n).step_by(piece) {
+            let len = piece.min(n - start);
+            let src = Bound {
+                buffer: t.buffer().clone(),
+                offset: t.offset() + (start * 2) as u64,
+                size: (len.div_ceil(2) * 4) as u64,
+            };
+            let dst = Bound {
+                buffer: wide.clone(),
+                offset: (start * 4) as u64,
+                size: (len * 4) as u64,
+            };
+            self.push_widen(prelude, &src, &dst, len, half)?;
+        }
+        Ok((wide, 0))
+    }
+
+    /// The call's tensors, checked, as the chunks take them.
+    fn device_tensors<'a>(
+        &self,
+        call: &DeviceLinear<'a>,
+        p: &LinearProblem,
+        prelude: &mut Program,
+    ) -> Result<Tensors<'a>> {
+        let (weight_shape, bias_shape) = ([p.classes, p.features], [p.classes]);
+        let operand = |(buffer, offset): At| Operand {
+            buffer,
+            offset,
+            major: p.features,
+            step: 1,
+        };
+        let grads = match call.grads {
+            Some((dx, dw, db)) => Some((
+                grad_at(dx, "grad_input", &p.input_shape())?,
+                grad_at(dw, "grad_linear_weight", &weight_shape)?,
+                match (db, call.linear_bias) {
+                    (Some(db), Some(_)) => Some(grad_at(db, "grad_linear_bias", &bias_shape)?),
+                    (Some(_), None) => {
+                        return Err(XentError::InvalidArgument(
+                            "linear_cross_entropy: grad_linear_bias given without a bias".into(),
+                        ))
+                    }
+                    (None, _) => None,
+                },
+            )),
+            None => None,
+        };
+        Ok(Tensors {
+            x: operand(self.f32_view(call.input, "input", &p.input_shape(), prelude)?),
+            w: operand(self.f32_view(
+                call.linear_weight,
+                "linear_weight",
+                &weight_shape,
+                prelude,
+            )?),
+            bias: match call.linear_bias {
+                Some(b) => Some(self.f32_view(b, "linear_bias", &bias_shape, prelude)?),
+                None => None,
+            },
+            targets: ChunkTargets::Classes(call.target),
+            grads,
+            budget: call.budget,
+            lse: call.lse,
+        })
+    }
+
     pub(crate) fn build_linear_device(
         &self,
         call: DeviceLinear,
@@ -131,60 +231,23 @@ impl Context {
                 call.target.dtype()
             )));
         }
-        let logits_shape = p.logits_shape();
-        let len = p.rows * p.classes;
         let target_shape = call.target.shape();
+        let len = p.rows * p.classes;
         check_loss_shapes(
             Loss::CrossEntropy,
-            &logits_shape,
+            &p.logits_shape(),
             len,
             target_shape,
             false,
             opts,
         )?;
-        let operand = |t: &DeviceTensor, what, shape: &[usize]| -> Result<Operand> {
-            Ok(Operand {
-                buffer: t.buffer().clone(),
-                offset: f32_at(t, what, shape)?,
-                major: p.features,
-                step: 1,
-            })
-        };
-        let (weight_shape, bias_shape) = ([p.classes, p.features], [p.classes]);
-        let at = |t: &DeviceTensor, what, shape: &[usize]| -> Result<(wgpu::Buffer, usize)> {
-            Ok((t.buffer().clone(), f32_at(t, what, shape)?))
-        };
-        let grads = match call.grads {
-            Some((dx, dw, db)) => Some((
-                at(dx, "grad_input", &p.input_shape())?,
-                at(dw, "grad_linear_weight", &weight_shape)?,
-                match (db, call.linear_bias) {
-                    (Some(db), Some(_)) => Some(at(db, "grad_linear_bias", &bias_shape)?),
-                    (Some(_), None) => {
-                        return Err(XentError::InvalidArgument(
-                            "linear_cross_entropy: grad_linear_bias given without a bias".into(),
-                        ))
-                    }
-                    (None, _) => None,
-                },
-            )),
-            None => None,
-        };
-        let tensors = Tensors {
-            x: operand(call.input, "input", &p.input_shape())?,
-            w: operand(call.linear_weight, "linear_weight", &weight_shape)?,
-            bias: match call.linear_bias {
-                Some(b) => Some(at(b, "linear_bias", &bias_shape)?),
-                None => None,
-            },
-            targets: ChunkTargets::Classes(call.target),
-            grads,
-            budget: call.budget,
-            lse: call.lse,
-        };
-        let mut built = crate::gpu::poller::block(
-            self.scoped(async { self.build_linear_chunks(&tensors, &p, opts) }),
-        )?;
+        let (program, built) = crate::gpu::poller::block(self.scoped(async {
+            let mut program = Program::default();
+            let tensors = self.device_tensors(&call, &p, &mut program)?;
+            let mut built = self.build_linear_chunks(&tensors, &p, opts)?;
+            program.append(std::mem::take(&mut built.program));
+            Ok((program, built))
+        }))?;
         let loss_shape = match opts.reduction {
             Reduction::None => target_shape.to_vec(),
             _ => vec![],
@@ -195,7 +258,7 @@ impl Context {
         };
         Ok(PreparedLinearDevice {
             ctx: self.clone(),
-            program: std::mem::take(&mut built.program),
+            program,
             loss: built.loss.clone(),
             loss_staging: self.staging_for(&built.loss, 0, (loss_len.max(1) * 4) as u64),
             flag_staging: built.chunks.iter().map(|_| self.staging(16)).collect(),
