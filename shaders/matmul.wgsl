@@ -63,8 +63,6 @@ struct MatmulParams {
     accumulate: u32,
     // 1: bias(n) is added.
     has_bias: u32,
-    // 1: A and B are contiguous along K (a_sk = b_sk = 1), K, a_off, a_sm, b_off and b_sn are
-    // multiples of 4: read as vec4s along K.
     // How A and B are read: LAYOUT_* below, chosen in src/gpu/linear/matmul.rs.
     a_layout: u32,
     b_layout: u32,

@@ -154,6 +154,10 @@ fn what_the_device_call_does_not_take_is_refused() {
     let t = DeviceTensor::zeros_of(ctx, &[n], DType::I32).unwrap();
     let probs = DeviceTensor::zeros(ctx, &[n, c]).unwrap();
     let bad_dx = DeviceTensor::zeros(ctx, &[n, d + 1]).unwrap();
+    let (dx, dw) = (
+        DeviceTensor::zeros(ctx, &[n, d]).unwrap(),
+        DeviceTensor::zeros(ctx, &[c, d]).unwrap(),
+    );
     let opts = LossOptions::default();
     let err = |call| {
         ctx.prepare_linear_cross_entropy_device(call, &opts)
@@ -167,9 +171,9 @@ fn what_the_device_call_does_not_take_is_refused() {
         err(DeviceLinear::new(&x, &w, &probs)),
         XentError::Unsupported(_)
     ));
-    let bad = DeviceLinear::new(&x, &w, &t).grads_into(&bad_dx, &w, None);
+    let bad = DeviceLinear::new(&x, &w, &t).grads_into(&bad_dx, &dw, None);
     assert!(matches!(err(bad), XentError::InvalidShape(_)));
-    let no_bias = DeviceLinear::new(&x, &w, &t).grads_into(&x, &w, Some(&t));
+    let no_bias = DeviceLinear::new(&x, &w, &t).grads_into(&dx, &dw, Some(&t));
     assert!(matches!(err(no_bias), XentError::InvalidArgument(_)));
     let step = ctx
         .prepare_linear_cross_entropy_device(DeviceLinear::new(&x, &w, &t), &opts)
@@ -236,4 +240,62 @@ fn half_tensors_give_the_host_apis_bits() {
             "{what}"
         );
     }
+}
+
+/// With no rows, the gradients are still written: zeros, not what the tensors held before.
+#[test]
+fn an_empty_batch_writes_zero_gradients() {
+    let ctx = ctx();
+    let (d, c) = (8, 5);
+    let x = DeviceTensor::from_host::<f32>(ctx, &[], &[0, d], DType::F32).unwrap();
+    let w = DeviceTensor::from_host(ctx, &vec![0.5f32; c * d], &[c, d], DType::F32).unwrap();
+    let b = DeviceTensor::from_host(ctx, &vec![0.1f32; c], &[c], DType::F32).unwrap();
+    let t = DeviceTensor::from_host::<i64>(ctx, &[], &[0], DType::I64).unwrap();
+    let dx = DeviceTensor::from_host::<f32>(ctx, &[], &[0, d], DType::F32).unwrap();
+    let dw = DeviceTensor::from_host(ctx, &vec![7.0f32; c * d], &[c, d], DType::F32).unwrap();
+    let db = DeviceTensor::from_host(ctx, &vec![7.0f32; c], &[c], DType::F32).unwrap();
+    for reduction in [Reduction::Sum, Reduction::Mean, Reduction::None] {
+        let call = DeviceLinear::new(&x, &w, &t)
+            .bias(&b)
+            .grads_into(&dx, &dw, Some(&db));
+        let opts = LossOptions {
+            reduction,
+            ..Default::default()
+        };
+        let step = ctx
+            .prepare_linear_cross_entropy_device(call, &opts)
+            .unwrap();
+        let loss = run(ctx, &step);
+        match reduction {
+            Reduction::Sum => assert_eq!(loss, vec![0.0]),
+            Reduction::Mean => assert!(loss[0].is_nan(), "mean over no rows is NaN"),
+            Reduction::None => assert!(loss.is_empty()),
+        }
+        assert!(
+            dw.read_f32(ctx).unwrap().iter().all(|&v| v == 0.0),
+            "{reduction:?}"
+        );
+        assert!(
+            db.read_f32(ctx).unwrap().iter().all(|&v| v == 0.0),
+            "{reduction:?}"
+        );
+    }
+}
+
+#[test]
+fn a_gradient_sharing_an_inputs_buffer_is_refused() {
+    let ctx = ctx();
+    let (n, d, c) = (4, 64, 3);
+    let both = DeviceTensor::zeros(ctx, &[2 * n * d]).unwrap();
+    let x = DeviceTensor::from_buffer(ctx, both.buffer(), 0, &[n, d], DType::F32).unwrap();
+    let dx = DeviceTensor::from_buffer(ctx, both.buffer(), (n * d * 4) as u64, &[n, d], DType::F32)
+        .unwrap();
+    let w = DeviceTensor::zeros(ctx, &[c, d]).unwrap();
+    let dw = DeviceTensor::zeros(ctx, &[c, d]).unwrap();
+    let t = DeviceTensor::zeros_of(ctx, &[n], DType::I32).unwrap();
+    let call = DeviceLinear::new(&x, &w, &t).grads_into(&dx, &dw, None);
+    let err = ctx
+        .prepare_linear_cross_entropy_device(call, &Default::default())
+        .unwrap_err();
+    assert!(matches!(err, XentError::InvalidArgument(_)), "{err}");
 }

@@ -60,7 +60,7 @@ impl Context {
     }
 
     /// Builds a `linear_cross_entropy` over tensors already on the device (see
-    /// [`DeviceLinear`]): f32 hidden states and classifier, class targets, and with
+    /// [`DeviceLinear`]): hidden states and classifier in f32, f16 or bf16, class targets, and with
     /// [`DeviceLinear::grads_into`] the gradients written into your tensors. Record it into
     /// your own encoder with [`PreparedLinearDevice::record`] as often as their contents
     /// change; the loss stays on the device ([`PreparedLinearDevice::loss`]) until

@@ -91,17 +91,18 @@ impl Context {
         call: DeviceLoss,
         opts: &LossOptions,
     ) -> Result<PreparedLoss> {
-        self.prepare_device_scaled(loss, call, opts, 1.0)
+        self.prepare_device_scaled(loss, call, opts, None)
     }
 
-    /// As `prepare_device`, with the upstream gradient `grad_output` (linear_cross_entropy's
-    /// chunks: 1 / D of the whole batch for `mean`).
+    /// As `prepare_device`; `embedded` with the upstream gradient `grad_output`: for a call
+    /// recorded inside a larger program (linear_cross_entropy's chunks), which reads nothing
+    /// back through it.
     pub(crate) fn prepare_device_scaled(
         &self,
         loss: Loss,
         call: DeviceLoss,
         opts: &LossOptions,
-        grad_output: f32,
+        embedded: Option<f32>,
     ) -> Result<PreparedLoss> {
         if loss == Loss::Nll && call.grad == Grad::InPlace {
             return Err(XentError::Unsupported(
@@ -141,8 +142,9 @@ impl Context {
         let req = Request {
             loss,
             grad,
-            grad_output,
+            grad_output: embedded.unwrap_or(1.0),
             lse: call.lse,
+            embedded: embedded.is_some(),
         };
         let mut plan = crate::gpu::poller::block(
             self.scoped(async { self.build_loss(&spec, inputs, opts, req) }),

@@ -40,6 +40,17 @@ pub(crate) struct Tensors<'a> {
     pub lse: bool,
 }
 
+/// What every chunk shares: the logits scratch, a row of ones (db = 1ᵀ·G), the per-row
+/// losses and lse gathered for the whole batch, and the chunks' loss options.
+struct Shared<'a> {
+    scratch: wgpu::Buffer,
+    ones: Operand,
+    losses: wgpu::Buffer,
+    lse: Option<wgpu::Buffer>,
+    chunk_opts: LossOptions<'a>,
+    grad_output: f32,
+}
+
 /// A built call: its program, where its loss lands, and each chunk's device-target flag.
 pub(crate) struct Built {
     pub program: Program,
@@ -78,78 +89,52 @@ impl Context {
         opts: &LossOptions,
     ) -> Result<Built> {
         let rows = self.linear_chunk_rows(p, t.budget)?;
-        let scratch = self.output("linear logits", rows * p.classes)?;
-        let ones = Operand {
-            buffer: self.upload("ones", &vec![1.0f32; rows])?,
-            offset: 0,
-            major: 0,
-            step: 1,
-        };
         let probs = matches!(t.targets, ChunkTargets::Probs(_));
-        let chunk_opts = LossOptions {
-            reduction: match opts.reduction {
-                Reduction::None => Reduction::None,
-                _ => Reduction::Sum,
+        let shared = Shared {
+            scratch: self.output("linear logits", rows * p.classes)?,
+            ones: Operand {
+                buffer: self.upload("ones", &vec![1.0f32; rows])?,
+                offset: 0,
+                major: 0,
+                step: 1,
             },
-            ..*opts
-        };
-        let grad_output = match opts.reduction {
-            Reduction::Mean if probs && p.rows > 0 => 1.0 / p.rows as f32,
-            _ => 1.0,
+            losses: self.output("linear losses", p.rows.max(1))?,
+            lse: match t.lse {
+                true => Some(self.output("linear lse", p.rows.max(1))?),
+                false => None,
+            },
+            chunk_opts: LossOptions {
+                reduction: match opts.reduction {
+                    Reduction::None => Reduction::None,
+                    _ => Reduction::Sum,
+                },
+                ..*opts
+            },
+            grad_output: match opts.reduction {
+                Reduction::Mean if probs && p.rows > 0 => 1.0 / p.rows as f32,
+                _ => 1.0,
+            },
         };
         let mut program = Program::default();
         let mut chunks = vec![];
-        let mut parts: Vec<(wgpu::Buffer, wgpu::Buffer, usize)> = vec![];
-        let losses = self.output("linear losses", p.rows.max(1))?;
-        let lse = match t.lse {
-            true => Some(self.output("linear lse", p.rows.max(1))?),
-            false => None,
-        };
         for span in row_chunks(p.rows, rows) {
-            let r = span.len();
-            self.push_logits(&mut program, t, p, &scratch, span.clone())?;
-            let logits = DeviceTensor::from_parts(scratch.clone(), vec![r, p.classes], DType::F32);
-            let target = self.chunk_target(&mut program, &t.targets, p, span.clone())?;
-            let call = DeviceLoss::new(&logits, &target);
-            let call = match t.grads {
-                Some(_) => call.grad_in_place(),
-                None => call,
-            };
-            let call = if t.lse { call.with_lse() } else { call };
-            let mut step =
-                self.prepare_device_scaled(Loss::CrossEntropy, call, &chunk_opts, grad_output)?;
-            program.append(step.take_program());
-            let (row_losses, dens) = step.row_outputs();
-            if opts.reduction == Reduction::None {
-                program.copy_out(BufferCopy {
-                    src: row_losses.clone(),
-                    src_offset: 0,
-                    dst: losses.clone(),
-                    dst_offset: (span.start * 4) as u64,
-                    bytes: (r * 4) as u64,
-                });
-            }
-            parts.push((row_losses, dens, r));
-            if let (Some(all), Some(rows_lse)) = (&lse, step.lse()) {
-                program.copy_out(BufferCopy {
-                    src: rows_lse.buffer().clone(),
-                    src_offset: rows_lse.offset(),
-                    dst: all.clone(),
-                    dst_offset: (span.start * 4) as u64,
-                    bytes: (r * 4) as u64,
-                });
-            }
-            if let Some(grads) = &t.grads {
-                self.push_linear_grads(&mut program, t, grads, (&scratch, &ones), p, span.clone())?;
-            }
-            if !probs {
-                chunks.push((step, span.start));
-            }
+            let first = span.start;
+            chunks.push((self.push_chunk(&mut program, t, p, &shared, span)?, first));
+        }
+        if let (Some(grads), 0) = (&t.grads, p.rows) {
+            // No rows: dW and db are still written, as zeros (products with K = 0).
+            let ones = (&shared.scratch, &shared.ones);
+            self.push_linear_grads(&mut program, t, grads, ones, p, 0..0)?;
         }
         let loss = match opts.reduction {
-            Reduction::None => losses,
+            Reduction::None => shared.losses,
             _ => {
-                let parts: Vec<Part> = parts.iter().map(|(l, d, r)| (l as _, d as _, *r)).collect();
+                let outputs: Vec<_> = chunks.iter().map(|(c, _)| c.row_outputs()).collect();
+                let parts: Vec<Part> = outputs
+                    .iter()
+                    .zip(&chunks)
+                    .map(|((l, d), (c, _))| (l as _, d as _, c.rows()))
+                    .collect();
                 let mode = match probs {
                     true => Reduction::Sum,
                     false => opts.reduction,
@@ -164,9 +149,56 @@ impl Context {
         Ok(Built {
             program,
             loss,
-            chunks,
-            lse,
+            // Only class targets have flags to read.
+            chunks: chunks.into_iter().filter(|_| !probs).collect(),
+            lse: shared.lse,
         })
+    }
+
+    /// One chunk of rows `span`: its logits, its loss and gradient over them (recorded into
+    /// `program`; the call returned holds its per-row outputs and target flag), the copies of
+    /// its losses (`none`) and lse out, and its share of the gradients.
+    fn push_chunk(
+        &self,
+        program: &mut Program,
+        t: &Tensors,
+        p: &LinearProblem,
+        sh: &Shared,
+        span: Range<usize>,
+    ) -> Result<PreparedLoss> {
+        let r = span.len();
+        self.push_logits(program, t, p, &sh.scratch, span.clone())?;
+        let logits = DeviceTensor::from_parts(sh.scratch.clone(), vec![r, p.classes], DType::F32);
+        let target = self.chunk_target(program, &t.targets, p, span.clone())?;
+        let mut call = DeviceLoss::new(&logits, &target);
+        if t.grads.is_some() {
+            call = call.grad_in_place();
+        }
+        if t.lse {
+            call = call.with_lse();
+        }
+        let loss = Loss::CrossEntropy;
+        let mut step =
+            self.prepare_device_scaled(loss, call, &sh.chunk_opts, Some(sh.grad_output))?;
+        program.append(step.take_program());
+        let copy_rows = |src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer| BufferCopy {
+            src: src.clone(),
+            src_offset,
+            dst: dst.clone(),
+            dst_offset: (span.start * 4) as u64,
+            bytes: (r * 4) as u64,
+        };
+        if sh.chunk_opts.reduction == Reduction::None {
+            program.copy_out(copy_rows(&step.row_outputs().0, 0, &sh.losses));
+        }
+        if let (Some(all), Some(rows_lse)) = (&sh.lse, step.lse()) {
+            program.copy_out(copy_rows(rows_lse.buffer(), rows_lse.offset(), all));
+        }
+        if let Some(grads) = &t.grads {
+            let ones = (&sh.scratch, &sh.ones);
+            self.push_linear_grads(program, t, grads, ones, p, span)?;
+        }
+        Ok(step)
     }
 
     /// `logits = X[rows] · Wᵀ + b` into the scratch.

@@ -231,6 +231,17 @@ impl Context {
                 call.target.dtype()
             )));
         }
+        // A buffer bound for reading and for writing in one dispatch is a usage conflict.
+        let inputs = [Some(call.input), Some(call.linear_weight), call.linear_bias];
+        if let Some((dx, dw, db)) = call.grads {
+            for g in [Some(dx), Some(dw), db].into_iter().flatten() {
+                if inputs.iter().flatten().any(|i| i.buffer() == g.buffer()) {
+                    return Err(XentError::InvalidArgument(
+                        "linear_cross_entropy: a gradient shares a buffer with an input; give it a buffer of its own".into(),
+                    ));
+                }
+            }
+        }
         let target_shape = call.target.shape();
         let len = p.rows * p.classes;
         check_loss_shapes(

@@ -166,10 +166,22 @@ impl Context {
         if m == 0 || n == 0 {
             return Ok(());
         }
-        // The last element each operand reaches must lie in its buffer.
-        for (what, o, rows) in [("A", p.a, m), ("B", p.b, n)] {
-            let reach = o.strides().reach(&(0..rows), &(0..k));
-            if reach.end * 4 > o.buffer.size() as usize {
+        // The last element each operand (and C, and the bias) reaches must lie in its buffer.
+        let c = Strides {
+            offset: p.c_offset,
+            major: p.c_major,
+            step: 1,
+        };
+        let mut reaches = vec![
+            ("A", p.a.strides().reach(&(0..m), &(0..k)), &p.a.buffer),
+            ("B", p.b.strides().reach(&(0..n), &(0..k)), &p.b.buffer),
+            ("C", c.reach(&(0..m), &(0..n)), p.c),
+        ];
+        if let Some((bias, at)) = p.bias {
+            reaches.push(("the bias", at..at + n, bias));
+        }
+        for (what, reach, buffer) in reaches {
+            if reach.end * 4 > buffer.size() as usize {
                 return Err(XentError::InvalidShape(format!(
                     "matmul: {what} reaches element {}, past its buffer",
                     reach.end - 1
@@ -182,8 +194,13 @@ impl Context {
             a: p.a.strides(),
             b: p.b.strides(),
             c_major: p.c_major,
-            // The smallest k step of the two kernels, so either may take any piece.
-            max_k: Design::Tiles.k_step() * self.tuning().max_loop_trips as usize,
+            // Within the loop-trip limit of the kernel with the smaller k step, and a whole
+            // number of the larger step, so that every piece keeps the lanes kernel's 8-float
+            // alignment.
+            max_k: (Design::Tiles.k_step() * self.tuning().max_loop_trips as usize)
+                .max(Design::Lanes.k_step())
+                / Design::Lanes.k_step()
+                * Design::Lanes.k_step(),
             max_elems: self.max_binding_bytes() as usize / 4,
             align,
         };

@@ -27,7 +27,7 @@ use crate::gpu::timestamps::Timestamps;
 use crate::linear::{Linear, LinearOutput, LinearProblem};
 use crate::options::{DType, LossOptions, Output, Reduction, Target};
 use crate::problem::{check_loss, Targets, IGNORED};
-use chunks::{ChunkTargets, Tensors};
+use chunks::{At, Built, ChunkTargets, Tensors};
 use matmul::Operand;
 use std::time::Duration;
 
@@ -84,15 +84,9 @@ impl Context {
                 }
                 Targets::Probs(t) => ChunkTargets::Probs(t),
             };
+            let has_bias = linear.linear_bias.is_some();
             let grads = match grad {
-                true => Some((
-                    (self.host_output("grad input", p.rows * p.features)?, 0),
-                    (
-                        self.host_output("grad linear weight", p.classes * p.features)?,
-                        0,
-                    ),
-                    Some((self.host_output("grad linear bias", p.classes)?, 0)),
-                )),
+                true => Some(self.host_grads(&p, has_bias)?),
                 false => None,
             };
             let tensors = Tensors {
@@ -113,27 +107,7 @@ impl Context {
                 ..*opts
             };
             let built = self.build_linear_chunks(&tensors, &p, &chunk_opts)?;
-            let loss_len = match opts.reduction {
-                Reduction::None => p.rows,
-                _ => 1,
-            };
-            let mut reads = vec![(
-                built.loss.clone(),
-                self.staging_for(&built.loss, 0, (loss_len.max(1) * 4) as u64),
-            )];
-            if let Some((dx, dw, db)) = &tensors.grads {
-                let lens = [p.rows * p.features, p.classes * p.features, p.classes];
-                let bufs = [&dx.0, &dw.0, &db.as_ref().expect("made above").0];
-                for (g, len) in bufs.into_iter().zip(lens) {
-                    reads.push((g.clone(), self.staging_for(g, 0, (len.max(1) * 4) as u64)));
-                }
-            }
-            if let Some(lse) = &built.lse {
-                reads.push((
-                    lse.clone(),
-                    self.staging_for(lse, 0, (p.rows.max(1) * 4) as u64),
-                ));
-            }
+            let reads = self.linear_reads(&built, &tensors, &p, opts.reduction);
             let probs = matches!(checked.targets, Targets::Probs(_));
             Ok(PreparedLinear {
                 ctx: self.clone(),
@@ -146,12 +120,52 @@ impl Context {
                 },
                 out_shape: checked.out_shape,
                 reads,
-                has_bias: linear.linear_bias.is_some(),
+                has_bias,
                 grad,
                 lse: linear.lse,
                 timestamps: self.timestamp_queries(),
             })
         }))
+    }
+}
+
+impl Context {
+    /// The gradients' buffers: dX, dW, and db where there is a bias.
+    fn host_grads(&self, p: &LinearProblem, has_bias: bool) -> Result<(At, At, Option<At>)> {
+        let (n, d, c) = (p.rows, p.features, p.classes);
+        Ok((
+            (self.host_output("grad input", n * d)?, 0),
+            (self.host_output("grad linear weight", c * d)?, 0),
+            match has_bias {
+                true => Some((self.host_output("grad linear bias", c)?, 0)),
+                false => None,
+            },
+        ))
+    }
+
+    /// What each run reads back, in order: the loss, dX, dW, db (with a bias), the lse.
+    fn linear_reads(
+        &self,
+        built: &Built,
+        t: &Tensors,
+        p: &LinearProblem,
+        reduction: Reduction,
+    ) -> Vec<(wgpu::Buffer, Staging)> {
+        let loss_len = match reduction {
+            Reduction::None => p.rows,
+            _ => 1,
+        };
+        let mut parts = vec![(&built.loss, loss_len)];
+        if let Some((dx, dw, db)) = &t.grads {
+            parts.push((&dx.0, p.rows * p.features));
+            parts.push((&dw.0, p.classes * p.features));
+            parts.extend(db.as_ref().map(|db| (&db.0, p.classes)));
+        }
+        parts.extend(built.lse.as_ref().map(|lse| (lse, p.rows)));
+        parts
+            .into_iter()
+            .map(|(b, len)| (b.clone(), self.staging_for(b, 0, (len.max(1) * 4) as u64)))
+            .collect()
     }
 }
 
@@ -195,7 +209,9 @@ impl PreparedLinear {
         if self.grad {
             grad_input = take(p.rows * p.features, p.input_shape());
             grad_linear_weight = take(p.classes * p.features, vec![p.classes, p.features]);
-            grad_linear_bias = take(p.classes, vec![p.classes]).filter(|_| self.has_bias);
+            if self.has_bias {
+                grad_linear_bias = take(p.classes, vec![p.classes]);
+            }
         }
         let lse = take(p.rows, p.rows_shape()).filter(|_| self.lse);
         Ok((

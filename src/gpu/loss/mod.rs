@@ -38,6 +38,9 @@ pub(crate) struct Request {
     pub grad: Grad,
     pub grad_output: f32,
     pub lse: bool,
+    /// Recorded inside a larger program (linear_cross_entropy's chunks): nothing is read
+    /// back through the call itself, so it makes no staging buffers or timestamp queries.
+    pub embedded: bool,
 }
 
 impl Request {
@@ -48,6 +51,7 @@ impl Request {
             grad: Grad::None,
             grad_output: 1.0,
             lse: false,
+            embedded: false,
         }
     }
 
@@ -58,6 +62,7 @@ impl Request {
             grad,
             grad_output: b.grad_output,
             lse: b.return_lse,
+            embedded: false,
         }
     }
 }

@@ -21,13 +21,17 @@ impl Context {
         (common, bufs, reduced): (Common, Vec<ChunkBuffers>, Option<Reduced>),
         (spec, opts, req): (&LossSpec, &LossOptions, Request),
     ) -> PreparedLoss {
+        // An embedded call is read through the program that holds it: no staging of its own.
+        let staged = !req.embedded;
         let loss_staging = match &reduced {
+            _ if !staged => vec![],
             Some(_) => vec![self.staging(4)],
             None => row_chunks(&bufs)
                 .map(|b| self.staging(b.rows as u64 * 4))
                 .collect(),
         };
         let grad_staging = match req.grad {
+            _ if !staged => vec![],
             Grad::None => vec![],
             _ => bufs
                 .iter()
@@ -37,7 +41,7 @@ impl Context {
                 })
                 .collect(),
         };
-        let lse_staging = match req.lse {
+        let lse_staging = match req.lse && staged {
             true => row_chunks(&bufs)
                 .map(|b| self.staging(b.rows as u64 * 4))
                 .collect(),
@@ -65,7 +69,7 @@ impl Context {
                 weight: common.weight.clone(),
                 scale: common.scale.clone(),
             },
-            timestamps: self.timestamp_queries(),
+            timestamps: self.timestamp_queries().filter(|_| staged),
             lse_shape: spec.out_shape.clone(),
             loss_shape: match opts.reduction {
                 Reduction::None => spec.out_shape.clone(),
@@ -223,6 +227,11 @@ impl PreparedLoss {
     /// The per-row losses and mean denominators of a single-chunk call (a device call).
     pub(crate) fn row_outputs(&self) -> (wgpu::Buffer, wgpu::Buffer) {
         (self.chunks[0].losses.clone(), self.chunks[0].dens.clone())
+    }
+
+    /// The rows of a single-chunk call.
+    pub(crate) fn rows(&self) -> usize {
+        self.chunks[0].rows
     }
 
     /// Adds the copies that stage device tensors through padded buffers of ours
