@@ -8,6 +8,7 @@ mod grad;
 pub mod linear;
 mod loss;
 mod lse;
+pub mod shard;
 mod softmax;
 pub mod wide;
 
