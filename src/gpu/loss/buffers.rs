@@ -121,7 +121,12 @@ impl Context {
         inputs: Vec<ChunkInputs>,
     ) -> Result<Vec<ChunkBuffers>> {
         let split = plan.walk.split;
-        let planes = if split.segments > 1 { 2 } else { 1 };
+        // Split rows keep a second plane of (r, x_target, found) per segment.
+        let planes = if split.segments > 1 || plan.split_rows {
+            2
+        } else {
+            1
+        };
         let mut bufs: Vec<ChunkBuffers> = Vec::with_capacity(inputs.len());
         for input in inputs {
             let rows = input.rows.len();

@@ -34,7 +34,19 @@ impl Context {
         req: Request,
     ) -> Result<PreparedLoss> {
         let variant = self.variant(spec.dtype, inputs.iter().map(|c| c.logits.size));
-        let mut plan = LossPlan::new(spec, opts, req, variant, &self.walk_tuning())?;
+        let plan = LossPlan::new(spec, opts, req, variant, &self.walk_tuning())?;
+        self.build_planned(spec, plan, inputs, opts, req)
+    }
+
+    /// As `build_loss`, with the plan given (vocabulary shards force split rows).
+    pub(crate) fn build_planned(
+        &self,
+        spec: &LossSpec,
+        mut plan: LossPlan,
+        inputs: Vec<ChunkInputs>,
+        opts: &LossOptions<'_>,
+        req: Request,
+    ) -> Result<PreparedLoss> {
         let common = self.loss_common(spec, opts)?;
         let bufs = self.chunk_buffers((spec, opts, req), &plan, inputs)?;
         // A batch one workgroup reduces in one pass: D and the loss take a dispatch each.
@@ -136,7 +148,12 @@ impl Context {
         // there is no grad buffer (size 0 here), and the logits are written 8 at a time when
         // they are also read so (`KernelKey::in_place`).
         let sizes = bufs.iter().map(|b| b.grad.as_ref().map_or(0, |g| g.size));
-        let grad_kind = self.with_wide_output(plan.variant, &spec.layout, sizes);
+        // Only where every chunk's rows hold whole vec4s (vocabulary shards may not).
+        let whole = bufs.iter().all(|b| b.input.classes.len().is_multiple_of(4));
+        let grad_kind = match whole {
+            true => self.with_wide_output(plan.variant, &spec.layout, sizes),
+            false => plan.variant,
+        };
         let entry = match plan.split_rows {
             true => Entry::CrossEntropyGradSegments,
             false => Entry::CrossEntropyFused,

@@ -8,6 +8,7 @@ mod buffers;
 mod encode;
 pub(crate) mod plan;
 mod prepared;
+mod shards;
 
 pub(crate) use buffers::ChunkInputs;
 pub(crate) use plan::LossSpec;
