@@ -9,14 +9,7 @@
 #   .gl                   (the Vulkan/EGL loader .debs, see the device tool's README)
 # Results land in $OUT (xent.json, xent.txt, torch.json, torch.txt, info.txt).
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
-ldconfig
-if ! ls /usr/share/vulkan/icd.d/nvidia* >/dev/null 2>&1; then
-    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-fi
-export WGPU_BACKEND=vulkan
+. scripts/device_env.sh
 SHAPES="--shape 1024x32000 --shape 8192x4096 --shape 64x262144 --shape 4096x131072"
 timeout 30 target/release/xent info > "$OUT/info.txt" 2>&1
 timeout 150 target/release/xent bench --op cross-entropy --op cross-entropy-grad --op log-softmax \

@@ -10,14 +10,7 @@
 #   .gl                   (the Vulkan/EGL loader .debs, see the device tool's README)
 # Results land in $OUT (info.txt, xent.txt, xent_matmul.txt, torch.txt).
 set -uo pipefail
-OUT=${OUT:-/tmp/out}
-mkdir -p "$OUT"
-for f in .gl/*.deb; do [ -e "$f" ] && dpkg -x "$f" /; done
-ldconfig
-if ! ls /usr/share/vulkan/icd.d/nvidia* >/dev/null 2>&1; then
-    export VK_DRIVER_FILES=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-fi
-export WGPU_BACKEND=vulkan
+. scripts/device_env.sh
 timeout 30 target/release/xent info > "$OUT/info.txt" 2>&1
 timeout 120 target/release/xent bench --op matmul --shape 8192x128256x4096 --iters 3 --warmup 1 \
     > "$OUT/xent_matmul.txt" 2>&1

@@ -152,6 +152,17 @@ impl Cut {
     }
 }
 
+/// Consecutive pieces of `0..len`, each at most `max` long (at least `unit`) and starting on
+/// a multiple of `unit`: one binding each, whose offsets stay on the device's alignment.
+pub(crate) fn aligned_pieces(len: usize, max: usize, unit: usize) -> Vec<Range<usize>> {
+    let unit = unit.max(1);
+    let piece = (max / unit).max(1) * unit;
+    (0..len)
+        .step_by(piece)
+        .map(|start| start..(start + piece).min(len))
+        .collect()
+}
+
 /// Half of `v` (at least 1), kept a multiple of 8 from 16 up so that pieces start where the
 /// kernels' 8-wide reads stay aligned.
 fn halve(v: usize) -> usize {
@@ -218,6 +229,19 @@ mod tests {
                 }
             }
             prop_assert!(seen.iter().all(|&s| s == 1));
+        }
+
+        /// Aligned pieces cover 0..len once, in order, each within max and starting aligned.
+        #[test]
+        fn aligned_pieces_cover_once(len in 0usize..5000, max in 1usize..700, unit in 1usize..100) {
+            let mut next = 0;
+            for p in aligned_pieces(len, max, unit) {
+                prop_assert_eq!(p.start, next);
+                prop_assert!(p.start.is_multiple_of(unit) && !p.is_empty());
+                prop_assert!(p.len() <= max.max(unit));
+                next = p.end;
+            }
+            prop_assert_eq!(next, len);
         }
 
         /// A window holds its reach, starts aligned and stays inside the buffer.

@@ -353,25 +353,6 @@ impl Context {
     }
 }
 
-/// Vocabulary shards.
-impl Context {
-    /// `cross_entropy` of logits `[N, C]` held as class shards `[N, Cs_k]` (classes in shard
-    /// order, C = Σ Cs_k), every option included, and with `grad` each shard's own slice of
-    /// the gradient (upstream gradient 1): each shard's per-row partials (max, sum-exp, the
-    /// smoothing sums and the target's logit where it lies) are merged per row in shard
-    /// order, and each shard's gradient comes from the merged statistics and its own logits
-    /// (the contract of [`crate::cpu::shard`]). All shards run on this context.
-    pub fn cross_entropy_sharded(
-        &self,
-        shards: &[Tensor<f32>],
-        target: Target,
-        opts: &LossOptions,
-        grad: bool,
-    ) -> Result<(Output, Option<Vec<Output>>)> {
-        self.run_sharded(shards, target, opts, grad)
-    }
-}
-
 /// Calls over tensors already on the device, recorded into the caller's encoder.
 impl Context {
     /// Builds a `cross_entropy` call over tensors already on the device (see [`DeviceLoss`]).

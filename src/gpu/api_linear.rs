@@ -1,5 +1,6 @@
-//! The public API of `linear_cross_entropy` and of the matrix product it is built on (the
-//! rest of the ops: src/gpu/api.rs).
+//! The public API of the large-vocabulary calls: `linear_cross_entropy`, the matrix product
+//! it is built on, and cross_entropy over vocabulary shards (the rest of the ops:
+//! src/gpu/api.rs).
 
 use super::context::Context;
 use super::linear::device::{DeviceLinear, PreparedLinearDevice};
@@ -85,5 +86,24 @@ impl Context {
     /// Uploads a [`Context::matmul`] once, to run it many times (`xent bench --op matmul`).
     pub fn prepare_matmul(&self, a: Tensor<f32>, b: Tensor<f32>) -> Result<PreparedMatmul> {
         self.build_matmul(a, b)
+    }
+}
+
+/// Vocabulary shards.
+impl Context {
+    /// `cross_entropy` of logits `[N, C]` held as class shards `[N, Cs_k]` (classes in shard
+    /// order, C = Σ Cs_k), every option included, and with `grad` each shard's own slice of
+    /// the gradient (upstream gradient 1): each shard's per-row partials (max, sum-exp, the
+    /// smoothing sums and the target's logit where it lies) are merged per row in shard
+    /// order, and each shard's gradient comes from the merged statistics and its own logits
+    /// (the contract of [`crate::cpu::shard`]). All shards run on this context.
+    pub fn cross_entropy_sharded(
+        &self,
+        shards: &[Tensor<f32>],
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<(Output, Option<Vec<Output>>)> {
+        self.run_sharded(shards, target, opts, grad)
     }
 }

@@ -242,20 +242,22 @@ impl Context {
     }
 
     /// `kind` with the f32 output written 8 values a store where that is safe and pays:
-    /// contiguous rows of C % 4 == 0 (each row starts and ends on a vec4, so no single value
-    /// is written into a u64 shared with another invocation) in outputs bound at `sizes`
-    /// bytes, all whole 32-byte units.
+    /// contiguous rows (`inner == 1`) whose length in each output is a multiple of 4 (each
+    /// row starts and ends on a vec4, so no single value is written into a u64 shared with
+    /// another invocation), in outputs bound at whole 32-byte units. `outputs` gives each
+    /// output's row length (its classes: a vocabulary shard's own) and size in bytes.
     pub(crate) fn with_wide_output(
         &self,
         kind: Variant,
-        layout: &crate::layout::RowLayout,
-        sizes: impl IntoIterator<Item = u64>,
+        inner: usize,
+        outputs: impl IntoIterator<Item = (usize, u64)>,
     ) -> Variant {
         Variant {
             wide_out: self.wide_f32()
-                && layout.inner == 1
-                && layout.classes.is_multiple_of(4)
-                && sizes.into_iter().all(|s| s.is_multiple_of(32)),
+                && inner == 1
+                && outputs
+                    .into_iter()
+                    .all(|(row, size)| row.is_multiple_of(4) && size.is_multiple_of(32)),
             ..kind
         }
     }

@@ -19,6 +19,18 @@ uniform! {
     }
 }
 
+/// `ConvertParams::mode` of a 16-bit dtype: 1 for f16, 2 for bf16 (`what` names the caller
+/// in the error for f32).
+fn half_mode(dtype: Float, what: &str) -> Result<u32> {
+    match dtype {
+        Float::F16 => Ok(1),
+        Float::BF16 => Ok(2),
+        Float::F32 => Err(XentError::InvalidArgument(format!(
+            "{what} f32: not a 16-bit dtype"
+        ))),
+    }
+}
+
 impl Context {
     /// Appends the packing of `n` f32 values of `src` into `dtype` words of `dst`.
     pub(crate) fn push_pack(
@@ -29,11 +41,7 @@ impl Context {
         n: usize,
         dtype: Float,
     ) -> Result<()> {
-        let mode = match dtype {
-            Float::F16 => 1,
-            Float::BF16 => 2,
-            Float::F32 => return Err(XentError::InvalidArgument("packing into f32".into())),
-        };
+        let mode = half_mode(dtype, "packing into")?;
         let params = self.uniform(
             "convert params",
             &ConvertParams {
@@ -61,11 +69,7 @@ impl Context {
         n: usize,
         dtype: Float,
     ) -> Result<()> {
-        let mode = match dtype {
-            Float::F16 => 1,
-            Float::BF16 => 2,
-            Float::F32 => return Err(XentError::InvalidArgument("widening f32".into())),
-        };
+        let mode = half_mode(dtype, "widening")?;
         let params = ConvertParams {
             n: n as u32,
             mode,

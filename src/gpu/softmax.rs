@@ -176,7 +176,7 @@ impl Context {
         let bind = || self.bind(Family::Softmax, &[&params, input, &output, upstream, stats]);
         let shape = format!("rows={rows} C={} inner={}", layout.classes, layout.inner);
         // The forward writes y row by row: 8 values a store where that is safe.
-        let out_kind = self.with_wide_output(kind, layout, [output.size()]);
+        let out_kind = self.with_wide_output(kind, layout.inner, [(layout.classes, output.size())]);
         if split.segments > 1 {
             let (first, second) = match entry {
                 Entry::LogSoftmax => (Entry::SoftmaxPartials, Entry::LogSoftmaxSegments),

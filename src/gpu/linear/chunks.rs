@@ -4,6 +4,7 @@
 use super::matmul::{Operand, Product};
 use crate::error::Result;
 use crate::geometry::tiles::row_chunks;
+use crate::geometry::windows::aligned_pieces;
 use crate::gpu::buffers::Bound;
 use crate::gpu::context::Context;
 use crate::gpu::device_tensor::DeviceTensor;
@@ -344,21 +345,20 @@ impl Context {
         p: &LinearProblem,
         den: &wgpu::Buffer,
     ) -> Result<()> {
-        let align = (self.limits().min_storage_buffer_offset_alignment as usize / 4).max(8);
-        let piece = (self.max_binding_bytes() as usize / 4 / align).max(1) * align;
+        let align = self.limits().min_storage_buffer_offset_alignment as usize / 4;
+        let max = self.max_binding_bytes() as usize / 4;
         let (d, c) = (p.features, p.classes);
         for ((buffer, at), len) in [(dx, p.rows * d), (dw, c * d)]
             .into_iter()
             .chain(db.as_ref().map(|b| (b, c)))
         {
-            for start in (0..len).step_by(piece) {
-                let n = piece.min(len - start);
+            for piece in aligned_pieces(len, max, align) {
                 let data = Bound {
                     buffer: buffer.clone(),
-                    offset: ((at + start) * 4) as u64,
-                    size: (n * 4) as u64,
+                    offset: ((at + piece.start) * 4) as u64,
+                    size: (piece.len() * 4) as u64,
                 };
-                self.push_divide(program, &data, n, den)?;
+                self.push_divide(program, &data, piece.len(), den)?;
             }
         }
         Ok(())

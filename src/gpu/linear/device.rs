@@ -5,6 +5,7 @@
 use super::chunks::{At, Built, ChunkTargets, Tensors};
 use super::matmul::Operand;
 use crate::error::{Result, XentError};
+use crate::geometry::windows::aligned_pieces;
 use crate::gpu::buffers::Bound;
 use crate::gpu::context::Context;
 use crate::gpu::device_tensor::DeviceTensor;
@@ -146,22 +147,21 @@ impl Context {
         };
         let n = t.len();
         let wide = self.output(what, n)?;
-        // Piece starts keep both bindings' offsets on 256-byte boundaries.
-        let unit = 128;
-        let piece = (self.max_binding_bytes() as usize / 4 / unit).max(1) * unit;
-        for start in (0..n).step_by(piece) {
-            let len = piece.min(n - start);
+        // Piece starts keep both bindings' offsets (2 and 4 bytes an element) aligned.
+        let unit = self.limits().min_storage_buffer_offset_alignment as usize / 2;
+        let max = self.max_binding_bytes() as usize / 4;
+        for piece in aligned_pieces(n, max, unit) {
             let src = Bound {
                 buffer: t.buffer().clone(),
-                offset: t.offset() + (start * 2) as u64,
-                size: (len.div_ceil(2) * 4) as u64,
+                offset: t.offset() + (piece.start * 2) as u64,
+                size: (piece.len().div_ceil(2) * 4) as u64,
             };
             let dst = Bound {
                 buffer: wide.clone(),
-                offset: (start * 4) as u64,
-                size: (len * 4) as u64,
+                offset: (piece.start * 4) as u64,
+                size: (piece.len() * 4) as u64,
             };
-            self.push_widen(prelude, &src, &dst, len, half)?;
+            self.push_widen(prelude, &src, &dst, piece.len(), half)?;
         }
         Ok((wide, 0))
     }

@@ -197,3 +197,17 @@ impl PreparedLoss {
         .into_loss_and_grad(shape)
     }
 }
+
+/// A prepared call's options and the buffers a new batch's class weights go into.
+pub(super) struct Batch {
+    /// The options it was prepared with, less the weights.
+    pub options: LossOptions<'static>,
+    /// Whether it was prepared with host class weights (then each batch may bring new ones).
+    pub weighted: bool,
+    pub layout: crate::layout::RowLayout,
+    /// The batch the kernels walk now: `layout.outer` or fewer (`PreparedLoss::set_batch`).
+    pub outer: std::sync::atomic::AtomicUsize,
+    pub weight: crate::gpu::buffers::Bound,
+    /// D and W (the gradient's scale); W is written from host weights.
+    pub scale: wgpu::Buffer,
+}

@@ -122,11 +122,7 @@ impl Context {
     ) -> Result<Vec<ChunkBuffers>> {
         let split = plan.walk.split;
         // Split rows keep a second plane of (r, x_target, found) per segment.
-        let planes = if split.segments > 1 || plan.split_rows {
-            2
-        } else {
-            1
-        };
+        let planes = if plan.split_rows { 2 } else { 1 };
         let mut bufs: Vec<ChunkBuffers> = Vec::with_capacity(inputs.len());
         for input in inputs {
             let rows = input.rows.len();

@@ -147,13 +147,10 @@ impl Context {
         // The gradient is written row by row: 8 values a store where that is safe. In place
         // there is no grad buffer (size 0 here), and the logits are written 8 at a time when
         // they are also read so (`KernelKey::in_place`).
-        let sizes = bufs.iter().map(|b| b.grad.as_ref().map_or(0, |g| g.size));
-        // Only where every chunk's rows hold whole vec4s (vocabulary shards may not).
-        let whole = bufs.iter().all(|b| b.input.classes.len().is_multiple_of(4));
-        let grad_kind = match whole {
-            true => self.with_wide_output(plan.variant, &spec.layout, sizes),
-            false => plan.variant,
-        };
+        let outputs = bufs
+            .iter()
+            .map(|b| (b.input.classes.len(), b.grad.as_ref().map_or(0, |g| g.size)));
+        let grad_kind = self.with_wide_output(plan.variant, spec.layout.inner, outputs);
         let entry = match plan.split_rows {
             true => Entry::CrossEntropyGradSegments,
             false => Entry::CrossEntropyFused,

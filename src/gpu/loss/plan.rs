@@ -4,7 +4,7 @@
 
 use super::buffers::ChunkInputs;
 use super::{Grad, Loss, Request};
-use crate::geometry::rows::{self, RowPlan, WalkTuning};
+use crate::geometry::rows::{self, RowPlan, Split, WalkTuning};
 use crate::gpu::buffers::Bound;
 use crate::gpu::kernels::uniform;
 use crate::gpu::kernels::Variant;
@@ -161,6 +161,21 @@ impl LossPlan {
             single_pass: false,
             flags,
         })
+    }
+
+    /// This plan over rows split into `segments` (vocabulary shards: each shard whole
+    /// segments of its own): the split-row kernels, every lane of a workgroup on one segment,
+    /// nothing held.
+    pub fn split_into(self, segments: Split, workgroup_size: u32) -> Self {
+        Self {
+            walk: RowPlan {
+                split: segments,
+                lanes: workgroup_size,
+                held: false,
+            },
+            split_rows: true,
+            ..self
+        }
     }
 
     /// Segments of each row in `input` (all of them, or a run of a row larger than a binding).

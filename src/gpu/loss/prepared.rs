@@ -58,7 +58,7 @@ impl Context {
             error: spec
                 .check_targets
                 .then(|| (common.error.clone(), self.staging(16))),
-            batch: Batch {
+            batch: super::batch::Batch {
                 options: LossOptions {
                     weight: None,
                     ..*opts
@@ -114,21 +114,7 @@ pub struct PreparedLoss {
     /// Whether the call was ever recorded or run: before that there is no loss to read.
     started: std::sync::atomic::AtomicBool,
     /// What a new batch is checked against and written into (src/gpu/loss/batch.rs).
-    pub(super) batch: Batch,
-}
-
-/// A prepared call's options and the buffers a new batch's class weights go into.
-pub(super) struct Batch {
-    /// The options it was prepared with, less the weights.
-    pub options: LossOptions<'static>,
-    /// Whether it was prepared with host class weights (then each batch may bring new ones).
-    pub weighted: bool,
-    pub layout: crate::layout::RowLayout,
-    /// The batch the kernels walk now: `layout.outer` or fewer (`PreparedLoss::set_batch`).
-    pub outer: std::sync::atomic::AtomicUsize,
-    pub weight: crate::gpu::buffers::Bound,
-    /// D and W (the gradient's scale); W is written from host weights.
-    pub scale: wgpu::Buffer,
+    pub(super) batch: super::batch::Batch,
 }
 
 impl PreparedLoss {

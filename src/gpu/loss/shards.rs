@@ -53,17 +53,16 @@ impl Context {
         let prepared = crate::gpu::poller::block(self.scoped(async {
             let variant =
                 self.variant(spec.dtype, shards.iter().map(|s| (s.data.len() * 4) as u64));
-            let mut plan = LossPlan::new(&spec, opts, req, variant, &self.walk_tuning())?;
+            let tuning = self.walk_tuning();
+            let plan = LossPlan::new(&spec, opts, req, variant, &tuning)?;
             // Each shard is whole segments of `len` classes; the row's segments are theirs.
             let len = plan.walk.split.len.max(1);
             let segments: Vec<u32> = sizes.iter().map(|&s| (s as u32).div_ceil(len)).collect();
-            plan.walk.split = Split {
+            let split = Split {
                 segments: segments.iter().sum(),
                 len,
             };
-            plan.walk.lanes = self.walk_tuning().workgroup_size;
-            plan.walk.held = false;
-            plan.split_rows = true;
+            let plan = plan.split_into(split, tuning.workgroup_size);
             let inputs = self.shard_inputs(shards, &sizes, &segments, &problem)?;
             self.build_planned(&spec, plan, inputs, opts, req)
         }))?;
