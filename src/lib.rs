@@ -14,7 +14,8 @@ mod problem;
 pub use error::{Result, XentError};
 pub use gpu::{
     Context, ContextOptions, DeviceLinear, DeviceLoss, DeviceTensor, PreparedBandwidth,
-    PreparedLinear, PreparedLinearDevice, PreparedLoss, PreparedMatmul, PreparedSoftmax, Tuning,
+    PreparedLinear, PreparedLinearDevice, PreparedLoss, PreparedMatmul, PreparedShard,
+    PreparedSoftmax, Tuning, VocabShard,
 };
 pub use linear::{Linear, LinearOutput, LinearProblem, DEFAULT_LINEAR_BUDGET};
 pub use options::{

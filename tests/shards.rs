@@ -1,12 +1,31 @@
-//! cross_entropy over vocabulary shards on one context (`cross_entropy_sharded`) against the
-//! unsharded call: 1 to 4 shards of uneven sizes, every option and reduction, loss and each
+//! cross_entropy over vocabulary shards (`Context::cross_entropy_sharded`) against the
+//! unsharded call: 1 to 4 shards of uneven sizes on one, two or three devices (a device with
+//! small bindings cuts its shard into row chunks), every option and reduction, loss and each
 //! shard's slice of the gradient; and bit-for-bit repeatability.
 
 mod common;
 
 use common::ctx;
 use proptest::prelude::*;
-use wgpu_xent::{BackwardOptions, LossOptions, Reduction, Target, Tensor};
+use std::sync::OnceLock;
+use wgpu_xent::{BackwardOptions, Context, ContextOptions, LossOptions, Reduction, Target, Tensor};
+
+/// Devices for the shards: the test's context, a second device on its adapter, and one whose
+/// bindings hold 4 KiB (a shard of many rows is cut into row chunks there).
+fn devices() -> &'static [Context] {
+    static DEVICES: OnceLock<Vec<Context>> = OnceLock::new();
+    DEVICES.get_or_init(|| {
+        let small = ContextOptions {
+            max_binding_bytes: Some(4096),
+            ..Default::default()
+        };
+        vec![
+            ctx().clone(),
+            Context::new().expect("a second device"),
+            Context::with_options(small).expect("a device with small bindings"),
+        ]
+    })
+}
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -19,6 +38,8 @@ struct Case {
     softcap: Option<f32>,
     reduction: Reduction,
     seed: u64,
+    /// How many of `devices()` the shards run on.
+    devices: usize,
 }
 
 fn check(case: &Case) {
@@ -82,12 +103,10 @@ fn check(case: &Case) {
         .zip(&shapes)
         .map(|(x, s)| Tensor::new(x, s))
         .collect();
-    let (loss, grads) = ctx()
-        .cross_entropy_sharded(&shards, target, &opts, true)
-        .unwrap();
-    let (again, _) = ctx()
-        .cross_entropy_sharded(&shards, target, &opts, true)
-        .unwrap();
+    let on = &devices()[..case.devices];
+    let (loss, grads) = Context::cross_entropy_sharded(on, &shards, target, &opts, true).unwrap();
+    let (again, again_grads) =
+        Context::cross_entropy_sharded(on, &shards, target, &opts, true).unwrap();
     let close = |what: &str, a: &[f32], b: &[f32]| {
         assert_eq!(a.len(), b.len(), "{case:?} {what}");
         for (i, (a, b)) in a.iter().zip(b).enumerate() {
@@ -103,8 +122,16 @@ fn check(case: &Case) {
         bits(&again.data),
         "{case:?}: not repeatable"
     );
+    let (grads, again_grads) = (grads.unwrap(), again_grads.unwrap());
+    for (g, h) in grads.iter().zip(&again_grads) {
+        assert_eq!(
+            bits(&g.data),
+            bits(&h.data),
+            "{case:?}: gradient not repeatable"
+        );
+    }
     let want = truth.grad.unwrap().data;
-    for (i, g) in grads.unwrap().iter().enumerate() {
+    for (i, g) in grads.iter().enumerate() {
         assert_eq!(g.shape, vec![n, case.sizes[i]]);
         close(&format!("grad of shard {i}"), &g.data, &slice(&want, i));
     }
@@ -117,7 +144,7 @@ proptest! {
         n in 1usize..40,
         sizes in prop::collection::vec(1usize..300, 1..5),
         probs: bool, weight: bool, smooth: bool, z: bool, soft: bool,
-        r in 0usize..3, seed: u64,
+        r in 0usize..3, seed: u64, on in 1usize..4,
     ) {
         check(&Case {
             n,
@@ -129,6 +156,7 @@ proptest! {
             softcap: soft.then_some(3.0),
             reduction: [Reduction::Mean, Reduction::Sum, Reduction::None][r],
             seed,
+            devices: on,
         });
     }
 }
@@ -151,6 +179,7 @@ fn shards_of_one_class_and_shards_without_targets() {
             softcap: Some(2.0),
             reduction: Reduction::Mean,
             seed: 7,
+            devices: 3,
         });
     }
 }

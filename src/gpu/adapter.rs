@@ -42,3 +42,14 @@ pub(crate) async fn choose_adapter(instance: &wgpu::Instance) -> Result<wgpu::Ad
 pub(crate) fn backends_from_env() -> String {
     std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all (WGPU_BACKEND unset)".into())
 }
+
+/// Every adapter wgpu finds on the instance's backends, in its order (the shards' devices).
+pub(crate) async fn shard_adapters(instance: &wgpu::Instance) -> Result<Vec<wgpu::Adapter>> {
+    let adapters = instance.enumerate_adapters(wgpu::Backends::all()).await;
+    if adapters.is_empty() {
+        return Err(XentError::NoAdapter {
+            detail: format!("no adapter on backends {}", backends_from_env()),
+        });
+    }
+    Ok(adapters)
+}

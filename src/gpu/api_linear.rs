@@ -5,6 +5,8 @@
 use super::context::Context;
 use super::linear::device::{DeviceLinear, PreparedLinearDevice};
 use super::linear::{PreparedLinear, PreparedMatmul};
+use super::loss::{PreparedShard, VocabShard};
+use super::tuning::ContextOptions;
 use crate::error::Result;
 use crate::linear::{Linear, LinearOutput};
 use crate::options::{LossOptions, Output, Target, Tensor};
@@ -89,21 +91,43 @@ impl Context {
     }
 }
 
-/// Vocabulary shards.
+/// Vocabulary shards: the contract of [`crate::cpu::shard`] on the GPU.
 impl Context {
+    /// One vocabulary shard of a `cross_entropy` on this context: its logits `[N, Cs]`
+    /// (classes `first_class ..` of C), class targets `[N]` over all C classes or this shard's
+    /// own slice `[N, Cs]` of the probabilities, and the options (weights over all C).
+    /// [`PreparedShard::partials`] gives each row's [`crate::cpu::shard::Partial`]; merge
+    /// every shard's in shard order ([`crate::cpu::shard::merge`], after any all-gather),
+    /// then [`PreparedShard::grad`] writes this shard's slice of the gradient.
+    pub fn prepare_cross_entropy_shard(
+        &self,
+        shard: VocabShard,
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<PreparedShard> {
+        self.build_shard(shard, target, opts, grad)
+    }
+
     /// `cross_entropy` of logits `[N, C]` held as class shards `[N, Cs_k]` (classes in shard
     /// order, C = Σ Cs_k), every option included, and with `grad` each shard's own slice of
-    /// the gradient (upstream gradient 1): each shard's per-row partials (max, sum-exp, the
-    /// smoothing sums and the target's logit where it lies) are merged per row in shard
-    /// order, and each shard's gradient comes from the merged statistics and its own logits
-    /// (the contract of [`crate::cpu::shard`]). All shards run on this context.
+    /// the gradient (upstream gradient 1). Shard k runs on `devices[k % devices.len()]`, the
+    /// shards concurrently; their partials are merged on the host in shard order and the loss
+    /// is reduced from them in f64. The result is the same bits on every run.
     pub fn cross_entropy_sharded(
-        &self,
+        devices: &[Context],
         shards: &[Tensor<f32>],
         target: Target,
         opts: &LossOptions,
         grad: bool,
     ) -> Result<(Output, Option<Vec<Output>>)> {
-        self.run_sharded(shards, target, opts, grad)
+        super::loss::run_sharded(devices, shards, target, opts, grad)
+    }
+
+    /// `count` contexts to hold shards: each adapter wgpu finds (on the backends
+    /// `WGPU_BACKEND` names, e.g. `vulkan,gl`) in turn, one device each, so that with fewer
+    /// adapters than `count` an adapter holds several devices.
+    pub fn for_shards(count: usize, options: ContextOptions) -> Result<Vec<Context>> {
+        super::poller::block(Self::for_shards_async(count, options))
     }
 }

@@ -29,6 +29,6 @@ pub use device::DeviceLoss;
 pub use device_tensor::DeviceTensor;
 pub use linear::device::{DeviceLinear, PreparedLinearDevice};
 pub use linear::{PreparedLinear, PreparedMatmul};
-pub use loss::PreparedLoss;
+pub use loss::{PreparedLoss, PreparedShard, VocabShard};
 pub use softmax::PreparedSoftmax;
 pub use tuning::{ContextOptions, Tuning};

@@ -8,11 +8,14 @@ mod buffers;
 mod encode;
 pub(crate) mod plan;
 mod prepared;
+mod shard;
 mod shards;
 
 pub(crate) use buffers::ChunkInputs;
 pub(crate) use plan::LossSpec;
 pub use prepared::PreparedLoss;
+pub use shard::{PreparedShard, VocabShard};
+pub(crate) use shards::run_sharded;
 
 use super::context::Context;
 use crate::error::Result;

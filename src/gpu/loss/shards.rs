@@ -1,127 +1,154 @@
-//! cross_entropy over logits given as vocabulary shards `[N, Cs_k]` (classes in shard order),
-//! on one context: each shard's rows are split-row segments of their own (their partials
-//! written at the shard's slots), merged per row in shard order, and each shard gets its own
-//! slice of the gradient. The contract is `cpu::shard`'s.
+//! cross_entropy over vocabulary shards `[N, Cs_k]` (classes in shard order) on one or more
+//! contexts: each shard's partials on its own context, the shards concurrently; merged on the
+//! host in shard order and reduced to the loss in f64 ([`crate::cpu::shard`]); then each
+//! shard's slice of the gradient on its context.
 
-use super::buffers::ChunkInputs;
-use super::plan::{LossPlan, LossSpec};
-use super::{Grad, Loss, Request};
+use super::shard::{PreparedShard, VocabShard};
+use super::Loss;
+use crate::cpu::shard::{self, Partial, ShardTargets};
+use crate::cpu::wide::WideOptions;
 use crate::error::{Result, XentError};
-use crate::geometry::rows::Split;
-use crate::gpu::buffers::Bound;
 use crate::gpu::context::Context;
-use crate::options::{Logits, LossOptions, Output, Target, Tensor};
-use crate::problem::{check_loss, Targets};
+use crate::options::{LossOptions, Output, Reduction, Target, Tensor};
+use crate::problem::{check_loss, Targets, IGNORED};
 
-impl Context {
-    pub(crate) fn run_sharded(
-        &self,
-        shards: &[Tensor<f32>],
-        target: Target,
-        opts: &LossOptions,
-        grad: bool,
-    ) -> Result<(Output, Option<Vec<Output>>)> {
-        let n = match shards.first().map(|s| s.shape) {
-            Some(&[n, _]) => n,
-            _ => {
-                return Err(XentError::InvalidShape(
-                    "shards are [N, Cs] tensors, at least one".into(),
-                ))
-            }
-        };
-        let mut sizes = vec![];
-        for s in shards {
-            match s.shape {
-                &[rows, cs] if rows == n && cs > 0 => sizes.push(cs),
-                other => {
-                    return Err(XentError::InvalidShape(format!(
-                        "every shard is [{n}, Cs] with Cs > 0, got {other:?}"
-                    )))
-                }
-            }
-            s.check_len("shard")?;
+/// The shards' loss and, with `grad`, each shard's gradient; shard k runs on
+/// `devices[k % devices.len()]`.
+pub(crate) fn run_sharded(
+    devices: &[Context],
+    shards: &[Tensor<f32>],
+    target: Target,
+    opts: &LossOptions,
+    grad: bool,
+) -> Result<(Output, Option<Vec<Output>>)> {
+    let (n, sizes) = shard_sizes(shards)?;
+    if devices.is_empty() {
+        return Err(XentError::InvalidArgument(
+            "sharded cross_entropy needs at least one context".into(),
+        ));
+    }
+    let c: usize = sizes.iter().sum();
+    let shape = [n, c];
+    let problem = check_loss(Loss::CrossEntropy, &shape, n * c, &target, opts)?;
+    let mut probs: Vec<Vec<f32>> = vec![vec![]; shards.len()];
+    let mut firsts = vec![];
+    let mut c0 = 0;
+    for (k, &cs) in sizes.iter().enumerate() {
+        if let Targets::Probs(p) = &problem.targets {
+            probs[k] = (0..n)
+                .flat_map(|r| &p[r * c + c0..r * c + c0 + cs])
+                .copied()
+                .collect();
         }
-        let c: usize = sizes.iter().sum();
-        let shape = [n, c];
-        let problem = check_loss(Loss::CrossEntropy, &shape, n * c, &target, opts)?;
-        let whole = Logits::F32(Tensor::new(&[], &shape));
-        let spec = LossSpec::host(&problem, &whole, target.shape());
-        let req = Request {
-            grad: if grad { Grad::OutOfPlace } else { Grad::None },
-            ..Request::forward(Loss::CrossEntropy)
+        firsts.push(c0);
+        c0 += cs;
+    }
+    let shard_shapes: Vec<[usize; 2]> = sizes.iter().map(|&cs| [n, cs]).collect();
+    let prepare = |k: usize| -> Result<(PreparedShard, Vec<Partial>)> {
+        let target = match &problem.targets {
+            Targets::Probs(_) => Target::Probs(Tensor::new(&probs[k], &shard_shapes[k])),
+            Targets::Classes(_) => target,
         };
-        let prepared = crate::gpu::poller::block(self.scoped(async {
-            let variant =
-                self.variant(spec.dtype, shards.iter().map(|s| (s.data.len() * 4) as u64));
-            let tuning = self.walk_tuning();
-            let plan = LossPlan::new(&spec, opts, req, variant, &tuning)?;
-            // Each shard is whole segments of `len` classes; the row's segments are theirs.
-            let len = plan.walk.split.len.max(1);
-            let segments: Vec<u32> = sizes.iter().map(|&s| (s as u32).div_ceil(len)).collect();
-            let split = Split {
-                segments: segments.iter().sum(),
-                len,
-            };
-            let plan = plan.split_into(split, tuning.workgroup_size);
-            let inputs = self.shard_inputs(shards, &sizes, &segments, &problem)?;
-            self.build_planned(&spec, plan, inputs, opts, req)
-        }))?;
-        let (out, _) = crate::gpu::poller::block(self.scoped(prepared.run()))?;
-        let grads = out.grad.map(|g| {
-            let mut at = 0;
-            sizes
-                .iter()
-                .map(|&cs| {
-                    let data = g[at..at + n * cs].to_vec();
-                    at += n * cs;
-                    Output {
-                        data,
-                        shape: vec![n, cs],
-                    }
+        let vocab = VocabShard {
+            logits: shards[k],
+            first_class: firsts[k],
+            classes: c,
+        };
+        let prepared = devices[k % devices.len()].build_shard(vocab, target, opts, grad)?;
+        let partials = prepared.partials()?;
+        Ok((prepared, partials))
+    };
+    let done = concurrently(shards.len(), prepare)?;
+    let (prepared, partials): (Vec<_>, Vec<_>) = done.into_iter().unzip();
+    let merged = shard::merge(&partials);
+    let loss = merged_loss(&merged, c, &problem, opts)?;
+    if !grad {
+        return Ok((loss, None));
+    }
+    let grads = concurrently(prepared.len(), |k| prepared[k].grad(&merged))?;
+    Ok((loss, Some(grads)))
+}
+
+/// `work(0..count)`, each on its own thread, in order; the first error.
+fn concurrently<T: Send>(count: usize, work: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..count)
+            .map(|k| {
+                s.spawn({
+                    let w = &work;
+                    move || w(k)
                 })
-                .collect()
-        });
-        Ok((out.loss, grads))
-    }
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(XentError::InvalidArgument(
+                        "a shard's thread panicked".into(),
+                    ))
+                })
+            })
+            .collect()
+    })
+}
 
-    /// Each shard as a chunk of all rows over its classes, its segments after the previous
-    /// shards' (so the rows' partials land in shard order).
-    fn shard_inputs(
-        &self,
-        shards: &[Tensor<f32>],
-        sizes: &[usize],
-        segments: &[u32],
-        problem: &crate::problem::LossProblem,
-    ) -> Result<Vec<ChunkInputs>> {
-        let (n, c) = (problem.layout.rows(), problem.layout.classes);
-        let targets = match &problem.targets {
-            Targets::Classes(t) => Bound::whole(self.upload("targets", t)?),
-            Targets::Probs(_) => Bound::whole(self.upload::<i32>("targets", &[])?),
-        };
-        let (mut c0, mut seg) = (0, 0);
-        let mut inputs = vec![];
-        for (s, (&cs, &k)) in shards.iter().zip(sizes.iter().zip(segments)) {
-            let probs = match &problem.targets {
-                Targets::Probs(p) => {
-                    let slice: Vec<f32> = (0..n)
-                        .flat_map(|r| p[r * c + c0..r * c + c0 + cs].to_vec())
-                        .collect();
-                    Some(Bound::whole(self.upload("probs", &slice)?))
-                }
-                Targets::Classes(_) => None,
-            };
-            inputs.push(ChunkInputs {
-                logits: Bound::whole(self.upload("shard logits", s.data)?),
-                targets: targets.clone(),
-                probs,
-                rows: 0..n,
-                elems: 0..n * cs,
-                seg_first: seg,
-                classes: c0..c0 + cs,
-            });
-            c0 += cs;
-            seg += k;
+/// N and each shard's Cs, checked: every shard `[N, Cs]` with Cs > 0.
+fn shard_sizes(shards: &[Tensor<f32>]) -> Result<(usize, Vec<usize>)> {
+    let n = match shards.first().map(|s| s.shape) {
+        Some(&[n, _]) => n,
+        _ => {
+            return Err(XentError::InvalidShape(
+                "shards are [N, Cs] tensors, at least one".into(),
+            ))
         }
-        Ok(inputs)
+    };
+    let mut sizes = vec![];
+    for s in shards {
+        match s.shape {
+            &[rows, cs] if rows == n && cs > 0 => sizes.push(cs),
+            other => {
+                return Err(XentError::InvalidShape(format!(
+                    "every shard is [{n}, Cs] with Cs > 0, got {other:?}"
+                )))
+            }
+        }
+        s.check_len("shard")?;
     }
+    Ok((n, sizes))
+}
+
+/// The loss from every row's merged partial, in f64, as the options reduce it.
+fn merged_loss(
+    merged: &[Partial],
+    classes: usize,
+    problem: &crate::problem::LossProblem,
+    opts: &LossOptions,
+) -> Result<Output> {
+    let weight: Option<Vec<f64>> = opts.weight.map(|w| w.iter().map(|&v| v as f64).collect());
+    let wide = WideOptions {
+        weight: weight.as_deref(),
+        // The checked targets mark an ignored row with IGNORED.
+        ignore_index: IGNORED as i64,
+        reduction: opts.reduction,
+        label_smoothing: opts.label_smoothing as f64,
+        z_loss: opts.z_loss as f64,
+        softcap: opts.softcap.map(|c| c as f64),
+    };
+    let ys: Vec<i64>;
+    let targets = match &problem.targets {
+        Targets::Classes(t) => {
+            ys = t.iter().map(|&y| y as i64).collect();
+            ShardTargets::Classes(&ys)
+        }
+        Targets::Probs(_) => ShardTargets::Probs(&[]),
+    };
+    let out = shard::loss(merged, classes, &targets, &wide)?;
+    Ok(Output {
+        data: out.data.iter().map(|&v| v as f32).collect(),
+        shape: match opts.reduction {
+            Reduction::None => problem.out_shape.clone(),
+            _ => vec![],
+        },
+    })
 }
