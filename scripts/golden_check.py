@@ -3,7 +3,7 @@
 
 Usage:
     python3 scripts/golden_check.py XENT CASES_DIR [--grad] [--only a,b] [--skip a,b]
-                                    [--device gpu|cpu]
+                                    [--device gpu|cpu] [--args "MORE FLAGS"]
 
     e.g. WGPU_BACKEND=vulkan python3 scripts/golden_check.py target/release/xent tests/golden --grad
 
@@ -72,7 +72,7 @@ GRAD_FLAGS = {
 }
 
 
-def command(xent, d, case, device, out, grad_outs):
+def command(xent, d, case, device, out, grad_outs, extra):
     """The xent command line of `case`; `grad_outs` maps each gradient key to its file."""
     files, args = case["files"], case["args"]
     cmd = [xent, "eval", case["op"], "--input", os.path.join(d, files["input"])]
@@ -86,13 +86,13 @@ def command(xent, d, case, device, out, grad_outs):
         cmd += ["--input-dtype", "bf16"]
     if device:
         cmd += ["--device", device]
-    cmd += ["--out", out]
+    cmd += extra + ["--out", out]
     for key, path in grad_outs.items():
         cmd += [GRAD_FLAGS[key], path]
     return cmd
 
 
-def check(xent, d, case, grad, device, tmp):
+def check(xent, d, case, grad, device, tmp, extra):
     """None when the case passes, else why it failed."""
     out = os.path.join(tmp, "out.npy")
     grad_outs = {key: os.path.join(tmp, key + ".npy")
@@ -100,7 +100,7 @@ def check(xent, d, case, grad, device, tmp):
     for p in [out] + list(grad_outs.values()):
         if os.path.exists(p):
             os.remove(p)
-    cmd = command(xent, d, case, device, out, grad_outs)
+    cmd = command(xent, d, case, device, out, grad_outs, extra)
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
@@ -133,6 +133,7 @@ def main():
     p.add_argument("--only", help="comma-separated substrings: run only the cases matching one")
     p.add_argument("--skip", help="comma-separated substrings: skip the cases matching one")
     p.add_argument("--device", choices=["gpu", "cpu"], help="passed to xent eval")
+    p.add_argument("--args", default="", help='more flags for every command, e.g. "--shards 2"')
     a = p.parse_args()
     only = a.only.split(",") if a.only else None
     skip = a.skip.split(",") if a.skip else []
@@ -146,7 +147,7 @@ def main():
             d = os.path.join(a.cases, name)
             with open(os.path.join(d, "case.json")) as f:
                 case = json.load(f)
-            why = check(a.xent, d, case, a.grad, a.device, tmp)
+            why = check(a.xent, d, case, a.grad, a.device, tmp, a.args.split())
             if why:
                 failed += 1
                 print(f"FAIL {name}: {why}", flush=True)

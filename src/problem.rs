@@ -70,6 +70,21 @@ pub(crate) fn check_loss(
     check(op, shape, len, target, opts, true)
 }
 
+/// Every check `cross_entropy` makes of its input's shape, its target and its options, in
+/// PyTorch's order and words, without running it: `Ok` with the shape of the `none` output.
+/// (A sharded caller checks the whole problem before cutting it: [`crate::Context::cross_entropy_sharded`].)
+pub fn check_cross_entropy(
+    input_shape: &[usize],
+    target: &Target,
+    opts: &LossOptions,
+) -> Result<Vec<usize>> {
+    let len = input_shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .unwrap_or(usize::MAX);
+    Ok(check_loss(Loss::CrossEntropy, input_shape, len, target, opts)?.out_shape)
+}
+
 /// As [`check_loss`] for targets on the device: shapes and options only (the values are
 /// checked by the kernels); the returned targets are empty.
 pub(crate) fn check_loss_shapes(

@@ -183,3 +183,42 @@ fn shards_of_one_class_and_shards_without_targets() {
         });
     }
 }
+
+#[test]
+fn for_shards_takes_each_adapter_in_turn() {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
+    assert!(!adapters.is_empty(), "no adapter on this machine");
+    let count = adapters.len() + 1;
+    let devices = Context::for_shards(count, ContextOptions::default()).unwrap();
+    assert_eq!(devices.len(), count);
+    for (k, d) in devices.iter().enumerate() {
+        let want = adapters[k % adapters.len()].get_info();
+        let got = d.adapter_info();
+        assert_eq!(
+            (&got.name, got.backend),
+            (&want.name, want.backend),
+            "device {k}"
+        );
+    }
+}
+
+#[test]
+fn bad_shards_are_refused() {
+    let x = [0.0f32; 6];
+    let (t, opts) = ([0i64, 1], LossOptions::default());
+    let target = Target::I64(Tensor::new(&t, &[2]));
+    let on = std::slice::from_ref(ctx());
+    let err = |shards: &[Tensor<f32>]| {
+        Context::cross_entropy_sharded(on, shards, target, &opts, true)
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(err(&[]).contains("at least one"));
+    let uneven = [Tensor::new(&x[..4], &[2, 2]), Tensor::new(&x[..3], &[3, 1])];
+    assert!(err(&uneven).contains("every shard is [2, Cs]"));
+    let bad = [Tensor::new(&x[..2], &[2, 1])];
+    assert!(err(&bad).contains("out of bounds"), "{}", err(&bad));
+    assert!(Context::cross_entropy_sharded(&[], &bad, target, &opts, false).is_err());
+}

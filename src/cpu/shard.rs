@@ -64,8 +64,8 @@ pub struct Partial {
     pub sum_exp: f64,
     /// Σ_c q_c.
     pub q: f64,
-    /// Σ_c q_c z_c.
-    pub qz: f64,
+    /// Σ_c q_c (z_c - max): against the max, so that huge logits keep their precision.
+    pub qd: f64,
     /// z_y, when the row's target class lies in the slice.
     pub target: Option<f64>,
 }
@@ -76,7 +76,7 @@ impl Partial {
         max: Lse::EMPTY.m,
         sum_exp: 0.0,
         q: 0.0,
-        qz: 0.0,
+        qd: 0.0,
         target: None,
     };
 
@@ -99,7 +99,7 @@ impl Partial {
             max: m,
             sum_exp: self.sum_exp * (self.max - m).exp() + later.sum_exp * (later.max - m).exp(),
             q: self.q + later.q,
-            qz: self.qz + later.qz,
+            qd: self.qd + self.q * (self.max - m) + later.qd + later.q * (later.max - m),
             target: self.target.or(later.target),
         }
     }
@@ -120,10 +120,10 @@ pub fn partials(
     Ok((0..n)
         .map(|r| {
             let mut p = Partial::EMPTY;
-            let mut st = Lse::EMPTY;
+            let z = |k: usize| cap(shard.logits.data[r * cs + k], opts.softcap);
+            let st = (0..cs).fold(Lse::EMPTY, |st, k| st.push(z(k)));
             for k in 0..cs {
-                let z = cap(shard.logits.data[r * cs + k], opts.softcap);
-                st = st.push(z);
+                let z = z(k);
                 let q = match targets {
                     ShardTargets::Classes(_) => w(c0 + k),
                     ShardTargets::Probs(t) => {
@@ -131,7 +131,7 @@ pub fn partials(
                     }
                 };
                 p.q += q;
-                p.qz += q * z;
+                p.qd += q * (z - st.m);
                 if let ShardTargets::Classes(t) = targets {
                     if t[r] == (c0 + k) as i64 {
                         p.target = Some(z);
@@ -169,14 +169,17 @@ fn row_losses(
         .enumerate()
         .map(|(r, p)| {
             let lse = p.lse().value();
-            let smooth = p.q * lse - p.qz;
+            // Σ q_c (lse - z_c) and lse - z_y as ln S - (z - max): exact for huge logits,
+            // where max + ln S rounds back to max.
+            let log_s = p.sum_exp.ln();
+            let smooth = p.q * log_s - p.qd;
             let (loss, den) = match targets {
                 ShardTargets::Probs(_) => (smooth, 1.0),
                 ShardTargets::Classes(t) if t[r] == opts.ignore_index => return (0.0, 0.0),
                 ShardTargets::Classes(t) => {
                     let y = t[r] as usize;
                     let zy = p.target.unwrap_or(f64::NAN);
-                    let nll = w(y) * (lse - zy);
+                    let nll = w(y) * (log_s - (zy - p.max));
                     match eps > 0.0 {
                         true => ((1.0 - eps) * nll + eps / classes as f64 * smooth, w(y)),
                         false => (nll, w(y)),

@@ -6,7 +6,7 @@ use crate::npy;
 use crate::ops::{refuse_unused, run_op, run_wide};
 use crate::output::{check_outputs, Staged};
 use crate::results::{Results, Values};
-use crate::{data, DeviceKind, Op};
+use crate::{data, sharded, DeviceKind, Op};
 use clap::{Args, ValueEnum};
 use std::path::{Path, PathBuf};
 use wgpu_xent::cpu::wide::WideOptions;
@@ -78,6 +78,11 @@ pub struct EvalArgs {
     /// Logit soft-capping: logits become C·tanh(x/C) first. cross-entropy.
     #[arg(long)]
     softcap: Option<f64>,
+    /// Split the classes over this many devices: the adapters wgpu finds on the backends
+    /// `WGPU_BACKEND` names (e.g. `vulkan,gl`), in turn, one device each. Their partials are
+    /// merged on the host; the outputs are the unsharded call's. cross-entropy.
+    #[arg(long)]
+    shards: Option<usize>,
     /// Print nothing on success (by default: one line, the loss or the outputs written).
     #[arg(long, short)]
     quiet: bool,
@@ -170,8 +175,19 @@ fn check_flags(a: &EvalArgs) -> Result<()> {
                 a.grad_linear_weight_out.is_some(),
             ),
             ("--grad-linear-bias-out", a.grad_linear_bias_out.is_some()),
+            ("--shards", a.shards.is_some()),
         ],
     )?;
+    if a.shards.is_some() && matches!(a.device, DeviceKind::Cpu) {
+        return Err(CliError::Arg(
+            "--shards splits the classes over GPU devices: not with --device cpu".into(),
+        ));
+    }
+    if a.shards.is_some() && a.lse_out.is_some() {
+        return Err(CliError::Arg(
+            "--lse-out is not written by a sharded call (--shards)".into(),
+        ));
+    }
     if a.grad_linear_bias_out.is_some() && a.linear_bias.is_none() {
         return Err(CliError::Arg(
             "--grad-linear-bias-out needs --linear-bias: there is no bias to differentiate".into(),
@@ -241,10 +257,16 @@ fn compute(a: &EvalArgs) -> Result<Results> {
         (DeviceKind::Cpu, false) => {
             Results::F32(run_op(None, a.op, &inputs, &opts, grad, lse, dim)?)
         }
-        (DeviceKind::Gpu, _) => {
-            let ctx = Context::new()?;
-            Results::F32(run_op(Some(&ctx), a.op, &inputs, &opts, grad, lse, dim)?)
-        }
+        (DeviceKind::Gpu, _) => match a.shards {
+            Some(count) => {
+                let devices = sharded::devices(count)?;
+                Results::F32(sharded::cross_entropy(&devices, &inputs, &opts, grad)?)
+            }
+            None => {
+                let ctx = Context::new()?;
+                Results::F32(run_op(Some(&ctx), a.op, &inputs, &opts, grad, lse, dim)?)
+            }
+        },
     })
 }
 

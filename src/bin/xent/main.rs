@@ -33,6 +33,7 @@ mod output;
 mod plot;
 mod results;
 mod rng;
+mod sharded;
 mod table;
 mod traffic;
 

@@ -15,7 +15,7 @@ fn users(flag: &str) -> &'static [Op] {
         "--target" | "--weight" | "--weighted" | "--ignore-index" | "--ignore-frac"
         | "--reduction" => LOSSES,
         "--label-smoothing" | "--probs" => SMOOTHED,
-        "--z-loss" | "--softcap" | "--lse-out" => &[Op::CrossEntropy],
+        "--z-loss" | "--softcap" | "--lse-out" | "--shards" => &[Op::CrossEntropy],
         "--dim" => &[Op::LogSoftmax, Op::Softmax],
         "--linear-weight"
         | "--linear-bias"

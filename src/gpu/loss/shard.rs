@@ -318,12 +318,12 @@ impl PreparedShard {
 /// One segment's partial from its two stats vec4s: (M, S, Q, A) with A = Σ q (z - r), and
 /// (r, z_target, found).
 fn segment_partial(p: &[f32], e: &[f32]) -> Partial {
-    let (q, a, r) = (p[2] as f64, p[3] as f64, e[0] as f64);
+    let (m, q, a, r) = (p[0] as f64, p[2] as f64, p[3] as f64, e[0] as f64);
     Partial {
-        max: p[0] as f64,
+        max: m,
         sum_exp: p[1] as f64,
         q,
-        qz: a + q * r,
+        qd: a + q * (r - m),
         target: (e[2] != 0.0).then_some(e[1] as f64),
     }
 }
