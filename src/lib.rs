@@ -14,9 +14,9 @@ pub use problem::check_cross_entropy;
 
 pub use error::{Result, XentError};
 pub use gpu::{
-    Context, ContextOptions, DeviceLinear, DeviceLoss, DeviceTensor, PreparedBandwidth,
-    PreparedLinear, PreparedLinearDevice, PreparedLoss, PreparedMatmul, PreparedShard,
-    PreparedSoftmax, Tuning, VocabShard,
+    loss_of_merged, Context, ContextOptions, DeviceLinear, DeviceLoss, DeviceTensor, LinearShard,
+    LinearShardGrads, PreparedBandwidth, PreparedLinear, PreparedLinearDevice, PreparedLinearShard,
+    PreparedLoss, PreparedMatmul, PreparedShard, PreparedSoftmax, Tuning, VocabShard,
 };
 pub use linear::{Linear, LinearOutput, LinearProblem, DEFAULT_LINEAR_BUDGET};
 pub use options::{

@@ -4,6 +4,7 @@
 
 use super::context::Context;
 use super::linear::device::{DeviceLinear, PreparedLinearDevice};
+use super::linear::shard::{LinearShard, PreparedLinearShard};
 use super::linear::{PreparedLinear, PreparedMatmul};
 use super::loss::{PreparedShard, VocabShard};
 use super::tuning::ContextOptions;
@@ -107,6 +108,22 @@ impl Context {
         grad: bool,
     ) -> Result<PreparedShard> {
         self.build_shard(shard, target, opts, grad)
+    }
+
+    /// One vocabulary shard of a `linear_cross_entropy` on this context: the hidden states
+    /// `[N, D]` and this shard's slice of the classifier weight `[Cs, D]` (and bias), targets
+    /// as [`Context::prepare_cross_entropy_shard`] takes them. Its partials merge with the
+    /// other shards' as a `cross_entropy` shard's do; from the merged partials,
+    /// [`PreparedLinearShard::grads`] gives its slices of the weight's and bias's gradients
+    /// and its share of the input's, which the caller sums over the shards.
+    pub fn prepare_linear_cross_entropy_shard(
+        &self,
+        shard: LinearShard,
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<PreparedLinearShard> {
+        self.build_linear_shard(shard, target, opts, grad)
     }
 
     /// `cross_entropy` of logits `[N, C]` held as class shards `[N, Cs_k]` (classes in shard

@@ -16,6 +16,7 @@
 pub(crate) mod chunks;
 pub(crate) mod device;
 pub(crate) mod matmul;
+pub(crate) mod shard;
 
 use crate::error::Result;
 use crate::gpu::context::Context;

@@ -15,6 +15,7 @@ pub(crate) use buffers::ChunkInputs;
 pub(crate) use plan::LossSpec;
 pub use prepared::PreparedLoss;
 pub use shard::{PreparedShard, VocabShard};
+pub use shards::loss_of_merged;
 pub(crate) use shards::run_sharded;
 
 use super::context::Context;

@@ -118,6 +118,32 @@ fn shard_sizes(shards: &[Tensor<f32>]) -> Result<(usize, Vec<usize>)> {
     Ok((n, sizes))
 }
 
+/// The loss of `cross_entropy` (or of a `linear_cross_entropy`) over C = `classes` from every
+/// row's partial merged over the shards ([`crate::cpu::shard::merge`]), computed in f64 and
+/// reduced as `opts` asks: what a sharded caller's merging rank returns. `target` is the
+/// class targets `[N]`, or any probabilities (their sums came with the partials).
+pub fn loss_of_merged(
+    merged: &[Partial],
+    classes: usize,
+    target: Target,
+    opts: &LossOptions,
+) -> Result<Output> {
+    let n = merged.len();
+    let shape = [n, classes];
+    let problem = match target {
+        Target::Probs(_) => crate::problem::check_loss_shapes(
+            Loss::CrossEntropy,
+            &shape,
+            n * classes,
+            &shape,
+            true,
+            opts,
+        )?,
+        t => check_loss(Loss::CrossEntropy, &shape, n * classes, &t, opts)?,
+    };
+    merged_loss(merged, classes, &problem, opts)
+}
+
 /// The loss from every row's merged partial, in f64, as the options reduce it.
 fn merged_loss(
     merged: &[Partial],
