@@ -69,6 +69,10 @@ pub struct BenchArgs {
     /// context's, 4 on CPU adapters and 1024 on GPUs).
     #[arg(long)]
     pub min_workgroups: Option<u32>,
+    /// Time cross-entropy over this many class shards (`eval --shards`' devices) beside the
+    /// unsharded call, and report the bytes of partials each row exchanges. Needs --shape.
+    #[arg(long)]
+    pub shards: Option<usize>,
     /// Testing only: adds 1e-2 to the first GPU output before validation, which must fail.
     #[arg(long, hide = true)]
     pub perturb: bool,
@@ -318,6 +322,12 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
         crate::plot::check_path(plot)?;
     }
     check_outputs(&[("--json", a.json.as_deref()), ("--plot", a.plot.as_deref())])?;
+    if let Some(count) = a.shards {
+        if a.shapes.is_empty() {
+            return Err(CliError::Arg("--shards needs --shape NxC".into()));
+        }
+        return crate::bench_shards::run(a, count);
+    }
     if a.ops.iter().any(|&op| crate::bench_linear::is_linear(op)) {
         return crate::bench_linear::run(a);
     }

@@ -19,6 +19,7 @@ macro_rules! warn {
 
 mod bench;
 mod bench_linear;
+mod bench_shards;
 mod check;
 mod compare;
 mod data;

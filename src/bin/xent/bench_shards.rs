@@ -1,0 +1,113 @@
+//! `xent bench --shards N`: cross-entropy (forward, or with `--op cross-entropy-grad` forward
+//! and backward) over N class shards on the devices of `Context::for_shards`, timed end to
+//! end (host to host, as the sharded call runs), beside the unsharded call on the first
+//! device in the same run; and the bytes the shards exchange per row.
+
+use crate::bench::BenchArgs;
+use crate::error::{CliError, Result};
+use crate::traffic::BenchOp;
+use std::time::Instant;
+use wgpu_xent::{Context, LossOptions, Target, Tensor};
+
+/// f64s a row's partial takes on the wire (max, sum-exp, Q, Σ q(z - max), z_target, found).
+const WIRE_F64S: usize = 6;
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Milliseconds of `f` over `a.warmup` untimed and `a.iters` timed runs: the median.
+fn time(a: &BenchArgs, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    for _ in 0..a.warmup {
+        f()?;
+    }
+    let mut ms = vec![];
+    for _ in 0..a.iters {
+        let t = Instant::now();
+        f()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(ms))
+}
+
+pub fn run(a: &BenchArgs, count: usize) -> Result<bool> {
+    let grad = match a.ops[..] {
+        [] | [BenchOp::CrossEntropy] => false,
+        [BenchOp::CrossEntropyGrad] => true,
+        _ => {
+            return Err(CliError::Arg(
+                "--shards times cross-entropy or cross-entropy-grad (one --op)".into(),
+            ))
+        }
+    };
+    let devices = crate::sharded::devices(count)?;
+    let names: Vec<String> = devices
+        .iter()
+        .map(|d| format!("{:?}", d.adapter_info().name))
+        .collect();
+    println!("devices: {}", names.join(", "));
+    println!("shape          shards  sharded ms  unsharded ms  ratio  exchanged B/row  same loss");
+    let mut all_same = true;
+    for s in &a.shapes {
+        let shape = crate::data::parse_shape(s)?;
+        let &[n, c] = &shape[..] else {
+            return Err(CliError::Arg(format!("--shape {s}: NxC")));
+        };
+        let mut rng = crate::rng::Rng::new(7);
+        let x: Vec<f32> = (0..n * c).map(|_| rng.normal(2.0)).collect();
+        let t: Vec<i64> = (0..n).map(|_| rng.below(c) as i64).collect();
+        let k = count.min(c);
+        let bounds: Vec<usize> = (0..=k).map(|i| i * c / k).collect();
+        let parts: Vec<Vec<f32>> = bounds
+            .windows(2)
+            .map(|b| {
+                (0..n)
+                    .flat_map(|r| x[r * c + b[0]..r * c + b[1]].to_vec())
+                    .collect()
+            })
+            .collect();
+        let shapes: Vec<[usize; 2]> = bounds.windows(2).map(|b| [n, b[1] - b[0]]).collect();
+        let shards: Vec<Tensor<f32>> = parts
+            .iter()
+            .zip(&shapes)
+            .map(|(p, s)| Tensor::new(p, s))
+            .collect();
+        let rows = [n];
+        let target = Target::I64(Tensor::new(&t, &rows));
+        let opts = LossOptions::default();
+        let mut sharded_loss = 0.0;
+        let sharded = time(a, || {
+            let (l, _) = Context::cross_entropy_sharded(&devices, &shards, target, &opts, grad)?;
+            sharded_loss = l.data[0];
+            Ok(())
+        })?;
+        let ctx = &devices[0];
+        let mut loss = 0.0;
+        let whole = time(a, || {
+            let x = Tensor::new(&x, &shape);
+            loss = match grad {
+                true => {
+                    ctx.cross_entropy_backward(x, target, &opts, &Default::default())?
+                        .loss
+                        .data[0]
+                }
+                false => ctx.cross_entropy(x, target, &opts)?.data[0],
+            };
+            Ok(())
+        })?;
+        let same = (sharded_loss - loss).abs() <= 1e-5 + 1e-4 * loss.abs();
+        all_same &= same;
+        println!(
+            "{:<14} {:>6}  {:>10.2}  {:>12.2}  {:>5.2}  {:>15}  {}",
+            s,
+            k,
+            sharded,
+            whole,
+            sharded / whole,
+            k * WIRE_F64S * 8,
+            if same { "yes" } else { "NO" }
+        );
+    }
+    Ok(all_same)
+}
