@@ -44,7 +44,7 @@ pub fn run(a: &BenchArgs, count: usize) -> Result<bool> {
     let devices = crate::sharded::devices(count)?;
     let names: Vec<String> = devices
         .iter()
-        .map(|d| format!("{:?}", d.adapter_info().name))
+        .map(|d| format!("{} ({:?})", d.adapter_info().name, d.adapter_info().backend))
         .collect();
     println!("devices: {}", names.join(", "));
     println!("shape          shards  sharded ms  unsharded ms  ratio  exchanged B/row  same loss");
