@@ -87,6 +87,26 @@ impl Partial {
         }
     }
 
+    /// A GPU shard's partial of one row from its two stats vec4s (the device layout,
+    /// [`crate::Context::prepare_cross_entropy_shard_device`]): `p` = (max, sum_exp, q, a)
+    /// with a = Σ q_c (z_c - r), and `e` = (r, z_target, found, 0).
+    pub fn from_planes(p: [f32; 4], e: [f32; 4]) -> Partial {
+        let (m, q, a, r) = (p[0] as f64, p[2] as f64, p[3] as f64, e[0] as f64);
+        Partial {
+            max: m,
+            sum_exp: p[1] as f64,
+            q,
+            qd: a + q * (r - m),
+            target: (e[2] != 0.0).then_some(e[1] as f64),
+        }
+    }
+
+    /// The merged statistics a GPU shard's gradient reads, in f32: (max, sum_exp, q, lse).
+    pub fn stats(&self) -> [f32; 4] {
+        let lse = self.max + self.sum_exp.ln();
+        [self.max as f32, self.sum_exp as f32, self.q as f32, lse as f32]
+    }
+
     /// This partial and a later shard's, as one: associative in exact arithmetic; merged
     /// in shard order the result is the same bits on every run.
     pub fn merge(self, later: Partial) -> Partial {

@@ -6,7 +6,7 @@ use super::context::Context;
 use super::linear::device::{DeviceLinear, PreparedLinearDevice};
 use super::linear::shard::{LinearShard, PreparedLinearShard};
 use super::linear::{PreparedLinear, PreparedMatmul};
-use super::loss::{PreparedShard, VocabShard};
+use super::loss::{DeviceShard, PreparedShard, PreparedShardDevice, VocabShard};
 use super::tuning::ContextOptions;
 use crate::error::Result;
 use crate::linear::{Linear, LinearOutput};
@@ -108,6 +108,21 @@ impl Context {
         grad: bool,
     ) -> Result<PreparedShard> {
         self.build_shard(shard, target, opts, grad)
+    }
+
+    /// One vocabulary shard of a `cross_entropy` on tensors already on this device, recorded
+    /// into your encoder: [`PreparedShardDevice::record_partials`] writes each row's partial
+    /// into [`PreparedShardDevice::partials`] (`[2, N, 4]` f32, read with
+    /// [`crate::cpu::shard::Partial::from_planes`]); move and merge them by any means, write
+    /// the merged statistics into [`PreparedShardDevice::merged`], then
+    /// [`PreparedShardDevice::record_grad`] writes the shard's gradient into
+    /// [`DeviceShard::grad_into`]. The mean's denominator is summed from the device targets.
+    pub fn prepare_cross_entropy_shard_device(
+        &self,
+        call: DeviceShard,
+        opts: &LossOptions,
+    ) -> Result<PreparedShardDevice> {
+        self.build_shard_device(call, opts)
     }
 
     /// One vocabulary shard of a `linear_cross_entropy` on this context: the hidden states

@@ -30,6 +30,8 @@ pub use device_tensor::DeviceTensor;
 pub use linear::device::{DeviceLinear, PreparedLinearDevice};
 pub use linear::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};
 pub use linear::{PreparedLinear, PreparedMatmul};
-pub use loss::{loss_of_merged, PreparedLoss, PreparedShard, VocabShard};
+pub use loss::{
+    loss_of_merged, DeviceShard, PreparedLoss, PreparedShard, PreparedShardDevice, VocabShard,
+};
 pub use softmax::PreparedSoftmax;
 pub use tuning::{ContextOptions, Tuning};

@@ -94,7 +94,7 @@ impl Context {
 
     /// Each row's share of the mean's denominator from its targets alone, and the check of
     /// device targets: once per row, by the first chunk of a row larger than one binding.
-    fn push_row_dens(
+    pub(super) fn push_row_dens(
         &self,
         program: &mut Program,
         plan: &LossPlan,

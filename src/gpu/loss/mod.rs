@@ -9,12 +9,14 @@ mod encode;
 pub(crate) mod plan;
 mod prepared;
 mod shard;
+mod shard_device;
 mod shards;
 
 pub(crate) use buffers::ChunkInputs;
 pub(crate) use plan::LossSpec;
 pub use prepared::PreparedLoss;
 pub use shard::{PreparedShard, VocabShard};
+pub use shard_device::{DeviceShard, PreparedShardDevice};
 pub use shards::loss_of_merged;
 pub(crate) use shards::run_sharded;
 

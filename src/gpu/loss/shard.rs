@@ -256,7 +256,7 @@ impl PreparedShard {
             for r in 0..b.rows {
                 let row = (0..k).map(|j| {
                     let (p, e) = (4 * (r * k + j), aux + 4 * (r * k + j));
-                    segment_partial(&words[p..p + 4], &words[e..e + 4])
+                    Partial::from_planes(quad(&words[p..]), quad(&words[e..]))
                 });
                 out.push(row.fold(Partial::EMPTY, Partial::merge));
             }
@@ -290,9 +290,7 @@ impl PreparedShard {
             // (M, S, Q, lse) at each row's first slot; the rest of the plane is not read.
             let mut stats = vec![0f32; b.rows * self.segments * 4];
             for (r, p) in merged[at..at + b.rows].iter().enumerate() {
-                let lse = p.max + p.sum_exp.ln();
-                let slot = [p.max as f32, p.sum_exp as f32, p.q as f32, lse as f32];
-                stats[4 * r * self.segments..][..4].copy_from_slice(&slot);
+                stats[4 * r * self.segments..][..4].copy_from_slice(&p.stats());
             }
             queue.write_buffer(&b.stats, 0, bytemuck::cast_slice(&stats));
             at += b.rows;
@@ -315,15 +313,7 @@ impl PreparedShard {
     }
 }
 
-/// One segment's partial from its two stats vec4s: (M, S, Q, A) with A = Σ q (z - r), and
-/// (r, z_target, found).
-fn segment_partial(p: &[f32], e: &[f32]) -> Partial {
-    let (m, q, a, r) = (p[0] as f64, p[2] as f64, p[3] as f64, e[0] as f64);
-    Partial {
-        max: m,
-        sum_exp: p[1] as f64,
-        q,
-        qd: a + q * (r - m),
-        target: (e[2] != 0.0).then_some(e[1] as f64),
-    }
+/// The first four values of `v`.
+fn quad(v: &[f32]) -> [f32; 4] {
+    [v[0], v[1], v[2], v[3]]
 }
