@@ -183,3 +183,59 @@ fn a_shard_of_one_class_and_shards_without_targets() {
         });
     }
 }
+
+#[test]
+fn the_helper_over_several_devices_equals_the_unsharded_call() {
+    let devices = [
+        ctx().clone(),
+        wgpu_xent::Context::new().expect("a second device"),
+    ];
+    let mut rng = Rng::new(5);
+    let (n, d, c) = (7, 19, 301);
+    let x: Vec<f32> = (0..n * d).map(|_| rng.normal(1.0)).collect();
+    let w: Vec<f32> = (0..c * d).map(|_| rng.normal(0.5)).collect();
+    let b: Vec<f32> = (0..c).map(|_| rng.normal(1.0)).collect();
+    let t: Vec<i64> = (0..n)
+        .map(|i| if i == 3 { -100 } else { rng.below(c) as i64 })
+        .collect();
+    let (xs, ws, bs, rows) = ([n, d], [c, d], [c], [n]);
+    let linear = Linear::new(Tensor::new(&x, &xs), Tensor::new(&w, &ws)).bias(Tensor::new(&b, &bs));
+    let target = Target::I64(Tensor::new(&t, &rows));
+    let opts = LossOptions {
+        label_smoothing: 0.2,
+        ..Default::default()
+    };
+    let truth = ctx()
+        .linear_cross_entropy_backward(linear, target, &opts)
+        .unwrap();
+    for shards in 1..=3 {
+        let on: Vec<_> = (0..shards).map(|k| devices[k % 2].clone()).collect();
+        let got =
+            wgpu_xent::Context::linear_cross_entropy_sharded(&on, linear, target, &opts, true)
+                .unwrap();
+        let pairs = [
+            (&got.loss, &truth.loss),
+            (
+                got.grad_input.as_ref().unwrap(),
+                truth.grad_input.as_ref().unwrap(),
+            ),
+            (
+                got.grad_linear_weight.as_ref().unwrap(),
+                truth.grad_linear_weight.as_ref().unwrap(),
+            ),
+            (
+                got.grad_linear_bias.as_ref().unwrap(),
+                truth.grad_linear_bias.as_ref().unwrap(),
+            ),
+        ];
+        for (k, (a, b)) in pairs.iter().enumerate() {
+            assert_eq!(a.shape, b.shape, "{shards} shards, output {k}");
+            for (u, v) in a.data.iter().zip(&b.data) {
+                assert!(
+                    (u - v).abs() <= 1e-5 + 1e-4 * v.abs(),
+                    "{shards} shards, output {k}: {u} against {v}"
+                );
+            }
+        }
+    }
+}

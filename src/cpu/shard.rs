@@ -104,7 +104,12 @@ impl Partial {
     /// The merged statistics a GPU shard's gradient reads, in f32: (max, sum_exp, q, lse).
     pub fn stats(&self) -> [f32; 4] {
         let lse = self.max + self.sum_exp.ln();
-        [self.max as f32, self.sum_exp as f32, self.q as f32, lse as f32]
+        [
+            self.max as f32,
+            self.sum_exp as f32,
+            self.q as f32,
+            lse as f32,
+        ]
     }
 
     /// This partial and a later shard's, as one: associative in exact arithmetic; merged

@@ -156,6 +156,20 @@ impl Context {
         super::loss::run_sharded(devices, shards, target, opts, grad)
     }
 
+    /// [`Context::linear_cross_entropy_backward`] (with `grad`; else the loss alone) with
+    /// the classifier's classes split into even slices over `devices` (fewer when C is
+    /// smaller): each slice's logits `[N, C/R]` on its device, the partials merged on the host
+    /// in shard order, and the input's gradient summed over the shards in that order.
+    pub fn linear_cross_entropy_sharded(
+        devices: &[Context],
+        linear: Linear,
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<LinearOutput> {
+        super::linear::shard::run_linear_sharded(devices, linear, target, opts, grad)
+    }
+
     /// `count` contexts to hold shards: each adapter wgpu finds (on the backends
     /// `WGPU_BACKEND` names, e.g. `vulkan,gl`) in turn, one device each, so that with fewer
     /// adapters than `count` an adapter holds several devices.

@@ -294,10 +294,13 @@ fn compute_linear(a: &EvalArgs) -> Result<Results> {
         (DeviceKind::Cpu, false) => {
             Results::Linear(linear::narrow(linear::run_cpu(&li, &wide, grad, false)?))
         }
-        (DeviceKind::Gpu, _) => {
-            let ctx = Context::new()?;
-            Results::Linear(linear::run_gpu(&ctx, &li, &opts, grad)?)
-        }
+        (DeviceKind::Gpu, _) => match a.shards {
+            Some(count) => {
+                let devices = sharded::devices(count)?;
+                Results::Linear(linear::run_sharded(&devices, &li, &opts, grad)?)
+            }
+            None => Results::Linear(linear::run_gpu(&Context::new()?, &li, &opts, grad)?),
+        },
     })
 }
 

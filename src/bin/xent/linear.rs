@@ -205,11 +205,7 @@ pub fn run_gpu(
     opts: &LossOptions,
     grad: bool,
 ) -> Result<LinearOutput> {
-    let mut linear = Linear::new(li.inputs.input(), li.linear_weight.logits());
-    if let Some(b) = &li.linear_bias {
-        linear = linear.bias(b.logits());
-    }
-    let target = li.inputs.target();
+    let (linear, target) = call(li);
     if grad {
         return Ok(ctx.linear_cross_entropy_backward(linear, target, opts)?);
     }
@@ -220,6 +216,28 @@ pub fn run_gpu(
         grad_linear_bias: None,
         lse: None,
     })
+}
+
+/// Runs the op with the classes split over `devices` (`--shards`).
+pub fn run_sharded(
+    devices: &[Context],
+    li: &LinearInputs,
+    opts: &LossOptions,
+    grad: bool,
+) -> Result<LinearOutput> {
+    let (linear, target) = call(li);
+    Ok(Context::linear_cross_entropy_sharded(
+        devices, linear, target, opts, grad,
+    )?)
+}
+
+/// The library's call of `li`.
+fn call(li: &LinearInputs) -> (Linear<'_>, wgpu_xent::Target<'_>) {
+    let mut linear = Linear::new(li.inputs.input(), li.linear_weight.logits());
+    if let Some(b) = &li.linear_bias {
+        linear = linear.bias(b.logits());
+    }
+    (linear, li.inputs.target())
 }
 
 /// Runs the f64 CPU reference. `wide`: on the float64 values as read (the f64 path), else on

@@ -15,7 +15,8 @@ fn users(flag: &str) -> &'static [Op] {
         "--target" | "--weight" | "--weighted" | "--ignore-index" | "--ignore-frac"
         | "--reduction" => LOSSES,
         "--label-smoothing" | "--probs" => SMOOTHED,
-        "--z-loss" | "--softcap" | "--lse-out" | "--shards" => &[Op::CrossEntropy],
+        "--z-loss" | "--softcap" | "--lse-out" => &[Op::CrossEntropy],
+        "--shards" => SMOOTHED,
         "--dim" => &[Op::LogSoftmax, Op::Softmax],
         "--linear-weight"
         | "--linear-bias"

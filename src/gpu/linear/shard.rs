@@ -8,11 +8,13 @@
 //! The shard holds its own logits, `N × Cs` floats: C / R classes each over R shards, never
 //! the full C.
 
-use crate::cpu::shard::Partial;
+use crate::cpu::shard::{merge, Partial};
 use crate::error::{Result, XentError};
 use crate::gpu::context::Context;
-use crate::gpu::loss::{PreparedShard, VocabShard};
-use crate::options::{LossOptions, Output, Target, Tensor};
+use crate::gpu::loss::{concurrently, merged_loss, Loss, PreparedShard, VocabShard};
+use crate::linear::{Linear, LinearOutput};
+use crate::options::{LossOptions, Output, Reduction, Target, Tensor};
+use crate::problem::{check_loss, Targets, IGNORED};
 
 /// A shard of a `linear_cross_entropy`, in f32.
 #[derive(Clone, Copy, Debug)]
@@ -67,7 +69,12 @@ impl Context {
         };
         shard.input.check_len("input")?;
         shard.weight.check_len("linear_weight")?;
-        let mut logits = self.matmul(shard.input, shard.weight)?.data;
+        // An empty product (no rows or no features) is all zeros, without a dispatch.
+        let empty = n == 0 || d == 0;
+        let mut logits = match empty {
+            true => vec![0f32; n * cs],
+            false => self.matmul(shard.input, shard.weight)?.data,
+        };
         if let Some(b) = shard.bias {
             if b.shape != [cs] {
                 return Err(XentError::InvalidShape(format!(
@@ -113,6 +120,23 @@ impl PreparedLinearShard {
     pub fn grads(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
         let (n, d, cs) = self.dims;
         let g = self.loss.grad(merged)?.data;
+        if n == 0 || d == 0 {
+            let zeros = |rows: usize, cols: usize| Output {
+                data: vec![0.0; rows * cols],
+                shape: vec![rows, cols],
+            };
+            let bias = self.bias.then(|| Output {
+                data: (0..cs)
+                    .map(|c| (0..n).map(|r| g[r * cs + c]).sum())
+                    .collect(),
+                shape: vec![cs],
+            });
+            return Ok(LinearShardGrads {
+                input: zeros(n, d),
+                weight: zeros(cs, d),
+                bias,
+            });
+        }
         // dX_s = G · W_s = G @ (W_sᵀ)ᵀ and dW_s = Gᵀ · X = Gᵀ @ (Xᵀ)ᵀ.
         let input = self
             .ctx
@@ -146,4 +170,118 @@ fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+/// `linear_cross_entropy` with the classifier's classes split over `devices` (shard k of
+/// `min(devices, C)` even slices on `devices[k % len]`, the shards on their own threads),
+/// the partials merged on the host in shard order, dX summed over the shards in that order.
+pub(crate) fn run_linear_sharded(
+    devices: &[Context],
+    linear: Linear,
+    target: Target,
+    opts: &LossOptions,
+    grad: bool,
+) -> Result<LinearOutput> {
+    let p = linear.problem()?;
+    let (n, d, c) = (p.rows, p.features, p.classes);
+    let logits_shape = match p.unbatched {
+        true => vec![c],
+        false => vec![n, c],
+    };
+    let problem = check_loss(Loss::CrossEntropy, &logits_shape, n * c, &target, opts)?;
+    if devices.is_empty() {
+        return Err(XentError::InvalidArgument(
+            "a sharded linear_cross_entropy needs at least one context".into(),
+        ));
+    }
+    let (x, w) = (linear.input.to_f32(), linear.linear_weight.to_f32());
+    let b = linear.linear_bias.map(|b| b.to_f32());
+    let count = devices.len().min(c).max(1);
+    let bounds: Vec<usize> = (0..=count).map(|k| k * c / count).collect();
+    let classes: Vec<i64> = match &problem.targets {
+        Targets::Classes(t) => t
+            .iter()
+            .map(|&y| {
+                if y == IGNORED {
+                    opts.ignore_index
+                } else {
+                    y as i64
+                }
+            })
+            .collect(),
+        Targets::Probs(_) => vec![],
+    };
+    let probs: Vec<Vec<f32>> = bounds
+        .windows(2)
+        .map(|s| match &problem.targets {
+            Targets::Probs(q) => (0..n)
+                .flat_map(|r| &q[r * c + s[0]..r * c + s[1]])
+                .copied()
+                .collect(),
+            Targets::Classes(_) => vec![],
+        })
+        .collect();
+    let (xs, rows) = ([n, d], [n]);
+    let shapes: Vec<([usize; 2], [usize; 2], [usize; 1])> = bounds
+        .windows(2)
+        .map(|s| ([s[1] - s[0], d], [n, s[1] - s[0]], [s[1] - s[0]]))
+        .collect();
+    let prepare = |k: usize| -> Result<(PreparedLinearShard, Vec<Partial>)> {
+        let (c0, c1) = (bounds[k], bounds[k + 1]);
+        let (ws, ps, bs) = &shapes[k];
+        let shard = LinearShard {
+            input: Tensor::new(&x, &xs),
+            weight: Tensor::new(&w[c0 * d..c1 * d], ws),
+            bias: b.as_ref().map(|b| Tensor::new(&b[c0..c1], bs)),
+            first_class: c0,
+            classes: c,
+        };
+        let target = match &problem.targets {
+            Targets::Probs(_) => Target::Probs(Tensor::new(&probs[k], ps)),
+            Targets::Classes(_) => Target::I64(Tensor::new(&classes, &rows)),
+        };
+        let prepared = devices[k % devices.len()].build_linear_shard(shard, target, opts, grad)?;
+        let partials = prepared.partials()?;
+        Ok((prepared, partials))
+    };
+    let (prepared, partials): (Vec<_>, Vec<_>) = concurrently(count, prepare)?.into_iter().unzip();
+    let merged = merge(&partials);
+    let mut loss = merged_loss(&merged, c, &problem, opts)?;
+    if opts.reduction == Reduction::None {
+        loss.shape = problem.out_shape.clone();
+    }
+    let mut out = LinearOutput {
+        loss,
+        grad_input: None,
+        grad_linear_weight: None,
+        grad_linear_bias: None,
+        lse: None,
+    };
+    if grad {
+        let grads = concurrently(count, |k| prepared[k].grads(&merged))?;
+        let mut dx = vec![0f32; n * d];
+        for g in &grads {
+            dx.iter_mut().zip(&g.input.data).for_each(|(a, v)| *a += v);
+        }
+        let dw = grads
+            .iter()
+            .flat_map(|g| g.weight.data.iter().copied())
+            .collect();
+        out.grad_input = Some(Output {
+            data: dx,
+            shape: linear.input.shape().to_vec(),
+        });
+        out.grad_linear_weight = Some(Output {
+            data: dw,
+            shape: vec![c, d],
+        });
+        out.grad_linear_bias = b.as_ref().map(|_| Output {
+            data: grads
+                .iter()
+                .flat_map(|g| g.bias.iter().flat_map(|b| b.data.iter().copied()))
+                .collect(),
+            shape: vec![c],
+        });
+    }
+    Ok(out)
 }

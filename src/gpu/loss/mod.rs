@@ -18,7 +18,7 @@ pub use prepared::PreparedLoss;
 pub use shard::{PreparedShard, VocabShard};
 pub use shard_device::{DeviceShard, PreparedShardDevice};
 pub use shards::loss_of_merged;
-pub(crate) use shards::run_sharded;
+pub(crate) use shards::{concurrently, merged_loss, run_sharded};
 
 use super::context::Context;
 use crate::error::Result;

@@ -70,7 +70,10 @@ pub(crate) fn run_sharded(
 }
 
 /// `work(0..count)`, each on its own thread, in order; the first error.
-fn concurrently<T: Send>(count: usize, work: impl Fn(usize) -> Result<T> + Sync) -> Result<Vec<T>> {
+pub(crate) fn concurrently<T: Send>(
+    count: usize,
+    work: impl Fn(usize) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..count)
             .map(|k| {
@@ -145,7 +148,7 @@ pub fn loss_of_merged(
 }
 
 /// The loss from every row's merged partial, in f64, as the options reduce it.
-fn merged_loss(
+pub(crate) fn merged_loss(
     merged: &[Partial],
     classes: usize,
     problem: &crate::problem::LossProblem,
