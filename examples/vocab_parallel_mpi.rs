@@ -4,7 +4,8 @@
 //! rank order, so every rank holds the same bits) and their shares of the input's gradient
 //! (summed in rank order). Rank 0 then checks the loss and every gradient against the
 //! unsharded call on one device, prints both, and each rank's peak memory (its growth after
-//! the device was made, measured before rank 0 builds the unsharded check).
+//! the device was made, measured before rank 0 builds the unsharded check). Any error on any
+//! rank aborts them all.
 //!
 //! ```text
 //! cargo build --release --features mpi --example vocab_parallel_mpi
@@ -12,11 +13,15 @@
 //! ```
 
 use mpi::datatype::PartitionMut;
+use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use wgpu_xent::cpu::shard::{merge, Partial};
 use wgpu_xent::{
-    loss_of_merged, Context, Linear, LinearShard, LossOptions, Output, Target, Tensor,
+    loss_of_merged, Context, Linear, LinearShard, LossOptions, Output, PreparedLinearShard, Target,
+    Tensor,
 };
+
+type Error = Box<dyn std::error::Error>;
 
 /// f64s a row's partial takes on the wire: max, sum_exp, q, qd, the target's logit, found.
 const WIRE: usize = 6;
@@ -61,165 +66,233 @@ fn peak_mib() -> f64 {
     kb.unwrap_or(0.0) / 1024.0
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let universe = mpi::initialize().ok_or("MPI was already initialised")?;
-    let world = universe.world();
-    let (rank, ranks) = (world.rank() as usize, world.size() as usize);
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
+/// The problem every rank builds the same: sizes, hidden states, targets and options.
+struct Problem {
+    n: usize,
+    d: usize,
+    c: usize,
+    x: Vec<f32>,
+    t: Vec<i64>,
+    opts: LossOptions<'static>,
+    /// Rank k holds classes `bounds[k]..bounds[k + 1]` (uneven when R does not divide C).
+    bounds: Vec<usize>,
+}
+
+impl Problem {
+    fn new(args: &[String], ranks: usize) -> Result<Self, Error> {
+        let (n, d, c) = match args {
+            [] => (64, 96, 5003),
+            [n, d, c] => (n.parse()?, d.parse()?, c.parse()?),
+            _ => return Err("usage: vocab_parallel_mpi [N D C]".into()),
+        };
+        if c < ranks || n == 0 || d == 0 {
+            return Err(
+                format!("N={n} D={d} C={c}: every rank needs a class, N and D at least 1").into(),
+            );
+        }
+        let t = (0..n)
+            .map(|i| match i % 7 == 3 {
+                true => -100,
+                false => ((value(4, i, 1.0) + 1.0) / 2.0 * c as f32) as i64 % c as i64,
+            })
+            .collect();
+        Ok(Problem {
+            n,
+            d,
+            c,
+            x: (0..n * d).map(|i| value(1, i, 1.0)).collect(),
+            t,
+            opts: LossOptions {
+                label_smoothing: 0.1,
+                ..Default::default()
+            },
+            bounds: (0..=ranks).map(|k| k * c / ranks).collect(),
+        })
+    }
+
+    /// Classes `c0..c1` of the weight and the bias.
+    fn slice(&self, c0: usize, c1: usize) -> (Vec<f32>, Vec<f32>) {
+        let d = self.d;
+        let w = (c0 * d..c1 * d).map(|i| value(2, i, 0.2)).collect();
+        (w, (c0..c1).map(|i| value(3, i, 1.0)).collect())
+    }
+}
+
+/// One sharded forward and backward: the loss, dX (summed over the ranks), this rank's dW
+/// and db.
+type Run = (Output, Vec<f32>, Vec<f32>, Vec<f32>);
+
+fn sharded(
+    world: &SimpleCommunicator,
+    p: &Problem,
+    shard: &PreparedLinearShard,
+) -> Result<Run, Error> {
+    let ranks = world.size() as usize;
+    let send: Vec<f64> = shard.partials()?.iter().flat_map(to_wire).collect();
+    let mut all = vec![0f64; send.len() * ranks];
+    world.all_gather_into(&send[..], &mut all[..]);
+    let per_rank: Vec<Vec<Partial>> = all
+        .chunks(p.n * WIRE)
+        .map(|r| r.chunks(WIRE).map(from_wire).collect())
         .collect();
-    let (n, d, c) = match args[..] {
-        [n, d, c] => (n, d, c),
-        _ => (64, 96, 5003),
-    };
-    // Uneven slices: rank k holds classes [k·C/R, (k+1)·C/R).
-    let bounds: Vec<usize> = (0..=ranks).map(|k| k * c / ranks).collect();
-    let (c0, c1) = (bounds[rank], bounds[rank + 1]);
-    let cs = c1 - c0;
+    let merged = merge(&per_rank)?;
+    let rows = [p.n];
+    let loss = loss_of_merged(&merged, p.c, Target::I64(Tensor::new(&p.t, &rows)), &p.opts)?;
+    let grads = shard.grads(&merged)?;
+    let mut shares = vec![0f32; p.n * p.d * ranks];
+    world.all_gather_into(&grads.input.data[..], &mut shares[..]);
+    let mut dx = vec![0f32; p.n * p.d];
+    for share in shares.chunks(p.n * p.d) {
+        dx.iter_mut().zip(share).for_each(|(a, v)| *a += v);
+    }
+    let db = grads.bias.map(|b| b.data).unwrap_or_default();
+    Ok((loss, dx, grads.weight.data, db))
+}
+
+fn run(world: &SimpleCommunicator) -> Result<(), Error> {
+    let (rank, ranks) = (world.rank() as usize, world.size() as usize);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let p = Problem::new(&args, ranks)?;
+    let (c0, c1) = (p.bounds[rank], p.bounds[rank + 1]);
     // The device first: its own memory (the driver, the pipelines) is not the shard's.
     let ctx = Context::new()?;
     let base = peak_mib();
-    let x: Vec<f32> = (0..n * d).map(|i| value(1, i, 1.0)).collect();
-    let w: Vec<f32> = (c0 * d..c1 * d).map(|i| value(2, i, 0.2)).collect();
-    let b: Vec<f32> = (c0..c1).map(|i| value(3, i, 1.0)).collect();
-    let t: Vec<i64> = (0..n)
-        .map(|i| match i % 7 == 3 {
-            true => -100,
-            false => ((value(4, i, 1.0) + 1.0) / 2.0 * c as f32) as i64 % c as i64,
-        })
-        .collect();
-    let opts = LossOptions {
-        label_smoothing: 0.1,
-        ..Default::default()
-    };
-    let (xs, ws, bs, rows) = ([n, d], [cs, d], [cs], [n]);
-    let target = Target::I64(Tensor::new(&t, &rows));
+    let (w, b) = p.slice(c0, c1);
+    let (xs, ws, bs, rows) = ([p.n, p.d], [c1 - c0, p.d], [c1 - c0], [p.n]);
     let shard = LinearShard {
-        input: Tensor::new(&x, &xs),
+        input: Tensor::new(&p.x, &xs),
         weight: Tensor::new(&w, &ws),
         bias: Some(Tensor::new(&b, &bs)),
         first_class: c0,
-        classes: c,
+        classes: p.c,
     };
-    let prepared = ctx.prepare_linear_cross_entropy_shard(shard, target, &opts, true)?;
-
-    // The sharded call, twice: the second must give the same bits.
-    let mut runs = vec![];
-    for _ in 0..2 {
-        let send: Vec<f64> = prepared.partials()?.iter().flat_map(to_wire).collect();
-        let mut all = vec![0f64; send.len() * ranks];
-        world.all_gather_into(&send[..], &mut all[..]);
-        let per_rank: Vec<Vec<Partial>> = all
-            .chunks(n * WIRE)
-            .map(|r| r.chunks(WIRE).map(from_wire).collect())
-            .collect();
-        let merged = merge(&per_rank);
-        let loss = loss_of_merged(&merged, c, target, &opts)?;
-        let grads = prepared.grads(&merged)?;
-        let mut shares = vec![0f32; n * d * ranks];
-        world.all_gather_into(&grads.input.data[..], &mut shares[..]);
-        let mut dx = vec![0f32; n * d];
-        for share in shares.chunks(n * d) {
-            dx.iter_mut().zip(share).for_each(|(a, v)| *a += v);
-        }
-        runs.push((loss, dx, grads.weight.data, grads.bias.map(|b| b.data)));
-    }
+    let target = Target::I64(Tensor::new(&p.t, &rows));
+    let prepared = ctx.prepare_linear_cross_entropy_shard(shard, target, &p.opts, true)?;
+    // Twice: the second run must give the same bits.
+    let (a, again) = (
+        sharded(world, &p, &prepared)?,
+        sharded(world, &p, &prepared)?,
+    );
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    let (a, again) = (&runs[0], &runs[1]);
     let repeatable = bits(&a.0.data) == bits(&again.0.data)
-        && bits(&a.1) == bits(&again.1)
-        && bits(&a.2) == bits(&again.2);
-
-    // dW and db to rank 0, slice by slice in rank order; each rank's peak memory beside.
-    let (dw, db) = (&a.2, a.3.clone().unwrap_or_default());
+        && [(&a.1, &again.1), (&a.2, &again.2), (&a.3, &again.3)]
+            .iter()
+            .all(|(u, v)| bits(u) == bits(v));
+    let slice_mib = ((p.n + p.d) * (c1 - c0) * 4) as f64 / (1 << 20) as f64;
+    let memory = [peak_mib() - base, slice_mib];
     let root = world.process_at_rank(0);
-    let peak = [
-        peak_mib() - base,
-        (n * cs * 4 + cs * d * 4) as f64 / (1 << 20) as f64,
-    ];
     if rank != 0 {
-        root.gather_varcount_into(&dw[..]);
-        root.gather_varcount_into(&db[..]);
-        root.gather_into(&peak[..]);
+        root.gather_varcount_into(&a.2[..]);
+        root.gather_varcount_into(&a.3[..]);
+        root.gather_into(&memory[..]);
         return Ok(());
     }
     let gather = |mine: &[f32], per_class: usize| -> Vec<f32> {
-        let counts: Vec<i32> = bounds
+        let counts: Vec<i32> = p
+            .bounds
             .windows(2)
             .map(|s| ((s[1] - s[0]) * per_class) as i32)
             .collect();
-        let displs: Vec<i32> = bounds
+        let displs: Vec<i32> = p
+            .bounds
             .iter()
             .take(ranks)
             .map(|&s| (s * per_class) as i32)
             .collect();
-        let mut all = vec![0f32; c * per_class];
-        let mut part = PartitionMut::new(&mut all[..], counts, &displs[..]);
-        root.gather_varcount_into_root(mine, &mut part);
+        let mut all = vec![0f32; p.c * per_class];
+        root.gather_varcount_into_root(
+            mine,
+            &mut PartitionMut::new(&mut all[..], counts, &displs[..]),
+        );
         all
     };
-    let dw_all = gather(dw, d);
-    let db_all = gather(&db, 1);
-    let mut peaks = vec![0f64; 2 * ranks];
-    root.gather_into_root(&peak[..], &mut peaks[..]);
+    let (dw, db) = (gather(&a.2, p.d), gather(&a.3, 1));
+    let mut memories = vec![0f64; 2 * ranks];
+    root.gather_into_root(&memory[..], &mut memories[..]);
+    let ok = check(&ctx, &p, (&a.0, &a.1, &dw, &db), repeatable)?;
+    for k in 0..ranks {
+        println!(
+            "  rank {k}: classes {}..{}: peak resident memory grew {:.1} MiB after its device was made; its logits and weight slice are {:.2} MiB",
+            p.bounds[k], p.bounds[k + 1], memories[2 * k], memories[2 * k + 1]
+        );
+    }
+    if !ok {
+        return Err("the sharded result differs from the unsharded one".into());
+    }
+    println!("  ok");
+    Ok(())
+}
 
-    // The unsharded call on one device, with the whole classifier (for the check only).
-    let w_all: Vec<f32> = (0..c * d).map(|i| value(2, i, 0.2)).collect();
-    let b_all: Vec<f32> = (0..c).map(|i| value(3, i, 1.0)).collect();
-    let (wa, ba) = ([c, d], [c]);
+/// Rank 0: the unsharded call on one device, with the whole classifier (for the check only),
+/// against the sharded results; prints both. Whether they agree and were repeatable.
+fn check(
+    ctx: &Context,
+    p: &Problem,
+    got: (&Output, &[f32], &[f32], &[f32]),
+    repeatable: bool,
+) -> Result<bool, Error> {
+    let (w, b) = p.slice(0, p.c);
+    let (xs, ws, bs, rows) = ([p.n, p.d], [p.c, p.d], [p.c], [p.n]);
     let linear =
-        Linear::new(Tensor::new(&x, &xs), Tensor::new(&w_all, &wa)).bias(Tensor::new(&b_all, &ba));
-    let truth = ctx.linear_cross_entropy_backward(linear, target, &opts)?;
-    let worst = |ours: &[f32], want: &Output| -> f32 {
-        ours.iter()
-            .zip(&want.data)
-            .map(|(a, b)| (a - b).abs() / (1e-5 + 1e-4 * b.abs()))
-            .fold(0.0, f32::max)
+        Linear::new(Tensor::new(&p.x, &xs), Tensor::new(&w, &ws)).bias(Tensor::new(&b, &bs));
+    let target = Target::I64(Tensor::new(&p.t, &rows));
+    let truth = ctx.linear_cross_entropy_backward(linear, target, &p.opts)?;
+    let worst = |ours: &[f32], want: Option<&Output>| -> f32 {
+        let want = want.map_or(&[][..], |w| &w.data[..]);
+        let far = ours
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs() / (1e-5 + 1e-4 * b.abs()));
+        match ours.len() == want.len() {
+            true => far.fold(0.0, f32::max),
+            false => f32::INFINITY,
+        }
     };
     let checks = [
-        ("loss", worst(&a.0.data, &truth.loss)),
-        (
-            "grad_input",
-            worst(&a.1, truth.grad_input.as_ref().ok_or("no dX")?),
-        ),
+        ("loss", worst(&got.0.data, Some(&truth.loss))),
+        ("grad_input", worst(got.1, truth.grad_input.as_ref())),
         (
             "grad_linear_weight",
-            worst(&dw_all, truth.grad_linear_weight.as_ref().ok_or("no dW")?),
+            worst(got.2, truth.grad_linear_weight.as_ref()),
         ),
         (
             "grad_linear_bias",
-            worst(&db_all, truth.grad_linear_bias.as_ref().ok_or("no db")?),
+            worst(got.3, truth.grad_linear_bias.as_ref()),
         ),
     ];
+    let ranks = p.bounds.len() - 1;
     println!(
-        "vocab_parallel_mpi: N={n} D={d} C={c} over {ranks} ranks ({:?})",
+        "vocab_parallel_mpi: N={} D={} C={} over {ranks} ranks ({:?})",
+        p.n,
+        p.d,
+        p.c,
         ctx.adapter_info().name
     );
     println!(
         "  loss sharded {:.9}  unsharded {:.9}",
-        a.0.data[0], truth.loss.data[0]
+        got.0.data[0], truth.loss.data[0]
     );
     for (what, ratio) in &checks {
         println!("  {what}: worst error {ratio:.3} of the tolerance (1e-5 + 1e-4·|x|)");
     }
     println!("  two sharded runs bitwise equal: {repeatable}");
     println!(
-        "  bytes exchanged per row: {} (partials, all-gather) + {} (dX shares)",
+        "  bytes exchanged per row: {} (partials, all-gather) + {} (dX shares, all-gather)",
         ranks * WIRE * 8,
-        ranks * d * 4
+        ranks * p.d * 4
     );
-    for k in 0..ranks {
-        println!(
-            "  rank {k}: classes {}..{}: peak resident memory grew {:.1} MiB after its device was made; its logits and weight slice are {:.2} MiB",
-            bounds[k], bounds[k + 1], peaks[2 * k], peaks[2 * k + 1]
-        );
-    }
-    let ok = repeatable && checks.iter().all(|(_, r)| *r <= 1.0);
-    if !ok {
-        eprintln!("vocab_parallel_mpi: the sharded result differs from the unsharded one");
+    Ok(repeatable && checks.iter().all(|(_, r)| *r <= 1.0))
+}
+
+fn main() {
+    let Some(universe) = mpi::initialize() else {
+        eprintln!("vocab_parallel_mpi: MPI was already initialised");
+        std::process::exit(1);
+    };
+    let world = universe.world();
+    if let Err(e) = run(&world) {
+        // Every rank waits in the collectives: one failing rank must stop them all.
+        eprintln!("vocab_parallel_mpi: rank {}: {e}", world.rank());
         world.abort(1);
     }
-    println!("  ok");
-    Ok(())
 }

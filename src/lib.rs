@@ -10,7 +10,7 @@ mod linear;
 pub mod ndarray;
 mod options;
 mod problem;
-pub use problem::check_cross_entropy;
+pub use problem::{check_cross_entropy, check_nll_loss};
 
 pub use error::{Result, XentError};
 pub use gpu::{

@@ -85,6 +85,19 @@ pub fn check_cross_entropy(
     Ok(check_loss(Loss::CrossEntropy, input_shape, len, target, opts)?.out_shape)
 }
 
+/// As [`check_cross_entropy`], for `nll_loss`.
+pub fn check_nll_loss(
+    input_shape: &[usize],
+    target: &Target,
+    opts: &LossOptions,
+) -> Result<Vec<usize>> {
+    let len = input_shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .unwrap_or(usize::MAX);
+    Ok(check_loss(Loss::Nll, input_shape, len, target, opts)?.out_shape)
+}
+
 /// As [`check_loss`] for targets on the device: shapes and options only (the values are
 /// checked by the kernels); the returned targets are empty.
 pub(crate) fn check_loss_shapes(

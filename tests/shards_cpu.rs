@@ -92,8 +92,12 @@ fn check(case: &Case) {
     let all: Vec<_> = (0..case.sizes.len())
         .map(|i| partials(&shard(i), c, &targets(i), &opts).unwrap())
         .collect();
-    let merged = merge(&all);
-    assert_eq!(merged, merge(&all), "{case:?}: merge not repeatable");
+    let merged = merge(&all).unwrap();
+    assert_eq!(
+        merged,
+        merge(&all).unwrap(),
+        "{case:?}: merge not repeatable"
+    );
     let ours = loss(&merged, c, &targets(0), &opts).unwrap();
     let close = |what: &str, a: &[f64], b: &[f64]| {
         assert_eq!(a.len(), b.len(), "{case:?} {what}");

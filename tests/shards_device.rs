@@ -60,7 +60,7 @@ fn run(x: &[f32], t: &[i64], sizes: &[usize], opts: &LossOptions) -> (Output, Ve
                 .collect()
         })
         .collect();
-    let merged = merge(&partials);
+    let merged = merge(&partials).unwrap();
     let stats: Vec<f32> = merged.iter().flat_map(|p| p.stats()).collect();
     for p in &prepared {
         let m = p.merged();

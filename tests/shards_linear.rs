@@ -58,7 +58,7 @@ fn sharded(
         c0 += cs;
     }
     let partials: Vec<_> = prepared.iter().map(|p| p.partials().unwrap()).collect();
-    let merged = merge(&partials);
+    let merged = merge(&partials).unwrap();
     let loss = loss_of_merged(&merged, c, target, opts).unwrap();
     let grads: Vec<_> = prepared.iter().map(|p| p.grads(&merged).unwrap()).collect();
     let mut dx = vec![0f32; n * d];

@@ -26,6 +26,15 @@ impl Lse {
         }
     }
 
+    /// This state and a later one's, as one (shaders/shared/lse.wgsl's `lse_merge`).
+    pub fn merge(self, later: Lse) -> Lse {
+        let m = if later.m > self.m { later.m } else { self.m };
+        Lse {
+            m,
+            s: self.s * (self.m - m).exp() + later.s * (later.m - m).exp(),
+        }
+    }
+
     /// `m + log(s)`.
     pub fn value(self) -> f64 {
         self.m + self.s.ln()

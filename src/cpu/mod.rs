@@ -7,7 +7,7 @@
 mod grad;
 pub mod linear;
 mod loss;
-mod lse;
+pub(crate) mod lse;
 pub mod shard;
 mod softmax;
 pub mod wide;

@@ -27,7 +27,7 @@
 //! let s1 = Shard { logits: Tensor::new(&b, &[2, 2]), first_class: 3 };
 //! let p0 = partials(&s0, 5, &targets, &opts)?;
 //! let p1 = partials(&s1, 5, &targets, &opts)?;
-//! let merged = merge(&[p0, p1]);
+//! let merged = merge(&[p0, p1])?;
 //! let mean = loss(&merged, 5, &targets, &opts)?;
 //! let g1 = grad(&s1, 5, &merged, &targets, &opts)?; // d loss / d logits[:, 3..5]
 //! assert_eq!(g1.shape, vec![2, 2]);
@@ -89,7 +89,7 @@ impl Partial {
 
     /// A GPU shard's partial of one row from its two stats vec4s (the device layout,
     /// [`crate::Context::prepare_cross_entropy_shard_device`]): `p` = (max, sum_exp, q, a)
-    /// with a = Σ q_c (z_c - r), and `e` = (r, z_target, found, 0).
+    /// with a = Σ q_c (z_c - r) against a reference r, and `e` = (r, z_target, found, 0).
     pub fn from_planes(p: [f32; 4], e: [f32; 4]) -> Partial {
         let (m, q, a, r) = (p[0] as f64, p[2] as f64, p[3] as f64, e[0] as f64);
         Partial {
@@ -115,14 +115,11 @@ impl Partial {
     /// This partial and a later shard's, as one: associative in exact arithmetic; merged
     /// in shard order the result is the same bits on every run.
     pub fn merge(self, later: Partial) -> Partial {
-        let m = if later.max > self.max {
-            later.max
-        } else {
-            self.max
-        };
+        let st = self.lse().merge(later.lse());
+        let m = st.m;
         Partial {
             max: m,
-            sum_exp: self.sum_exp * (self.max - m).exp() + later.sum_exp * (later.max - m).exp(),
+            sum_exp: st.s,
             q: self.q + later.q,
             qd: self.qd + self.q * (self.max - m) + later.qd + later.q * (later.max - m),
             target: self.target.or(later.target),
@@ -172,12 +169,19 @@ pub fn partials(
         .collect())
 }
 
-/// Every row's partials merged over the shards, in the order given (rank order).
-pub fn merge(shards: &[Vec<Partial>]) -> Vec<Partial> {
+/// Every row's partials merged over the shards, in the order given (rank order); an error
+/// when the shards do not all hold the same rows.
+pub fn merge(shards: &[Vec<Partial>]) -> Result<Vec<Partial>> {
     let rows = shards.first().map_or(0, |s| s.len());
-    (0..rows)
+    if let Some(s) = shards.iter().find(|s| s.len() != rows) {
+        return Err(XentError::InvalidShape(format!(
+            "shards' partials cover {rows} and {} rows: every shard holds every row",
+            s.len()
+        )));
+    }
+    Ok((0..rows)
         .map(|r| shards.iter().fold(Partial::EMPTY, |acc, s| acc.merge(s[r])))
-        .collect()
+        .collect())
 }
 
 /// Each row's loss and its share of the mean's denominator, from its merged partial.

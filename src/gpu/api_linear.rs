@@ -3,10 +3,12 @@
 //! src/gpu/api.rs).
 
 use super::context::Context;
+use super::kernels::Entry;
 use super::linear::device::{DeviceLinear, PreparedLinearDevice};
 use super::linear::shard::{LinearShard, PreparedLinearShard};
 use super::linear::{PreparedLinear, PreparedMatmul};
 use super::loss::{DeviceShard, PreparedShard, PreparedShardDevice, VocabShard};
+use super::softmax::shard::run_softmax_sharded;
 use super::tuning::ContextOptions;
 use crate::error::Result;
 use crate::linear::{Linear, LinearOutput};
@@ -168,6 +170,39 @@ impl Context {
         grad: bool,
     ) -> Result<LinearOutput> {
         super::linear::shard::run_linear_sharded(devices, linear, target, opts, grad)
+    }
+
+    /// `log_softmax` (`log`) or `softmax` of rows held as class shards `[rows, Cs_k]` (the
+    /// class axis last, classes in shard order): each shard's slice of the output. Shard k
+    /// runs on `devices[k % devices.len()]`; each row's (max, sum-exp) partials are merged on
+    /// the host in shard order between the shards' two passes.
+    pub fn softmax_sharded(
+        devices: &[Context],
+        shards: &[Tensor<f32>],
+        log: bool,
+    ) -> Result<Vec<Output>> {
+        let entry = if log {
+            Entry::LogSoftmax
+        } else {
+            Entry::Softmax
+        };
+        run_softmax_sharded(devices, entry, shards, None)
+    }
+
+    /// The backward of [`Context::softmax_sharded`]: each shard's slice of the input's
+    /// gradient, from the shards of the upstream gradient and of the forward output (each
+    /// row's Σ merged on the host in shard order).
+    pub fn softmax_backward_sharded(
+        devices: &[Context],
+        grad_out: &[Tensor<f32>],
+        out: &[Tensor<f32>],
+        log: bool,
+    ) -> Result<Vec<Output>> {
+        let entry = match log {
+            true => Entry::LogSoftmaxBackward,
+            false => Entry::SoftmaxBackward,
+        };
+        run_softmax_sharded(devices, entry, out, Some(grad_out))
     }
 
     /// `count` contexts to hold shards: each adapter wgpu finds (on the backends

@@ -1,6 +1,6 @@
 //! The one GPU context: adapter, device, queue and every pipeline, created once.
 
-use super::adapter::{choose_adapter, shard_adapters};
+use super::adapter::choose_adapter;
 use super::buffers::wide_unit;
 use super::kernels::{DeviceCaps, Entry, KernelKey, Kernels, RowReduce, Variant};
 use super::tuning::{ContextOptions, Tuning};
@@ -52,20 +52,11 @@ impl Context {
         Self::on_adapter(&adapter, options).await
     }
 
-    /// The async form of [`Context::for_shards`].
-    pub async fn for_shards_async(count: usize, options: ContextOptions) -> Result<Vec<Self>> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapters = shard_adapters(&instance).await?;
-        let mut out = Vec::with_capacity(count);
-        for k in 0..count {
-            out.push(Self::on_adapter(&adapters[k % adapters.len()], options.clone()).await?);
-        }
-        Ok(out)
-    }
-
     /// A device of its own on `adapter`, every pipeline compiled.
-    async fn on_adapter(adapter: &wgpu::Adapter, options: ContextOptions) -> Result<Self> {
+    pub(crate) async fn on_adapter(
+        adapter: &wgpu::Adapter,
+        options: ContextOptions,
+    ) -> Result<Self> {
         let info = adapter.get_info();
         // The adapter's own limits: wgpu's defaults cap bindings at 128 MiB and buffers at 256 MiB.
         let limits = adapter.limits();

@@ -14,6 +14,8 @@ use crate::gpu::kernels::uniform;
 use crate::layout::RowLayout;
 use crate::options::{DType, Float, Logits, Output, Tensor};
 
+pub(crate) mod shard;
+
 uniform! {
     /// The uniform of shaders/softmax.wgsl: what each field means is documented there.
     pub(crate) struct SoftmaxParams in Softmax {
@@ -35,6 +37,8 @@ struct SoftmaxChunk<'a> {
     walk: rows::RowPlan,
     seg_first: u32,
     stats: &'a wgpu::Buffer,
+    /// The split kernels even for one segment a row (a vocabulary shard: `shard`).
+    split_always: bool,
 }
 
 /// A softmax-family call with its input on the device and everything built: each
@@ -110,6 +114,7 @@ impl Context {
                 walk,
                 seg_first: chunk.seg_first,
                 stats: stats.as_ref().expect("a row's first chunk comes first"),
+                split_always: false,
             };
             let kind = self.variant(x.float(), [input.size()]);
             let passes = (&mut program, &mut second);
@@ -177,7 +182,7 @@ impl Context {
         let shape = format!("rows={rows} C={} inner={}", layout.classes, layout.inner);
         // The forward writes y row by row: 8 values a store where that is safe.
         let out_kind = self.with_wide_output(kind, layout.inner, [(layout.classes, output.size())]);
-        if split.segments > 1 {
+        if split.segments > 1 || part.split_always {
             let (first, second) = match entry {
                 Entry::LogSoftmax => (Entry::SoftmaxPartials, Entry::LogSoftmaxSegments),
                 Entry::Softmax => (Entry::SoftmaxPartials, Entry::SoftmaxSegments),
@@ -250,6 +255,7 @@ impl Context {
                 walk,
                 seg_first: 0,
                 stats: &self.partials(layout.rows(), walk.split.segments)?,
+                split_always: false,
             };
             let kind = self.variant(dtype, [bound.size]);
             let mut second = Program::default();

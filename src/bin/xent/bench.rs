@@ -323,9 +323,6 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     }
     check_outputs(&[("--json", a.json.as_deref()), ("--plot", a.plot.as_deref())])?;
     if let Some(count) = a.shards {
-        if a.shapes.is_empty() {
-            return Err(CliError::Arg("--shards needs --shape NxC".into()));
-        }
         return crate::bench_shards::run(a, count);
     }
     if a.ops.iter().any(|&op| crate::bench_linear::is_linear(op)) {

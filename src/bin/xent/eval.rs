@@ -259,8 +259,10 @@ fn compute(a: &EvalArgs) -> Result<Results> {
         }
         (DeviceKind::Gpu, _) => match a.shards {
             Some(count) => {
-                let devices = sharded::devices(count)?;
-                Results::F32(sharded::cross_entropy(&devices, &inputs, &opts, grad)?)
+                let classes = sharded::classes(&inputs.shape, a.op, dim);
+                let devices = sharded::devices(count, classes)?;
+                let out = sharded::run(&devices, a.op, &inputs, &opts, (grad, dim))?;
+                Results::F32(out)
             }
             None => {
                 let ctx = Context::new()?;
@@ -296,7 +298,8 @@ fn compute_linear(a: &EvalArgs) -> Result<Results> {
         }
         (DeviceKind::Gpu, _) => match a.shards {
             Some(count) => {
-                let devices = sharded::devices(count)?;
+                let classes = li.linear_weight.shape.first().copied().unwrap_or(0);
+                let devices = sharded::devices(count, classes)?;
                 Results::Linear(linear::run_sharded(&devices, &li, &opts, grad)?)
             }
             None => Results::Linear(linear::run_gpu(&Context::new()?, &li, &opts, grad)?),

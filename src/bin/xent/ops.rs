@@ -16,7 +16,6 @@ fn users(flag: &str) -> &'static [Op] {
         | "--reduction" => LOSSES,
         "--label-smoothing" | "--probs" => SMOOTHED,
         "--z-loss" | "--softcap" | "--lse-out" => &[Op::CrossEntropy],
-        "--shards" => SMOOTHED,
         "--dim" => &[Op::LogSoftmax, Op::Softmax],
         "--linear-weight"
         | "--linear-bias"

@@ -127,7 +127,7 @@ impl PreparedLinearShard {
             };
             let bias = self.bias.then(|| Output {
                 data: (0..cs)
-                    .map(|c| (0..n).map(|r| g[r * cs + c]).sum())
+                    .map(|c| (0..n).map(|r| g[r * cs + c] as f64).sum::<f64>() as f32)
                     .collect(),
                 shape: vec![cs],
             });
@@ -245,7 +245,7 @@ pub(crate) fn run_linear_sharded(
         Ok((prepared, partials))
     };
     let (prepared, partials): (Vec<_>, Vec<_>) = concurrently(count, prepare)?.into_iter().unzip();
-    let merged = merge(&partials);
+    let merged = merge(&partials)?;
     let mut loss = merged_loss(&merged, c, &problem, opts)?;
     if opts.reduction == Reduction::None {
         loss.shape = problem.out_shape.clone();

@@ -7,8 +7,9 @@
 //! Each row of a device shard is one segment (`cross_entropy_partials` with one workgroup per
 //! row), so its partial is one pair of vec4s, `[2, N, 4]` f32:
 //! - plane 0, row n: (max, sum_exp, q, a), with a = Σ q_c (z_c - r);
-//! - plane 1, row n: (r, z_target, found, 0): r is the row's first logit here (after softcap),
-//!   found is 1 where the row's target class lies in the shard.
+//! - plane 1, row n: (r, z_target, found, 0): r is the reference a is taken against (any
+//!   finite value: the kernel picks one that keeps a small), found is 1 where the row's
+//!   target class lies in the shard. Rows and classes: at least one of each.
 //!
 //! [`crate::cpu::shard::Partial::from_planes`] reads one row. For the gradient the caller
 //! writes each row's merged (max, sum_exp, q, lse) ([`crate::cpu::shard::Partial::stats`])

@@ -60,7 +60,7 @@ pub(crate) fn run_sharded(
     };
     let done = concurrently(shards.len(), prepare)?;
     let (prepared, partials): (Vec<_>, Vec<_>) = done.into_iter().unzip();
-    let merged = shard::merge(&partials);
+    let merged = shard::merge(&partials)?;
     let loss = merged_loss(&merged, c, &problem, opts)?;
     if !grad {
         return Ok((loss, None));
@@ -86,11 +86,9 @@ pub(crate) fn concurrently<T: Send>(
         handles
             .into_iter()
             .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(XentError::InvalidArgument(
-                        "a shard's thread panicked".into(),
-                    ))
-                })
+                // A panic is a bug, not an input error: it goes on as the panic it was.
+                h.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
             })
             .collect()
     })
