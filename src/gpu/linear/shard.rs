@@ -198,29 +198,7 @@ pub(crate) fn run_linear_sharded(
     let b = linear.linear_bias.map(|b| b.to_f32());
     let count = devices.len().min(c).max(1);
     let bounds: Vec<usize> = (0..=count).map(|k| k * c / count).collect();
-    let classes: Vec<i64> = match &problem.targets {
-        Targets::Classes(t) => t
-            .iter()
-            .map(|&y| {
-                if y == IGNORED {
-                    opts.ignore_index
-                } else {
-                    y as i64
-                }
-            })
-            .collect(),
-        Targets::Probs(_) => vec![],
-    };
-    let probs: Vec<Vec<f32>> = bounds
-        .windows(2)
-        .map(|s| match &problem.targets {
-            Targets::Probs(q) => (0..n)
-                .flat_map(|r| &q[r * c + s[0]..r * c + s[1]])
-                .copied()
-                .collect(),
-            Targets::Classes(_) => vec![],
-        })
-        .collect();
+    let (classes, probs) = shard_targets(&problem, &bounds, (n, c), opts);
     let (xs, rows) = ([n, d], [n]);
     let shapes: Vec<([usize; 2], [usize; 2], [usize; 1])> = bounds
         .windows(2)
@@ -259,29 +237,73 @@ pub(crate) fn run_linear_sharded(
     };
     if grad {
         let grads = concurrently(count, |k| prepared[k].grads(&merged))?;
-        let mut dx = vec![0f32; n * d];
-        for g in &grads {
-            dx.iter_mut().zip(&g.input.data).for_each(|(a, v)| *a += v);
-        }
-        let dw = grads
-            .iter()
-            .flat_map(|g| g.weight.data.iter().copied())
-            .collect();
-        out.grad_input = Some(Output {
-            data: dx,
-            shape: linear.input.shape().to_vec(),
-        });
-        out.grad_linear_weight = Some(Output {
-            data: dw,
-            shape: vec![c, d],
-        });
-        out.grad_linear_bias = b.as_ref().map(|_| Output {
-            data: grads
-                .iter()
-                .flat_map(|g| g.bias.iter().flat_map(|b| b.data.iter().copied()))
-                .collect(),
-            shape: vec![c],
-        });
+        let (dx, dw, db) = join_grads(&grads, linear.input.shape(), (n, d, c), b.is_some());
+        (out.grad_input, out.grad_linear_weight, out.grad_linear_bias) = (Some(dx), Some(dw), db);
     }
     Ok(out)
+}
+
+/// The class targets `[N]` as every shard takes them (ignored rows as `ignore_index`), and
+/// each shard's slice of probability targets.
+fn shard_targets(
+    problem: &crate::problem::LossProblem,
+    bounds: &[usize],
+    (n, c): (usize, usize),
+    opts: &LossOptions,
+) -> (Vec<i64>, Vec<Vec<f32>>) {
+    match &problem.targets {
+        Targets::Classes(t) => {
+            let back = |y: i32| {
+                if y == IGNORED {
+                    opts.ignore_index
+                } else {
+                    y as i64
+                }
+            };
+            (
+                t.iter().map(|&y| back(y)).collect(),
+                vec![vec![]; bounds.len() - 1],
+            )
+        }
+        Targets::Probs(q) => {
+            let slice = |s: &[usize]| -> Vec<f32> {
+                (0..n)
+                    .flat_map(|r| &q[r * c + s[0]..r * c + s[1]])
+                    .copied()
+                    .collect()
+            };
+            (vec![], bounds.windows(2).map(slice).collect())
+        }
+    }
+}
+
+/// dX summed over the shards in order, and dW and db joined from their slices.
+fn join_grads(
+    grads: &[LinearShardGrads],
+    input_shape: &[usize],
+    (n, d, c): (usize, usize, usize),
+    bias: bool,
+) -> (Output, Output, Option<Output>) {
+    let mut dx = vec![0f32; n * d];
+    for g in grads {
+        dx.iter_mut().zip(&g.input.data).for_each(|(a, v)| *a += v);
+    }
+    let dw = grads.iter().flat_map(|g| g.weight.data.iter().copied());
+    let db = grads
+        .iter()
+        .flat_map(|g| g.bias.iter().flat_map(|b| b.data.iter().copied()));
+    (
+        Output {
+            data: dx,
+            shape: input_shape.to_vec(),
+        },
+        Output {
+            data: dw.collect(),
+            shape: vec![c, d],
+        },
+        bias.then(|| Output {
+            data: db.collect(),
+            shape: vec![c],
+        }),
+    )
 }

@@ -60,25 +60,7 @@ impl Context {
     ) -> Result<PreparedShardDevice> {
         let (n, cs, spec) = self.shard_device_spec(&call, opts)?;
         let t = self.walk_tuning();
-        // One segment a row: within the loop-trip and binding limits, never split for threads.
-        let one = rows::WalkTuning {
-            min_workgroups: 1,
-            ..t
-        };
-        let own = RowLayout {
-            outer: n,
-            classes: cs,
-            inner: 1,
-        };
-        if rows::split(&own, &one).segments > 1 {
-            return Err(XentError::Unsupported(format!(
-                "a device shard of {cs} classes is longer than one workgroup walks on this adapter: use more shards"
-            )));
-        }
-        let split = Split {
-            segments: 1,
-            len: (cs as u32).next_multiple_of(4),
-        };
+        let split = one_segment(&t, n, cs)?;
         let grad = match call.grad_into {
             Some(_) => Grad::OutOfPlace,
             None => Grad::None,
@@ -275,4 +257,26 @@ impl PreparedShardDevice {
         self.ctx.record(encoder, program, None);
         Ok(())
     }
+}
+
+/// One segment a row: within the loop-trip and binding limits, never split for threads.
+fn one_segment(t: &rows::WalkTuning, n: usize, cs: usize) -> Result<Split> {
+    let one = rows::WalkTuning {
+        min_workgroups: 1,
+        ..*t
+    };
+    let own = RowLayout {
+        outer: n,
+        classes: cs,
+        inner: 1,
+    };
+    if rows::split(&own, &one).segments > 1 {
+        return Err(XentError::Unsupported(format!(
+            "a device shard of {cs} classes is longer than one workgroup walks on this adapter: use more shards"
+        )));
+    }
+    Ok(Split {
+        segments: 1,
+        len: (cs as u32).next_multiple_of(4),
+    })
 }
