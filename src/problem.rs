@@ -78,11 +78,7 @@ pub fn check_cross_entropy(
     target: &Target,
     opts: &LossOptions,
 ) -> Result<Vec<usize>> {
-    let len = input_shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .unwrap_or(usize::MAX);
-    Ok(check_loss(Loss::CrossEntropy, input_shape, len, target, opts)?.out_shape)
+    check_only(Loss::CrossEntropy, input_shape, target, opts)
 }
 
 /// As [`check_cross_entropy`], for `nll_loss`.
@@ -91,11 +87,21 @@ pub fn check_nll_loss(
     target: &Target,
     opts: &LossOptions,
 ) -> Result<Vec<usize>> {
-    let len = input_shape
+    check_only(Loss::Nll, input_shape, target, opts)
+}
+
+/// `op`'s checks of a shape with no data: its element count is taken as the data's.
+fn check_only(
+    op: Loss,
+    shape: &[usize],
+    target: &Target,
+    opts: &LossOptions,
+) -> Result<Vec<usize>> {
+    let len = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .unwrap_or(usize::MAX);
-    Ok(check_loss(Loss::Nll, input_shape, len, target, opts)?.out_shape)
+    Ok(check_loss(op, shape, len, target, opts)?.out_shape)
 }
 
 /// As [`check_loss`] for targets on the device: shapes and options only (the values are

@@ -5,27 +5,9 @@
 
 mod common;
 
-use common::ctx;
+use common::{ctx, shard_devices};
 use proptest::prelude::*;
-use std::sync::OnceLock;
 use wgpu_xent::{BackwardOptions, Context, ContextOptions, LossOptions, Reduction, Target, Tensor};
-
-/// Devices for the shards: the test's context, a second device on its adapter, and one whose
-/// bindings hold 4 KiB (a shard of many rows is cut into row chunks there).
-fn devices() -> &'static [Context] {
-    static DEVICES: OnceLock<Vec<Context>> = OnceLock::new();
-    DEVICES.get_or_init(|| {
-        let small = ContextOptions {
-            max_binding_bytes: Some(4096),
-            ..Default::default()
-        };
-        vec![
-            ctx().clone(),
-            Context::new().expect("a second device"),
-            Context::with_options(small).expect("a device with small bindings"),
-        ]
-    })
-}
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -103,7 +85,7 @@ fn check(case: &Case) {
         .zip(&shapes)
         .map(|(x, s)| Tensor::new(x, s))
         .collect();
-    let on = &devices()[..case.devices];
+    let on = &shard_devices()[..case.devices];
     let (loss, grads) = Context::cross_entropy_sharded(on, &shards, target, &opts, true).unwrap();
     let (again, again_grads) =
         Context::cross_entropy_sharded(on, &shards, target, &opts, true).unwrap();

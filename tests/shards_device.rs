@@ -203,4 +203,26 @@ fn bad_device_shards_are_refused() {
     let prepared = ctx.prepare_cross_entropy_shard_device(call, &opts).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     assert!(prepared.record_grad(&mut encoder).is_err());
+    // A row is one segment on the device: past what one workgroup walks, an error.
+    let short = wgpu_xent::Context::with_options(wgpu_xent::ContextOptions {
+        max_loop_trips: Some(8),
+        ..Default::default()
+    })
+    .unwrap();
+    let long = DeviceTensor::zeros(&short, &[4, 100_000]).unwrap();
+    let target = DeviceTensor::from_host(&short, &[0i64, 1, 2, 3], &[4], DType::I64).unwrap();
+    let call = DeviceShard {
+        logits: &long,
+        target: &target,
+        first_class: 0,
+        classes: 100_000,
+        grad_into: None,
+    };
+    let e = short
+        .prepare_cross_entropy_shard_device(call, &opts)
+        .err()
+        .map(|e| e.to_string());
+    assert!(e
+        .unwrap_or_default()
+        .contains("longer than one workgroup walks"));
 }

@@ -5,25 +5,9 @@
 
 mod common;
 
-use common::{ctx, Rng};
+use common::{ctx, shard_devices, Rng};
 use proptest::prelude::*;
-use std::sync::OnceLock;
-use wgpu_xent::{Context, ContextOptions, Output, Tensor};
-
-fn devices() -> &'static [Context] {
-    static DEVICES: OnceLock<Vec<Context>> = OnceLock::new();
-    DEVICES.get_or_init(|| {
-        let small = ContextOptions {
-            max_binding_bytes: Some(4096),
-            ..Default::default()
-        };
-        vec![
-            ctx().clone(),
-            Context::new().expect("a second device"),
-            Context::with_options(small).expect("a device with small bindings"),
-        ]
-    })
-}
+use wgpu_xent::{Context, Output, Tensor};
 
 /// Classes `starts[i]..starts[i + 1]` of every row of `v` (`[n, c]`).
 fn slice(v: &[f32], n: usize, c: usize, c0: usize, c1: usize) -> Vec<f32> {
@@ -73,7 +57,7 @@ fn check(n: usize, sizes: &[usize], on: usize, log: bool, seed: u64) {
     };
     let shapes: Vec<[usize; 2]> = sizes.iter().map(|&s| [n, s]).collect();
     let (xs, gys, ys) = (cut(&x), cut(&gy), cut(&y.data));
-    let devices = &devices()[..on];
+    let devices = &shard_devices()[..on];
     let run = || -> (Vec<Output>, Vec<Output>) {
         let out = Context::softmax_sharded(devices, &tensors(&xs, &shapes), log).unwrap();
         let back = Context::softmax_backward_sharded(

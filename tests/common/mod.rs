@@ -17,6 +17,23 @@ pub fn ctx() -> &'static Context {
     })
 }
 
+/// Devices for vocabulary shards: the test's context, a second device on its adapter, and
+/// one whose bindings hold 4 KiB (a shard of many rows is cut into row chunks there).
+pub fn shard_devices() -> &'static [Context] {
+    static DEVICES: OnceLock<Vec<Context>> = OnceLock::new();
+    DEVICES.get_or_init(|| {
+        let small = wgpu_xent::ContextOptions {
+            max_binding_bytes: Some(4096),
+            ..Default::default()
+        };
+        vec![
+            ctx().clone(),
+            Context::new().expect("a second device"),
+            Context::with_options(small).expect("a device with small bindings"),
+        ]
+    })
+}
+
 /// Asserts `|ours - truth| <= tol_abs + tol_rel·|truth|` elementwise, NaN where the truth is
 /// NaN and the same infinities: the rule of the golden cases.
 pub fn assert_close(what: &str, ours: &[f32], truth: &[f64], tol_abs: f64, tol_rel: f64) {
