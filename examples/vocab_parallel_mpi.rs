@@ -106,7 +106,7 @@ impl Problem {
                 label_smoothing: 0.1,
                 ..Default::default()
             },
-            bounds: (0..=ranks).map(|k| k * c / ranks).collect(),
+            bounds: wgpu_xent::cpu::shard::even_bounds(c, ranks),
         })
     }
 

@@ -169,6 +169,13 @@ pub fn partials(
         .collect())
 }
 
+/// Where `classes` are cut into `shards` slices as even as they come, never more slices than
+/// classes (and one for none): shard k holds classes `bounds[k]..bounds[k + 1]`.
+pub fn even_bounds(classes: usize, shards: usize) -> Vec<usize> {
+    let count = shards.min(classes).max(1);
+    (0..=count).map(|k| k * classes / count).collect()
+}
+
 /// Every row's partials merged over the shards, in the order given (rank order); an error
 /// when the shards do not all hold the same rows.
 pub fn merge(shards: &[Vec<Partial>]) -> Result<Vec<Partial>> {

@@ -5,6 +5,7 @@
 
 use crate::bench::BenchArgs;
 use crate::error::{CliError, Result};
+use crate::sharded::{tensors, Cut};
 use crate::traffic::BenchOp;
 use std::time::Instant;
 use wgpu_xent::{Context, LossOptions, Target, Tensor};
@@ -100,22 +101,10 @@ fn time_shape(
     let mut rng = crate::rng::Rng::new(7);
     let x: Vec<f32> = (0..n * c).map(|_| rng.normal(2.0)).collect();
     let t: Vec<i64> = (0..n).map(|_| rng.below(c) as i64).collect();
-    let k = devices.len().min(c);
-    let bounds: Vec<usize> = (0..=k).map(|i| i * c / k).collect();
-    let parts: Vec<Vec<f32>> = bounds
-        .windows(2)
-        .map(|b| {
-            (0..n)
-                .flat_map(|r| x[r * c + b[0]..r * c + b[1]].to_vec())
-                .collect()
-        })
-        .collect();
-    let shard_shapes: Vec<[usize; 2]> = bounds.windows(2).map(|b| [n, b[1] - b[0]]).collect();
-    let shards: Vec<Tensor<f32>> = parts
-        .iter()
-        .zip(&shard_shapes)
-        .map(|(p, s)| Tensor::new(p, s))
-        .collect();
+    let cut = Cut::new((n, c, 1), devices.len());
+    let k = cut.count();
+    let (parts, shard_shapes) = (cut.shards(&x), cut.shapes());
+    let shards = tensors(&parts, &shard_shapes);
     let (shape, rows) = ([n, c], [n]);
     let target = Target::I64(Tensor::new(&t, &rows));
     let opts = LossOptions::default();

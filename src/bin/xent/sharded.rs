@@ -43,18 +43,16 @@ fn class_axis(shape: &[usize], dim: i64) -> Result<usize> {
 }
 
 /// A rows × C view cut into class shards.
-struct Cut {
+pub struct Cut {
     v: (usize, usize, usize),
     bounds: Vec<usize>,
 }
 
 impl Cut {
-    fn new(v: (usize, usize, usize), devices: usize) -> Self {
-        let c = v.1;
-        let count = devices.min(c).max(1);
+    pub fn new(v: (usize, usize, usize), devices: usize) -> Self {
         Cut {
             v,
-            bounds: (0..=count).map(|k| k * c / count).collect(),
+            bounds: wgpu_xent::cpu::shard::even_bounds(v.1, devices),
         }
     }
 
@@ -62,7 +60,12 @@ impl Cut {
         self.v.0 * self.v.2
     }
 
-    fn shapes(&self) -> Vec<[usize; 2]> {
+    /// How many shards.
+    pub fn count(&self) -> usize {
+        self.bounds.len() - 1
+    }
+
+    pub fn shapes(&self) -> Vec<[usize; 2]> {
         let rows = self.rows();
         self.bounds
             .windows(2)
@@ -82,7 +85,7 @@ impl Cut {
         out
     }
 
-    fn shards(&self, x: &[f32]) -> Vec<Vec<f32>> {
+    pub fn shards(&self, x: &[f32]) -> Vec<Vec<f32>> {
         self.bounds
             .windows(2)
             .map(|b| self.slice(x, b[0], b[1]))
@@ -109,7 +112,7 @@ impl Cut {
     }
 }
 
-fn tensors<'a>(data: &'a [Vec<f32>], shapes: &'a [[usize; 2]]) -> Vec<Tensor<'a, f32>> {
+pub fn tensors<'a>(data: &'a [Vec<f32>], shapes: &'a [[usize; 2]]) -> Vec<Tensor<'a, f32>> {
     data.iter()
         .zip(shapes)
         .map(|(x, s)| Tensor::new(x, s))

@@ -196,8 +196,8 @@ pub(crate) fn run_linear_sharded(
     }
     let (x, w) = (linear.input.to_f32(), linear.linear_weight.to_f32());
     let b = linear.linear_bias.map(|b| b.to_f32());
-    let count = devices.len().min(c).max(1);
-    let bounds: Vec<usize> = (0..=count).map(|k| k * c / count).collect();
+    let bounds = crate::cpu::shard::even_bounds(c, devices.len());
+    let count = bounds.len() - 1;
     let (classes, probs) = shard_targets(&problem, &bounds, (n, c), opts);
     let (xs, rows) = ([n, d], [n]);
     let shapes: Vec<([usize; 2], [usize; 2], [usize; 1])> = bounds
