@@ -2,15 +2,17 @@
 //! shard a slice of the classifier and its bias) against the unsharded call: 2, 3 and 4
 //! shards of uneven sizes (one of a single class, some holding no target), with and without
 //! bias, every reduction and option; the input's gradient summed over the shards; and
-//! bit-for-bit repeatability.
+//! bit-for-bit repeatability. The same for the fused device shards
+//! (`prepare_linear_cross_entropy_shard_device`), their rows in chunks of a small budget.
 
 mod common;
 
 use common::{ctx, Rng};
 use proptest::prelude::*;
-use wgpu_xent::cpu::shard::merge;
+use wgpu_xent::cpu::shard::{merge, Partial};
 use wgpu_xent::{
-    loss_of_merged, Linear, LinearShard, LossOptions, Output, Reduction, Target, Tensor,
+    loss_of_merged, DType, DeviceLinearShard, DeviceTensor, Linear, LinearShard, LossOptions,
+    Output, Reduction, Target, Tensor,
 };
 
 #[derive(Clone, Debug)]
@@ -25,6 +27,126 @@ struct Case {
     softcap: Option<f32>,
     reduction: Reduction,
     seed: u64,
+    /// The device shards' budget of logits, in bytes.
+    budget: usize,
+}
+
+/// Sums each shard's share of dX in shard order, and joins the loss and the slices of dW
+/// and db.
+fn joined(case: &Case, loss: Output, grads: Vec<[Vec<f32>; 3]>) -> Vec<Output> {
+    let (n, d) = (case.n, case.d);
+    let c: usize = case.sizes.iter().sum();
+    let mut dx = vec![0f32; n * d];
+    for g in &grads {
+        dx.iter_mut().zip(&g[0]).for_each(|(a, v)| *a += v);
+    }
+    let out = |data: Vec<f32>, shape: Vec<usize>| Output { data, shape };
+    let dw = grads.iter().flat_map(|g| g[1].clone()).collect();
+    let db = grads.iter().flat_map(|g| g[2].clone()).collect();
+    vec![
+        loss,
+        out(dx, vec![n, d]),
+        out(dw, vec![c, d]),
+        out(db, vec![c]),
+    ]
+}
+
+/// The same over fused device shards: partials recorded into our encoder, read from their
+/// `[2, N, 4]` layout, merged on the host, written back, and each shard's gradients recorded.
+fn sharded_device(
+    case: &Case,
+    x: &[f32],
+    w: &[f32],
+    b: &[f32],
+    t: &[i64],
+    opts: &LossOptions,
+) -> Vec<Output> {
+    let ctx = ctx();
+    let (n, d) = (case.n, case.d);
+    let c: usize = case.sizes.iter().sum();
+    let up =
+        |v: &[f32], shape: &[usize]| DeviceTensor::from_host(ctx, v, shape, DType::F32).unwrap();
+    let (input, target) = (
+        up(x, &[n, d]),
+        DeviceTensor::from_host(ctx, t, &[n], DType::I64).unwrap(),
+    );
+    let dx_all: Vec<DeviceTensor> = case
+        .sizes
+        .iter()
+        .map(|_| DeviceTensor::zeros(ctx, &[n, d]).unwrap())
+        .collect();
+    let (mut c0, mut held) = (0, vec![]);
+    for &cs in &case.sizes {
+        let ws = up(&w[c0 * d..(c0 + cs) * d], &[cs, d]);
+        let bs = up(&b[c0..c0 + cs], &[cs]);
+        let grads = (
+            DeviceTensor::zeros(ctx, &[cs, d]).unwrap(),
+            DeviceTensor::zeros(ctx, &[cs]).unwrap(),
+        );
+        held.push((ws, bs, grads, c0));
+        c0 += cs;
+    }
+    let prepared: Vec<_> = held
+        .iter()
+        .zip(&dx_all)
+        .map(|((ws, bs, (dw, db), first), dx)| {
+            let shard = DeviceLinearShard {
+                input: &input,
+                weight: ws,
+                bias: case.bias.then_some(bs),
+                target: &target,
+                first_class: *first,
+                classes: c,
+                grads_into: Some((dx, dw, case.bias.then_some(db))),
+                budget: case.budget,
+            };
+            ctx.prepare_linear_cross_entropy_shard_device(shard, opts)
+                .unwrap()
+        })
+        .collect();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    prepared
+        .iter()
+        .for_each(|p| p.record_partials(&mut encoder));
+    ctx.queue().submit([encoder.finish()]);
+    let partials: Vec<Vec<Partial>> = prepared
+        .iter()
+        .map(|p| {
+            let v = p.partials().read_f32(ctx).unwrap();
+            let plane = |r: usize, k: usize| -> [f32; 4] {
+                let at = (k * n + r) * 4;
+                [v[at], v[at + 1], v[at + 2], v[at + 3]]
+            };
+            (0..n)
+                .map(|r| Partial::from_planes(plane(r, 0), plane(r, 1)))
+                .collect()
+        })
+        .collect();
+    let merged = merge(&partials).unwrap();
+    let stats: Vec<f32> = merged.iter().flat_map(|p| p.stats()).collect();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    for p in &prepared {
+        let m = p.merged();
+        ctx.queue()
+            .write_buffer(m.buffer(), m.offset(), bytemuck::cast_slice(&stats));
+        p.record_grads(&mut encoder).unwrap();
+    }
+    ctx.queue().submit([encoder.finish()]);
+    let rows = [n];
+    let loss = loss_of_merged(&merged, c, Target::I64(Tensor::new(t, &rows)), opts).unwrap();
+    let read = |t: &DeviceTensor| t.read_f32(ctx).unwrap();
+    let grads = held
+        .iter()
+        .zip(&dx_all)
+        .map(|((_, _, (dw, db), _), dx)| {
+            [
+                read(dx),
+                read(dw),
+                if case.bias { read(db) } else { vec![] },
+            ]
+        })
+        .collect();
+    joined(case, loss, grads)
 }
 
 /// The loss, dX, dW and db over the shards, merged in shard order.
@@ -60,23 +182,15 @@ fn sharded(
     let partials: Vec<_> = prepared.iter().map(|p| p.partials().unwrap()).collect();
     let merged = merge(&partials).unwrap();
     let loss = loss_of_merged(&merged, c, target, opts).unwrap();
-    let grads: Vec<_> = prepared.iter().map(|p| p.grads(&merged).unwrap()).collect();
-    let mut dx = vec![0f32; n * d];
-    for g in &grads {
-        dx.iter_mut().zip(&g.input.data).for_each(|(a, v)| *a += v);
-    }
-    let dw: Vec<f32> = grads.iter().flat_map(|g| g.weight.data.clone()).collect();
-    let db: Vec<f32> = grads
+    let grads = prepared
         .iter()
-        .flat_map(|g| g.bias.as_ref().map_or(vec![], |b| b.data.clone()))
+        .map(|p| {
+            let g = p.grads(&merged).unwrap();
+            let db = g.bias.map_or(vec![], |b| b.data);
+            [g.input.data, g.weight.data, db]
+        })
         .collect();
-    let out = |data: Vec<f32>, shape: Vec<usize>| Output { data, shape };
-    vec![
-        loss,
-        out(dx, vec![n, d]),
-        out(dw, vec![c, d]),
-        out(db, vec![c]),
-    ]
+    joined(case, loss, grads)
 }
 
 fn check(case: &Case) {
@@ -112,8 +226,15 @@ fn check(case: &Case) {
     let truth = ctx()
         .linear_cross_entropy_backward(linear, target, &opts)
         .unwrap();
-    let got = sharded(case, &x, &w, &b, &t, &opts);
-    let again = sharded(case, &x, &w, &b, &t, &opts);
+    for run in [sharded, sharded_device] {
+        let got = run(case, &x, &w, &b, &t, &opts);
+        let again = run(case, &x, &w, &b, &t, &opts);
+        compare(case, &got, &again, &truth);
+    }
+}
+
+/// The sharded results against the unsharded call's, and a second run bit for bit.
+fn compare(case: &Case, got: &[Output], again: &[Output], truth: &wgpu_xent::LinearOutput) {
     let close = |what: &str, a: &[f32], b: &[f32]| {
         assert_eq!(a.len(), b.len(), "{case:?} {what}");
         for (i, (a, b)) in a.iter().zip(b).enumerate() {
@@ -123,20 +244,21 @@ fn check(case: &Case) {
     };
     close("loss", &got[0].data, &truth.loss.data);
     assert_eq!(got[0].shape, truth.loss.shape);
-    close("grad_input", &got[1].data, &truth.grad_input.unwrap().data);
+    let want = |g: &Option<Output>| g.as_ref().unwrap().data.clone();
+    close("grad_input", &got[1].data, &want(&truth.grad_input));
     close(
         "grad_linear_weight",
         &got[2].data,
-        &truth.grad_linear_weight.unwrap().data,
+        &want(&truth.grad_linear_weight),
     );
     if case.bias {
         close(
             "grad_linear_bias",
             &got[3].data,
-            &truth.grad_linear_bias.unwrap().data,
+            &want(&truth.grad_linear_bias),
         );
     }
-    for (a, b) in got.iter().zip(&again) {
+    for (a, b) in got.iter().zip(again) {
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&a.data), bits(&b.data), "{case:?}: not repeatable");
     }
@@ -149,7 +271,7 @@ proptest! {
         n in 1usize..24, d in 1usize..40,
         sizes in prop::collection::vec(1usize..200, 2..5),
         bias: bool, weight: bool, smooth: bool, z: bool, soft: bool,
-        r in 0usize..3, seed: u64,
+        r in 0usize..3, seed: u64, budget in 1usize..8000,
     ) {
         check(&Case {
             n, d, sizes, bias, weight,
@@ -158,6 +280,7 @@ proptest! {
             softcap: soft.then_some(3.0),
             reduction: [Reduction::Mean, Reduction::Sum, Reduction::None][r],
             seed,
+            budget,
         });
     }
 }
@@ -180,6 +303,7 @@ fn a_shard_of_one_class_and_shards_without_targets() {
             softcap: Some(5.0),
             reduction: Reduction::Mean,
             seed: 11,
+            budget: 3000,
         });
     }
 }
@@ -238,4 +362,82 @@ fn the_helper_over_several_devices_equals_the_unsharded_call() {
             }
         }
     }
+}
+
+#[test]
+fn bad_device_linear_shards_are_refused() {
+    let ctx = ctx();
+    let t = |shape: &[usize]| DeviceTensor::zeros(ctx, shape).unwrap();
+    let (x, w, b) = (t(&[4, 3]), t(&[2, 3]), t(&[2]));
+    let target = DeviceTensor::from_host(ctx, &[0i64, 1, 2, 3], &[4], DType::I64).unwrap();
+    let (dx, dw, db, probs) = (t(&[4, 3]), t(&[2, 3]), t(&[2]), t(&[4, 5]));
+    let wide = t(&[2, 4]);
+    let call = DeviceLinearShard {
+        input: &x,
+        weight: &w,
+        bias: Some(&b),
+        target: &target,
+        first_class: 3,
+        classes: 5,
+        grads_into: Some((&dx, &dw, Some(&db))),
+        budget: wgpu_xent::DEFAULT_LINEAR_BUDGET,
+    };
+    let err = |call: DeviceLinearShard| {
+        let opts = LossOptions::default();
+        ctx.prepare_linear_cross_entropy_shard_device(call, &opts)
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(err(call), None);
+    let refused = [
+        (
+            DeviceLinearShard {
+                first_class: 4,
+                ..call
+            },
+            "within C",
+        ),
+        (
+            DeviceLinearShard {
+                target: &probs,
+                ..call
+            },
+            "class indices",
+        ),
+        (
+            DeviceLinearShard {
+                weight: &wide,
+                ..call
+            },
+            "linear_weight",
+        ),
+        (DeviceLinearShard { bias: None, ..call }, "without a bias"),
+        (
+            DeviceLinearShard {
+                grads_into: Some((&dx, &dx, None)),
+                ..call
+            },
+            "[2, 3]",
+        ),
+        (
+            DeviceLinearShard {
+                grads_into: Some((&x, &dw, None)),
+                ..call
+            },
+            "shares a buffer",
+        ),
+    ];
+    for (call, words) in refused {
+        let e = err(call).expect(words);
+        assert!(e.contains(words), "{e}: wants {words}");
+    }
+    let no_grads = DeviceLinearShard {
+        grads_into: None,
+        ..call
+    };
+    let prepared = ctx
+        .prepare_linear_cross_entropy_shard_device(no_grads, &Default::default())
+        .unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    assert!(prepared.record_grads(&mut encoder).is_err());
 }

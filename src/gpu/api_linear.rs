@@ -6,6 +6,7 @@ use super::context::Context;
 use super::kernels::Entry;
 use super::linear::device::{DeviceLinear, PreparedLinearDevice};
 use super::linear::shard::{LinearShard, PreparedLinearShard};
+use super::linear::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
 use super::linear::{PreparedLinear, PreparedMatmul};
 use super::loss::{DeviceShard, PreparedShard, PreparedShardDevice, VocabShard};
 use super::softmax::shard::run_softmax_sharded;
@@ -141,6 +142,21 @@ impl Context {
         grad: bool,
     ) -> Result<PreparedLinearShard> {
         self.build_linear_shard(shard, target, opts, grad)
+    }
+
+    /// One vocabulary shard of a `linear_cross_entropy` on tensors already on this device,
+    /// fused (see [`DeviceLinearShard`]): its logits are computed `budget` bytes at a time and
+    /// never held whole. [`PreparedLinearShardDevice::record_partials`] writes each row's
+    /// partial into [`PreparedLinearShardDevice::partials`] (`[2, N, 4]` f32, as
+    /// [`Context::prepare_cross_entropy_shard_device`]'s); move and merge them by any means,
+    /// write the merged statistics into [`PreparedLinearShardDevice::merged`], then
+    /// [`PreparedLinearShardDevice::record_grads`] writes the shard's gradients.
+    pub fn prepare_linear_cross_entropy_shard_device(
+        &self,
+        shard: DeviceLinearShard,
+        opts: &LossOptions,
+    ) -> Result<PreparedLinearShardDevice> {
+        self.build_linear_shard_device(shard, opts)
     }
 
     /// `cross_entropy` of logits `[N, C]` held as class shards `[N, Cs_k]` (classes in shard

@@ -29,6 +29,7 @@ pub use device::DeviceLoss;
 pub use device_tensor::DeviceTensor;
 pub use linear::device::{DeviceLinear, PreparedLinearDevice};
 pub use linear::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};
+pub use linear::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
 pub use linear::{PreparedLinear, PreparedMatmul};
 pub use loss::{
     loss_of_merged, DeviceShard, PreparedLoss, PreparedShard, PreparedShardDevice, VocabShard,

@@ -23,6 +23,7 @@ pub(crate) struct Dispatch {
 
 /// A buffer-to-buffer copy recorded on every run: `bytes` (a multiple of 4) from `src` at
 /// `src_offset` to `dst` at `dst_offset`.
+#[derive(Clone)]
 pub(crate) struct BufferCopy {
     pub src: wgpu::Buffer,
     pub src_offset: u64,

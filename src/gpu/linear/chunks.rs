@@ -203,7 +203,7 @@ impl Context {
     }
 
     /// `logits = X[rows] · Wᵀ + b` into the scratch.
-    fn push_logits(
+    pub(super) fn push_logits(
         &self,
         program: &mut Program,
         t: &Tensors,
@@ -268,7 +268,7 @@ impl Context {
 
     /// A chunk's share of the gradients, from its logits' gradient G in the scratch:
     /// `dX[rows] = G · W`, `dW (+)= Gᵀ · X[rows]`, `db (+)= 1ᵀ · G`.
-    fn push_linear_grads(
+    pub(super) fn push_linear_grads(
         &self,
         program: &mut Program,
         t: &Tensors,

@@ -17,6 +17,9 @@ use crate::options::{DType, Float, LossOptions, Output, Reduction};
 use crate::problem::check_loss_shapes;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+/// Where the gradients go: the input's, the weight's and the bias's (if any), f32.
+pub(crate) type Grads<'a> = (&'a DeviceTensor, &'a DeviceTensor, Option<&'a DeviceTensor>);
+
 /// A `linear_cross_entropy` over device tensors ([`Context::prepare_linear_cross_entropy_device`]):
 /// `input` `[N, D]` or `[D]`, `linear_weight` `[C, D]` and `linear_bias` `[C]`, each f32, f16
 /// or bf16 (16-bit ones are widened into f32 copies of ours on every run: 4 bytes an element
@@ -27,7 +30,7 @@ pub struct DeviceLinear<'a> {
     linear_weight: &'a DeviceTensor,
     linear_bias: Option<&'a DeviceTensor>,
     target: &'a DeviceTensor,
-    grads: Option<(&'a DeviceTensor, &'a DeviceTensor, Option<&'a DeviceTensor>)>,
+    grads: Option<Grads<'a>>,
     budget: usize,
     lse: bool,
 }
@@ -101,7 +104,7 @@ pub struct PreparedLinearDevice {
 }
 
 /// Checks that `t` has `shape`.
-fn check_shape(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<()> {
+pub(super) fn check_shape(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<()> {
     if t.shape() != shape {
         return Err(XentError::InvalidShape(format!(
             "linear_cross_entropy: expected {what} of shape {shape:?}, got {:?}",
@@ -111,8 +114,23 @@ fn check_shape(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// Checks that no gradient shares a buffer with an input: a buffer bound for reading and for
+/// writing in one dispatch is a usage conflict.
+pub(super) fn check_apart(inputs: [Option<&DeviceTensor>; 3], grads: Option<Grads>) -> Result<()> {
+    if let Some((dx, dw, db)) = grads {
+        for g in [Some(dx), Some(dw), db].into_iter().flatten() {
+            if inputs.iter().flatten().any(|i| i.buffer() == g.buffer()) {
+                return Err(XentError::InvalidArgument(
+                    "linear_cross_entropy: a gradient shares a buffer with an input; give it a buffer of its own".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A gradient tensor: f32 of `shape`, where it lies.
-fn grad_at(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<At> {
+pub(super) fn grad_at(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<At> {
     check_shape(t, what, shape)?;
     if t.dtype() != DType::F32 {
         return Err(XentError::Unsupported(format!(
@@ -127,7 +145,7 @@ impl Context {
     /// An input tensor as the products read it: f32 where it lies, or a 16-bit one widened
     /// into an f32 copy of ours at the start of every run (`prelude`), in pieces that fit
     /// one binding.
-    fn f32_view(
+    pub(super) fn f32_view(
         &self,
         t: &DeviceTensor,
         what: &str,
@@ -231,17 +249,8 @@ impl Context {
                 call.target.dtype()
             )));
         }
-        // A buffer bound for reading and for writing in one dispatch is a usage conflict.
         let inputs = [Some(call.input), Some(call.linear_weight), call.linear_bias];
-        if let Some((dx, dw, db)) = call.grads {
-            for g in [Some(dx), Some(dw), db].into_iter().flatten() {
-                if inputs.iter().flatten().any(|i| i.buffer() == g.buffer()) {
-                    return Err(XentError::InvalidArgument(
-                        "linear_cross_entropy: a gradient shares a buffer with an input; give it a buffer of its own".into(),
-                    ));
-                }
-            }
-        }
+        check_apart(inputs, call.grads)?;
         let target_shape = call.target.shape();
         let len = p.rows * p.classes;
         check_loss_shapes(

@@ -17,6 +17,7 @@ pub(crate) mod chunks;
 pub(crate) mod device;
 pub(crate) mod matmul;
 pub(crate) mod shard;
+pub(crate) mod shard_device;
 
 use crate::error::Result;
 use crate::gpu::context::Context;

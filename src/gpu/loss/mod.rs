@@ -10,6 +10,7 @@ pub(crate) mod plan;
 mod prepared;
 mod shard;
 mod shard_device;
+pub(crate) mod shard_kernels;
 mod shards;
 
 pub(crate) use buffers::ChunkInputs;

@@ -1,0 +1,238 @@
+//! The kernels of a vocabulary shard on the device, over row chunks whose logits lie where
+//! the caller put them: a device shard's own tensor (one chunk), or a linear shard's logits
+//! scratch, refilled chunk by chunk. Each row is one segment of `cross_entropy_partials`:
+//! its partial is one pair of vec4s in the chunk's stats, `[2, rows, 4]` f32 (the layout:
+//! src/gpu/loss/shard_device.rs).
+//!
+//! What the caller records, in order: for the partials, each chunk's
+//! [`ShardKernels::push_partials`]; for the gradient, with the merged statistics over plane
+//! 0 of each chunk's stats, [`ShardKernels::push_dens`] (the mean's D, from the targets of
+//! every chunk), then each chunk's [`ShardKernels::push_grad`].
+
+use super::buffers::{ChunkBuffers, ChunkInputs, Common};
+use super::plan::{LossPlan, LossSpec};
+use super::{Grad, Loss, Request};
+use crate::error::{Result, XentError};
+use crate::geometry::rows::{self, Split};
+use crate::gpu::buffers::Bound;
+use crate::gpu::context::Context;
+use crate::gpu::device_tensor::DeviceTensor;
+use crate::gpu::kernels::{Entry, KernelKey};
+use crate::gpu::program::Program;
+use crate::layout::RowLayout;
+use crate::options::{DType, Float, LossOptions, Reduction};
+use crate::problem::check_loss_shapes;
+use std::ops::Range;
+
+/// A shard's rows and classes: rows `[N]`, classes `first_class ..` (`Cs` of them) of C.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ShardRows {
+    pub rows: usize,
+    pub first_class: usize,
+    pub shard_classes: usize,
+    pub classes: usize,
+}
+
+/// One chunk of rows: its logits `[rows, Cs]` and targets `[rows]` where they lie.
+pub(crate) struct ShardChunk {
+    pub logits: Bound,
+    pub targets: Bound,
+    pub rows: Range<usize>,
+}
+
+/// A shard's kernels, planned, with the buffers of each chunk.
+pub(crate) struct ShardKernels {
+    ctx: Context,
+    plan: LossPlan,
+    common: Common,
+    pub chunks: Vec<ChunkBuffers>,
+    reduction: Reduction,
+}
+
+impl Context {
+    /// Plans the kernels of a shard of `shape` over `chunks` ([`Context::shard_spec`] gave
+    /// `spec`), its gradient into `grad_into` (each chunk's `[rows, Cs]` from its start) when
+    /// given.
+    pub(crate) fn shard_kernels(
+        &self,
+        (shape, mut spec): (ShardRows, LossSpec),
+        opts: &LossOptions,
+        chunks: Vec<ShardChunk>,
+        grad_into: Option<Bound>,
+    ) -> Result<ShardKernels> {
+        let t = self.walk_tuning();
+        let longest = chunks.iter().map(|c| c.rows.len()).max().unwrap_or(0);
+        let split = one_segment(&t, longest, shape.shard_classes)?;
+        let req = Request {
+            grad: match grad_into {
+                Some(_) => Grad::OutOfPlace,
+                None => Grad::None,
+            },
+            ..Request::forward(Loss::CrossEntropy)
+        };
+        spec.grad_into = grad_into;
+        let variant = self.variant(Float::F32, chunks.iter().map(|c| c.logits.size));
+        let plan =
+            LossPlan::new(&spec, opts, req, variant, &t)?.split_into(split, t.workgroup_size);
+        let cs = shape.shard_classes;
+        let inputs = chunks
+            .into_iter()
+            .map(|c| ChunkInputs {
+                logits: c.logits,
+                targets: c.targets,
+                probs: None,
+                elems: 0..c.rows.len() * cs,
+                rows: c.rows,
+                seg_first: 0,
+                classes: shape.first_class..shape.first_class + cs,
+            })
+            .collect();
+        let common = self.loss_common(&spec, opts)?;
+        let chunks = self.chunk_buffers((&spec, opts, req), &plan, inputs)?;
+        Ok(ShardKernels {
+            ctx: self.clone(),
+            plan,
+            common,
+            chunks,
+            reduction: opts.reduction,
+        })
+    }
+
+    /// The checks of a shard's rows, classes, class targets `[N]` and options, and its
+    /// problem as rows of all C classes.
+    pub(crate) fn shard_spec(
+        &self,
+        shape: ShardRows,
+        target: &DeviceTensor,
+        opts: &LossOptions,
+    ) -> Result<LossSpec> {
+        let ShardRows {
+            rows: n,
+            first_class,
+            shard_classes: cs,
+            classes,
+        } = shape;
+        if n == 0 || cs == 0 || first_class + cs > classes {
+            return Err(XentError::InvalidShape(format!(
+                "a device shard holds rows and classes {}..{} of C = {}: at least one of each, within C",
+                first_class,
+                first_class + cs,
+                classes
+            )));
+        }
+        let target_words = match target.dtype() {
+            DType::I64 => 2,
+            DType::I32 | DType::U32 => 1,
+            d => {
+                return Err(XentError::InvalidArgument(format!(
+                    "a device shard's targets are class indices (i32, u32 or i64), not {d:?}"
+                )))
+            }
+        };
+        let ignore_index = i32::try_from(opts.ignore_index).map_err(|_| {
+            XentError::InvalidArgument(format!(
+                "ignore_index {} does not fit in 32 bits, which device targets are compared in",
+                opts.ignore_index
+            ))
+        })?;
+        let shape = [n, classes];
+        let problem = check_loss_shapes(
+            Loss::CrossEntropy,
+            &shape,
+            n * classes,
+            target.shape(),
+            false,
+            opts,
+        )?;
+        Ok(LossSpec {
+            layout: problem.layout,
+            input_shape: shape.to_vec(),
+            out_shape: problem.out_shape,
+            target_shape: target.shape().to_vec(),
+            dtype: Float::F32,
+            probs: false,
+            target_words,
+            unsigned_targets: target.dtype() == DType::U32,
+            ignore_index,
+            check_targets: false,
+            grad_into: None,
+            grad_pack: None,
+            weight: None,
+        })
+    }
+}
+
+impl ShardKernels {
+    /// Chunk `k`'s partials into its stats.
+    pub fn push_partials(&self, program: &mut Program, k: usize) -> Result<()> {
+        let chunk = &self.chunks[k];
+        let key = KernelKey::new(Entry::CrossEntropyPartials, self.plan.variant);
+        let bind = self.ctx.forward_bind(&self.common, chunk);
+        let rows = chunk.rows;
+        self.ctx
+            .push(program, key, bind, rows as u64, &format!("rows={rows}"))
+    }
+
+    /// The mean's D (and the sum's 1) into the gradient's scale, from every chunk's targets.
+    pub fn push_dens(&self, program: &mut Program) -> Result<()> {
+        if self.reduction == Reduction::None {
+            return Ok(());
+        }
+        let ctx = &self.ctx;
+        for chunk in &self.chunks {
+            let key = KernelKey::new(Entry::RowDens, self.plan.variant);
+            let groups = (chunk.rows as u64).div_ceil(ctx.workgroup_size() as u64);
+            ctx.push(
+                program,
+                key,
+                ctx.forward_bind(&self.common, chunk),
+                groups,
+                "",
+            )?;
+        }
+        let dens: Vec<_> = self
+            .chunks
+            .iter()
+            .map(|c| (&c.dens as _, &c.dens as _, c.rows))
+            .collect();
+        let scale = Some(&self.common.scale);
+        ctx.push_reduction(program, &dens, self.reduction, scale)?;
+        Ok(())
+    }
+
+    /// Chunk `k`'s slice of the gradient (upstream gradient 1; of the summed losses for
+    /// `none`), from the merged statistics over plane 0 of its stats.
+    pub fn push_grad(&self, program: &mut Program, k: usize) -> Result<()> {
+        let chunk = &self.chunks[k];
+        let outputs = [(
+            chunk.input.classes.len(),
+            chunk.grad.as_ref().map_or(0, |g| g.size),
+        )];
+        let kind = self.ctx.with_wide_output(self.plan.variant, 1, outputs);
+        let key = KernelKey::new(Entry::CrossEntropyGradSegments, kind);
+        let bind = self.ctx.grad_bind(&self.common, chunk, &self.common.scale);
+        self.ctx.push(program, key, bind, chunk.rows as u64, "grad")
+    }
+}
+
+/// One segment a row: within the loop-trip and binding limits, never split for threads.
+fn one_segment(t: &rows::WalkTuning, n: usize, cs: usize) -> Result<Split> {
+    let one = rows::WalkTuning {
+        min_workgroups: 1,
+        ..*t
+    };
+    let own = RowLayout {
+        outer: n,
+        classes: cs,
+        inner: 1,
+    };
+    if rows::split(&own, &one).segments > 1 {
+        return Err(XentError::Unsupported(format!(
+            "a device shard of {cs} classes is longer than one workgroup walks on this adapter: use more shards"
+        )));
+    }
+    Ok(Split {
+        segments: 1,
+        len: (cs as u32).next_multiple_of(4),
+    })
+}
