@@ -2,7 +2,8 @@
 //! shard a slice of the classifier and its bias) against the unsharded call: 2, 3 and 4
 //! shards of uneven sizes (one of a single class, some holding no target), with and without
 //! bias, every reduction and option; the input's gradient summed over the shards; and
-//! bit-for-bit repeatability. The same for the fused device shards
+//! bit-for-bit repeatability; the helper over two devices with class and probability
+//! targets (the shards' fused and unfused forms). The same for the fused device shards
 //! (`prepare_linear_cross_entropy_shard_device`), their rows in chunks of a small budget.
 
 mod common;
@@ -324,15 +325,32 @@ fn the_helper_over_several_devices_equals_the_unsharded_call() {
         .collect();
     let (xs, ws, bs, rows) = ([n, d], [c, d], [c], [n]);
     let linear = Linear::new(Tensor::new(&x, &xs), Tensor::new(&w, &ws)).bias(Tensor::new(&b, &bs));
-    let target = Target::I64(Tensor::new(&t, &rows));
+    // Probability targets take the shards' unfused form, class targets the fused one.
+    let q: Vec<f32> = (0..n * c).map(|_| rng.uniform()).collect();
+    let q: Vec<f32> = q
+        .chunks(c)
+        .flat_map(|r| {
+            r.iter()
+                .map(|v| v / r.iter().sum::<f32>())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let logits = [n, c];
+    let targets = [
+        Target::I64(Tensor::new(&t, &rows)),
+        Target::Probs(Tensor::new(&q, &logits)),
+    ];
     let opts = LossOptions {
         label_smoothing: 0.2,
         ..Default::default()
     };
-    let truth = ctx()
-        .linear_cross_entropy_backward(linear, target, &opts)
-        .unwrap();
-    for shards in 1..=3 {
+    for (target, shards) in targets
+        .into_iter()
+        .flat_map(|t| (1..=3).map(move |s| (t, s)))
+    {
+        let truth = ctx()
+            .linear_cross_entropy_backward(linear, target, &opts)
+            .unwrap();
         let on: Vec<_> = (0..shards).map(|k| devices[k % 2].clone()).collect();
         let got =
             wgpu_xent::Context::linear_cross_entropy_sharded(&on, linear, target, &opts, true)

@@ -185,7 +185,7 @@ impl Context {
         opts: &LossOptions,
         grad: bool,
     ) -> Result<LinearOutput> {
-        super::linear::shard::run_linear_sharded(devices, linear, target, opts, grad)
+        super::linear::shards::run_linear_sharded(devices, linear, target, opts, grad)
     }
 
     /// `log_softmax` (`log`) or `softmax` of rows held as class shards `[rows, Cs_k]` (the

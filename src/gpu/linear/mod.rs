@@ -18,6 +18,7 @@ pub(crate) mod device;
 pub(crate) mod matmul;
 pub(crate) mod shard;
 pub(crate) mod shard_device;
+pub(crate) mod shards;
 
 use crate::error::Result;
 use crate::gpu::context::Context;

@@ -1,20 +1,25 @@
-//! One vocabulary shard of a `linear_cross_entropy`: the rows' hidden states `[N, D]` and a
-//! slice `[Cs, D]` of the classifier (and of its bias), classes `first_class ..` of C. Its
-//! logits `[N, Cs]` are one matrix product; from them come the shard's partials
-//! ([`PreparedShard`]); from the merged partials its slice of d loss / d logits G, and from G
-//! its slices of the weight's and bias's gradients and its share of the input's
-//! (`G · W_s`, which the caller sums over the shards).
-//!
-//! The shard holds its own logits, `N × Cs` floats: C / R classes each over R shards, never
-//! the full C.
+//! One vocabulary shard of a `linear_cross_entropy` on host tensors: the rows' hidden states
+//! `[N, D]` and a slice `[Cs, D]` of the classifier (and of its bias), classes
+//! `first_class ..` of C. From it come the shard's partials; from every shard's merged, its
+//! slices of the weight's and bias's gradients and its share of the input's (`G · W_s`,
+//! which the caller sums over the shards). Two forms:
+//! - class targets: the fused device shard (src/gpu/linear/shard_device.rs) over our copies
+//!   of the tensors. The logits are held `DEFAULT_LINEAR_BUDGET` bytes at a time, never whole;
+//! - probability targets (this shard's slice `[N, Cs]` of them), and empty products: the
+//!   logits `[N, Cs]` whole ([`PreparedShard`]), then G, then G's products with the host's
+//!   transposes of X and W_s. The shard holds `N × Cs` floats: C / R classes each over R
+//!   shards, never the full C.
 
-use crate::cpu::shard::{merge, Partial};
+use super::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
+use crate::cpu::shard::Partial;
 use crate::error::{Result, XentError};
 use crate::gpu::context::Context;
-use crate::gpu::loss::{concurrently, merged_loss, Loss, PreparedShard, VocabShard};
-use crate::linear::{Linear, LinearOutput};
-use crate::options::{LossOptions, Output, Reduction, Target, Tensor};
+use crate::gpu::device_tensor::DeviceTensor;
+use crate::gpu::loss::{Loss, PreparedShard, VocabShard};
+use crate::linear::DEFAULT_LINEAR_BUDGET;
+use crate::options::{DType, LossOptions, Output, Target, Tensor};
 use crate::problem::{check_loss, Targets, IGNORED};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A shard of a `linear_cross_entropy`, in f32.
 #[derive(Clone, Copy, Debug)]
@@ -43,11 +48,32 @@ pub struct LinearShardGrads {
 /// every shard's merged, [`PreparedLinearShard::grads`].
 pub struct PreparedLinearShard {
     ctx: Context,
+    form: Form,
+    dims: (usize, usize, usize),
+}
+
+enum Form {
+    Fused(Box<Fused>),
+    Whole(Box<Whole>),
+}
+
+/// Class targets: the fused device shard and its tensors.
+struct Fused {
+    shard: PreparedLinearShardDevice,
+    /// Our copies of the inputs, which its programs read.
+    _inputs: Vec<DeviceTensor>,
+    /// dX's share, dW_s and db_s, with the backward.
+    grads: Option<(DeviceTensor, DeviceTensor, Option<DeviceTensor>)>,
+    /// Whether the partials have run (the gradients read what they left).
+    ran: AtomicBool,
+}
+
+/// The logits whole, and Xᵀ `[D, N]` and W_sᵀ `[D, Cs]`, the backward's second operands
+/// (K-contiguous).
+struct Whole {
     loss: PreparedShard,
-    /// Xᵀ `[D, N]` and W_sᵀ `[D, Cs]`, the backward's second operands (K-contiguous).
     x_t: Vec<f32>,
     w_t: Vec<f32>,
-    dims: (usize, usize, usize),
     bias: bool,
 }
 
@@ -69,12 +95,6 @@ impl Context {
         };
         shard.input.check_len("input")?;
         shard.weight.check_len("linear_weight")?;
-        // An empty product (no rows or no features) is all zeros, without a dispatch.
-        let empty = n == 0 || d == 0;
-        let mut logits = match empty {
-            true => vec![0f32; n * cs],
-            false => self.matmul(shard.input, shard.weight)?.data,
-        };
         if let Some(b) = shard.bias {
             if b.shape != [cs] {
                 return Err(XentError::InvalidShape(format!(
@@ -83,6 +103,95 @@ impl Context {
                 )));
             }
             b.check_len("linear_bias")?;
+        }
+        let classes = matches!(target, Target::I64(_) | Target::I32(_) | Target::U32(_));
+        let form = match classes && n > 0 && d > 0 && cs > 0 {
+            true => Form::Fused(Box::new(self.fused_shard(shard, target, opts, grad)?)),
+            false => Form::Whole(Box::new(self.whole_shard(shard, target, opts, grad)?)),
+        };
+        Ok(PreparedLinearShard {
+            ctx: self.clone(),
+            form,
+            dims: (n, d, cs),
+        })
+    }
+
+    /// The fused device shard over copies of the tensors, its class targets checked over all
+    /// C here (the device shard does not check them) and the ignored ones marked.
+    fn fused_shard(
+        &self,
+        shard: LinearShard,
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<Fused> {
+        let (&[n, d], cs) = (shard.input.shape, shard.weight.shape[0]) else {
+            unreachable!("checked by build_linear_shard")
+        };
+        let shape = [n, shard.classes];
+        let problem = check_loss(Loss::CrossEntropy, &shape, n * shard.classes, &target, opts)?;
+        let Targets::Classes(classes) = &problem.targets else {
+            unreachable!("class targets")
+        };
+        let opts = LossOptions {
+            ignore_index: IGNORED as i64,
+            ..*opts
+        };
+        let up = |t: &Tensor<f32>| DeviceTensor::from_host(self, t.data, t.shape, DType::F32);
+        let mut inputs = vec![
+            up(&shard.input)?,
+            up(&shard.weight)?,
+            DeviceTensor::from_host(self, classes, &[n], DType::I32)?,
+        ];
+        if let Some(b) = &shard.bias {
+            inputs.push(up(b)?);
+        }
+        let grads = match grad {
+            true => Some((
+                DeviceTensor::zeros(self, &[n, d])?,
+                DeviceTensor::zeros(self, &[cs, d])?,
+                shard
+                    .bias
+                    .map(|_| DeviceTensor::zeros(self, &[cs]))
+                    .transpose()?,
+            )),
+            false => None,
+        };
+        let call = DeviceLinearShard {
+            input: &inputs[0],
+            weight: &inputs[1],
+            bias: inputs.get(3),
+            target: &inputs[2],
+            first_class: shard.first_class,
+            classes: shard.classes,
+            grads_into: grads.as_ref().map(|(dx, dw, db)| (dx, dw, db.as_ref())),
+            budget: DEFAULT_LINEAR_BUDGET,
+        };
+        Ok(Fused {
+            shard: self.build_linear_shard_device(call, &opts)?,
+            _inputs: inputs,
+            grads,
+            ran: false.into(),
+        })
+    }
+
+    /// The logits whole (one product, the bias added on the host), as a cross_entropy shard.
+    fn whole_shard(
+        &self,
+        shard: LinearShard,
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<Whole> {
+        let (&[n, d], cs) = (shard.input.shape, shard.weight.shape[0]) else {
+            unreachable!("checked by build_linear_shard")
+        };
+        // An empty product (no rows or no features) is all zeros, without a dispatch.
+        let mut logits = match n == 0 || d == 0 {
+            true => vec![0f32; n * cs],
+            false => self.matmul(shard.input, shard.weight)?.data,
+        };
+        if let Some(b) = shard.bias {
             for row in logits.chunks_mut(cs.max(1)) {
                 row.iter_mut().zip(b.data).for_each(|(z, &b)| *z += b);
             }
@@ -93,17 +202,14 @@ impl Context {
             first_class: shard.first_class,
             classes: shard.classes,
         };
-        let loss = self.build_shard(vocab, target, opts, grad)?;
         let keep = |t: &Tensor<f32>, rows: usize| match grad {
             true => transpose(t.data, rows, d),
             false => vec![],
         };
-        Ok(PreparedLinearShard {
-            ctx: self.clone(),
+        Ok(Whole {
+            loss: self.build_shard(vocab, target, opts, grad)?,
             x_t: keep(&shard.input, n),
             w_t: keep(&shard.weight, cs),
-            loss,
-            dims: (n, d, cs),
             bias: shard.bias.is_some(),
         })
     }
@@ -112,20 +218,88 @@ impl Context {
 impl PreparedLinearShard {
     /// Each row's [`Partial`] over this shard's classes.
     pub fn partials(&self) -> Result<Vec<Partial>> {
-        self.loss.partials()
+        match &self.form {
+            Form::Fused(f) => self.fused_partials(f),
+            Form::Whole(w) => w.loss.partials(),
+        }
     }
 
     /// The shard's gradients (upstream gradient 1; of the summed losses for `none`) from
     /// every shard's partials merged in shard order.
     pub fn grads(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
+        match &self.form {
+            Form::Fused(f) => self.fused_grads(f, merged),
+            Form::Whole(w) => self.whole_grads(w, merged),
+        }
+    }
+
+    fn fused_partials(&self, f: &Fused) -> Result<Vec<Partial>> {
+        let mut encoder = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        f.shard.record_partials(&mut encoder);
+        self.ctx.queue().submit([encoder.finish()]);
+        let v = f.shard.partials().read_f32(&self.ctx)?;
+        f.ran.store(true, Ordering::Relaxed);
+        let n = self.dims.0;
+        let plane = |r: usize, k: usize| -> [f32; 4] {
+            let at = (k * n + r) * 4;
+            [v[at], v[at + 1], v[at + 2], v[at + 3]]
+        };
+        Ok((0..n)
+            .map(|r| Partial::from_planes(plane(r, 0), plane(r, 1)))
+            .collect())
+    }
+
+    fn fused_grads(&self, f: &Fused, merged: &[Partial]) -> Result<LinearShardGrads> {
         let (n, d, cs) = self.dims;
-        let g = self.loss.grad(merged)?.data;
+        let Some((dx, dw, db)) = &f.grads else {
+            return Err(XentError::InvalidArgument(
+                "the linear shard was prepared without its gradients".into(),
+            ));
+        };
+        if merged.len() != n {
+            return Err(XentError::InvalidShape(format!(
+                "{} merged partials for a shard of {n} rows",
+                merged.len()
+            )));
+        }
+        if !f.ran.load(Ordering::Relaxed) {
+            self.fused_partials(f)?;
+        }
+        let stats: Vec<f32> = merged.iter().flat_map(|p| p.stats()).collect();
+        let into = f.shard.merged();
+        let queue = self.ctx.queue();
+        queue.write_buffer(into.buffer(), into.offset(), bytemuck::cast_slice(&stats));
+        let mut encoder = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        f.shard.record_grads(&mut encoder)?;
+        queue.submit([encoder.finish()]);
+        let read = |t: &DeviceTensor, shape: Vec<usize>| -> Result<Output> {
+            Ok(Output {
+                data: t.read_f32(&self.ctx)?,
+                shape,
+            })
+        };
+        Ok(LinearShardGrads {
+            input: read(dx, vec![n, d])?,
+            weight: read(dw, vec![cs, d])?,
+            bias: db.as_ref().map(|b| read(b, vec![cs])).transpose()?,
+        })
+    }
+
+    fn whole_grads(&self, w: &Whole, merged: &[Partial]) -> Result<LinearShardGrads> {
+        let (n, d, cs) = self.dims;
+        let g = w.loss.grad(merged)?.data;
         if n == 0 || d == 0 {
             let zeros = |rows: usize, cols: usize| Output {
                 data: vec![0.0; rows * cols],
                 shape: vec![rows, cols],
             };
-            let bias = self.bias.then(|| Output {
+            let bias = w.bias.then(|| Output {
                 data: (0..cs)
                     .map(|c| (0..n).map(|r| g[r * cs + c] as f64).sum::<f64>() as f32)
                     .collect(),
@@ -140,12 +314,12 @@ impl PreparedLinearShard {
         // dX_s = G · W_s = G @ (W_sᵀ)ᵀ and dW_s = Gᵀ · X = Gᵀ @ (Xᵀ)ᵀ.
         let input = self
             .ctx
-            .matmul(Tensor::new(&g, &[n, cs]), Tensor::new(&self.w_t, &[d, cs]))?;
+            .matmul(Tensor::new(&g, &[n, cs]), Tensor::new(&w.w_t, &[d, cs]))?;
         let g_t = transpose(&g, n, cs);
         let weight = self
             .ctx
-            .matmul(Tensor::new(&g_t, &[cs, n]), Tensor::new(&self.x_t, &[d, n]))?;
-        let bias = self.bias.then(|| Output {
+            .matmul(Tensor::new(&g_t, &[cs, n]), Tensor::new(&w.x_t, &[d, n]))?;
+        let bias = w.bias.then(|| Output {
             data: g_t
                 .chunks(n.max(1))
                 .take(cs)
@@ -170,140 +344,4 @@ fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
-}
-
-/// `linear_cross_entropy` with the classifier's classes split over `devices` (shard k of
-/// `min(devices, C)` even slices on `devices[k % len]`, the shards on their own threads),
-/// the partials merged on the host in shard order, dX summed over the shards in that order.
-pub(crate) fn run_linear_sharded(
-    devices: &[Context],
-    linear: Linear,
-    target: Target,
-    opts: &LossOptions,
-    grad: bool,
-) -> Result<LinearOutput> {
-    let p = linear.problem()?;
-    let (n, d, c) = (p.rows, p.features, p.classes);
-    let logits_shape = match p.unbatched {
-        true => vec![c],
-        false => vec![n, c],
-    };
-    let problem = check_loss(Loss::CrossEntropy, &logits_shape, n * c, &target, opts)?;
-    if devices.is_empty() {
-        return Err(XentError::InvalidArgument(
-            "a sharded linear_cross_entropy needs at least one context".into(),
-        ));
-    }
-    let (x, w) = (linear.input.to_f32(), linear.linear_weight.to_f32());
-    let b = linear.linear_bias.map(|b| b.to_f32());
-    let bounds = crate::cpu::shard::even_bounds(c, devices.len());
-    let count = bounds.len() - 1;
-    let (classes, probs) = shard_targets(&problem, &bounds, (n, c), opts);
-    let (xs, rows) = ([n, d], [n]);
-    let shapes: Vec<([usize; 2], [usize; 2], [usize; 1])> = bounds
-        .windows(2)
-        .map(|s| ([s[1] - s[0], d], [n, s[1] - s[0]], [s[1] - s[0]]))
-        .collect();
-    let prepare = |k: usize| -> Result<(PreparedLinearShard, Vec<Partial>)> {
-        let (c0, c1) = (bounds[k], bounds[k + 1]);
-        let (ws, ps, bs) = &shapes[k];
-        let shard = LinearShard {
-            input: Tensor::new(&x, &xs),
-            weight: Tensor::new(&w[c0 * d..c1 * d], ws),
-            bias: b.as_ref().map(|b| Tensor::new(&b[c0..c1], bs)),
-            first_class: c0,
-            classes: c,
-        };
-        let target = match &problem.targets {
-            Targets::Probs(_) => Target::Probs(Tensor::new(&probs[k], ps)),
-            Targets::Classes(_) => Target::I64(Tensor::new(&classes, &rows)),
-        };
-        let prepared = devices[k % devices.len()].build_linear_shard(shard, target, opts, grad)?;
-        let partials = prepared.partials()?;
-        Ok((prepared, partials))
-    };
-    let (prepared, partials): (Vec<_>, Vec<_>) = concurrently(count, prepare)?.into_iter().unzip();
-    let merged = merge(&partials)?;
-    let mut loss = merged_loss(&merged, c, &problem, opts)?;
-    if opts.reduction == Reduction::None {
-        loss.shape = problem.out_shape.clone();
-    }
-    let mut out = LinearOutput {
-        loss,
-        grad_input: None,
-        grad_linear_weight: None,
-        grad_linear_bias: None,
-        lse: None,
-    };
-    if grad {
-        let grads = concurrently(count, |k| prepared[k].grads(&merged))?;
-        let (dx, dw, db) = join_grads(&grads, linear.input.shape(), (n, d, c), b.is_some());
-        (out.grad_input, out.grad_linear_weight, out.grad_linear_bias) = (Some(dx), Some(dw), db);
-    }
-    Ok(out)
-}
-
-/// The class targets `[N]` as every shard takes them (ignored rows as `ignore_index`), and
-/// each shard's slice of probability targets.
-fn shard_targets(
-    problem: &crate::problem::LossProblem,
-    bounds: &[usize],
-    (n, c): (usize, usize),
-    opts: &LossOptions,
-) -> (Vec<i64>, Vec<Vec<f32>>) {
-    match &problem.targets {
-        Targets::Classes(t) => {
-            let back = |y: i32| {
-                if y == IGNORED {
-                    opts.ignore_index
-                } else {
-                    y as i64
-                }
-            };
-            (
-                t.iter().map(|&y| back(y)).collect(),
-                vec![vec![]; bounds.len() - 1],
-            )
-        }
-        Targets::Probs(q) => {
-            let slice = |s: &[usize]| -> Vec<f32> {
-                (0..n)
-                    .flat_map(|r| &q[r * c + s[0]..r * c + s[1]])
-                    .copied()
-                    .collect()
-            };
-            (vec![], bounds.windows(2).map(slice).collect())
-        }
-    }
-}
-
-/// dX summed over the shards in order, and dW and db joined from their slices.
-fn join_grads(
-    grads: &[LinearShardGrads],
-    input_shape: &[usize],
-    (n, d, c): (usize, usize, usize),
-    bias: bool,
-) -> (Output, Output, Option<Output>) {
-    let mut dx = vec![0f32; n * d];
-    for g in grads {
-        dx.iter_mut().zip(&g.input.data).for_each(|(a, v)| *a += v);
-    }
-    let dw = grads.iter().flat_map(|g| g.weight.data.iter().copied());
-    let db = grads
-        .iter()
-        .flat_map(|g| g.bias.iter().flat_map(|b| b.data.iter().copied()));
-    (
-        Output {
-            data: dx,
-            shape: input_shape.to_vec(),
-        },
-        Output {
-            data: dw.collect(),
-            shape: vec![c, d],
-        },
-        bias.then(|| Output {
-            data: db.collect(),
-            shape: vec![c],
-        }),
-    )
 }
