@@ -1,8 +1,9 @@
 //! A vocabulary-parallel `linear_cross_entropy` over MPI ranks: each rank holds the batch's
 //! hidden states and its own slice of the classifier (C / R classes of the weight and bias),
-//! on its own device. The ranks exchange only each row's partials (an all-gather, merged in
-//! rank order, so every rank holds the same bits) and their shares of the input's gradient
-//! (summed in rank order). Rank 0 then checks the loss and every gradient against the
+//! on its own device. Each rank's shard is fused: its logits `[N, C / R]` are computed a
+//! budget's worth of rows at a time (`DEFAULT_LINEAR_BUDGET`), never more. The ranks
+//! exchange only each row's partials (an all-gather, merged in rank order, so every rank
+//! holds the same bits) and their shares of the input's gradient (summed in rank order). Rank 0 then checks the loss and every gradient against the
 //! unsharded call on one device, prints both, and each rank's peak memory (its growth after
 //! the device was made, measured before rank 0 builds the unsharded check). Any error on any
 //! rank aborts them all.
@@ -178,8 +179,12 @@ fn run(world: &SimpleCommunicator) -> Result<(), Error> {
         && [(&a.1, &again.1), (&a.2, &again.2), (&a.3, &again.3)]
             .iter()
             .all(|(u, v)| bits(u) == bits(v));
-    let slice_mib = ((p.n + p.d) * (c1 - c0) * 4) as f64 / (1 << 20) as f64;
-    let memory = [peak_mib() - base, slice_mib];
+    let mib = |floats: usize| (floats * 4) as f64 / (1 << 20) as f64;
+    let memory = [
+        peak_mib() - base,
+        mib(p.d * (c1 - c0)),
+        mib(p.n * (c1 - c0)),
+    ];
     let root = world.process_at_rank(0);
     if rank != 0 {
         root.gather_varcount_into(&a.2[..]);
@@ -207,13 +212,13 @@ fn run(world: &SimpleCommunicator) -> Result<(), Error> {
         all
     };
     let (dw, db) = (gather(&a.2, p.d), gather(&a.3, 1));
-    let mut memories = vec![0f64; 2 * ranks];
+    let mut memories = vec![0f64; 3 * ranks];
     root.gather_into_root(&memory[..], &mut memories[..]);
     let ok = check(&ctx, &p, (&a.0, &a.1, &dw, &db), repeatable)?;
     for k in 0..ranks {
         println!(
-            "  rank {k}: classes {}..{}: peak resident memory grew {:.1} MiB after its device was made; its logits and weight slice are {:.2} MiB",
-            p.bounds[k], p.bounds[k + 1], memories[2 * k], memories[2 * k + 1]
+            "  rank {k}: classes {}..{}: peak resident memory grew {:.1} MiB after its device was made; its weight slice is {:.2} MiB, its logits {:.2} MiB (held {} MiB at most at a time)",
+            p.bounds[k], p.bounds[k + 1], memories[3 * k], memories[3 * k + 1], memories[3 * k + 2], wgpu_xent::DEFAULT_LINEAR_BUDGET >> 20
         );
     }
     if !ok {

@@ -116,7 +116,10 @@ impl DeviceTensor {
 
     /// A new zeroed tensor of `shape` and `dtype`.
     pub fn zeros_of(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Self> {
-        Self::from_host(ctx, &vec![0u8; byte_len(shape, dtype)?], shape, dtype)
+        // wgpu zero-initialises every buffer: no host zeros to make and upload.
+        let words = byte_len(shape, dtype)?.div_ceil(4);
+        let buffer = ctx.output("device tensor", words)?;
+        Self::from_buffer(ctx, &buffer, 0, shape, dtype)
     }
 
     /// Reads an f16 / bf16 tensor back as its 16-bit patterns.

@@ -134,7 +134,11 @@ impl Context {
 
 impl Context {
     /// The gradients' buffers: dX, dW, and db where there is a bias.
-    fn host_grads(&self, p: &LinearProblem, has_bias: bool) -> Result<(At, At, Option<At>)> {
+    pub(super) fn host_grads(
+        &self,
+        p: &LinearProblem,
+        has_bias: bool,
+    ) -> Result<(At, At, Option<At>)> {
         let (n, d, c) = (p.rows, p.features, p.classes);
         Ok((
             (self.host_output("grad input", n * d)?, 0),

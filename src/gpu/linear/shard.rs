@@ -10,13 +10,16 @@
 //!   transposes of X and W_s. The shard holds `N × Cs` floats: C / R classes each over R
 //!   shards, never the full C.
 
+use super::chunks::At;
 use super::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
 use crate::cpu::shard::Partial;
 use crate::error::{Result, XentError};
 use crate::gpu::context::Context;
 use crate::gpu::device_tensor::DeviceTensor;
 use crate::gpu::loss::{Loss, PreparedShard, VocabShard};
-use crate::linear::DEFAULT_LINEAR_BUDGET;
+use crate::gpu::program::Program;
+use crate::gpu::readback::Staging;
+use crate::linear::{LinearProblem, DEFAULT_LINEAR_BUDGET};
 use crate::options::{DType, LossOptions, Output, Target, Tensor};
 use crate::problem::{check_loss, Targets, IGNORED};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -62,8 +65,9 @@ struct Fused {
     shard: PreparedLinearShardDevice,
     /// Our copies of the inputs, which its programs read.
     _inputs: Vec<DeviceTensor>,
-    /// dX's share, dW_s and db_s, with the backward.
-    grads: Option<(DeviceTensor, DeviceTensor, Option<DeviceTensor>)>,
+    /// What the gradients' run reads, each with its length: dX's share, dW_s and db_s
+    /// (mapped where they lie on adapters that allow it).
+    reads: Vec<(wgpu::Buffer, Staging, usize)>,
     /// Whether the partials have run (the gradients read what they left).
     ran: AtomicBool,
 }
@@ -146,17 +150,21 @@ impl Context {
         if let Some(b) = &shard.bias {
             inputs.push(up(b)?);
         }
+        let p = LinearProblem::new(shard.input.shape, shard.weight.shape, None)?;
         let grads = match grad {
-            true => Some((
-                DeviceTensor::zeros(self, &[n, d])?,
-                DeviceTensor::zeros(self, &[cs, d])?,
-                shard
-                    .bias
-                    .map(|_| DeviceTensor::zeros(self, &[cs]))
-                    .transpose()?,
-            )),
+            true => Some(self.host_grads(&p, shard.bias.is_some())?),
             false => None,
         };
+        let tensor = |(buffer, _): &At, shape: &[usize]| {
+            DeviceTensor::from_parts(buffer.clone(), shape.to_vec(), DType::F32)
+        };
+        let into = grads.as_ref().map(|(dx, dw, db)| {
+            (
+                tensor(dx, &[n, d]),
+                tensor(dw, &[cs, d]),
+                db.as_ref().map(|b| tensor(b, &[cs])),
+            )
+        });
         let call = DeviceLinearShard {
             input: &inputs[0],
             weight: &inputs[1],
@@ -164,13 +172,25 @@ impl Context {
             target: &inputs[2],
             first_class: shard.first_class,
             classes: shard.classes,
-            grads_into: grads.as_ref().map(|(dx, dw, db)| (dx, dw, db.as_ref())),
+            grads_into: into.as_ref().map(|(dx, dw, db)| (dx, dw, db.as_ref())),
             budget: DEFAULT_LINEAR_BUDGET,
+        };
+        let reads = match &grads {
+            Some((dx, dw, db)) => [
+                Some((dx, n * d)),
+                Some((dw, cs * d)),
+                db.as_ref().map(|b| (b, cs)),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|((b, _), len)| (b.clone(), self.staging_for(b, 0, (len * 4) as u64), len))
+            .collect(),
+            None => vec![],
         };
         Ok(Fused {
             shard: self.build_linear_shard_device(call, &opts)?,
             _inputs: inputs,
-            grads,
+            reads,
             ran: false.into(),
         })
     }
@@ -254,11 +274,11 @@ impl PreparedLinearShard {
 
     fn fused_grads(&self, f: &Fused, merged: &[Partial]) -> Result<LinearShardGrads> {
         let (n, d, cs) = self.dims;
-        let Some((dx, dw, db)) = &f.grads else {
+        if f.reads.is_empty() {
             return Err(XentError::InvalidArgument(
                 "the linear shard was prepared without its gradients".into(),
             ));
-        };
+        }
         if merged.len() != n {
             return Err(XentError::InvalidShape(format!(
                 "{} merged partials for a shard of {n} rows",
@@ -278,16 +298,25 @@ impl PreparedLinearShard {
             .create_command_encoder(&Default::default());
         f.shard.record_grads(&mut encoder)?;
         queue.submit([encoder.finish()]);
-        let read = |t: &DeviceTensor, shape: Vec<usize>| -> Result<Output> {
-            Ok(Output {
-                data: t.read_f32(&self.ctx)?,
-                shape,
-            })
+        let reads: Vec<_> = f.reads.iter().map(|(b, s, _)| (b, 0, s)).collect();
+        let nothing = Program::default();
+        let run = self.ctx.run_program(&nothing, &reads, None);
+        let (words, _) = crate::gpu::poller::block(self.ctx.scoped(run))?;
+        let mut outputs = words
+            .into_iter()
+            .zip(&f.reads)
+            .map(|(mut data, (_, _, len))| {
+                data.truncate(*len);
+                data
+            });
+        let mut next = |shape: Vec<usize>| Output {
+            data: outputs.next().unwrap_or_default(),
+            shape,
         };
         Ok(LinearShardGrads {
-            input: read(dx, vec![n, d])?,
-            weight: read(dw, vec![cs, d])?,
-            bias: db.as_ref().map(|b| read(b, vec![cs])).transpose()?,
+            input: next(vec![n, d]),
+            weight: next(vec![cs, d]),
+            bias: (f.reads.len() == 3).then(|| next(vec![cs])),
         })
     }
 

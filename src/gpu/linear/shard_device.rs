@@ -8,13 +8,13 @@
 //! - partials: `logits = X[chunk] · W_sᵀ + b_s` into a scratch (shaders/matmul.wgsl), then
 //!   each row's partial (`cross_entropy_partials`), copied into its place in `[2, N, 4]`;
 //! - gradients: the mean's D from the targets; then for each chunk the logits again, G their
-//!   gradient from the merged statistics (`cross_entropy_grad_segments`), and `dX[chunk] =
+//!   gradient over them from the merged statistics (`cross_entropy_grad_segments`, in
+//!   place), and `dX[chunk] =
 //!   G · W_s`, `dW_s (+)= Gᵀ · X[chunk]`, `db_s (+)= 1ᵀ · G`, summed over the chunks in
 //!   order: deterministic, no atomics.
 //!
-//! Device memory beyond the caller's tensors: the logits scratch and G, together at most the
-//! budget (at least one row of each), the partials (32 bytes a row), and each chunk's small
-//! buffers. The logits are computed twice, once a pass, rather than held.
+//! Device memory beyond the caller's tensors: the logits scratch (at most the budget, at
+//! least one row), the partials (32 bytes a row), and each chunk's small buffers. The logits are computed twice, once a pass, rather than held.
 
 use super::chunks::{ChunkTargets, Tensors};
 use super::device::{check_apart, check_shape, grad_at};
@@ -24,7 +24,7 @@ use crate::geometry::tiles::row_chunks;
 use crate::gpu::buffers::Bound;
 use crate::gpu::context::Context;
 use crate::gpu::device_tensor::DeviceTensor;
-use crate::gpu::loss::shard_kernels::{ShardChunk, ShardKernels, ShardRows};
+use crate::gpu::loss::shard_kernels::{ShardChunk, ShardGrad, ShardKernels, ShardRows};
 use crate::gpu::program::{BufferCopy, Program};
 use crate::linear::LinearProblem;
 use crate::options::{DType, LossOptions};
@@ -46,7 +46,7 @@ pub struct DeviceLinearShard<'a> {
     /// summed over the shards it is the input's gradient), and its slices `[Cs, D]` of the
     /// weight's and `[Cs]` of the bias's (which may be left out). `None`: partials only.
     pub grads_into: Option<(&'a DeviceTensor, &'a DeviceTensor, Option<&'a DeviceTensor>)>,
-    /// The most bytes of logits held at once, their gradient's included
+    /// The most bytes of logits held at once (their gradient is written over them)
     /// ([`crate::DEFAULT_LINEAR_BUDGET`], for one).
     pub budget: usize,
 }
@@ -62,10 +62,10 @@ pub struct PreparedLinearShardDevice {
     _kernels: ShardKernels,
 }
 
-/// The buffers the chunks share: the logits scratch, G, and a row of ones (db = 1ᵀ·G).
+/// The buffers the chunks share: the logits scratch (G over it in the gradients' pass), and
+/// a row of ones (db = 1ᵀ·G).
 struct Scratch {
     logits: wgpu::Buffer,
-    grad: Option<wgpu::Buffer>,
     ones: Operand,
 }
 
@@ -100,16 +100,10 @@ impl Context {
         )?;
         let mut partials = Program::default();
         let t = self.shard_tensors(&call, &p, &mut partials)?;
-        // The logits and G share the budget.
-        let halves = if t.grads.is_some() { 2 } else { 1 };
-        let rows = self.linear_chunk_rows(&p, call.budget / halves)?;
+        let rows = self.linear_chunk_rows(&p, call.budget)?;
         let spans = row_chunks(n, rows);
         let scratch = Scratch {
             logits: self.output("shard logits", rows * cs)?,
-            grad: match t.grads {
-                Some(_) => Some(self.output("shard logits' gradient", rows * cs)?),
-                None => None,
-            },
             ones: Operand {
                 buffer: self.upload("ones", &vec![1.0f32; rows])?,
                 offset: 0,
@@ -119,8 +113,11 @@ impl Context {
         };
         let (chunks, target_copies) =
             self.linear_shard_chunks(&spans, cs, &scratch.logits, call.target)?;
-        let grad_into = scratch.grad.as_ref().map(|g| Bound::whole(g.clone()));
-        let kernels = self.shard_kernels((shape, spec), opts, chunks, grad_into)?;
+        let grad = match t.grads {
+            Some(_) => ShardGrad::OverLogits,
+            None => ShardGrad::None,
+        };
+        let kernels = self.shard_kernels((shape, spec), opts, chunks, grad)?;
         let out = self.output("shard partials", 8 * n)?;
         target_copies
             .iter()
@@ -141,10 +138,7 @@ impl Context {
                     program.copy_in(stats_copy(&kernels, k, span, n, 0, false, &out));
                     self.push_logits(&mut program, &t, &p, &scratch.logits, span.clone())?;
                     kernels.push_grad(&mut program, k)?;
-                    let g = (
-                        scratch.grad.as_ref().unwrap_or(&scratch.logits),
-                        &scratch.ones,
-                    );
+                    let g = (&scratch.logits, &scratch.ones);
                     self.push_linear_grads(&mut program, &t, grads, g, &p, span.clone())?;
                 }
                 Some(program)

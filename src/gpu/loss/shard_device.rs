@@ -15,7 +15,7 @@
 //! writes each row's merged (max, sum_exp, q, lse) ([`crate::cpu::shard::Partial::stats`])
 //! over plane 0, [`PreparedShardDevice::merged`].
 
-use super::shard_kernels::{ShardChunk, ShardKernels, ShardRows};
+use super::shard_kernels::{ShardChunk, ShardGrad, ShardKernels, ShardRows};
 use crate::error::{Result, XentError};
 use crate::gpu::context::Context;
 use crate::gpu::device_tensor::{Access, DeviceTensor};
@@ -86,11 +86,11 @@ impl Context {
             targets: target.bound(),
             rows: 0..n,
         };
-        let grad_into = call
-            .grad_into
-            .map(|g| g.grouped(self, &mut staged_out, Access::Write))
-            .transpose()?;
-        let kernels = self.shard_kernels((shape, spec), opts, vec![chunk], grad_into)?;
+        let grad = match call.grad_into {
+            Some(g) => ShardGrad::Into(g.grouped(self, &mut staged_out, Access::Write)?),
+            None => ShardGrad::None,
+        };
+        let kernels = self.shard_kernels((shape, spec), opts, vec![chunk], grad)?;
         let mut partials = staged_in;
         kernels.push_partials(&mut partials, 0)?;
         let grad = match call.grad_into {

@@ -40,10 +40,21 @@ pub(crate) struct ShardChunk {
     pub rows: Range<usize>,
 }
 
+/// Where a shard's gradient goes.
+pub(crate) enum ShardGrad {
+    /// Nowhere: partials only.
+    None,
+    /// Into a tensor of its own, each chunk's `[rows, Cs]` from its start.
+    Into(Bound),
+    /// Over the chunk's logits.
+    OverLogits,
+}
+
 /// A shard's kernels, planned, with the buffers of each chunk.
 pub(crate) struct ShardKernels {
     ctx: Context,
     plan: LossPlan,
+    in_place: bool,
     common: Common,
     pub chunks: Vec<ChunkBuffers>,
     reduction: Reduction,
@@ -51,26 +62,28 @@ pub(crate) struct ShardKernels {
 
 impl Context {
     /// Plans the kernels of a shard of `shape` over `chunks` ([`Context::shard_spec`] gave
-    /// `spec`), its gradient into `grad_into` (each chunk's `[rows, Cs]` from its start) when
-    /// given.
+    /// `spec`), its gradient going where `grad` says.
     pub(crate) fn shard_kernels(
         &self,
         (shape, mut spec): (ShardRows, LossSpec),
         opts: &LossOptions,
         chunks: Vec<ShardChunk>,
-        grad_into: Option<Bound>,
+        grad: ShardGrad,
     ) -> Result<ShardKernels> {
         let t = self.walk_tuning();
         let longest = chunks.iter().map(|c| c.rows.len()).max().unwrap_or(0);
         let split = one_segment(&t, longest, shape.shard_classes)?;
         let req = Request {
-            grad: match grad_into {
-                Some(_) => Grad::OutOfPlace,
-                None => Grad::None,
+            grad: match grad {
+                ShardGrad::None => Grad::None,
+                ShardGrad::Into(_) => Grad::OutOfPlace,
+                ShardGrad::OverLogits => Grad::InPlace,
             },
             ..Request::forward(Loss::CrossEntropy)
         };
-        spec.grad_into = grad_into;
+        if let ShardGrad::Into(into) = grad {
+            spec.grad_into = Some(into);
+        }
         let variant = self.variant(Float::F32, chunks.iter().map(|c| c.logits.size));
         let plan =
             LossPlan::new(&spec, opts, req, variant, &t)?.split_into(split, t.workgroup_size);
@@ -92,6 +105,7 @@ impl Context {
         Ok(ShardKernels {
             ctx: self.clone(),
             plan,
+            in_place: req.grad == Grad::InPlace,
             common,
             chunks,
             reduction: opts.reduction,
@@ -209,7 +223,10 @@ impl ShardKernels {
             chunk.grad.as_ref().map_or(0, |g| g.size),
         )];
         let kind = self.ctx.with_wide_output(self.plan.variant, 1, outputs);
-        let key = KernelKey::new(Entry::CrossEntropyGradSegments, kind);
+        let mut key = KernelKey::new(Entry::CrossEntropyGradSegments, kind);
+        if self.in_place {
+            key = key.in_place();
+        }
         let bind = self.ctx.grad_bind(&self.common, chunk, &self.common.scale);
         self.ctx.push(program, key, bind, chunk.rows as u64, "grad")
     }
