@@ -30,6 +30,9 @@ struct Case {
     seed: u64,
     /// The device shards' budget of logits, in bytes.
     budget: usize,
+    /// The device shards' inputs in this 16-bit type (the values rounded to it for every
+    /// call), or in f32.
+    dtype: DType,
 }
 
 /// Sums each shard's share of dX in shard order, and joins the loss and the slices of dW
@@ -65,8 +68,20 @@ fn sharded_device(
     let ctx = ctx();
     let (n, d) = (case.n, case.d);
     let c: usize = case.sizes.iter().sum();
-    let up =
-        |v: &[f32], shape: &[usize]| DeviceTensor::from_host(ctx, v, shape, DType::F32).unwrap();
+    let up = |v: &[f32], shape: &[usize]| {
+        let bits: Vec<u16> = match case.dtype {
+            DType::BF16 => v
+                .iter()
+                .map(|&x| half::bf16::from_f32(x).to_bits())
+                .collect(),
+            DType::F16 => v
+                .iter()
+                .map(|&x| half::f16::from_f32(x).to_bits())
+                .collect(),
+            _ => return DeviceTensor::from_host(ctx, v, shape, DType::F32).unwrap(),
+        };
+        DeviceTensor::from_host(ctx, &bits, shape, case.dtype).unwrap()
+    };
     let (input, target) = (
         up(x, &[n, d]),
         DeviceTensor::from_host(ctx, t, &[n], DType::I64).unwrap(),
@@ -197,9 +212,14 @@ fn sharded(
 fn check(case: &Case) {
     let mut rng = Rng::new(case.seed);
     let (n, d, c) = (case.n, case.d, case.sizes.iter().sum::<usize>());
-    let x: Vec<f32> = (0..n * d).map(|_| rng.normal(1.0)).collect();
-    let w: Vec<f32> = (0..c * d).map(|_| rng.normal(0.5)).collect();
-    let b: Vec<f32> = (0..c).map(|_| rng.normal(1.0)).collect();
+    let round = |v: f32| match case.dtype {
+        DType::BF16 => half::bf16::from_f32(v).to_f32(),
+        DType::F16 => half::f16::from_f32(v).to_f32(),
+        _ => v,
+    };
+    let x: Vec<f32> = (0..n * d).map(|_| round(rng.normal(1.0))).collect();
+    let w: Vec<f32> = (0..c * d).map(|_| round(rng.normal(0.5))).collect();
+    let b: Vec<f32> = (0..c).map(|_| round(rng.normal(1.0))).collect();
     let cw: Vec<f32> = (0..c).map(|_| 0.5 + rng.uniform()).collect();
     let t: Vec<i64> = (0..n)
         .map(|i| {
@@ -282,6 +302,7 @@ proptest! {
             reduction: [Reduction::Mean, Reduction::Sum, Reduction::None][r],
             seed,
             budget,
+            dtype: DType::F32,
         });
     }
 }
@@ -305,6 +326,30 @@ fn a_shard_of_one_class_and_shards_without_targets() {
             reduction: Reduction::Mean,
             seed: 11,
             budget: 3000,
+            dtype: DType::F32,
+        });
+    }
+}
+
+#[test]
+fn device_shards_widen_16_bit_inputs() {
+    for (dtype, reduction) in [
+        (DType::BF16, Reduction::Mean),
+        (DType::F16, Reduction::None),
+    ] {
+        check(&Case {
+            n: 9,
+            d: 13,
+            sizes: vec![3, 1, 60],
+            bias: true,
+            weight: false,
+            smoothing: 0.1,
+            z_loss: 0.0,
+            softcap: None,
+            reduction,
+            seed: 3,
+            budget: 200,
+            dtype,
         });
     }
 }
