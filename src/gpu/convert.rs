@@ -19,20 +19,21 @@ uniform! {
     }
 }
 
-/// `ConvertParams::mode` of a 16-bit dtype: 1 for f16, 2 for bf16 (`what` names the caller
-/// in the error for f32).
+/// `ConvertParams::mode` of a 16-bit dtype: 1 for f16, 2 for bf16 (`what` names the
+/// conversion in the error for f32).
 fn half_mode(dtype: Float, what: &str) -> Result<u32> {
     match dtype {
         Float::F16 => Ok(1),
         Float::BF16 => Ok(2),
         Float::F32 => Err(XentError::InvalidArgument(format!(
-            "{what} f32: not a 16-bit dtype"
+            "a 16-bit conversion ({what}): f32 is not a 16-bit dtype"
         ))),
     }
 }
 
 impl Context {
-    /// Appends the packing of `n` f32 values of `src` into `dtype` words of `dst`.
+    /// Appends the packing of `n` f32 values of `src` into `dtype` words of `dst`, one
+    /// invocation a word.
     pub(crate) fn push_pack(
         &self,
         program: &mut Program,
@@ -41,26 +42,19 @@ impl Context {
         n: usize,
         dtype: Float,
     ) -> Result<()> {
-        let mode = half_mode(dtype, "packing into")?;
-        let params = self.uniform(
-            "convert params",
-            &ConvertParams {
-                n: n as u32,
-                mode,
-                stride: 0,
-                first: 0,
-            },
-        );
-        let bind = self.bind(Family::Convert, &[&params, src, dst]);
-        let words = n.div_ceil(2) as u64;
-        let groups = words.div_ceil(self.workgroup_size() as u64);
-        let key = KernelKey::new(Entry::PackHalf, Float::F32.into());
-        self.push(program, key, bind, groups, &format!("{n} to {dtype:?}"))
+        let threads = n.div_ceil(2);
+        let label = format!("{n} to {dtype:?}");
+        self.push_half(
+            program,
+            Entry::PackHalf,
+            (src, dst),
+            (n, threads),
+            (dtype, &label),
+        )
     }
-}
 
-impl Context {
-    /// Appends the widening of `n` 16-bit values of `src` (`dtype`, two a word) into f32 `dst`.
+    /// Appends the widening of `n` 16-bit values of `src` (`dtype`, two a word) into f32
+    /// `dst`, one invocation a value.
     pub(crate) fn push_widen(
         &self,
         program: &mut Program,
@@ -69,18 +63,36 @@ impl Context {
         n: usize,
         dtype: Float,
     ) -> Result<()> {
-        let mode = half_mode(dtype, "widening")?;
+        let label = format!("{n} from {dtype:?}");
+        self.push_half(
+            program,
+            Entry::WidenHalf,
+            (src, dst),
+            (n, n),
+            (dtype, &label),
+        )
+    }
+
+    /// Appends `entry`, a 16-bit conversion of `n` values, over `threads` invocations.
+    fn push_half(
+        &self,
+        program: &mut Program,
+        entry: Entry,
+        (src, dst): (&dyn Bindable, &dyn Bindable),
+        (n, threads): (usize, usize),
+        (dtype, label): (Float, &str),
+    ) -> Result<()> {
         let params = ConvertParams {
             n: n as u32,
-            mode,
+            mode: half_mode(dtype, label)?,
             stride: 0,
             first: 0,
         };
-        let params = self.uniform("widen params", &params);
+        let params = self.uniform("convert params", &params);
         let bind = self.bind(Family::Convert, &[&params, src, dst]);
-        let groups = (n as u64).div_ceil(self.workgroup_size() as u64);
-        let key = KernelKey::new(Entry::WidenHalf, Float::F32.into());
-        self.push(program, key, bind, groups, &format!("{n} from {dtype:?}"))
+        let groups = (threads as u64).div_ceil(self.workgroup_size() as u64);
+        let key = KernelKey::new(entry, Float::F32.into());
+        self.push(program, key, bind, groups, label)
     }
 
     /// Appends `dst[k] = src[k * stride + first]` for `k < n` (f32 values, bit for bit).
