@@ -194,7 +194,9 @@ fn shards_refuse_what_they_do_not_do() {
         run_in(&d, &a)
     };
     assert_refused(&bench(&[]), "--shape", "no shape");
-    assert_refused(&bench(&["--shape", "4x0"]), "C >= 1", "no classes");
+    assert_refused(&bench(&["--shape", "4x0"]), "at least 1", "no classes");
+    let linear = ["--op", "linear-cross-entropy", "--shape"];
+    assert_refused(&bench(&[&linear[..], &["4x8"]].concat()), "NxDxC", "no D");
     assert_refused(
         &bench(&["--shape", "4x8", "--json", "b.json"]),
         "--json",
@@ -220,4 +222,25 @@ fn bench_shards_reports_time_and_bytes() {
         .expect("a line for the shape");
     // Two shards of 48 bytes of partials a row; the same loss as unsharded.
     assert!(line.contains(" 96 ") && line.ends_with("yes"), "{line}");
+    let r = run(&[
+        "bench",
+        "--shards",
+        "2",
+        "--shape",
+        "16x8x1000",
+        "--iters",
+        "2",
+        "--warmup",
+        "0",
+        "--op",
+        "linear-cross-entropy-grad",
+    ]);
+    let out = text(&r.stdout);
+    assert!(r.status.success(), "{}{}", out, text(&r.stderr));
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("16x8x1000"))
+        .expect("a line for the linear shape");
+    // And each shard's dX share: 2 x (48 + 8 x 4) bytes a row.
+    assert!(line.contains(" 160 ") && line.ends_with("yes"), "{line}");
 }

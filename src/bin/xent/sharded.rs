@@ -60,11 +60,6 @@ impl Cut {
         self.v.0 * self.v.2
     }
 
-    /// How many shards.
-    pub fn count(&self) -> usize {
-        self.bounds.len() - 1
-    }
-
     pub fn shapes(&self) -> Vec<[usize; 2]> {
         let rows = self.rows();
         self.bounds
