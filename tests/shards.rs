@@ -7,6 +7,7 @@ mod common;
 
 use common::{ctx, shard_devices};
 use proptest::prelude::*;
+use wgpu_xent::cpu::{shard::ShardTargets, wide::WideOptions};
 use wgpu_xent::{BackwardOptions, Context, ContextOptions, LossOptions, Reduction, Target, Tensor};
 
 #[derive(Clone, Debug)]
@@ -206,4 +207,22 @@ fn bad_shards_are_refused() {
     let bad = [Tensor::new(&x[..2], &[2, 1])];
     assert!(err(&bad).contains("out of bounds"), "{}", err(&bad));
     assert!(Context::cross_entropy_sharded(&[], &bad, target, &opts, false).is_err());
+    // A shard's classes past C, even where first_class + Cs overflows.
+    for first_class in [2, usize::MAX] {
+        let shard = wgpu_xent::VocabShard {
+            logits: Tensor::new(&x[..4], &[2, 2]),
+            first_class,
+            classes: 3,
+        };
+        let e = ctx().prepare_cross_entropy_shard(shard, target, &opts, false);
+        assert!(e.err().unwrap().to_string().contains("within C"));
+        let wide = [0f64; 4];
+        let cpu = wgpu_xent::cpu::shard::Shard {
+            logits: Tensor::new(&wide, &[2, 2]),
+            first_class,
+        };
+        let (classes, wide_opts) = (ShardTargets::Classes(&t), WideOptions::default());
+        let e = wgpu_xent::cpu::shard::partials(&cpu, 3, &classes, &wide_opts);
+        assert!(e.err().unwrap().to_string().contains("past C"));
+    }
 }

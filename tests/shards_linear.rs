@@ -10,10 +10,11 @@ mod common;
 
 use common::{ctx, Rng};
 use proptest::prelude::*;
+use std::sync::OnceLock;
 use wgpu_xent::cpu::shard::{merge, Partial};
 use wgpu_xent::{
-    loss_of_merged, DType, DeviceLinearShard, DeviceTensor, Linear, LinearShard, LossOptions,
-    Output, Reduction, Target, Tensor,
+    loss_of_merged, Context, ContextOptions, DType, DeviceLinearShard, DeviceTensor, Linear,
+    LinearShard, LossOptions, Output, Reduction, Target, Tensor,
 };
 
 #[derive(Clone, Debug)]
@@ -33,7 +34,42 @@ struct Case {
     /// The device shards' inputs in this 16-bit type (the values rounded to it for every
     /// call), or in f32.
     dtype: DType,
+    /// The shards' context.
+    on: On,
 }
+
+/// The context the shards run on (the unsharded call runs on the test's own).
+#[derive(Clone, Copy, Debug)]
+enum On {
+    Default,
+    /// One workgroup walks at most 8 loop trips of a row (long shards).
+    ShortLoops,
+    /// Bindings of 4 KiB (big inputs, many row chunks).
+    SmallBindings,
+}
+
+fn on(case: &Case) -> &'static Context {
+    static SHORT: OnceLock<Context> = OnceLock::new();
+    static SMALL: OnceLock<Context> = OnceLock::new();
+    let with = |options| Context::with_options(options).unwrap();
+    match case.on {
+        On::Default => ctx(),
+        On::ShortLoops => SHORT.get_or_init(|| {
+            with(ContextOptions {
+                max_loop_trips: Some(8),
+                ..Default::default()
+            })
+        }),
+        On::SmallBindings => SMALL.get_or_init(|| {
+            with(ContextOptions {
+                max_binding_bytes: Some(4096),
+                ..Default::default()
+            })
+        }),
+    }
+}
+
+type Run = fn(&Case, &[f32], &[f32], &[f32], &[i64], &LossOptions) -> Vec<Output>;
 
 /// Sums each shard's share of dX in shard order, and joins the loss and the slices of dW
 /// and db.
@@ -65,7 +101,7 @@ fn sharded_device(
     t: &[i64],
     opts: &LossOptions,
 ) -> Vec<Output> {
-    let ctx = ctx();
+    let ctx = on(case);
     let (n, d) = (case.n, case.d);
     let c: usize = case.sizes.iter().sum();
     let up = |v: &[f32], shape: &[usize]| {
@@ -189,7 +225,7 @@ fn sharded(
             classes: c,
         };
         prepared.push(
-            ctx()
+            on(case)
                 .prepare_linear_cross_entropy_shard(shard, target, opts, true)
                 .unwrap(),
         );
@@ -210,6 +246,10 @@ fn sharded(
 }
 
 fn check(case: &Case) {
+    check_over(case, &[sharded, sharded_device]);
+}
+
+fn check_over(case: &Case, runs: &[Run]) {
     let mut rng = Rng::new(case.seed);
     let (n, d, c) = (case.n, case.d, case.sizes.iter().sum::<usize>());
     let round = |v: f32| match case.dtype {
@@ -247,7 +287,7 @@ fn check(case: &Case) {
     let truth = ctx()
         .linear_cross_entropy_backward(linear, target, &opts)
         .unwrap();
-    for run in [sharded, sharded_device] {
+    for run in runs {
         let got = run(case, &x, &w, &b, &t, &opts);
         let again = run(case, &x, &w, &b, &t, &opts);
         compare(case, &got, &again, &truth);
@@ -303,6 +343,7 @@ proptest! {
             seed,
             budget,
             dtype: DType::F32,
+            on: On::Default,
         });
     }
 }
@@ -327,6 +368,7 @@ fn a_shard_of_one_class_and_shards_without_targets() {
             seed: 11,
             budget: 3000,
             dtype: DType::F32,
+            on: On::Default,
         });
     }
 }
@@ -350,8 +392,34 @@ fn device_shards_widen_16_bit_inputs() {
             seed: 3,
             budget: 200,
             dtype,
+            on: On::Default,
         });
     }
+}
+
+/// Shards past what the fused form takes run unfused on the host (logits made whole): a
+/// shard longer than one workgroup walks, an input past one binding. And on the device,
+/// many rows of few classes are cut into chunks whose partials fit one binding each.
+#[test]
+fn shards_past_the_fused_form_and_chunks_of_few_classes() {
+    let case = |n, d, sizes, on| Case {
+        n,
+        d,
+        sizes,
+        bias: true,
+        weight: true,
+        smoothing: 0.1,
+        z_loss: 1e-3,
+        softcap: None,
+        reduction: Reduction::Mean,
+        seed: 5,
+        budget: wgpu_xent::DEFAULT_LINEAR_BUDGET,
+        dtype: DType::F32,
+        on,
+    };
+    check_over(&case(6, 7, vec![300, 40], On::ShortLoops), &[sharded]);
+    check_over(&case(40, 40, vec![5, 9], On::SmallBindings), &[sharded]);
+    check(&case(300, 2, vec![3, 4, 5], On::SmallBindings));
 }
 
 #[test]
@@ -490,6 +558,35 @@ fn bad_device_linear_shards_are_refused() {
             "shares a buffer",
         ),
     ];
+    let sealed = DeviceTensor::from_buffer(
+        ctx,
+        &ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 32,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        }),
+        0,
+        &[4],
+        DType::I64,
+    )
+    .unwrap();
+    let refused = refused.into_iter().chain([
+        (
+            DeviceLinearShard {
+                first_class: usize::MAX,
+                ..call
+            },
+            "within C",
+        ),
+        (
+            DeviceLinearShard {
+                target: &sealed,
+                ..call
+            },
+            "COPY_SRC",
+        ),
+    ]);
     for (call, words) in refused {
         let e = err(call).expect(words);
         assert!(e.contains(words), "{e}: wants {words}");

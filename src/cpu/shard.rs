@@ -353,11 +353,14 @@ fn check(
         )));
     };
     shard.logits.check_len("logits")?;
-    if shard.first_class + cs > classes {
+    if shard
+        .first_class
+        .checked_add(cs)
+        .is_none_or(|end| end > classes)
+    {
         return Err(XentError::InvalidShape(format!(
-            "a shard of classes {}..{} is past C = {classes}",
-            shard.first_class,
-            shard.first_class + cs
+            "a shard of classes {}..{} + {cs} is past C = {classes}",
+            shard.first_class, shard.first_class
         )));
     }
     if let Some(w) = opts.weight.filter(|w| w.len() != classes) {

@@ -109,7 +109,7 @@ impl Context {
             b.check_len("linear_bias")?;
         }
         let classes = matches!(target, Target::I64(_) | Target::I32(_) | Target::U32(_));
-        let form = match classes && n > 0 && d > 0 && cs > 0 {
+        let form = match classes && self.fuses_linear_shard(n, d, cs) {
             true => Form::Fused(Box::new(self.fused_shard(shard, target, opts, grad)?)),
             false => Form::Whole(Box::new(self.whole_shard(shard, target, opts, grad)?)),
         };
@@ -118,6 +118,17 @@ impl Context {
             form,
             dims: (n, d, cs),
         })
+    }
+
+    /// Whether the fused form takes a shard of `n` rows, `d` features and `cs` classes:
+    /// something to compute, the input and the weight slice each within one binding (as
+    /// device tensors), and a row of the shard walked by one workgroup. Otherwise the
+    /// logits are made whole, which the `cross_entropy` shard splits and chunks as it needs.
+    fn fuses_linear_shard(&self, n: usize, d: usize, cs: usize) -> bool {
+        let binds = |elems: usize| {
+            (elems.saturating_mul(4) as u64).saturating_add(32) <= self.max_binding_bytes()
+        };
+        n > 0 && d > 0 && cs > 0 && binds(n * d) && binds(cs * d) && self.walks_shard(cs)
     }
 
     /// The fused device shard over copies of the tensors, its class targets checked over all

@@ -14,7 +14,9 @@
 //!   order: deterministic, no atomics.
 //!
 //! Device memory beyond the caller's tensors: the logits scratch (at most the budget, at
-//! least one row), the partials (32 bytes a row), and each chunk's small buffers. The logits are computed twice, once a pass, rather than held.
+//! least one row), the partials (32 bytes a row), each chunk's partials and targets (about
+//! 40 bytes a row in all), f32 copies of 16-bit inputs, and a few small buffers. The logits
+//! are computed twice, once a pass, rather than held.
 
 use super::chunks::{ChunkTargets, Tensors};
 use super::device::{check_apart, check_shape, grad_at};
@@ -54,6 +56,9 @@ pub struct DeviceLinearShard<'a> {
 /// A [`DeviceLinearShard`] prepared: record its partials, merge, record its gradients.
 pub struct PreparedLinearShardDevice {
     ctx: Context,
+    /// Widens 16-bit inputs into our f32 copies: recorded before either program, so each
+    /// reads the inputs as they are when it is recorded.
+    prelude: Program,
     partials: Program,
     grads: Option<Program>,
     out: wgpu::Buffer,
@@ -98,9 +103,21 @@ impl Context {
             [Some(call.input), Some(call.weight), call.bias],
             call.grads_into,
         )?;
-        let mut partials = Program::default();
-        let t = self.shard_tensors(&call, &p, &mut partials)?;
-        let rows = self.linear_chunk_rows(&p, call.budget)?;
+        if !call
+            .target
+            .buffer()
+            .usage()
+            .contains(wgpu::BufferUsages::COPY_SRC)
+        {
+            return Err(XentError::InvalidArgument(
+                "a linear shard's target buffer needs COPY_SRC usage: each chunk's targets are copied out of it".into(),
+            ));
+        }
+        let mut prelude = Program::default();
+        let t = self.shard_tensors(&call, &p, &mut prelude)?;
+        // Each chunk's partials are bound whole: 32 bytes a row.
+        let stats_rows = (self.max_binding_bytes() as usize / 32).max(1);
+        let rows = self.linear_chunk_rows(&p, call.budget)?.min(stats_rows);
         let spans = row_chunks(n, rows);
         let scratch = Scratch {
             logits: self.output("shard logits", rows * cs)?,
@@ -119,6 +136,7 @@ impl Context {
         };
         let kernels = self.shard_kernels((shape, spec), opts, chunks, grad)?;
         let out = self.output("shard partials", 8 * n)?;
+        let mut partials = Program::default();
         target_copies
             .iter()
             .for_each(|c| partials.copy_in(c.clone()));
@@ -147,6 +165,7 @@ impl Context {
         };
         Ok(PreparedLinearShardDevice {
             ctx: self.clone(),
+            prelude,
             partials,
             grads,
             out,
@@ -272,7 +291,14 @@ impl PreparedLinearShardDevice {
     /// Records the shard's partials into `encoder` (after whatever wrote its inputs):
     /// [`PreparedLinearShardDevice::partials`] holds them once it has run.
     pub fn record_partials(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.record_prelude(encoder);
         self.ctx.record(encoder, &self.partials, None);
+    }
+
+    fn record_prelude(&self, encoder: &mut wgpu::CommandEncoder) {
+        if self.prelude.len() > 0 {
+            self.ctx.record(encoder, &self.prelude, None);
+        }
     }
 
     /// The partials, `[2, N, 4]` f32, as a device `cross_entropy` shard's
@@ -289,12 +315,14 @@ impl PreparedLinearShardDevice {
     }
 
     /// Records the shard's gradients into `encoder` (upstream gradient 1; of the summed
-    /// losses for `none`), from [`PreparedLinearShardDevice::merged`] and the inputs as
-    /// `record_partials` read them. An error when the shard was made without `grads_into`.
+    /// losses for `none`), from [`PreparedLinearShardDevice::merged`] and the inputs as they
+    /// are now (which should be as `record_partials` read them). An error when the shard was
+    /// made without `grads_into`.
     pub fn record_grads(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let program = self.grads.as_ref().ok_or_else(|| {
             XentError::InvalidArgument("the linear shard was prepared without grads_into".into())
         })?;
+        self.record_prelude(encoder);
         self.ctx.record(encoder, program, None);
         Ok(())
     }

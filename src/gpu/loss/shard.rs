@@ -202,12 +202,11 @@ fn check_shard(
         )));
     };
     shard.logits.check_len("shard logits")?;
-    if cs == 0 || shard.first_class + cs > shard.classes {
+    let end = shard.first_class.checked_add(cs);
+    if cs == 0 || end.is_none_or(|end| end > shard.classes) {
         return Err(XentError::InvalidShape(format!(
-            "a shard holds classes {}..{} of C = {}: it needs at least one, within C",
-            shard.first_class,
-            shard.first_class + cs,
-            shard.classes
+            "a shard holds classes {}..{} + {cs} of C = {}: it needs at least one, within C",
+            shard.first_class, shard.first_class, shard.classes
         )));
     }
     let shape = [n, shard.classes];

@@ -73,6 +73,14 @@ impl Context {
         let t = self.walk_tuning();
         let longest = chunks.iter().map(|c| c.rows.len()).max().unwrap_or(0);
         let split = one_segment(&t, longest, shape.shard_classes)?;
+        // Each row's partial is two vec4s in the chunk's stats, bound whole.
+        if longest * 32 > self.max_binding_bytes() as usize {
+            return Err(XentError::Unsupported(format!(
+                "a device shard's partials of {longest} rows need {} bytes, past one binding ({} bytes): use fewer rows",
+                longest * 32,
+                self.max_binding_bytes()
+            )));
+        }
         let req = Request {
             grad: match grad {
                 ShardGrad::None => Grad::None,
@@ -126,12 +134,10 @@ impl Context {
             shard_classes: cs,
             classes,
         } = shape;
-        if n == 0 || cs == 0 || first_class + cs > classes {
+        let end = first_class.checked_add(cs).filter(|&end| end <= classes);
+        if n == 0 || cs == 0 || end.is_none() {
             return Err(XentError::InvalidShape(format!(
-                "a device shard holds rows and classes {}..{} of C = {}: at least one of each, within C",
-                first_class,
-                first_class + cs,
-                classes
+                "a device shard holds rows and classes {first_class}..{first_class} + {cs} of C = {classes}: at least one of each, within C"
             )));
         }
         let target_words = match target.dtype() {
@@ -233,6 +239,14 @@ impl ShardKernels {
 }
 
 /// One segment a row: within the loop-trip and binding limits, never split for threads.
+impl Context {
+    /// Whether one workgroup walks a row of `cs` classes on this adapter, as a shard's
+    /// kernels need.
+    pub(crate) fn walks_shard(&self, cs: usize) -> bool {
+        one_segment(&self.walk_tuning(), 1, cs).is_ok()
+    }
+}
+
 fn one_segment(t: &rows::WalkTuning, n: usize, cs: usize) -> Result<Split> {
     let one = rows::WalkTuning {
         min_workgroups: 1,
