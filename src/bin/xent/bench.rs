@@ -69,8 +69,9 @@ pub struct BenchArgs {
     /// context's, 4 on CPU adapters and 1024 on GPUs).
     #[arg(long)]
     pub min_workgroups: Option<u32>,
-    /// Time cross-entropy over this many class shards (`eval --shards`' devices) beside the
-    /// unsharded call, and report the bytes of partials each row exchanges. Needs --shape.
+    /// Time cross-entropy (NxC) or linear-cross-entropy (NxDxC, the fused linear shards)
+    /// over this many class shards (`eval --shards`' devices) beside the unsharded call, and
+    /// report the bytes each row exchanges. Needs --shape.
     #[arg(long)]
     pub shards: Option<usize>,
     /// Testing only: adds 1e-2 to the first GPU output before validation, which must fail.
