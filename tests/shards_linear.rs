@@ -586,6 +586,13 @@ fn bad_device_linear_shards_are_refused() {
             },
             "COPY_SRC",
         ),
+        (
+            DeviceLinearShard {
+                classes: 1 << 33,
+                ..call
+            },
+            "2147483647",
+        ),
     ]);
     for (call, words) in refused {
         let e = err(call).expect(words);
@@ -600,4 +607,16 @@ fn bad_device_linear_shards_are_refused() {
         .unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     assert!(prepared.record_grads(&mut encoder).is_err());
+    // The host shard too: C past what the device compares class indices in.
+    let (xs, ws, ts) = ([0f32; 6], [0f32; 3], [0i64, 1]);
+    let shard = LinearShard {
+        input: Tensor::new(&xs, &[2, 3]),
+        weight: Tensor::new(&ws, &[1, 3]),
+        bias: None,
+        first_class: 0,
+        classes: usize::MAX,
+    };
+    let target = Target::I64(Tensor::new(&ts, &[2]));
+    let e = ctx.prepare_linear_cross_entropy_shard(shard, target, &Default::default(), true);
+    assert!(e.err().unwrap().to_string().contains("2147483647"));
 }

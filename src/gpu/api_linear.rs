@@ -110,7 +110,7 @@ impl Context {
         opts: &LossOptions,
         grad: bool,
     ) -> Result<PreparedShard> {
-        self.build_shard(shard, target, opts, grad)
+        self.build_scoped(|| self.build_shard(shard, target, opts, grad))
     }
 
     /// One vocabulary shard of a `cross_entropy` on tensors already on this device, recorded
@@ -125,7 +125,7 @@ impl Context {
         call: DeviceShard,
         opts: &LossOptions,
     ) -> Result<PreparedShardDevice> {
-        self.build_shard_device(call, opts)
+        self.build_scoped(|| self.build_shard_device(call, opts))
     }
 
     /// One vocabulary shard of a `linear_cross_entropy` on this context: the hidden states
@@ -141,7 +141,7 @@ impl Context {
         opts: &LossOptions,
         grad: bool,
     ) -> Result<PreparedLinearShard> {
-        self.build_linear_shard(shard, target, opts, grad)
+        self.build_scoped(|| self.build_linear_shard(shard, target, opts, grad))
     }
 
     /// One vocabulary shard of a `linear_cross_entropy` on tensors already on this device,
@@ -156,7 +156,7 @@ impl Context {
         shard: DeviceLinearShard,
         opts: &LossOptions,
     ) -> Result<PreparedLinearShardDevice> {
-        self.build_linear_shard_device(shard, opts)
+        self.build_scoped(|| self.build_linear_shard_device(shard, opts))
     }
 
     /// `cross_entropy` of logits `[N, C]` held as class shards `[N, Cs_k]` (classes in shard

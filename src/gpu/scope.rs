@@ -5,6 +5,12 @@ use crate::error::{Result, XentError};
 use std::future::Future;
 
 impl Context {
+    /// Runs `build` (buffers, bind groups, programs) inside the error scopes, so a GPU error
+    /// while building (out of memory, a binding past a limit) is an `Err`, not a log line.
+    pub(crate) fn build_scoped<T>(&self, build: impl FnOnce() -> Result<T>) -> Result<T> {
+        crate::gpu::poller::block(self.scoped(async { build() }))
+    }
+
     /// Runs `work` inside validation and out-of-memory error scopes, so that wgpu errors come
     /// back as `Err` rather than panics; a scoped wgpu error wins over the work's own result.
     ///

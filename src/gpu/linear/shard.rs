@@ -16,7 +16,7 @@ use crate::cpu::shard::Partial;
 use crate::error::{Result, XentError};
 use crate::gpu::context::Context;
 use crate::gpu::device_tensor::DeviceTensor;
-use crate::gpu::loss::{Loss, PreparedShard, VocabShard};
+use crate::gpu::loss::{check_classes, Loss, PreparedShard, VocabShard};
 use crate::gpu::program::Program;
 use crate::gpu::readback::Staging;
 use crate::linear::{LinearProblem, DEFAULT_LINEAR_BUDGET};
@@ -108,6 +108,7 @@ impl Context {
             }
             b.check_len("linear_bias")?;
         }
+        check_classes(n, shard.first_class, cs, shard.classes)?;
         let classes = matches!(target, Target::I64(_) | Target::I32(_) | Target::U32(_));
         let form = match classes && self.fuses_linear_shard(n, d, cs) {
             true => Form::Fused(Box::new(self.fused_shard(shard, target, opts, grad)?)),
@@ -144,7 +145,8 @@ impl Context {
             unreachable!("checked by build_linear_shard")
         };
         let shape = [n, shard.classes];
-        let problem = check_loss(Loss::CrossEntropy, &shape, n * shard.classes, &target, opts)?;
+        let len = check_classes(n, shard.first_class, cs, shard.classes)?;
+        let problem = check_loss(Loss::CrossEntropy, &shape, len, &target, opts)?;
         let Targets::Classes(classes) = &problem.targets else {
             unreachable!("class targets")
         };
@@ -265,13 +267,16 @@ impl PreparedLinearShard {
     }
 
     fn fused_partials(&self, f: &Fused) -> Result<Vec<Partial>> {
-        let mut encoder = self
-            .ctx
-            .device()
-            .create_command_encoder(&Default::default());
-        f.shard.record_partials(&mut encoder);
-        self.ctx.queue().submit([encoder.finish()]);
-        let v = f.shard.partials().read_f32(&self.ctx)?;
+        // Submitted within the error scopes, so a GPU error is an `Err`, not zeros read back.
+        let v = crate::gpu::poller::block(self.ctx.scoped(async {
+            let mut encoder = self
+                .ctx
+                .device()
+                .create_command_encoder(&Default::default());
+            f.shard.record_partials(&mut encoder);
+            self.ctx.queue().submit([encoder.finish()]);
+            f.shard.partials().read_f32_async(&self.ctx).await
+        }))?;
         f.ran.store(true, Ordering::Relaxed);
         let n = self.dims.0;
         let plane = |r: usize, k: usize| -> [f32; 4] {
@@ -301,18 +306,19 @@ impl PreparedLinearShard {
         }
         let stats: Vec<f32> = merged.iter().flat_map(|p| p.stats()).collect();
         let into = f.shard.merged();
-        let queue = self.ctx.queue();
-        queue.write_buffer(into.buffer(), into.offset(), bytemuck::cast_slice(&stats));
-        let mut encoder = self
-            .ctx
-            .device()
-            .create_command_encoder(&Default::default());
-        f.shard.record_grads(&mut encoder)?;
-        queue.submit([encoder.finish()]);
         let reads: Vec<_> = f.reads.iter().map(|(b, s, _)| (b, 0, s)).collect();
         let nothing = Program::default();
-        let run = self.ctx.run_program(&nothing, &reads, None);
-        let (words, _) = crate::gpu::poller::block(self.ctx.scoped(run))?;
+        let (words, _) = crate::gpu::poller::block(self.ctx.scoped(async {
+            let queue = self.ctx.queue();
+            queue.write_buffer(into.buffer(), into.offset(), bytemuck::cast_slice(&stats));
+            let mut encoder = self
+                .ctx
+                .device()
+                .create_command_encoder(&Default::default());
+            f.shard.record_grads(&mut encoder)?;
+            queue.submit([encoder.finish()]);
+            self.ctx.run_program(&nothing, &reads, None).await
+        }))?;
         let mut outputs = words
             .into_iter()
             .zip(&f.reads)

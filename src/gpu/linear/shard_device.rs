@@ -14,8 +14,8 @@
 //!   order: deterministic, no atomics.
 //!
 //! Device memory beyond the caller's tensors: the logits scratch (at most the budget, at
-//! least one row), the partials (32 bytes a row), each chunk's partials and targets (about
-//! 40 bytes a row in all), f32 copies of 16-bit inputs, and a few small buffers. The logits
+//! least one row), about 80 bytes a row (the partials `[2, N, 4]`, each chunk's own
+//! partials, losses and targets), f32 copies of 16-bit inputs, and a few small buffers. The logits
 //! are computed twice, once a pass, rather than held.
 
 use super::chunks::{ChunkTargets, Tensors};
@@ -35,7 +35,9 @@ use std::ops::Range;
 /// A shard of a `linear_cross_entropy` on the device: `input` `[N, D]` and this shard's
 /// `weight` `[Cs, D]` and `bias` `[Cs]` (classes `first_class ..` of `classes`), each f32,
 /// f16 or bf16 (16-bit ones are widened into f32 copies of ours), and class targets `[N]`
-/// over all C (i32, u32 or i64).
+/// over all C (i32, u32 or i64), in a buffer with `COPY_SRC` usage. The targets are not
+/// checked: a class past C (other than `ignore_index`) gives a wrong loss, where the host
+/// shards refuse it.
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceLinearShard<'a> {
     pub input: &'a DeviceTensor,
@@ -302,7 +304,8 @@ impl PreparedLinearShardDevice {
     }
 
     /// The partials, `[2, N, 4]` f32, as a device `cross_entropy` shard's
-    /// ([`crate::PreparedShardDevice::partials`]).
+    /// ([`crate::PreparedShardDevice::partials`]). Past `max_binding_bytes / 32` rows this
+    /// is larger than one binding: copy or read it, don't bind it whole.
     pub fn partials(&self) -> DeviceTensor {
         DeviceTensor::from_parts(self.out.clone(), vec![2, self.rows, 4], DType::F32)
     }

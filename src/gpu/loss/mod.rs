@@ -16,6 +16,7 @@ mod shards;
 pub(crate) use buffers::ChunkInputs;
 pub(crate) use plan::LossSpec;
 pub use prepared::PreparedLoss;
+pub(crate) use shard::check_classes;
 pub use shard::{PreparedShard, VocabShard};
 pub use shard_device::{DeviceShard, PreparedShardDevice};
 pub use shards::loss_of_merged;

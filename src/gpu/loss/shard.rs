@@ -188,6 +188,34 @@ impl Context {
     }
 }
 
+/// Checks a shard of `n` rows and classes `first_class .. first_class + cs` of `classes`:
+/// at least one class, within C, and C within the i32 the device compares class indices
+/// in. Returns the elements of the problem's `[N, C]`.
+pub(crate) fn check_classes(
+    n: usize,
+    first_class: usize,
+    cs: usize,
+    classes: usize,
+) -> Result<usize> {
+    let end = first_class.checked_add(cs);
+    if cs == 0 || end.is_none_or(|end| end > classes) {
+        return Err(XentError::InvalidShape(format!(
+            "a shard holds classes {first_class}..{first_class} + {cs} of C = {classes}: it needs at least one, within C"
+        )));
+    }
+    if classes > i32::MAX as usize {
+        return Err(XentError::Unsupported(format!(
+            "a shard's C = {classes} is past {}, the largest class index the device compares",
+            i32::MAX
+        )));
+    }
+    n.checked_mul(classes).ok_or_else(|| {
+        XentError::InvalidShape(format!(
+            "a problem of [{n}, {classes}] has more elements than usize holds"
+        ))
+    })
+}
+
 /// Checks a shard, its target (class targets `[N]` over all C, or this shard's probabilities
 /// `[N, Cs]`) and the options: `(N, Cs, the problem, D)`.
 fn check_shard(
@@ -202,15 +230,8 @@ fn check_shard(
         )));
     };
     shard.logits.check_len("shard logits")?;
-    let end = shard.first_class.checked_add(cs);
-    if cs == 0 || end.is_none_or(|end| end > shard.classes) {
-        return Err(XentError::InvalidShape(format!(
-            "a shard holds classes {}..{} + {cs} of C = {}: it needs at least one, within C",
-            shard.first_class, shard.first_class, shard.classes
-        )));
-    }
+    let len = check_classes(n, shard.first_class, cs, shard.classes)?;
     let shape = [n, shard.classes];
-    let len = n * shard.classes;
     let mut problem = match target {
         Target::Probs(p) => {
             if p.shape != [n, cs] {

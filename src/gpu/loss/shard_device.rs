@@ -23,7 +23,9 @@ use crate::gpu::program::Program;
 use crate::options::{DType, LossOptions};
 
 /// A shard on the device: f32 logits `[N, Cs]` of classes `first_class ..` of `classes`,
-/// class targets `[N]` over all C (i32, u32 or i64), and where its gradient goes.
+/// class targets `[N]` over all C (i32, u32 or i64), and where its gradient goes. The
+/// targets are not checked: a class past C (other than `ignore_index`) gives a wrong loss,
+/// where the host shards refuse it.
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceShard<'a> {
     pub logits: &'a DeviceTensor,

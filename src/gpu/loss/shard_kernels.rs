@@ -11,6 +11,7 @@
 
 use super::buffers::{ChunkBuffers, ChunkInputs, Common};
 use super::plan::{LossPlan, LossSpec};
+use super::shard::check_classes;
 use super::{Grad, Loss, Request};
 use crate::error::{Result, XentError};
 use crate::geometry::rows::{self, Split};
@@ -134,12 +135,12 @@ impl Context {
             shard_classes: cs,
             classes,
         } = shape;
-        let end = first_class.checked_add(cs).filter(|&end| end <= classes);
-        if n == 0 || cs == 0 || end.is_none() {
-            return Err(XentError::InvalidShape(format!(
-                "a device shard holds rows and classes {first_class}..{first_class} + {cs} of C = {classes}: at least one of each, within C"
-            )));
+        if n == 0 {
+            return Err(XentError::InvalidShape(
+                "a device shard holds at least one row".into(),
+            ));
         }
+        let len = check_classes(n, first_class, cs, classes)?;
         let target_words = match target.dtype() {
             DType::I64 => 2,
             DType::I32 | DType::U32 => 1,
@@ -156,14 +157,8 @@ impl Context {
             ))
         })?;
         let shape = [n, classes];
-        let problem = check_loss_shapes(
-            Loss::CrossEntropy,
-            &shape,
-            n * classes,
-            target.shape(),
-            false,
-            opts,
-        )?;
+        let problem =
+            check_loss_shapes(Loss::CrossEntropy, &shape, len, target.shape(), false, opts)?;
         Ok(LossSpec {
             layout: problem.layout,
             input_shape: shape.to_vec(),
@@ -238,7 +233,6 @@ impl ShardKernels {
     }
 }
 
-/// One segment a row: within the loop-trip and binding limits, never split for threads.
 impl Context {
     /// Whether one workgroup walks a row of `cs` classes on this adapter, as a shard's
     /// kernels need.
@@ -247,6 +241,7 @@ impl Context {
     }
 }
 
+/// One segment a row: within the loop-trip and binding limits, never split for threads.
 fn one_segment(t: &rows::WalkTuning, n: usize, cs: usize) -> Result<Split> {
     let one = rows::WalkTuning {
         min_workgroups: 1,
