@@ -1,0 +1,209 @@
+//! linear_cross_entropy over vocabulary shards, the rest of the API: the helper
+//! (`Context::linear_cross_entropy_sharded`) over two devices with class targets (the
+//! shards' fused form) and probability targets (the unfused one), against the unsharded
+//! call; and what the device and host shards refuse.
+
+mod common;
+
+use common::{ctx, Rng};
+use wgpu_xent::{
+    DType, DeviceLinearShard, DeviceTensor, Linear, LinearShard, LossOptions, Target, Tensor,
+};
+#[test]
+fn the_helper_over_several_devices_equals_the_unsharded_call() {
+    let devices = [
+        ctx().clone(),
+        wgpu_xent::Context::new().expect("a second device"),
+    ];
+    let mut rng = Rng::new(5);
+    let (n, d, c) = (7, 19, 301);
+    let x: Vec<f32> = (0..n * d).map(|_| rng.normal(1.0)).collect();
+    let w: Vec<f32> = (0..c * d).map(|_| rng.normal(0.5)).collect();
+    let b: Vec<f32> = (0..c).map(|_| rng.normal(1.0)).collect();
+    let t: Vec<i64> = (0..n)
+        .map(|i| if i == 3 { -100 } else { rng.below(c) as i64 })
+        .collect();
+    let (xs, ws, bs, rows) = ([n, d], [c, d], [c], [n]);
+    let linear = Linear::new(Tensor::new(&x, &xs), Tensor::new(&w, &ws)).bias(Tensor::new(&b, &bs));
+    // Probability targets take the shards' unfused form, class targets the fused one.
+    let q: Vec<f32> = (0..n * c).map(|_| rng.uniform()).collect();
+    let q: Vec<f32> = q
+        .chunks(c)
+        .flat_map(|r| {
+            r.iter()
+                .map(|v| v / r.iter().sum::<f32>())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let logits = [n, c];
+    let targets = [
+        Target::I64(Tensor::new(&t, &rows)),
+        Target::Probs(Tensor::new(&q, &logits)),
+    ];
+    let opts = LossOptions {
+        label_smoothing: 0.2,
+        ..Default::default()
+    };
+    for (target, shards) in targets
+        .into_iter()
+        .flat_map(|t| (1..=3).map(move |s| (t, s)))
+    {
+        let truth = ctx()
+            .linear_cross_entropy_backward(linear, target, &opts)
+            .unwrap();
+        let on: Vec<_> = (0..shards).map(|k| devices[k % 2].clone()).collect();
+        let got =
+            wgpu_xent::Context::linear_cross_entropy_sharded(&on, linear, target, &opts, true)
+                .unwrap();
+        let pairs = [
+            (&got.loss, &truth.loss),
+            (
+                got.grad_input.as_ref().unwrap(),
+                truth.grad_input.as_ref().unwrap(),
+            ),
+            (
+                got.grad_linear_weight.as_ref().unwrap(),
+                truth.grad_linear_weight.as_ref().unwrap(),
+            ),
+            (
+                got.grad_linear_bias.as_ref().unwrap(),
+                truth.grad_linear_bias.as_ref().unwrap(),
+            ),
+        ];
+        for (k, (a, b)) in pairs.iter().enumerate() {
+            assert_eq!(a.shape, b.shape, "{shards} shards, output {k}");
+            for (u, v) in a.data.iter().zip(&b.data) {
+                assert!(
+                    (u - v).abs() <= 1e-5 + 1e-4 * v.abs(),
+                    "{shards} shards, output {k}: {u} against {v}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn bad_device_linear_shards_are_refused() {
+    let ctx = ctx();
+    let t = |shape: &[usize]| DeviceTensor::zeros(ctx, shape).unwrap();
+    let (x, w, b) = (t(&[4, 3]), t(&[2, 3]), t(&[2]));
+    let target = DeviceTensor::from_host(ctx, &[0i64, 1, 2, 3], &[4], DType::I64).unwrap();
+    let (dx, dw, db, probs) = (t(&[4, 3]), t(&[2, 3]), t(&[2]), t(&[4, 5]));
+    let wide = t(&[2, 4]);
+    let call = DeviceLinearShard {
+        input: &x,
+        weight: &w,
+        bias: Some(&b),
+        target: &target,
+        first_class: 3,
+        classes: 5,
+        grads_into: Some((&dx, &dw, Some(&db))),
+        budget: wgpu_xent::DEFAULT_LINEAR_BUDGET,
+    };
+    let err = |call: DeviceLinearShard| {
+        let opts = LossOptions::default();
+        ctx.prepare_linear_cross_entropy_shard_device(call, &opts)
+            .err()
+            .map(|e| e.to_string())
+    };
+    assert_eq!(err(call), None);
+    let refused = [
+        (
+            DeviceLinearShard {
+                first_class: 4,
+                ..call
+            },
+            "within C",
+        ),
+        (
+            DeviceLinearShard {
+                target: &probs,
+                ..call
+            },
+            "class indices",
+        ),
+        (
+            DeviceLinearShard {
+                weight: &wide,
+                ..call
+            },
+            "linear_weight",
+        ),
+        (DeviceLinearShard { bias: None, ..call }, "without a bias"),
+        (
+            DeviceLinearShard {
+                grads_into: Some((&dx, &dx, None)),
+                ..call
+            },
+            "[2, 3]",
+        ),
+        (
+            DeviceLinearShard {
+                grads_into: Some((&x, &dw, None)),
+                ..call
+            },
+            "shares a buffer",
+        ),
+    ];
+    let sealed = DeviceTensor::from_buffer(
+        ctx,
+        &ctx.device().create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: 32,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        }),
+        0,
+        &[4],
+        DType::I64,
+    )
+    .unwrap();
+    let refused = refused.into_iter().chain([
+        (
+            DeviceLinearShard {
+                first_class: usize::MAX,
+                ..call
+            },
+            "within C",
+        ),
+        (
+            DeviceLinearShard {
+                target: &sealed,
+                ..call
+            },
+            "COPY_SRC",
+        ),
+        (
+            DeviceLinearShard {
+                classes: 1 << 33,
+                ..call
+            },
+            "2147483647",
+        ),
+    ]);
+    for (call, words) in refused {
+        let e = err(call).expect(words);
+        assert!(e.contains(words), "{e}: wants {words}");
+    }
+    let no_grads = DeviceLinearShard {
+        grads_into: None,
+        ..call
+    };
+    let prepared = ctx
+        .prepare_linear_cross_entropy_shard_device(no_grads, &Default::default())
+        .unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    assert!(prepared.record_grads(&mut encoder).is_err());
+    // The host shard too: C past what the device compares class indices in.
+    let (xs, ws, ts) = ([0f32; 6], [0f32; 3], [0i64, 1]);
+    let shard = LinearShard {
+        input: Tensor::new(&xs, &[2, 3]),
+        weight: Tensor::new(&ws, &[1, 3]),
+        bias: None,
+        first_class: 0,
+        classes: usize::MAX,
+    };
+    let target = Target::I64(Tensor::new(&ts, &[2]));
+    let e = ctx.prepare_linear_cross_entropy_shard(shard, target, &Default::default(), true);
+    assert!(e.err().unwrap().to_string().contains("2147483647"));
+}
