@@ -226,3 +226,49 @@ fn bad_device_shards_are_refused() {
         .unwrap_or_default()
         .contains("longer than one workgroup walks"));
 }
+
+/// The device checks its targets: a class past C (i32, u32 and i64 targets, each row of
+/// them in turn) is an error naming that row, read after the partials ran; ignored rows
+/// and classes of other shards are not.
+#[test]
+fn device_shards_check_their_targets() {
+    let ctx = ctx();
+    let logits = DeviceTensor::zeros(ctx, &[4, 3]).unwrap();
+    let run = |target: &DeviceTensor| {
+        let call = DeviceShard {
+            logits: &logits,
+            target,
+            first_class: 2,
+            classes: 5,
+            grad_into: None,
+        };
+        let prepared = ctx
+            .prepare_cross_entropy_shard_device(call, &LossOptions::default())
+            .unwrap();
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        prepared.record_partials(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        prepared.check_targets().map_err(|e| e.to_string())
+    };
+    let good = [0i64, 4, -100, 1];
+    assert_eq!(
+        run(&DeviceTensor::from_host(ctx, &good, &[4], DType::I64).unwrap()),
+        Ok(())
+    );
+    for row in 0..4 {
+        let mut bad = good;
+        bad[row] = 5;
+        let e = run(&DeviceTensor::from_host(ctx, &bad, &[4], DType::I64).unwrap());
+        let want = format!("Target 5 is out of bounds (at position [{row}]");
+        assert!(e.as_ref().unwrap_err().starts_with(&want), "{e:?}");
+        bad[row] = -7;
+        let narrow: Vec<i32> = bad.iter().map(|&t| t as i32).collect();
+        let e = run(&DeviceTensor::from_host(ctx, &narrow, &[4], DType::I32).unwrap());
+        assert!(e.unwrap_err().starts_with("Target -7 is out of bounds"));
+    }
+    // Fixed again, the check passes: the flag is reset on every run.
+    assert_eq!(
+        run(&DeviceTensor::from_host(ctx, &good, &[4], DType::I64).unwrap()),
+        Ok(())
+    );
+}

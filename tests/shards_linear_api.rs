@@ -207,3 +207,43 @@ fn bad_device_linear_shards_are_refused() {
     let e = ctx.prepare_linear_cross_entropy_shard(shard, target, &Default::default(), true);
     assert!(e.err().unwrap().to_string().contains("2147483647"));
 }
+
+/// A device linear shard checks its targets in every chunk: a class past C is an error
+/// naming its row (in the last chunk here), read after the partials ran.
+#[test]
+fn device_linear_shards_check_their_targets() {
+    let ctx = ctx();
+    let (x, w) = (
+        DeviceTensor::zeros(ctx, &[9, 3]).unwrap(),
+        DeviceTensor::zeros(ctx, &[2, 3]).unwrap(),
+    );
+    let run = |t: &[i64]| {
+        let target = DeviceTensor::from_host(ctx, t, &[9], DType::I64).unwrap();
+        let call = DeviceLinearShard {
+            input: &x,
+            weight: &w,
+            bias: None,
+            target: &target,
+            first_class: 0,
+            classes: 4,
+            grads_into: None,
+            // Two rows of logits a chunk: five chunks.
+            budget: 16,
+        };
+        let prepared = ctx
+            .prepare_linear_cross_entropy_shard_device(call, &LossOptions::default())
+            .unwrap();
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        prepared.record_partials(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        prepared.check_targets().map_err(|e| e.to_string())
+    };
+    let mut t = [0i64, 1, 2, 3, -100, 3, 2, 1, 0];
+    assert_eq!(run(&t), Ok(()));
+    t[8] = 4;
+    let e = run(&t).unwrap_err();
+    assert!(
+        e.starts_with("Target 4 is out of bounds (at position [8]"),
+        "{e}"
+    );
+}

@@ -35,9 +35,8 @@ use std::ops::Range;
 /// A shard of a `linear_cross_entropy` on the device: `input` `[N, D]` and this shard's
 /// `weight` `[Cs, D]` and `bias` `[Cs]` (classes `first_class ..` of `classes`), each f32,
 /// f16 or bf16 (16-bit ones are widened into f32 copies of ours), and class targets `[N]`
-/// over all C (i32, u32 or i64), in a buffer with `COPY_SRC` usage. The targets are not
-/// checked: a class past C (other than `ignore_index`) gives a wrong loss, where the host
-/// shards refuse it.
+/// over all C (i32, u32 or i64), in a buffer with `COPY_SRC` usage, checked on the device
+/// ([`PreparedLinearShardDevice::check_targets`] reads it).
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceLinearShard<'a> {
     pub input: &'a DeviceTensor,
@@ -66,7 +65,7 @@ pub struct PreparedLinearShardDevice {
     out: wgpu::Buffer,
     rows: usize,
     // Keeps the buffers the programs bind.
-    _kernels: ShardKernels,
+    kernels: ShardKernels,
 }
 
 /// The buffers the chunks share: the logits scratch (G over it in the gradients' pass), and
@@ -142,6 +141,7 @@ impl Context {
         target_copies
             .iter()
             .for_each(|c| partials.copy_in(c.clone()));
+        kernels.push_target_check(&mut partials)?;
         for (k, span) in spans.iter().enumerate() {
             self.push_logits(&mut partials, &t, &p, &scratch.logits, span.clone())?;
             kernels.push_partials(&mut partials, k)?;
@@ -172,7 +172,7 @@ impl Context {
             grads,
             out,
             rows: n,
-            _kernels: kernels,
+            kernels,
         })
     }
 
@@ -301,6 +301,13 @@ impl PreparedLinearShardDevice {
         if self.prelude.len() > 0 {
             self.ctx.record(encoder, &self.prelude, None);
         }
+    }
+
+    /// Reads the check of the targets made by the last submitted
+    /// [`PreparedLinearShardDevice::record_partials`] (waiting for it), as
+    /// [`crate::PreparedShardDevice::check_targets`].
+    pub fn check_targets(&self) -> Result<()> {
+        self.kernels.read_target_check()
     }
 
     /// The partials, `[2, N, 4]` f32, as a device `cross_entropy` shard's

@@ -24,8 +24,7 @@ use crate::options::{DType, LossOptions};
 
 /// A shard on the device: f32 logits `[N, Cs]` of classes `first_class ..` of `classes`,
 /// class targets `[N]` over all C (i32, u32 or i64), and where its gradient goes. The
-/// targets are not checked: a class past C (other than `ignore_index`) gives a wrong loss,
-/// where the host shards refuse it.
+/// targets are checked on the device: [`PreparedShardDevice::check_targets`] reads it.
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceShard<'a> {
     pub logits: &'a DeviceTensor,
@@ -44,7 +43,7 @@ pub struct PreparedShardDevice {
     stats: wgpu::Buffer,
     rows: usize,
     // Keeps the buffers the programs bind.
-    _kernels: ShardKernels,
+    kernels: ShardKernels,
 }
 
 impl Context {
@@ -94,6 +93,7 @@ impl Context {
         };
         let kernels = self.shard_kernels((shape, spec), opts, vec![chunk], grad)?;
         let mut partials = staged_in;
+        kernels.push_target_check(&mut partials)?;
         kernels.push_partials(&mut partials, 0)?;
         let grad = match call.grad_into {
             Some(_) => {
@@ -111,7 +111,7 @@ impl Context {
             grad,
             stats: kernels.chunks[0].stats.clone(),
             rows: n,
-            _kernels: kernels,
+            kernels,
         })
     }
 }
@@ -121,6 +121,14 @@ impl PreparedShardDevice {
     /// [`PreparedShardDevice::partials`] holds them once it has run.
     pub fn record_partials(&self, encoder: &mut wgpu::CommandEncoder) {
         self.ctx.record(encoder, &self.partials, None);
+    }
+
+    /// Reads the check of the targets made by the last submitted
+    /// [`PreparedShardDevice::record_partials`] (waiting for it): a class target past C
+    /// (other than `ignore_index`) is an `Err` naming its row, as the host API's. The
+    /// partials of such a row are wrong.
+    pub fn check_targets(&self) -> Result<()> {
+        self.kernels.read_target_check()
     }
 
     /// The partials, `[2, N, 4]` f32 (the layout: this module's header).

@@ -20,6 +20,7 @@ use crate::gpu::context::Context;
 use crate::gpu::device_tensor::DeviceTensor;
 use crate::gpu::kernels::{Entry, KernelKey};
 use crate::gpu::program::Program;
+use crate::gpu::readback::Staging;
 use crate::layout::RowLayout;
 use crate::options::{DType, Float, LossOptions, Reduction};
 use crate::problem::check_loss_shapes;
@@ -59,6 +60,9 @@ pub(crate) struct ShardKernels {
     common: Common,
     pub chunks: Vec<ChunkBuffers>,
     reduction: Reduction,
+    /// The target check: the flag's reset value, where it is read back, and what an error
+    /// names (C, `ignore_index`).
+    check: (wgpu::Buffer, Staging, usize, i64),
 }
 
 impl Context {
@@ -118,6 +122,12 @@ impl Context {
             common,
             chunks,
             reduction: opts.reduction,
+            check: (
+                self.upload("target error init", &[u32::MAX, 0, 0, 0])?,
+                self.staging(16),
+                shape.classes,
+                opts.ignore_index,
+            ),
         })
     }
 
@@ -188,6 +198,47 @@ impl ShardKernels {
             .push(program, key, bind, rows as u64, &format!("rows={rows}"))
     }
 
+    /// The check of the targets, from the flag's reset: each chunk's rows' dens (which
+    /// flag a class past C), then the first bad row's target copied beside its position.
+    pub fn push_target_check(&self, program: &mut Program) -> Result<()> {
+        program.copy_before(self.check.0.clone(), self.common.error.clone(), 16);
+        for chunk in &self.chunks {
+            self.push_row_dens(program, chunk)?;
+            let key = KernelKey::new(Entry::ReportError, self.plan.variant);
+            let bind = self.ctx.forward_bind(&self.common, chunk);
+            self.ctx.push(program, key, bind, 1, "")?;
+        }
+        Ok(())
+    }
+
+    /// Reads the target check of the last submitted program with
+    /// [`ShardKernels::push_target_check`] (waiting for it): a class target past C is an
+    /// `Err` naming its row, as the host API's.
+    pub fn read_target_check(&self) -> Result<()> {
+        let (_, staging, classes, ignore_index) = &self.check;
+        let reads = [(&self.common.error, 0, staging)];
+        let nothing = Program::default();
+        let run = self.ctx.run_program(&nothing, &reads, None);
+        let (words, _) = crate::gpu::poller::block(self.ctx.scoped(run))?;
+        let word = |i: usize| words[0].get(i).map_or(u32::MAX, |f| f.to_bits());
+        if word(0) == u32::MAX {
+            return Ok(());
+        }
+        Err(XentError::TargetOutOfBounds {
+            position: vec![word(0) as usize],
+            value: (word(1) as u64 | (word(2) as u64) << 32) as i64,
+            classes: *classes,
+            ignore_index: *ignore_index,
+        })
+    }
+
+    fn push_row_dens(&self, program: &mut Program, chunk: &ChunkBuffers) -> Result<()> {
+        let key = KernelKey::new(Entry::RowDens, self.plan.variant);
+        let groups = (chunk.rows as u64).div_ceil(self.ctx.workgroup_size() as u64);
+        let bind = self.ctx.forward_bind(&self.common, chunk);
+        self.ctx.push(program, key, bind, groups, "")
+    }
+
     /// The mean's D (and the sum's 1) into the gradient's scale, from every chunk's targets.
     pub fn push_dens(&self, program: &mut Program) -> Result<()> {
         if self.reduction == Reduction::None {
@@ -195,15 +246,7 @@ impl ShardKernels {
         }
         let ctx = &self.ctx;
         for chunk in &self.chunks {
-            let key = KernelKey::new(Entry::RowDens, self.plan.variant);
-            let groups = (chunk.rows as u64).div_ceil(ctx.workgroup_size() as u64);
-            ctx.push(
-                program,
-                key,
-                ctx.forward_bind(&self.common, chunk),
-                groups,
-                "",
-            )?;
+            self.push_row_dens(program, chunk)?;
         }
         let dens: Vec<_> = self
             .chunks
