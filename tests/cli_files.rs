@@ -294,6 +294,51 @@ fn the_same_file_for_two_outputs_is_refused() {
     assert!(stderr(&r).contains("same file"), "{}", stderr(&r));
 }
 
+/// An output through a symlink is written to the link's file, the link kept; a link to an
+/// output already named is the same file; a FIFO or device is refused, never replaced by a
+/// file.
+#[cfg(unix)]
+#[test]
+fn outputs_through_links_and_special_files() {
+    let d = tmpdir("links");
+    inputs(&d);
+    std::fs::write(d.join("real.npy"), b"old").unwrap();
+    std::os::unix::fs::symlink("real.npy", d.join("link.npy")).unwrap();
+    let eval = |outs: &[&str]| {
+        xent()
+            .current_dir(&d)
+            .args([
+                "eval",
+                "cross-entropy",
+                "--input",
+                "x.npy",
+                "--target",
+                "t.npy",
+            ])
+            .args(outs)
+            .output()
+            .unwrap()
+    };
+    let r = eval(&["--out", "link.npy"]);
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert!(d.join("link.npy").symlink_metadata().unwrap().is_symlink());
+    assert!(std::fs::read(d.join("real.npy"))
+        .unwrap()
+        .starts_with(b"\x93NUMPY"));
+    let r = eval(&["--out", "real.npy", "--grad-out", "link.npy"]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(stderr(&r).contains("same file"), "{}", stderr(&r));
+    let fifo = Command::new("mkfifo").arg(d.join("fifo")).status().unwrap();
+    assert!(fifo.success());
+    for special in [d.join("fifo"), "/dev/null".into()] {
+        let r = eval(&["--out", special.to_str().unwrap()]);
+        assert_eq!(r.status.code(), Some(1));
+        assert!(stderr(&r).contains("not a regular file"), "{}", stderr(&r));
+    }
+    assert!(!d.join("fifo").metadata().unwrap().is_file());
+    assert!(!Path::new("/dev/null").metadata().unwrap().is_file());
+}
+
 /// Runs `cmd` with `stdin` bytes, failing (not hanging) after a minute.
 fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
     let mut child = cmd

@@ -24,17 +24,42 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
+/// Where an output at `path` goes: `path`, or the file a symlink there leads to (the
+/// link stays a link). An existing destination must be a regular file: the rename would
+/// replace a device or a FIFO with a file, not write into it.
+fn destination(path: &Path) -> std::result::Result<PathBuf, String> {
+    let Ok(meta) = path.symlink_metadata() else {
+        return Ok(path.to_path_buf());
+    };
+    let real = match meta.file_type().is_symlink() {
+        true => path
+            .canonicalize()
+            .map_err(|e| format!("a symlink to nothing that can be written: {e}"))?,
+        false => path.to_path_buf(),
+    };
+    let meta = real.metadata().map_err(|e| e.to_string())?;
+    if meta.is_dir() {
+        return Err("is a directory".into());
+    }
+    if !meta.is_file() {
+        return Err(
+            "is not a regular file (a device, FIFO or socket): outputs are written whole, then renamed into place".into(),
+        );
+    }
+    Ok(real)
+}
+
 /// What a rename onto `path` replaces: its directory, resolved, and its file name. Refuses,
-/// naming the flag and path, a path with no file name, a directory, and a parent that is
-/// missing, not a directory or not writable (a temporary file is made there and removed).
+/// naming the flag and path, a path with no file name, a directory or other file that is
+/// not regular, and a parent that is missing, not a directory or not writable (a temporary
+/// file is made there and removed).
 fn identity(flag: &str, path: &Path) -> Result<(PathBuf, OsString)> {
     let bad = |why: String| CliError::Arg(format!("{flag} {}: {why}", path.display()));
+    let real = destination(path).map_err(bad)?;
+    let path = real.as_path();
     let name = path
         .file_name()
         .ok_or_else(|| bad("not a file name".into()))?;
-    if path.is_dir() {
-        return Err(bad("is a directory".into()));
-    }
     let dir = parent(path);
     let shown = dir.display();
     let resolved = dir
@@ -84,6 +109,9 @@ impl Staged {
         path: &Path,
         write: impl FnOnce(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
+        let real = destination(path)
+            .map_err(|why| named(path, std::io::Error::new(std::io::ErrorKind::Other, why)))?;
+        let path = real.as_path();
         let mut builder = tempfile::Builder::new();
         builder.prefix(TMP_PREFIX).suffix(".tmp");
         #[cfg(unix)]
