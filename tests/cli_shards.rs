@@ -195,6 +195,11 @@ fn shards_refuse_what_they_do_not_do() {
     };
     assert_refused(&bench(&[]), "--shape", "no shape");
     assert_refused(&bench(&["--shape", "4x0"]), "at least 1", "no classes");
+    // Refused before anything is allocated, never an abort.
+    let huge = ["--shape", "100000x1000000"];
+    assert_refused(&bench(&huge), "does not fit", "no memory");
+    let huge = ["--op", "linear-cross-entropy", "--shape", "100000x4096x10000000"];
+    assert_refused(&bench(&huge), "does not fit", "no memory for linear");
     let linear = ["--op", "linear-cross-entropy", "--shape"];
     assert_refused(&bench(&[&linear[..], &["4x8"]].concat()), "NxDxC", "no D");
     assert_refused(

@@ -74,16 +74,35 @@ fn check_flags(a: &BenchArgs) -> Result<Mode> {
 }
 
 /// Each `--shape` as (N, D, C): NxC (D = 0) for cross-entropy, NxDxC for
-/// linear-cross-entropy, each at least 1.
+/// linear-cross-entropy, each at least 1, and refused before anything is allocated where
+/// it does not fit in memory (as the unsharded bench's shapes).
 fn shapes(a: &BenchArgs, mode: Mode) -> Result<Vec<(usize, usize, usize)>> {
     a.shapes
         .iter()
-        .map(|s| match (mode.linear, &crate::data::parse_shape(s)?[..]) {
-            (false, &[n, c]) if n > 0 && c > 0 => Ok((n, 0, c)),
-            (true, &[n, d, c]) if n > 0 && d > 0 && c > 0 => Ok((n, d, c)),
-            _ => Err(CliError::Arg(format!(
-                "--shape {s}: --shards takes NxC (NxDxC for linear-cross-entropy), each at least 1"
-            ))),
+        .map(|s| {
+            let (n, d, c) = match (mode.linear, &crate::data::parse_shape(s)?[..]) {
+                (false, &[n, c]) if n > 0 && c > 0 => (n, 0, c),
+                (true, &[n, d, c]) if n > 0 && d > 0 && c > 0 => (n, d, c),
+                _ => {
+                    return Err(CliError::Arg(format!(
+                    "--shape {s}: --shards takes NxC (NxDxC for linear-cross-entropy), each at least 1"
+                )))
+                }
+            };
+            // Every array of both runs, as f32: the logits (or operands and gradients), the
+            // shards' copies and their gradients, several times over.
+            let words = [(n, d), (c, d), (n, c)]
+                .iter()
+                .try_fold(0usize, |sum, &(x, y)| x.checked_mul(y)?.checked_add(sum));
+            match words {
+                Some(w) => crate::data::check_fits(s, &[w], 4 * 6)?,
+                None => {
+                    return Err(CliError::Arg(format!(
+                        "--shape {s}: the element count overflows"
+                    )))
+                }
+            }
+            Ok((n, d, c))
         })
         .collect()
 }
