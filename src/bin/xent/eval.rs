@@ -261,8 +261,11 @@ fn compute(a: &EvalArgs) -> Result<Results> {
             Some(count) => {
                 let classes = sharded::classes(&inputs.shape, a.op, dim);
                 let devices = sharded::devices(count, classes)?;
-                let out = sharded::run(&devices, a.op, &inputs, &opts, (grad, dim))?;
-                Results::F32(out)
+                // No classes to split: the unsharded call, on the first device.
+                Results::F32(match classes {
+                    0 => run_op(Some(&devices[0]), a.op, &inputs, &opts, grad, lse, dim)?,
+                    _ => sharded::run(&devices, a.op, &inputs, &opts, (grad, dim))?,
+                })
             }
             None => {
                 let ctx = Context::new()?;
@@ -300,7 +303,10 @@ fn compute_linear(a: &EvalArgs) -> Result<Results> {
             Some(count) => {
                 let classes = li.linear_weight.shape.first().copied().unwrap_or(0);
                 let devices = sharded::devices(count, classes)?;
-                Results::Linear(linear::run_sharded(&devices, &li, &opts, grad)?)
+                Results::Linear(match classes {
+                    0 => linear::run_gpu(&devices[0], &li, &opts, grad)?,
+                    _ => linear::run_sharded(&devices, &li, &opts, grad)?,
+                })
             }
             None => Results::Linear(linear::run_gpu(&Context::new()?, &li, &opts, grad)?),
         },
