@@ -294,6 +294,45 @@ fn the_same_file_for_two_outputs_is_refused() {
     assert!(stderr(&r).contains("same file"), "{}", stderr(&r));
 }
 
+/// uint32 class targets read as int64 ones, and one past C is refused as such.
+#[test]
+fn uint32_targets_are_class_indices() {
+    let d = tmpdir("uint32");
+    inputs(&d);
+    let eval = |t: &str| {
+        xent()
+            .current_dir(&d)
+            .args([
+                "eval", "nll-loss", "--input", "x.npy", "--target", t, "--out", "o.npy",
+            ])
+            .output()
+            .unwrap()
+    };
+    let r = eval("t.npy");
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    let want = std::fs::read(d.join("o.npy")).unwrap();
+    let t = common::read_npy::<i64>(d.join("t.npy"));
+    let words: Vec<u8> = t
+        .data
+        .iter()
+        .flat_map(|&v| (v as u32).to_le_bytes())
+        .collect();
+    raw_npy(
+        &d.join("u.npy"),
+        "<u4",
+        &format!("({},)", t.data.len()),
+        &words,
+    );
+    let r = eval("u.npy");
+    assert_eq!(r.status.code(), Some(0), "{}", stderr(&r));
+    assert_eq!(std::fs::read(d.join("o.npy")).unwrap(), want);
+    let mut bad = words.clone();
+    bad[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+    raw_npy(&d.join("bad.npy"), "<u4", "(6,)", &bad);
+    let e = stderr(&eval("bad.npy"));
+    assert!(e.contains("Target 4294967295 is out of bounds"), "{e}");
+}
+
 /// An output through a symlink is written to the link's file, the link kept; a link to an
 /// output already named is the same file; a FIFO or device is refused, never replaced by a
 /// file.

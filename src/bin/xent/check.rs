@@ -32,7 +32,7 @@ pub struct CheckArgs {
     /// Read the logits from this .npy instead of generating them (`-`: stdin).
     #[arg(long, conflicts_with = "shape")]
     input: Option<PathBuf>,
-    /// Targets .npy (int64/int32 classes, or float32 probabilities), with --input.
+    /// Targets .npy (int64/int32/uint32 classes, or float32 probabilities), with --input.
     #[arg(long, requires = "input")]
     target: Option<PathBuf>,
     /// Weight .npy (float32 `[C]`), with --input.

@@ -220,7 +220,7 @@ fn logits(file: &NpyBytes, dtype: DType) -> Result<Logits16> {
 }
 
 /// Reads `--input` (float32, float64 or float16 `<f2`; or, for `dtype` bf16, uint16 bit
-/// patterns), `--target` (int64/int32 classes or float32/float64 probabilities) and `--weight`
+/// patterns), `--target` (int64/int32/uint32 classes or float32/float64 probabilities) and `--weight`
 /// (float16, float32 or float64 `[C]`), each once (`-` is stdin, for one of them at most).
 /// Without `dtype`, the file's own dtype decides. Float64 values are kept in `wide` and
 /// rounded to f32 in the other fields.
@@ -247,6 +247,7 @@ pub fn read(
     let (classes, probs, tshape) = match target.map(|p| load(p)?.target()).transpose()? {
         Some(NpyTarget::I64(t)) => (t.data, None, t.shape),
         Some(NpyTarget::I32(t)) => (t.data.iter().map(|&v| v as i64).collect(), None, t.shape),
+        Some(NpyTarget::U32(t)) => (t.data.iter().map(|&v| v as i64).collect(), None, t.shape),
         Some(NpyTarget::F32(t)) => (vec![], Some(t.data), t.shape),
         Some(NpyTarget::F64(t)) => {
             let p = narrow(&t.data);

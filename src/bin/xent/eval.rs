@@ -27,7 +27,7 @@ pub struct EvalArgs {
     /// The classifier bias [C], stored as --input is. linear-cross-entropy.
     #[arg(long)]
     linear_bias: Option<PathBuf>,
-    /// Class indices (int64 or int32 .npy) or class probabilities (float32 or float64, the
+    /// Class indices (int64, int32 or uint32 .npy) or class probabilities (float32 or float64, the
     /// input's shape); `-` reads stdin. cross-entropy and nll-loss.
     #[arg(long)]
     target: Option<PathBuf>,
@@ -80,7 +80,8 @@ pub struct EvalArgs {
     softcap: Option<f64>,
     /// Split the classes over this many devices: the adapters wgpu finds on the backends
     /// `WGPU_BACKEND` names (e.g. `vulkan,gl`), in turn, one device each. Their partials are
-    /// merged on the host; the outputs are the unsharded call's. cross-entropy.
+    /// merged on the host; the outputs are the unsharded call's. Every op (never more
+    /// devices than classes); not with --lse-out or --device cpu.
     #[arg(long)]
     shards: Option<usize>,
     /// Print nothing on success (by default: one line, the loss or the outputs written).

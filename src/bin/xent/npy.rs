@@ -25,6 +25,8 @@ pub enum NpyTarget {
     I64(NpyArray<i64>),
     /// `<i4` class indices.
     I32(NpyArray<i32>),
+    /// `<u4` class indices.
+    U32(NpyArray<u32>),
     /// `<f4` class probabilities.
     F32(NpyArray<f32>),
     /// `<f8` class probabilities.
@@ -262,18 +264,19 @@ impl NpyBytes {
         }
     }
 
-    /// A target: int64 or int32 class indices, or float32 or float64 probabilities.
+    /// A target: int64, int32 or uint32 class indices, or float32 or float64 probabilities.
     pub fn target(&self) -> Result<NpyTarget> {
         let (header, data) = self.open()?;
         match plain_dtype(&self.name, &header.dtype())? {
             (TypeChar::Int, 8, _) => Ok(NpyTarget::I64(self.elements(header, data)?)),
             (TypeChar::Int, 4, _) => Ok(NpyTarget::I32(self.elements(header, data)?)),
+            (TypeChar::Uint, 4, _) => Ok(NpyTarget::U32(self.elements(header, data)?)),
             (TypeChar::Float, 4, _) => Ok(NpyTarget::F32(self.elements(header, data)?)),
             (TypeChar::Float, 8, _) => Ok(NpyTarget::F64(self.elements(header, data)?)),
             (_, _, name) => Err(npy_err(
                 &self.name,
                 format!(
-                    "expected int64 or int32 class indices, or float32 or float64 probabilities; \
+                    "expected int64, int32 or uint32 class indices, or float32 or float64 probabilities; \
                      got '{name}'"
                 ),
             )),
