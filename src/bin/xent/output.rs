@@ -109,8 +109,7 @@ impl Staged {
         path: &Path,
         write: impl FnOnce(&mut dyn Write) -> Result<()>,
     ) -> Result<()> {
-        let real = destination(path)
-            .map_err(|why| named(path, std::io::Error::new(std::io::ErrorKind::Other, why)))?;
+        let real = destination(path).map_err(|why| named(path, std::io::Error::other(why)))?;
         let path = real.as_path();
         let mut builder = tempfile::Builder::new();
         builder.prefix(TMP_PREFIX).suffix(".tmp");
