@@ -109,6 +109,23 @@ pub(crate) fn plan(
         .collect())
 }
 
+/// As [`plan`], for a vocabulary shard: each row also has partials (at most 32 bytes a
+/// segment), bound whole for each chunk, so where a row has fewer than 8 classes a segment
+/// they cap the chunk's rows.
+pub(crate) fn shard_plan(
+    layout: &RowLayout,
+    split: &Split,
+    max_binding_bytes: u64,
+) -> Result<Vec<Chunk>> {
+    let row = (layout.classes as u64 * 4).max(4);
+    let stats_rows = (max_binding_bytes / (32 * split.segments.max(1) as u64)).max(1);
+    plan(
+        layout,
+        split,
+        max_binding_bytes.min(stats_rows.saturating_mul(row)),
+    )
+}
+
 /// f32 values one binding of `max_binding_bytes` holds, within u32 indices.
 pub(crate) fn max_binding_elems(max_binding_bytes: u64) -> usize {
     (max_binding_bytes / 4).min(u32::MAX as u64) as usize
@@ -159,6 +176,31 @@ mod tests {
         let elems: Vec<usize> = pieces.iter().flat_map(|c| c.elems(&l, &split)).collect();
         assert_eq!(elems, (0..210).collect::<Vec<_>>());
         assert!(plan(&l, &split, 8 * 4).is_err());
+    }
+
+    #[test]
+    fn shard_chunks_keep_logits_and_partials_within_the_binding() {
+        let binding = 4096;
+        for classes in 1..40 {
+            for outer in [1, 127, 128, 129, 1000] {
+                let l = RowLayout {
+                    outer,
+                    classes,
+                    inner: 1,
+                };
+                let whole = Split::whole(&l);
+                let chunks = shard_plan(&l, &whole, binding).unwrap();
+                let rows: Vec<usize> = chunks.iter().flat_map(|c| c.rows(&l)).collect();
+                assert_eq!(rows, (0..outer).collect::<Vec<_>>());
+                for c in &chunks {
+                    assert!(c.elems(&l, &whole).len() * 4 <= binding as usize);
+                    assert!(
+                        c.rows(&l).len() * 32 <= binding as usize,
+                        "{classes} {outer}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

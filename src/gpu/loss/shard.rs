@@ -161,7 +161,7 @@ impl Context {
             inner: 1,
         };
         let c0 = shard.first_class;
-        chunks::plan(&layout, split, self.max_binding_bytes())?
+        chunks::shard_plan(&layout, split, self.max_binding_bytes())?
             .iter()
             .map(|chunk| {
                 let (elems, rows) = (chunk.elems(&layout, split), chunk.rows(&layout));

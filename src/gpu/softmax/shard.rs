@@ -69,7 +69,7 @@ impl Context {
         walk.lanes = self.workgroup_size();
         let pieces = match layout.is_empty() {
             true => vec![],
-            false => chunks::plan(&layout, &walk.split, self.max_binding_bytes())?,
+            false => chunks::shard_plan(&layout, &walk.split, self.max_binding_bytes())?,
         };
         let k = walk.split.segments as usize;
         let (mut first, mut second) = (Program::default(), Program::default());
