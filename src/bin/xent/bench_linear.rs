@@ -127,17 +127,7 @@ fn shapes(a: &BenchArgs, form: &str) -> Result<Vec<(usize, usize, usize)>> {
             )));
         }
         // Operands, gradients and the matmul's [N, C] output, as f32, twice over.
-        let words = [(p, q), (q, r), (p, r)]
-            .iter()
-            .try_fold(0usize, |sum, &(x, y)| x.checked_mul(y)?.checked_add(sum));
-        match words {
-            Some(w) => crate::data::check_fits(s, &[w], 4 * 6)?,
-            None => {
-                return Err(CliError::Arg(format!(
-                    "--shape {s}: the element count overflows"
-                )))
-            }
-        }
+        crate::data::check_fits_arrays(s, &[(p, q), (q, r), (p, r)], 4 * 6)?;
         out.push((p, q, r));
     }
     Ok(out)

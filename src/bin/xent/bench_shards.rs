@@ -91,17 +91,7 @@ fn shapes(a: &BenchArgs, mode: Mode) -> Result<Vec<(usize, usize, usize)>> {
             };
             // Every array of both runs, as f32: the logits (or operands and gradients), the
             // shards' copies and their gradients, several times over.
-            let words = [(n, d), (c, d), (n, c)]
-                .iter()
-                .try_fold(0usize, |sum, &(x, y)| x.checked_mul(y)?.checked_add(sum));
-            match words {
-                Some(w) => crate::data::check_fits(s, &[w], 4 * 6)?,
-                None => {
-                    return Err(CliError::Arg(format!(
-                        "--shape {s}: the element count overflows"
-                    )))
-                }
-            }
+            crate::data::check_fits_arrays(s, &[(n, d), (c, d), (n, c)], 4 * 6)?;
             Ok((n, d, c))
         })
         .collect()

@@ -112,6 +112,19 @@ pub fn check_fits(s: &str, shape: &[usize], bytes_per_logit: u64) -> Result<()> 
     }
 }
 
+/// As [`check_fits`], for several arrays `[x, y]` at `bytes_per_elem` bytes each element.
+pub fn check_fits_arrays(s: &str, arrays: &[(usize, usize)], bytes_per_elem: u64) -> Result<()> {
+    let words = arrays
+        .iter()
+        .try_fold(0usize, |sum, &(x, y)| x.checked_mul(y)?.checked_add(sum));
+    match words {
+        Some(w) => check_fits(s, &[w], bytes_per_elem),
+        None => Err(CliError::Arg(format!(
+            "--shape {s}: the element count overflows"
+        ))),
+    }
+}
+
 /// Options of generated data.
 pub struct Synth {
     pub seed: u64,
