@@ -11,7 +11,7 @@
 //                  ∂ℓ/∂x_c = (g/D)·[Q·p_c - q_c + 2·z·lse·p_c],   Q = Σ_c q_c
 //   softcap: times ∂x'/∂x = 1 - (x'/cap)².
 //   nll_loss: ∂ℓ/∂x_c = -(g/D)·w[y]·[c = y]·m_n; it reads no logits.
-//   Ignored rows get an exact 0.
+//   Ignored rows get PyTorch's 0 - p_c·0: 0, or NaN where the row's lse is not finite.
 //
 // D depends only on the targets and weights, so loss.wgsl's row_dens and reduce.wgsl give
 // it before any logit is read (dens_total alone, for batches one workgroup walks quickly), and one dispatch does the whole row: cross_entropy_fused
@@ -165,9 +165,11 @@ fn grad_row(row: u32, st: vec4<f32>) -> RowGrad {
     if !prob_targets() {
         g.y = row_target(row);
         if g.y < 0 {
-            // Ignored: an exact zero. Out of range: NaN, like the row's loss.
+            // Ignored: PyTorch's log_softmax backward of a zero upstream gradient, 0 - p_c·0,
+            // which is 0, or NaN everywhere where the row's lse is not finite (a NaN or +inf
+            // logit, or every logit -inf). Out of range: NaN, like the row's loss.
             g.constant = true;
-            if g.y == -2 {
+            if g.y == -2 || !is_finite(st.w) {
                 g.fill = quiet_nan();
             }
         } else {

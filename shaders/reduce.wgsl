@@ -4,11 +4,12 @@
 // workgroup at out_sum[out_base + g], out_den[out_base + g]. The host repeats it until one
 // pair is left, then finalize writes, at k = out_base (0 for a loss),
 //   out_sum[k] = Σ loss / Σ den  (mean; NaN for 0/0: every target ignored, zero total
-//                                 weight, or no rows, as in PyTorch)
+//                                 weight, or no rows, as in PyTorch; with label smoothing
+//                                 NaN wherever Σ den = 0: PyTorch divides the nll term, 0
+//                                 then, by D apart from the smoothing term)
 //              = Σ loss          (sum)
 //   out_den[k] = the mean's denominator D (1 for sum), which the gradient divides by.
 // reduce_single does all of it in one dispatch for small n.
-// divide scales out_sum[0..n] by 1 / in_den[0] in place: 4 · n bytes read and written.
 // Each workgroup sums BLOCK = WG * ITEMS consecutive values: each invocation adds ITEMS of
 // them in index order, then the workgroup adds the WG sums in a fixed tree. The order
 // depends only on n, so the result is bitwise reproducible. No atomics.
@@ -24,7 +25,7 @@
 struct ReduceParams {
     n: u32,
     out_base: u32,
-    // 1: mean, 2: sum (finalize and reduce_single)
+    // 1: mean, 2: sum, 3: mean of a label-smoothed loss (finalize and reduce_single)
     mode: u32,
     // reduce_single: 1 when the mean's denominator is in_den[0] rather than Σ in_den.
     den_given: u32,
@@ -32,6 +33,7 @@ struct ReduceParams {
 
 const ITEMS: u32 = 4u;
 const MODE_MEAN: u32 = 1u;
+const MODE_SMOOTHED_MEAN: u32 = 3u;
 
 @group(0) @binding(0) var<uniform> params: ReduceParams;
 @group(0) @binding(1) var<storage, read> in_sum: array<f32>;
@@ -73,8 +75,8 @@ fn finalize() {
 // out_sum[k], out_den[k] from the sums s and d, by the reduction's rule (header).
 fn finish(s: f32, d: f32) {
     let k = params.out_base;
-    if params.mode == MODE_MEAN {
-        if d == 0.0 && s == 0.0 {
+    if params.mode == MODE_MEAN || params.mode == MODE_SMOOTHED_MEAN {
+        if d == 0.0 && (s == 0.0 || params.mode == MODE_SMOOTHED_MEAN) {
             out_sum[k] = quiet_nan();
         } else {
             out_sum[k] = s / d;
@@ -100,21 +102,5 @@ fn reduce_single(@builtin(local_invocation_index) lid: u32) {
     let total = workgroup_sum2(acc, lid, WG);
     if lid == 0u {
         finish(total.x, select(total.y, in_den[0], given));
-    }
-}
-
-// linear_cross_entropy's gradients, summed over its row chunks with upstream gradient 1, made
-// a mean's: out_sum[i] /= D for i < n, D = in_den[0] (0 where D is 0: every target ignored,
-// whose gradient is 0 in PyTorch's reference path). in_sum and out_den are not used.
-@compute @workgroup_size(WG)
-fn divide(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_workgroup(wid, nwg) * WG + lid;
-    if i < params.n {
-        let d = in_den[0];
-        out_sum[i] = select(out_sum[i] / d, 0.0, d == 0.0);
     }
 }

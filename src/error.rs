@@ -91,6 +91,10 @@ pub enum XentError {
     /// wgpu reported a validation error (a bug in wgpu-xent: please report it).
     #[error("wgpu validation error: {0}")]
     Gpu(String),
+    /// A prepared call's buffers were to be rewritten while one of its runs is in flight
+    /// (from another thread, or a future not yet finished): wait for it, then write.
+    #[error("{0}: a run of this prepared call on this thread (a future not yet finished) is in flight; finish or drop it first")]
+    Busy(String),
     /// Mapping a buffer or waiting on the device failed.
     #[error("GPU readback failed: {0}")]
     Readback(String),

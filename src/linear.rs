@@ -168,7 +168,7 @@ impl LinearProblem {
 
 /// `linear_cross_entropy`'s results: the loss, and with the backward the gradients of the
 /// loss (of the summed losses for `none`) with respect to each input, in f32.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LinearOutput {
     /// The loss, as `cross_entropy` returns it.
     pub loss: Output,

@@ -32,7 +32,10 @@ pub(crate) fn cross_entropy_grad<X: Real, P: Real>(
                 p * (coef * row.q) - coef * (w(c) * (t * (1.0 - eps) + eps / classes))
             }
             Targets::Classes(t) => match t[r] {
-                IGNORED => return 0.0,
+                // PyTorch's log_softmax backward of the zero upstream gradient, 0 - p·0: NaN
+                // where the row's lse is not finite (a NaN or +inf logit, or every logit
+                // -inf), and 0 elsewhere.
+                IGNORED => return p * 0.0,
                 y => {
                     let ky = coef * ((1.0 - eps) * w(y as usize));
                     let mut d = p * ky;

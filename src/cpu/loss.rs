@@ -17,7 +17,7 @@ pub fn cross_entropy<'i>(
     opts: &LossOptions,
 ) -> Result<Output> {
     let f = forward(input.into(), &target, opts)?;
-    Ok(reduce(&f.rows, &f.problem, opts.reduction))
+    Ok(reduce(&f.rows, &f.problem, Scalars::of(opts)))
 }
 
 /// `cross_entropy` and the per-row log-sum-exp (shape `[N, d1..dk]`).
@@ -27,7 +27,7 @@ pub fn cross_entropy_with_lse<'i>(
     opts: &LossOptions,
 ) -> Result<(Output, Output)> {
     let f = forward(input.into(), &target, opts)?;
-    Ok((reduce(&f.rows, &f.problem, opts.reduction), f.lse()))
+    Ok((reduce(&f.rows, &f.problem, Scalars::of(opts)), f.lse()))
 }
 
 /// The checked problem and per-row results of `cross_entropy`, as loss.wgsl computes them.
@@ -110,7 +110,7 @@ pub fn cross_entropy_backward<'i>(
     };
     let grad = cross_entropy_grad(&call, &f.rows, backward.grad_output);
     Ok(LossAndGrad {
-        loss: reduce(&f.rows, &f.problem, opts.reduction),
+        loss: reduce(&f.rows, &f.problem, Scalars::of(opts)),
         grad: Some(Output {
             data: grad,
             shape: f.shape.to_vec(),
@@ -213,7 +213,7 @@ pub fn nll_loss<'i>(
         problem: &problem,
         s: Scalars::of(opts),
     };
-    Ok(reduce(&nll_rows(&call), &problem, opts.reduction))
+    Ok(reduce(&nll_rows(&call), &problem, Scalars::of(opts)))
 }
 
 /// Per-row nll_loss.
@@ -310,30 +310,38 @@ pub(crate) fn cross_entropy_rows<X: Real, P: Real>(call: &LossCall<X, P>) -> Vec
         .collect()
 }
 
-/// The reduction of reduce.wgsl: `none`, `sum`, or Σ loss / Σ den (NaN for 0/0).
-pub(crate) fn reduce(rows: &[RowLoss], problem: &LossProblem, reduction: Reduction) -> Output {
-    let shape = match reduction {
+/// The reduction of reduce.wgsl: `none`, `sum`, or Σ loss / Σ den ([`mean`]).
+pub(crate) fn reduce(rows: &[RowLoss], problem: &LossProblem, s: Scalars) -> Output {
+    let shape = match s.reduction {
         Reduction::None => problem.out_shape.clone(),
         _ => vec![],
     };
     Output {
-        data: reduce_f64(rows, reduction)
-            .into_iter()
-            .map(|v| v as f32)
-            .collect(),
+        data: reduce_f64(rows, s).into_iter().map(|v| v as f32).collect(),
         shape,
     }
 }
 
 /// The reduction, kept in f64.
-pub(crate) fn reduce_f64(rows: &[RowLoss], reduction: Reduction) -> Vec<f64> {
+pub(crate) fn reduce_f64(rows: &[RowLoss], s: Scalars) -> Vec<f64> {
     let (sum, den) = rows
         .iter()
         .fold((0.0, 0.0), |(s, d), r| (s + r.loss, d + r.den));
-    match reduction {
+    match s.reduction {
         Reduction::None => rows.iter().map(|r| r.loss).collect(),
         Reduction::Sum => vec![sum],
-        Reduction::Mean => vec![sum / den],
+        Reduction::Mean => vec![mean(sum, den, s.eps)],
+    }
+}
+
+/// The mean Σ loss / D, as reduce.wgsl's `finish` takes it. With label smoothing PyTorch
+/// divides the nll and the smoothing terms by D separately, and the nll's Σ w_y·(-log p_y)
+/// is 0 when D = Σ w_y is (class weights are not negative): 0/0, so NaN, however large the
+/// smoothing term.
+pub(crate) fn mean(sum: f64, den: f64, eps: f64) -> f64 {
+    match den == 0.0 && (sum == 0.0 || eps > 0.0) {
+        true => f64::NAN,
+        false => sum / den,
     }
 }
 
@@ -359,5 +367,5 @@ pub fn cross_entropy_f64(
         problem: &problem,
         s: Scalars::of(opts),
     };
-    Ok(reduce_f64(&cross_entropy_rows(&call), opts.reduction))
+    Ok(reduce_f64(&cross_entropy_rows(&call), Scalars::of(opts)))
 }

@@ -257,7 +257,7 @@ pub fn loss(
             shape: vec![],
         },
         Reduction::Mean => WideOutput {
-            data: vec![sum / den],
+            data: vec![super::loss::mean(sum, den, opts.label_smoothing)],
             shape: vec![],
         },
     })
@@ -302,7 +302,11 @@ pub fn grad(
                     let pc = t[r * cs + k] * (1.0 - eps) + eps / c_f;
                     prob * (coef * p.q) - coef * (w(c) * pc)
                 }
-                ShardTargets::Classes(t) if t[r] == opts.ignore_index => continue,
+                // As PyTorch's: 0 - p·0 (src/cpu/grad.rs).
+                ShardTargets::Classes(t) if t[r] == opts.ignore_index => {
+                    out[r * cs + k] = prob * 0.0;
+                    continue;
+                }
                 ShardTargets::Classes(t) => {
                     let y = t[r] as usize;
                     let ky = coef * ((1.0 - eps) * w(y));

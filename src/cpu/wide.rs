@@ -134,10 +134,10 @@ fn check(op: Loss, x: &Tensor<f64>, target: &WideTarget, opts: &WideOptions) -> 
 }
 
 /// The reduced loss of `rows`, in PyTorch's shape.
-fn loss_output(rows: &[RowLoss], problem: &LossProblem, reduction: Reduction) -> WideOutput {
+fn loss_output(rows: &[RowLoss], problem: &LossProblem, s: Scalars) -> WideOutput {
     WideOutput {
-        data: reduce_f64(rows, reduction),
-        shape: match reduction {
+        data: reduce_f64(rows, s),
+        shape: match s.reduction {
             Reduction::None => problem.out_shape.clone(),
             _ => vec![],
         },
@@ -163,7 +163,7 @@ pub fn cross_entropy(
     };
     let rows = cross_entropy_rows(&call);
     Ok(WideLossAndGrad {
-        loss: loss_output(&rows, &c.problem, opts.reduction),
+        loss: loss_output(&rows, &c.problem, opts.scalars()),
         grad: grad.then(|| WideOutput {
             data: cross_entropy_grad(&call, &rows, 1.0),
             shape: x.shape.to_vec(),
@@ -191,7 +191,7 @@ pub fn nll_loss(
         s: opts.scalars(),
     };
     Ok(WideLossAndGrad {
-        loss: loss_output(&nll_rows(&call), &c.problem, opts.reduction),
+        loss: loss_output(&nll_rows(&call), &c.problem, opts.scalars()),
         grad: grad.then(|| WideOutput {
             data: nll_grad(&call, 1.0),
             shape: x.shape.to_vec(),

@@ -31,6 +31,8 @@ pub struct PreparedBandwidth {
     out: wgpu::Buffer,
     staging: Staging,
     timestamps: Option<Timestamps>,
+    /// Held by each run (src/gpu/run_lock.rs).
+    lock: crate::gpu::run_lock::RunLock,
 }
 
 impl Context {
@@ -95,6 +97,7 @@ impl Context {
                 out,
                 staging: self.staging(4),
                 timestamps: self.timestamp_queries(),
+                lock: Default::default(),
             })
         }))
     }
@@ -130,11 +133,11 @@ impl PreparedBandwidth {
     /// host) and, where the adapter has timestamps, the kernel time.
     pub fn read(&self) -> Result<(Duration, Option<Duration>)> {
         let t = Instant::now();
-        let (_, kernel) = crate::gpu::poller::block(self.ctx.scoped(self.ctx.run_program(
-            &self.program,
-            &[(&self.out, 0, &self.staging)],
-            self.timestamps.as_ref(),
-        )))?;
+        let reads = [(&self.out, 0, &self.staging)];
+        let run = self
+            .ctx
+            .run_program(&self.program, &reads, self.timestamps.as_ref());
+        let (_, kernel) = self.ctx.run_locked(&self.lock, run)?;
         Ok((t.elapsed(), kernel))
     }
 
@@ -142,11 +145,10 @@ impl PreparedBandwidth {
     /// the adapter has timestamps, the kernel time.
     pub fn write(&self) -> Result<(Duration, Option<Duration>)> {
         let t = Instant::now();
-        let (_, kernel) = crate::gpu::poller::block(self.ctx.scoped(self.ctx.run_program(
-            &self.write,
-            &[],
-            self.timestamps.as_ref(),
-        )))?;
+        let run = self
+            .ctx
+            .run_program(&self.write, &[], self.timestamps.as_ref());
+        let (_, kernel) = self.ctx.run_locked(&self.lock, run)?;
         Ok((t.elapsed(), kernel))
     }
 }

@@ -24,6 +24,8 @@ pub(crate) struct Shared {
     pub(crate) poller: super::poller::Poller,
     pub(crate) device: wgpu::Device,
     pub(crate) queue: wgpu::Queue,
+    /// Maps left by readbacks whose futures were dropped (src/gpu/cancel.rs).
+    pub(crate) cancelled: super::cancel::Cancelled,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     features: wgpu::Features,
@@ -142,6 +144,7 @@ impl Context {
             subgroup_layout: None,
             kernels,
             poller,
+            cancelled: Default::default(),
         };
         if shared.tuning.subgroups {
             let layout = match options.subgroup_layout {

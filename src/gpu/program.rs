@@ -72,6 +72,21 @@ impl Program {
         self.after.append(&mut later.after);
     }
 
+    /// Moves the leading dispatches whose kernels `pick` chooses, up to the first it does
+    /// not, into a program of their own (the copies stay).
+    pub fn take_leading(&mut self, pick: impl Fn(super::kernels::Entry) -> bool) -> Program {
+        let n = self
+            .dispatches
+            .iter()
+            .take_while(|d| pick(d.key.entry))
+            .count();
+        let rest = self.dispatches.split_off(n);
+        Program {
+            dispatches: std::mem::replace(&mut self.dispatches, rest),
+            ..Default::default()
+        }
+    }
+
     /// Number of dispatches.
     pub fn len(&self) -> usize {
         self.dispatches.len()

@@ -1,8 +1,10 @@
 //! The one readback helper: copy into MAP_READ buffers, submit once, map, poll that
 //! submission only, and hand back the bytes. Async at the core; ops block on it with pollster.
 
+use super::cancel::{Cancelled, MapDone, Unsettled};
 use super::context::Context;
 use crate::error::{Result, XentError};
+use std::sync::{Arc, Mutex};
 
 /// A mappable buffer that receives a copy of the first `size` bytes of a storage buffer,
 /// or that storage buffer itself when it is mappable (`direct`: nothing to copy). It can be
@@ -11,6 +13,9 @@ pub(crate) struct Staging {
     buffer: wgpu::Buffer,
     size: u64,
     direct: bool,
+    /// The map started and not yet read: its submission and outcome. A readback dropped
+    /// before its read leaves it here, and [`Release`] hands it to the context to settle.
+    pending: Mutex<Option<(wgpu::SubmissionIndex, Arc<MapDone>)>>,
 }
 
 impl Context {
@@ -26,6 +31,7 @@ impl Context {
             buffer,
             size,
             direct: false,
+            pending: Mutex::new(None),
         }
     }
 
@@ -37,6 +43,7 @@ impl Context {
                 buffer: src.clone(),
                 size,
                 direct: true,
+                pending: Mutex::new(None),
             }
         } else {
             self.staging(size)
@@ -66,6 +73,7 @@ impl Context {
         encoder: wgpu::CommandEncoder,
         staged: &[&Staging],
     ) -> Result<Vec<Vec<f32>>> {
+        let _release = Release(staged, &self.shared.cancelled);
         self.submit_and_map(encoder, staged).await?;
         staged.iter().map(|s| s.read(host_copy)).collect()
     }
@@ -86,6 +94,7 @@ impl Context {
                 out.len()
             )));
         }
+        let _release = Release(staged, &self.shared.cancelled);
         self.submit_and_map(encoder, staged).await?;
         let mut at = 0;
         for s in staged {
@@ -96,42 +105,50 @@ impl Context {
         Ok(())
     }
 
-    /// Submits `encoder`, then maps every staged buffer once the submission is done.
+    /// Submits `encoder` (after settling what cancelled readbacks left mapped), then maps
+    /// every staged buffer once the submission is done.
     async fn submit_and_map(
         &self,
         encoder: wgpu::CommandEncoder,
         staged: &[&Staging],
     ) -> Result<()> {
+        self.settle().await?;
         let submission = self.shared.queue.submit(Some(encoder.finish()));
-        let mut receivers = Vec::with_capacity(staged.len());
+        let mut maps = Vec::with_capacity(staged.len());
         for s in staged {
-            let (tx, rx) = futures_intrusive::channel::shared::oneshot_channel();
+            let done = MapDone::new();
             s.buffer
                 .slice(..s.size.max(4))
-                .map_async(wgpu::MapMode::Read, move |r| {
-                    tx.send(r).ok();
-                });
-            receivers.push(rx);
+                .map_async(wgpu::MapMode::Read, done.callback());
+            *s.pending() = Some((submission.clone(), done.clone()));
+            maps.push(done);
         }
+        self.wait_for(submission)?;
+        for done in maps {
+            if !done.mapped().await {
+                return Err(XentError::Readback(
+                    "mapping a staging buffer failed".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Has the device finish `submission` and fire its map callbacks: here, at once, in a
+    /// blocking call (no busy loop); on the poller thread for an async one.
+    pub(crate) fn wait_for(&self, submission: wgpu::SubmissionIndex) -> Result<()> {
         if super::poller::blocking() {
-            // Waits in the driver here until this submission is done: no busy loop.
             self.shared
                 .device
                 .poll(wgpu::PollType::Wait {
                     submission_index: Some(submission),
                     timeout: None,
                 })
-                .map_err(|e| XentError::Readback(e.to_string()))?;
+                .map(|_| ())
+                .map_err(|e| XentError::Readback(e.to_string()))
         } else {
-            self.shared.poller.wait_for(submission)?;
+            self.shared.poller.wait_for(submission)
         }
-        for rx in receivers {
-            rx.receive()
-                .await
-                .ok_or_else(|| XentError::Readback("map callback dropped".into()))?
-                .map_err(|e| XentError::Readback(e.to_string()))?;
-        }
-        Ok(())
     }
 }
 
@@ -147,7 +164,33 @@ impl Staging {
         let out = f(bytemuck::cast_slice(&view[..self.size as usize]));
         drop(view);
         self.buffer.unmap();
+        *self.pending() = None;
         Ok(out)
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Option<(wgpu::SubmissionIndex, Arc<MapDone>)>> {
+        // A plain value: a panic elsewhere leaves it valid.
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Hands the context, when dropped, whatever map its readback started and did not read:
+/// nothing after a read that finished, the maps of one whose future was dropped mid-flight
+/// (cancelled) or that failed. The next readback settles them (src/gpu/cancel.rs).
+struct Release<'a>(&'a [&'a Staging], &'a Cancelled);
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        for s in self.0 {
+            if let Some((submission, done)) = s.pending().take() {
+                let buffer = s.buffer.clone();
+                self.1.push(Unsettled {
+                    buffer,
+                    submission,
+                    done,
+                });
+            }
+        }
     }
 }
 

@@ -1,14 +1,14 @@
 //! Launcher for `shaders/reduce.wgsl`: per-row (loss, den) pairs down to the scalar loss, and
 //! plain sums written where a later kernel reads them.
 
-use super::buffers::{Bindable, Bound};
+use super::buffers::Bindable;
 use super::context::Context;
 use super::kernels::{reduce_block_len, Entry, Family, KernelKey};
 use super::program::Program;
 use crate::error::Result;
 use crate::gpu::kernels::uniform;
 use crate::options::Float;
-use crate::options::Reduction;
+use crate::options::{LossOptions, Reduction};
 
 uniform! {
     /// The uniform of shaders/reduce.wgsl: what each field means is documented there.
@@ -20,14 +20,36 @@ uniform! {
     }
 }
 
-const MODE_MEAN: u32 = 1;
-const MODE_SUM: u32 = 2;
+/// How a reduction finishes (reduce.wgsl's `mode`): the sum, the mean, or the mean of a
+/// label-smoothed loss, which is NaN wherever D is 0 (`cpu::loss::mean` says why).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Finish {
+    Mean = 1,
+    Sum = 2,
+    SmoothedMean = 3,
+}
 
-fn mode(reduction: Reduction) -> u32 {
-    match reduction {
-        Reduction::Mean => MODE_MEAN,
-        _ => MODE_SUM,
+impl Finish {
+    /// The finish of a loss under `opts`.
+    pub fn of(opts: &LossOptions) -> Self {
+        match opts.reduction {
+            Reduction::Mean if opts.label_smoothing > 0.0 => Finish::SmoothedMean,
+            r => r.into(),
+        }
     }
+}
+
+impl From<Reduction> for Finish {
+    fn from(reduction: Reduction) -> Self {
+        match reduction {
+            Reduction::Mean => Finish::Mean,
+            _ => Finish::Sum,
+        }
+    }
+}
+
+fn mode(finish: Finish) -> u32 {
+    finish as u32
 }
 
 /// Values a lane adds at most in the one-dispatch reduction: batches of up to this many
@@ -46,14 +68,13 @@ pub(crate) struct Reduced {
 pub(crate) type Part<'a> = (&'a dyn Bindable, &'a dyn Bindable, usize);
 
 impl Context {
-    /// Appends the reduction of `parts` in their order. `reduction` must be `Mean` or `Sum`.
-    /// D goes to `den_into[0]` when given (the gradient's scale buffer), else to a buffer of
-    /// its own.
+    /// Appends the reduction of `parts` in their order, finished as `finish` says. D goes to
+    /// `den_into[0]` when given (the gradient's scale buffer), else to a buffer of its own.
     pub(crate) fn push_reduction(
         &self,
         program: &mut Program,
         parts: &[Part],
-        reduction: Reduction,
+        finish: Finish,
         den_into: Option<&wgpu::Buffer>,
     ) -> Result<Reduced> {
         let value = self.output("loss", 1)?;
@@ -61,7 +82,7 @@ impl Context {
             Some(b) => b.clone(),
             None => self.output("loss denominator", 1)?,
         };
-        let mode = mode(reduction);
+        let mode = mode(finish);
         match parts {
             [(values, dens, n)] if self.single_pass(*n) => {
                 let out = (&value, &den_out);
@@ -91,13 +112,13 @@ impl Context {
         program: &mut Program,
         values: &dyn Bindable,
         n: usize,
-        reduction: Reduction,
+        finish: Finish,
         den: &wgpu::Buffer,
     ) -> Result<Reduced> {
         let value = self.output("loss", 1)?;
         let den_out = self.output("loss denominator", 1)?;
         let out = (&value, &den_out);
-        self.push_single(program, (values, den, n), mode(reduction), true, out)?;
+        self.push_single(program, (values, den, n), mode(finish), true, out)?;
         Ok(Reduced {
             value,
             den: den_out,
@@ -129,34 +150,6 @@ impl Context {
         )
     }
 
-    /// Appends `data[i] /= den[0]` (0 where `den[0]` is 0) over `data`'s window, `n` values.
-    pub(crate) fn push_divide(
-        &self,
-        program: &mut Program,
-        data: &Bound,
-        n: usize,
-        den: &wgpu::Buffer,
-    ) -> Result<()> {
-        let params = ReduceParams {
-            n: n as u32,
-            out_base: 0,
-            mode: 0,
-            den_given: 0,
-        };
-        let unused = self.output("unused", 1)?;
-        let groups = (n as u64).div_ceil(self.workgroup_size() as u64);
-        let shape = format!("n={n}");
-        let entry = Entry::Divide;
-        self.push_reduce(
-            program,
-            entry,
-            &params,
-            (den, den),
-            (data, &unused),
-            (groups, &shape),
-        )
-    }
-
     /// Appends `into[index] = Σ values[0..n]`, summed in the same fixed order as a loss
     /// (e.g. W = Σ w of device weights, into the gradient's scale buffer).
     pub(crate) fn push_sum_into(
@@ -170,7 +163,13 @@ impl Context {
         let (sum, den) = self.push_blocks(program, &[(values, values, n)])?;
         // finalize writes a den too; it goes to a scratch buffer.
         let scratch = self.output("unused den", index as usize + 1)?;
-        self.push_finalize(program, (&sum, &den), MODE_SUM, (into, &scratch), index)
+        self.push_finalize(
+            program,
+            (&sum, &den),
+            mode(Finish::Sum),
+            (into, &scratch),
+            index,
+        )
     }
 
     /// Block sums of every part, then of the partial sums, until one pair is left.

@@ -43,6 +43,11 @@ struct SoftmaxChunk<'a> {
 
 /// A softmax-family call with its input on the device and everything built: each
 /// [`PreparedSoftmax::run_timed`] is one submission and one readback.
+///
+/// Runs one at a time: its runs and reads hold the call's lock, so it may be shared by threads
+/// (in an `Arc`) and joined futures, and a dropped `…_async` future leaves it usable. A
+/// blocking method called while an unfinished future of the same thread holds it returns
+/// [`crate::XentError::Busy`].
 pub struct PreparedSoftmax {
     ctx: Context,
     program: Program,
@@ -51,6 +56,8 @@ pub struct PreparedSoftmax {
     shape: Vec<usize>,
     /// The output packed into f16 / bf16, when asked for.
     packed: Option<DeviceTensor>,
+    /// Held by each run (src/gpu/run_lock.rs).
+    lock: super::run_lock::RunLock,
 }
 
 impl Context {
@@ -133,6 +140,7 @@ impl Context {
             timestamps: self.timestamp_queries(),
             shape: x.shape().to_vec(),
             packed: None,
+            lock: Default::default(),
         })
     }
 }
@@ -285,6 +293,7 @@ impl Context {
                 timestamps: self.timestamp_queries(),
                 shape: x.shape().to_vec(),
                 packed,
+                lock: Default::default(),
             })
         }))
     }
@@ -320,24 +329,33 @@ impl PreparedSoftmax {
     /// Runs the call: one submission, then the output read back. Returns the output and,
     /// when the adapter has timestamp queries, the GPU time of the compute pass.
     pub fn run_timed(&self) -> Result<(Output, Option<std::time::Duration>)> {
-        crate::gpu::poller::block(self.ctx.scoped(self.run(true)))
+        self.ctx.run_locked(&self.lock, self.run_held(true))
     }
 
     /// Runs the call and copies the output into `out` (the output's length, row-major):
     /// memory the caller keeps and reuses, where a fresh `Vec` would first have its pages
     /// faulted in (most of the time of a large call on a CPU adapter; docs/PERFORMANCE.md).
     pub fn run_into(&self, out: &mut [f32]) -> Result<()> {
-        crate::gpu::poller::block(self.run_into_async(out))
+        let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
+        let run = self.ctx.run_program_into(&self.program, &reads, out);
+        self.ctx.run_locked(&self.lock, run)
     }
 
     /// The async form of [`PreparedSoftmax::run_into`].
     pub async fn run_into_async(&self, out: &mut [f32]) -> Result<()> {
+        let _run = self.lock.hold().await;
         let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
         let run = self.ctx.run_program_into(&self.program, &reads, out);
         self.ctx.scoped(run).await
     }
 
     async fn run(&self, timed: bool) -> Result<(Output, Option<std::time::Duration>)> {
+        let _run = self.lock.hold().await;
+        self.run_held(timed).await
+    }
+
+    /// `run` by a caller that holds the run lock.
+    async fn run_held(&self, timed: bool) -> Result<(Output, Option<std::time::Duration>)> {
         let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
         let timestamps = self.timestamps.as_ref().filter(|_| timed);
         let (parts, elapsed) = self

@@ -34,6 +34,8 @@ pub const LARGE_SHAPES: &[&str] = &["4096x131072"];
 pub const OVERHEAD_FACTOR: f64 = 4.0;
 
 #[derive(Args)]
+// A negative value after a flag is the value (`--label-smoothing -0.1` reaches the range check).
+#[command(allow_negative_numbers = true)]
 pub struct BenchArgs {
     /// Ops to time (repeatable; default: cross-entropy, cross-entropy-grad, log-softmax, copy
     /// and noop). matmul and the linear ops are timed in GFLOP/s, apart from the others.

@@ -18,6 +18,8 @@ pub const TOL_ABS: f64 = 1e-5;
 pub const TOL_REL: f64 = 1e-4;
 
 #[derive(Args)]
+// A negative value after a flag is the value (`--label-smoothing -0.1` reaches the range check).
+#[command(allow_negative_numbers = true)]
 pub struct CheckArgs {
     /// The operation.
     #[arg(long, value_enum, default_value_t = Op::CrossEntropy)]
@@ -51,7 +53,7 @@ pub struct CheckArgs {
     #[arg(long, default_value_t = 0.0)]
     ignore_frac: f32,
     /// Targets equal to this are ignored [default: -100].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     ignore_index: Option<i64>,
     /// Generate class-probability targets instead of class indices.
     #[arg(long)]
@@ -72,16 +74,16 @@ pub struct CheckArgs {
     #[arg(long)]
     grad: bool,
     /// The class axis of log-softmax / softmax [default: -1].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     dim: Option<i64>,
     /// The logits' dtype.
     #[arg(long, value_enum, default_value_t = InputDtype::F32)]
     dtype: InputDtype,
     /// Absolute tolerance: an element passes when |gpu - cpu| <= tol_abs + tol_rel·|cpu|.
-    #[arg(long, default_value_t = TOL_ABS, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = TOL_ABS)]
     tol_abs: f64,
     /// Relative tolerance.
-    #[arg(long, default_value_t = TOL_REL, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = TOL_REL)]
     tol_rel: f64,
     /// Testing only: adds 1e-2 to the first GPU output, so that the check must fail.
     #[arg(long, hide = true)]

@@ -13,6 +13,8 @@ use wgpu_xent::cpu::wide::WideOptions;
 use wgpu_xent::{Context, DType, LossOptions, Reduction};
 
 #[derive(Args)]
+// A negative value after a flag is the value (`--label-smoothing -0.1` reaches the range check).
+#[command(allow_negative_numbers = true)]
 pub struct EvalArgs {
     /// The operation.
     #[arg(value_enum)]
@@ -27,7 +29,7 @@ pub struct EvalArgs {
     /// The classifier bias [C], stored as --input is. linear-cross-entropy.
     #[arg(long)]
     linear_bias: Option<PathBuf>,
-    /// Class indices (int64, int32 or uint32 .npy) or class probabilities (float32 or float64, the
+    /// Class indices (int64, int32, uint32 or uint8 .npy) or class probabilities (float32 or float64, the
     /// input's shape); `-` reads stdin. cross-entropy and nll-loss.
     #[arg(long)]
     target: Option<PathBuf>,
@@ -36,7 +38,7 @@ pub struct EvalArgs {
     #[arg(long)]
     weight: Option<PathBuf>,
     /// Targets equal to this are ignored [default: -100]. cross-entropy and nll-loss.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     ignore_index: Option<i64>,
     /// none, mean or sum [default: mean]. cross-entropy and nll-loss.
     #[arg(long, value_enum)]
@@ -45,7 +47,7 @@ pub struct EvalArgs {
     #[arg(long)]
     label_smoothing: Option<f64>,
     /// The class axis; negative counts from the end [default: -1]. log-softmax and softmax.
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long)]
     dim: Option<i64>,
     /// The input's dtype (and linear-cross-entropy's weight and bias): f32 (`<f4`), f16
     /// (`<f2`) or bf16 (uint16 bit patterns). Default: the file's own (f32, f64 or f16).

@@ -122,7 +122,19 @@ pub enum DeviceKind {
     Cpu,
 }
 
+/// Turns off Mesa's Vulkan device-select layer, unless the user set it up: it only reorders
+/// devices (xent picks its own with WGPU_BACKEND / WGPU_ADAPTER_NAME), and without a session's
+/// XDG_RUNTIME_DIR it prints two error lines that are not xent's on every start.
+fn quiet_mesa_device_select() {
+    let set = |name| std::env::var_os(name).is_some();
+    if !set("NODEVICE_SELECT") && !set("MESA_VK_DEVICE_SELECT") {
+        // Before any thread starts, so nothing reads the environment meanwhile.
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
+}
+
 fn main() -> ExitCode {
+    quiet_mesa_device_select();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         // --help and --version go to stdout, usage errors to stderr: a failed write is

@@ -264,19 +264,27 @@ impl NpyBytes {
         }
     }
 
-    /// A target: int64, int32 or uint32 class indices, or float32 or float64 probabilities.
+    /// A target: int64, int32, uint32 or uint8 class indices (uint8, PyTorch's Byte targets,
+    /// widened to int32), or float32 or float64 probabilities.
     pub fn target(&self) -> Result<NpyTarget> {
         let (header, data) = self.open()?;
         match plain_dtype(&self.name, &header.dtype())? {
             (TypeChar::Int, 8, _) => Ok(NpyTarget::I64(self.elements(header, data)?)),
             (TypeChar::Int, 4, _) => Ok(NpyTarget::I32(self.elements(header, data)?)),
             (TypeChar::Uint, 4, _) => Ok(NpyTarget::U32(self.elements(header, data)?)),
+            (TypeChar::Uint, 1, _) => {
+                let bytes: NpyArray<u8> = self.elements(header, data)?;
+                Ok(NpyTarget::I32(NpyArray {
+                    data: bytes.data.iter().map(|&v| v as i32).collect(),
+                    shape: bytes.shape,
+                }))
+            }
             (TypeChar::Float, 4, _) => Ok(NpyTarget::F32(self.elements(header, data)?)),
             (TypeChar::Float, 8, _) => Ok(NpyTarget::F64(self.elements(header, data)?)),
             (_, _, name) => Err(npy_err(
                 &self.name,
                 format!(
-                    "expected int64, int32 or uint32 class indices, or float32 or float64 probabilities; \
+                    "expected int64, int32, uint32 or uint8 class indices, or float32 or float64 probabilities; \
                      got '{name}'"
                 ),
             )),

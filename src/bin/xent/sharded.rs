@@ -207,6 +207,21 @@ fn nll_loss(
     let (xs, shapes) = (cut.shards(&inp.x), cut.shapes());
     let ignored = |y: i64| y == opts.ignore_index;
     let w = |y: i64| opts.weight.map_or(1.0, |w| w[y as usize] as f64);
+    let den: f64 = inp
+        .classes
+        .iter()
+        .filter(|&&y| !ignored(y))
+        .map(|&y| w(y))
+        .sum();
+    // Each shard's gradient is -(g/D)·w[y] at its rows' targets, as the unsharded call's:
+    // NaN where D = 0 and w[y] = 0, as PyTorch's.
+    let backward = BackwardOptions {
+        grad_output: match opts.reduction {
+            Reduction::Mean => (1.0 / den) as f32,
+            _ => 1.0,
+        },
+        ..Default::default()
+    };
     let mut rows = vec![0f64; cut.rows()];
     let mut grads = vec![];
     for (k, b) in cut.bounds.windows(2).enumerate() {
@@ -233,28 +248,17 @@ fn nll_loss(
             Target::I64(Tensor::new(&t, &row)),
         );
         let ctx = &devices[k % devices.len()];
-        let out = ctx.nll_loss_backward(x, target, &shard_opts, &BackwardOptions::default())?;
+        let out = ctx.nll_loss_backward(x, target, &shard_opts, &backward)?;
         rows.iter_mut()
             .zip(&out.loss.data)
             .for_each(|(a, &v)| *a += v as f64);
         grads.extend(out.grad.filter(|_| grad));
     }
-    let den: f64 = inp
-        .classes
-        .iter()
-        .filter(|&&y| !ignored(y))
-        .map(|&y| w(y))
-        .sum();
-    let (loss, scale) = match opts.reduction {
-        Reduction::None => (rows.iter().map(|&v| v as f32).collect(), 1.0),
-        Reduction::Sum => (vec![rows.iter().sum::<f64>() as f32], 1.0),
-        Reduction::Mean => (vec![(rows.iter().sum::<f64>() / den) as f32], 1.0 / den),
+    let loss = match opts.reduction {
+        Reduction::None => rows.iter().map(|&v| v as f32).collect(),
+        Reduction::Sum => vec![rows.iter().sum::<f64>() as f32],
+        Reduction::Mean => vec![(rows.iter().sum::<f64>() / den) as f32],
     };
-    for g in &mut grads {
-        // Only the targets' entries: an all-ignored mean's 1/0 leaves the zeros alone.
-        let nonzero = g.data.iter_mut().filter(|v| **v != 0.0);
-        nonzero.for_each(|v| *v = (*v as f64 * scale) as f32);
-    }
     Ok(LossAndGrad {
         loss: Output {
             data: loss,

@@ -55,8 +55,6 @@ pub(crate) enum Entry {
     ReduceFinalize,
     /// `reduce_single` in reduce.wgsl: every value by one workgroup, then finalize's rule.
     ReduceSingle,
-    /// `divide` in reduce.wgsl: one value an invocation.
-    Divide,
     /// `read_sum` in bandwidth.wgsl.
     ReadSum,
     /// `write_fill` in bandwidth.wgsl.
@@ -76,7 +74,7 @@ pub(crate) enum Entry {
 
 impl Entry {
     /// Every entry point, in the order the context builds their f32 pipelines.
-    pub const ALL: [Entry; 32] = [
+    pub const ALL: [Entry; 31] = [
         Entry::LogSoftmax,
         Entry::Softmax,
         Entry::LogSoftmaxBackward,
@@ -101,7 +99,6 @@ impl Entry {
         Entry::ReduceBlock,
         Entry::ReduceFinalize,
         Entry::ReduceSingle,
-        Entry::Divide,
         Entry::ReadSum,
         Entry::WriteFill,
         Entry::PackHalf,
@@ -130,7 +127,7 @@ impl Entry {
             CrossEntropyRows | NllRows | RowDens | ReportError | CrossEntropyPartials
             | CrossEntropyMerge => Family::Loss,
             CrossEntropyGradSegments | CrossEntropyFused | NllGrad | DensTotal => Family::Grad,
-            ReduceBlock | ReduceFinalize | ReduceSingle | Divide => Family::Reduce,
+            ReduceBlock | ReduceFinalize | ReduceSingle => Family::Reduce,
             ReadSum | WriteFill => Family::Bandwidth,
             PackHalf | WidenHalf | Gather => Family::Convert,
             Matmul => Family::Matmul,
@@ -166,7 +163,6 @@ impl Entry {
             ReduceBlock => "reduce_block",
             ReduceFinalize => "finalize",
             ReduceSingle => "reduce_single",
-            Divide => "divide",
             ReadSum => "read_sum",
             WriteFill => "write_fill",
             PackHalf => "pack_half",

@@ -4,13 +4,12 @@
 use super::matmul::{Operand, Product};
 use crate::error::Result;
 use crate::geometry::tiles::row_chunks;
-use crate::geometry::windows::aligned_pieces;
-use crate::gpu::buffers::Bound;
 use crate::gpu::context::Context;
 use crate::gpu::device_tensor::DeviceTensor;
+use crate::gpu::kernels::Entry;
 use crate::gpu::loss::{Loss, PreparedLoss};
 use crate::gpu::program::{BufferCopy, Program};
-use crate::gpu::reduce::Part;
+use crate::gpu::reduce::{Finish, Part};
 use crate::linear::LinearProblem;
 use crate::options::{DType, LossOptions, Reduction};
 use crate::DeviceLoss;
@@ -116,12 +115,19 @@ impl Context {
                 _ => 1.0,
             },
         };
-        let mut program = Program::default();
+        // Each chunk's dispatches that read only its targets and weights come first (see
+        // `push_shared_den`), then each chunk's logits, loss and gradients.
+        let (mut program, mut bodies) = (Program::default(), Program::default());
         let mut chunks = vec![];
         for span in row_chunks(p.rows, rows) {
             let first = span.start;
-            chunks.push((self.push_chunk(&mut program, t, p, &shared, span)?, first));
+            let parts = (&mut program, &mut bodies);
+            chunks.push((self.push_chunk(parts, t, p, &shared, span)?, first));
         }
+        if let (Some(_), Reduction::Mean, false) = (&t.grads, opts.reduction, probs) {
+            self.push_shared_den(&mut program, &chunks)?;
+        }
+        program.append(bodies);
         if let (Some(grads), 0) = (&t.grads, p.rows) {
             // No rows: dW and db are still written, as zeros (products with K = 0).
             let ones = (&shared.scratch, &shared.ones);
@@ -130,21 +136,17 @@ impl Context {
         let loss = match opts.reduction {
             Reduction::None => shared.losses,
             _ => {
-                let outputs: Vec<_> = chunks.iter().map(|(c, _)| c.row_outputs()).collect();
+                let finish = match probs {
+                    true => Finish::Sum,
+                    false => Finish::of(opts),
+                };
+                let outputs = den_parts(&chunks);
                 let parts: Vec<Part> = outputs
                     .iter()
-                    .zip(&chunks)
-                    .map(|((l, d), (c, _))| (l as _, d as _, c.rows()))
+                    .map(|(l, d, n)| (l as _, d as _, *n))
                     .collect();
-                let mode = match probs {
-                    true => Reduction::Sum,
-                    false => opts.reduction,
-                };
-                let reduced = self.push_reduction(&mut program, &parts, mode, None)?;
-                if let (Some(g), Reduction::Mean, false) = (&t.grads, opts.reduction, probs) {
-                    self.push_divide_grads(&mut program, g, p, &reduced.den)?;
-                }
-                reduced.value
+                self.push_reduction(&mut program, &parts, finish, None)?
+                    .value
             }
         };
         Ok(Built {
@@ -161,7 +163,7 @@ impl Context {
     /// its losses (`none`) and lse out, and its share of the gradients.
     fn push_chunk(
         &self,
-        program: &mut Program,
+        (targets_only, program): (&mut Program, &mut Program),
         t: &Tensors,
         p: &LinearProblem,
         sh: &Shared,
@@ -181,7 +183,15 @@ impl Context {
         let loss = Loss::CrossEntropy;
         let mut step =
             self.prepare_device_scaled(loss, call, &sh.chunk_opts, Some(sh.grad_output))?;
-        program.append(step.take_program());
+        let mut own = step.take_program();
+        targets_only.append(own.take_leading(|e| {
+            use Entry::*;
+            matches!(
+                e,
+                RowDens | ReportError | ReduceBlock | ReduceFinalize | ReduceSingle
+            )
+        }));
+        program.append(own);
         let copy_rows = |src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer| BufferCopy {
             src: src.clone(),
             src_offset,
@@ -336,31 +346,39 @@ impl Context {
         }
     }
 
-    /// The gradients, summed with upstream gradient 1, divided by the mean's D (`den[0]`),
-    /// each in pieces that fit one binding.
-    fn push_divide_grads(
+    /// A mean's D over all the rows into every chunk's gradient scale, after the chunks'
+    /// dispatches that read only targets and weights (each one's share of D, its target
+    /// check, the sums into its scale) and before any chunk's loss: D is reduced from the
+    /// shares in row order, and every chunk divides by it. So each gradient is PyTorch's
+    /// `(g/D)·…`, NaN where D = 0, and ignored rows keep theirs.
+    fn push_shared_den(
         &self,
         program: &mut Program,
-        (dx, dw, db): &(At, At, Option<At>),
-        p: &LinearProblem,
-        den: &wgpu::Buffer,
+        chunks: &[(PreparedLoss, usize)],
     ) -> Result<()> {
-        let align = self.limits().min_storage_buffer_offset_alignment as usize / 4;
-        let max = self.max_binding_bytes() as usize / 4;
-        let (d, c) = (p.features, p.classes);
-        for ((buffer, at), len) in [(dx, p.rows * d), (dw, c * d)]
-            .into_iter()
-            .chain(db.as_ref().map(|b| (b, c)))
-        {
-            for piece in aligned_pieces(len, max, align) {
-                let data = Bound {
-                    buffer: buffer.clone(),
-                    offset: ((at + piece.start) * 4) as u64,
-                    size: (piece.len() * 4) as u64,
-                };
-                self.push_divide(program, &data, piece.len(), den)?;
-            }
+        let Some(((first, _), rest)) = chunks.split_first() else {
+            return Ok(());
+        };
+        let outputs = den_parts(chunks);
+        let parts: Vec<Part> = outputs
+            .iter()
+            .map(|(l, d, n)| (l as _, d as _, *n))
+            .collect();
+        self.push_reduction(program, &parts, Finish::Mean, Some(first.scale()))?;
+        for (chunk, _) in rest {
+            self.push_sum_into(program, first.scale(), 1, chunk.scale(), 0)?;
         }
         Ok(())
     }
+}
+
+/// Each chunk's per-row losses, mean denominators and rows.
+fn den_parts(chunks: &[(PreparedLoss, usize)]) -> Vec<(wgpu::Buffer, wgpu::Buffer, usize)> {
+    chunks
+        .iter()
+        .map(|(c, _)| {
+            let (losses, dens) = c.row_outputs();
+            (losses, dens, c.rows())
+        })
+        .collect()
 }

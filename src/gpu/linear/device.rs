@@ -101,6 +101,8 @@ pub struct PreparedLinearDevice {
     target_shape: Vec<usize>,
     rows_shape: Vec<usize>,
     started: AtomicBool,
+    /// Held by each read (src/gpu/run_lock.rs).
+    lock: crate::gpu::run_lock::RunLock,
 }
 
 /// Checks that `t` has `shape`.
@@ -287,6 +289,7 @@ impl Context {
             target_shape: target_shape.to_vec(),
             rows_shape: p.rows_shape(),
             started: false.into(),
+            lock: Default::default(),
         })
     }
 }
@@ -334,7 +337,7 @@ impl PreparedLinearDevice {
         }
         let nothing = Program::default();
         let run = self.ctx.run_program(&nothing, &reads, None);
-        let (mut words, _) = crate::gpu::poller::block(self.ctx.scoped(run))?;
+        let (mut words, _) = self.ctx.run_locked(&self.lock, run)?;
         let loss = words.remove(0);
         for ((step, first_row), flag) in self.built.chunks.iter().zip(&words) {
             step.flag_error(flag, *first_row, &self.target_shape)?;

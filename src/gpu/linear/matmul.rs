@@ -344,6 +344,7 @@ impl Context {
                 program,
                 timestamps: self.timestamp_queries(),
                 dims: [m, n, k],
+                lock: Default::default(),
             })
         }))
     }
@@ -357,6 +358,8 @@ pub struct PreparedMatmul {
     staging: Staging,
     timestamps: Option<Timestamps>,
     dims: [usize; 3],
+    /// Held by each run (src/gpu/run_lock.rs).
+    lock: crate::gpu::run_lock::RunLock,
 }
 
 impl PreparedMatmul {
@@ -372,7 +375,7 @@ impl PreparedMatmul {
         let ctx = &self.ctx;
         let reads = [(&self.c, 0, &self.staging)];
         let run = ctx.run_program(&self.program, &reads, self.timestamps.as_ref());
-        let (mut parts, elapsed) = crate::gpu::poller::block(ctx.scoped(run))?;
+        let (mut parts, elapsed) = ctx.run_locked(&self.lock, run)?;
         let [m, n, _] = self.dims;
         let mut data = parts.swap_remove(0);
         data.truncate(m * n);

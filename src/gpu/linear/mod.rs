@@ -37,6 +37,11 @@ use std::time::Duration;
 pub use matmul::PreparedMatmul;
 
 /// A `linear_cross_entropy` built once, run many times.
+///
+/// Runs one at a time: its runs and reads hold the call's lock, so it may be shared by threads
+/// (in an `Arc`) and joined futures, and a dropped `…_async` future leaves it usable. A
+/// blocking method called while an unfinished future of the same thread holds it returns
+/// [`crate::XentError::Busy`].
 pub struct PreparedLinear {
     ctx: Context,
     program: Program,
@@ -52,6 +57,8 @@ pub struct PreparedLinear {
     grad: bool,
     lse: bool,
     timestamps: Option<Timestamps>,
+    /// Held by each run (src/gpu/run_lock.rs).
+    lock: crate::gpu::run_lock::RunLock,
 }
 
 impl Context {
@@ -127,6 +134,7 @@ impl Context {
                 grad,
                 lse: linear.lse,
                 timestamps: self.timestamp_queries(),
+                lock: Default::default(),
             })
         }))
     }
@@ -192,7 +200,7 @@ impl PreparedLinear {
         let reads: Vec<_> = self.reads.iter().map(|(b, s)| (b, 0, s)).collect();
         let timestamps = self.timestamps.as_ref().filter(|_| timed);
         let run = self.ctx.run_program(&self.program, &reads, timestamps);
-        let (parts, elapsed) = crate::gpu::poller::block(self.ctx.scoped(run))?;
+        let (parts, elapsed) = self.ctx.run_locked(&self.lock, run)?;
         let mut parts = parts.into_iter();
         let losses = parts.next().unwrap_or_default();
         let data = match self.reduction {

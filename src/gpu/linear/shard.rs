@@ -53,6 +53,8 @@ pub struct PreparedLinearShard {
     ctx: Context,
     form: Form,
     dims: (usize, usize, usize),
+    /// Held by each run (src/gpu/run_lock.rs).
+    lock: crate::gpu::run_lock::RunLock,
 }
 
 enum Form {
@@ -118,6 +120,7 @@ impl Context {
             ctx: self.clone(),
             form,
             dims: (n, d, cs),
+            lock: Default::default(),
         })
     }
 
@@ -251,6 +254,7 @@ impl Context {
 impl PreparedLinearShard {
     /// Each row's [`Partial`] over this shard's classes.
     pub fn partials(&self) -> Result<Vec<Partial>> {
+        let _run = self.lock.wait("partials")?;
         match &self.form {
             Form::Fused(f) => self.fused_partials(f),
             Form::Whole(w) => w.loss.partials(),
@@ -260,6 +264,7 @@ impl PreparedLinearShard {
     /// The shard's gradients (upstream gradient 1; of the summed losses for `none`) from
     /// every shard's partials merged in shard order.
     pub fn grads(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
+        let _run = self.lock.wait("grads")?;
         match &self.form {
             Form::Fused(f) => self.fused_grads(f, merged),
             Form::Whole(w) => self.whole_grads(w, merged),

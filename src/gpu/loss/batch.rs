@@ -7,10 +7,10 @@
 
 use super::plan::ROWS_OFFSET;
 use super::prepared::PreparedLoss;
-use super::Results;
+use super::{empty_loss, Grad, Results};
 use crate::error::{Result, XentError};
 use crate::options::{Logits, LossAndGrad, LossOptions, Output, Reduction, Target};
-use crate::problem::{check_loss, Targets};
+use crate::problem::{check_loss, LossProblem, Targets};
 use std::sync::atomic::Ordering;
 
 impl PreparedLoss {
@@ -32,7 +32,8 @@ impl PreparedLoss {
         target: Target,
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
-        crate::gpu::poller::block(self.run_batch_async(input, target, weight))
+        let _run = self.lock.wait("run_batch")?;
+        crate::gpu::poller::block(self.run_batch_held(input.into(), target, weight))
     }
 
     /// The async form of [`PreparedLoss::run_batch`].
@@ -42,25 +43,44 @@ impl PreparedLoss {
         target: Target<'_>,
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
-        let input: Logits = input.into();
+        let _run = self.lock.hold().await;
+        self.run_batch_held(input.into(), target, weight).await
+    }
+
+    /// `run_batch` by a caller that holds the run lock.
+    async fn run_batch_held(
+        &self,
+        input: Logits<'_>,
+        target: Target<'_>,
+        weight: Option<&[f32]>,
+    ) -> Result<LossAndGrad> {
         let (results, (outer, out_shape)) = self
             .ctx
             .scoped(async {
                 let batch = self.write_batch(&input, &target, weight)?;
-                Ok((self.run_reading(true, false).await?.0, batch))
+                let results = match batch.1.layout.rows() {
+                    // Nothing to run: what the one-shot call returns for no rows.
+                    0 => Results {
+                        loss: empty_loss(&batch.1, self.batch.options.reduction),
+                        grad: (self.req.grad != Grad::None).then(Vec::new),
+                        lse: self.req.lse.then(Vec::new),
+                    },
+                    _ => self.run_reading(true, false).await?.0,
+                };
+                Ok((results, (batch.0, batch.1.out_shape)))
             })
             .await?;
         Ok(self.cut(results, outer, input.shape(), out_shape))
     }
 
-    /// Checks a batch and writes it into the call's buffers; returns its rows along dim 0 and
-    /// the shape of its unreduced loss.
+    /// Checks a batch and writes it into the call's buffers (a batch of no rows: only its
+    /// weights); returns its rows along dim 0 and the checked problem.
     fn write_batch(
         &self,
         input: &Logits,
         target: &Target,
         weight: Option<&[f32]>,
-    ) -> Result<(usize, Vec<usize>)> {
+    ) -> Result<(usize, LossProblem)> {
         let host = &self.batch;
         if weight.is_some() && !host.weighted {
             return Err(XentError::InvalidArgument(
@@ -91,18 +111,21 @@ impl PreparedLoss {
                 self.input_shape
             )));
         }
+        if let Some(w) = weight {
+            self.write_weights(w);
+        }
+        if layout.rows() == 0 {
+            return Ok((layout.outer, problem));
+        }
         if layout.outer < prepared.outer && self.chunks.len() > 1 {
             return Err(XentError::Unsupported(format!(
                 "a smaller batch than prepared needs the call to fit one binding; this one is {} chunks",
                 self.chunks.len()
             )));
         }
-        if let Some(w) = weight {
-            self.write_weights(w);
-        }
         self.write_inputs(input, &problem.targets);
-        self.set_batch(layout.outer)?;
-        Ok((layout.outer, problem.out_shape))
+        self.set_rows(layout.outer)?;
+        Ok((layout.outer, problem))
     }
 
     /// The batch's logits and targets into each chunk's buffers, from its first element.
@@ -147,6 +170,12 @@ impl PreparedLoss {
     /// count): for a device call whose buffers hold a smaller batch, before recording it.
     /// The loss of the rows past it is zero, and their gradient is not written.
     pub fn set_batch(&self, outer: usize) -> Result<()> {
+        let _run = self.lock.wait("set_batch")?;
+        self.set_rows(outer)
+    }
+
+    /// `set_batch`, by a run that holds the lock.
+    fn set_rows(&self, outer: usize) -> Result<()> {
         let prepared = self.batch.layout;
         if outer == 0 || outer > prepared.outer {
             return Err(XentError::InvalidShape(format!(

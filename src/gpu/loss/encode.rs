@@ -11,7 +11,7 @@ use crate::geometry::rows;
 use crate::gpu::context::Context;
 use crate::gpu::kernels::{Entry, KernelKey};
 use crate::gpu::program::Program;
-use crate::gpu::reduce::{Part, Reduced};
+use crate::gpu::reduce::{Finish, Part, Reduced};
 use crate::options::{LossOptions, Reduction};
 
 /// Elements each invocation of `nll_grad` writes (keep in sync with NLL_VALUES in
@@ -142,7 +142,7 @@ impl Context {
             let dens: Vec<Part> = row_chunks(bufs)
                 .map(|b| (&b.dens as _, &b.dens as _, b.rows))
                 .collect();
-            self.push_reduction(program, &dens, opts.reduction, Some(&c.scale))?;
+            self.push_reduction(program, &dens, opts.reduction.into(), Some(&c.scale))?;
         }
         // The gradient is written row by row: 8 values a store where that is safe. In place
         // there is no grad buffer (size 0 here), and the logits are written 8 at a time when
@@ -178,10 +178,10 @@ impl Context {
         if plan.single_pass && opts.reduction != Reduction::None {
             let b = &bufs[0];
             let r =
-                self.push_reduction_over(program, &b.losses, b.rows, opts.reduction, &c.scale)?;
+                self.push_reduction_over(program, &b.losses, b.rows, Finish::of(opts), &c.scale)?;
             return Ok(Some(r));
         }
-        self.push_loss_reduction(program, bufs, opts.reduction)
+        self.push_loss_reduction(program, bufs, opts)
     }
 
     /// The forward alone (cross_entropy per row or over split rows, nll_loss), its reduction,
@@ -215,7 +215,7 @@ impl Context {
                 &label(spec, b),
             )?;
         }
-        let reduced = self.push_loss_reduction(program, bufs, opts.reduction)?;
+        let reduced = self.push_loss_reduction(program, bufs, opts)?;
         if req.grad != Grad::None {
             let one = self.upload("unit scale", &[1.0f32])?;
             let den = reduced.as_ref().map_or(&one, |r| &r.den);
@@ -262,16 +262,19 @@ impl Context {
         &self,
         program: &mut Program,
         bufs: &[ChunkBuffers],
-        reduction: Reduction,
+        opts: &LossOptions,
     ) -> Result<Option<Reduced>> {
-        if reduction == Reduction::None {
+        if opts.reduction == Reduction::None {
             return Ok(None);
         }
         let losses: Vec<Part> = row_chunks(bufs)
             .map(|b| (&b.losses as _, &b.dens as _, b.rows))
             .collect();
-        Ok(Some(
-            self.push_reduction(program, &losses, reduction, None)?,
-        ))
+        Ok(Some(self.push_reduction(
+            program,
+            &losses,
+            Finish::of(opts),
+            None,
+        )?))
     }
 }

@@ -83,6 +83,7 @@ impl Context {
             req,
             read_grad: true,
             started: false.into(),
+            lock: Default::default(),
         }
     }
 }
@@ -90,6 +91,11 @@ impl Context {
 /// A loss call whose inputs are on the device and whose buffers, bind groups, dispatches and
 /// staging buffers are built: each [`PreparedLoss::run_timed`] is one submission and one readback.
 /// Built by [`Context::prepare_cross_entropy`].
+///
+/// Runs one at a time: its runs and reads hold the call's lock, so it may be shared by threads
+/// (in an `Arc`) and joined futures, and a dropped `…_async` future leaves it usable. A
+/// blocking method called while an unfinished future of the same thread holds it returns
+/// [`crate::XentError::Busy`].
 pub struct PreparedLoss {
     pub(super) ctx: Context,
     pub(super) program: Program,
@@ -115,6 +121,8 @@ pub struct PreparedLoss {
     started: std::sync::atomic::AtomicBool,
     /// What a new batch is checked against and written into (src/gpu/loss/batch.rs).
     pub(super) batch: super::batch::Batch,
+    /// Held by each run and read (src/gpu/run_lock.rs).
+    pub(super) lock: crate::gpu::run_lock::RunLock,
 }
 
 impl PreparedLoss {
@@ -122,7 +130,9 @@ impl PreparedLoss {
     /// device; see [`PreparedLoss::read_grad`]). Returns the loss and, when the adapter has
     /// timestamp queries, the GPU time of the compute pass.
     pub fn run_timed(&self) -> Result<(LossAndGrad, Option<std::time::Duration>)> {
-        crate::gpu::poller::block(self.ctx.scoped(self.run_reading(self.read_grad, true)))
+        let run = self.run_reading(self.read_grad, true);
+        self.ctx
+            .run_locked(&self.lock, run)
             .map(|(r, t)| (r.into_loss_and_grad(&self.input_shape), t))
     }
 
@@ -140,6 +150,7 @@ impl PreparedLoss {
                 "write_logits takes f32 values; these logits are 16-bit".into(),
             ));
         }
+        let _run = self.lock.wait("write_logits")?;
         let mut at = 0;
         for c in &self.chunks {
             let logits = &c.input.logits;
@@ -156,11 +167,9 @@ impl PreparedLoss {
     pub fn read_grad(&self) -> Result<Vec<f32>> {
         self.check_started("read_grad")?;
         let reads = self.grad_reads();
-        let (parts, _) = crate::gpu::poller::block(self.ctx.scoped(self.ctx.run_program(
-            &Program::default(),
-            &reads,
-            None,
-        )))?;
+        let empty = Program::default();
+        let read = self.ctx.run_program(&empty, &reads, None);
+        let (parts, _) = self.ctx.run_locked(&self.lock, read)?;
         Ok(join(parts))
     }
 
@@ -170,8 +179,8 @@ impl PreparedLoss {
         self.check_started("read_grad_into")?;
         let reads = self.grad_reads();
         let empty = Program::default();
-        let run = self.ctx.run_program_into(&empty, &reads, out);
-        crate::gpu::poller::block(self.ctx.scoped(run))
+        let read = self.ctx.run_program_into(&empty, &reads, out);
+        self.ctx.run_locked(&self.lock, read)
     }
 
     /// Each chunk's gradient and its staging buffer, as a readback takes them.
@@ -208,6 +217,11 @@ impl PreparedLoss {
     /// take [`PreparedLoss::loss`] first.
     pub(crate) fn take_program(&mut self) -> crate::gpu::program::Program {
         std::mem::take(&mut self.program)
+    }
+
+    /// The buffer whose first value the gradient divides by (D; 1 for `sum` and `none`).
+    pub(crate) fn scale(&self) -> &wgpu::Buffer {
+        &self.batch.scale
     }
 
     /// The per-row losses and mean denominators of a single-chunk call (a device call).
@@ -261,12 +275,20 @@ impl PreparedLoss {
     /// and the device-target error flag: an out-of-range target is reported here, as the
     /// host API reports it.
     pub fn read_loss(&self) -> Result<Output> {
-        crate::gpu::poller::block(self.read_loss_async())
+        self.check_started("read_loss")?;
+        let _run = self.lock.wait("read_loss")?;
+        crate::gpu::poller::block(self.read_loss_held())
     }
 
     /// The async form of [`PreparedLoss::read_loss`].
     pub async fn read_loss_async(&self) -> Result<Output> {
         self.check_started("read_loss")?;
+        let _run = self.lock.hold().await;
+        self.read_loss_held().await
+    }
+
+    /// `read_loss` by a caller that holds the run lock.
+    async fn read_loss_held(&self) -> Result<Output> {
         let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
             Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
             None => row_chunks(&self.chunks)
@@ -308,11 +330,13 @@ impl PreparedLoss {
     }
 
     pub(crate) async fn run(&self) -> Result<(Results, Option<std::time::Duration>)> {
+        let _run = self.lock.hold().await;
         self.run_reading(self.read_grad, false).await
     }
 
     /// One submission, reading the loss, then the gradient when `read_grad`, then the lse;
-    /// and the GPU time of the pass when `timed` (and the adapter has timestamps).
+    /// and the GPU time of the pass when `timed` (and the adapter has timestamps). The
+    /// caller holds the run lock.
     pub(super) async fn run_reading(
         &self,
         read_grad: bool,

@@ -51,6 +51,8 @@ pub struct PreparedShard {
     shard_classes: usize,
     /// D: the mean's denominator from the targets (1 for `sum` and `none`).
     den: f64,
+    /// Held by each run (src/gpu/run_lock.rs).
+    lock: crate::gpu::run_lock::RunLock,
 }
 
 impl Context {
@@ -121,6 +123,7 @@ impl Context {
             rows: n,
             shard_classes: cs,
             den,
+            lock: Default::default(),
         })
     }
 
@@ -268,7 +271,7 @@ impl PreparedShard {
             .map(|(b, s)| (&b.stats, 0, s))
             .collect();
         let run = self.ctx.run_program(&self.partials, &reads, None);
-        let (planes, _) = crate::gpu::poller::block(self.ctx.scoped(run))?;
+        let (planes, _) = self.ctx.run_locked(&self.lock, run)?;
         let mut out = Vec::with_capacity(self.rows);
         for (b, words) in row_chunks(&self.chunks).zip(&planes) {
             let k = self.segments;
@@ -299,6 +302,30 @@ impl PreparedShard {
                 self.rows
             )));
         }
+        let reads: Vec<_> = self
+            .chunks
+            .iter()
+            .filter_map(|b| b.grad.as_ref())
+            .zip(&self.grad_staging)
+            .map(|(g, s)| (&g.buffer, g.offset, s))
+            .collect();
+        let run = async {
+            self.write_merged(merged);
+            self.ctx.run_program(program, &reads, None).await
+        };
+        let (parts, _) = self.ctx.run_locked(&self.lock, run)?;
+        let mut data = crate::gpu::program::join(parts);
+        data.truncate(self.rows * self.shard_classes);
+        Ok(Output {
+            data,
+            shape: vec![self.rows, self.shard_classes],
+        })
+    }
+}
+
+impl PreparedShard {
+    /// D and the merged statistics into the buffers the gradient kernels read.
+    fn write_merged(&self, merged: &[Partial]) {
         let queue = &self.ctx.shared.queue;
         queue.write_buffer(
             &self.common.scale,
@@ -315,21 +342,6 @@ impl PreparedShard {
             queue.write_buffer(&b.stats, 0, bytemuck::cast_slice(&stats));
             at += b.rows;
         }
-        let reads: Vec<_> = self
-            .chunks
-            .iter()
-            .filter_map(|b| b.grad.as_ref())
-            .zip(&self.grad_staging)
-            .map(|(g, s)| (&g.buffer, g.offset, s))
-            .collect();
-        let run = self.ctx.run_program(program, &reads, None);
-        let (parts, _) = crate::gpu::poller::block(self.ctx.scoped(run))?;
-        let mut data = crate::gpu::program::join(parts);
-        data.truncate(self.rows * self.shard_classes);
-        Ok(Output {
-            data,
-            shape: vec![self.rows, self.shard_classes],
-        })
     }
 }
 

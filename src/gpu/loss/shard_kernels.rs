@@ -63,6 +63,8 @@ pub(crate) struct ShardKernels {
     /// The target check: the flag's reset value, where it is read back, and what an error
     /// names (C, `ignore_index`).
     check: (wgpu::Buffer, Staging, usize, i64),
+    /// Held by each read (src/gpu/run_lock.rs).
+    lock: crate::gpu::run_lock::RunLock,
 }
 
 impl Context {
@@ -128,6 +130,7 @@ impl Context {
                 shape.classes,
                 opts.ignore_index,
             ),
+            lock: Default::default(),
         })
     }
 
@@ -219,7 +222,7 @@ impl ShardKernels {
         let reads = [(&self.common.error, 0, staging)];
         let nothing = Program::default();
         let run = self.ctx.run_program(&nothing, &reads, None);
-        let (words, _) = crate::gpu::poller::block(self.ctx.scoped(run))?;
+        let (words, _) = self.ctx.run_locked(&self.lock, run)?;
         let word = |i: usize| words[0].get(i).map_or(u32::MAX, |f| f.to_bits());
         if word(0) == u32::MAX {
             return Ok(());
@@ -254,7 +257,7 @@ impl ShardKernels {
             .map(|c| (&c.dens as _, &c.dens as _, c.rows))
             .collect();
         let scale = Some(&self.common.scale);
-        ctx.push_reduction(program, &dens, self.reduction, scale)?;
+        ctx.push_reduction(program, &dens, self.reduction.into(), scale)?;
         Ok(())
     }
 
