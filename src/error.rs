@@ -91,8 +91,9 @@ pub enum XentError {
     /// wgpu reported a validation error (a bug in wgpu-xent: please report it).
     #[error("wgpu validation error: {0}")]
     Gpu(String),
-    /// A prepared call's buffers were to be rewritten while one of its runs is in flight
-    /// (from another thread, or a future not yet finished): wait for it, then write.
+    /// A blocking method of a prepared call was called while a future of the same thread
+    /// (not yet finished) runs the call or waits to: finish or drop that future first. Runs
+    /// on other threads are waited for, never an error.
     #[error("{0}: a run of this prepared call on this thread (a future not yet finished) is in flight; finish or drop it first")]
     Busy(String),
     /// Mapping a buffer or waiting on the device failed.

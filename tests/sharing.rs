@@ -257,6 +257,42 @@ fn a_blocking_run_while_a_future_of_its_thread_holds_the_call_is_an_error_not_a_
 }
 
 #[test]
+fn a_blocking_run_behind_a_queued_future_of_its_thread_is_an_error_not_a_hang() {
+    // Future `a` runs, then makes a blocking call; future `b`, joined beside it, waits for
+    // the lock meanwhile, and can only go on once `a` returns. The blocking call is Busy (or,
+    // where `a`'s run finished before `b` first asked, an ordinary run): never a hang.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let data = batches();
+        let truth = Truth::of(&data);
+        let step = prepared(&data[0]);
+        let run_async = |b: usize| {
+            let (x, y) = &data[b];
+            step.run_batch_async(
+                Tensor::new(x, &[N, C]),
+                Target::I64(Tensor::new(y, &[N])),
+                None,
+            )
+        };
+        let a = async {
+            let first = run_async(5).await;
+            (first, run(&step, &data[6]))
+        };
+        let ((first, blocking), second) =
+            pollster::block_on(futures::future::join(a, run_async(7)));
+        truth.check("a's run", 5, &first.unwrap());
+        truth.check("b's run", 7, &second.unwrap());
+        match blocking {
+            Err(XentError::Busy(_)) => {}
+            other => truth.check("the blocking run", 6, &other.unwrap()),
+        }
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the joined runs finish (else a panic above, or a blocking call waiting for its own thread's future)");
+}
+
+#[test]
 fn prepared_softmax_linear_and_shard_calls_shared_by_threads_agree_with_the_cpu() {
     let c = ctx();
     let mut rng = Rng(26);

@@ -111,6 +111,7 @@ impl PreparedBandwidth {
 
     /// One `copy_buffer_to_buffer` of all the bytes, submitted and waited for: wall time.
     pub fn copy(&self) -> Result<Duration> {
+        let _run = self.lock.wait("copy")?;
         let ctx = &self.ctx;
         let mut encoder = ctx
             .shared

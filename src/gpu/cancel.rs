@@ -9,22 +9,41 @@
 //! each of them to finish and unmaps what mapped ([`Context::settle`]).
 
 use super::context::Context;
+use super::program::Program;
 use crate::error::Result;
 use futures_intrusive::sync::ManualResetEvent;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// The outcome of one `map_async`, set by its callback.
+/// The outcome of one `map_async`, set by its callback (or, should wgpu drop the callback
+/// uncalled, by its drop: a failed map, never a wait without end).
 pub(crate) struct MapDone {
     event: ManualResetEvent,
-    ok: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+/// What the callback owns: it reports the outcome once, when called or dropped.
+struct Report(Option<Arc<MapDone>>);
+
+impl Report {
+    fn send(&mut self, error: Option<String>) {
+        if let Some(done) = self.0.take() {
+            *done.error() = error;
+            done.event.set();
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        self.send(Some("the map callback was dropped".into()));
+    }
 }
 
 impl MapDone {
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
             event: ManualResetEvent::new(false),
-            ok: AtomicBool::new(false),
+            error: Mutex::new(None),
         })
     }
 
@@ -32,17 +51,18 @@ impl MapDone {
     pub fn callback(
         self: &Arc<Self>,
     ) -> impl FnOnce(std::result::Result<(), wgpu::BufferAsyncError>) + Send + 'static {
-        let done = self.clone();
-        move |r| {
-            done.ok.store(r.is_ok(), Ordering::Release);
-            done.event.set();
-        }
+        let mut report = Report(Some(self.clone()));
+        move |r| report.send(r.err().map(|e| e.to_string()))
     }
 
-    /// Waits for the callback; whether the buffer was mapped.
-    pub async fn mapped(&self) -> bool {
+    /// Waits for the callback: `Ok` once the buffer is mapped, else what wgpu said.
+    pub async fn mapped(&self) -> std::result::Result<(), String> {
         self.event.wait().await;
-        self.ok.load(Ordering::Acquire)
+        self.error().clone().map_or(Ok(()), Err)
+    }
+
+    fn error(&self) -> std::sync::MutexGuard<'_, Option<String>> {
+        self.error.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -66,11 +86,21 @@ impl Cancelled {
         self.list().first().cloned()
     }
 
-    /// Takes `map` off the list; whether it was there (one settler unmaps it, never two).
-    fn remove(&self, map: &Arc<Unsettled>) -> bool {
+    pub fn is_empty(&self) -> bool {
+        self.list().is_empty()
+    }
+
+    /// Takes `map` off the list and unmaps its buffer if it `mapped`, both under the list's
+    /// lock: one settler unmaps it, never two, and no one finds the list empty before the
+    /// buffer is free.
+    fn settle(&self, map: &Arc<Unsettled>, mapped: bool) {
         let mut list = self.list();
-        let at = list.iter().position(|m| Arc::ptr_eq(m, map));
-        at.map(|i| list.remove(i)).is_some()
+        if let Some(at) = list.iter().position(|m| Arc::ptr_eq(m, map)) {
+            list.remove(at);
+            if mapped {
+                map.buffer.unmap();
+            }
+        }
     }
 
     fn list(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Unsettled>>> {
@@ -86,11 +116,19 @@ impl Context {
         let cancelled = &self.shared.cancelled;
         while let Some(map) = cancelled.first() {
             self.wait_for(map.submission.clone())?;
-            let mapped = map.done.mapped().await;
-            if cancelled.remove(&map) && mapped {
-                map.buffer.unmap();
-            }
+            let mapped = map.done.mapped().await.is_ok();
+            cancelled.settle(&map, mapped);
         }
         Ok(())
+    }
+
+    /// Records `program` into the caller's encoder, which the caller submits: after
+    /// settling, blocking, what a dropped run left mapped (only then is there a wait, for
+    /// that run's submission). A failed settle shows at the caller's submission.
+    pub(crate) fn record_settled(&self, encoder: &mut wgpu::CommandEncoder, program: &Program) {
+        if !self.shared.cancelled.is_empty() {
+            let _ = super::poller::block(self.settle());
+        }
+        self.record(encoder, program, None);
     }
 }

@@ -125,11 +125,7 @@ impl Context {
         }
         self.wait_for(submission)?;
         for done in maps {
-            if !done.mapped().await {
-                return Err(XentError::Readback(
-                    "mapping a staging buffer failed".into(),
-                ));
-            }
+            done.mapped().await.map_err(XentError::Readback)?;
         }
         Ok(())
     }

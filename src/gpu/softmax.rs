@@ -302,7 +302,7 @@ impl Context {
 impl PreparedSoftmax {
     /// Records the dispatches into `encoder`; the result lands in [`PreparedSoftmax::output`].
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
-        self.ctx.record(encoder, &self.program, None);
+        self.ctx.record_settled(encoder, &self.program);
     }
 
     /// Whether the call keeps rows in workgroup memory between its two reads of them.

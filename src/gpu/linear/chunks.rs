@@ -78,10 +78,10 @@ impl Context {
         Ok(p.chunk_rows(budget).min(room / p.classes.max(1)).max(1))
     }
 
-    /// For each chunk, in order: the logits into the scratch, the fused loss and its gradient
-    /// in place (sum or none, upstream gradient 1, or 1 / N for a mean over probabilities),
-    /// then the chunk's share of the gradients. Then the losses reduced in row order, and for
-    /// a mean over class targets the gradients divided by D, summed on the device.
+    /// For a mean over class targets D first (`push_shared_den`); then for each chunk, in
+    /// order: the logits into the scratch, the fused loss and its gradient in place (sum or
+    /// none, divided by that D, or by N for a mean over probabilities), then the chunk's share
+    /// of the gradients. Then the losses reduced in row order.
     pub(crate) fn build_linear_chunks(
         &self,
         t: &Tensors,

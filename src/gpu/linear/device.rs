@@ -300,7 +300,7 @@ impl PreparedLinearDevice {
     /// [`PreparedLinearDevice::loss`], the gradients in the tensors given.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         self.started.store(true, Ordering::Relaxed);
-        self.ctx.record(encoder, &self.program, None);
+        self.ctx.record_settled(encoder, &self.program);
     }
 
     /// The loss on the device: an f32 scalar for `mean` and `sum`, per row for `none`.

@@ -1,15 +1,16 @@
 //! `linear_cross_entropy` on the GPU, in row chunks whose logits fit `Linear::budget`:
 //!
-//! for each chunk of R rows, in order, in one submission (src/gpu/linear/chunks.rs):
+//! in one submission (src/gpu/linear/chunks.rs): first, from the targets alone, the mean's D
+//! over all the rows (summed on the device, so targets on the device need no trip to the
+//! host); then for each chunk of R rows, in order:
 //! 1. `logits = X[chunk] · Wᵀ + b` into one `[R, C]` scratch buffer (shaders/matmul.wgsl);
 //! 2. the fused cross_entropy loss and gradient over it, in place (the loss kernels, with
-//!    `sum` reduction and upstream gradient 1; 1 / N for a mean over probabilities);
+//!    `sum` reduction and upstream gradient 1 / D for a mean over class targets, 1 / N over
+//!    probabilities, else 1), so the gradient is PyTorch's `(g/D)·…`, NaN at D = 0;
 //! 3. `dX[chunk] = G · W`, `dW += Gᵀ · X[chunk]` and `db += 1ᵀ · G`, each C element owned
 //!    by one invocation and summed over the chunks in order: deterministic, no atomics.
 //!
-//! Then the rows' losses are reduced in row order, and for a mean over class targets the
-//! gradients are divided by D, summed on the device from the targets (so that targets on the
-//! device need no trip to the host). Operands larger than one binding are bound a window at a
+//! Then the rows' losses are reduced in row order. Operands larger than one binding are bound a window at a
 //! time (src/geometry/windows.rs). The `[N, C]` logits never exist: device memory beyond the
 //! inputs and gradients is the scratch (at most the budget) and each chunk's small buffers.
 

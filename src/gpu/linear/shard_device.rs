@@ -294,7 +294,7 @@ impl PreparedLinearShardDevice {
     /// [`PreparedLinearShardDevice::partials`] holds them once it has run.
     pub fn record_partials(&self, encoder: &mut wgpu::CommandEncoder) {
         self.record_prelude(encoder);
-        self.ctx.record(encoder, &self.partials, None);
+        self.ctx.record_settled(encoder, &self.partials);
     }
 
     fn record_prelude(&self, encoder: &mut wgpu::CommandEncoder) {
@@ -333,7 +333,7 @@ impl PreparedLinearShardDevice {
             XentError::InvalidArgument("the linear shard was prepared without grads_into".into())
         })?;
         self.record_prelude(encoder);
-        self.ctx.record(encoder, program, None);
+        self.ctx.record_settled(encoder, program);
         Ok(())
     }
 }

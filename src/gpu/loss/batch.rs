@@ -111,17 +111,18 @@ impl PreparedLoss {
                 self.input_shape
             )));
         }
+        if layout.rows() > 0 && layout.outer < prepared.outer && self.chunks.len() > 1 {
+            return Err(XentError::Unsupported(format!(
+                "a smaller batch than prepared needs the call to fit one binding; this one is {} chunks",
+                self.chunks.len()
+            )));
+        }
+        // Checked whole: nothing is written for a batch that is refused.
         if let Some(w) = weight {
             self.write_weights(w);
         }
         if layout.rows() == 0 {
             return Ok((layout.outer, problem));
-        }
-        if layout.outer < prepared.outer && self.chunks.len() > 1 {
-            return Err(XentError::Unsupported(format!(
-                "a smaller batch than prepared needs the call to fit one binding; this one is {} chunks",
-                self.chunks.len()
-            )));
         }
         self.write_inputs(input, &problem.targets);
         self.set_rows(layout.outer)?;

@@ -246,7 +246,7 @@ impl PreparedLoss {
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         self.started
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.ctx.record(encoder, &self.program, None);
+        self.ctx.record_settled(encoder, &self.program);
     }
 
     /// The loss on the device: an f32 scalar for `mean` and `sum`, per position for `none`

@@ -120,7 +120,7 @@ impl PreparedShardDevice {
     /// Records the shard's partials into `encoder` (after whatever wrote its logits):
     /// [`PreparedShardDevice::partials`] holds them once it has run.
     pub fn record_partials(&self, encoder: &mut wgpu::CommandEncoder) {
-        self.ctx.record(encoder, &self.partials, None);
+        self.ctx.record_settled(encoder, &self.partials);
     }
 
     /// Reads the check of the targets made by the last submitted
@@ -150,7 +150,7 @@ impl PreparedShardDevice {
         let program = self.grad.as_ref().ok_or_else(|| {
             XentError::InvalidArgument("the shard was prepared without grad_into".into())
         })?;
-        self.ctx.record(encoder, program, None);
+        self.ctx.record_settled(encoder, program);
         Ok(())
     }
 }
