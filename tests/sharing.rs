@@ -312,6 +312,22 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_agree_with_the_cpu(
         c.prepare_linear_cross_entropy(linear(), target(), &opts, true)
             .unwrap(),
     );
+    // One linear shard of every class: its gradients are the whole call's.
+    let lin_shard = Arc::new(
+        c.prepare_linear_cross_entropy_shard(
+            wgpu_xent::LinearShard {
+                input: Tensor::new(&x[..], &x_shape),
+                weight: Tensor::new(&w[..], &w_shape),
+                bias: None,
+                first_class: 0,
+                classes,
+            },
+            target(),
+            &opts,
+            true,
+        )
+        .unwrap(),
+    );
     let logits = Arc::new(rng.logits(n * classes, 2.0));
     let soft = Arc::new(
         c.prepare_softmax(Tensor::new(&logits[..], &l_shape), 1, false)
@@ -341,12 +357,17 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_agree_with_the_cpu(
     let threads: Vec<_> = (0..3)
         .map(|t| {
             let (lin, soft, shard) = (lin.clone(), soft.clone(), shard.clone());
+            let lin_shard = lin_shard.clone();
             let (want, soft_want, ce_want) = (want.clone(), soft_want.clone(), ce_want.clone());
             std::thread::spawn(move || {
                 for k in 0..10 {
                     let what = format!("thread {t}, run {k}");
                     let got = lin.run().expect("a shared linear run succeeds");
                     assert_eq!(got, want, "{what}: linear_cross_entropy");
+                    let merged = lin_shard.partials().expect("shared linear partials");
+                    let g = lin_shard.grads(&merged).expect("shared linear shard grads");
+                    let want_dx = widen(&want.grad_input.as_ref().unwrap().data);
+                    assert_close(&what, &g.input.data, &want_dx, 1e-6, 1e-4);
                     let (s, _) = soft.run_timed().expect("a shared softmax run succeeds");
                     assert_close(&what, &s.data, &widen(&soft_want.data), 1e-6, 1e-5);
                     let merged = shard.partials().expect("shared partials");

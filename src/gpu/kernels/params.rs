@@ -43,10 +43,14 @@ mod tests {
     use super::Uniform;
     use crate::options::Float;
 
-    /// The WGSL struct `U::NAME` in `U::FAMILY`'s shader has the Rust fields, in order, at the
+    fn check<U: Uniform>() {
+        check_in::<U>(U::FAMILY);
+    }
+
+    /// The WGSL struct `U::NAME` in `family`'s shader has the Rust fields, in order, at the
     /// same offsets and of the same scalar types, and the Rust struct covers its size in
     /// whole 16-byte rows (padding fields, `_…`, may differ in shape).
-    fn check<U: Uniform>() {
+    fn check_in<U: Uniform>(family: super::super::Family) {
         let variant = Variant {
             dtype: Float::F32,
             wide_in: false,
@@ -57,7 +61,7 @@ mod tests {
             f16: false,
             reduce: RowReduce::Tree,
         };
-        let src = U::FAMILY.source(variant, caps);
+        let src = family.source(variant, caps);
         let module = naga::front::wgsl::parse_str(&src).expect("the shader parses");
         let (members, span) = module
             .types
@@ -70,7 +74,7 @@ mod tests {
                 }
                 _ => None,
             })
-            .unwrap_or_else(|| panic!("{} is not declared in {:?}'s shader", U::NAME, U::FAMILY));
+            .unwrap_or_else(|| panic!("{} is not declared in {family:?}'s shader", U::NAME));
         let wgsl: Vec<(String, String, usize)> = members
             .iter()
             .filter(|m| !m.name.as_deref().unwrap_or("_").starts_with('_'))
@@ -113,5 +117,7 @@ mod tests {
         check::<crate::gpu::bandwidth::BandwidthParams>();
         check::<crate::gpu::convert::ConvertParams>();
         check::<crate::gpu::linear::matmul::MatmulParams>();
+        // Declared again in matmul_lanes.wgsl: both copies are checked.
+        check_in::<crate::gpu::linear::matmul::MatmulParams>(super::super::Family::MatmulLanes);
     }
 }
