@@ -11,7 +11,8 @@
 //                  ∂ℓ/∂x_c = (g/D)·[Q·p_c - q_c + 2·z·lse·p_c],   Q = Σ_c q_c
 //   softcap: times ∂x'/∂x = 1 - (x'/cap)².
 //   nll_loss: ∂ℓ/∂x_c = -(g/D)·w[y]·[c = y]·m_n; it reads no logits.
-//   Ignored rows get PyTorch's 0 - p_c·0: 0, or NaN where the row's lse is not finite.
+//   cross_entropy's ignored rows get PyTorch's 0 - p_c·0: 0, or NaN where the row's lse is
+//   not finite.
 //
 // D depends only on the targets and weights, so loss.wgsl's row_dens and reduce.wgsl give
 // it before any logit is read (dens_total alone, for batches one workgroup walks quickly), and one dispatch does the whole row: cross_entropy_fused
@@ -82,7 +83,8 @@ struct RowGrad {
     y: i32,
     wy: f32,
     w_sum: f32,
-    // Ignored rows get `fill` (0, or NaN for an out-of-range target) everywhere.
+    // Ignored rows get `fill` everywhere: 0, or NaN for an out-of-range target or where the
+    // row's lse is not finite.
     constant: bool,
     fill: f32,
 }
@@ -298,7 +300,7 @@ fn cross_entropy_grad_segments(
 // nll_loss backward: invocation k writes the NLL_VALUES elements from k·NLL_VALUES of the
 // chunk, whatever their rows (no walk along a row, so a row of any length takes the same
 // few loop trips: src/geometry/rows.rs says why that matters). Keep NLL_VALUES in sync with
-// `NLL_GRAD_VALUES` in src/gpu/loss_plan.rs.
+// `NLL_GRAD_VALUES` in src/gpu/loss/encode.rs.
 const NLL_VALUES: u32 = 4u;
 
 @compute @workgroup_size(WG)

@@ -1,6 +1,6 @@
 //! Rows longer than one invocation's loop budget (issue 11, D1-D4): Mesa's software adapters
 //! silently stop an invocation's loops after 65,535 trips in all, which left the tails of long
-//! rows unwritten. Long rows are now cut into segments (src/gpu/rows.rs); these tests cover
+//! rows unwritten. Long rows are now cut into segments (src/geometry/rows.rs); these tests cover
 //! the boundaries on the default budget, and every segmented path on small data with a tiny
 //! one. Each result is checked against the f64 CPU reference with tolerances that a zero in
 //! place of a tiny softmax value fails.

@@ -66,7 +66,7 @@ impl Context {
         if info.device_type == wgpu::DeviceType::Cpu {
             // Device memory is host memory there: outputs are mapped where the kernel wrote
             // them, without a copy into a staging buffer; and f32 inputs are read 8 at a time
-            // through 64-bit integers (shared/dtype_f32_wide.wgsl).
+            // through 64-bit integers (shaders/io/input_f32_wide.wgsl).
             wanted |= wgpu::Features::MAPPABLE_PRIMARY_BUFFERS | wgpu::Features::SHADER_INT64;
         }
         let features = adapter.features() & wanted;

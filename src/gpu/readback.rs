@@ -1,5 +1,6 @@
-//! The one readback helper: copy into MAP_READ buffers, submit once, map, poll that
-//! submission only, and hand back the bytes. Async at the core; ops block on it with pollster.
+//! The one readback helper: copy into MAP_READ buffers, submit once (after settling what a
+//! cancelled readback left mapped: src/gpu/cancel.rs), map, poll that submission, and hand
+//! back the bytes. Async at the core; ops block on it with pollster.
 
 use super::cancel::{Cancelled, MapDone, Unsettled};
 use super::context::Context;

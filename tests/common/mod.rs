@@ -137,3 +137,25 @@ pub fn write_npy_f32(path: impl AsRef<std::path::Path>, data: &[f32], shape: &[u
     w.extend(data.iter().copied()).unwrap();
     w.finish().unwrap();
 }
+
+/// Runs `test` on a thread of its own and fails when it takes longer than `secs`: a test of
+/// locks or cancellation fails, never hangs the suite, when it deadlocks.
+pub fn within(secs: u64, test: impl FnOnce() + Send + 'static) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        test();
+        let _ = tx.send(());
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(()) => worker.join().expect("the test thread ends"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            // The test panicked: its own message is the failure.
+            if let Err(panic) = worker.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("no answer within {secs} s: a run waits for something that cannot happen")
+        }
+    }
+}

@@ -39,10 +39,8 @@ pub use matmul::PreparedMatmul;
 
 /// A `linear_cross_entropy` built once, run many times.
 ///
-/// Runs one at a time: its runs and reads hold the call's lock, so it may be shared by threads
-/// (in an `Arc`) and joined futures, and a dropped `…_async` future leaves it usable. A
-/// blocking method called while an unfinished future of the same thread holds it returns
-/// [`crate::XentError::Busy`].
+/// Runs one at a time: each run holds the call's lock, so it may be shared by threads (in an
+/// `Arc`), each run returning its own results.
 pub struct PreparedLinear {
     ctx: Context,
     program: Program,

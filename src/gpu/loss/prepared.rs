@@ -242,7 +242,8 @@ impl PreparedLoss {
 
     /// Records the call's dispatches into `encoder` (after whatever the caller recorded
     /// before, e.g. the pass that wrote the logits). Nothing is submitted or read: the loss
-    /// lands in [`PreparedLoss::loss`], the gradient where it was asked to go.
+    /// lands in [`PreparedLoss::loss`], the gradient where it was asked to go. What a dropped
+    /// `…_async` run left mapped is settled first, which may wait for that run's submission.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         self.started
             .store(true, std::sync::atomic::Ordering::Relaxed);
