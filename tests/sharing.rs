@@ -196,3 +196,57 @@ fn one_context_shared_by_threads_and_joined_futures_agrees_with_the_cpu() {
         }
     });
 }
+
+#[test]
+fn a_matmul_and_a_device_linear_call_shared_by_threads_read_their_own_results() {
+    within(300, || {
+        let c = ctx();
+        let mut rng = Rng(27);
+        let (n, d, classes) = (12, 20, 150);
+        let x = rng.logits(n * d, 1.0);
+        let w = rng.logits(classes * d, 0.5);
+        let y: Vec<i64> = (0..n).map(|i| (i * 11 % classes) as i64).collect();
+        let (xs, ws) = ([n, d], [classes, d]);
+        let product = Arc::new(
+            c.prepare_matmul(Tensor::new(&x, &xs), Tensor::new(&w, &ws))
+                .unwrap(),
+        );
+        let want_product = c
+            .matmul(Tensor::new(&x, &xs), Tensor::new(&w, &ws))
+            .unwrap();
+        let opts = LossOptions::default();
+        let up = |v: &[f32], s: &[usize]| {
+            wgpu_xent::DeviceTensor::from_host(c, v, s, wgpu_xent::DType::F32).unwrap()
+        };
+        let (dx, dw) = (up(&x, &xs), up(&w, &ws));
+        let dt = wgpu_xent::DeviceTensor::from_host(c, &y, &[n], wgpu_xent::DType::I64).unwrap();
+        let call = wgpu_xent::DeviceLinear::new(&dx, &dw, &dt);
+        let device = Arc::new(c.prepare_linear_cross_entropy_device(call, &opts).unwrap());
+        let mut encoder = c.device().create_command_encoder(&Default::default());
+        device.record(&mut encoder);
+        c.queue().submit([encoder.finish()]);
+        let linear = Linear::new(Tensor::new(&x, &xs), Tensor::new(&w, &ws));
+        let ys = [n];
+        let target = Target::I64(Tensor::new(&y, &ys));
+        let want_loss = c.linear_cross_entropy(linear, target, &opts).unwrap();
+        let threads: Vec<_> = (0..3)
+            .map(|t| {
+                let (product, device) = (product.clone(), device.clone());
+                let (want_product, want_loss) = (want_product.clone(), want_loss.clone());
+                std::thread::spawn(move || {
+                    for k in 0..10 {
+                        let what = format!("thread {t}, run {k}");
+                        let (got, _) = product.run_timed().expect("a shared matmul run");
+                        assert_eq!(got, want_product, "{what}: matmul");
+                        let loss = device.read_loss().expect("a shared device read");
+                        let want = widen(&want_loss.data);
+                        assert_close(&what, &loss.data, &want, 1e-6, 1e-5);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("no thread panics");
+        }
+    });
+}
