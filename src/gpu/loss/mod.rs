@@ -8,6 +8,7 @@ mod buffers;
 mod encode;
 pub(crate) mod plan;
 mod prepared;
+mod read;
 mod shard;
 mod shard_device;
 pub(crate) mod shard_kernels;
