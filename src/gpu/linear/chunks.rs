@@ -184,13 +184,7 @@ impl Context {
         let mut step =
             self.prepare_device_scaled(loss, call, &sh.chunk_opts, Some(sh.grad_output))?;
         let mut own = step.take_program();
-        targets_only.append(own.take_leading(|e| {
-            use Entry::*;
-            matches!(
-                e,
-                RowDens | ReportError | ReduceBlock | ReduceFinalize | ReduceSingle
-            )
-        }));
+        targets_only.append(own.take_leading(Entry::targets_only));
         program.append(own);
         let copy_rows = |src: &wgpu::Buffer, src_offset: u64, dst: &wgpu::Buffer| BufferCopy {
             src: src.clone(),

@@ -258,13 +258,7 @@ impl PreparedLoss {
     ) -> Result<(Results, Option<std::time::Duration>)> {
         self.started
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
-            Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
-            None => row_chunks(&self.chunks)
-                .zip(&self.loss_staging)
-                .map(|(c, s)| (&c.losses, 0, s))
-                .collect(),
-        };
+        let mut reads = self.loss_reads();
         let grad_staging: &[Staging] = if read_grad { &self.grad_staging } else { &[] };
         reads.extend(
             self.grad_sources()

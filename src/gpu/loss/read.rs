@@ -71,15 +71,21 @@ impl PreparedLoss {
         self.read_loss_held().await
     }
 
-    /// `read_loss` by a caller that holds the run lock.
-    async fn read_loss_held(&self) -> Result<Output> {
-        let mut reads: Vec<(&wgpu::Buffer, u64, &Staging)> = match &self.reduced {
+    /// The loss (reduced, or each chunk's rows) and its staging buffers, as a readback
+    /// takes them.
+    pub(super) fn loss_reads(&self) -> Vec<(&wgpu::Buffer, u64, &Staging)> {
+        match &self.reduced {
             Some(r) => vec![(&r.value, 0, &self.loss_staging[0])],
             None => row_chunks(&self.chunks)
                 .zip(&self.loss_staging)
                 .map(|(c, s)| (&c.losses, 0, s))
                 .collect(),
-        };
+        }
+    }
+
+    /// `read_loss` by a caller that holds the run lock.
+    async fn read_loss_held(&self) -> Result<Output> {
+        let mut reads = self.loss_reads();
         if let Some((flag, staging)) = &self.error {
             reads.push((flag, 0, staging));
         }
