@@ -7,7 +7,7 @@ mod common;
 mod sharing_common;
 
 use common::{assert_close, ctx, widen, within, Rng};
-use sharing_common::{batches, prepared, run, Truth, C, N};
+use sharing_common::{batches, on_threads, prepared, run, Truth, C, N};
 use std::sync::Arc;
 use wgpu_xent::{cpu, BackwardOptions, Linear, LossOptions, Target, Tensor};
 
@@ -65,9 +65,9 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
         let c = ctx();
         let mut rng = Rng(26);
         let (n, d, classes) = (16, 24, 300);
-        let x = Arc::new(rng.logits(n * d, 1.0));
-        let w = Arc::new(rng.logits(classes * d, 0.5));
-        let y: Arc<Vec<i64>> = Arc::new((0..n).map(|i| (i * 37 % classes) as i64).collect());
+        let x = rng.logits(n * d, 1.0);
+        let w = rng.logits(classes * d, 0.5);
+        let y: Vec<i64> = (0..n).map(|i| (i * 37 % classes) as i64).collect();
         let opts = LossOptions::default();
         let (x_shape, w_shape, y_shape, l_shape) = ([n, d], [classes, d], [n], [n, classes]);
         let linear = || Linear::new(Tensor::new(&x[..], &x_shape), Tensor::new(&w[..], &w_shape));
@@ -76,13 +76,12 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
         let want = c
             .linear_cross_entropy_backward(linear(), target(), &opts)
             .unwrap();
-        let lin = Arc::new(
-            c.prepare_linear_cross_entropy(linear(), target(), &opts, true)
-                .unwrap(),
-        );
+        let lin = c
+            .prepare_linear_cross_entropy(linear(), target(), &opts, true)
+            .unwrap();
         // One linear shard of every class: its gradients are the whole call's.
-        let lin_shard = Arc::new(
-            c.prepare_linear_cross_entropy_shard(
+        let lin_shard = c
+            .prepare_linear_cross_entropy_shard(
                 wgpu_xent::LinearShard {
                     input: Tensor::new(&x[..], &x_shape),
                     weight: Tensor::new(&w[..], &w_shape),
@@ -94,16 +93,14 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
                 &opts,
                 true,
             )
-            .unwrap(),
-        );
-        let logits = Arc::new(rng.logits(n * classes, 2.0));
-        let soft = Arc::new(
-            c.prepare_softmax(Tensor::new(&logits[..], &l_shape), 1, false)
-                .unwrap(),
-        );
+            .unwrap();
+        let logits = rng.logits(n * classes, 2.0);
+        let soft = c
+            .prepare_softmax(Tensor::new(&logits[..], &l_shape), 1, false)
+            .unwrap();
         let soft_want = cpu::softmax(Tensor::new(&logits[..], &l_shape), 1).unwrap();
-        let shard = Arc::new(
-            c.prepare_cross_entropy_shard(
+        let shard = c
+            .prepare_cross_entropy_shard(
                 wgpu_xent::VocabShard {
                     logits: Tensor::new(&logits[..], &l_shape),
                     first_class: 0,
@@ -113,8 +110,7 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
                 &opts,
                 true,
             )
-            .unwrap(),
-        );
+            .unwrap();
         let ce_want = cpu::cross_entropy_backward(
             Tensor::new(&logits[..], &l_shape),
             target(),
@@ -122,78 +118,59 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
             &BackwardOptions::default(),
         )
         .unwrap();
-        let threads: Vec<_> = (0..3)
-            .map(|t| {
-                let (lin, soft, shard) = (lin.clone(), soft.clone(), shard.clone());
-                let lin_shard = lin_shard.clone();
-                let (want, soft_want, ce_want) = (want.clone(), soft_want.clone(), ce_want.clone());
-                std::thread::spawn(move || {
-                    for k in 0..10 {
-                        let what = format!("thread {t}, run {k}");
-                        let got = lin.run().expect("a shared linear run succeeds");
-                        assert_eq!(got, want, "{what}: linear_cross_entropy");
-                        let merged = lin_shard.partials().expect("shared linear partials");
-                        let g = lin_shard.grads(&merged).expect("shared linear shard grads");
-                        let want_dx = widen(&want.grad_input.as_ref().unwrap().data);
-                        assert_close(&what, &g.input.data, &want_dx, 1e-6, 1e-4);
-                        let (s, _) = soft.run_timed().expect("a shared softmax run succeeds");
-                        assert_close(&what, &s.data, &widen(&soft_want.data), 1e-6, 1e-5);
-                        let merged = shard.partials().expect("shared partials");
-                        let g = shard.grad(&merged).expect("a shared shard gradient");
-                        // One shard of all the classes: the whole gradient.
-                        let want_g = widen(&ce_want.grad.as_ref().unwrap().data);
-                        assert_close(&what, &g.data, &want_g, 1e-6, 1e-4);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("no thread panics");
-        }
+        on_threads(3, |t| {
+            for k in 0..10 {
+                let what = format!("thread {t}, run {k}");
+                let got = lin.run().expect("a shared linear run succeeds");
+                assert_eq!(got, want, "{what}: linear_cross_entropy");
+                let merged = lin_shard.partials().expect("shared linear partials");
+                let g = lin_shard.grads(&merged).expect("shared linear shard grads");
+                let want_dx = widen(&want.grad_input.as_ref().unwrap().data);
+                assert_close(&what, &g.input.data, &want_dx, 1e-6, 1e-4);
+                let (s, _) = soft.run_timed().expect("a shared softmax run succeeds");
+                assert_close(&what, &s.data, &widen(&soft_want.data), 1e-6, 1e-5);
+                let merged = shard.partials().expect("shared partials");
+                let g = shard.grad(&merged).expect("a shared shard gradient");
+                // One shard of all the classes: the whole gradient.
+                let want_g = widen(&ce_want.grad.as_ref().unwrap().data);
+                assert_close(&what, &g.data, &want_g, 1e-6, 1e-4);
+            }
+        });
     });
 }
 
 #[test]
 fn one_context_shared_by_threads_and_joined_futures_agrees_with_the_cpu() {
     within(300, || {
-        let data = Arc::new(batches());
-        let truth = Arc::new(Truth::of(&data));
-        let threads: Vec<_> = (0..3)
-            .map(|t| {
-                let (data, truth) = (data.clone(), truth.clone());
-                std::thread::spawn(move || {
-                    let opts = LossOptions::default();
-                    let b = BackwardOptions::default();
-                    for k in 0..8 {
-                        let i = (k + t) % data.len();
-                        let (x, y) = &data[i];
-                        let (input, target) =
-                            (Tensor::new(x, &[N, C]), Target::I64(Tensor::new(y, &[N])));
-                        let what = format!("thread {t}, call {k}, batch {i}");
-                        let got = ctx()
-                            .cross_entropy_backward(input, target, &opts, &b)
-                            .unwrap();
-                        truth.check(&what, i, &got);
-                        let joined = pollster::block_on(futures::future::join(
-                            ctx().cross_entropy_backward_async(input, target, &opts, &b),
-                            ctx().log_softmax_async(input, 1),
-                        ));
-                        truth.check(&what, i, &joined.0.unwrap());
-                        let want = cpu::log_softmax(input, 1).unwrap();
-                        assert_close(
-                            &what,
-                            &joined.1.unwrap().data,
-                            &widen(&want.data),
-                            1e-5,
-                            1e-5,
-                        );
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("no thread panics");
-        }
+        let data = batches();
+        let truth = Truth::of(&data);
+        on_threads(3, |t| {
+            let opts = LossOptions::default();
+            let b = BackwardOptions::default();
+            for k in 0..8 {
+                let i = (k + t) % data.len();
+                let (x, y) = &data[i];
+                let (input, target) = (Tensor::new(x, &[N, C]), Target::I64(Tensor::new(y, &[N])));
+                let what = format!("thread {t}, call {k}, batch {i}");
+                let got = ctx()
+                    .cross_entropy_backward(input, target, &opts, &b)
+                    .unwrap();
+                truth.check(&what, i, &got);
+                let joined = pollster::block_on(futures::future::join(
+                    ctx().cross_entropy_backward_async(input, target, &opts, &b),
+                    ctx().log_softmax_async(input, 1),
+                ));
+                truth.check(&what, i, &joined.0.unwrap());
+                let want = cpu::log_softmax(input, 1).unwrap();
+                assert_close(
+                    &what,
+                    &joined.1.unwrap().data,
+                    &widen(&want.data),
+                    1e-5,
+                    1e-5,
+                );
+            }
+        });
     });
 }
 
@@ -207,10 +184,9 @@ fn a_matmul_and_a_device_linear_call_shared_by_threads_read_their_own_results() 
         let w = rng.logits(classes * d, 0.5);
         let y: Vec<i64> = (0..n).map(|i| (i * 11 % classes) as i64).collect();
         let (xs, ws) = ([n, d], [classes, d]);
-        let product = Arc::new(
-            c.prepare_matmul(Tensor::new(&x, &xs), Tensor::new(&w, &ws))
-                .unwrap(),
-        );
+        let product = c
+            .prepare_matmul(Tensor::new(&x, &xs), Tensor::new(&w, &ws))
+            .unwrap();
         let want_product = c
             .matmul(Tensor::new(&x, &xs), Tensor::new(&w, &ws))
             .unwrap();
@@ -221,7 +197,7 @@ fn a_matmul_and_a_device_linear_call_shared_by_threads_read_their_own_results() 
         let (dx, dw) = (up(&x, &xs), up(&w, &ws));
         let dt = wgpu_xent::DeviceTensor::from_host(c, &y, &[n], wgpu_xent::DType::I64).unwrap();
         let call = wgpu_xent::DeviceLinear::new(&dx, &dw, &dt);
-        let device = Arc::new(c.prepare_linear_cross_entropy_device(call, &opts).unwrap());
+        let device = c.prepare_linear_cross_entropy_device(call, &opts).unwrap();
         let mut encoder = c.device().create_command_encoder(&Default::default());
         device.record(&mut encoder);
         c.queue().submit([encoder.finish()]);
@@ -229,24 +205,15 @@ fn a_matmul_and_a_device_linear_call_shared_by_threads_read_their_own_results() 
         let ys = [n];
         let target = Target::I64(Tensor::new(&y, &ys));
         let want_loss = c.linear_cross_entropy(linear, target, &opts).unwrap();
-        let threads: Vec<_> = (0..3)
-            .map(|t| {
-                let (product, device) = (product.clone(), device.clone());
-                let (want_product, want_loss) = (want_product.clone(), want_loss.clone());
-                std::thread::spawn(move || {
-                    for k in 0..10 {
-                        let what = format!("thread {t}, run {k}");
-                        let (got, _) = product.run_timed().expect("a shared matmul run");
-                        assert_eq!(got, want_product, "{what}: matmul");
-                        let loss = device.read_loss().expect("a shared device read");
-                        let want = widen(&want_loss.data);
-                        assert_close(&what, &loss.data, &want, 1e-6, 1e-5);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().expect("no thread panics");
-        }
+        on_threads(3, |t| {
+            for k in 0..10 {
+                let what = format!("thread {t}, run {k}");
+                let (got, _) = product.run_timed().expect("a shared matmul run");
+                assert_eq!(got, want_product, "{what}: matmul");
+                let loss = device.read_loss().expect("a shared device read");
+                let want = widen(&want_loss.data);
+                assert_close(&what, &loss.data, &want, 1e-6, 1e-5);
+            }
+        });
     });
 }

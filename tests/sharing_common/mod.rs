@@ -80,3 +80,14 @@ impl Truth {
         );
     }
 }
+
+/// Runs `f(t)` on `threads` threads at once, each borrowing the caller's data; a panic on any
+/// of them is the test's.
+pub fn on_threads(threads: usize, f: impl Fn(usize) + Sync) {
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let f = &f;
+            s.spawn(move || f(t));
+        }
+    });
+}
