@@ -4,7 +4,7 @@
 //!     cargo run --release --example device_bf16
 
 use wgpu_xent::{
-    cpu, Context, DType, DeviceLoss, DeviceTensor, Logits, LossOptions, Target, Tensor,
+    cpu, Context, DType, DeviceLoss, DeviceTensor, FloatTensor, LossOptions, Target, Tensor,
 };
 
 fn main() -> Result<(), wgpu_xent::XentError> {
@@ -30,7 +30,7 @@ fn main() -> Result<(), wgpu_xent::XentError> {
 
     let (shape, tshape) = ([n, c], [n]);
     let reference = cpu::cross_entropy(
-        Logits::BF16(Tensor::new(&bits, &shape)),
+        FloatTensor::BF16(Tensor::new(&bits, &shape)),
         Target::I64(Tensor::new(&targets, &tshape)),
         &LossOptions::default(),
     )?;

@@ -14,13 +14,14 @@ pub use problem::{check_cross_entropy, check_nll_loss};
 
 pub use error::{Result, XentError};
 pub use gpu::{
-    loss_of_merged, Context, ContextOptions, DeviceLinear, DeviceLinearShard, DeviceLoss,
-    DeviceShard, DeviceTensor, LinearShard, LinearShardGrads, PreparedBandwidth, PreparedLinear,
-    PreparedLinearDevice, PreparedLinearShard, PreparedLinearShardDevice, PreparedLoss,
-    PreparedMatmul, PreparedShard, PreparedShardDevice, PreparedSoftmax, Tuning, VocabShard,
+    loss_of_merged, Context, ContextInfo, ContextOptions, DeviceLinear, DeviceLinearShard,
+    DeviceLoss, DeviceShard, DeviceTensor, LinearShard, LinearShardGrads, PreparedBandwidth,
+    PreparedLinear, PreparedLinearDevice, PreparedLinearShard, PreparedLinearShardDevice,
+    PreparedLoss, PreparedMatmul, PreparedShard, PreparedShardDevice, PreparedSoftmax, Tuning,
+    VocabShard,
 };
 pub use linear::{Linear, LinearOutput, LinearProblem, DEFAULT_LINEAR_BUDGET};
 pub use options::{
-    BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
-    DEFAULT_IGNORE_INDEX,
+    BackwardOptions, DType, FloatTensor, LossAndGrad, LossOptions, Output, Reduction, Target,
+    Tensor, DEFAULT_IGNORE_INDEX,
 };

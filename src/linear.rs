@@ -2,7 +2,7 @@
 //! projection `input @ linear_weight.T + linear_bias` whose logits go to `cross_entropy`.
 
 use crate::error::{Result, XentError};
-use crate::options::{Logits, Output};
+use crate::options::{FloatTensor, Output};
 
 /// The default bound on the logits held at once (`Linear::budget`): 64 MiB.
 pub const DEFAULT_LINEAR_BUDGET: usize = 64 << 20;
@@ -22,11 +22,11 @@ pub const DEFAULT_LINEAR_BUDGET: usize = 64 << 20;
 #[derive(Clone, Copy, Debug)]
 pub struct Linear<'a> {
     /// The hidden states, `[N, D]` or `[D]`.
-    pub input: Logits<'a>,
+    pub input: FloatTensor<'a>,
     /// The classifier weight, `[C, D]`.
-    pub linear_weight: Logits<'a>,
+    pub linear_weight: FloatTensor<'a>,
     /// The classifier bias, `[C]`.
-    pub linear_bias: Option<Logits<'a>>,
+    pub linear_bias: Option<FloatTensor<'a>>,
     /// The most bytes of f32 logits (and their gradient, over them) held at once: the rows
     /// are processed in chunks of `budget / (4 C)` rows (at least one).
     pub budget: usize,
@@ -36,7 +36,10 @@ pub struct Linear<'a> {
 
 impl<'a> Linear<'a> {
     /// `input` `[N, D]` or `[D]` and `linear_weight` `[C, D]`, no bias, the default budget.
-    pub fn new(input: impl Into<Logits<'a>>, linear_weight: impl Into<Logits<'a>>) -> Self {
+    pub fn new(
+        input: impl Into<FloatTensor<'a>>,
+        linear_weight: impl Into<FloatTensor<'a>>,
+    ) -> Self {
         Self {
             input: input.into(),
             linear_weight: linear_weight.into(),
@@ -47,7 +50,7 @@ impl<'a> Linear<'a> {
     }
 
     /// Adds the bias `[C]`.
-    pub fn bias(self, linear_bias: impl Into<Logits<'a>>) -> Self {
+    pub fn bias(self, linear_bias: impl Into<FloatTensor<'a>>) -> Self {
         Self {
             linear_bias: Some(linear_bias.into()),
             ..self

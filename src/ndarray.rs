@@ -42,7 +42,7 @@ impl<'a, T: Clone> NdInput<'a, T> {
         self.array.is_owned()
     }
 
-    /// The tensor an op takes (`Tensor<f32>` converts into `Logits`).
+    /// The tensor an op takes (`Tensor<f32>` converts into `FloatTensor`).
     pub fn tensor(&self) -> Tensor<'_, T> {
         let data = self
             .array

@@ -113,10 +113,11 @@ impl From<Float> for DType {
     }
 }
 
-/// Logits (inputs) on the host: f32, or 16-bit patterns of f16 / bf16 values.
+/// A float tensor on the host (logits, hidden states, weights): f32, or the 16-bit patterns
+/// of f16 / bf16 values.
 /// A `Tensor<f32>` converts into it, so every op takes f32 tensors directly.
 #[derive(Clone, Copy, Debug)]
-pub enum Logits<'a> {
+pub enum FloatTensor<'a> {
     /// f32 values.
     F32(Tensor<'a, f32>),
     /// f16 bit patterns.
@@ -125,32 +126,32 @@ pub enum Logits<'a> {
     BF16(Tensor<'a, u16>),
 }
 
-impl<'a> From<Tensor<'a, f32>> for Logits<'a> {
+impl<'a> From<Tensor<'a, f32>> for FloatTensor<'a> {
     fn from(t: Tensor<'a, f32>) -> Self {
-        Logits::F32(t)
+        FloatTensor::F32(t)
     }
 }
 
-/// f16 values as `half::f16`: the same bits as [`Logits::F16`], without a copy.
-impl<'a> From<Tensor<'a, half::f16>> for Logits<'a> {
+/// f16 values as `half::f16`: the same bits as [`FloatTensor::F16`], without a copy.
+impl<'a> From<Tensor<'a, half::f16>> for FloatTensor<'a> {
     fn from(t: Tensor<'a, half::f16>) -> Self {
-        Logits::F16(Tensor::new(bytemuck::cast_slice(t.data), t.shape))
+        FloatTensor::F16(Tensor::new(bytemuck::cast_slice(t.data), t.shape))
     }
 }
 
-/// bf16 values as `half::bf16`: the same bits as [`Logits::BF16`], without a copy.
-impl<'a> From<Tensor<'a, half::bf16>> for Logits<'a> {
+/// bf16 values as `half::bf16`: the same bits as [`FloatTensor::BF16`], without a copy.
+impl<'a> From<Tensor<'a, half::bf16>> for FloatTensor<'a> {
     fn from(t: Tensor<'a, half::bf16>) -> Self {
-        Logits::BF16(Tensor::new(bytemuck::cast_slice(t.data), t.shape))
+        FloatTensor::BF16(Tensor::new(bytemuck::cast_slice(t.data), t.shape))
     }
 }
 
-impl<'a> Logits<'a> {
+impl<'a> FloatTensor<'a> {
     /// The shape.
     pub fn shape(&self) -> &'a [usize] {
         match self {
-            Logits::F32(t) => t.shape,
-            Logits::F16(t) | Logits::BF16(t) => t.shape,
+            FloatTensor::F32(t) => t.shape,
+            FloatTensor::F16(t) | FloatTensor::BF16(t) => t.shape,
         }
     }
 
@@ -161,17 +162,17 @@ impl<'a> Logits<'a> {
 
     pub(crate) fn float(&self) -> Float {
         match self {
-            Logits::F32(_) => Float::F32,
-            Logits::F16(_) => Float::F16,
-            Logits::BF16(_) => Float::BF16,
+            FloatTensor::F32(_) => Float::F32,
+            FloatTensor::F16(_) => Float::F16,
+            FloatTensor::BF16(_) => Float::BF16,
         }
     }
 
     /// Number of elements held.
     pub fn len(&self) -> usize {
         match self {
-            Logits::F32(t) => t.data.len(),
-            Logits::F16(t) | Logits::BF16(t) => t.data.len(),
+            FloatTensor::F32(t) => t.data.len(),
+            FloatTensor::F16(t) | FloatTensor::BF16(t) => t.data.len(),
         }
     }
 
@@ -183,16 +184,16 @@ impl<'a> Logits<'a> {
     /// The raw bytes of elements `range`.
     pub(crate) fn bytes(&self, range: std::ops::Range<usize>) -> &'a [u8] {
         match self {
-            Logits::F32(t) => bytemuck::cast_slice(&t.data[range]),
-            Logits::F16(t) | Logits::BF16(t) => bytemuck::cast_slice(&t.data[range]),
+            FloatTensor::F32(t) => bytemuck::cast_slice(&t.data[range]),
+            FloatTensor::F16(t) | FloatTensor::BF16(t) => bytemuck::cast_slice(&t.data[range]),
         }
     }
 
     /// The values as f32 (borrowed for f32, widened exactly for 16-bit dtypes).
     pub fn to_f32(&self) -> std::borrow::Cow<'a, [f32]> {
         match self {
-            Logits::F32(t) => std::borrow::Cow::Borrowed(t.data),
-            Logits::F16(t) | Logits::BF16(t) => {
+            FloatTensor::F32(t) => std::borrow::Cow::Borrowed(t.data),
+            FloatTensor::F16(t) | FloatTensor::BF16(t) => {
                 let dtype = self.dtype();
                 std::borrow::Cow::Owned(t.data.iter().map(|&b| dtype.widen(b)).collect())
             }

@@ -87,8 +87,12 @@ fn record_model(
 #[test]
 fn loss_and_in_place_gradient_in_the_callers_encoder() {
     let (device, queue) = user_device();
-    let ctx =
-        Context::from_device(device.clone(), queue.clone(), ContextOptions::default()).unwrap();
+    let ctx = Context::from_device(
+        device.clone(),
+        queue.clone(),
+        ContextOptions::from_env().unwrap(),
+    )
+    .unwrap();
     let (n, c) = (37usize, 1001usize);
     // STORAGE only: this buffer cannot be copied or mapped to the host.
     let logits_buf = device.create_buffer(&wgpu::BufferDescriptor {
@@ -159,7 +163,7 @@ fn loss_and_in_place_gradient_in_the_callers_encoder() {
 
 #[test]
 fn out_of_range_device_target_is_reported_with_position_and_value() {
-    let ctx = Context::new().unwrap();
+    let ctx = Context::with_options(ContextOptions::from_env().unwrap()).unwrap();
     let (n, c) = (6usize, 5usize);
     let x = model_logits(n * c);
     let logits = DeviceTensor::from_host(&ctx, &x, &[n, c], DType::F32).unwrap();
@@ -210,7 +214,7 @@ fn out_of_range_device_target_is_reported_with_position_and_value() {
 
 #[test]
 fn wrapping_a_buffer_checks_usage_alignment_and_size() {
-    let ctx = Context::new().unwrap();
+    let ctx = Context::with_options(ContextOptions::from_env().unwrap()).unwrap();
     let device = ctx.device();
     let make = |size, usage| {
         device.create_buffer(&wgpu::BufferDescriptor {
@@ -237,7 +241,7 @@ fn wrapping_a_buffer_checks_usage_alignment_and_size() {
 
 #[test]
 fn device_weights_are_checked() {
-    let ctx = Context::new().unwrap();
+    let ctx = Context::with_options(ContextOptions::from_env().unwrap()).unwrap();
     let (n, c) = (4usize, 10usize);
     let logits = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
     let target = DeviceTensor::zeros_of(&ctx, &[n], DType::I32).unwrap();
@@ -275,7 +279,7 @@ fn device_weights_are_checked() {
 /// a time (CPU adapters), such a binding cannot be, and the call reads it 4 at a time instead.
 #[test]
 fn logits_buffer_of_an_odd_number_of_vec4s_is_read_correctly() {
-    let ctx = Context::new().unwrap();
+    let ctx = Context::with_options(ContextOptions::from_env().unwrap()).unwrap();
     // 3 × 12 = 36 floats: 144 bytes, nine vec4s.
     let (n, c) = (3usize, 12usize);
     let x = model_logits(n * c);

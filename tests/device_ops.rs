@@ -19,7 +19,7 @@ fn model_logits(n: usize) -> Vec<f32> {
 
 #[test]
 fn bf16_logits_and_u32_targets_on_the_device() {
-    let ctx = Context::new().unwrap();
+    let ctx = Context::with_options(wgpu_xent::ContextOptions::from_env().unwrap()).unwrap();
     let (n, c) = (9usize, 130usize);
     let x = model_logits(n * c);
     let bits: Vec<u16> = x
@@ -39,7 +39,7 @@ fn bf16_logits_and_u32_targets_on_the_device() {
     let (out, _) = step.run_timed().unwrap();
     let (shape, tshape) = ([n, c], [n]);
     let reference = cpu::cross_entropy_backward(
-        wgpu_xent::Logits::BF16(Tensor::new(&bits, &shape)),
+        wgpu_xent::FloatTensor::BF16(Tensor::new(&bits, &shape)),
         Target::U32(Tensor::new(&t, &tshape)),
         &Default::default(),
         &Default::default(),
@@ -57,7 +57,7 @@ fn bf16_logits_and_u32_targets_on_the_device() {
 /// log_softmax, softmax and nll_loss on device tensors agree with the CPU reference.
 #[test]
 fn softmax_and_nll_on_device_tensors() {
-    let ctx = Context::new().unwrap();
+    let ctx = Context::with_options(wgpu_xent::ContextOptions::from_env().unwrap()).unwrap();
     let (n, c) = (13usize, 67usize);
     let x = model_logits(n * c);
     let (shape, tshape) = ([n, c], [n]);
@@ -107,7 +107,7 @@ fn softmax_and_nll_on_device_tensors() {
 #[test]
 fn half_outputs_are_rounded_to_nearest_even() {
     use wgpu_xent::DType;
-    let ctx = Context::new().unwrap();
+    let ctx = Context::with_options(wgpu_xent::ContextOptions::from_env().unwrap()).unwrap();
     let (n, c) = (6usize, 50usize);
     let x = model_logits(n * c);
     let (shape, tshape) = ([n, c], [n]);
@@ -178,7 +178,7 @@ fn round(dtype: wgpu_xent::DType, v: f32) -> u16 {
 #[test]
 fn packing_matches_the_half_crate_on_edge_values() {
     use wgpu_xent::DType;
-    let ctx = Context::new().unwrap();
+    let ctx = Context::with_options(wgpu_xent::ContextOptions::from_env().unwrap()).unwrap();
     let mut values: Vec<f32> = vec![
         0.0,
         -0.0,
@@ -248,7 +248,7 @@ fn device_weights_and_lse_match_the_cpu_reference() {
     for (n, c, min_workgroups, reduction) in cases {
         let ctx = Context::with_options(ContextOptions {
             min_workgroups,
-            ..Default::default()
+            ..wgpu_xent::ContextOptions::from_env().unwrap()
         })
         .unwrap();
         let x = model_logits(n * c);

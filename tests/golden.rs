@@ -7,7 +7,7 @@ use common::{assert_close, ctx, npy_dtype, read_npy, NpyArray};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use wgpu_xent::{
-    cpu, BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Reduction, Result, Target,
+    cpu, BackwardOptions, DType, FloatTensor, LossAndGrad, LossOptions, Reduction, Result, Target,
     Tensor,
 };
 
@@ -87,10 +87,10 @@ fn eval(dir: &Path, case: &Value, device: Device) -> Result<LossAndGrad> {
     let args = &case["args"];
     let path = dir.join(files["input"].as_str().unwrap());
     let (input, bits) = read_input(&path, case["dtype"].as_str().unwrap_or("f32"));
-    let x: Logits = match &bits {
-        Some((b, DType::F16)) => Logits::F16(Tensor::new(b, &input.shape)),
-        Some((b, _)) => Logits::BF16(Tensor::new(b, &input.shape)),
-        None => Logits::F32(Tensor::new(&input.data, &input.shape)),
+    let x: FloatTensor = match &bits {
+        Some((b, DType::F16)) => FloatTensor::F16(Tensor::new(b, &input.shape)),
+        Some((b, _)) => FloatTensor::BF16(Tensor::new(b, &input.shape)),
+        None => FloatTensor::F32(Tensor::new(&input.data, &input.shape)),
     };
     let op = case["op"].as_str().unwrap();
     if op == "log-softmax" || op == "softmax" {

@@ -12,7 +12,7 @@ use wgpu_xent::{cpu, BackwardOptions, LossOptions, Reduction, Target, Tensor};
 /// one class and weight 1 returns -x for each row.
 #[test]
 fn every_half_bit_pattern_widens_exactly() {
-    use wgpu_xent::{DType, Logits};
+    use wgpu_xent::{DType, FloatTensor};
     let bits: Vec<u16> = (0..=u16::MAX).collect();
     let shape = [bits.len(), 1];
     let t = vec![0i64; bits.len()];
@@ -23,8 +23,8 @@ fn every_half_bit_pattern_widens_exactly() {
     };
     for dtype in [DType::F16, DType::BF16] {
         let logits = match dtype {
-            DType::F16 => Logits::F16(Tensor::new(&bits, &shape)),
-            _ => Logits::BF16(Tensor::new(&bits, &shape)),
+            DType::F16 => FloatTensor::F16(Tensor::new(&bits, &shape)),
+            _ => FloatTensor::BF16(Tensor::new(&bits, &shape)),
         };
         let out = ctx()
             .nll_loss(logits, Target::I64(Tensor::new(&t, &tshape)), &opts)
@@ -45,7 +45,7 @@ fn every_half_bit_pattern_widens_exactly() {
 /// the CPU reference on the same values, forward and backward, for contiguous and strided rows.
 #[test]
 fn half_precision_logits_match_the_reference() {
-    use wgpu_xent::{DType, Logits};
+    use wgpu_xent::{DType, FloatTensor};
     let mut rng = Rng(11);
     for dtype in [DType::F16, DType::BF16] {
         for shape in [vec![37usize, 1001], vec![5, 7, 3], vec![64, 4]] {
@@ -58,8 +58,8 @@ fn half_precision_logits_match_the_reference() {
                 })
                 .collect();
             let logits = match dtype {
-                DType::F16 => Logits::F16(Tensor::new(&bits, &shape)),
-                _ => Logits::BF16(Tensor::new(&bits, &shape)),
+                DType::F16 => FloatTensor::F16(Tensor::new(&bits, &shape)),
+                _ => FloatTensor::BF16(Tensor::new(&bits, &shape)),
             };
             let mut tshape = vec![shape[0]];
             tshape.extend(&shape[2..]);
@@ -106,7 +106,7 @@ fn split_rows_match_the_reference() {
     use wgpu_xent::{Context, ContextOptions};
     let split = Context::with_options(ContextOptions {
         min_workgroups: Some(4096),
-        ..Default::default()
+        ..wgpu_xent::ContextOptions::from_env().unwrap()
     })
     .unwrap();
     let mut rng = Rng(12);
@@ -211,7 +211,7 @@ fn check_split_rows(
 /// `half::f16` and `half::bf16` slices are taken directly, and equal their `u16` bit patterns.
 #[test]
 fn half_types_are_taken_directly() {
-    use wgpu_xent::Logits;
+    use wgpu_xent::FloatTensor;
     let ctx = common::ctx();
     let mut rng = common::Rng(11);
     let (n, c) = (5, 37);
@@ -226,12 +226,12 @@ fn half_types_are_taken_directly() {
     let t = || Target::I64(Tensor::new(&y, &rows));
     let pairs = [
         (
-            Logits::from(Tensor::new(&f16, &shape)),
-            Logits::F16(Tensor::new(&f16_bits, &shape)),
+            FloatTensor::from(Tensor::new(&f16, &shape)),
+            FloatTensor::F16(Tensor::new(&f16_bits, &shape)),
         ),
         (
-            Logits::from(Tensor::new(&bf16, &shape)),
-            Logits::BF16(Tensor::new(&bf16_bits, &shape)),
+            FloatTensor::from(Tensor::new(&bf16, &shape)),
+            FloatTensor::BF16(Tensor::new(&bf16_bits, &shape)),
         ),
     ];
     for (typed, bits) in pairs {

@@ -14,7 +14,7 @@ fn context(hold_rows: bool) -> Context {
         hold_rows: Some(hold_rows),
         // Few rows are otherwise split across workgroups, which holds nothing.
         min_workgroups: Some(1),
-        ..Default::default()
+        ..wgpu_xent::ContextOptions::from_env().unwrap()
     })
     .expect("the held-row tests need an adapter")
 }

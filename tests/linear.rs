@@ -41,7 +41,7 @@ fn small_ctx() -> &'static Context {
     CTX.get_or_init(|| {
         Context::with_options(ContextOptions {
             max_binding_bytes: Some(4096),
-            ..Default::default()
+            ..wgpu_xent::ContextOptions::from_env().unwrap()
         })
         .expect("GPU tests need an adapter")
     })

@@ -106,7 +106,7 @@ fn check_loss(gpu: &Context, shape: &[usize], targets: &[i64], opts: &LossOption
 fn tiny_budget() -> Context {
     Context::with_options(ContextOptions {
         max_loop_trips: Some(8),
-        ..Default::default()
+        ..wgpu_xent::ContextOptions::from_env().unwrap()
     })
     .unwrap()
 }
@@ -222,7 +222,7 @@ fn losses_past_the_loop_limit() {
 fn tiny_binding() -> Context {
     Context::with_options(ContextOptions {
         max_binding_bytes: Some(4096),
-        ..Default::default()
+        ..wgpu_xent::ContextOptions::from_env().unwrap()
     })
     .unwrap()
 }
@@ -270,7 +270,7 @@ fn rows_larger_than_one_binding_on_small_data() {
 #[test]
 fn rows_larger_than_one_binding() {
     let c = 40_000_000;
-    assert!(c * 4 > ctx().max_binding_bytes() as usize);
+    assert!(c * 4 > ctx().info().tuning.max_binding_bytes as usize);
     check_loss(
         ctx(),
         &[2, c],

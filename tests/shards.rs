@@ -182,7 +182,7 @@ fn for_shards_takes_each_adapter_in_turn() {
             .filter(|k| *k != first),
     );
     let count = adapters.len() + 1;
-    let devices = Context::for_shards(count, ContextOptions::default()).unwrap();
+    let devices = Context::for_shards(count, ContextOptions::from_env().unwrap()).unwrap();
     assert_eq!(devices.len(), count);
     for (k, d) in devices.iter().enumerate() {
         let want = &adapters[k % adapters.len()];

@@ -206,7 +206,7 @@ fn bad_device_shards_are_refused() {
     // A row is one segment on the device: past what one workgroup walks, an error.
     let short = wgpu_xent::Context::with_options(wgpu_xent::ContextOptions {
         max_loop_trips: Some(8),
-        ..Default::default()
+        ..wgpu_xent::ContextOptions::from_env().unwrap()
     })
     .unwrap();
     let long = DeviceTensor::zeros(&short, &[4, 100_000]).unwrap();

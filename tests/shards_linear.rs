@@ -58,13 +58,13 @@ fn on(case: &Case) -> &'static Context {
         On::ShortLoops => SHORT.get_or_init(|| {
             with(ContextOptions {
                 max_loop_trips: Some(8),
-                ..Default::default()
+                ..wgpu_xent::ContextOptions::from_env().unwrap()
             })
         }),
         On::SmallBindings => SMALL.get_or_init(|| {
             with(ContextOptions {
                 max_binding_bytes: Some(4096),
-                ..Default::default()
+                ..wgpu_xent::ContextOptions::from_env().unwrap()
             })
         }),
     }

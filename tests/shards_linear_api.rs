@@ -13,7 +13,8 @@ use wgpu_xent::{
 fn the_helper_over_several_devices_equals_the_unsharded_call() {
     let devices = [
         ctx().clone(),
-        wgpu_xent::Context::new().expect("a second device"),
+        wgpu_xent::Context::with_options(wgpu_xent::ContextOptions::from_env().unwrap())
+            .expect("a second device"),
     ];
     let mut rng = Rng::new(5);
     let (n, d, c) = (7, 19, 301);

@@ -91,7 +91,7 @@ fn more_than_65535_rows() {
 fn chunked_strided_inputs_match_the_reference() {
     let small = Context::with_options(ContextOptions {
         max_binding_bytes: Some(1024),
-        ..Default::default()
+        ..wgpu_xent::ContextOptions::from_env().unwrap()
     })
     .unwrap();
     let shape = [37, 5, 3, 4];

@@ -11,7 +11,7 @@ use wgpu_xent::{cpu, BackwardOptions, Context, ContextOptions, LossOptions, Targ
 fn with_layout(layout: Option<bool>) -> Context {
     Context::with_options(ContextOptions {
         subgroup_layout: layout,
-        ..Default::default()
+        ..wgpu_xent::ContextOptions::from_env().unwrap()
     })
     .unwrap()
 }
@@ -35,7 +35,7 @@ fn check(ctx: &Context) {
         .cross_entropy_backward(input, target, &opts, &b)
         .unwrap();
     let truth = cpu::cross_entropy_backward(input, target, &opts, &b).unwrap();
-    let path = ctx.reduction_path();
+    let path = ctx.info().reduction_path;
     assert_close(path, &ours.loss.data, &widen(&truth.loss.data), 1e-5, 1e-5);
     let (g, tg) = (ours.grad.unwrap().data, truth.grad.unwrap().data);
     assert_close(path, &g, &widen(&tg), 1e-6, 1e-4);
@@ -47,24 +47,27 @@ fn check(ctx: &Context) {
 #[test]
 fn the_probe_decides_and_both_answers_give_the_reference() {
     let probed = with_layout(None);
-    let has = probed.features().contains(wgpu::Features::SUBGROUP)
+    let has = probed.info().features.contains(wgpu::Features::SUBGROUP)
         && std::env::var("XENT_NO_SUBGROUPS").as_deref() != Ok("1");
-    assert_eq!(probed.subgroup_layout().is_some(), has);
+    assert_eq!(probed.info().subgroup_layout.is_some(), has);
     if probed.adapter_info().device_type == wgpu::DeviceType::Cpu && has {
         // Mesa's software adapters lay subgroups out as the kernels assume.
-        assert_eq!(probed.subgroup_layout(), Some(true));
+        assert_eq!(probed.info().subgroup_layout, Some(true));
     }
     check(&probed);
     let tree = with_layout(Some(false));
     assert!(
-        tree.reduction_path().starts_with("tree"),
+        tree.info().reduction_path.starts_with("tree"),
         "{}",
-        tree.reduction_path()
+        tree.info().reduction_path
     );
     if has {
-        assert!(tree.reduction_path().contains("not runs of consecutive"));
+        assert!(tree
+            .info()
+            .reduction_path
+            .contains("not runs of consecutive"));
         let forced = with_layout(Some(true));
-        assert!(forced.reduction_path().starts_with("subgroup"));
+        assert!(forced.info().reduction_path.starts_with("subgroup"));
         check(&forced);
     }
     check(&tree);

@@ -5,14 +5,14 @@ use super::lse::Lse;
 use super::Real;
 use crate::error::Result;
 use crate::options::{
-    BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
+    BackwardOptions, FloatTensor, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
 };
 use crate::problem::{check_loss, rows_shape, Loss, LossProblem, Targets, IGNORED};
 use rayon::prelude::*;
 
 /// `torch.nn.functional.cross_entropy`, accumulated in f64.
 pub fn cross_entropy<'i>(
-    input: impl Into<Logits<'i>>,
+    input: impl Into<FloatTensor<'i>>,
     target: Target,
     opts: &LossOptions,
 ) -> Result<Output> {
@@ -22,7 +22,7 @@ pub fn cross_entropy<'i>(
 
 /// `cross_entropy` and the per-row log-sum-exp (shape `[N, d1..dk]`).
 pub fn cross_entropy_with_lse<'i>(
-    input: impl Into<Logits<'i>>,
+    input: impl Into<FloatTensor<'i>>,
     target: Target,
     opts: &LossOptions,
 ) -> Result<(Output, Output)> {
@@ -39,7 +39,7 @@ struct Forward<'a> {
     rows: Vec<RowLoss>,
 }
 
-fn forward<'a>(input: Logits<'a>, target: &Target, opts: &LossOptions) -> Result<Forward<'a>> {
+fn forward<'a>(input: FloatTensor<'a>, target: &Target, opts: &LossOptions) -> Result<Forward<'a>> {
     let values = input.to_f32();
     let problem = check_loss(
         Loss::CrossEntropy,
@@ -95,7 +95,7 @@ pub(crate) fn lse_values<R: Real>(rows: &[RowLoss]) -> Vec<R> {
 
 /// The fused forward + backward of `cross_entropy`, as grad.wgsl computes it, in f64.
 pub fn cross_entropy_backward<'i>(
-    input: impl Into<Logits<'i>>,
+    input: impl Into<FloatTensor<'i>>,
     target: Target,
     opts: &LossOptions,
     backward: &BackwardOptions,
@@ -158,12 +158,12 @@ impl<X: Real, P: Real> LossCall<'_, X, P> {
 
 /// `nll_loss` and its gradient, `-(g/D)·w[y]` at the target, in f64.
 pub fn nll_loss_backward<'i>(
-    input: impl Into<Logits<'i>>,
+    input: impl Into<FloatTensor<'i>>,
     target: Target,
     opts: &LossOptions,
     backward: &BackwardOptions,
 ) -> Result<LossAndGrad> {
-    let input: Logits = input.into();
+    let input: FloatTensor = input.into();
     let values = input.to_f32();
     let input = Tensor::new(&values, input.shape());
     let loss = nll_loss(input, target, opts)?;
@@ -197,11 +197,11 @@ pub(super) fn load<X: Copy + Into<f64>>(x: &[X], i: usize, cap: Option<f64>) -> 
 
 /// `torch.nn.functional.nll_loss`, accumulated in f64.
 pub fn nll_loss<'i>(
-    input: impl Into<Logits<'i>>,
+    input: impl Into<FloatTensor<'i>>,
     target: Target,
     opts: &LossOptions,
 ) -> Result<Output> {
-    let input: Logits = input.into();
+    let input: FloatTensor = input.into();
     let values = input.to_f32();
     let input = Tensor::new(&values, input.shape());
     let problem = check_loss(Loss::Nll, input.shape, input.data.len(), &target, opts)?;

@@ -4,20 +4,20 @@ use super::lse::Lse;
 use super::Real;
 use crate::error::Result;
 use crate::layout::RowLayout;
-use crate::options::{Logits, Output, Tensor};
+use crate::options::{FloatTensor, Output, Tensor};
 use rayon::prelude::*;
 
 /// `torch.nn.functional.log_softmax(x, dim)`, accumulated in f64.
-pub fn log_softmax<'i>(x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
-    let x: Logits = x.into();
+pub fn log_softmax<'i>(x: impl Into<FloatTensor<'i>>, dim: i64) -> Result<Output> {
+    let x: FloatTensor = x.into();
     let values = x.to_f32();
     let x = Tensor::new(&values, x.shape());
     map_rows(x, dim, log_prob)
 }
 
 /// `torch.nn.functional.softmax(x, dim)`, accumulated in f64.
-pub fn softmax<'i>(x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
-    let x: Logits = x.into();
+pub fn softmax<'i>(x: impl Into<FloatTensor<'i>>, dim: i64) -> Result<Output> {
+    let x: FloatTensor = x.into();
     let values = x.to_f32();
     let x = Tensor::new(&values, x.shape());
     map_rows(x, dim, prob)

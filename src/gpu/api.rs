@@ -11,7 +11,7 @@ use super::softmax::PreparedSoftmax;
 use crate::error::{Result, XentError};
 use crate::gpu::kernels::Entry;
 use crate::options::{
-    BackwardOptions, DType, Logits, LossAndGrad, LossOptions, Output, Target, Tensor,
+    BackwardOptions, DType, FloatTensor, LossAndGrad, LossOptions, Output, Target, Tensor,
 };
 use crate::problem::rows_shape;
 
@@ -31,22 +31,22 @@ impl Context {
     /// ```
     pub fn cross_entropy<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target,
         opts: &LossOptions,
     ) -> Result<Output> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         crate::gpu::poller::block(self.cross_entropy_async(input, target, opts))
     }
 
     /// The async form of [`Context::cross_entropy`].
     pub async fn cross_entropy_async<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target<'_>,
         opts: &LossOptions<'_>,
     ) -> Result<Output> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         let req = Request::forward(Loss::CrossEntropy);
         Ok(self.run(input, target, opts, req).await?.loss)
     }
@@ -54,11 +54,11 @@ impl Context {
     /// [`Context::cross_entropy`] and the per-row log-sum-exp (shape `[N, d1..dk]`).
     pub fn cross_entropy_with_lse<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target,
         opts: &LossOptions,
     ) -> Result<(Output, Output)> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         let req = Request {
             lse: true,
             ..Request::forward(Loss::CrossEntropy)
@@ -93,24 +93,24 @@ impl Context {
     /// ```
     pub fn cross_entropy_backward<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target,
         opts: &LossOptions,
         backward: &BackwardOptions,
     ) -> Result<LossAndGrad> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         crate::gpu::poller::block(self.cross_entropy_backward_async(input, target, opts, backward))
     }
 
     /// The async form of [`Context::cross_entropy_backward`].
     pub async fn cross_entropy_backward_async<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target<'_>,
         opts: &LossOptions<'_>,
         backward: &BackwardOptions,
     ) -> Result<LossAndGrad> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         let req = Request::backward(Loss::CrossEntropy, Grad::OutOfPlace, backward);
         let r = self.run(input, target, opts, req).await?;
         Ok(r.into_loss_and_grad(input.shape()))
@@ -127,7 +127,7 @@ impl Context {
         backward: &BackwardOptions,
     ) -> Result<LossAndGrad> {
         let req = Request::backward(Loss::CrossEntropy, Grad::InPlace, backward);
-        let input = Logits::F32(Tensor::new(&*logits, shape));
+        let input = FloatTensor::F32(Tensor::new(&*logits, shape));
         let mut r = crate::gpu::poller::block(self.run(input, target, opts, req))?;
         if let Some(grad) = r.grad.take() {
             logits.copy_from_slice(&grad);
@@ -138,22 +138,22 @@ impl Context {
     /// `torch.nn.functional.nll_loss(input, target, weight, ignore_index, reduction)`.
     pub fn nll_loss<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target,
         opts: &LossOptions,
     ) -> Result<Output> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         crate::gpu::poller::block(self.nll_loss_async(input, target, opts))
     }
 
     /// The async form of [`Context::nll_loss`].
     pub async fn nll_loss_async<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target<'_>,
         opts: &LossOptions<'_>,
     ) -> Result<Output> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         let req = Request::forward(Loss::Nll);
         Ok(self.run(input, target, opts, req).await?.loss)
     }
@@ -161,12 +161,12 @@ impl Context {
     /// `nll_loss` and d(loss)/d(input) (it reads no logits: the gradient is `-w[y]/D` at y).
     pub fn nll_loss_backward<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target,
         opts: &LossOptions,
         backward: &BackwardOptions,
     ) -> Result<LossAndGrad> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         let req = Request {
             lse: false,
             ..Request::backward(Loss::Nll, Grad::OutOfPlace, backward)
@@ -194,12 +194,12 @@ impl Context {
     /// ```
     pub fn prepare_cross_entropy<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target,
         opts: &LossOptions,
         grad: bool,
     ) -> Result<PreparedLoss> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         let grad = if grad { Grad::OutOfPlace } else { Grad::None };
         let req = Request {
             grad,
@@ -222,17 +222,23 @@ impl Context {
             grad: Grad::InPlace,
             ..Request::forward(Loss::CrossEntropy)
         };
-        self.prepare(Loss::CrossEntropy, Logits::F32(input), target, opts, req)
+        self.prepare(
+            Loss::CrossEntropy,
+            FloatTensor::F32(input),
+            target,
+            opts,
+            req,
+        )
     }
 
     /// As [`Context::prepare_cross_entropy`] for `nll_loss` (forward).
     pub fn prepare_nll_loss<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target,
         opts: &LossOptions,
     ) -> Result<PreparedLoss> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         let req = Request::forward(Loss::Nll);
         self.prepare(Loss::Nll, input, target, opts, req)
     }
@@ -250,19 +256,19 @@ impl Context {
     /// assert!((out.data[0] - (-std::f32::consts::LN_2)).abs() < 1e-6);
     /// # Ok::<(), wgpu_xent::XentError>(())
     /// ```
-    pub fn log_softmax<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
+    pub fn log_softmax<'i>(&self, x: impl Into<FloatTensor<'i>>, dim: i64) -> Result<Output> {
         crate::gpu::poller::block(self.log_softmax_async(x, dim))
     }
 
     /// `torch.nn.functional.softmax(x, dim)`.
-    pub fn softmax<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
+    pub fn softmax<'i>(&self, x: impl Into<FloatTensor<'i>>, dim: i64) -> Result<Output> {
         crate::gpu::poller::block(self.softmax_async(x, dim))
     }
 
     /// The async form of [`Context::log_softmax`].
     pub async fn log_softmax_async<'i>(
         &self,
-        x: impl Into<Logits<'i>>,
+        x: impl Into<FloatTensor<'i>>,
         dim: i64,
     ) -> Result<Output> {
         self.softmax_family(Entry::LogSoftmax, x.into(), dim, None)
@@ -270,7 +276,11 @@ impl Context {
     }
 
     /// The async form of [`Context::softmax`].
-    pub async fn softmax_async<'i>(&self, x: impl Into<Logits<'i>>, dim: i64) -> Result<Output> {
+    pub async fn softmax_async<'i>(
+        &self,
+        x: impl Into<FloatTensor<'i>>,
+        dim: i64,
+    ) -> Result<Output> {
         self.softmax_family(Entry::Softmax, x.into(), dim, None)
             .await
     }
@@ -311,7 +321,7 @@ impl Context {
     /// the page faults of a fresh `Vec` (see the README's figures).
     pub fn softmax_into<'i>(
         &self,
-        x: impl Into<Logits<'i>>,
+        x: impl Into<FloatTensor<'i>>,
         dim: i64,
         log: bool,
         out: &mut [f32],
@@ -327,7 +337,7 @@ impl Context {
     /// Uploads a `log_softmax` (or `softmax`, when `log` is false) once, to run it many times.
     pub fn prepare_softmax<'i>(
         &self,
-        x: impl Into<Logits<'i>>,
+        x: impl Into<FloatTensor<'i>>,
         dim: i64,
         log: bool,
     ) -> Result<PreparedSoftmax> {

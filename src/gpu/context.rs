@@ -187,7 +187,7 @@ impl Context {
 
     /// How rows are reduced on this device: subgroup operations (`SUBGROUP`) or a tree in
     /// workgroup memory.
-    pub fn reduction_path(&self) -> &'static str {
+    pub(crate) fn reduction_path(&self) -> &'static str {
         match self.device_caps().reduce {
             RowReduce::Shuffle => "subgroup shuffles, no barrier (a workgroup is one subgroup)",
             RowReduce::Subgroup => {
@@ -202,7 +202,7 @@ impl Context {
 
     /// The subgroup layout probe's answer (shaders/probe_subgroups.wgsl), or the one forced
     /// by `ContextOptions::subgroup_layout`; `None` where subgroups are not used at all.
-    pub fn subgroup_layout(&self) -> Option<bool> {
+    pub(crate) fn subgroup_layout(&self) -> Option<bool> {
         self.shared.subgroup_layout
     }
 
@@ -273,9 +273,9 @@ impl Context {
         }
     }
 
-    /// How f16 inputs are read on this device when not 8 at a time ([`Context::half_path`]):
+    /// How f16 inputs are read on this device when not 8 at a time (`half_path`):
     /// "native f16 (SHADER_F16)" or "unpack2x16float from u32".
-    pub fn f16_path(&self) -> &'static str {
+    pub(crate) fn f16_path(&self) -> &'static str {
         if self.shared.features.contains(wgpu::Features::SHADER_F16) {
             "native f16 (SHADER_F16)"
         } else {
@@ -315,27 +315,27 @@ impl Context {
     }
 
     /// The limits the device was created with (the adapter's own).
-    pub fn limits(&self) -> &wgpu::Limits {
+    pub(crate) fn limits(&self) -> &wgpu::Limits {
         &self.shared.limits
     }
 
     /// The optional features enabled on the device.
-    pub fn features(&self) -> wgpu::Features {
+    pub(crate) fn features(&self) -> wgpu::Features {
         self.shared.features
     }
 
     /// Invocations per workgroup of every kernel.
-    pub fn workgroup_size(&self) -> u32 {
+    pub(crate) fn workgroup_size(&self) -> u32 {
         self.shared.tuning.workgroup_size
     }
 
     /// The choices every kernel and row walk follow on this device, resolved once.
-    pub fn tuning(&self) -> &Tuning {
+    pub(crate) fn tuning(&self) -> &Tuning {
         &self.shared.tuning
     }
 
     /// How f32 inputs are read (`xent info` prints it).
-    pub fn f32_path(&self) -> &'static str {
+    pub(crate) fn f32_path(&self) -> &'static str {
         if self.wide_f32() {
             "8 at a time as vec4<u64> (SHADER_INT64, CPU adapter), where the binding allows; row outputs of C % 4 == 0 written the same way"
         } else {
@@ -344,7 +344,7 @@ impl Context {
     }
 
     /// How f16 and bf16 inputs are read (`xent info` prints it).
-    pub fn half_path(&self) -> &'static str {
+    pub(crate) fn half_path(&self) -> &'static str {
         if self.wide_loads(Float::F16) {
             "8 at a time as vec4<u32> (CPU adapter), where the binding allows"
         } else {
@@ -354,7 +354,7 @@ impl Context {
 
     /// Where log_softmax, softmax and the fused backward take their second read of a row
     /// from (`xent info` prints it).
-    pub fn hold_path(&self) -> String {
+    pub(crate) fn hold_path(&self) -> String {
         match self.hold_vec4s() {
             0 => "from memory (rows not held: off on CPU adapters, where it measured slower)".into(),
             v => format!(
@@ -382,7 +382,7 @@ impl Context {
     }
 
     /// The most bytes of one tensor bound at once; larger tensors are split into chunks.
-    pub fn max_binding_bytes(&self) -> u64 {
+    pub(crate) fn max_binding_bytes(&self) -> u64 {
         self.shared.tuning.max_binding_bytes
     }
 

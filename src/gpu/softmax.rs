@@ -12,7 +12,7 @@ use crate::geometry::chunks;
 use crate::geometry::rows;
 use crate::gpu::kernels::uniform;
 use crate::layout::RowLayout;
-use crate::options::{DType, Float, Logits, Output, Tensor};
+use crate::options::{DType, Float, FloatTensor, Output, Tensor};
 
 pub(crate) mod shard;
 
@@ -64,7 +64,7 @@ impl Context {
     pub(crate) async fn softmax_family(
         &self,
         entry: Entry,
-        x: Logits<'_>,
+        x: FloatTensor<'_>,
         dim: i64,
         gy: Option<Tensor<'_, f32>>,
     ) -> Result<Output> {
@@ -80,7 +80,7 @@ impl Context {
     pub(crate) fn build_softmax(
         &self,
         entry: Entry,
-        x: Logits<'_>,
+        x: FloatTensor<'_>,
         dim: i64,
         gy: Option<Tensor<'_, f32>>,
     ) -> Result<PreparedSoftmax> {

@@ -1,31 +1,25 @@
-//! The `XENT_*` environment switches, read once when a [`super::Context`] is made, each
-//! validated: a switch is `0` or `1`, a size is digits, and anything else is an error rather
-//! than silently ignored. [`super::ContextOptions`] fields take precedence over them.
+//! The `XENT_*` environment switches, read only when asked: [`ContextOptions::from_env`].
 
+use super::tuning::ContextOptions;
 use crate::error::{Result, XentError};
 
-/// What the environment asks for; `None` where it says nothing.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct Switches {
-    /// `XENT_WORKGROUP_SIZE`: a power of two (checked against the adapter later); `0` is the
-    /// default.
-    pub workgroup_size: Option<u32>,
-    /// `XENT_HOLD_ROWS`: `1` holds rows in workgroup memory, `0` does not.
-    pub hold_rows: Option<bool>,
-    /// `XENT_NO_WIDE_LOADS=1`: CPU adapters read inputs 4 at a time, as GPUs do.
-    pub no_wide_loads: bool,
-    /// `XENT_NO_SUBGROUPS=1`: reduce through workgroup memory even where subgroups exist.
-    pub no_subgroups: bool,
-}
-
-impl Switches {
-    /// Reads and checks every switch.
+impl ContextOptions {
+    /// The options the `XENT_*` environment variables ask for, each validated (a switch is
+    /// `0` or `1`, a size is digits; anything else is an error, not ignored); the other
+    /// fields are `None`. The library never reads the environment itself: the `xent` CLI
+    /// and the tests call this, and so may a program that wants the same switches.
+    ///
+    /// - `XENT_WORKGROUP_SIZE=N`: [`ContextOptions::workgroup_size`] (`0`: the default);
+    /// - `XENT_HOLD_ROWS=0|1`: [`ContextOptions::hold_rows`];
+    /// - `XENT_NO_WIDE_LOADS=0|1`: `1` turns [`ContextOptions::wide_loads`] off;
+    /// - `XENT_NO_SUBGROUPS=0|1`: `1` turns [`ContextOptions::subgroups`] off.
     pub fn from_env() -> Result<Self> {
         Ok(Self {
             workgroup_size: size("XENT_WORKGROUP_SIZE")?,
             hold_rows: flag("XENT_HOLD_ROWS")?,
-            no_wide_loads: flag("XENT_NO_WIDE_LOADS")?.unwrap_or(false),
-            no_subgroups: flag("XENT_NO_SUBGROUPS")?.unwrap_or(false),
+            wide_loads: flag("XENT_NO_WIDE_LOADS")?.map(|no| !no),
+            subgroups: flag("XENT_NO_SUBGROUPS")?.map(|no| !no),
+            ..Self::default()
         })
     }
 }
@@ -76,27 +70,32 @@ mod tests {
         let set = |k: &str, v: &str| std::env::set_var(k, v);
         for v in ["abc", "-8", " 16", "+16", "16 ", ""] {
             set("XENT_WORKGROUP_SIZE", v);
-            assert!(Switches::from_env().is_err(), "XENT_WORKGROUP_SIZE={v:?}");
+            assert!(
+                ContextOptions::from_env().is_err(),
+                "XENT_WORKGROUP_SIZE={v:?}"
+            );
         }
         set("XENT_WORKGROUP_SIZE", "0");
-        assert_eq!(Switches::from_env().unwrap().workgroup_size, None);
+        assert_eq!(ContextOptions::from_env().unwrap().workgroup_size, None);
         set("XENT_WORKGROUP_SIZE", "32");
-        assert_eq!(Switches::from_env().unwrap().workgroup_size, Some(32));
+        assert_eq!(ContextOptions::from_env().unwrap().workgroup_size, Some(32));
         std::env::remove_var("XENT_WORKGROUP_SIZE");
         for name in ["XENT_HOLD_ROWS", "XENT_NO_WIDE_LOADS", "XENT_NO_SUBGROUPS"] {
             for v in ["yes", "true", "2", " 1", ""] {
                 set(name, v);
-                assert!(Switches::from_env().is_err(), "{name}={v:?}");
+                assert!(ContextOptions::from_env().is_err(), "{name}={v:?}");
             }
             set(name, "0");
-            let s = Switches::from_env().unwrap();
-            assert!(!s.no_wide_loads && !s.no_subgroups && s.hold_rows != Some(true));
+            let s = ContextOptions::from_env().unwrap();
+            assert!(s.wide_loads != Some(false) && s.subgroups != Some(false));
+            assert!(s.hold_rows != Some(true));
             set(name, "1");
-            let s = Switches::from_env().unwrap();
-            assert!(s.no_wide_loads || s.no_subgroups || s.hold_rows == Some(true));
+            let s = ContextOptions::from_env().unwrap();
+            let off = s.wide_loads == Some(false) || s.subgroups == Some(false);
+            assert!(off || s.hold_rows == Some(true));
             std::env::remove_var(name);
         }
-        let s = Switches::from_env().unwrap();
+        let s = ContextOptions::from_env().unwrap();
         assert_eq!(s.hold_rows, None);
     }
 }

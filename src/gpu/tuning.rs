@@ -1,9 +1,9 @@
 //! The tuning of one device, resolved once when a [`super::Context`] is made: the adapter's
-//! defaults, then [`ContextOptions`], then the `XENT_*` switches (src/gpu/switches.rs).
+//! defaults, then [`ContextOptions`] (which [`ContextOptions::from_env`] fills from the
+//! `XENT_*` variables, only when asked).
 //! Software-adapter choices (8-wide loads, one-subgroup workgroups) live here and nowhere
 //! else; a GPU takes the portable path.
 
-use super::switches::Switches;
 use crate::error::{Result, XentError};
 
 /// Options for [`super::Context::with_options`].
@@ -12,8 +12,8 @@ pub struct ContextOptions {
     /// Bind at most this many bytes of a tensor at once (default: the adapter's
     /// `max_storage_buffer_binding_size`). Lowering it exercises chunking on small data.
     pub max_binding_bytes: Option<u64>,
-    /// Invocations per workgroup, a power of two (default: `XENT_WORKGROUP_SIZE` from the
-    /// environment, else [`Tuning::default_workgroup_size`]).
+    /// Invocations per workgroup, a power of two (default:
+    /// [`Tuning::default_workgroup_size`]).
     pub workgroup_size: Option<u32>,
     /// Split long rows across workgroups when a call has fewer rows than this (default:
     /// 1024 on GPUs, so that e.g. 64×262144 fills them; 4 on CPU adapters, whose few
@@ -21,19 +21,19 @@ pub struct ContextOptions {
     pub min_workgroups: Option<u32>,
     /// Keep rows in workgroup memory between the two passes of log_softmax, softmax and the
     /// fused cross_entropy backward, where they fit: one read of the logits instead of two
-    /// (default: `XENT_HOLD_ROWS=0|1` from the environment, else on for GPUs and off for CPU
-    /// adapters, where workgroup memory is ordinary memory and measured slower).
+    /// (default: on for GPUs and off for CPU adapters, where workgroup memory is ordinary
+    /// memory and measured slower).
     pub hold_rows: Option<bool>,
     /// Loop trips one invocation may take in one dispatch (default 16,384): longer rows are
     /// cut into segments. Mesa's software adapters silently stop an invocation's loops after
     /// 65,535 trips in all. Lowering it exercises the segmented paths on small data; at
     /// least 8.
     pub max_loop_trips: Option<u32>,
-    /// Read inputs 8 at a time on CPU adapters (default: on, unless `XENT_NO_WIDE_LOADS=1`).
+    /// Read inputs 8 at a time on CPU adapters (default: on).
     /// `Some(false)` takes the 4-at-a-time paths GPUs take.
     pub wide_loads: Option<bool>,
-    /// Reduce with subgroup operations where the device has `SUBGROUP` (default: on, unless
-    /// `XENT_NO_SUBGROUPS=1`) and its subgroups are laid out as the kernels assume.
+    /// Reduce with subgroup operations where the device has `SUBGROUP` (default: on) and its
+    /// subgroups are laid out as the kernels assume.
     pub subgroups: Option<bool>,
     /// Run matrix products on matmul_lanes.wgsl (default: on where it runs: CPU adapters with
     /// `SHADER_INT64` and subgroups of exactly 8, subgroups allowed). `Some(false)` takes
@@ -77,11 +77,9 @@ impl Tuning {
         options: &ContextOptions,
     ) -> Result<Self> {
         check_limits(limits)?;
-        let env = Switches::from_env()?;
         let cpu = info.device_type == wgpu::DeviceType::Cpu;
         let workgroup_size = options
             .workgroup_size
-            .or(env.workgroup_size)
             .unwrap_or_else(|| Self::default_workgroup_size(info, limits));
         if !workgroup_size.is_power_of_two()
             || workgroup_size > limits.max_compute_invocations_per_workgroup
@@ -100,8 +98,8 @@ impl Tuning {
                 "max_loop_trips must be at least 8, got {max_loop_trips}"
             )));
         }
-        let subgroups = features.contains(wgpu::Features::SUBGROUP)
-            && options.subgroups.unwrap_or(!env.no_subgroups);
+        let subgroups =
+            features.contains(wgpu::Features::SUBGROUP) && options.subgroups.unwrap_or(true);
         // matmul_lanes.wgsl is one subgroup of 8 lanes reading vec4<u64>: a design for
         // lavapipe, whose loads cost per instruction (docs in the shader).
         let lane_matmul = cpu
@@ -116,9 +114,9 @@ impl Tuning {
             min_workgroups: options.min_workgroups.unwrap_or(if cpu { 4 } else { 1024 }),
             // Workgroup memory is ordinary memory on CPU adapters, where holding measured
             // slower.
-            hold_rows: options.hold_rows.or(env.hold_rows).unwrap_or(!cpu),
+            hold_rows: options.hold_rows.unwrap_or(!cpu),
             max_loop_trips,
-            wide_loads: cpu && options.wide_loads.unwrap_or(!env.no_wide_loads),
+            wide_loads: cpu && options.wide_loads.unwrap_or(true),
             subgroups,
             max_binding_bytes: options
                 .max_binding_bytes

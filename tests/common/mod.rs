@@ -8,12 +8,14 @@ use wgpu_xent::Context;
 /// test (with the error telling how to install one); it never skips.
 pub fn ctx() -> &'static Context {
     static CTX: OnceLock<Context> = OnceLock::new();
-    CTX.get_or_init(|| match Context::new() {
-        Ok(ctx) => {
-            eprintln!("GPU tests run on: {:?}", ctx.adapter_info());
-            ctx
+    CTX.get_or_init(|| {
+        match Context::with_options(wgpu_xent::ContextOptions::from_env().unwrap()) {
+            Ok(ctx) => {
+                eprintln!("GPU tests run on: {:?}", ctx.adapter_info());
+                ctx
+            }
+            Err(e) => panic!("GPU tests need an adapter and found none: {e}"),
         }
-        Err(e) => panic!("GPU tests need an adapter and found none: {e}"),
     })
 }
 
@@ -24,11 +26,12 @@ pub fn shard_devices() -> &'static [Context] {
     DEVICES.get_or_init(|| {
         let small = wgpu_xent::ContextOptions {
             max_binding_bytes: Some(4096),
-            ..Default::default()
+            ..wgpu_xent::ContextOptions::from_env().unwrap()
         };
         vec![
             ctx().clone(),
-            Context::new().expect("a second device"),
+            Context::with_options(wgpu_xent::ContextOptions::from_env().unwrap())
+                .expect("a second device"),
             Context::with_options(small).expect("a device with small bindings"),
         ]
     })

@@ -337,7 +337,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     let ctx = match a.device {
         DeviceKind::Gpu => Some(Context::with_options(wgpu_xent::ContextOptions {
             min_workgroups: a.min_workgroups,
-            ..Default::default()
+            ..wgpu_xent::ContextOptions::from_env()?
         })?),
         DeviceKind::Cpu => None,
     };

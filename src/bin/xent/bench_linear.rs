@@ -322,7 +322,7 @@ pub fn run(a: &BenchArgs) -> Result<bool> {
     let shapes = shapes(a, form)?;
     let ctx = Context::with_options(ContextOptions {
         min_workgroups: a.min_workgroups,
-        ..Default::default()
+        ..ContextOptions::from_env()?
     })?;
     let mut results = Vec::new();
     for &shape in &shapes {

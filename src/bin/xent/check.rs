@@ -121,7 +121,7 @@ fn inputs(a: &CheckArgs) -> Result<Inputs> {
             "--shape {s}: C = 0 leaves no class to draw targets from"
         )));
     }
-    // Logits (f32 and 16-bit), probabilities, and the outputs and gradients of both sides.
+    // FloatTensor (f32 and 16-bit), probabilities, and the outputs and gradients of both sides.
     let per_logit = 4 * (3 + u64::from(a.probs) + 2 * u64::from(a.grad)) + 2;
     data::check_fits(s, &shape, per_logit)?;
     let synth = Synth {
@@ -212,7 +212,7 @@ pub fn run(a: &CheckArgs) -> Result<bool> {
     let inputs = inputs(a)?;
     let (opts, _) = options(a, inputs.weight.as_deref());
     let dim = a.dim.unwrap_or(-1);
-    let ctx = Context::new()?;
+    let ctx = Context::with_options(wgpu_xent::ContextOptions::from_env()?)?;
     let mut gpu = run_op(Some(&ctx), a.op, &inputs, &opts, a.grad, false, dim)?;
     let cpu = run_op(None, a.op, &inputs, &opts, a.grad, false, dim)?;
     perturb(a, &mut gpu.loss.data)?;
@@ -285,7 +285,7 @@ fn linear_inputs(a: &CheckArgs) -> Result<LinearInputs> {
 fn check_linear(a: &CheckArgs) -> Result<bool> {
     let li = linear_inputs(a)?;
     let (opts, wide) = options(a, li.inputs.weight.as_deref());
-    let ctx = Context::new()?;
+    let ctx = Context::with_options(wgpu_xent::ContextOptions::from_env()?)?;
     let mut gpu = linear::run_gpu(&ctx, &li, &opts, a.grad)?;
     let cpu = linear::narrow(linear::run_cpu(&li, &wide, a.grad, false)?);
     perturb(a, &mut gpu.loss.data)?;

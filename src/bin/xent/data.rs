@@ -5,7 +5,7 @@ use crate::npy::{self, NpyBytes, NpyFloats, NpyTarget};
 use crate::rng::Rng;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use wgpu_xent::{DType, Logits, Target, Tensor};
+use wgpu_xent::{DType, FloatTensor, Target, Tensor};
 
 /// Owned inputs of one configuration.
 pub struct Inputs {
@@ -53,11 +53,11 @@ impl Wide {
 
 impl Inputs {
     /// The logits in their own dtype.
-    pub fn input(&self) -> Logits<'_> {
+    pub fn input(&self) -> FloatTensor<'_> {
         match &self.half {
-            Some((bits, DType::F16)) => Logits::F16(Tensor::new(bits, &self.shape)),
-            Some((bits, _)) => Logits::BF16(Tensor::new(bits, &self.shape)),
-            None => Logits::F32(Tensor::new(&self.x, &self.shape)),
+            Some((bits, DType::F16)) => FloatTensor::F16(Tensor::new(bits, &self.shape)),
+            Some((bits, _)) => FloatTensor::BF16(Tensor::new(bits, &self.shape)),
+            None => FloatTensor::F32(Tensor::new(&self.x, &self.shape)),
         }
     }
 
@@ -348,11 +348,11 @@ pub struct Operand {
 
 impl Operand {
     /// The values in their own dtype.
-    pub fn logits(&self) -> Logits<'_> {
+    pub fn logits(&self) -> FloatTensor<'_> {
         match &self.half {
-            Some((bits, DType::F16)) => Logits::F16(Tensor::new(bits, &self.shape)),
-            Some((bits, _)) => Logits::BF16(Tensor::new(bits, &self.shape)),
-            None => Logits::F32(Tensor::new(&self.x, &self.shape)),
+            Some((bits, DType::F16)) => FloatTensor::F16(Tensor::new(bits, &self.shape)),
+            Some((bits, _)) => FloatTensor::BF16(Tensor::new(bits, &self.shape)),
+            None => FloatTensor::F32(Tensor::new(&self.x, &self.shape)),
         }
     }
 

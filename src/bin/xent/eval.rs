@@ -19,7 +19,7 @@ pub struct EvalArgs {
     /// The operation.
     #[arg(value_enum)]
     op: Op,
-    /// Logits (log-probabilities for nll-loss; the hidden states [N, D] or [D] for
+    /// FloatTensor (log-probabilities for nll-loss; the hidden states [N, D] or [D] for
     /// linear-cross-entropy): float32, float64 or float16 .npy; `-` reads stdin.
     #[arg(long)]
     input: PathBuf,
@@ -271,7 +271,7 @@ fn compute(a: &EvalArgs) -> Result<Results> {
                 })
             }
             None => {
-                let ctx = Context::new()?;
+                let ctx = Context::with_options(wgpu_xent::ContextOptions::from_env()?)?;
                 Results::F32(run_op(Some(&ctx), a.op, &inputs, &opts, grad, lse, dim)?)
             }
         },
@@ -311,7 +311,12 @@ fn compute_linear(a: &EvalArgs) -> Result<Results> {
                     _ => linear::run_sharded(&devices, &li, &opts, grad)?,
                 })
             }
-            None => Results::Linear(linear::run_gpu(&Context::new()?, &li, &opts, grad)?),
+            None => Results::Linear(linear::run_gpu(
+                &Context::with_options(wgpu_xent::ContextOptions::from_env()?)?,
+                &li,
+                &opts,
+                grad,
+            )?),
         },
     })
 }

@@ -19,9 +19,9 @@ pub fn run() -> Result<()> {
             i.driver_info
         )?;
     }
-    let ctx = Context::new()?;
-    let i = ctx.adapter_info();
-    let l = ctx.limits();
+    let ctx = Context::with_options(wgpu_xent::ContextOptions::from_env()?)?;
+    let info = ctx.info();
+    let (i, l) = (&info.adapter, &info.limits);
     out!("xent uses: {}", i.name)?;
     out!("  backend:                          {:?}", i.backend)?;
     out!("  device type:                      {:?}", i.device_type)?;
@@ -53,17 +53,17 @@ pub fn run() -> Result<()> {
     )?;
     out!(
         "  workgroup size used:              {}",
-        ctx.workgroup_size()
+        info.tuning.workgroup_size
     )?;
-    out!("  f16 inputs read by:               {}", ctx.f16_path())?;
+    out!("  f16 inputs read by:               {}", info.f16_path)?;
     out!(
         "  reductions:                       {}",
-        ctx.reduction_path()
+        info.reduction_path
     )?;
-    out!("  f32 inputs read:                  {}", ctx.f32_path())?;
-    out!("  f16/bf16 inputs read:             {}", ctx.half_path())?;
-    out!("  rows read twice:                  {}", ctx.hold_path())?;
-    out!("  tuning (resolved once):           {:?}", ctx.tuning())?;
+    out!("  f32 inputs read:                  {}", info.f32_path)?;
+    out!("  f16/bf16 inputs read:             {}", info.half_path)?;
+    out!("  rows read twice:                  {}", info.hold_path)?;
+    out!("  tuning (resolved once):           {:?}", info.tuning)?;
     let features = feature_names(adapter_features(&instance, i));
     out!("  adapter features ({}):", features.len())?;
     for line in wrap(&features, WIDTH) {

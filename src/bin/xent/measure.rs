@@ -294,7 +294,7 @@ fn loss_op(ctx: &Context, op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Me
     );
     let prepare = |i: &Inputs| match (op, i.input()) {
         (BenchOp::NllLoss, x) => ctx.prepare_nll_loss(x, i.target(), &opts),
-        (BenchOp::CrossEntropyGradInPlace, wgpu_xent::Logits::F32(x)) => {
+        (BenchOp::CrossEntropyGradInPlace, wgpu_xent::FloatTensor::F32(x)) => {
             ctx.prepare_cross_entropy_in_place(x, i.target(), &opts)
         }
         (BenchOp::CrossEntropyGradInPlace, _) => Err(XentError::Unsupported(

@@ -5,7 +5,9 @@ use crate::data::Inputs;
 use crate::error::{CliError, Result};
 use crate::Op;
 use wgpu_xent::cpu::wide::{self, WideLossAndGrad, WideOptions, WideTarget};
-use wgpu_xent::{cpu, BackwardOptions, Context, Logits, LossAndGrad, LossOptions, Target, Tensor};
+use wgpu_xent::{
+    cpu, BackwardOptions, Context, FloatTensor, LossAndGrad, LossOptions, Target, Tensor,
+};
 
 /// The ops that use a flag of `eval` or `check` (every op uses those not listed).
 fn users(flag: &str) -> &'static [Op] {
@@ -38,7 +40,7 @@ fn not_on_logits() -> CliError {
 }
 
 /// The logits of `inp`, for any op but linear-cross-entropy.
-fn logits_of(op: Op, inp: &Inputs) -> Result<Logits<'_>> {
+fn logits_of(op: Op, inp: &Inputs) -> Result<FloatTensor<'_>> {
     match op {
         Op::LinearCrossEntropy => Err(not_on_logits()),
         _ => Ok(inp.input()),

@@ -290,6 +290,6 @@ pub fn devices(count: usize, classes: usize) -> Result<Vec<Context>> {
     }
     Ok(Context::for_shards(
         count.min(classes.max(1)),
-        Default::default(),
+        wgpu_xent::ContextOptions::from_env()?,
     )?)
 }

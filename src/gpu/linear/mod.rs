@@ -78,7 +78,7 @@ impl Context {
             opts,
         )?;
         crate::gpu::poller::block(self.scoped(async {
-            let upload = |label, t: &crate::options::Logits| self.upload(label, &t.to_f32());
+            let upload = |label, t: &crate::options::FloatTensor| self.upload(label, &t.to_f32());
             let operand = |buffer| Operand {
                 buffer,
                 offset: 0,

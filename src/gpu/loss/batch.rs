@@ -9,7 +9,7 @@ use super::plan::ROWS_OFFSET;
 use super::prepared::PreparedLoss;
 use super::{empty_loss, Grad, Results};
 use crate::error::{Result, XentError};
-use crate::options::{Logits, LossAndGrad, LossOptions, Output, Reduction, Target};
+use crate::options::{FloatTensor, LossAndGrad, LossOptions, Output, Reduction, Target};
 use crate::problem::{check_loss, LossProblem, Targets};
 use std::sync::atomic::Ordering;
 
@@ -28,7 +28,7 @@ impl PreparedLoss {
     /// (no split rows) and the prepared rows fit one binding.
     pub fn run_batch<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target,
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
@@ -39,7 +39,7 @@ impl PreparedLoss {
     /// The async form of [`PreparedLoss::run_batch`].
     pub async fn run_batch_async<'i>(
         &self,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target<'_>,
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
@@ -50,7 +50,7 @@ impl PreparedLoss {
     /// `run_batch` by a caller that holds the run lock.
     async fn run_batch_held(
         &self,
-        input: Logits<'_>,
+        input: FloatTensor<'_>,
         target: Target<'_>,
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
@@ -77,7 +77,7 @@ impl PreparedLoss {
     /// weights); returns its rows along dim 0 and the checked problem.
     fn write_batch(
         &self,
-        input: &Logits,
+        input: &FloatTensor,
         target: &Target,
         weight: Option<&[f32]>,
     ) -> Result<(usize, LossProblem)> {
@@ -130,7 +130,7 @@ impl PreparedLoss {
     }
 
     /// The batch's logits and targets into each chunk's buffers, from its first element.
-    fn write_inputs(&self, input: &Logits, targets: &Targets) {
+    fn write_inputs(&self, input: &FloatTensor, targets: &Targets) {
         let queue = self.ctx.queue();
         let total = input.len();
         let rows_total = match targets {

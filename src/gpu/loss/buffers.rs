@@ -10,7 +10,7 @@ use crate::geometry::rows;
 use crate::gpu::buffers::{Bindable, Bound};
 use crate::gpu::context::Context;
 use crate::gpu::kernels::Family;
-use crate::options::{Logits, LossOptions};
+use crate::options::{FloatTensor, LossOptions};
 use crate::problem::{LossProblem, Targets};
 use std::ops::Range;
 
@@ -63,7 +63,7 @@ impl Context {
     /// one binding, split as `LossPlan` will walk them).
     pub(crate) fn host_inputs(
         &self,
-        input: &Logits<'_>,
+        input: &FloatTensor<'_>,
         problem: &LossProblem,
     ) -> Result<Vec<ChunkInputs>> {
         let layout = &problem.layout;

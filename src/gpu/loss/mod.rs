@@ -26,7 +26,7 @@ pub(crate) use shards::{concurrently, merged_loss, run_sharded};
 use super::context::Context;
 use crate::error::Result;
 use crate::options::{
-    BackwardOptions, Logits, LossAndGrad, LossOptions, Output, Reduction, Target,
+    BackwardOptions, FloatTensor, LossAndGrad, LossOptions, Output, Reduction, Target,
 };
 pub(crate) use crate::problem::Loss;
 use crate::problem::{check_loss, rows_shape, LossProblem};
@@ -87,7 +87,7 @@ pub(crate) struct Results {
 impl Context {
     pub(crate) async fn run(
         &self,
-        input: Logits<'_>,
+        input: FloatTensor<'_>,
         target: Target<'_>,
         opts: &LossOptions<'_>,
         req: Request,
@@ -113,12 +113,12 @@ impl Context {
     pub(crate) fn prepare<'i>(
         &self,
         loss: Loss,
-        input: impl Into<Logits<'i>>,
+        input: impl Into<FloatTensor<'i>>,
         target: Target,
         opts: &LossOptions,
         req: Request,
     ) -> Result<PreparedLoss> {
-        let input: Logits = input.into();
+        let input: FloatTensor = input.into();
         let problem = check_loss(loss, input.shape(), input.len(), &target, opts)?;
         if problem.layout.rows() == 0 {
             return Err(crate::XentError::InvalidShape(

@@ -9,7 +9,7 @@ use crate::gpu::buffers::Bound;
 use crate::gpu::kernels::uniform;
 use crate::gpu::kernels::Variant;
 use crate::layout::RowLayout;
-use crate::options::{Float, Logits, LossOptions, Reduction};
+use crate::options::{Float, FloatTensor, LossOptions, Reduction};
 use crate::problem::{LossProblem, Targets, IGNORED};
 
 /// What a loss call computes over: the layout, the shapes and the kind of targets.
@@ -39,7 +39,7 @@ pub(crate) struct LossSpec {
 
 impl LossSpec {
     /// The spec of a checked host problem.
-    pub fn host(problem: &LossProblem, input: &Logits<'_>, target_shape: &[usize]) -> Self {
+    pub fn host(problem: &LossProblem, input: &FloatTensor<'_>, target_shape: &[usize]) -> Self {
         Self {
             layout: problem.layout,
             input_shape: input.shape().to_vec(),

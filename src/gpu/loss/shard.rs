@@ -22,7 +22,7 @@ use crate::gpu::kernels::{Entry, KernelKey};
 use crate::gpu::program::Program;
 use crate::gpu::readback::Staging;
 use crate::layout::RowLayout;
-use crate::options::{Logits, LossOptions, Output, Reduction, Target, Tensor};
+use crate::options::{FloatTensor, LossOptions, Output, Reduction, Target, Tensor};
 use crate::problem::{check_loss, check_loss_shapes, Targets};
 
 /// One shard's logits: `[N, Cs]`, classes `first_class .. first_class + Cs` of `classes`.
@@ -65,7 +65,7 @@ impl Context {
     ) -> Result<PreparedShard> {
         let (n, cs, problem, den) = check_shard(&shard, &target, opts)?;
         let shape = [n, shard.classes];
-        let spec = LossSpec::host(&problem, &Logits::F32(Tensor::new(&[], &shape)), &[n]);
+        let spec = LossSpec::host(&problem, &FloatTensor::F32(Tensor::new(&[], &shape)), &[n]);
         let req = Request {
             grad: if grad { Grad::OutOfPlace } else { Grad::None },
             ..Request::forward(Loss::CrossEntropy)
