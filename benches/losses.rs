@@ -6,7 +6,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::time::{Duration, Instant};
-use wgpu_xent::{Context, LossOptions, Target, Tensor};
+use wgpu_xent::{Context, Grad, LossCall, SoftmaxCall, Target, Tensor};
 
 /// Sums `iters` runs: GPU time when `run` reports it, wall time otherwise.
 fn timed(iters: u64, mut run: impl FnMut() -> Option<Duration>) -> Duration {
@@ -35,20 +35,16 @@ fn losses(cr: &mut Criterion) {
         );
         group.throughput(Throughput::Bytes((n * c * 4) as u64));
         let id = format!("{n}x{c}");
-        let opts = LossOptions::default();
-        let ce = ctx
-            .prepare_cross_entropy(input, target, &opts, false)
-            .unwrap();
+        let call = LossCall::cross_entropy(input, target);
+        let ce = ctx.prepare(&call).unwrap();
         group.bench_function(BenchmarkId::new("cross_entropy", &id), |b| {
             b.iter_custom(|iters| timed(iters, || ce.run_timed().unwrap().1))
         });
-        let grad = ctx
-            .prepare_cross_entropy(input, target, &opts, true)
-            .unwrap();
+        let grad = ctx.prepare(&call.grad(Grad::Returned)).unwrap();
         group.bench_function(BenchmarkId::new("cross_entropy_grad", &id), |b| {
             b.iter_custom(|iters| timed(iters, || grad.run_timed().unwrap().1))
         });
-        let ls = ctx.prepare_softmax(input, 1, true).unwrap();
+        let ls = ctx.prepare(&SoftmaxCall::log_softmax(input, 1)).unwrap();
         group.bench_function(BenchmarkId::new("log_softmax", &id), |b| {
             b.iter_custom(|iters| timed(iters, || ls.run_timed().unwrap().1))
         });

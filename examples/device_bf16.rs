@@ -4,7 +4,7 @@
 //!     cargo run --release --example device_bf16
 
 use wgpu_xent::{
-    cpu, Context, DType, DeviceLoss, DeviceTensor, FloatTensor, LossOptions, Target, Tensor,
+    cpu, Context, DType, DeviceTensor, FloatTensor, Grad, LossCall, LossOptions, Target, Tensor,
 };
 
 fn main() -> Result<(), wgpu_xent::XentError> {
@@ -18,10 +18,8 @@ fn main() -> Result<(), wgpu_xent::XentError> {
     let logits = DeviceTensor::from_host(&ctx, &bits, &[n, c], DType::BF16)?;
     let target = DeviceTensor::from_host(&ctx, &targets, &[n], DType::I64)?;
     let grad = DeviceTensor::zeros(&ctx, &[n, c])?;
-    let step = ctx.prepare_cross_entropy_device(
-        DeviceLoss::new(&logits, &target).grad_into(&grad),
-        &LossOptions::default(),
-    )?;
+    let step =
+        ctx.prepare(&LossCall::cross_entropy(&logits, &target).grad(Grad::Into(&[&grad])))?;
 
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     step.record(&mut encoder);

@@ -4,7 +4,7 @@
 //!
 //!     cargo run --release --example device_resident
 
-use wgpu_xent::{Context, ContextOptions, DType, DeviceLoss, DeviceTensor, LossOptions};
+use wgpu_xent::{Context, ContextOptions, DType, DeviceTensor, Grad, LossCall, LossOptions};
 
 /// Stands in for a model: writes logits[i] = sin(i · 0.1) · 3.
 const MODEL: &str = r#"
@@ -77,8 +77,8 @@ fn main() -> Result<(), wgpu_xent::XentError> {
         label_smoothing: 0.1,
         ..Default::default()
     };
-    let step =
-        ctx.prepare_cross_entropy_device(DeviceLoss::new(&logits, &target).grad_in_place(), &opts)?;
+    let call = LossCall::cross_entropy(&logits, &target).options(opts);
+    let step = ctx.prepare(&call.grad(Grad::InPlace))?;
 
     for iteration in 0..3 {
         let mut encoder = device.create_command_encoder(&Default::default());

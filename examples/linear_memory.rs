@@ -17,7 +17,8 @@
 
 use std::time::Instant;
 use wgpu_xent::{
-    Context, DType, DeviceLinear, DeviceTensor, Linear, LossOptions, Target, Tensor, XentError,
+    Context, DType, DeviceLinear, DeviceTensor, Grad, Linear, LinearCall, LossOptions, Target,
+    Tensor, XentError,
 };
 
 fn status_kib(field: &str) -> u64 {
@@ -70,7 +71,8 @@ fn main() -> Result<(), wgpu_xent::XentError> {
         mib(n * c),
         mib(n * d + c * d)
     );
-    let prepared = ctx.prepare_linear_cross_entropy(linear, target(), &opts, true)?;
+    let call = LinearCall::new(linear, target()).options(opts);
+    let prepared = ctx.prepare(&call.grad(Grad::Returned))?;
     settle(&ctx);
     let start = Instant::now();
     let (out, grown) = peak_growth(|| prepared.run());
@@ -113,10 +115,11 @@ fn device_api(
         DeviceTensor::from_buffer(ctx, &buffer, 0, shape, DType::F32)
     };
     let (dx, dw) = (grad(&[n, d])?, grad(&[c, d])?);
+    let grads = [&dx, &dw];
     let call = DeviceLinear::new(&x, &w, &t)
-        .grads_into(&dx, &dw, None)
+        .grad(Grad::Into(&grads))?
         .budget(budget);
-    let step = ctx.prepare_linear_cross_entropy_device(call, &LossOptions::default())?;
+    let step = ctx.prepare(&call)?;
     settle(ctx);
     let start = Instant::now();
     let (loss, grown) = peak_growth(|| {

@@ -9,12 +9,14 @@
 //! - cpu: the crate's f64 reference, `cpu::cross_entropy_backward`;
 //!
 //! and the dispatches of one prepared run. Also the floor with 1 and 3 dispatches of a
-//! kernel that does nothing but one store, recorded before the read. Then 16 async `cross_entropy_async` calls joined
+//! kernel that does nothing but one store, recorded before the read. Then 16 async `LossCall` runs (`run_async`) joined
 //! on one executor against the same 16 blocking calls one after another, and log_softmax
 //! at 1024×32000 returned in a fresh `Vec` against written into a reused slice.
 
 use std::time::{Duration, Instant};
-use wgpu_xent::{cpu, BackwardOptions, Context, LossOptions, Target, Tensor};
+use wgpu_xent::{
+    cpu, BackwardOptions, Context, Grad, LossCall, LossOptions, SoftmaxCall, Target, Tensor,
+};
 
 const SHAPES: [(usize, usize); 3] = [(64, 10), (1437, 10), (4096, 100)];
 
@@ -155,7 +157,7 @@ fn main() -> wgpu_xent::Result<()> {
         let (shape, rows) = ([n, c], [n]);
         let x = || Tensor::new(&logits, &shape);
         let t = || Target::I64(Tensor::new(&target, &rows));
-        let step = ctx.prepare_cross_entropy(x(), t(), &opts, true)?;
+        let step = ctx.prepare(&LossCall::cross_entropy(x(), t()).grad(Grad::Returned))?;
         let back = BackwardOptions::default();
         let iters = if n * c > 100_000 { 100 } else { 300 };
         let prepared = median(|| drop(step.run_batch(x(), t(), None).unwrap()), iters);
@@ -190,13 +192,12 @@ fn joined(ctx: &Context) -> wgpu_xent::Result<()> {
         .collect();
     let target: Vec<i64> = (0..n).map(|i| ((i * 31) % c) as i64).collect();
     let (shape, rows) = ([n, c], [n]);
-    let opts = LossOptions::default();
     let call = || {
-        ctx.cross_entropy_async(
+        let call = LossCall::cross_entropy(
             Tensor::new(&logits, &shape),
             Target::I64(Tensor::new(&target, &rows)),
-            &opts,
-        )
+        );
+        async move { ctx.run_async(&call).await }
     };
     let sequential = median(
         || {
@@ -216,7 +217,7 @@ fn joined(ctx: &Context) -> wgpu_xent::Result<()> {
         15,
     );
     println!(
-        "16 cross_entropy_async calls at {n}×{c}: one after another {:.2} ms, joined {:.2} ms ({:.2}×)",
+        "16 async cross_entropy calls at {n}×{c}: one after another {:.2} ms, joined {:.2} ms ({:.2}×)",
         sequential.as_secs_f64() * 1e3,
         together.as_secs_f64() * 1e3,
         sequential.as_secs_f64() / together.as_secs_f64()
@@ -231,7 +232,7 @@ fn reused_output(ctx: &Context) -> wgpu_xent::Result<()> {
         .map(|i| ((i * 7919) % 1000) as f32 / 250.0)
         .collect();
     let shape = [n, c];
-    let prepared = ctx.prepare_softmax(Tensor::new(&x, &shape), 1, true)?;
+    let prepared = ctx.prepare(&SoftmaxCall::log_softmax(Tensor::new(&x, &shape), 1))?;
     let mut out = vec![0.0f32; n * c];
     let fresh = median(|| drop(prepared.run_timed().unwrap()), 15);
     let reused = median(|| prepared.run_into(&mut out).unwrap(), 15);

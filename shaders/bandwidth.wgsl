@@ -17,7 +17,7 @@
 // Traffic: 4 bytes written per element, nothing read.
 //
 // Bindings (keep in sync with `Family::Bandwidth` in src/gpu/kernels/source.rs and
-// `BandwidthParams` in src/gpu/bandwidth.rs):
+// `BandwidthParams` in src/gpu/ops/bandwidth.rs):
 //   0 params: uniform BandwidthParams
 //   1 logits: storage, read     [n_pairs * 8] f32 (io/input_f32*.wgsl)
 //   2 out: storage, read_write  [total invocations]

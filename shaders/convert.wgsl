@@ -20,7 +20,7 @@
 // bits. Traffic: 2 bytes read + 4 written per value.
 //
 // Bindings (keep in sync with `Family::Convert` in src/gpu/kernels/source.rs and `ConvertParams`
-// in src/gpu/convert.rs):
+// in src/gpu/ops/convert.rs):
 //   0 params: uniform ConvertParams
 //   1 src: storage, read        pack_half: [n] f32; gather: [(n - 1) * stride + first + 1];
 //                               widen_half: [ceil(n / 2)] words

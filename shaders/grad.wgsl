@@ -299,8 +299,8 @@ fn cross_entropy_grad_segments(
 
 // nll_loss backward: invocation k writes the NLL_VALUES elements from k·NLL_VALUES of the
 // chunk, whatever their rows (no walk along a row, so a row of any length takes the same
-// few loop trips: src/geometry/rows.rs says why that matters). Keep NLL_VALUES in sync with
-// `NLL_GRAD_VALUES` in src/gpu/loss/encode.rs.
+// few loop trips: src/geometry/rows.rs says why that matters). `NLL_GRAD_VALUES` in
+// src/gpu/ops/loss/encode.rs sizes the dispatch; a naga unit test checks that the two agree.
 const NLL_VALUES: u32 = 4u;
 
 @compute @workgroup_size(WG)
@@ -334,7 +334,7 @@ fn nll_grad(
 }
 
 // D = Σ den over the rows, from the targets alone, by one workgroup, into scale[0]: for
-// batches of at most SINGLE_PASS_TRIPS * WG rows (src/gpu/reduce.rs), one dispatch where
+// batches of at most SINGLE_PASS_TRIPS * WG rows (src/gpu/ops/reduce.rs), one dispatch where
 // row_dens and a reduction take two or more. Lane l adds rows l, l + WG, ... in order, then
 // the workgroup adds the WG sums in a fixed tree (reduce.wgsl's reduce_single order).
 // Reads 4 or 8 bytes of target (and a weight) per row; writes 4 bytes.

@@ -26,7 +26,7 @@
 // Why this design: every C element is written by exactly one invocation, summed in one fixed
 // order, so results are bitwise deterministic with no atomics. There is no workgroup memory and
 // no barrier: on CPU adapters workgroup memory costs what a buffer load costs and a barrier turns
-// the shader into coroutines (../shared/LAVAPIPE_MATMUL.md measured shared-memory tiling at
+// the shader into coroutines (a study of matmuls on lavapipe measured shared-memory tiling at
 // half the speed of register tiling there). The tile is summed as 2 × 2 blocks of 4 × 4, 4 k at
 // a time as mat4x4 products, so that accumulators and operands stay in registers (indexed
 // arrays were measured at 1.25 GFLOP/s on lavapipe: they live in memory). Each operand is read
@@ -37,42 +37,14 @@
 // bytes (mostly from cache), and C written once: 4 M N (read too when ACCUMULATE).
 //
 // Bindings (keep in sync with `Family::Matmul` in src/gpu/kernels/source.rs and `MatmulParams`
-// in src/gpu/linear/matmul.rs):
+// in src/gpu/ops/linear/matmul.rs):
 //   0 params: uniform MatmulParams
 //   1 a: storage, read        A's elements, as vec4s (padded to whole vec4s)
 //   2 b: storage, read        B's elements, as vec4s
 //   3 bias: storage, read     [bias_off + N] f32 (read only when has_bias)
 //   4 c: storage, read_write  C's elements
 
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    // Blocks of 64 columns: ceil(N / 64).
-    tiles_n: u32,
-    a_off: u32,
-    a_sm: u32,
-    a_sk: u32,
-    b_off: u32,
-    b_sn: u32,
-    b_sk: u32,
-    c_off: u32,
-    c_sm: u32,
-    alpha: f32,
-    // 1: C += the product (C is read); 0: C = the product.
-    accumulate: u32,
-    // 1: bias(n) is added.
-    has_bias: u32,
-    // How A and B are read: LAYOUT_* below, chosen in src/gpu/linear/matmul.rs.
-    a_layout: u32,
-    b_layout: u32,
-    // Where bias(0) lies in `bias`.
-    bias_off: u32,
-    // 1: workgroup t is block (t % tiles_m, t / tiles_m), the blocks along M innermost, so that
-    // one block of B stays in cache while A passes (B the larger); 0: (t / tiles_n, t % tiles_n).
-    n_major: u32,
-    _pad2: u32,
-}
+// MatmulParams: shaders/shared/matmul_params.wgsl (one declaration for both product shaders).
 
 const TILE: u32 = 8u;
 const BLOCK: u32 = 64u;

@@ -1,5 +1,6 @@
 // matmul_lanes: C = alpha · A·Bᵀ (+ C when accumulate) (+ bias), the CPU-adapter design of the
-// products in matmul.wgsl: the same math, strides and uniform (MatmulParams, defined there too).
+// products in matmul.wgsl: the same math, strides and uniform (MatmulParams, declared once in
+// shaders/shared/matmul_params.wgsl).
 //
 // Math: C(m, n) = alpha · Σ_k A(m, k) · B(n, k) [+ C(m, n)] [+ bias(n)], for m < M, n < N and
 // k < K, the sum in increasing k, 8 k a step, in f32. A last step past K reads whole units of 8
@@ -19,7 +20,7 @@
 // columns past M and N are read clamped (or from whole vec4<u64> units of our padding) and never
 // written.
 //
-// Why this design (../shared/LAVAPIPE_MATMUL.md measured it; this is its best design adapted
+// Why this design (a study of matmuls on lavapipe measured it; this is its best adapted
 // to strided operands): lavapipe runs a workgroup of 8 as one 8-wide SIMD vector and executes
 // every load instruction as a loop over the lanes with a bounds check, so what counts is
 // multiply-adds per load instruction; a uniform address is no cheaper. So each lane loads a
@@ -34,39 +35,14 @@
 // mostly from cache; C written once, 4 M N (read too when accumulating).
 //
 // Bindings (Family::MatmulLanes in src/gpu/kernels/source.rs, MatmulParams in
-// src/gpu/linear/matmul.rs):
+// src/gpu/ops/linear/matmul.rs):
 //   0 params: uniform MatmulParams
 //   1 a: storage, read        A's elements as vec4<u64> (buffer a whole number of 32 bytes)
 //   2 b: storage, read        B's elements as vec4<u64>
 //   3 bias: storage, read     [bias_off + N] f32 (read only when has_bias)
 //   4 c: storage, read_write  C's elements
 
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    // Blocks of 64 columns: ceil(N / 64).
-    tiles_n: u32,
-    a_off: u32,
-    a_sm: u32,
-    a_sk: u32,
-    b_off: u32,
-    b_sn: u32,
-    b_sk: u32,
-    c_off: u32,
-    c_sm: u32,
-    alpha: f32,
-    accumulate: u32,
-    has_bias: u32,
-    a_layout: u32,
-    b_layout: u32,
-    // Where bias(0) lies in `bias`.
-    bias_off: u32,
-    // 1: workgroup t is block (t % tiles_m, t / tiles_m), the blocks along M innermost, so that
-    // one block of B stays in cache while A passes (B the larger); 0: (t / tiles_n, t % tiles_n).
-    n_major: u32,
-    _pad2: u32,
-}
+// MatmulParams: shaders/shared/matmul_params.wgsl.
 
 // Rows of C each lane (and workgroup) owns: 4 groups of 4.
 const LANE_ROWS: u32 = 16u;

@@ -1,6 +1,6 @@
 // Does this adapter lay its subgroups out as shared/reduce_subgroup.wgsl and
 // reduce_shuffle.wgsl assume: runs of `width` consecutive local_invocation_index values,
-// starting at multiples of `width`? WGSL does not promise it, so src/gpu/probe.rs runs this
+// starting at multiples of `width`? WGSL does not promise it, so src/gpu/runtime/probe.rs runs this
 // once per Context, and a device where it fails reduces through workgroup memory instead.
 //
 // Bindings: 0 ok: storage, read_write [workgroups * WG] u32, 1 where the invocation's

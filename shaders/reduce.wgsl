@@ -15,7 +15,7 @@
 // depends only on n, so the result is bitwise reproducible. No atomics.
 //
 // Bindings (keep in sync with `Family::Reduce` in src/gpu/kernels/source.rs and `ReduceParams` in
-// src/gpu/reduce.rs):
+// src/gpu/ops/reduce.rs):
 //   0 params: uniform ReduceParams
 //   1 in_sum: storage, read         [n]
 //   2 in_den: storage, read         [n]
@@ -31,6 +31,7 @@ struct ReduceParams {
     den_given: u32,
 }
 
+// `REDUCE_ITEMS` in src/gpu/kernels/source.rs sizes the dispatch; a naga test checks both agree.
 const ITEMS: u32 = 4u;
 const MODE_MEAN: u32 = 1u;
 const MODE_SMOOTHED_MEAN: u32 = 3u;
@@ -88,7 +89,7 @@ fn finish(s: f32, d: f32) {
     }
 }
 
-// Small batches (n <= SINGLE_PASS_TRIPS * WG, src/gpu/reduce.rs): one dispatch instead of
+// Small batches (n <= SINGLE_PASS_TRIPS * WG, src/gpu/ops/reduce.rs): one dispatch instead of
 // blocks and finalize. Lane l adds values l, l + WG, ... in index order, then the workgroup
 // adds the WG sums in the same fixed tree; zeros past the batch add nothing. With DEN_GIVEN
 // the denominator is in_den[0], summed before (the fused backward's D), not Σ in_den.

@@ -21,7 +21,7 @@
 // 16 read + 4 written.
 //
 // Bindings (keep in sync with `Family::Softmax` in src/gpu/kernels/source.rs and
-// `SoftmaxParams` in src/gpu/softmax.rs):
+// `SoftmaxParams` in src/gpu/ops/softmax.rs):
 //   0 params: uniform SoftmaxParams
 //   1 logits: storage, read   [rows * C] x in its dtype (f32, f16 or bf16; read through
 //                             io/input_*.wgsl: logits_4(j) vec4 j, logits_1(i) element i),

@@ -332,16 +332,11 @@ pub struct BackwardOptions {
     /// The upstream gradient g, d(objective)/d(loss) (default 1). For `none` it multiplies
     /// the gradient of the summed losses.
     pub grad_output: f32,
-    /// Also return the per-row log-sum-exp (free: the forward computes it anyway).
-    pub return_lse: bool,
 }
 
 impl Default for BackwardOptions {
     fn default() -> Self {
-        Self {
-            grad_output: 1.0,
-            return_lse: false,
-        }
+        Self { grad_output: 1.0 }
     }
 }
 

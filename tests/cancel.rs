@@ -10,7 +10,7 @@ use sharing_common::{batches, prepared, run, Truth, C, N};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::Context as TaskContext;
-use wgpu_xent::{cpu, LossOptions, Target, Tensor, XentError};
+use wgpu_xent::{cpu, LossCall, LossOptions, SoftmaxCall, Target, Tensor, XentError};
 
 /// Whether a poll can find a run pending: not on wgpu's GL backend, whose submission replays
 /// the commands on the calling thread, so a run is often done by the end of its first poll
@@ -79,8 +79,8 @@ fn a_dropped_read_loss_leaves_the_device_call_usable() {
         let target = wgpu_xent::DeviceTensor::from_host(c, y, &[N], wgpu_xent::DType::I64);
         let (logits, target) = (logits.unwrap(), target.unwrap());
         let opts = LossOptions::default();
-        let call = wgpu_xent::DeviceLoss::new(&logits, &target);
-        let step = c.prepare_cross_entropy_device(call, &opts).unwrap();
+        let call = LossCall::cross_entropy(&logits, &target).options(opts);
+        let step = c.prepare(&call).unwrap();
         let record = || {
             let mut encoder = c.device().create_command_encoder(&Default::default());
             step.record(&mut encoder);
@@ -115,7 +115,7 @@ fn a_dropped_softmax_run_leaves_the_call_usable() {
         let data = batches();
         let x = &data[4].0;
         let step = ctx()
-            .prepare_softmax(Tensor::new(x, &[N, C]), 1, true)
+            .prepare(&SoftmaxCall::log_softmax(Tensor::new(x, &[N, C]), 1))
             .unwrap();
         let want = widen(&cpu::log_softmax(Tensor::new(x, &[N, C]), 1).unwrap().data);
         let mut in_flight = 0;

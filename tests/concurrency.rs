@@ -8,7 +8,7 @@ use common::{ctx, Rng};
 use std::future::Future;
 use std::pin::pin;
 use std::task::Context as TaskContext;
-use wgpu_xent::{LossOptions, Target, Tensor};
+use wgpu_xent::{LossCall, LossOptions, SoftmaxCall, Target, Tensor};
 
 #[test]
 fn an_async_call_is_pending_while_the_gpu_works() {
@@ -19,13 +19,11 @@ fn an_async_call_is_pending_while_the_gpu_works() {
     let y: Vec<i64> = (0..n).map(|i| (i * 13 % c) as i64).collect();
     let (shape, rows) = ([n, c], [n]);
     let opts = LossOptions::default();
-    let call = || {
-        ctx.cross_entropy_async(
-            Tensor::new(&x, &shape),
-            Target::I64(Tensor::new(&y, &rows)),
-            &opts,
-        )
-    };
+    let loss_call =
+        LossCall::cross_entropy(Tensor::new(&x, &shape), Target::I64(Tensor::new(&y, &rows)))
+            .options(opts);
+    let loss_call = &loss_call;
+    let call = || async move { ctx.run_async(loss_call).await.map(|r| r.loss) };
     // The first poll uploads, builds and submits, then returns: the GPU is still at work.
     // A blocking wait inside the future would return Ready on every try; a call that does
     // not block is Ready only when the adapter finished before the poll returned. So: up to
@@ -70,17 +68,24 @@ fn calls_joined_on_one_executor_each_return_their_own_result() {
     let y: Vec<i64> = (0..n).map(|i| (i * 7 % c) as i64).collect();
     let (shape, rows) = ([n, c], [n]);
     let opts = LossOptions::default();
-    let joined = pollster::block_on(futures::future::join_all(inputs.iter().map(|x| {
-        ctx.cross_entropy_async(
-            Tensor::new(x, &shape),
-            Target::I64(Tensor::new(&y, &rows)),
-            &opts,
-        )
-    })));
-    let softmaxes = pollster::block_on(futures::future::join_all(
-        inputs
+    let loss_calls: Vec<LossCall> = inputs
+        .iter()
+        .map(|x| {
+            LossCall::cross_entropy(Tensor::new(x, &shape), Target::I64(Tensor::new(&y, &rows)))
+                .options(opts)
+        })
+        .collect();
+    let softmax_calls: Vec<SoftmaxCall> = inputs
+        .iter()
+        .map(|x| SoftmaxCall::log_softmax(Tensor::new(x, &shape), 1))
+        .collect();
+    let joined = pollster::block_on(futures::future::join_all(
+        loss_calls
             .iter()
-            .map(|x| ctx.log_softmax_async(Tensor::new(x, &shape), 1)),
+            .map(|call| async move { ctx.run_async(call).await.map(|r| r.loss) }),
+    ));
+    let softmaxes = pollster::block_on(futures::future::join_all(
+        softmax_calls.iter().map(|call| ctx.run_async(call)),
     ));
     for ((x, got), lp) in inputs.iter().zip(joined).zip(softmaxes) {
         let want = ctx

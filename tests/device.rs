@@ -9,8 +9,8 @@ mod common;
 
 use common::{assert_close, assert_loss_and_grad, widen};
 use wgpu_xent::{
-    cpu, BackwardOptions, Context, ContextOptions, DType, DeviceLoss, DeviceTensor, LossOptions,
-    Reduction, Target, Tensor, XentError,
+    cpu, BackwardOptions, Context, ContextOptions, DType, DeviceTensor, Grad, LossCall,
+    LossOptions, Reduction, SoftmaxCall, Target, Tensor, XentError,
 };
 
 /// The test's own "model": logits[i] = ((i·7919) mod 1000) / 100 - 5, exact in f32 on both
@@ -117,7 +117,11 @@ fn loss_and_in_place_gradient_in_the_callers_encoder() {
         ..Default::default()
     };
     let step = ctx
-        .prepare_cross_entropy_device(DeviceLoss::new(&logits, &target).grad_in_place(), &opts)
+        .prepare(
+            &LossCall::cross_entropy(&logits, &target)
+                .options(opts)
+                .grad(Grad::InPlace),
+        )
         .unwrap();
 
     let mut encoder = device.create_command_encoder(&Default::default());
@@ -148,7 +152,11 @@ fn loss_and_in_place_gradient_in_the_callers_encoder() {
     // gradient written into a readable tensor must give bitwise the same loss.
     let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
     let step = ctx
-        .prepare_cross_entropy_device(DeviceLoss::new(&logits, &target).grad_into(&grad), &opts)
+        .prepare(
+            &LossCall::cross_entropy(&logits, &target)
+                .options(opts)
+                .grad(Grad::Into(&[&grad])),
+        )
         .unwrap();
     let mut encoder = device.create_command_encoder(&Default::default());
     record_model(&device, &mut encoder, &logits_buf, (n * c) as u32);
@@ -179,7 +187,7 @@ fn out_of_range_device_target_is_reported_with_position_and_value() {
             }
         };
         let step = ctx
-            .prepare_cross_entropy_device(DeviceLoss::new(&logits, &target), &Default::default())
+            .prepare(&LossCall::cross_entropy(&logits, &target))
             .unwrap();
         let err = step.run_timed().unwrap_err();
         let first = targets.iter().position(|&t| !(0..5).contains(&t)).unwrap();
@@ -206,7 +214,7 @@ fn out_of_range_device_target_is_reported_with_position_and_value() {
         ..Default::default()
     };
     let step = ctx
-        .prepare_cross_entropy_device(DeviceLoss::new(&logits, &good), &opts)
+        .prepare(&LossCall::cross_entropy(&logits, &good).options(opts))
         .unwrap();
     assert!(step.run_timed().is_ok());
     assert!(step.run_timed().is_ok());
@@ -248,17 +256,13 @@ fn device_weights_are_checked() {
     let short = DeviceTensor::zeros(&ctx, &[c - 1]).unwrap();
     let ints = DeviceTensor::zeros_of(&ctx, &[c], DType::I32).unwrap();
     let good = DeviceTensor::zeros(&ctx, &[c]).unwrap();
-    let call = DeviceLoss::new(&logits, &target);
-    let err = ctx
-        .prepare_cross_entropy_device(call.weight(&short), &Default::default())
-        .unwrap_err();
+    let call = LossCall::cross_entropy(&logits, &target);
+    let err = ctx.prepare(&call.device_weight(&short)).unwrap_err();
     assert!(
         matches!(err, XentError::WeightShape { classes: 10, .. }),
         "{err}"
     );
-    let err = ctx
-        .prepare_cross_entropy_device(call.weight(&ints), &Default::default())
-        .unwrap_err();
+    let err = ctx.prepare(&call.device_weight(&ints)).unwrap_err();
     assert!(err.to_string().contains("weights must be f32"), "{err}");
     let host = [1.0f32; 10];
     let opts = LossOptions {
@@ -266,11 +270,11 @@ fn device_weights_are_checked() {
         ..Default::default()
     };
     let err = ctx
-        .prepare_cross_entropy_device(call.weight(&good), &opts)
+        .prepare(&call.device_weight(&good).options(opts))
         .unwrap_err();
     assert!(err.to_string().contains("weights given twice"), "{err}");
     let err = ctx
-        .prepare_nll_loss_device(call.with_lse(), &Default::default())
+        .prepare(&LossCall::nll_loss(&logits, &target).lse(true))
         .unwrap_err();
     assert!(err.to_string().contains("no log-sum-exp"), "{err}");
 }
@@ -295,10 +299,9 @@ fn logits_buffer_of_an_odd_number_of_vec4s_is_read_correctly() {
     let t = [1i32, 5, 11];
     let target = DeviceTensor::from_host(&ctx, &t, &[n], DType::I32).unwrap();
     let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
-    let call = DeviceLoss::new(&logits, &target).grad_into(&grad);
-    let step = ctx
-        .prepare_cross_entropy_device(call, &Default::default())
-        .unwrap();
+    let grads = [&grad];
+    let call = LossCall::cross_entropy(&logits, &target).grad(Grad::Into(&grads));
+    let step = ctx.prepare(&call).unwrap();
     let (out, _) = step.run_timed().unwrap();
     let reference = cpu::cross_entropy_backward(
         Tensor::new(&x, &[n, c]),
@@ -314,7 +317,7 @@ fn logits_buffer_of_an_odd_number_of_vec4s_is_read_correctly() {
         (1e-6, 1e-6),
         (1e-7, 1e-5),
     );
-    let p = ctx.prepare_softmax_device(&logits, 1, true).unwrap();
+    let p = ctx.prepare(&SoftmaxCall::log_softmax(&logits, 1)).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     p.record(&mut encoder);
     ctx.queue().submit(Some(encoder.finish()));

@@ -4,7 +4,7 @@
 mod common;
 
 use common::ctx;
-use wgpu_xent::{DType, DeviceLoss, DeviceTensor, LossOptions, XentError};
+use wgpu_xent::{DType, DeviceTensor, LossCall, LossOptions, XentError};
 
 /// D5: a u32 target of 2^31 or more is a class out of range, not the i32 ignore_index -1.
 #[test]
@@ -19,7 +19,7 @@ fn u32_targets_past_2_31_are_out_of_bounds() {
             ..Default::default()
         };
         let step = ctx
-            .prepare_cross_entropy_device(DeviceLoss::new(&logits, &t), &opts)
+            .prepare(&LossCall::cross_entropy(&logits, &t).options(opts))
             .unwrap();
         match step.run_timed().map(|_| ()).unwrap_err() {
             XentError::TargetOutOfBounds {
@@ -28,7 +28,7 @@ fn u32_targets_past_2_31_are_out_of_bounds() {
             e => panic!("expected TargetOutOfBounds, got {e}"),
         }
         let step = ctx
-            .prepare_nll_loss_device(DeviceLoss::new(&logits, &t), &opts)
+            .prepare(&LossCall::nll_loss(&logits, &t).options(opts))
             .unwrap();
         assert!(step.run_timed().is_err(), "nll_loss with target {bad}");
     }
@@ -55,7 +55,7 @@ fn reading_a_loss_before_any_run_is_an_error() {
     let logits = DeviceTensor::from_host(ctx, &[0.5f32; 6], &[2, 3], DType::F32).unwrap();
     let t = DeviceTensor::from_host(ctx, &[0i32, 2], &[2], DType::I32).unwrap();
     let step = ctx
-        .prepare_cross_entropy_device(DeviceLoss::new(&logits, &t), &LossOptions::default())
+        .prepare(&LossCall::cross_entropy(&logits, &t).options(LossOptions::default()))
         .unwrap();
     let err = step.read_loss().unwrap_err();
     assert!(err.to_string().contains("has not run yet"), "{err}");

@@ -7,7 +7,9 @@
 mod common;
 
 use common::{assert_close, assert_loss_and_grad, ctx, widen};
-use wgpu_xent::{cpu, DType, DeviceLoss, DeviceTensor, LossOptions, Target, Tensor};
+use wgpu_xent::{
+    cpu, DType, DeviceTensor, Grad, LossCall, LossOptions, SoftmaxCall, Target, Tensor,
+};
 
 const AT: u64 = 256;
 
@@ -78,10 +80,10 @@ fn f32_logits_in_place_in_an_exact_buffer() {
     let x = logits();
     let t = exact(&x, &[N, C], DType::F32);
     let target = DeviceTensor::from_host(ctx, &TARGETS, &[N], DType::I32).unwrap();
-    let call = DeviceLoss::new(&t, &target).grad_in_place();
-    let step = ctx
-        .prepare_cross_entropy_device(call, &LossOptions::default())
-        .unwrap();
+    let call = LossCall::cross_entropy(&t, &target)
+        .options(LossOptions::default())
+        .grad(Grad::InPlace);
+    let step = ctx.prepare(&call).unwrap();
     let (out, _) = step.run_timed().unwrap();
     let grad = t.read_f32(ctx).unwrap();
     let tol = ((1e-6, 1e-6), (1e-7, 1e-5));
@@ -102,10 +104,11 @@ fn f32_gradient_into_and_probabilities_from_exact_buffers() {
     let logits = exact(&x, &[N, C], DType::F32);
     let grad = exact(&[0f32; N * C], &[N, C], DType::F32);
     let target = DeviceTensor::from_host(ctx, &TARGETS, &[N], DType::I32).unwrap();
-    let call = DeviceLoss::new(&logits, &target).grad_into(&grad);
-    let step = ctx
-        .prepare_cross_entropy_device(call, &LossOptions::default())
-        .unwrap();
+    let grads = [&grad];
+    let call = LossCall::cross_entropy(&logits, &target)
+        .options(LossOptions::default())
+        .grad(Grad::Into(&grads));
+    let step = ctx.prepare(&call).unwrap();
     let (out, _) = step.run_timed().unwrap();
     let tol = ((1e-6, 1e-6), (1e-7, 1e-5));
     let ours = grad.read_f32(ctx).unwrap();
@@ -122,7 +125,7 @@ fn f32_gradient_into_and_probabilities_from_exact_buffers() {
     let p: Vec<f32> = (0..N * C).map(|i| ((i % C) + 1) as f32 / 28.0).collect();
     let probs = exact(&p, &[N, C], DType::F32);
     let step = ctx
-        .prepare_cross_entropy_device(DeviceLoss::new(&logits, &probs), &LossOptions::default())
+        .prepare(&LossCall::cross_entropy(&logits, &probs).options(LossOptions::default()))
         .unwrap();
     let (out, _) = step.run_timed().unwrap();
     let truth = cpu::cross_entropy(
@@ -147,10 +150,10 @@ fn f16_logits_of_an_odd_count_in_place_in_an_exact_buffer() {
     let widened: Vec<f32> = x.iter().map(|v| v.to_f32()).collect();
     let t = exact(&x, &[N, C], DType::F16);
     let target = DeviceTensor::from_host(ctx, &TARGETS, &[N], DType::I32).unwrap();
-    let call = DeviceLoss::new(&t, &target).grad_in_place();
-    let step = ctx
-        .prepare_cross_entropy_device(call, &LossOptions::default())
-        .unwrap();
+    let call = LossCall::cross_entropy(&t, &target)
+        .options(LossOptions::default())
+        .grad(Grad::InPlace);
+    let step = ctx.prepare(&call).unwrap();
     let (out, _) = step.run_timed().unwrap();
     let grad: Vec<f32> = t
         .read_u16(ctx)
@@ -169,7 +172,7 @@ fn softmax_of_an_exact_buffer() {
     let ctx = ctx();
     let x = logits();
     let t = exact(&x, &[N, C], DType::F32);
-    let p = ctx.prepare_softmax_device(&t, 1, true).unwrap();
+    let p = ctx.prepare(&SoftmaxCall::log_softmax(&t, 1)).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     p.record(&mut encoder);
     ctx.queue().submit(Some(encoder.finish()));

@@ -1,4 +1,4 @@
-//! linear_cross_entropy over device tensors (`prepare_linear_cross_entropy_device`): recorded
+//! linear_cross_entropy over device tensors (`ctx.prepare(&DeviceLinear::new(..))`): recorded
 //! into our own encoder, it gives the host API's loss and gradients, writes the gradients into
 //! our tensors (at offsets), reports a bad class target with its row, and refuses what it
 //! does not take.
@@ -7,7 +7,7 @@ mod common;
 
 use common::{assert_close, ctx, Rng};
 use wgpu_xent::{
-    Context, DType, DeviceLinear, DeviceTensor, Linear, LinearOutput, LossOptions,
+    Context, DType, DeviceLinear, DeviceTensor, Grad, Linear, LinearOutput, LossOptions,
     PreparedLinearDevice, Reduction, Target, Tensor, XentError,
 };
 
@@ -81,6 +81,7 @@ fn device_calls_match_the_host_api_in_every_reduction() {
     let dx = DeviceTensor::zeros(ctx, &[n, d]).unwrap();
     let dw = at_offset(ctx, &vec![0.0; c * d], &[c, d]);
     let db = DeviceTensor::zeros(ctx, &[c]).unwrap();
+    let grads = [&dx, &dw, &db];
     for reduction in [Reduction::Mean, Reduction::Sum, Reduction::None] {
         let opts = LossOptions {
             weight: Some(&cw),
@@ -90,12 +91,12 @@ fn device_calls_match_the_host_api_in_every_reduction() {
         };
         let call = DeviceLinear::new(&x, &w, &t)
             .bias(&b)
-            .grads_into(&dx, &dw, Some(&db))
+            .grad(Grad::Into(&grads))
+            .unwrap()
             .budget(budget)
-            .with_lse();
-        let step = ctx
-            .prepare_linear_cross_entropy_device(call, &opts)
-            .unwrap();
+            .lse(true)
+            .options(opts);
+        let step = ctx.prepare(&call).unwrap();
         let loss = run(ctx, &step);
         let again = run(ctx, &step);
         let truth = host(&i, &opts, budget);
@@ -128,9 +129,7 @@ fn a_bad_class_target_is_reported_with_its_row() {
     let w = DeviceTensor::from_host(ctx, &i.w, &[c, d], DType::F32).unwrap();
     let t = DeviceTensor::from_host(ctx, &i.t, &[n], DType::I64).unwrap();
     let call = DeviceLinear::new(&x, &w, &t).budget(4 * c * 4);
-    let step = ctx
-        .prepare_linear_cross_entropy_device(call, &Default::default())
-        .unwrap();
+    let step = ctx.prepare(&call).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     step.record(&mut encoder);
     ctx.queue().submit([encoder.finish()]);
@@ -159,10 +158,7 @@ fn what_the_device_call_does_not_take_is_refused() {
         DeviceTensor::zeros(ctx, &[c, d]).unwrap(),
     );
     let opts = LossOptions::default();
-    let err = |call| {
-        ctx.prepare_linear_cross_entropy_device(call, &opts)
-            .unwrap_err()
-    };
+    let err = |call: DeviceLinear| ctx.prepare(&call.options(opts)).unwrap_err();
     assert!(matches!(
         err(DeviceLinear::new(&x_int, &w, &t)),
         XentError::Unsupported(_)
@@ -171,12 +167,18 @@ fn what_the_device_call_does_not_take_is_refused() {
         err(DeviceLinear::new(&x, &w, &probs)),
         XentError::Unsupported(_)
     ));
-    let bad = DeviceLinear::new(&x, &w, &t).grads_into(&bad_dx, &dw, None);
+    let bad_grads = [&bad_dx, &dw];
+    let bad = DeviceLinear::new(&x, &w, &t)
+        .grad(Grad::Into(&bad_grads))
+        .unwrap();
     assert!(matches!(err(bad), XentError::InvalidShape(_)));
-    let no_bias = DeviceLinear::new(&x, &w, &t).grads_into(&dx, &dw, Some(&t));
+    let no_bias_grads = [&dx, &dw, &t];
+    let no_bias = DeviceLinear::new(&x, &w, &t)
+        .grad(Grad::Into(&no_bias_grads))
+        .unwrap();
     assert!(matches!(err(no_bias), XentError::InvalidArgument(_)));
     let step = ctx
-        .prepare_linear_cross_entropy_device(DeviceLinear::new(&x, &w, &t), &opts)
+        .prepare(&DeviceLinear::new(&x, &w, &t).options(opts))
         .unwrap();
     assert!(step.read_loss().is_err(), "read before any record");
 }
@@ -207,14 +209,15 @@ fn half_tensors_give_the_host_apis_bits() {
     let dw = DeviceTensor::zeros(ctx, &[c, d]).unwrap();
     let db = DeviceTensor::zeros(ctx, &[c]).unwrap();
     let budget = 6 * c * 4;
+    let grads = [&dx, &dw, &db];
+    let opts = LossOptions::default();
     let call = DeviceLinear::new(&x, &w, &t)
         .bias(&b)
-        .grads_into(&dx, &dw, Some(&db))
-        .budget(budget);
-    let opts = LossOptions::default();
-    let step = ctx
-        .prepare_linear_cross_entropy_device(call, &opts)
-        .unwrap();
+        .grad(Grad::Into(&grads))
+        .unwrap()
+        .budget(budget)
+        .options(opts);
+    let step = ctx.prepare(&call).unwrap();
     let loss = run(ctx, &step);
     let (xs, ws, bs, ts) = ([n, d], [c, d], [c], [n]);
     let host_x: Vec<half::bf16> = x16.iter().map(|&v| half::bf16::from_bits(v)).collect();
@@ -254,17 +257,18 @@ fn an_empty_batch_writes_zero_gradients() {
     let dx = DeviceTensor::from_host::<f32>(ctx, &[], &[0, d], DType::F32).unwrap();
     let dw = DeviceTensor::from_host(ctx, &vec![7.0f32; c * d], &[c, d], DType::F32).unwrap();
     let db = DeviceTensor::from_host(ctx, &vec![7.0f32; c], &[c], DType::F32).unwrap();
+    let grads = [&dx, &dw, &db];
     for reduction in [Reduction::Sum, Reduction::Mean, Reduction::None] {
-        let call = DeviceLinear::new(&x, &w, &t)
-            .bias(&b)
-            .grads_into(&dx, &dw, Some(&db));
         let opts = LossOptions {
             reduction,
             ..Default::default()
         };
-        let step = ctx
-            .prepare_linear_cross_entropy_device(call, &opts)
-            .unwrap();
+        let call = DeviceLinear::new(&x, &w, &t)
+            .bias(&b)
+            .grad(Grad::Into(&grads))
+            .unwrap()
+            .options(opts);
+        let step = ctx.prepare(&call).unwrap();
         let loss = run(ctx, &step);
         match reduction {
             Reduction::Sum => assert_eq!(loss, vec![0.0]),
@@ -293,9 +297,10 @@ fn a_gradient_sharing_an_inputs_buffer_is_refused() {
     let w = DeviceTensor::zeros(ctx, &[c, d]).unwrap();
     let dw = DeviceTensor::zeros(ctx, &[c, d]).unwrap();
     let t = DeviceTensor::zeros_of(ctx, &[n], DType::I32).unwrap();
-    let call = DeviceLinear::new(&x, &w, &t).grads_into(&dx, &dw, None);
-    let err = ctx
-        .prepare_linear_cross_entropy_device(call, &Default::default())
-        .unwrap_err();
+    let grads = [&dx, &dw];
+    let call = DeviceLinear::new(&x, &w, &t)
+        .grad(Grad::Into(&grads))
+        .unwrap();
+    let err = ctx.prepare(&call).unwrap_err();
     assert!(matches!(err, XentError::InvalidArgument(_)), "{err}");
 }

@@ -6,8 +6,8 @@ mod common;
 
 use common::{assert_close, assert_loss_and_grad, widen};
 use wgpu_xent::{
-    cpu, Context, ContextOptions, DType, DeviceLoss, DeviceTensor, LossOptions, Reduction, Target,
-    Tensor,
+    cpu, Context, ContextOptions, DType, DeviceTensor, Grad, LossCall, LossOptions, Reduction,
+    SoftmaxCall, Target, Tensor,
 };
 
 /// The logits of tests/device.rs's model: ((i·7919) mod 1000) / 100 - 5, exact in f32.
@@ -31,10 +31,7 @@ fn bf16_logits_and_u32_targets_on_the_device() {
     let target = DeviceTensor::from_host(&ctx, &t, &[n], DType::U32).unwrap();
     let grad = DeviceTensor::zeros(&ctx, &[n, c]).unwrap();
     let step = ctx
-        .prepare_cross_entropy_device(
-            DeviceLoss::new(&logits, &target).grad_into(&grad),
-            &Default::default(),
-        )
+        .prepare(&LossCall::cross_entropy(&logits, &target).grad(Grad::Into(&[&grad])))
         .unwrap();
     let (out, _) = step.run_timed().unwrap();
     let (shape, tshape) = ([n, c], [n]);
@@ -63,7 +60,11 @@ fn softmax_and_nll_on_device_tensors() {
     let (shape, tshape) = ([n, c], [n]);
     let logits = DeviceTensor::from_host(&ctx, &x, &shape, DType::F32).unwrap();
     for log in [true, false] {
-        let p = ctx.prepare_softmax_device(&logits, -1, log).unwrap();
+        let call = match log {
+            true => SoftmaxCall::log_softmax(&logits, -1),
+            false => SoftmaxCall::softmax(&logits, -1),
+        };
+        let p = ctx.prepare(&call).unwrap();
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         p.record(&mut encoder);
         ctx.queue().submit(Some(encoder.finish()));
@@ -80,10 +81,7 @@ fn softmax_and_nll_on_device_tensors() {
     let target = DeviceTensor::from_host(&ctx, &t, &tshape, DType::I32).unwrap();
     let grad = DeviceTensor::zeros(&ctx, &shape).unwrap();
     let step = ctx
-        .prepare_nll_loss_device(
-            DeviceLoss::new(&logits, &target).grad_into(&grad),
-            &Default::default(),
-        )
+        .prepare(&LossCall::nll_loss(&logits, &target).grad(Grad::Into(&[&grad])))
         .unwrap();
     let (out, _) = step.run_timed().unwrap();
     let reference = cpu::nll_loss_backward(
@@ -114,9 +112,11 @@ fn half_outputs_are_rounded_to_nearest_even() {
     for (dtype, ddt) in [(DType::F16, DType::F16), (DType::BF16, DType::BF16)] {
         let logits = DeviceTensor::from_host(&ctx, &x, &shape, DType::F32).unwrap();
         for log in [true, false] {
-            let p = ctx
-                .prepare_softmax_device_as(&logits, -1, log, dtype)
-                .unwrap();
+            let call = match log {
+                true => SoftmaxCall::log_softmax(&logits, -1),
+                false => SoftmaxCall::softmax(&logits, -1),
+            };
+            let p = ctx.prepare(&call.output(dtype)).unwrap();
             let mut encoder = ctx.device().create_command_encoder(&Default::default());
             p.record(&mut encoder);
             ctx.queue().submit(Some(encoder.finish()));
@@ -143,17 +143,11 @@ fn half_outputs_are_rounded_to_nearest_even() {
     let target = DeviceTensor::from_host(&ctx, &t, &tshape, DType::I32).unwrap();
     let f32_grad = DeviceTensor::zeros(&ctx, &shape).unwrap();
     let step = ctx
-        .prepare_cross_entropy_device(
-            DeviceLoss::new(&logits, &target).grad_into(&f32_grad),
-            &Default::default(),
-        )
+        .prepare(&LossCall::cross_entropy(&logits, &target).grad(Grad::Into(&[&f32_grad])))
         .unwrap();
     step.run_timed().unwrap();
     let step = ctx
-        .prepare_cross_entropy_device(
-            DeviceLoss::new(&logits, &target).grad_in_place(),
-            &Default::default(),
-        )
+        .prepare(&LossCall::cross_entropy(&logits, &target).grad(Grad::InPlace))
         .unwrap();
     step.run_timed().unwrap();
     let expect: Vec<u16> = f32_grad
@@ -219,9 +213,11 @@ fn packing_matches_the_half_crate_on_edge_values() {
                 reduction: Reduction::Sum,
                 ..Default::default()
             };
-            let step = ctx
-                .prepare_nll_loss_device(DeviceLoss::new(&logits, &target).grad_into(&grad), &opts)
-                .unwrap();
+            let grads = [&grad];
+            let call = LossCall::nll_loss(&logits, &target)
+                .options(opts)
+                .grad(Grad::Into(&grads));
+            let step = ctx.prepare(&call).unwrap();
             step.run_timed().unwrap();
             let (got, want) = (grad.read_u16(&ctx).unwrap()[0], round(dtype, v));
             let nan = |b: u16| match dtype {
@@ -272,11 +268,13 @@ fn device_weights_and_lse_match_the_cpu_reference() {
             reduction,
             ..Default::default()
         };
-        let call = DeviceLoss::new(&logits, &target)
-            .weight(&weight)
-            .grad_into(&grad)
-            .with_lse();
-        let step = ctx.prepare_cross_entropy_device(call, &opts).unwrap();
+        let grads = [&grad];
+        let call = LossCall::cross_entropy(&logits, &target)
+            .options(opts)
+            .device_weight(&weight)
+            .grad(Grad::Into(&grads))
+            .lse(true);
+        let step = ctx.prepare(&call).unwrap();
         // The second set of weights is written into the same buffer between runs.
         let second: Vec<f32> = (0..c).map(|k| 2.0 - (k % 5) as f32 / 3.0).collect();
         for w in [&first, &second] {

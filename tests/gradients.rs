@@ -6,7 +6,7 @@ mod common;
 
 use common::{assert_close, ctx, widen, Rng};
 use proptest::prelude::*;
-use wgpu_xent::{cpu, BackwardOptions, LossOptions, Reduction, Target, Tensor};
+use wgpu_xent::{cpu, BackwardOptions, Grad, LossCall, LossOptions, Reduction, Target, Tensor};
 
 #[derive(Debug, Clone)]
 struct Case {
@@ -147,9 +147,14 @@ proptest! {
     fn fused_backward_matches_the_cpu_reference(case in case(24, vec![1, 2, 3, 31, 32, 33, 255, 257, 1000, 4097])) {
         let d = data(&case);
         let (opts, target) = (case.opts(&d), case.target(&d));
-        let b = BackwardOptions { grad_output: case.grad_output, return_lse: true };
+        let b = BackwardOptions { grad_output: case.grad_output };
         let input = Tensor::new(&d.x, &case.shape);
-        let gpu = ctx().cross_entropy_backward(input, target, &opts, &b).unwrap();
+        let call = LossCall::cross_entropy(input, target)
+            .options(opts)
+            .grad(Grad::Returned)
+            .grad_output(b.grad_output)
+            .lse(true);
+        let gpu = ctx().run(&call).unwrap();
         let reference = cpu::cross_entropy_backward(input, target, &opts, &b).unwrap();
         let what = format!("{case:?}");
         assert_close(&what, &gpu.loss.data, &widen(&reference.loss.data), 2e-5, 1e-4);
@@ -167,7 +172,7 @@ proptest! {
     fn cpu_gradient_matches_finite_differences(case in case(3, vec![1, 2, 3, 5, 8])) {
         let d = data(&case);
         let (opts, target) = (case.opts(&d), case.target(&d));
-        let b = BackwardOptions { grad_output: case.grad_output, return_lse: false };
+        let b = BackwardOptions { grad_output: case.grad_output };
         let grad = cpu::cross_entropy_backward(Tensor::new(&d.x, &case.shape), target, &opts, &b)
             .unwrap()
             .grad
@@ -233,20 +238,20 @@ fn in_place_gradient_is_bitwise_the_out_of_place_one() {
             },
             false => LossOptions::default(),
         };
-        let b = BackwardOptions {
-            grad_output: 1.0,
-            return_lse: true,
+        let b = BackwardOptions { grad_output: 1.0 };
+        let call = |grad| {
+            LossCall::cross_entropy(Tensor::new(&x, &shape), target)
+                .options(opts)
+                .grad(grad)
+                .grad_output(b.grad_output)
+                .lse(true)
         };
-        let out = ctx()
-            .cross_entropy_backward(Tensor::new(&x, &shape), target, &opts, &b)
-            .unwrap();
-        let mut logits = x.clone();
-        let inp = ctx()
-            .cross_entropy_backward_in_place(&mut logits, &shape, target, &opts, &b)
-            .unwrap();
+        let out = ctx().run(&call(Grad::Returned)).unwrap();
+        let inp = ctx().run(&call(Grad::InPlace)).unwrap();
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         let grad = out.grad.unwrap().data;
-        assert!(inp.grad.is_none());
+        // The in-place gradient now comes back in `.grad` (the caller's slice is not written).
+        let logits = inp.grad.expect("the in-place gradient is returned").data;
         assert_eq!(bits(&logits), bits(&grad), "{n}x{c} {every_option}");
         assert_eq!(bits(&inp.loss.data), bits(&out.loss.data));
         assert_eq!(bits(&inp.lse.unwrap().data), bits(&out.lse.unwrap().data));

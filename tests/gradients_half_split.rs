@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, ctx, widen, Rng};
-use wgpu_xent::{cpu, BackwardOptions, LossOptions, Reduction, Target, Tensor};
+use wgpu_xent::{cpu, BackwardOptions, Grad, LossCall, LossOptions, Reduction, Target, Tensor};
 
 /// Every one of the 65,536 f16 and bf16 bit patterns widens to exactly the f32 the `half`
 /// crate gives (zeros keep their sign, subnormals, infinities and NaNs included): nll_loss with
@@ -159,13 +159,15 @@ fn check_split_rows(
     target: Target,
     opts: &LossOptions,
 ) {
-    let b = BackwardOptions {
-        grad_output: 1.0,
-        return_lse: true,
+    let b = BackwardOptions { grad_output: 1.0 };
+    let call = |grad| {
+        LossCall::cross_entropy(input, target)
+            .options(*opts)
+            .grad(grad)
+            .grad_output(b.grad_output)
+            .lse(true)
     };
-    let gpu = split
-        .cross_entropy_backward(input, target, opts, &b)
-        .unwrap();
+    let gpu = split.run(&call(Grad::Returned)).unwrap();
     let reference = cpu::cross_entropy_backward(input, target, opts, &b).unwrap();
     assert_close(
         what,
@@ -196,10 +198,13 @@ fn check_split_rows(
         1e-5,
         1e-4,
     );
-    let mut logits = input.data.to_vec();
-    split
-        .cross_entropy_backward_in_place(&mut logits, input.shape, target, opts, &b)
-        .unwrap();
+    // The in-place gradient now comes back in `.grad` (the caller's slice is not written).
+    let logits = split
+        .run(&call(Grad::InPlace))
+        .unwrap()
+        .grad
+        .expect("the in-place gradient is returned")
+        .data;
     let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     assert_eq!(
         bits(&logits),

@@ -6,7 +6,8 @@ mod common;
 
 use common::{assert_close, assert_loss_and_grad, widen};
 use wgpu_xent::{
-    cpu, BackwardOptions, Context, ContextOptions, LossOptions, Reduction, Target, Tensor,
+    cpu, BackwardOptions, Context, ContextOptions, Grad, LossCall, LossOptions, Reduction,
+    SoftmaxCall, Target, Tensor,
 };
 
 fn context(hold_rows: bool) -> Context {
@@ -31,12 +32,18 @@ const SHAPES: [(usize, usize); 6] = [(33, 1), (17, 5), (9, 130), (5, 1001), (3, 
 #[test]
 fn held_softmax_matches_the_reference_and_the_read_twice_kernel() {
     let (held, twice) = (context(true), context(false));
+    fn softmax(x: Tensor<f32>, log: bool) -> SoftmaxCall {
+        match log {
+            true => SoftmaxCall::log_softmax(x, 1),
+            false => SoftmaxCall::softmax(x, 1),
+        }
+    }
     for (n, c) in SHAPES {
         let x = logits(n * c);
         let shape = [n, c];
         for log in [true, false] {
             let p = held
-                .prepare_softmax(Tensor::new(&x, &shape), 1, log)
+                .prepare(&softmax(Tensor::new(&x, &shape), log))
                 .unwrap();
             let labels = p.dispatch_labels();
             assert!(labels[0].contains("SoftmaxHeld"), "{n}x{c}: {labels:?}");
@@ -49,7 +56,7 @@ fn held_softmax_matches_the_reference_and_the_read_twice_kernel() {
             let what = format!("held softmax (log {log}) {n}x{c}");
             assert_close(&what, &ours.data, &widen(&reference.data), 1e-5, 1e-5);
             let t = twice
-                .prepare_softmax(Tensor::new(&x, &shape), 1, log)
+                .prepare(&softmax(Tensor::new(&x, &shape), log))
                 .unwrap();
             assert!(!t.dispatch_labels()[0].contains("Held") && !t.holds_rows());
             let (other, _) = t.run_timed().unwrap();
@@ -60,7 +67,7 @@ fn held_softmax_matches_the_reference_and_the_read_twice_kernel() {
     let (n, c) = (2, 40000);
     let x = logits(n * c);
     let p = held
-        .prepare_softmax(Tensor::new(&x, &[n, c]), 1, true)
+        .prepare(&SoftmaxCall::log_softmax(Tensor::new(&x, &[n, c]), 1))
         .unwrap();
     assert!(!p.dispatch_labels()[0].contains("Held") && !p.holds_rows());
 }
@@ -88,9 +95,12 @@ fn held_fused_backward_matches_the_reference_in_and_out_of_place() {
             let reference =
                 cpu::cross_entropy_backward(Tensor::new(&x, &shape), target(), &opts, &b).unwrap();
             let what = format!("held fused {n}x{c} eps {eps}");
-            let p = held
-                .prepare_cross_entropy(Tensor::new(&x, &shape), target(), &opts, true)
-                .unwrap();
+            let returned = |x| {
+                LossCall::cross_entropy(x, target())
+                    .options(opts)
+                    .grad(Grad::Returned)
+            };
+            let p = held.prepare(&returned(Tensor::new(&x, &shape))).unwrap();
             assert!(
                 p.dispatch_labels()
                     .iter()
@@ -108,18 +118,17 @@ fn held_fused_backward_matches_the_reference_in_and_out_of_place() {
                 (1e-7, 1e-4),
             );
             // In place: bitwise the out-of-place gradient.
-            let p = held
-                .prepare_cross_entropy_in_place(Tensor::new(&x, &shape), target(), &opts)
-                .unwrap();
+            let in_place = LossCall::cross_entropy(Tensor::new(&x, &shape), target())
+                .options(opts)
+                .grad(Grad::InPlace);
+            let p = held.prepare(&in_place).unwrap();
             p.run_timed().unwrap();
             let in_place = p.read_grad().unwrap();
             assert!(in_place
                 .iter()
                 .zip(&grad)
                 .all(|(a, b)| a.to_bits() == b.to_bits()));
-            let q = twice
-                .prepare_cross_entropy(Tensor::new(&x, &shape), target(), &opts, true)
-                .unwrap();
+            let q = twice.prepare(&returned(Tensor::new(&x, &shape))).unwrap();
             q.run_timed().unwrap();
             assert_close(&what, &q.read_grad().unwrap(), &widen(&grad), 1e-9, 1e-5);
         }

@@ -11,8 +11,8 @@ mod common;
 use common::{assert_close, ctx, shard_devices, widen};
 use wgpu_xent::cpu::wide::{self, WideOptions, WideTarget};
 use wgpu_xent::{
-    cpu, BackwardOptions, Context, DType, DeviceLoss, DeviceTensor, LossOptions, Reduction, Target,
-    Tensor,
+    cpu, BackwardOptions, Context, DType, DeviceTensor, Grad, LossCall, LossOptions, Reduction,
+    Target, Tensor,
 };
 
 /// A cross_entropy case: `[n, c]` logits, class targets, class weights, options, and which
@@ -193,7 +193,10 @@ fn cross_entropy_gives_pytorchs_nans_on_every_path() {
         let gpu = c.cross_entropy_backward(input, target, &opts, &b).unwrap();
         case.check_loss("gpu", &gpu.loss.data, &loss);
         case.check_grad("gpu", &gpu.grad.unwrap().data, &grad);
-        let step = c.prepare_cross_entropy(input, target, &opts, true).unwrap();
+        let call = LossCall::cross_entropy(input, target)
+            .options(opts)
+            .grad(Grad::Returned);
+        let step = c.prepare(&call).unwrap();
         let run = step.run_batch(input, target, None).unwrap();
         case.check_loss("prepared", &run.loss.data, &loss);
         case.check_grad("prepared", &run.grad.unwrap().data, &grad);
@@ -233,15 +236,18 @@ fn device_cross_entropy(c: &Context, case: &Case) -> (Vec<f32>, Vec<f32>) {
         .w
         .as_ref()
         .map(|w| DeviceTensor::from_host(c, w, &[classes], DType::F32).unwrap());
-    let mut call = DeviceLoss::new(&x, &t).grad_into(&g);
-    if let Some(w) = &w {
-        call = call.weight(w);
-    }
     let opts = LossOptions {
         weight: None,
         ..case.opts()
     };
-    let step = c.prepare_cross_entropy_device(call, &opts).unwrap();
+    let into = [&g];
+    let mut call = LossCall::cross_entropy(&x, &t)
+        .options(opts)
+        .grad(Grad::Into(&into));
+    if let Some(w) = &w {
+        call = call.device_weight(w);
+    }
+    let step = c.prepare(&call).unwrap();
     let mut encoder = c.device().create_command_encoder(&Default::default());
     step.record(&mut encoder);
     c.queue().submit([encoder.finish()]);

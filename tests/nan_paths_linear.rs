@@ -10,8 +10,8 @@ use common::{assert_close, ctx, shard_devices, widen};
 use wgpu_xent::cpu::linear::linear_cross_entropy as cpu_linear;
 use wgpu_xent::cpu::wide::{WideOptions, WideTarget};
 use wgpu_xent::{
-    BackwardOptions, Context, DType, DeviceLinear, DeviceTensor, Linear, LossOptions, Reduction,
-    Target, Tensor,
+    BackwardOptions, Context, DType, DeviceLinear, DeviceTensor, Grad, Linear, LinearCall,
+    LossCall, LossOptions, Reduction, Target, Tensor,
 };
 
 fn logits(n: usize, c: usize) -> Vec<f32> {
@@ -194,7 +194,11 @@ fn linear_cross_entropy_gives_pytorchs_nans_on_every_path() {
             .unwrap();
         check("gpu", outputs(&gpu));
         let prepared = c
-            .prepare_linear_cross_entropy(linear, target, &opts, true)
+            .prepare(
+                &LinearCall::new(linear, target)
+                    .options(opts)
+                    .grad(Grad::Returned),
+            )
             .unwrap();
         check("prepared", outputs(&prepared.run().unwrap()));
         let small = Linear {
@@ -272,10 +276,13 @@ fn device_linear(c: &Context, case: &LinearCase, opts: &LossOptions) -> [Vec<f32
     let t = DeviceTensor::from_host(c, &case.t, &[n], DType::I64).unwrap();
     let zeros = |shape: &[usize]| DeviceTensor::zeros(c, shape).unwrap();
     let (dx, dw, db) = (zeros(&[n, d]), zeros(&[classes, d]), zeros(&[classes]));
+    let grads = [&dx, &dw, &db];
     let call = DeviceLinear::new(&x, &w, &t)
         .bias(&b)
-        .grads_into(&dx, &dw, Some(&db));
-    let step = c.prepare_linear_cross_entropy_device(call, opts).unwrap();
+        .grad(Grad::Into(&grads))
+        .unwrap()
+        .options(*opts);
+    let step = c.prepare(&call).unwrap();
     let mut encoder = c.device().create_command_encoder(&Default::default());
     step.record(&mut encoder);
     c.queue().submit([encoder.finish()]);
@@ -303,14 +310,12 @@ fn a_prepared_call_given_no_rows_returns_what_the_one_shot_call_returns() {
             reduction,
             ..Default::default()
         };
-        let step = c
-            .prepare_cross_entropy(
-                Tensor::new(&x, &[n, classes]),
-                Target::I64(Tensor::new(&t, &[n])),
-                &opts,
-                true,
-            )
-            .unwrap();
+        let (shape, rows) = ([n, classes], [n]);
+        let call =
+            LossCall::cross_entropy(Tensor::new(&x, &shape), Target::I64(Tensor::new(&t, &rows)))
+                .options(opts)
+                .grad(Grad::Returned);
+        let step = c.prepare(&call).unwrap();
         let (input, target) = (
             Tensor::new(&empty, &no_rows),
             Target::I64(Tensor::new(&no_targets, &no_target_rows)),

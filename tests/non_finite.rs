@@ -35,10 +35,7 @@ fn check(what: &str, weight: [f32; 3], eps: f32, reduction: Reduction, g: f32, e
         reduction,
         ..Default::default()
     };
-    let b = BackwardOptions {
-        grad_output: g,
-        return_lse: false,
-    };
+    let b = BackwardOptions { grad_output: g };
     let input = Tensor::new(&x, &shape);
     let target = Target::I64(Tensor::new(&t, &tshape));
     let truth = cpu::cross_entropy_backward(input, target, &opts, &b).unwrap();

@@ -3,7 +3,26 @@
 mod common;
 
 use common::{ctx, Rng};
-use wgpu_xent::{LossOptions, Target, Tensor};
+use wgpu_xent::{Context, Grad, LossCall, LossOptions, SoftmaxCall, Target, Tensor};
+
+/// `log_softmax` (`log`) or `softmax` of `x` along `dim`, written into `out`.
+fn softmax_into(
+    ctx: &Context,
+    x: Tensor<f32>,
+    dim: i64,
+    log: bool,
+    out: &mut [f32],
+) -> wgpu_xent::Result<()> {
+    ctx.prepare(&softmax_call(x, dim, log))?.run_into(out)
+}
+
+/// The call `log_softmax` (`log`) or `softmax` of `x` along `dim`.
+fn softmax_call(x: Tensor<f32>, dim: i64, log: bool) -> SoftmaxCall {
+    match log {
+        true => SoftmaxCall::log_softmax(x, dim),
+        false => SoftmaxCall::softmax(x, dim),
+    }
+}
 
 #[test]
 fn softmax_into_equals_the_returned_output() {
@@ -19,27 +38,21 @@ fn softmax_into_equals_the_returned_output() {
                 true => ctx.log_softmax(Tensor::new(&x, &shape), dim).unwrap(),
                 false => ctx.softmax(Tensor::new(&x, &shape), dim).unwrap(),
             };
-            ctx.softmax_into(Tensor::new(&x, &shape), dim, log, &mut out)
-                .unwrap();
+            softmax_into(ctx, Tensor::new(&x, &shape), dim, log, &mut out).unwrap();
             assert_eq!(out, want.data, "log {log} dim {dim}");
             let prepared = ctx
-                .prepare_softmax(Tensor::new(&x, &shape), dim, log)
+                .prepare(&softmax_call(Tensor::new(&x, &shape), dim, log))
                 .unwrap();
             out.fill(f32::NAN);
             prepared.run_into(&mut out).unwrap();
             assert_eq!(out, want.data, "prepared, log {log} dim {dim}");
         }
     }
-    let err = ctx
-        .softmax_into(Tensor::new(&x, &shape), 1, true, &mut out[1..])
-        .unwrap_err();
+    let err = softmax_into(ctx, Tensor::new(&x, &shape), 1, true, &mut out[1..]).unwrap_err();
     assert!(err.to_string().contains("holds"), "{err}");
-    let err = ctx
-        .softmax_into(Tensor::new(&x, &shape), 2, true, &mut out)
-        .unwrap_err();
+    let err = softmax_into(ctx, Tensor::new(&x, &shape), 2, true, &mut out).unwrap_err();
     assert!(err.to_string().contains("Dimension out of range"), "{err}");
-    ctx.softmax_into(Tensor::<f32>::new(&[], &[0, 3]), 1, true, &mut [])
-        .unwrap();
+    softmax_into(ctx, Tensor::<f32>::new(&[], &[0, 3]), 1, true, &mut []).unwrap();
 }
 
 #[test]
@@ -51,11 +64,10 @@ fn read_grad_into_equals_read_grad() {
     let y: Vec<i64> = (0..n).map(|i| (i * 5 % c) as i64).collect();
     let (shape, rows) = ([n, c], [n]);
     let p = ctx
-        .prepare_cross_entropy(
-            Tensor::new(&x, &shape),
-            Target::I64(Tensor::new(&y, &rows)),
-            &LossOptions::default(),
-            true,
+        .prepare(
+            &LossCall::cross_entropy(Tensor::new(&x, &shape), Target::I64(Tensor::new(&y, &rows)))
+                .options(LossOptions::default())
+                .grad(Grad::Returned),
         )
         .unwrap();
     let mut out = vec![f32::NAN; n * c];

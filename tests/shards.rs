@@ -213,8 +213,11 @@ fn bad_shards_are_refused() {
             logits: Tensor::new(&x[..4], &[2, 2]),
             first_class,
             classes: 3,
+            target,
+            options: opts,
+            grad: false,
         };
-        let e = ctx().prepare_cross_entropy_shard(shard, target, &opts, false);
+        let e = ctx().prepare(&shard);
         assert!(e.err().unwrap().to_string().contains("within C"));
         let wide = [0f64; 4];
         let cpu = wgpu_xent::cpu::shard::Shard {

@@ -1,4 +1,4 @@
-//! cross_entropy shards on device tensors (`prepare_cross_entropy_shard_device`): partials
+//! cross_entropy shards on device tensors (`ctx.prepare(&DeviceShard { .. })`): partials
 //! recorded into our encoder, read from their documented `[2, N, 4]` layout, merged on the
 //! host, written back as merged statistics, and each shard's gradient recorded; against the
 //! unsharded host call, over uneven shards, weights, smoothing, z-loss, softcap, ignored rows
@@ -38,8 +38,9 @@ fn run(x: &[f32], t: &[i64], sizes: &[usize], opts: &LossOptions) -> (Output, Ve
                 first_class: *first,
                 classes: c,
                 grad_into: Some(grad),
+                options: *opts,
             };
-            ctx.prepare_cross_entropy_shard_device(call, opts).unwrap()
+            ctx.prepare(&call).unwrap()
         })
         .collect();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
@@ -169,12 +170,9 @@ fn bad_device_shards_are_refused() {
         first_class: 2,
         classes: 5,
         grad_into: None,
+        options: opts,
     };
-    let err = |call: DeviceShard| {
-        ctx.prepare_cross_entropy_shard_device(call, &opts)
-            .err()
-            .map(|e| e.to_string())
-    };
+    let err = |call: DeviceShard| ctx.prepare(&call).err().map(|e| e.to_string());
     assert!(err(call).is_none());
     assert!(err(DeviceShard {
         first_class: 3,
@@ -200,7 +198,7 @@ fn bad_device_shards_are_refused() {
     })
     .unwrap()
     .contains("[4, 3]"));
-    let prepared = ctx.prepare_cross_entropy_shard_device(call, &opts).unwrap();
+    let prepared = ctx.prepare(&call).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     assert!(prepared.record_grad(&mut encoder).is_err());
     // A row is one segment on the device: past what one workgroup walks, an error.
@@ -217,11 +215,9 @@ fn bad_device_shards_are_refused() {
         first_class: 0,
         classes: 100_000,
         grad_into: None,
+        options: opts,
     };
-    let e = short
-        .prepare_cross_entropy_shard_device(call, &opts)
-        .err()
-        .map(|e| e.to_string());
+    let e = short.prepare(&call).err().map(|e| e.to_string());
     assert!(e
         .unwrap_or_default()
         .contains("longer than one workgroup walks"));
@@ -241,10 +237,9 @@ fn device_shards_check_their_targets() {
             first_class: 2,
             classes: 5,
             grad_into: None,
+            options: LossOptions::default(),
         };
-        let prepared = ctx
-            .prepare_cross_entropy_shard_device(call, &LossOptions::default())
-            .unwrap();
+        let prepared = ctx.prepare(&call).unwrap();
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         prepared.record_partials(&mut encoder);
         ctx.queue().submit([encoder.finish()]);

@@ -1,9 +1,9 @@
-//! linear_cross_entropy over vocabulary shards (`prepare_linear_cross_entropy_shard`: each
+//! linear_cross_entropy over vocabulary shards (`ctx.prepare(&LinearShard { .. })`: each
 //! shard a slice of the classifier and its bias) against the unsharded call: 2, 3 and 4
 //! shards of uneven sizes (one of a single class, some holding no target), with and without
 //! bias, every reduction and option; the input's gradient summed over the shards; and
 //! bit-for-bit repeatability. The same for the fused device shards
-//! (`prepare_linear_cross_entropy_shard_device`), their rows in chunks of a small budget, and
+//! (`ctx.prepare(&DeviceLinearShard { .. })`), their rows in chunks of a small budget, and
 //! over 16-bit inputs; shards past the fused form. (tests/shards_linear_api.rs: the helper
 //! over several devices, and the refusals.)
 
@@ -152,9 +152,9 @@ fn sharded_device(
                 classes: c,
                 grads_into: Some((dx, dw, case.bias.then_some(db))),
                 budget: case.budget,
+                options: *opts,
             };
-            ctx.prepare_linear_cross_entropy_shard_device(shard, opts)
-                .unwrap()
+            ctx.prepare(&shard).unwrap()
         })
         .collect();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
@@ -182,7 +182,7 @@ fn sharded_device(
         let m = p.merged();
         ctx.queue()
             .write_buffer(m.buffer(), m.offset(), bytemuck::cast_slice(&stats));
-        p.record_grads(&mut encoder).unwrap();
+        p.record_grad(&mut encoder).unwrap();
     }
     ctx.queue().submit([encoder.finish()]);
     let rows = [n];
@@ -224,12 +224,11 @@ fn sharded(
             bias: case.bias.then_some(Tensor::new(&b[c0..c0 + cs], &bs)),
             first_class: c0,
             classes: c,
+            target,
+            options: *opts,
+            grad: true,
         };
-        prepared.push(
-            on(case)
-                .prepare_linear_cross_entropy_shard(shard, target, opts, true)
-                .unwrap(),
-        );
+        prepared.push(on(case).prepare(&shard).unwrap());
         c0 += cs;
     }
     let partials: Vec<_> = prepared.iter().map(|p| p.partials().unwrap()).collect();

@@ -100,13 +100,9 @@ fn bad_device_linear_shards_are_refused() {
         classes: 5,
         grads_into: Some((&dx, &dw, Some(&db))),
         budget: wgpu_xent::DEFAULT_LINEAR_BUDGET,
+        options: LossOptions::default(),
     };
-    let err = |call: DeviceLinearShard| {
-        let opts = LossOptions::default();
-        ctx.prepare_linear_cross_entropy_shard_device(call, &opts)
-            .err()
-            .map(|e| e.to_string())
-    };
+    let err = |call: DeviceLinearShard| ctx.prepare(&call).err().map(|e| e.to_string());
     assert_eq!(err(call), None);
     let refused = [
         (
@@ -188,13 +184,12 @@ fn bad_device_linear_shards_are_refused() {
     }
     let no_grads = DeviceLinearShard {
         grads_into: None,
+        options: Default::default(),
         ..call
     };
-    let prepared = ctx
-        .prepare_linear_cross_entropy_shard_device(no_grads, &Default::default())
-        .unwrap();
+    let prepared = ctx.prepare(&no_grads).unwrap();
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
-    assert!(prepared.record_grads(&mut encoder).is_err());
+    assert!(prepared.record_grad(&mut encoder).is_err());
     // The host shard too: C past what the device compares class indices in.
     let (xs, ws, ts) = ([0f32; 6], [0f32; 3], [0i64, 1]);
     let shard = LinearShard {
@@ -203,9 +198,11 @@ fn bad_device_linear_shards_are_refused() {
         bias: None,
         first_class: 0,
         classes: usize::MAX,
+        target: Target::I64(Tensor::new(&ts, &[2])),
+        options: Default::default(),
+        grad: true,
     };
-    let target = Target::I64(Tensor::new(&ts, &[2]));
-    let e = ctx.prepare_linear_cross_entropy_shard(shard, target, &Default::default(), true);
+    let e = ctx.prepare(&shard);
     assert!(e.err().unwrap().to_string().contains("2147483647"));
 }
 
@@ -230,10 +227,9 @@ fn device_linear_shards_check_their_targets() {
             grads_into: None,
             // Two rows of logits a chunk: five chunks.
             budget: 16,
+            options: LossOptions::default(),
         };
-        let prepared = ctx
-            .prepare_linear_cross_entropy_shard_device(call, &LossOptions::default())
-            .unwrap();
+        let prepared = ctx.prepare(&call).unwrap();
         let mut encoder = ctx.device().create_command_encoder(&Default::default());
         prepared.record_partials(&mut encoder);
         ctx.queue().submit([encoder.finish()]);

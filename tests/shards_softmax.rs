@@ -1,5 +1,5 @@
-//! log_softmax and softmax over vocabulary shards (`Context::softmax_sharded` and
-//! `softmax_backward_sharded`) against the unsharded calls: 1 to 4 shards of uneven sizes
+//! log_softmax and softmax over vocabulary shards (`Context::softmax_sharded`, forward
+//! and with `grad_out`) against the unsharded calls: 1 to 4 shards of uneven sizes
 //! (shards of one class) on one, two and three devices (one with 4 KiB bindings, where a
 //! shard's rows are cut into chunks and pieces), forward and backward; bit-for-bit repeatable.
 
@@ -59,12 +59,12 @@ fn check(n: usize, sizes: &[usize], on: usize, log: bool, seed: u64) {
     let (xs, gys, ys) = (cut(&x), cut(&gy), cut(&y.data));
     let devices = &shard_devices()[..on];
     let run = || -> (Vec<Output>, Vec<Output>) {
-        let out = Context::softmax_sharded(devices, &tensors(&xs, &shapes), log).unwrap();
-        let back = Context::softmax_backward_sharded(
+        let out = Context::softmax_sharded(devices, &tensors(&xs, &shapes), log, None).unwrap();
+        let back = Context::softmax_sharded(
             devices,
-            &tensors(&gys, &shapes),
             &tensors(&ys, &shapes),
             log,
+            Some(&tensors(&gys, &shapes)),
         );
         (out, back.unwrap())
     };

@@ -9,7 +9,10 @@ mod sharing_common;
 use common::{assert_close, ctx, widen, within, Rng};
 use sharing_common::{batches, on_threads, prepared, run, Truth, C, N};
 use std::sync::Arc;
-use wgpu_xent::{cpu, BackwardOptions, Linear, LossOptions, Target, Tensor};
+use wgpu_xent::{
+    cpu, BackwardOptions, Grad, Linear, LinearCall, LossCall, LossOptions, MatmulCall, SoftmaxCall,
+    Target, Tensor,
+};
 
 #[test]
 fn one_prepared_loss_shared_by_three_threads_returns_each_batch_its_own_results() {
@@ -77,39 +80,39 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
             .linear_cross_entropy_backward(linear(), target(), &opts)
             .unwrap();
         let lin = c
-            .prepare_linear_cross_entropy(linear(), target(), &opts, true)
+            .prepare(
+                &LinearCall::new(linear(), target())
+                    .options(opts)
+                    .grad(Grad::Returned),
+            )
             .unwrap();
         // One linear shard of every class: its gradients are the whole call's.
         let lin_shard = c
-            .prepare_linear_cross_entropy_shard(
-                wgpu_xent::LinearShard {
-                    input: Tensor::new(&x[..], &x_shape),
-                    weight: Tensor::new(&w[..], &w_shape),
-                    bias: None,
-                    first_class: 0,
-                    classes,
-                },
-                target(),
-                &opts,
-                true,
-            )
+            .prepare(&wgpu_xent::LinearShard {
+                input: Tensor::new(&x[..], &x_shape),
+                weight: Tensor::new(&w[..], &w_shape),
+                bias: None,
+                first_class: 0,
+                classes,
+                target: target(),
+                options: opts,
+                grad: true,
+            })
             .unwrap();
         let logits = rng.logits(n * classes, 2.0);
         let soft = c
-            .prepare_softmax(Tensor::new(&logits[..], &l_shape), 1, false)
+            .prepare(&SoftmaxCall::softmax(Tensor::new(&logits[..], &l_shape), 1))
             .unwrap();
         let soft_want = cpu::softmax(Tensor::new(&logits[..], &l_shape), 1).unwrap();
         let shard = c
-            .prepare_cross_entropy_shard(
-                wgpu_xent::VocabShard {
-                    logits: Tensor::new(&logits[..], &l_shape),
-                    first_class: 0,
-                    classes,
-                },
-                target(),
-                &opts,
-                true,
-            )
+            .prepare(&wgpu_xent::VocabShard {
+                logits: Tensor::new(&logits[..], &l_shape),
+                first_class: 0,
+                classes,
+                target: target(),
+                options: opts,
+                grad: true,
+            })
             .unwrap();
         let ce_want = cpu::cross_entropy_backward(
             Tensor::new(&logits[..], &l_shape),
@@ -156,9 +159,14 @@ fn one_context_shared_by_threads_and_joined_futures_agrees_with_the_cpu() {
                     .cross_entropy_backward(input, target, &opts, &b)
                     .unwrap();
                 truth.check(&what, i, &got);
+                let backward = LossCall::cross_entropy(input, target)
+                    .options(opts)
+                    .grad(Grad::Returned)
+                    .grad_output(b.grad_output);
+                let softmax = SoftmaxCall::log_softmax(input, 1);
                 let joined = pollster::block_on(futures::future::join(
-                    ctx().cross_entropy_backward_async(input, target, &opts, &b),
-                    ctx().log_softmax_async(input, 1),
+                    ctx().run_async(&backward),
+                    ctx().run_async(&softmax),
                 ));
                 truth.check(&what, i, &joined.0.unwrap());
                 let want = cpu::log_softmax(input, 1).unwrap();
@@ -185,7 +193,7 @@ fn a_matmul_and_a_device_linear_call_shared_by_threads_read_their_own_results() 
         let y: Vec<i64> = (0..n).map(|i| (i * 11 % classes) as i64).collect();
         let (xs, ws) = ([n, d], [classes, d]);
         let product = c
-            .prepare_matmul(Tensor::new(&x, &xs), Tensor::new(&w, &ws))
+            .prepare(&MatmulCall::new(Tensor::new(&x, &xs), Tensor::new(&w, &ws)))
             .unwrap();
         let want_product = c
             .matmul(Tensor::new(&x, &xs), Tensor::new(&w, &ws))
@@ -196,8 +204,8 @@ fn a_matmul_and_a_device_linear_call_shared_by_threads_read_their_own_results() 
         };
         let (dx, dw) = (up(&x, &xs), up(&w, &ws));
         let dt = wgpu_xent::DeviceTensor::from_host(c, &y, &[n], wgpu_xent::DType::I64).unwrap();
-        let call = wgpu_xent::DeviceLinear::new(&dx, &dw, &dt);
-        let device = c.prepare_linear_cross_entropy_device(call, &opts).unwrap();
+        let call = wgpu_xent::DeviceLinear::new(&dx, &dw, &dt).options(opts);
+        let device = c.prepare(&call).unwrap();
         let mut encoder = c.device().create_command_encoder(&Default::default());
         device.record(&mut encoder);
         c.queue().submit([encoder.finish()]);

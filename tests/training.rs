@@ -6,8 +6,8 @@ mod common;
 
 use common::Rng;
 use wgpu_xent::{
-    BackwardOptions, Context, LossAndGrad, LossOptions, PreparedLoss, Reduction, Result, Target,
-    Tensor,
+    BackwardOptions, Context, Grad, LossAndGrad, LossCall, LossOptions, PreparedLoss, Reduction,
+    Result, Target, Tensor,
 };
 
 const FEATURES: usize = 16;
@@ -29,11 +29,13 @@ impl Trainer {
         // Prepared once for a full batch; the data it is prepared with is replaced by run_batch.
         let logits = vec![0.0f32; BATCH * CLASSES];
         let target = vec![0i64; BATCH];
-        let step = ctx.prepare_cross_entropy(
-            Tensor::new(&logits, &[BATCH, CLASSES]),
-            Target::I64(Tensor::new(&target, &[BATCH])),
-            &LossOptions { weight, ..opts },
-            true,
+        let step = ctx.prepare(
+            &LossCall::cross_entropy(
+                Tensor::new(&logits, &[BATCH, CLASSES]),
+                Target::I64(Tensor::new(&target, &[BATCH])),
+            )
+            .options(LossOptions { weight, ..opts })
+            .grad(Grad::Returned),
         )?;
         Ok(Self {
             ctx: ctx.clone(),

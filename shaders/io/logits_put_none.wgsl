@@ -1,5 +1,5 @@
 // 16-bit logits are never overwritten: the host refuses an in-place gradient for them
-// (src/gpu/loss/plan.rs), so these are never called. They let grad.wgsl's in-place branches
+// (src/gpu/ops/loss/plan.rs), so these are never called. They let grad.wgsl's in-place branches
 // compile.
 fn logits_put8(q: u32, w: Vec8) {
 }

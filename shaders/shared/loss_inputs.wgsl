@@ -1,6 +1,6 @@
 // Shared by loss.wgsl (forward) and grad.wgsl (backward): the parameters, the input
 // bindings 0-4 and the helpers that read them. Rust prepends it after lse.wgsl
-// (src/gpu/kernels/source.rs). Keep LossParams in sync with `LossParams` in src/gpu/loss/plan.rs.
+// (src/gpu/kernels/source.rs). Keep LossParams in sync with `LossParams` in src/gpu/ops/loss/plan.rs.
 //
 // Shapes: logits and probs are [outer, C, inner] (see src/layout.rs); row r = o*inner + i
 // is x[o, 0..C, i], class c at o*C*inner + c*inner + i. targets has one class per row.

@@ -115,7 +115,7 @@ pub fn cross_entropy_backward<'i>(
             data: grad,
             shape: f.shape.to_vec(),
         }),
-        lse: backward.return_lse.then(|| f.lse()),
+        lse: Some(f.lse()),
     })
 }
 

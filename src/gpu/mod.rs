@@ -1,42 +1,26 @@
-//! The GPU path: one [`Context`] owns the device and the pipelines; ops are its methods.
+//! The GPU path, in three layers: `runtime/` (the device, buffers, programs, readback and
+//! tuning), `ops/` (each op's plan, buffers and dispatches, built on the runtime and the
+//! kernels of `kernels/`) and `api/` (the call descriptions and the public verbs).
 
-mod adapter;
 mod api;
-mod api_linear;
-mod bandwidth;
-mod buffers;
-mod cancel;
-mod context;
-mod convert;
-mod device;
-mod device_tensor;
-mod info;
 mod kernels;
-mod linear;
-mod loss;
-mod poller;
-mod probe;
-mod program;
-mod readback;
-mod reduce;
-mod run_lock;
-mod scope;
-mod softmax;
-mod switches;
-mod timestamps;
-mod tuning;
+mod ops;
+mod runtime;
 
-pub use bandwidth::PreparedBandwidth;
-pub use context::Context;
-pub use device::DeviceLoss;
-pub use device_tensor::DeviceTensor;
-pub use info::ContextInfo;
-pub use linear::device::{DeviceLinear, PreparedLinearDevice};
-pub use linear::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};
-pub use linear::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
-pub use linear::{PreparedLinear, PreparedMatmul};
-pub use loss::{
+pub use api::{
+    BandwidthCall, Call, Grad, Input, LinearCall, LossCall, LossKind, MatmulCall, Prepare,
+    SoftmaxCall, TargetInput,
+};
+pub use ops::bandwidth::PreparedBandwidth;
+pub use ops::linear::device::{DeviceLinear, PreparedLinearDevice};
+pub use ops::linear::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};
+pub use ops::linear::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
+pub use ops::linear::{PreparedLinear, PreparedMatmul};
+pub use ops::loss::{
     loss_of_merged, DeviceShard, PreparedLoss, PreparedShard, PreparedShardDevice, VocabShard,
 };
-pub use softmax::PreparedSoftmax;
-pub use tuning::{ContextOptions, Tuning};
+pub use ops::softmax::PreparedSoftmax;
+pub use runtime::context::Context;
+pub use runtime::device_tensor::DeviceTensor;
+pub use runtime::info::ContextInfo;
+pub use runtime::tuning::{ContextOptions, Tuning};

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 use crate::common::{assert_close, ctx, widen, Rng};
-use wgpu_xent::{cpu, BackwardOptions, LossAndGrad, LossOptions, PreparedLoss, Target, Tensor};
+use wgpu_xent::{
+    cpu, BackwardOptions, Grad, LossAndGrad, LossCall, LossOptions, PreparedLoss, Target, Tensor,
+};
 
 pub const N: usize = 48;
 pub const C: usize = 200;
@@ -24,14 +26,10 @@ pub fn batches() -> Vec<(Vec<f32>, Vec<i64>)> {
 pub fn prepared(batch: &(Vec<f32>, Vec<i64>)) -> PreparedLoss {
     let (x, y) = batch;
     let opts = LossOptions::default();
-    ctx()
-        .prepare_cross_entropy(
-            Tensor::new(x, &[N, C]),
-            Target::I64(Tensor::new(y, &[N])),
-            &opts,
-            true,
-        )
-        .unwrap()
+    let call = LossCall::cross_entropy(Tensor::new(x, &[N, C]), Target::I64(Tensor::new(y, &[N])))
+        .options(opts)
+        .grad(Grad::Returned);
+    ctx().prepare(&call).unwrap()
 }
 
 pub fn run(step: &PreparedLoss, (x, y): &(Vec<f32>, Vec<i64>)) -> wgpu_xent::Result<LossAndGrad> {

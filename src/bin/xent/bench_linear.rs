@@ -15,7 +15,9 @@ use crate::rng::Rng;
 use crate::traffic::BenchOp;
 use crate::{data::Synth, DeviceKind};
 use serde::Serialize;
-use wgpu_xent::{Context, ContextOptions, DType, LossOptions, Tensor};
+use wgpu_xent::{
+    Context, ContextOptions, DType, Grad, LinearCall, LossOptions, MatmulCall, Tensor,
+};
 
 /// Shapes timed when none is given: NxDxC for the linear ops (a matmul takes the same sizes
 /// as MxNxK).
@@ -147,7 +149,10 @@ fn matmul(ctx: &Context, (m, n, k): (usize, usize, usize), a: &BenchArgs) -> Res
     };
     let av = uniform(m * k, 1.0);
     let bv = uniform(n * k, 1.0 / (k as f32).sqrt());
-    let p = ctx.prepare_matmul(Tensor::new(&av, &[m, k]), Tensor::new(&bv, &[n, k]))?;
+    let p = ctx.prepare(&MatmulCall::new(
+        Tensor::new(&av, &[m, k]),
+        Tensor::new(&bv, &[n, k]),
+    ))?;
     let (ours, _) = p.run_timed()?;
     let rows = m.min((VALIDATION_MACS / (n * k)).max(1));
     let reference: Vec<f32> = (0..rows * n)
@@ -200,7 +205,8 @@ fn linear_op(ctx: &Context, op: BenchOp, li: &LinearInputs, a: &BenchArgs) -> Re
     }
     drop(head);
     let linear = wgpu_xent::Linear::new(li.inputs.input(), li.linear_weight.logits());
-    let prepared = ctx.prepare_linear_cross_entropy(linear, li.inputs.target(), &opts, grad)?;
+    let call = LinearCall::new(linear, li.inputs.target()).options(opts);
+    let prepared = ctx.prepare(&call.grad(if grad { Grad::Returned } else { Grad::None }))?;
     let timing = time(a.warmup, a.iters, || prepared.run_timed().map(|(_, k)| k))?;
     let macs = n as f64 * d as f64 * c as f64;
     Ok(Timed {

@@ -8,7 +8,9 @@ use crate::data::Inputs;
 use crate::error::Result;
 use crate::traffic::BenchOp;
 use std::time::{Duration, Instant};
-use wgpu_xent::{cpu, BackwardOptions, Context, LossOptions, XentError};
+use wgpu_xent::{
+    cpu, BackwardOptions, Context, Grad, LossCall, LossOptions, SoftmaxCall, XentError,
+};
 
 /// Above this many logits, validation runs on a sample of rows instead of the whole tensor.
 const FULL_VALIDATION_MAX: usize = 1 << 27;
@@ -169,7 +171,8 @@ pub fn roofline(
 ) -> Result<Roofline> {
     let (copy, read, write, scale) = match ctx {
         Some(ctx) => {
-            let bw = ctx.prepare_bandwidth((inp.x.len() * elem) as u64)?;
+            let bytes = (inp.x.len() * elem) as u64;
+            let bw = ctx.prepare(&wgpu_xent::BandwidthCall { bytes })?;
             // Timed on at most one binding; scaled to the logits' size.
             let scale = (inp.x.len() * elem) as f64 / bw.bytes() as f64;
             let copy = time(a.warmup, a.iters, || bw.copy().map(|_| None))?;
@@ -293,14 +296,17 @@ fn loss_op(ctx: &Context, op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Me
         BenchOp::CrossEntropyGrad | BenchOp::CrossEntropyGradInPlace
     );
     let prepare = |i: &Inputs| match (op, i.input()) {
-        (BenchOp::NllLoss, x) => ctx.prepare_nll_loss(x, i.target(), &opts),
-        (BenchOp::CrossEntropyGradInPlace, wgpu_xent::FloatTensor::F32(x)) => {
-            ctx.prepare_cross_entropy_in_place(x, i.target(), &opts)
+        (BenchOp::NllLoss, x) => ctx.prepare(&LossCall::nll_loss(x, i.target())),
+        (BenchOp::CrossEntropyGradInPlace, x @ wgpu_xent::FloatTensor::F32(_)) => {
+            ctx.prepare(&LossCall::cross_entropy(x, i.target()).grad(Grad::InPlace))
         }
         (BenchOp::CrossEntropyGradInPlace, _) => Err(XentError::Unsupported(
             "cross-entropy-grad-in-place needs f32 logits".into(),
         )),
-        (_, x) => ctx.prepare_cross_entropy(x, i.target(), &opts, grad),
+        (_, x) => {
+            let g = if grad { Grad::Returned } else { Grad::None };
+            ctx.prepare(&LossCall::cross_entropy(x, i.target()).grad(g))
+        }
     };
     let prepared = prepare(inp)?;
     // Validate (on the sample for huge shapes), then time the full shape.
@@ -331,11 +337,15 @@ fn loss_op(ctx: &Context, op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Me
 /// log-softmax and softmax on the GPU.
 fn softmax_op(ctx: &Context, op: BenchOp, inp: &Inputs, a: &BenchArgs) -> Result<Measured> {
     let log = op == BenchOp::LogSoftmax;
-    let prepared = ctx.prepare_softmax(inp.input(), 1, log)?;
+    let call = |x| match log {
+        true => SoftmaxCall::log_softmax(x, 1),
+        false => SoftmaxCall::softmax(x, 1),
+    };
+    let prepared = ctx.prepare(&call(inp.input()))?;
     let sampled = validation_rows(inp);
     let val = sampled.as_ref().unwrap_or(inp);
     let checked = match &sampled {
-        Some(s) => Some(ctx.prepare_softmax(s.input(), 1, log)?),
+        Some(s) => Some(ctx.prepare(&call(s.input()))?),
         None => None,
     };
     let (ours, _) = checked.as_ref().unwrap_or(&prepared).run_timed()?;

@@ -6,7 +6,8 @@ use crate::error::{CliError, Result};
 use crate::Op;
 use wgpu_xent::cpu::wide::{self, WideLossAndGrad, WideOptions, WideTarget};
 use wgpu_xent::{
-    cpu, BackwardOptions, Context, FloatTensor, LossAndGrad, LossOptions, Target, Tensor,
+    cpu, BackwardOptions, Context, FloatTensor, Grad, LossAndGrad, LossCall, LossOptions, Target,
+    Tensor,
 };
 
 /// The ops that use a flag of `eval` or `check` (every op uses those not listed).
@@ -135,10 +136,7 @@ pub fn run_op(
     dim: i64,
 ) -> Result<LossAndGrad> {
     let x = logits_of(op, inp)?;
-    let backward = BackwardOptions {
-        grad_output: 1.0,
-        return_lse: lse,
-    };
+    let backward = BackwardOptions { grad_output: 1.0 };
     let plain = |loss| LossAndGrad {
         loss,
         grad: None,
@@ -177,16 +175,15 @@ pub fn run_op(
     }
     let target = inp.target();
     Ok(match (op, ctx, grad) {
-        (Op::CrossEntropy, Some(ctx), true) => {
-            ctx.cross_entropy_backward(x, target, opts, &backward)?
+        (Op::CrossEntropy, Some(ctx), grad) => {
+            let call = LossCall::cross_entropy(x, target).options(*opts).lse(lse);
+            ctx.run(&call.grad(if grad { Grad::Returned } else { Grad::None }))?
         }
-        (Op::CrossEntropy, None, true) => cpu::cross_entropy_backward(x, target, opts, &backward)?,
-        (Op::CrossEntropy, Some(ctx), false) if lse => {
-            let (loss, lse) = ctx.cross_entropy_with_lse(x, target, opts)?;
+        (Op::CrossEntropy, None, true) => {
+            let r = cpu::cross_entropy_backward(x, target, opts, &backward)?;
             LossAndGrad {
-                loss,
-                grad: None,
-                lse: Some(lse),
+                lse: r.lse.filter(|_| lse),
+                ..r
             }
         }
         (Op::CrossEntropy, None, false) if lse => {
@@ -197,7 +194,6 @@ pub fn run_op(
                 lse: Some(lse),
             }
         }
-        (Op::CrossEntropy, Some(ctx), false) => plain(ctx.cross_entropy(x, target, opts)?),
         (Op::CrossEntropy, None, false) => plain(cpu::cross_entropy(x, target, opts)?),
         (_, Some(ctx), true) => ctx.nll_loss_backward(x, target, opts, &backward)?,
         (_, None, true) => cpu::nll_loss_backward(x, target, opts, &backward)?,

@@ -175,13 +175,13 @@ fn softmax(
         devices.len(),
     );
     let (xs, shapes) = (cut.shards(&inp.x), cut.shapes());
-    let y = Context::softmax_sharded(devices, &tensors(&xs, &shapes), log)?;
+    let y = Context::softmax_sharded(devices, &tensors(&xs, &shapes), log, None)?;
     let grad = match grad {
         true => {
             let ones: Vec<Vec<f32>> = y.iter().map(|o| vec![1.0; o.data.len()]).collect();
             let ys: Vec<Vec<f32>> = y.iter().map(|o| o.data.clone()).collect();
             let (gy, out) = (tensors(&ones, &shapes), tensors(&ys, &shapes));
-            let g = Context::softmax_backward_sharded(devices, &gy, &out, log)?;
+            let g = Context::softmax_sharded(devices, &out, log, Some(&gy))?;
             Some(cut.join(&g, &inp.shape))
         }
         false => None,
@@ -220,7 +220,6 @@ fn nll_loss(
             Reduction::Mean => (1.0 / den) as f32,
             _ => 1.0,
         },
-        ..Default::default()
     };
     let mut rows = vec![0f64; cut.rows()];
     let mut grads = vec![];

@@ -111,7 +111,7 @@ impl Entry {
     /// The family (file and bind layout) it belongs to.
     /// Whether the kernel reads only a loss call's targets and weights, never its logits
     /// (D's shares, the target check, and the reductions of them): such dispatches may run
-    /// before the logits exist (linear_cross_entropy's chunks, src/gpu/linear/chunks.rs).
+    /// before the logits exist (linear_cross_entropy's chunks, src/gpu/ops/linear/chunks.rs).
     pub fn targets_only(self) -> bool {
         use Entry::*;
         matches!(

@@ -111,13 +111,15 @@ mod tests {
 
     #[test]
     fn uniform_structs_match_their_wgsl() {
-        check::<crate::gpu::softmax::SoftmaxParams>();
-        check::<crate::gpu::loss::plan::LossParams>();
-        check::<crate::gpu::reduce::ReduceParams>();
-        check::<crate::gpu::bandwidth::BandwidthParams>();
-        check::<crate::gpu::convert::ConvertParams>();
-        check::<crate::gpu::linear::matmul::MatmulParams>();
+        check::<crate::gpu::ops::softmax::SoftmaxParams>();
+        check::<crate::gpu::ops::loss::plan::LossParams>();
+        check::<crate::gpu::ops::reduce::ReduceParams>();
+        check::<crate::gpu::ops::bandwidth::BandwidthParams>();
+        check::<crate::gpu::ops::convert::ConvertParams>();
+        check::<crate::gpu::ops::linear::matmul::MatmulParams>();
         // Declared again in matmul_lanes.wgsl: both copies are checked.
-        check_in::<crate::gpu::linear::matmul::MatmulParams>(super::super::Family::MatmulLanes);
+        check_in::<crate::gpu::ops::linear::matmul::MatmulParams>(
+            super::super::Family::MatmulLanes,
+        );
     }
 }

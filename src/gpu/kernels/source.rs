@@ -38,6 +38,7 @@ pub(crate) struct DeviceCaps {
 const ROWS: &str = include_str!("../../../shaders/shared/rows.wgsl");
 /// Rows kept in workgroup memory between two passes, for the families that read rows.
 const HOLD: &str = include_str!("../../../shaders/shared/hold.wgsl");
+const MATMUL_PARAMS: &str = include_str!("../../../shaders/shared/matmul_params.wgsl");
 /// The loss parameters and input bindings, shared by the forward and backward families.
 const LOSS_INPUTS: &str = include_str!("../../../shaders/shared/loss_inputs.wgsl");
 /// The online log-sum-exp of a lane's pairs of logits (`logits_lse_pairs`).
@@ -200,6 +201,9 @@ impl Family {
         if self == Family::Grad {
             parts.push(logits_put_file(dtype, v.wide_in));
         }
+        if matches!(self, Family::Matmul | Family::MatmulLanes) {
+            parts.push(MATMUL_PARAMS);
+        }
         parts.extend([prelude, own]);
         // `enable` directives must come before any declaration.
         let enable = if native_f16 && reads_rows {
@@ -259,10 +263,13 @@ impl Family {
     }
 }
 
-/// Values each `reduce_block` workgroup sums: `WG * ITEMS` (keep ITEMS in sync with reduce.wgsl).
+/// Values each `reduce_block` invocation adds: ITEMS in shaders/reduce.wgsl (checked by
+/// naga below).
+const REDUCE_ITEMS: u64 = 4;
+
+/// Values each `reduce_block` workgroup sums: `WG * ITEMS`.
 pub(crate) fn reduce_block_len(workgroup_size: u32) -> u64 {
-    const ITEMS: u64 = 4;
-    workgroup_size as u64 * ITEMS
+    workgroup_size as u64 * REDUCE_ITEMS
 }
 
 #[cfg(test)]
@@ -320,6 +327,42 @@ mod tests {
                 .filter(|(_, g)| g.binding.is_some())
                 .count();
             assert_eq!(bound, family.binding_count(), "{family:?}");
+        }
+    }
+
+    /// The constants a shader and the Rust that sizes its dispatches both state agree.
+    #[test]
+    fn shader_constants_match_rust() {
+        let v = Variant {
+            dtype: Float::F32,
+            wide_in: false,
+            wide_out: false,
+            general: true,
+        };
+        let caps = DeviceCaps {
+            f16: false,
+            reduce: RowReduce::Tree,
+        };
+        let checks = [
+            (
+                Family::Grad,
+                "NLL_VALUES",
+                crate::gpu::ops::loss::NLL_GRAD_VALUES,
+            ),
+            (Family::Reduce, "ITEMS", REDUCE_ITEMS),
+        ];
+        for (family, name, rust) in checks {
+            let module = naga::front::wgsl::parse_str(&family.source(v, caps)).unwrap();
+            let (_, c) = module
+                .constants
+                .iter()
+                .find(|(_, c)| c.name.as_deref() == Some(name))
+                .unwrap_or_else(|| panic!("{family:?} declares {name}"));
+            let value = match module.global_expressions[c.init] {
+                naga::Expression::Literal(naga::Literal::U32(v)) => v as u64,
+                ref e => panic!("{name} = {e:?}"),
+            };
+            assert_eq!(value, rust, "{name} in {family:?} against Rust");
         }
     }
 }

@@ -1,0 +1,135 @@
+//! `LinearCall` (linear_cross_entropy on host tensors), `DeviceLinear` (on device tensors)
+//! and `MatmulCall` (the product it is built on) as call descriptions.
+
+use super::call::Grad;
+use super::{Call, Prepare};
+use crate::error::{Result, XentError};
+use crate::gpu::ops::linear::device::{DeviceLinear, PreparedLinearDevice};
+use crate::gpu::ops::linear::{PreparedLinear, PreparedMatmul};
+use crate::gpu::runtime::context::Context;
+use crate::linear::{Linear, LinearOutput};
+use crate::options::{LossOptions, Output, Target, Tensor};
+
+/// `linear_cross_entropy(input, weight, bias, target)` on host tensors: the classifier head
+/// fused with the loss, its `[N, C]` logits never whole in memory.
+///
+/// ```text
+/// LinearCall::new(Linear::new(x, w).bias(b), target).options(opts).grad(Grad::Returned)
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct LinearCall<'a> {
+    /// The hidden states, the classifier's weight and bias, the logits' budget and whether
+    /// each row's lse is kept.
+    pub linear: Linear<'a>,
+    /// Class indices `[N]` or probabilities `[N, C]`.
+    pub target: Target<'a>,
+    /// PyTorch's loss options.
+    pub options: LossOptions<'a>,
+    /// `Grad::Returned` for the gradients of the input, weight and bias; `Grad::None`.
+    pub grad: Grad<'a>,
+}
+
+impl<'a> LinearCall<'a> {
+    /// The forward, default options.
+    pub fn new(linear: Linear<'a>, target: Target<'a>) -> Self {
+        Self {
+            linear,
+            target,
+            options: LossOptions::default(),
+            grad: Grad::None,
+        }
+    }
+
+    /// With these options.
+    pub fn options(self, options: LossOptions<'a>) -> Self {
+        Self { options, ..self }
+    }
+
+    /// With the gradients (`Grad::Returned`) or without.
+    pub fn grad(self, grad: Grad<'a>) -> Self {
+        Self { grad, ..self }
+    }
+
+    fn returns_grad(&self) -> Result<bool> {
+        match self.grad {
+            Grad::None => Ok(false),
+            Grad::Returned => Ok(true),
+            g => Err(XentError::InvalidArgument(format!(
+                "a host linear_cross_entropy returns its gradients (Grad::Returned), not {g:?}: the device form (DeviceLinear) writes them into tensors"
+            ))),
+        }
+    }
+}
+
+impl Prepare for LinearCall<'_> {
+    type Prepared = PreparedLinear;
+
+    fn prepare_on(&self, ctx: &Context) -> Result<PreparedLinear> {
+        let grad = self.returns_grad()?;
+        ctx.build_scoped(|| ctx.build_linear(self.linear, self.target, &self.options, grad))
+    }
+}
+
+impl Call for LinearCall<'_> {
+    type Output = LinearOutput;
+
+    async fn run_on(&self, ctx: &Context) -> Result<LinearOutput> {
+        self.prepare_on(ctx)?.run_async().await
+    }
+}
+
+impl Prepare for DeviceLinear<'_> {
+    type Prepared = PreparedLinearDevice;
+
+    fn prepare_on(&self, ctx: &Context) -> Result<PreparedLinearDevice> {
+        ctx.build_scoped(|| ctx.build_linear_device(*self))
+    }
+}
+
+/// The matrix product `a @ b.T` of f32 `a [M, K]` and `b [N, K]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulCall<'a> {
+    /// `[M, K]`.
+    pub a: Tensor<'a, f32>,
+    /// `[N, K]`.
+    pub b: Tensor<'a, f32>,
+}
+
+impl<'a> MatmulCall<'a> {
+    /// `a @ b.T`.
+    pub fn new(a: Tensor<'a, f32>, b: Tensor<'a, f32>) -> Self {
+        Self { a, b }
+    }
+}
+
+impl Prepare for MatmulCall<'_> {
+    type Prepared = PreparedMatmul;
+
+    fn prepare_on(&self, ctx: &Context) -> Result<PreparedMatmul> {
+        ctx.build_scoped(|| ctx.build_matmul(self.a, self.b))
+    }
+}
+
+impl Call for MatmulCall<'_> {
+    type Output = Output;
+
+    async fn run_on(&self, ctx: &Context) -> Result<Output> {
+        self.prepare_on(ctx)?.run_async().await
+    }
+}
+
+/// The adapter's own copy, read and write kernels over `bytes` (a binding at most): the
+/// roofline each op's bytes are measured against (`xent bench`).
+#[derive(Clone, Copy, Debug)]
+pub struct BandwidthCall {
+    /// Bytes each kernel moves.
+    pub bytes: u64,
+}
+
+impl Prepare for BandwidthCall {
+    type Prepared = crate::gpu::ops::bandwidth::PreparedBandwidth;
+
+    fn prepare_on(&self, ctx: &Context) -> Result<Self::Prepared> {
+        ctx.build_scoped(|| ctx.build_bandwidth(self.bytes))
+    }
+}

@@ -1,0 +1,131 @@
+//! `SoftmaxCall`: log_softmax and softmax along any dim, and their backward passes, on host
+//! or device tensors, as one description.
+
+use super::call::Input;
+use super::{Call, Prepare};
+use crate::error::{Result, XentError};
+use crate::gpu::kernels::Entry;
+use crate::gpu::ops::softmax::PreparedSoftmax;
+use crate::gpu::runtime::context::Context;
+use crate::options::{DType, Output, Tensor};
+
+/// One log_softmax or softmax call along `dim`, or its backward pass.
+///
+/// ```text
+/// SoftmaxCall::log_softmax(x, -1)                        // the forward
+/// SoftmaxCall::log_softmax(out, -1).backward(grad_out)   // d/dx, given out and d/d(out)
+/// ```
+#[derive(Clone, Copy, Debug)]
+pub struct SoftmaxCall<'a> {
+    /// log_softmax when true, softmax when false.
+    pub log: bool,
+    /// The input of the forward; the forward's output for the backward.
+    pub input: Input<'a>,
+    /// The dim the rows run along (negative counts from the end).
+    pub dim: i64,
+    /// The upstream gradient d(objective)/d(output), the input's shape: the backward pass
+    /// (host calls), `input - exp(out)·Σ grad` for log_softmax, `out·(grad - Σ grad·out)`
+    /// for softmax.
+    pub backward: Option<Tensor<'a, f32>>,
+    /// The dtype of a device call's output: f32 (default), or f16 / bf16 rounded to
+    /// nearest even.
+    pub output: DType,
+}
+
+impl<'a> SoftmaxCall<'a> {
+    /// `log_softmax(input, dim)`.
+    pub fn log_softmax(input: impl Into<Input<'a>>, dim: i64) -> Self {
+        Self::new(true, input.into(), dim)
+    }
+
+    /// `softmax(input, dim)`.
+    pub fn softmax(input: impl Into<Input<'a>>, dim: i64) -> Self {
+        Self::new(false, input.into(), dim)
+    }
+
+    fn new(log: bool, input: Input<'a>, dim: i64) -> Self {
+        Self {
+            log,
+            input,
+            dim,
+            backward: None,
+            output: DType::F32,
+        }
+    }
+
+    /// The backward pass: the input is the forward's output, `grad` the upstream gradient.
+    pub fn backward(self, grad: Tensor<'a, f32>) -> Self {
+        Self {
+            backward: Some(grad),
+            ..self
+        }
+    }
+
+    /// A device call's output in `dtype` (f32, f16 or bf16).
+    pub fn output(self, dtype: DType) -> Self {
+        Self {
+            output: dtype,
+            ..self
+        }
+    }
+
+    fn entry(&self) -> Entry {
+        match (self.log, self.backward.is_some()) {
+            (true, false) => Entry::LogSoftmax,
+            (false, false) => Entry::Softmax,
+            (true, true) => Entry::LogSoftmaxBackward,
+            (false, true) => Entry::SoftmaxBackward,
+        }
+    }
+}
+
+impl Prepare for SoftmaxCall<'_> {
+    type Prepared = PreparedSoftmax;
+
+    fn prepare_on(&self, ctx: &Context) -> Result<PreparedSoftmax> {
+        ctx.build_scoped(|| self.build(ctx))
+    }
+}
+
+impl SoftmaxCall<'_> {
+    fn build(&self, ctx: &Context) -> Result<PreparedSoftmax> {
+        match self.input {
+            Input::Host(x) => {
+                if self.output != DType::F32 {
+                    return Err(XentError::InvalidArgument(
+                        "a host softmax call returns f32; `output` is a device call's dtype".into(),
+                    ));
+                }
+                ctx.build_softmax(self.entry(), x, self.dim, self.backward)
+            }
+            Input::Device(x) => {
+                if self.backward.is_some() {
+                    return Err(XentError::Unsupported(
+                        "the softmax backward pass takes host tensors".into(),
+                    ));
+                }
+                let out = self.output.float().ok_or_else(|| {
+                    XentError::InvalidArgument(format!(
+                        "softmax output must be f32, f16 or bf16, not {:?}",
+                        self.output
+                    ))
+                })?;
+                ctx.softmax_device(x, self.dim, self.log, out)
+            }
+        }
+    }
+}
+
+impl Call for SoftmaxCall<'_> {
+    type Output = Output;
+
+    async fn run_on(&self, ctx: &Context) -> Result<Output> {
+        match self.input {
+            Input::Host(x) => {
+                ctx.softmax_family(self.entry(), x, self.dim, self.backward)
+                    .await
+            }
+            Input::Device(_) => self.prepare_on(ctx)?.run_async().await,
+        }
+    }
+}

@@ -1,0 +1,368 @@
+//! `linear_cross_entropy` over tensors already on the device: the caller's hidden states,
+//! classifier and targets in, the gradients into the caller's tensors, recorded into the
+//! caller's encoder.
+
+use super::chunks::{At, Built, ChunkTargets, Tensors};
+use super::matmul::Operand;
+use crate::error::{Result, XentError};
+use crate::geometry::windows::aligned_pieces;
+use crate::gpu::api::Grad;
+use crate::gpu::ops::loss::Loss;
+use crate::gpu::runtime::buffers::Bound;
+use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::device_tensor::DeviceTensor;
+use crate::gpu::runtime::program::Program;
+use crate::gpu::runtime::readback::Staging;
+use crate::linear::{LinearProblem, DEFAULT_LINEAR_BUDGET};
+use crate::options::{DType, Float, LossOptions, Output, Reduction};
+use crate::problem::check_loss_shapes;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Where the gradients go: the input's, the weight's and the bias's (if any), f32.
+pub(crate) type Grads<'a> = (&'a DeviceTensor, &'a DeviceTensor, Option<&'a DeviceTensor>);
+
+/// A `linear_cross_entropy` over device tensors ([`Context::prepare_linear_cross_entropy_device`]):
+/// `input` `[N, D]` or `[D]`, `linear_weight` `[C, D]` and `linear_bias` `[C]`, each f32, f16
+/// or bf16 (16-bit ones are widened into f32 copies of ours on every run: 4 bytes an element
+/// more device memory), and class targets `[N]` (or `[]`) of i32, u32 or i64.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceLinear<'a> {
+    input: &'a DeviceTensor,
+    linear_weight: &'a DeviceTensor,
+    linear_bias: Option<&'a DeviceTensor>,
+    target: &'a DeviceTensor,
+    grads: Option<Grads<'a>>,
+    budget: usize,
+    lse: bool,
+    options: LossOptions<'a>,
+}
+
+impl<'a> DeviceLinear<'a> {
+    /// The forward alone, without a bias, with the default budget.
+    pub fn new(
+        input: &'a DeviceTensor,
+        linear_weight: &'a DeviceTensor,
+        target: &'a DeviceTensor,
+    ) -> Self {
+        Self {
+            input,
+            linear_weight,
+            linear_bias: None,
+            target,
+            grads: None,
+            budget: DEFAULT_LINEAR_BUDGET,
+            lse: false,
+            options: LossOptions::default(),
+        }
+    }
+
+    /// Adds the bias `[C]`.
+    pub fn bias(self, linear_bias: &'a DeviceTensor) -> Self {
+        Self {
+            linear_bias: Some(linear_bias),
+            ..self
+        }
+    }
+
+    /// Also the backward (`Grad::Into(&[grad_input, grad_linear_weight, grad_linear_bias])`,
+    /// the bias's may be left out): the gradients are written (not added) into f32 tensors
+    /// of the input's, the weight's and the bias's shapes. `Grad::None`: the forward alone.
+    pub fn grad(self, grad: Grad<'a>) -> Result<Self> {
+        let grads = match grad {
+            Grad::None => None,
+            Grad::Into(&[x, w]) => Some((x, w, None)),
+            Grad::Into(&[x, w, b]) => Some((x, w, Some(b))),
+            g => {
+                return Err(XentError::InvalidArgument(format!(
+                    "a device linear_cross_entropy writes its gradients into 2 or 3 tensors (Grad::Into), not {g:?}"
+                )))
+            }
+        };
+        Ok(Self { grads, ..self })
+    }
+
+    /// With these loss options.
+    pub fn options(self, options: LossOptions<'a>) -> Self {
+        Self { options, ..self }
+    }
+
+    /// Keeps (or not) each row's log-sum-exp on the device ([`PreparedLinearDevice::lse`]).
+    pub fn lse(self, lse: bool) -> Self {
+        Self { lse, ..self }
+    }
+
+    /// Sets the most bytes of logits held at once (`Linear::budget`).
+    pub fn budget(self, bytes: usize) -> Self {
+        Self {
+            budget: bytes,
+            ..self
+        }
+    }
+}
+
+/// A device `linear_cross_entropy`, built once: record it as often as the tensors change.
+pub struct PreparedLinearDevice {
+    ctx: Context,
+    program: Program,
+    loss: wgpu::Buffer,
+    loss_shape: Vec<usize>,
+    loss_staging: Staging,
+    built: Built,
+    flag_staging: Vec<Staging>,
+    target_shape: Vec<usize>,
+    rows_shape: Vec<usize>,
+    started: AtomicBool,
+    /// Held by each read (src/gpu/runtime/run_lock.rs).
+    lock: crate::gpu::runtime::run_lock::RunLock,
+}
+
+/// Checks that `t` has `shape`.
+pub(super) fn check_shape(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<()> {
+    if t.shape() != shape {
+        return Err(XentError::InvalidShape(format!(
+            "linear_cross_entropy: expected {what} of shape {shape:?}, got {:?}",
+            t.shape()
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that no gradient shares a buffer with an input: a buffer bound for reading and for
+/// writing in one dispatch is a usage conflict.
+pub(super) fn check_apart(inputs: [Option<&DeviceTensor>; 3], grads: Option<Grads>) -> Result<()> {
+    if let Some((dx, dw, db)) = grads {
+        for g in [Some(dx), Some(dw), db].into_iter().flatten() {
+            if inputs.iter().flatten().any(|i| i.buffer() == g.buffer()) {
+                return Err(XentError::InvalidArgument(
+                    "linear_cross_entropy: a gradient shares a buffer with an input; give it a buffer of its own".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A gradient tensor: f32 of `shape`, where it lies.
+pub(super) fn grad_at(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<At> {
+    check_shape(t, what, shape)?;
+    if t.dtype() != DType::F32 {
+        return Err(XentError::Unsupported(format!(
+            "linear_cross_entropy writes f32 gradients; {what} is {:?}",
+            t.dtype()
+        )));
+    }
+    Ok((t.buffer().clone(), t.offset() as usize / 4))
+}
+
+impl Context {
+    /// An input tensor as the products read it: f32 where it lies, or a 16-bit one widened
+    /// into an f32 copy of ours at the start of every run (`prelude`), in pieces that fit
+    /// one binding.
+    pub(super) fn f32_view(
+        &self,
+        t: &DeviceTensor,
+        what: &str,
+        shape: &[usize],
+        prelude: &mut Program,
+    ) -> Result<At> {
+        check_shape(t, what, shape)?;
+        let half = match t.dtype().float() {
+            Some(Float::F32) => return Ok((t.buffer().clone(), t.offset() as usize / 4)),
+            Some(half) => half,
+            None => {
+                return Err(XentError::Unsupported(format!(
+                    "linear_cross_entropy takes f32, f16 or bf16 {what}, got {:?}",
+                    t.dtype()
+                )))
+            }
+        };
+        let n = t.len();
+        let wide = self.output(what, n)?;
+        // Piece starts keep both bindings' offsets (2 and 4 bytes an element) aligned.
+        let unit = self.limits().min_storage_buffer_offset_alignment as usize / 2;
+        let max = self.max_binding_bytes() as usize / 4;
+        for piece in aligned_pieces(n, max, unit) {
+            let src = Bound {
+                buffer: t.buffer().clone(),
+                offset: t.offset() + (piece.start * 2) as u64,
+                size: (piece.len().div_ceil(2) * 4) as u64,
+            };
+            let dst = Bound {
+                buffer: wide.clone(),
+                offset: (piece.start * 4) as u64,
+                size: (piece.len() * 4) as u64,
+            };
+            self.push_widen(prelude, &src, &dst, piece.len(), half)?;
+        }
+        Ok((wide, 0))
+    }
+
+    /// The call's tensors, checked, as the chunks take them.
+    fn device_tensors<'a>(
+        &self,
+        call: &DeviceLinear<'a>,
+        p: &LinearProblem,
+        prelude: &mut Program,
+    ) -> Result<Tensors<'a>> {
+        let (weight_shape, bias_shape) = ([p.classes, p.features], [p.classes]);
+        let operand = |(buffer, offset): At| Operand {
+            buffer,
+            offset,
+            major: p.features,
+            step: 1,
+        };
+        let grads = match call.grads {
+            Some((dx, dw, db)) => Some((
+                grad_at(dx, "grad_input", &p.input_shape())?,
+                grad_at(dw, "grad_linear_weight", &weight_shape)?,
+                match (db, call.linear_bias) {
+                    (Some(db), Some(_)) => Some(grad_at(db, "grad_linear_bias", &bias_shape)?),
+                    (Some(_), None) => {
+                        return Err(XentError::InvalidArgument(
+                            "linear_cross_entropy: grad_linear_bias given without a bias".into(),
+                        ))
+                    }
+                    (None, _) => None,
+                },
+            )),
+            None => None,
+        };
+        Ok(Tensors {
+            x: operand(self.f32_view(call.input, "input", &p.input_shape(), prelude)?),
+            w: operand(self.f32_view(
+                call.linear_weight,
+                "linear_weight",
+                &weight_shape,
+                prelude,
+            )?),
+            bias: match call.linear_bias {
+                Some(b) => Some(self.f32_view(b, "linear_bias", &bias_shape, prelude)?),
+                None => None,
+            },
+            targets: ChunkTargets::Classes(call.target),
+            grads,
+            budget: call.budget,
+            lse: call.lse,
+        })
+    }
+
+    pub(crate) fn build_linear_device(&self, call: DeviceLinear) -> Result<PreparedLinearDevice> {
+        let opts = &call.options;
+        let p = LinearProblem::new(
+            call.input.shape(),
+            call.linear_weight.shape(),
+            call.linear_bias.map(|b| b.shape()),
+        )?;
+        if !matches!(call.target.dtype(), DType::I32 | DType::U32 | DType::I64) {
+            return Err(XentError::Unsupported(format!(
+                "linear_cross_entropy on the device takes class targets (i32, u32 or i64), got {:?} (probabilities: the host API)",
+                call.target.dtype()
+            )));
+        }
+        let inputs = [Some(call.input), Some(call.linear_weight), call.linear_bias];
+        check_apart(inputs, call.grads)?;
+        let target_shape = call.target.shape();
+        let len = p.rows * p.classes;
+        check_loss_shapes(
+            Loss::CrossEntropy,
+            &p.logits_shape(),
+            len,
+            target_shape,
+            false,
+            opts,
+        )?;
+        let (program, built) = (|| {
+            let mut program = Program::default();
+            let tensors = self.device_tensors(&call, &p, &mut program)?;
+            let mut built = self.build_linear_chunks(&tensors, &p, opts)?;
+            program.append(std::mem::take(&mut built.program));
+            Ok((program, built))
+        })()?;
+        let loss_shape = match opts.reduction {
+            Reduction::None => target_shape.to_vec(),
+            _ => vec![],
+        };
+        let loss_len = match opts.reduction {
+            Reduction::None => p.rows,
+            _ => 1,
+        };
+        Ok(PreparedLinearDevice {
+            ctx: self.clone(),
+            program,
+            loss: built.loss.clone(),
+            loss_staging: self.staging_for(&built.loss, 0, (loss_len.max(1) * 4) as u64),
+            flag_staging: built.chunks.iter().map(|_| self.staging(16)).collect(),
+            built,
+            loss_shape,
+            target_shape: target_shape.to_vec(),
+            rows_shape: p.rows_shape(),
+            started: false.into(),
+            lock: Default::default(),
+        })
+    }
+}
+
+impl PreparedLinearDevice {
+    /// Records the call into `encoder`, after whatever the caller recorded before (the pass
+    /// that wrote the hidden states). Nothing is submitted or read: the loss lands in
+    /// [`PreparedLinearDevice::loss`], the gradients in the tensors given.
+    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.started.store(true, Ordering::Relaxed);
+        self.ctx.record_settled(encoder, &self.program);
+    }
+
+    /// The loss on the device: an f32 scalar for `mean` and `sum`, per row for `none`.
+    pub fn loss(&self) -> DeviceTensor {
+        DeviceTensor::from_parts(self.loss.clone(), self.loss_shape.clone(), DType::F32)
+    }
+
+    /// Each row's log-sum-exp on the device, `[N]` or `[]`, when built with
+    /// [`DeviceLinear::with_lse`].
+    pub fn lse(&self) -> Option<DeviceTensor> {
+        let lse = self.built.lse.clone()?;
+        Some(DeviceTensor::from_parts(
+            lse,
+            self.rows_shape.clone(),
+            DType::F32,
+        ))
+    }
+
+    /// Reads the loss of the last submitted [`PreparedLinearDevice::record`] back (waiting
+    /// for it), and the device-target check: a class target out of range is reported here
+    /// with its position, as the host API reports it.
+    pub fn read_loss(&self) -> Result<Output> {
+        if !self.started.load(Ordering::Relaxed) {
+            return Err(XentError::InvalidArgument(
+                "read_loss before the call was ever recorded: there is no loss yet".into(),
+            ));
+        }
+        let mut reads = vec![(&self.loss, 0, &self.loss_staging)];
+        let flags = self.built.chunks.iter().zip(&self.flag_staging);
+        for ((step, _), staging) in flags {
+            if let Some(flag) = step.error_flag() {
+                reads.push((flag, 0, staging));
+            }
+        }
+        let nothing = Program::default();
+        let run = self.ctx.run_program(&nothing, &reads, None);
+        let (mut words, _) = self.ctx.run_locked(&self.lock, run)?;
+        let loss = words.remove(0);
+        for ((step, first_row), flag) in self.built.chunks.iter().zip(&words) {
+            step.flag_error(flag, *first_row, &self.target_shape)?;
+        }
+        let len = self.loss_shape.iter().product::<usize>();
+        Ok(Output {
+            data: loss[..len].to_vec(),
+            shape: self.loss_shape.clone(),
+        })
+    }
+}
+
+impl std::fmt::Debug for PreparedLinearDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedLinearDevice")
+            .field("loss_shape", &self.loss_shape)
+            .field("dispatches", &self.program.len())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,408 @@
+//! One vocabulary shard of a `linear_cross_entropy` on host tensors: the rows' hidden states
+//! `[N, D]` and a slice `[Cs, D]` of the classifier (and of its bias), classes
+//! `first_class ..` of C. From it come the shard's partials; from every shard's merged, its
+//! slices of the weight's and bias's gradients and its share of the input's (`G · W_s`,
+//! which the caller sums over the shards). Two forms:
+//! - class targets: the fused device shard (src/gpu/ops/linear/shard_device.rs) over our copies
+//!   of the tensors. The logits are held `DEFAULT_LINEAR_BUDGET` bytes at a time, never whole;
+//! - probability targets (this shard's slice `[N, Cs]` of them), and empty products: the
+//!   logits `[N, Cs]` whole ([`PreparedShard`]), then G, then G's products with the host's
+//!   transposes of X and W_s. The shard holds `N × Cs` floats: C / R classes each over R
+//!   shards, never the full C.
+
+use super::chunks::At;
+use super::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
+use crate::cpu::shard::Partial;
+use crate::error::{Result, XentError};
+use crate::gpu::ops::loss::{check_classes, Loss, PreparedShard, VocabShard};
+use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::device_tensor::DeviceTensor;
+use crate::gpu::runtime::program::Program;
+use crate::gpu::runtime::readback::Staging;
+use crate::linear::{LinearProblem, DEFAULT_LINEAR_BUDGET};
+use crate::options::{DType, LossOptions, Output, Target, Tensor};
+use crate::problem::{check_loss, Targets, IGNORED};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// A shard of a `linear_cross_entropy`, in f32.
+#[derive(Clone, Copy, Debug)]
+pub struct LinearShard<'a> {
+    /// The hidden states `[N, D]`, the same on every shard.
+    pub input: Tensor<'a, f32>,
+    /// This shard's rows `[Cs, D]` of the classifier weight.
+    pub weight: Tensor<'a, f32>,
+    /// This shard's slice `[Cs]` of the bias.
+    pub bias: Option<Tensor<'a, f32>>,
+    pub first_class: usize,
+    /// C, the classes of all shards together.
+    pub classes: usize,
+    /// The targets over all C: class indices `[N]`, or this shard's probabilities `[N, Cs]`.
+    pub target: Target<'a>,
+    /// PyTorch's loss options (`weight`: all C classes).
+    pub options: LossOptions<'a>,
+    /// Whether [`PreparedLinearShard::grads`] may follow the partials.
+    pub grad: bool,
+}
+
+/// A shard's gradients: its share of d loss / d input (summed over the shards, it is the
+/// input's gradient), and its own slices of the weight's and the bias's.
+#[derive(Clone, Debug)]
+pub struct LinearShardGrads {
+    pub input: Output,
+    pub weight: Output,
+    pub bias: Option<Output>,
+}
+
+/// A [`LinearShard`] prepared on one context: [`PreparedLinearShard::partials`], then, with
+/// every shard's merged, [`PreparedLinearShard::grads`].
+pub struct PreparedLinearShard {
+    ctx: Context,
+    form: Form,
+    dims: (usize, usize, usize),
+    /// Held by each run (src/gpu/runtime/run_lock.rs).
+    lock: crate::gpu::runtime::run_lock::RunLock,
+}
+
+enum Form {
+    Fused(Box<Fused>),
+    Whole(Box<Whole>),
+}
+
+/// Class targets: the fused device shard and its tensors.
+struct Fused {
+    shard: PreparedLinearShardDevice,
+    /// Our copies of the inputs, which its programs read.
+    _inputs: Vec<DeviceTensor>,
+    /// What the gradients' run reads, each with its length: dX's share, dW_s and db_s
+    /// (mapped where they lie on adapters that allow it).
+    reads: Vec<(wgpu::Buffer, Staging, usize)>,
+    /// Whether the partials have run (the gradients read what they left).
+    ran: AtomicBool,
+}
+
+/// The logits whole, and Xᵀ `[D, N]` and W_sᵀ `[D, Cs]`, the backward's second operands
+/// (K-contiguous).
+struct Whole {
+    loss: PreparedShard,
+    x_t: Vec<f32>,
+    w_t: Vec<f32>,
+    bias: bool,
+}
+
+impl Context {
+    pub(crate) fn build_linear_shard(
+        &self,
+        shard: LinearShard,
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<PreparedLinearShard> {
+        let (n, d, cs) = match (shard.input.shape, shard.weight.shape) {
+            (&[n, d], &[cs, dw]) if d == dw => (n, d, cs),
+            (x, w) => {
+                return Err(XentError::InvalidShape(format!(
+                    "a linear shard's input is [N, D] and its weight [Cs, D], got {x:?} and {w:?}"
+                )))
+            }
+        };
+        shard.input.check_len("input")?;
+        shard.weight.check_len("linear_weight")?;
+        if let Some(b) = shard.bias {
+            if b.shape != [cs] {
+                return Err(XentError::InvalidShape(format!(
+                    "a linear shard's bias is [{cs}], got {:?}",
+                    b.shape
+                )));
+            }
+            b.check_len("linear_bias")?;
+        }
+        check_classes(n, shard.first_class, cs, shard.classes)?;
+        let classes = matches!(target, Target::I64(_) | Target::I32(_) | Target::U32(_));
+        let form = match classes && self.fuses_linear_shard(n, d, cs) {
+            true => Form::Fused(Box::new(self.fused_shard(shard, target, opts, grad)?)),
+            false => Form::Whole(Box::new(self.whole_shard(shard, target, opts, grad)?)),
+        };
+        Ok(PreparedLinearShard {
+            ctx: self.clone(),
+            form,
+            dims: (n, d, cs),
+            lock: Default::default(),
+        })
+    }
+
+    /// Whether the fused form takes a shard of `n` rows, `d` features and `cs` classes:
+    /// something to compute, the input and the weight slice each within one binding (as
+    /// device tensors), and a row of the shard walked by one workgroup. Otherwise the
+    /// logits are made whole, which the `cross_entropy` shard splits and chunks as it needs.
+    fn fuses_linear_shard(&self, n: usize, d: usize, cs: usize) -> bool {
+        let binds = |elems: usize| {
+            (elems.saturating_mul(4) as u64).saturating_add(32) <= self.max_binding_bytes()
+        };
+        n > 0 && d > 0 && cs > 0 && binds(n * d) && binds(cs * d) && self.walks_shard(cs)
+    }
+
+    /// The fused device shard over copies of the tensors, its class targets checked over all
+    /// C here (the device shard does not check them) and the ignored ones marked.
+    fn fused_shard(
+        &self,
+        shard: LinearShard,
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<Fused> {
+        let (&[n, d], cs) = (shard.input.shape, shard.weight.shape[0]) else {
+            unreachable!("checked by build_linear_shard")
+        };
+        let shape = [n, shard.classes];
+        // N·C fits: build_linear_shard checked the classes.
+        let problem = check_loss(Loss::CrossEntropy, &shape, n * shard.classes, &target, opts)?;
+        let Targets::Classes(classes) = &problem.targets else {
+            unreachable!("class targets")
+        };
+        let opts = LossOptions {
+            ignore_index: IGNORED as i64,
+            ..*opts
+        };
+        let up = |t: &Tensor<f32>| DeviceTensor::from_host(self, t.data, t.shape, DType::F32);
+        let mut inputs = vec![
+            up(&shard.input)?,
+            up(&shard.weight)?,
+            DeviceTensor::from_host(self, classes, &[n], DType::I32)?,
+        ];
+        if let Some(b) = &shard.bias {
+            inputs.push(up(b)?);
+        }
+        let p = LinearProblem::new(shard.input.shape, shard.weight.shape, None)?;
+        let grads = match grad {
+            true => Some(self.host_grads(&p, shard.bias.is_some())?),
+            false => None,
+        };
+        let tensor = |(buffer, _): &At, shape: &[usize]| {
+            DeviceTensor::from_parts(buffer.clone(), shape.to_vec(), DType::F32)
+        };
+        let into = grads.as_ref().map(|(dx, dw, db)| {
+            (
+                tensor(dx, &[n, d]),
+                tensor(dw, &[cs, d]),
+                db.as_ref().map(|b| tensor(b, &[cs])),
+            )
+        });
+        let call = DeviceLinearShard {
+            input: &inputs[0],
+            weight: &inputs[1],
+            bias: inputs.get(3),
+            target: &inputs[2],
+            first_class: shard.first_class,
+            classes: shard.classes,
+            grads_into: into.as_ref().map(|(dx, dw, db)| (dx, dw, db.as_ref())),
+            budget: DEFAULT_LINEAR_BUDGET,
+            options: opts,
+        };
+        let reads = match &grads {
+            Some((dx, dw, db)) => [
+                Some((dx, n * d)),
+                Some((dw, cs * d)),
+                db.as_ref().map(|b| (b, cs)),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|((b, _), len)| (b.clone(), self.staging_for(b, 0, (len * 4) as u64), len))
+            .collect(),
+            None => vec![],
+        };
+        Ok(Fused {
+            shard: self.build_linear_shard_device(call)?,
+            _inputs: inputs,
+            reads,
+            ran: false.into(),
+        })
+    }
+
+    /// The logits whole (one product, the bias added on the host), as a cross_entropy shard.
+    fn whole_shard(
+        &self,
+        shard: LinearShard,
+        target: Target,
+        opts: &LossOptions,
+        grad: bool,
+    ) -> Result<Whole> {
+        let (&[n, d], cs) = (shard.input.shape, shard.weight.shape[0]) else {
+            unreachable!("checked by build_linear_shard")
+        };
+        // An empty product (no rows or no features) is all zeros, without a dispatch.
+        let mut logits = match n == 0 || d == 0 {
+            true => vec![0f32; n * cs],
+            false => self.build_matmul(shard.input, shard.weight)?.run()?.data,
+        };
+        if let Some(b) = shard.bias {
+            for row in logits.chunks_mut(cs.max(1)) {
+                row.iter_mut().zip(b.data).for_each(|(z, &b)| *z += b);
+            }
+        }
+        let shape = [n, cs];
+        let vocab = VocabShard {
+            logits: Tensor::new(&logits, &shape),
+            first_class: shard.first_class,
+            classes: shard.classes,
+            target,
+            options: *opts,
+            grad,
+        };
+        let keep = |t: &Tensor<f32>, rows: usize| match grad {
+            true => transpose(t.data, rows, d),
+            false => vec![],
+        };
+        Ok(Whole {
+            loss: self.build_shard(vocab, target, opts, grad)?,
+            x_t: keep(&shard.input, n),
+            w_t: keep(&shard.weight, cs),
+            bias: shard.bias.is_some(),
+        })
+    }
+}
+
+impl PreparedLinearShard {
+    /// Each row's [`Partial`] over this shard's classes.
+    pub fn partials(&self) -> Result<Vec<Partial>> {
+        let _run = self.lock.wait("partials")?;
+        match &self.form {
+            Form::Fused(f) => self.fused_partials(f),
+            Form::Whole(w) => w.loss.partials(),
+        }
+    }
+
+    /// The shard's gradients (upstream gradient 1; of the summed losses for `none`) from
+    /// every shard's partials merged in shard order.
+    pub fn grads(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
+        let _run = self.lock.wait("grads")?;
+        match &self.form {
+            Form::Fused(f) => self.fused_grads(f, merged),
+            Form::Whole(w) => self.whole_grads(w, merged),
+        }
+    }
+
+    fn fused_partials(&self, f: &Fused) -> Result<Vec<Partial>> {
+        // Submitted within the error scopes, so a GPU error is an `Err`, not zeros read back.
+        let v = crate::gpu::runtime::poller::block(self.ctx.scoped(async {
+            let mut encoder = self
+                .ctx
+                .device()
+                .create_command_encoder(&Default::default());
+            f.shard.record_partials(&mut encoder);
+            self.ctx.queue().submit([encoder.finish()]);
+            f.shard.partials().read_f32_async(&self.ctx).await
+        }))?;
+        f.ran.store(true, Ordering::Relaxed);
+        let n = self.dims.0;
+        let plane = |r: usize, k: usize| -> [f32; 4] {
+            let at = (k * n + r) * 4;
+            [v[at], v[at + 1], v[at + 2], v[at + 3]]
+        };
+        Ok((0..n)
+            .map(|r| Partial::from_planes(plane(r, 0), plane(r, 1)))
+            .collect())
+    }
+
+    fn fused_grads(&self, f: &Fused, merged: &[Partial]) -> Result<LinearShardGrads> {
+        let (n, d, cs) = self.dims;
+        if f.reads.is_empty() {
+            return Err(XentError::InvalidArgument(
+                "the linear shard was prepared without its gradients".into(),
+            ));
+        }
+        if merged.len() != n {
+            return Err(XentError::InvalidShape(format!(
+                "{} merged partials for a shard of {n} rows",
+                merged.len()
+            )));
+        }
+        if !f.ran.load(Ordering::Relaxed) {
+            self.fused_partials(f)?;
+        }
+        let stats: Vec<f32> = merged.iter().flat_map(|p| p.stats()).collect();
+        let into = f.shard.merged();
+        let reads: Vec<_> = f.reads.iter().map(|(b, s, _)| (b, 0, s)).collect();
+        let nothing = Program::default();
+        let (words, _) = crate::gpu::runtime::poller::block(self.ctx.scoped(async {
+            let queue = self.ctx.queue();
+            queue.write_buffer(into.buffer(), into.offset(), bytemuck::cast_slice(&stats));
+            let mut encoder = self
+                .ctx
+                .device()
+                .create_command_encoder(&Default::default());
+            f.shard.record_grad(&mut encoder)?;
+            queue.submit([encoder.finish()]);
+            self.ctx.run_program(&nothing, &reads, None).await
+        }))?;
+        let mut outputs = words
+            .into_iter()
+            .zip(&f.reads)
+            .map(|(mut data, (_, _, len))| {
+                data.truncate(*len);
+                data
+            });
+        let mut next = |shape: Vec<usize>| Output {
+            data: outputs.next().unwrap_or_default(),
+            shape,
+        };
+        Ok(LinearShardGrads {
+            input: next(vec![n, d]),
+            weight: next(vec![cs, d]),
+            bias: (f.reads.len() == 3).then(|| next(vec![cs])),
+        })
+    }
+
+    fn whole_grads(&self, w: &Whole, merged: &[Partial]) -> Result<LinearShardGrads> {
+        let (n, d, cs) = self.dims;
+        let g = w.loss.grad(merged)?.data;
+        if n == 0 || d == 0 {
+            let zeros = |rows: usize, cols: usize| Output {
+                data: vec![0.0; rows * cols],
+                shape: vec![rows, cols],
+            };
+            let bias = w.bias.then(|| Output {
+                data: (0..cs)
+                    .map(|c| (0..n).map(|r| g[r * cs + c] as f64).sum::<f64>() as f32)
+                    .collect(),
+                shape: vec![cs],
+            });
+            return Ok(LinearShardGrads {
+                input: zeros(n, d),
+                weight: zeros(cs, d),
+                bias,
+            });
+        }
+        // dX_s = G · W_s = G @ (W_sᵀ)ᵀ and dW_s = Gᵀ · X = Gᵀ @ (Xᵀ)ᵀ.
+        let input = self
+            .ctx
+            .matmul(Tensor::new(&g, &[n, cs]), Tensor::new(&w.w_t, &[d, cs]))?;
+        let g_t = transpose(&g, n, cs);
+        let weight = self
+            .ctx
+            .matmul(Tensor::new(&g_t, &[cs, n]), Tensor::new(&w.x_t, &[d, n]))?;
+        let bias = w.bias.then(|| Output {
+            data: g_t
+                .chunks(n.max(1))
+                .take(cs)
+                .map(|col| col.iter().map(|&v| v as f64).sum::<f64>() as f32)
+                .collect(),
+            shape: vec![cs],
+        });
+        Ok(LinearShardGrads {
+            input,
+            weight,
+            bias,
+        })
+    }
+}
+
+/// `[rows, cols]` row-major, transposed to `[cols, rows]`.
+fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0f32; rows * cols];
+    for r in 0..rows {
+        for c in 0..cols {
+            t[c * rows + r] = a[r * cols + c];
+        }
+    }
+    t
+}

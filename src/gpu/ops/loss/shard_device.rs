@@ -1,0 +1,155 @@
+//! One vocabulary shard of a cross_entropy on tensors already on the device, recorded into the
+//! caller's encoder: the shard's per-row partials into a buffer whose layout is part of the
+//! contract, so that any transport (a host copy, MPI, another device's queue) can move them;
+//! then, once the caller has written every row's merged statistics back, the shard's slice of
+//! the gradient.
+//!
+//! Each row of a device shard is one segment (`cross_entropy_partials` with one workgroup per
+//! row), so its partial is one pair of vec4s, `[2, N, 4]` f32:
+//! - plane 0, row n: (max, sum_exp, q, a), with a = Σ q_c (z_c - r);
+//! - plane 1, row n: (r, z_target, found, 0): r is the reference a is taken against (any
+//!   finite value: the kernel picks one that keeps a small), found is 1 where the row's
+//!   target class lies in the shard. Rows and classes: at least one of each.
+//!
+//! [`crate::cpu::shard::Partial::from_planes`] reads one row. For the gradient the caller
+//! writes each row's merged (max, sum_exp, q, lse) ([`crate::cpu::shard::Partial::stats`])
+//! over plane 0, [`PreparedShardDevice::merged`].
+
+use super::shard_kernels::{ShardChunk, ShardGrad, ShardKernels, ShardRows};
+use crate::error::{Result, XentError};
+use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::device_tensor::{Access, DeviceTensor};
+use crate::gpu::runtime::program::Program;
+use crate::options::{DType, LossOptions};
+
+/// A shard on the device: f32 logits `[N, Cs]` of classes `first_class ..` of `classes`,
+/// class targets `[N]` over all C (i32, u32 or i64), and where its gradient goes. The
+/// targets are checked on the device: [`PreparedShardDevice::check_targets`] reads it.
+#[derive(Clone, Copy, Debug)]
+pub struct DeviceShard<'a> {
+    pub logits: &'a DeviceTensor,
+    pub target: &'a DeviceTensor,
+    pub first_class: usize,
+    pub classes: usize,
+    /// An f32 tensor `[N, Cs]` for the shard's gradient; `None`: partials only.
+    pub grad_into: Option<&'a DeviceTensor>,
+    /// PyTorch's loss options (`weight`: all C classes).
+    pub options: LossOptions<'a>,
+}
+
+/// A [`DeviceShard`] prepared: record its partials, merge, record its gradient.
+pub struct PreparedShardDevice {
+    ctx: Context,
+    partials: Program,
+    grad: Option<Program>,
+    stats: wgpu::Buffer,
+    rows: usize,
+    // Keeps the buffers the programs bind.
+    kernels: ShardKernels,
+}
+
+impl Context {
+    pub(crate) fn build_shard_device(&self, call: DeviceShard) -> Result<PreparedShardDevice> {
+        let opts = &call.options;
+        let (logits, target) = (call.logits, call.target);
+        let &[n, cs] = logits.shape() else {
+            return Err(XentError::InvalidShape(format!(
+                "a shard's logits are [N, Cs], got {:?}",
+                logits.shape()
+            )));
+        };
+        if logits.dtype() != DType::F32 {
+            return Err(XentError::InvalidArgument(format!(
+                "a device shard's logits are f32, not {:?}",
+                logits.dtype()
+            )));
+        }
+        if let Some(g) = call.grad_into {
+            if g.dtype() != DType::F32 || g.shape() != [n, cs] {
+                return Err(XentError::InvalidShape(format!(
+                    "the shard's gradient is f32 [{n}, {cs}], not {:?} {:?}",
+                    g.dtype(),
+                    g.shape()
+                )));
+            }
+        }
+        let shape = ShardRows {
+            rows: n,
+            first_class: call.first_class,
+            shard_classes: cs,
+            classes: call.classes,
+        };
+        let spec = self.shard_spec(shape, target, opts)?;
+        let (mut staged_in, mut staged_out) = (Program::default(), Program::default());
+        let chunk = ShardChunk {
+            logits: logits.grouped(self, &mut staged_in, Access::Read)?,
+            targets: target.bound(),
+            rows: 0..n,
+        };
+        let grad = match call.grad_into {
+            Some(g) => ShardGrad::Into(g.grouped(self, &mut staged_out, Access::Write)?),
+            None => ShardGrad::None,
+        };
+        let kernels = self.shard_kernels((shape, spec), opts, vec![chunk], grad)?;
+        let mut partials = staged_in;
+        kernels.push_target_check(&mut partials)?;
+        kernels.push_partials(&mut partials, 0)?;
+        let grad = match call.grad_into {
+            Some(_) => {
+                let mut g = Program::default();
+                kernels.push_dens(&mut g)?;
+                kernels.push_grad(&mut g, 0)?;
+                g.append(staged_out);
+                Some(g)
+            }
+            None => None,
+        };
+        Ok(PreparedShardDevice {
+            ctx: self.clone(),
+            partials,
+            grad,
+            stats: kernels.chunks[0].stats.clone(),
+            rows: n,
+            kernels,
+        })
+    }
+}
+
+impl PreparedShardDevice {
+    /// Records the shard's partials into `encoder` (after whatever wrote its logits):
+    /// [`PreparedShardDevice::partials`] holds them once it has run.
+    pub fn record_partials(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.ctx.record_settled(encoder, &self.partials);
+    }
+
+    /// Reads the check of the targets made by the last submitted
+    /// [`PreparedShardDevice::record_partials`] (waiting for it): a class target past C
+    /// (other than `ignore_index`) is an `Err` naming its row, as the host API's. The
+    /// partials of such a row are wrong.
+    pub fn check_targets(&self) -> Result<()> {
+        self.kernels.read_target_check()
+    }
+
+    /// The partials, `[2, N, 4]` f32 (the layout: this module's header).
+    pub fn partials(&self) -> DeviceTensor {
+        DeviceTensor::from_parts(self.stats.clone(), vec![2, self.rows, 4], DType::F32)
+    }
+
+    /// Where the merged statistics go before [`PreparedShardDevice::record_grad`]: `[N, 4]`
+    /// f32, each row's (max, sum_exp, q, lse) over all C classes, over plane 0 of the
+    /// partials.
+    pub fn merged(&self) -> DeviceTensor {
+        DeviceTensor::from_parts(self.stats.clone(), vec![self.rows, 4], DType::F32)
+    }
+
+    /// Records the shard's slice of the gradient into `encoder` (upstream gradient 1; of the
+    /// summed losses for `none`): from [`PreparedShardDevice::merged`], and the shard's logits
+    /// as `record_partials` read them. An error when the shard was made without `grad_into`.
+    pub fn record_grad(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
+        let program = self.grad.as_ref().ok_or_else(|| {
+            XentError::InvalidArgument("the shard was prepared without grad_into".into())
+        })?;
+        self.ctx.record_settled(encoder, program);
+        Ok(())
+    }
+}
