@@ -16,10 +16,9 @@
 use mpi::datatype::PartitionMut;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
-use wgpu_xent::cpu::shard::{merge, Partial};
+use wgpu_xent::shard::{loss_of_merged, merge, Partial};
 use wgpu_xent::{
-    loss_of_merged, Context, Linear, LinearShard, LossOptions, Output, PreparedLinearShard, Target,
-    Tensor,
+    Context, Linear, LinearShard, LossOptions, Output, PreparedLinearShard, Target, Tensor,
 };
 
 type Error = Box<dyn std::error::Error>;
@@ -107,7 +106,7 @@ impl Problem {
                 label_smoothing: 0.1,
                 ..Default::default()
             },
-            bounds: wgpu_xent::cpu::shard::even_bounds(c, ranks),
+            bounds: wgpu_xent::shard::even_bounds(c, ranks),
         })
     }
 
@@ -139,7 +138,7 @@ fn sharded(
     let merged = merge(&per_rank)?;
     let rows = [p.n];
     let loss = loss_of_merged(&merged, p.c, Target::I64(Tensor::new(&p.t, &rows)), &p.opts)?;
-    let grads = shard.grads(&merged)?;
+    let grads = shard.grad(&merged)?;
     let mut shares = vec![0f32; p.n * p.d * ranks];
     world.all_gather_into(&grads.input.data[..], &mut shares[..]);
     let mut dx = vec![0f32; p.n * p.d];

@@ -10,16 +10,16 @@ mod linear;
 pub mod ndarray;
 mod options;
 mod problem;
+pub mod shard;
 pub use problem::{check_cross_entropy, check_nll_loss};
 
 pub use error::{Result, XentError};
 pub use gpu::{
-    loss_of_merged, BandwidthCall, Call, Context, ContextInfo, ContextOptions, DeviceLinear,
-    DeviceLinearShard, DeviceShard, DeviceTensor, Grad, Input, LinearCall, LinearShard,
-    LinearShardGrads, LossCall, LossKind, MatmulCall, Prepare, PreparedBandwidth, PreparedLinear,
-    PreparedLinearDevice, PreparedLinearShard, PreparedLinearShardDevice, PreparedLoss,
-    PreparedMatmul, PreparedShard, PreparedShardDevice, PreparedSoftmax, SoftmaxCall, TargetInput,
-    Tuning, VocabShard,
+    BandwidthCall, Call, Context, ContextInfo, ContextOptions, DeviceLinear, DeviceLinearShard,
+    DeviceShard, DeviceTensor, Grad, Input, LinearCall, LinearShard, LinearShardGrads, LossCall,
+    LossKind, MatmulCall, Prepare, PreparedBandwidth, PreparedLinear, PreparedLinearDevice,
+    PreparedLinearShard, PreparedLinearShardDevice, PreparedLoss, PreparedMatmul, PreparedShard,
+    PreparedShardDevice, PreparedSoftmax, SoftmaxCall, TargetInput, Tuning, VocabShard,
 };
 pub use linear::{Linear, LinearOutput, LinearProblem, DEFAULT_LINEAR_BUDGET};
 pub use options::{

@@ -1,6 +1,7 @@
 //! The layers, checked on the source: the GPU path is `runtime/`, `kernels/`, `ops/` and
 //! `api/`; `Context`'s public methods are declared only in the runtime and the API, and
-//! there are at most 30 of them; the library reads no `XENT_*` variable on its own.
+//! there are at most 30 of them; nothing under `gpu/` uses the CPU oracle (`crate::cpu`), the
+//! shard protocol being `src/shard/`; the library reads no `XENT_*` variable on its own.
 
 use std::path::{Path, PathBuf};
 
@@ -81,6 +82,27 @@ fn the_gpu_path_is_layered_in_folders() {
         .filter(|rel| rel != "src/gpu/mod.rs")
         .collect();
     assert!(stray.is_empty(), "files outside the layers: {stray:?}");
+}
+
+#[test]
+fn the_gpu_path_does_not_use_the_cpu_oracle() {
+    assert!(
+        root().join("src/shard").is_dir(),
+        "src/shard/: the shard protocol"
+    );
+    for (rel, text) in library_files() {
+        if !rel.starts_with("src/gpu/") {
+            continue;
+        }
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            assert!(
+                !code.contains("crate::cpu"),
+                "{rel}:{}: the GPU path uses the CPU oracle: {line}",
+                i + 1
+            );
+        }
+    }
 }
 
 #[test]

@@ -7,7 +7,8 @@ mod common;
 
 use common::{ctx, shard_devices};
 use proptest::prelude::*;
-use wgpu_xent::cpu::{shard::ShardTargets, wide::WideOptions};
+use wgpu_xent::cpu::wide::WideOptions;
+use wgpu_xent::shard::ShardTargets;
 use wgpu_xent::{BackwardOptions, Context, ContextOptions, LossOptions, Reduction, Target, Tensor};
 
 #[derive(Clone, Debug)]

@@ -1,10 +1,11 @@
-//! The f64 shard contract (`cpu::shard`) against the unsharded f64 reference: 1 to 4 shards of
+//! The shard protocol (`shard`) and its f64 oracle (`cpu::shard`) against the unsharded f64 reference: 1 to 4 shards of
 //! uneven sizes (shards of one class, shards holding no target), every option and reduction,
 //! for the loss and every shard's slice of the gradient; and the merge's determinism.
 
 use proptest::prelude::*;
-use wgpu_xent::cpu::shard::{grad, loss, merge, partials, Shard, ShardTargets};
+use wgpu_xent::cpu::shard::{grad, partials, Shard};
 use wgpu_xent::cpu::wide::{cross_entropy, WideOptions, WideTarget};
+use wgpu_xent::shard::{loss, merge, ShardTargets};
 use wgpu_xent::{Reduction, Target, Tensor};
 
 /// A small deterministic generator (xorshift), so that failing cases replay from their seed.

@@ -7,10 +7,10 @@
 mod common;
 
 use common::{ctx, Rng};
-use wgpu_xent::cpu::shard::{merge, Partial};
+use wgpu_xent::shard::{loss_of_merged, merge, Partial};
 use wgpu_xent::{
-    loss_of_merged, BackwardOptions, DType, DeviceShard, DeviceTensor, LossOptions, Output,
-    Reduction, Target, Tensor,
+    BackwardOptions, DType, DeviceShard, DeviceTensor, LossOptions, Output, Reduction, Target,
+    Tensor,
 };
 
 /// Each shard's partials read back, merged, written back, then each shard's gradient: the

@@ -12,10 +12,10 @@ mod common;
 use common::{ctx, Rng};
 use proptest::prelude::*;
 use std::sync::OnceLock;
-use wgpu_xent::cpu::shard::{merge, Partial};
+use wgpu_xent::shard::{loss_of_merged, merge, Partial};
 use wgpu_xent::{
-    loss_of_merged, Context, ContextOptions, DType, DeviceLinearShard, DeviceTensor, Linear,
-    LinearShard, LossOptions, Output, Reduction, Target, Tensor,
+    Context, ContextOptions, DType, DeviceLinearShard, DeviceTensor, Linear, LinearShard,
+    LossOptions, Output, Reduction, Target, Tensor,
 };
 
 #[derive(Clone, Debug)]
@@ -237,7 +237,7 @@ fn sharded(
     let grads = prepared
         .iter()
         .map(|p| {
-            let g = p.grads(&merged).unwrap();
+            let g = p.grad(&merged).unwrap();
             let db = g.bias.map_or(vec![], |b| b.data);
             [g.input.data, g.weight.data, db]
         })

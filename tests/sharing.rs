@@ -127,7 +127,7 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
                 let got = lin.run().expect("a shared linear run succeeds");
                 assert_eq!(got, want, "{what}: linear_cross_entropy");
                 let merged = lin_shard.partials().expect("shared linear partials");
-                let g = lin_shard.grads(&merged).expect("shared linear shard grads");
+                let g = lin_shard.grad(&merged).expect("shared linear shard grads");
                 let want_dx = widen(&want.grad_input.as_ref().unwrap().data);
                 assert_close(&what, &g.input.data, &want_dx, 1e-6, 1e-4);
                 let (s, _) = soft.run_timed().expect("a shared softmax run succeeds");

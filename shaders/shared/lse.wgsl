@@ -1,6 +1,6 @@
 // Shared by every kernel family: the workgroup size, the online log-sum-exp, a few scalar
 // helpers and the 2-D grid's workgroup number. Composed first into every family's source
-// (src/gpu/kernels/source.rs); the CPU mirror is src/cpu/lse.rs. How rows are walked is
+// (src/gpu/kernels/source.rs); the CPU mirror is src/shard/lse.rs. How rows are walked is
 // shared/rows.wgsl; the reductions across a row's lanes are shared/reduce_*.wgsl.
 
 // Invocations per workgroup, set from Rust (`Context::workgroup_size`). Must be a power of

@@ -1,13 +1,13 @@
 //! CPU cross_entropy and nll_loss: the mirror of shaders/loss.wgsl and reduce.wgsl, in f64.
 
 use super::grad::{cross_entropy_grad, nll_grad};
-use super::lse::Lse;
 use super::Real;
 use crate::error::Result;
 use crate::options::{
     BackwardOptions, FloatTensor, LossAndGrad, LossOptions, Output, Reduction, Target, Tensor,
 };
 use crate::problem::{check_loss, rows_shape, Loss, LossProblem, Targets, IGNORED};
+use crate::shard::Lse;
 use rayon::prelude::*;
 
 /// `torch.nn.functional.cross_entropy`, accumulated in f64.

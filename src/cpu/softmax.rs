@@ -1,10 +1,10 @@
 //! CPU log_softmax and softmax: the mirror of shaders/softmax.wgsl, in f64.
 
-use super::lse::Lse;
 use super::Real;
 use crate::error::Result;
 use crate::layout::RowLayout;
 use crate::options::{FloatTensor, Output, Tensor};
+use crate::shard::Lse;
 use rayon::prelude::*;
 
 /// `torch.nn.functional.log_softmax(x, dim)`, accumulated in f64.

@@ -16,9 +16,7 @@ pub use ops::linear::device::{DeviceLinear, PreparedLinearDevice};
 pub use ops::linear::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};
 pub use ops::linear::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
 pub use ops::linear::{PreparedLinear, PreparedMatmul};
-pub use ops::loss::{
-    loss_of_merged, DeviceShard, PreparedLoss, PreparedShard, PreparedShardDevice, VocabShard,
-};
+pub use ops::loss::{DeviceShard, PreparedLoss, PreparedShard, PreparedShardDevice, VocabShard};
 pub use ops::softmax::PreparedSoftmax;
 pub use runtime::context::Context;
 pub use runtime::device_tensor::DeviceTensor;

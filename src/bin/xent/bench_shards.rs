@@ -114,7 +114,7 @@ pub fn run(a: &BenchArgs, count: usize) -> Result<bool> {
             true => time_linear(a, &devices, (n, d, c), mode.grad)?,
             false => time_shape(a, &devices, (n, c), mode.grad)?,
         };
-        let k = wgpu_xent::cpu::shard::even_bounds(c, devices.len()).len() - 1;
+        let k = wgpu_xent::shard::even_bounds(c, devices.len()).len() - 1;
         // Partials, and with the linear backward each shard's dX share (D f32s a row).
         let exchanged = k * WIRE_F64S * 8 + (mode.linear && mode.grad) as usize * k * d * 4;
         let name = match mode.linear {

@@ -52,7 +52,7 @@ impl Cut {
     pub fn new(v: (usize, usize, usize), devices: usize) -> Self {
         Cut {
             v,
-            bounds: wgpu_xent::cpu::shard::even_bounds(v.1, devices),
+            bounds: wgpu_xent::shard::even_bounds(v.1, devices),
         }
     }
 

@@ -64,9 +64,9 @@ impl<'a> LinearCall<'a> {
 impl Prepare for LinearCall<'_> {
     type Prepared = PreparedLinear;
 
-    fn prepare_on(&self, ctx: &Context) -> Result<PreparedLinear> {
+    fn build(&self, ctx: &Context) -> Result<PreparedLinear> {
         let grad = self.returns_grad()?;
-        ctx.build_scoped(|| ctx.build_linear(self.linear, self.target, &self.options, grad))
+        ctx.build_linear(self.linear, self.target, &self.options, grad)
     }
 }
 
@@ -74,15 +74,35 @@ impl Call for LinearCall<'_> {
     type Output = LinearOutput;
 
     async fn run_on(&self, ctx: &Context) -> Result<LinearOutput> {
-        self.prepare_on(ctx)?.run_async().await
+        ctx.prepare_async(self).await?.run_async().await
     }
 }
 
 impl Prepare for DeviceLinear<'_> {
     type Prepared = PreparedLinearDevice;
 
-    fn prepare_on(&self, ctx: &Context) -> Result<PreparedLinearDevice> {
-        ctx.build_scoped(|| ctx.build_linear_device(*self))
+    fn build(&self, ctx: &Context) -> Result<PreparedLinearDevice> {
+        ctx.build_linear_device(*self)
+    }
+}
+
+impl Call for DeviceLinear<'_> {
+    type Output = LinearOutput;
+
+    /// One run: built, recorded, submitted, and the loss read back; the gradients and lse
+    /// stay in their device tensors.
+    async fn run_on(&self, ctx: &Context) -> Result<LinearOutput> {
+        let step = ctx.prepare_async(self).await?;
+        let mut encoder = ctx.device().create_command_encoder(&Default::default());
+        step.record(&mut encoder);
+        ctx.queue().submit([encoder.finish()]);
+        Ok(LinearOutput {
+            loss: step.read_loss_async().await?,
+            grad_input: None,
+            grad_linear_weight: None,
+            grad_linear_bias: None,
+            lse: None,
+        })
     }
 }
 
@@ -105,8 +125,8 @@ impl<'a> MatmulCall<'a> {
 impl Prepare for MatmulCall<'_> {
     type Prepared = PreparedMatmul;
 
-    fn prepare_on(&self, ctx: &Context) -> Result<PreparedMatmul> {
-        ctx.build_scoped(|| ctx.build_matmul(self.a, self.b))
+    fn build(&self, ctx: &Context) -> Result<PreparedMatmul> {
+        ctx.build_matmul(self.a, self.b)
     }
 }
 
@@ -114,7 +134,7 @@ impl Call for MatmulCall<'_> {
     type Output = Output;
 
     async fn run_on(&self, ctx: &Context) -> Result<Output> {
-        self.prepare_on(ctx)?.run_async().await
+        ctx.prepare_async(self).await?.run_async().await
     }
 }
 
@@ -129,7 +149,7 @@ pub struct BandwidthCall {
 impl Prepare for BandwidthCall {
     type Prepared = crate::gpu::ops::bandwidth::PreparedBandwidth;
 
-    fn prepare_on(&self, ctx: &Context) -> Result<Self::Prepared> {
-        ctx.build_scoped(|| ctx.build_bandwidth(self.bytes))
+    fn build(&self, ctx: &Context) -> Result<Self::Prepared> {
+        ctx.build_bandwidth(self.bytes)
     }
 }

@@ -190,12 +190,6 @@ impl<'a> LossCall<'a> {
 impl Prepare for LossCall<'_> {
     type Prepared = PreparedLoss;
 
-    fn prepare_on(&self, ctx: &Context) -> Result<PreparedLoss> {
-        ctx.build_scoped(|| self.build(ctx))
-    }
-}
-
-impl LossCall<'_> {
     fn build(&self, ctx: &Context) -> Result<PreparedLoss> {
         match (self.input, self.target) {
             (Input::Host(x), TargetInput::Host(t)) => {
@@ -222,7 +216,7 @@ impl Call for LossCall<'_> {
                 Ok(r.into_loss_and_grad(x.shape()))
             }
             (Input::Device(_), TargetInput::Device(_)) => {
-                let step = self.prepare_on(ctx)?;
+                let step = ctx.prepare_async(self).await?;
                 let mut encoder = ctx.device().create_command_encoder(&Default::default());
                 step.record(&mut encoder);
                 ctx.queue().submit([encoder.finish()]);

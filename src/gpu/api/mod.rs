@@ -26,8 +26,9 @@ pub trait Prepare {
     /// What [`Context::prepare`] gives: the buffers and pipelines made once, to run or
     /// record as often as the data changes.
     type Prepared;
-    /// Builds the call: checks, uploads, pipelines. Called by [`Context::prepare`].
-    fn prepare_on(&self, ctx: &Context) -> Result<Self::Prepared>;
+    /// Builds the call: checks, uploads, pipelines. It neither blocks nor opens an error
+    /// scope: [`Context::prepare`] and [`Context::prepare_async`] do, once.
+    fn build(&self, ctx: &Context) -> Result<Self::Prepared>;
 }
 
 /// A call that can also run once and return its results: [`Context::run`] or
@@ -56,7 +57,12 @@ impl Context {
     /// # Ok::<(), wgpu_xent::XentError>(())
     /// ```
     pub fn prepare<C: Prepare>(&self, call: &C) -> Result<C::Prepared> {
-        call.prepare_on(self)
+        self.build_scoped(|| call.build(self))
+    }
+
+    /// The async form of [`Context::prepare`]: the build inside error scopes, never waiting.
+    pub async fn prepare_async<C: Prepare>(&self, call: &C) -> Result<C::Prepared> {
+        self.scoped(async { call.build(self) }).await
     }
 
     /// Runs `call` once and returns its results, blocking this thread until they are read.

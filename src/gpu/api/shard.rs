@@ -16,32 +16,32 @@ use crate::options::{LossOptions, Output, Target, Tensor};
 impl Prepare for VocabShard<'_> {
     type Prepared = PreparedShard;
 
-    fn prepare_on(&self, ctx: &Context) -> Result<PreparedShard> {
-        ctx.build_scoped(|| ctx.build_shard(*self, self.target, &self.options, self.grad))
+    fn build(&self, ctx: &Context) -> Result<PreparedShard> {
+        ctx.build_shard(*self, self.target, &self.options, self.grad)
     }
 }
 
 impl Prepare for DeviceShard<'_> {
     type Prepared = PreparedShardDevice;
 
-    fn prepare_on(&self, ctx: &Context) -> Result<PreparedShardDevice> {
-        ctx.build_scoped(|| ctx.build_shard_device(*self))
+    fn build(&self, ctx: &Context) -> Result<PreparedShardDevice> {
+        ctx.build_shard_device(*self)
     }
 }
 
 impl Prepare for LinearShard<'_> {
     type Prepared = PreparedLinearShard;
 
-    fn prepare_on(&self, ctx: &Context) -> Result<PreparedLinearShard> {
-        ctx.build_scoped(|| ctx.build_linear_shard(*self, self.target, &self.options, self.grad))
+    fn build(&self, ctx: &Context) -> Result<PreparedLinearShard> {
+        ctx.build_linear_shard(*self, self.target, &self.options, self.grad)
     }
 }
 
 impl Prepare for DeviceLinearShard<'_> {
     type Prepared = PreparedLinearShardDevice;
 
-    fn prepare_on(&self, ctx: &Context) -> Result<PreparedLinearShardDevice> {
-        ctx.build_scoped(|| ctx.build_linear_shard_device(*self))
+    fn build(&self, ctx: &Context) -> Result<PreparedLinearShardDevice> {
+        ctx.build_linear_shard_device(*self)
     }
 }
 

@@ -82,12 +82,6 @@ impl<'a> SoftmaxCall<'a> {
 impl Prepare for SoftmaxCall<'_> {
     type Prepared = PreparedSoftmax;
 
-    fn prepare_on(&self, ctx: &Context) -> Result<PreparedSoftmax> {
-        ctx.build_scoped(|| self.build(ctx))
-    }
-}
-
-impl SoftmaxCall<'_> {
     fn build(&self, ctx: &Context) -> Result<PreparedSoftmax> {
         match self.input {
             Input::Host(x) => {
@@ -125,7 +119,7 @@ impl Call for SoftmaxCall<'_> {
                 ctx.softmax_family(self.entry(), x, self.dim, self.backward)
                     .await
             }
-            Input::Device(_) => self.prepare_on(ctx)?.run_async().await,
+            Input::Device(_) => ctx.prepare_async(self).await?.run_async().await,
         }
     }
 }

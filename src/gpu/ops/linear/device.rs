@@ -331,6 +331,17 @@ impl PreparedLinearDevice {
     /// for it), and the device-target check: a class target out of range is reported here
     /// with its position, as the host API reports it.
     pub fn read_loss(&self) -> Result<Output> {
+        self.ctx.run_locked(&self.lock, self.read_loss_held())
+    }
+
+    /// The async form of [`PreparedLinearDevice::read_loss`].
+    pub async fn read_loss_async(&self) -> Result<Output> {
+        let _run = self.lock.hold().await;
+        self.ctx.scoped(self.read_loss_held()).await
+    }
+
+    /// `read_loss` by a caller that holds the run lock.
+    async fn read_loss_held(&self) -> Result<Output> {
         if !self.started.load(Ordering::Relaxed) {
             return Err(XentError::InvalidArgument(
                 "read_loss before the call was ever recorded: there is no loss yet".into(),
@@ -344,8 +355,7 @@ impl PreparedLinearDevice {
             }
         }
         let nothing = Program::default();
-        let run = self.ctx.run_program(&nothing, &reads, None);
-        let (mut words, _) = self.ctx.run_locked(&self.lock, run)?;
+        let (mut words, _) = self.ctx.run_program(&nothing, &reads, None).await?;
         let loss = words.remove(0);
         for ((step, first_row), flag) in self.built.chunks.iter().zip(&words) {
             step.flag_error(flag, *first_row, &self.target_shape)?;

@@ -12,7 +12,6 @@
 
 use super::chunks::At;
 use super::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
-use crate::cpu::shard::Partial;
 use crate::error::{Result, XentError};
 use crate::gpu::ops::loss::{check_classes, Loss, PreparedShard, VocabShard};
 use crate::gpu::runtime::context::Context;
@@ -22,6 +21,7 @@ use crate::gpu::runtime::readback::Staging;
 use crate::linear::{LinearProblem, DEFAULT_LINEAR_BUDGET};
 use crate::options::{DType, LossOptions, Output, Target, Tensor};
 use crate::problem::{check_loss, Targets, IGNORED};
+use crate::shard::{Partial, ShardStep};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A shard of a `linear_cross_entropy`, in f32.
@@ -273,8 +273,8 @@ impl PreparedLinearShard {
 
     /// The shard's gradients (upstream gradient 1; of the summed losses for `none`) from
     /// every shard's partials merged in shard order.
-    pub fn grads(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
-        let _run = self.lock.wait("grads")?;
+    pub fn grad(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
+        let _run = self.lock.wait("grad")?;
         match &self.form {
             Form::Fused(f) => self.fused_grads(f, merged),
             Form::Whole(w) => self.whole_grads(w, merged),
@@ -405,4 +405,16 @@ fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     t
+}
+
+impl ShardStep for PreparedLinearShard {
+    type Grad = LinearShardGrads;
+
+    fn partials(&self) -> Result<Vec<Partial>> {
+        PreparedLinearShard::partials(self)
+    }
+
+    fn grad(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
+        PreparedLinearShard::grad(self, merged)
+    }
 }

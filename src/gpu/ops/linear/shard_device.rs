@@ -321,7 +321,7 @@ impl PreparedLinearShardDevice {
 
     /// Where the merged statistics go before [`PreparedLinearShardDevice::record_grads`]:
     /// `[N, 4]` f32, each row's (max, sum_exp, q, lse) over all C classes
-    /// ([`crate::cpu::shard::Partial::stats`]), over plane 0 of the partials.
+    /// ([`crate::shard::Partial::stats`]), over plane 0 of the partials.
     pub fn merged(&self) -> DeviceTensor {
         DeviceTensor::from_parts(self.out.clone(), vec![self.rows, 4], DType::F32)
     }

@@ -3,13 +3,13 @@
 //! gradient summed over the shards in that order.
 
 use super::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};
-use crate::cpu::shard::{merge, Partial};
 use crate::error::{Result, XentError};
-use crate::gpu::ops::loss::{concurrently, merged_loss, Loss};
+use crate::gpu::ops::loss::Loss;
 use crate::gpu::runtime::context::Context;
 use crate::linear::{Linear, LinearOutput};
 use crate::options::{LossOptions, Output, Reduction, Target, Tensor};
 use crate::problem::{check_loss, Targets, IGNORED};
+use crate::shard::{even_bounds, merged_loss, run_steps};
 
 /// `linear_cross_entropy` with the classifier's classes split over `devices` (shard k of
 /// `min(devices, C)` even slices on `devices[k % len]`, the shards on their own threads),
@@ -35,7 +35,7 @@ pub(crate) fn run_linear_sharded(
     }
     let (x, w) = (linear.input.to_f32(), linear.linear_weight.to_f32());
     let b = linear.linear_bias.map(|b| b.to_f32());
-    let bounds = crate::cpu::shard::even_bounds(c, devices.len());
+    let bounds = even_bounds(c, devices.len());
     let count = bounds.len() - 1;
     let (classes, probs) = shard_targets(&problem, &bounds, (n, c), opts);
     let (xs, rows) = ([n, d], [n]);
@@ -43,7 +43,7 @@ pub(crate) fn run_linear_sharded(
         .windows(2)
         .map(|s| ([s[1] - s[0], d], [n, s[1] - s[0]], [s[1] - s[0]]))
         .collect();
-    let prepare = |k: usize| -> Result<(PreparedLinearShard, Vec<Partial>)> {
+    let prepare = |k: usize| -> Result<PreparedLinearShard> {
         let (c0, c1) = (bounds[k], bounds[k + 1]);
         let (ws, ps, bs) = &shapes[k];
         let target = match &problem.targets {
@@ -60,12 +60,9 @@ pub(crate) fn run_linear_sharded(
             options: *opts,
             grad,
         };
-        let prepared = devices[k % devices.len()].build_linear_shard(shard, target, opts, grad)?;
-        let partials = prepared.partials()?;
-        Ok((prepared, partials))
+        devices[k % devices.len()].build_linear_shard(shard, target, opts, grad)
     };
-    let (prepared, partials): (Vec<_>, Vec<_>) = concurrently(count, prepare)?.into_iter().unzip();
-    let merged = merge(&partials)?;
+    let (merged, grads) = run_steps(count, prepare, grad)?;
     let mut loss = merged_loss(&merged, c, &problem, opts)?;
     if opts.reduction == Reduction::None {
         loss.shape = problem.out_shape.clone();
@@ -77,8 +74,7 @@ pub(crate) fn run_linear_sharded(
         grad_linear_bias: None,
         lse: None,
     };
-    if grad {
-        let grads = concurrently(count, |k| prepared[k].grads(&merged))?;
+    if let Some(grads) = grads {
         let (dx, dw, db) = join_grads(&grads, linear.input.shape(), (n, d, c), b.is_some());
         (out.grad_input, out.grad_linear_weight, out.grad_linear_bias) = (Some(dx), Some(dw), db);
     }

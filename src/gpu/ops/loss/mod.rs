@@ -22,8 +22,7 @@ pub use prepared::PreparedLoss;
 pub(crate) use shard::check_classes;
 pub use shard::{PreparedShard, VocabShard};
 pub use shard_device::{DeviceShard, PreparedShardDevice};
-pub use shards::loss_of_merged;
-pub(crate) use shards::{concurrently, merged_loss, run_sharded};
+pub(crate) use shards::run_sharded;
 
 use crate::error::Result;
 use crate::gpu::runtime::context::Context;

@@ -133,7 +133,7 @@ impl PreparedLoss {
 
     /// The async form of [`PreparedLoss::run`].
     pub async fn run_async(&self) -> Result<LossAndGrad> {
-        let (r, _) = self.run_results().await?;
+        let (r, _) = self.ctx.scoped(self.run_results()).await?;
         Ok(r.into_loss_and_grad(&self.input_shape))
     }
 

@@ -1,6 +1,6 @@
 //! One vocabulary shard of a cross_entropy on one context: the logits `[N, Cs]` of classes
 //! `[c0, c0 + Cs)` of C. Its per-row partials, and its slice of the gradient from the merged
-//! partials of every shard (the contract of [`crate::cpu::shard`], whose merge runs on the
+//! partials of every shard (the protocol of [`crate::shard`], whose merge runs on the
 //! host or in any all-gather between the two).
 //!
 //! The shard's rows are cut into its own split-row segments: `cross_entropy_partials` writes
@@ -12,7 +12,6 @@
 use super::buffers::{row_chunks, ChunkBuffers, ChunkInputs, Common};
 use super::plan::{LossPlan, LossSpec};
 use super::{Grad, Loss, Request};
-use crate::cpu::shard::Partial;
 use crate::error::{Result, XentError};
 use crate::geometry::chunks;
 use crate::geometry::rows::Split;
@@ -24,6 +23,7 @@ use crate::gpu::runtime::readback::Staging;
 use crate::layout::RowLayout;
 use crate::options::{FloatTensor, LossOptions, Output, Reduction, Target, Tensor};
 use crate::problem::{check_loss, check_loss_shapes, Targets};
+use crate::shard::{Partial, ShardStep};
 
 /// One shard's logits: `[N, Cs]`, classes `first_class .. first_class + Cs` of `classes`.
 #[derive(Clone, Copy, Debug)]
@@ -354,4 +354,16 @@ impl PreparedShard {
 /// The first four values of `v`.
 fn quad(v: &[f32]) -> [f32; 4] {
     [v[0], v[1], v[2], v[3]]
+}
+
+impl ShardStep for PreparedShard {
+    type Grad = Output;
+
+    fn partials(&self) -> Result<Vec<Partial>> {
+        PreparedShard::partials(self)
+    }
+
+    fn grad(&self, merged: &[Partial]) -> Result<Output> {
+        PreparedShard::grad(self, merged)
+    }
 }

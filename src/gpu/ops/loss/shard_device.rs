@@ -11,8 +11,8 @@
 //!   finite value: the kernel picks one that keeps a small), found is 1 where the row's
 //!   target class lies in the shard. Rows and classes: at least one of each.
 //!
-//! [`crate::cpu::shard::Partial::from_planes`] reads one row. For the gradient the caller
-//! writes each row's merged (max, sum_exp, q, lse) ([`crate::cpu::shard::Partial::stats`])
+//! [`crate::shard::Partial::from_planes`] reads one row. For the gradient the caller
+//! writes each row's merged (max, sum_exp, q, lse) ([`crate::shard::Partial::stats`])
 //! over plane 0, [`PreparedShardDevice::merged`].
 
 use super::shard_kernels::{ShardChunk, ShardGrad, ShardKernels, ShardRows};

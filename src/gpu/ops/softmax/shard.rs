@@ -7,16 +7,15 @@
 //! (M, 0) forward, (0, 0) backward. The second pass then writes the shard's output.
 
 use super::SoftmaxChunk;
-use crate::cpu::lse::Lse;
 use crate::error::{Result, XentError};
 use crate::geometry::{chunks, rows};
 use crate::gpu::kernels::Entry;
-use crate::gpu::ops::loss::concurrently;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::program::{join, Program};
 use crate::gpu::runtime::readback::Staging;
 use crate::layout::RowLayout;
 use crate::options::{Output, Tensor};
+use crate::shard::{concurrently, Lse};
 
 /// One shard's two passes, built.
 struct ShardPasses {

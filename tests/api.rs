@@ -1,0 +1,178 @@
+//! The one API: every call description runs through `ctx.run`, `ctx.run_async` and
+//! `ctx.prepare` (`prepare_async`) with the same results, bit for bit; the one `Grad` and the
+//! one lse switch mean the same thing wherever they are asked; what a call cannot do is a
+//! clear error, not a silent choice.
+
+mod common;
+
+use common::{ctx, Rng};
+use wgpu_xent::{
+    Context, DType, DeviceLinear, DeviceTensor, Grad, Linear, LinearCall, LossCall, LossOptions,
+    MatmulCall, SoftmaxCall, Target, Tensor, XentError,
+};
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+fn data(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..len).map(|_| rng.normal(2.0)).collect()
+}
+
+#[test]
+fn run_run_async_and_prepare_agree_bit_for_bit() {
+    let ctx = ctx();
+    let (n, c, d) = (6, 37, 8);
+    let (x, t): (Vec<f32>, Vec<i64>) =
+        (data(n * c, 1), (0..n as i64).map(|i| i * 5 % 37).collect());
+    let (shape, rows) = ([n, c], [n]);
+    let target = Target::I64(Tensor::new(&t, &rows));
+    let opts = LossOptions {
+        label_smoothing: 0.1,
+        ..Default::default()
+    };
+    let loss = LossCall::cross_entropy(Tensor::new(&x, &shape), target)
+        .options(opts)
+        .grad(Grad::Returned)
+        .grad_output(0.5)
+        .lse(true);
+    let once = ctx.run(&loss).unwrap();
+    let joined = pollster::block_on(ctx.run_async(&loss)).unwrap();
+    let prepared = ctx.prepare(&loss).unwrap().run().unwrap();
+    let prepared_async =
+        pollster::block_on(async { ctx.prepare_async(&loss).await?.run_async().await }).unwrap();
+    for other in [&joined, &prepared, &prepared_async] {
+        assert_eq!(bits(&once.loss.data), bits(&other.loss.data));
+        let (g, h) = (once.grad.as_ref().unwrap(), other.grad.as_ref().unwrap());
+        assert_eq!((bits(&g.data), &g.shape), (bits(&h.data), &h.shape));
+        let (l, m) = (once.lse.as_ref().unwrap(), other.lse.as_ref().unwrap());
+        assert_eq!((bits(&l.data), &l.shape), (bits(&m.data), &m.shape));
+    }
+    assert_eq!(once.lse.unwrap().shape, vec![n]);
+    // The sugar is the same call.
+    let sugar = ctx
+        .cross_entropy(Tensor::new(&x, &shape), target, &opts)
+        .unwrap();
+    assert_eq!(bits(&sugar.data), bits(&once.loss.data));
+
+    let soft = SoftmaxCall::log_softmax(Tensor::new(&x, &shape), -1);
+    let a = ctx.run(&soft).unwrap();
+    let b = pollster::block_on(ctx.run_async(&soft)).unwrap();
+    let p = ctx.prepare(&soft).unwrap().run().unwrap();
+    assert_eq!(bits(&a.data), bits(&b.data));
+    assert_eq!(bits(&a.data), bits(&p.data));
+
+    let (h, w) = (data(n * d, 2), data(c * d, 3));
+    let (hs, ws) = ([n, d], [c, d]);
+    let lin = LinearCall::new(
+        Linear::new(Tensor::new(&h, &hs), Tensor::new(&w, &ws)),
+        target,
+    )
+    .grad(Grad::Returned);
+    let a = ctx.run(&lin).unwrap();
+    let b = pollster::block_on(ctx.run_async(&lin)).unwrap();
+    assert_eq!(bits(&a.loss.data), bits(&b.loss.data));
+    let (ga, gb) = (a.grad_linear_weight.unwrap(), b.grad_linear_weight.unwrap());
+    assert_eq!(bits(&ga.data), bits(&gb.data));
+
+    let mm = MatmulCall::new(Tensor::new(&h, &hs), Tensor::new(&w, &ws));
+    let a = ctx.run(&mm).unwrap();
+    let b = pollster::block_on(ctx.run_async(&mm)).unwrap();
+    assert_eq!(a.shape, vec![n, c]);
+    assert_eq!(bits(&a.data), bits(&b.data));
+}
+
+#[test]
+fn device_calls_run_once_as_prepared_ones_do() {
+    let ctx = ctx();
+    let (n, c, d) = (5, 19, 4);
+    let (x, t): (Vec<f32>, Vec<i64>) =
+        (data(n * c, 4), (0..n as i64).map(|i| i * 3 % 19).collect());
+    let host = ctx
+        .cross_entropy(
+            Tensor::new(&x, &[n, c]),
+            Target::I64(Tensor::new(&t, &[n])),
+            &Default::default(),
+        )
+        .unwrap();
+    let dx = DeviceTensor::from_host(ctx, &x, &[n, c], DType::F32).unwrap();
+    let dt = DeviceTensor::from_host(ctx, &t, &[n], DType::I64).unwrap();
+    let g = DeviceTensor::zeros(ctx, &[n, c]).unwrap();
+    let into = [&g];
+    let call = LossCall::cross_entropy(&dx, &dt).grad(Grad::Into(&into));
+    let once = pollster::block_on(ctx.run_async(&call)).unwrap();
+    assert!((once.loss.scalar() - host.scalar()).abs() <= 1e-6 * host.scalar().abs());
+    let want = ctx
+        .cross_entropy_backward(
+            Tensor::new(&x, &[n, c]),
+            Target::I64(Tensor::new(&t, &[n])),
+            &Default::default(),
+            &Default::default(),
+        )
+        .unwrap();
+    let got = g.read_f32(ctx).unwrap();
+    let want = want.grad.unwrap().data;
+    assert!(
+        got.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 1e-6),
+        "the gradient went Into g"
+    );
+
+    let (h, w) = (data(n * d, 5), data(c * d, 6));
+    let lin = ctx
+        .linear_cross_entropy(
+            Linear::new(Tensor::new(&h, &[n, d]), Tensor::new(&w, &[c, d])),
+            Target::I64(Tensor::new(&t, &[n])),
+            &Default::default(),
+        )
+        .unwrap();
+    let (dh, dw) = (
+        DeviceTensor::from_host(ctx, &h, &[n, d], DType::F32).unwrap(),
+        DeviceTensor::from_host(ctx, &w, &[c, d], DType::F32).unwrap(),
+    );
+    let dev = pollster::block_on(ctx.run_async(&DeviceLinear::new(&dh, &dw, &dt))).unwrap();
+    assert!((dev.loss.scalar() - lin.scalar()).abs() <= 1e-5 * lin.scalar().abs());
+}
+
+#[test]
+fn what_a_call_cannot_do_is_an_error() {
+    let ctx: &Context = ctx();
+    let (x, t) = ([0.0f32; 6], [0i64, 1]);
+    let host =
+        || LossCall::cross_entropy(Tensor::new(&x, &[2, 3]), Target::I64(Tensor::new(&t, &[2])));
+    let dx = DeviceTensor::from_host(ctx, &x, &[2, 3], DType::F32).unwrap();
+    let dt = DeviceTensor::from_host(ctx, &t, &[2], DType::I64).unwrap();
+    let invalid = |r: Result<_, XentError>, what: &str| match r {
+        Err(XentError::InvalidArgument(m)) | Err(XentError::Unsupported(m)) => {
+            assert!(m.contains(what), "{m}")
+        }
+        Err(e) => panic!("{what}: {e}"),
+        Ok(_) => panic!("{what}: accepted"),
+    };
+    let into = [&dx];
+    invalid(
+        ctx.prepare(&host().grad(Grad::Into(&into))).map(|_| ()),
+        "device",
+    );
+    let mixed = LossCall::cross_entropy(Tensor::new(&x, &[2, 3]), &dt);
+    invalid(
+        ctx.prepare(&mixed).map(|_| ()),
+        "all on the host or all on the device",
+    );
+    let nll = LossCall::nll_loss(Tensor::new(&x, &[2, 3]), Target::I64(Tensor::new(&t, &[2])));
+    invalid(ctx.run(&nll.lse(true)).map(|_| ()), "log-sum-exp");
+    invalid(ctx.run(&nll.grad(Grad::InPlace)).map(|_| ()), "in place");
+    let dev = LossCall::cross_entropy(&dx, &dt);
+    invalid(
+        ctx.prepare(&dev.grad(Grad::Returned)).map(|_| ()),
+        "on the device",
+    );
+    invalid(
+        ctx.prepare(&dev.grad_output(2.0)).map(|_| ()),
+        "grad_output",
+    );
+    let back = SoftmaxCall::softmax(&dx, 1).backward(Tensor::new(&x, &[2, 3]));
+    invalid(ctx.prepare(&back).map(|_| ()), "host tensors");
+    let host_out = SoftmaxCall::softmax(Tensor::new(&x, &[2, 3]), 1).output(DType::F16);
+    invalid(ctx.prepare(&host_out).map(|_| ()), "device call");
+}
