@@ -1,7 +1,8 @@
 //! The layers, checked on the source: the GPU path is `runtime/`, `kernels/`, `ops/` and
 //! `api/`; `Context`'s public methods are declared only in the runtime and the API, and
 //! there are at most 30 of them; nothing under `gpu/` uses the CPU oracle (`crate::cpu`), the
-//! shard protocol being `src/shard/`; the library reads no `XENT_*` variable on its own.
+//! shard protocol being `src/shard/`; blocking and error scopes are written in the runtime and
+//! the API only; the library reads no `XENT_*` variable on its own.
 
 use std::path::{Path, PathBuf};
 
@@ -101,6 +102,25 @@ fn the_gpu_path_does_not_use_the_cpu_oracle() {
                 "{rel}:{}: the GPU path uses the CPU oracle: {line}",
                 i + 1
             );
+        }
+    }
+}
+
+#[test]
+fn blocking_and_error_scopes_live_in_the_runtime_and_the_api() {
+    for (rel, text) in library_files() {
+        if rel.starts_with("src/gpu/runtime/") || rel.starts_with("src/gpu/api/") {
+            continue;
+        }
+        for (i, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            for what in ["poller::block", "block_on", ".scoped(", "build_scoped"] {
+                assert!(
+                    !code.contains(what),
+                    "{rel}:{}: `{what}` outside src/gpu/runtime/ and src/gpu/api/: {line}",
+                    i + 1
+                );
+            }
         }
     }
 }

@@ -212,7 +212,7 @@ impl Call for LossCall<'_> {
         match (self.input, self.target) {
             (Input::Host(x), TargetInput::Host(t)) => {
                 let req = self.host_request()?;
-                let r = ctx.run_loss(x, t, &self.options, req).await?;
+                let r = ctx.scoped(ctx.run_loss(x, t, &self.options, req)).await?;
                 Ok(r.into_loss_and_grad(x.shape()))
             }
             (Input::Device(_), TargetInput::Device(_)) => {

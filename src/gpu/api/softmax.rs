@@ -116,7 +116,7 @@ impl Call for SoftmaxCall<'_> {
     async fn run_on(&self, ctx: &Context) -> Result<Output> {
         match self.input {
             Input::Host(x) => {
-                ctx.softmax_family(self.entry(), x, self.dim, self.backward)
+                ctx.scoped(ctx.softmax_family(self.entry(), x, self.dim, self.backward))
                     .await
             }
             Input::Device(_) => ctx.prepare_async(self).await?.run_async().await,

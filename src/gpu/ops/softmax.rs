@@ -68,12 +68,9 @@ impl Context {
         dim: i64,
         gy: Option<Tensor<'_, f32>>,
     ) -> Result<Output> {
-        self.scoped(async {
-            let prepared = self.build_softmax(entry, x, dim, gy)?;
-            let _run = prepared.lock.hold().await;
-            Ok(prepared.run_held(false).await?.0)
-        })
-        .await
+        let prepared = self.build_softmax(entry, x, dim, gy)?;
+        let _run = prepared.lock.hold().await;
+        Ok(prepared.run_held(false).await?.0)
     }
 
     /// One pass of a softmax-family kernel over every row of `x` (for the backward kernels,
@@ -344,10 +341,9 @@ impl PreparedSoftmax {
 
     /// The async form of [`PreparedSoftmax::run_into`].
     pub async fn run_into_async(&self, out: &mut [f32]) -> Result<()> {
-        let _run = self.lock.hold().await;
         let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
         let run = self.ctx.run_program_into(&self.program, &reads, out);
-        self.ctx.scoped(run).await
+        self.ctx.run_locked_async(&self.lock, run).await
     }
 
     /// Runs the call: one submission, then the output read back.
@@ -357,8 +353,8 @@ impl PreparedSoftmax {
 
     /// The async form of [`PreparedSoftmax::run`].
     pub async fn run_async(&self) -> Result<Output> {
-        let _run = self.lock.hold().await;
-        Ok(self.ctx.scoped(self.run_held(false)).await?.0)
+        let run = self.run_held(false);
+        Ok(self.ctx.run_locked_async(&self.lock, run).await?.0)
     }
 
     /// `run` by a caller that holds the run lock.

@@ -98,6 +98,8 @@ impl Drop for Mark<'_> {
     }
 }
 
+/// How every prepared call runs: its sync verbs through `run_locked`, its async ones through
+/// `run_locked_async`, the one place each blocks (the sync form) and opens error scopes.
 impl Context {
     /// A prepared call's blocking run: `work` under the call's lock and the error scopes.
     pub(crate) fn run_locked<T>(
@@ -106,6 +108,23 @@ impl Context {
         work: impl Future<Output = Result<T>>,
     ) -> Result<T> {
         let _run = lock.wait("a blocking run")?;
+        crate::gpu::runtime::poller::block(self.scoped(work))
+    }
+
+    /// The async form of [`Context::run_locked`]: it waits for the lock and the GPU without
+    /// blocking the thread.
+    pub(crate) async fn run_locked_async<T>(
+        &self,
+        lock: &RunLock,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let _run = lock.hold().await;
+        self.scoped(work).await
+    }
+
+    /// A run that holds no call's lock (a one-shot call's own prepared form, or a sharded
+    /// call's pass), blocking, inside the error scopes.
+    pub(crate) fn run_blocking<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
         crate::gpu::runtime::poller::block(self.scoped(work))
     }
 }

@@ -336,8 +336,9 @@ impl PreparedLinearDevice {
 
     /// The async form of [`PreparedLinearDevice::read_loss`].
     pub async fn read_loss_async(&self) -> Result<Output> {
-        let _run = self.lock.hold().await;
-        self.ctx.scoped(self.read_loss_held()).await
+        self.ctx
+            .run_locked_async(&self.lock, self.read_loss_held())
+            .await
     }
 
     /// `read_loss` by a caller that holds the run lock.

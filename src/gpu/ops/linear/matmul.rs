@@ -376,8 +376,8 @@ impl PreparedMatmul {
 
     /// The async form of [`PreparedMatmul::run`].
     pub async fn run_async(&self) -> Result<Output> {
-        let _run = self.lock.hold().await;
-        Ok(self.ctx.scoped(self.run_held(false)).await?.0)
+        let run = self.run_held(false);
+        Ok(self.ctx.run_locked_async(&self.lock, run).await?.0)
     }
 
     /// Runs the product and reads `[M, N]` back, with the GPU time where the adapter has

@@ -191,8 +191,8 @@ impl PreparedLinear {
 
     /// The async form of [`PreparedLinear::run`].
     pub async fn run_async(&self) -> Result<LinearOutput> {
-        let _run = self.lock.hold().await;
-        Ok(self.ctx.scoped(self.run_held(false)).await?.0)
+        let run = self.run_held(false);
+        Ok(self.ctx.run_locked_async(&self.lock, run).await?.0)
     }
 
     /// As `run`, with the GPU time of the call where the adapter has timestamps.

@@ -283,7 +283,7 @@ impl PreparedLinearShard {
 
     fn fused_partials(&self, f: &Fused) -> Result<Vec<Partial>> {
         // Submitted within the error scopes, so a GPU error is an `Err`, not zeros read back.
-        let v = crate::gpu::runtime::poller::block(self.ctx.scoped(async {
+        let v = self.ctx.run_blocking(async {
             let mut encoder = self
                 .ctx
                 .device()
@@ -291,7 +291,7 @@ impl PreparedLinearShard {
             f.shard.record_partials(&mut encoder);
             self.ctx.queue().submit([encoder.finish()]);
             f.shard.partials().read_f32_async(&self.ctx).await
-        }))?;
+        })?;
         f.ran.store(true, Ordering::Relaxed);
         let n = self.dims.0;
         let plane = |r: usize, k: usize| -> [f32; 4] {
@@ -323,7 +323,7 @@ impl PreparedLinearShard {
         let into = f.shard.merged();
         let reads: Vec<_> = f.reads.iter().map(|(b, s, _)| (b, 0, s)).collect();
         let nothing = Program::default();
-        let (words, _) = crate::gpu::runtime::poller::block(self.ctx.scoped(async {
+        let (words, _) = self.ctx.run_blocking(async {
             let queue = self.ctx.queue();
             queue.write_buffer(into.buffer(), into.offset(), bytemuck::cast_slice(&stats));
             let mut encoder = self
@@ -333,7 +333,7 @@ impl PreparedLinearShard {
             f.shard.record_grad(&mut encoder)?;
             queue.submit([encoder.finish()]);
             self.ctx.run_program(&nothing, &reads, None).await
-        }))?;
+        })?;
         let mut outputs = words
             .into_iter()
             .zip(&f.reads)

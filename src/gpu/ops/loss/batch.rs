@@ -32,8 +32,8 @@ impl PreparedLoss {
         target: Target,
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
-        let _run = self.lock.wait("run_batch")?;
-        crate::gpu::runtime::poller::block(self.run_batch_held(input.into(), target, weight))
+        let run = self.run_batch_held(input.into(), target, weight);
+        self.ctx.run_locked(&self.lock, run)
     }
 
     /// The async form of [`PreparedLoss::run_batch`].
@@ -43,34 +43,28 @@ impl PreparedLoss {
         target: Target<'_>,
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
-        let _run = self.lock.hold().await;
-        self.run_batch_held(input.into(), target, weight).await
+        let run = self.run_batch_held(input.into(), target, weight);
+        self.ctx.run_locked_async(&self.lock, run).await
     }
 
-    /// `run_batch` by a caller that holds the run lock.
+    /// `run_batch` by a caller that holds the run lock, inside its error scopes.
     async fn run_batch_held(
         &self,
         input: FloatTensor<'_>,
         target: Target<'_>,
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
-        let (results, (outer, out_shape)) = self
-            .ctx
-            .scoped(async {
-                let batch = self.write_batch(&input, &target, weight)?;
-                let results = match batch.1.layout.rows() {
-                    // Nothing to run: what the one-shot call returns for no rows.
-                    0 => Results {
-                        loss: empty_loss(&batch.1, self.batch.options.reduction),
-                        grad: (self.req.grad != Grad::None).then(Vec::new),
-                        lse: self.req.lse.then(Vec::new),
-                    },
-                    _ => self.run_reading(true, false).await?.0,
-                };
-                Ok((results, (batch.0, batch.1.out_shape)))
-            })
-            .await?;
-        Ok(self.cut(results, outer, input.shape(), out_shape))
+        let (outer, problem) = self.write_batch(&input, &target, weight)?;
+        let results = match problem.layout.rows() {
+            // Nothing to run: what the one-shot call returns for no rows.
+            0 => Results {
+                loss: empty_loss(&problem, self.batch.options.reduction),
+                grad: (self.req.grad != Grad::None).then(Vec::new),
+                lse: self.req.lse.then(Vec::new),
+            },
+            _ => self.run_reading(true, false).await?.0,
+        };
+        Ok(self.cut(results, outer, input.shape(), problem.out_shape))
     }
 
     /// Checks a batch and writes it into the call's buffers (a batch of no rows: only its

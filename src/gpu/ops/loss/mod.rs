@@ -73,7 +73,7 @@ pub(crate) struct Results {
 }
 
 impl Context {
-    /// A host call run once: checked, built, run and read, inside one error scope.
+    /// A host call run once: checked, built, run and read (the caller opens the error scopes).
     pub(crate) async fn run_loss(
         &self,
         input: FloatTensor<'_>,
@@ -90,11 +90,8 @@ impl Context {
             });
         }
         let spec = LossSpec::host(&problem, &input, target.shape());
-        self.scoped(async {
-            let plan = self.build_loss(&spec, self.host_inputs(&input, &problem)?, opts, req)?;
-            plan.run_results().await.map(|(r, _)| r)
-        })
-        .await
+        let plan = self.build_loss(&spec, self.host_inputs(&input, &problem)?, opts, req)?;
+        plan.run_results().await.map(|(r, _)| r)
     }
 }
 

@@ -133,7 +133,8 @@ impl PreparedLoss {
 
     /// The async form of [`PreparedLoss::run`].
     pub async fn run_async(&self) -> Result<LossAndGrad> {
-        let (r, _) = self.ctx.scoped(self.run_results()).await?;
+        let run = self.run_reading(true, false);
+        let (r, _) = self.ctx.run_locked_async(&self.lock, run).await?;
         Ok(r.into_loss_and_grad(&self.input_shape))
     }
 

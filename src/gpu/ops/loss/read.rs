@@ -60,15 +60,15 @@ impl PreparedLoss {
     /// host API reports it.
     pub fn read_loss(&self) -> Result<Output> {
         self.check_started("read_loss")?;
-        let _run = self.lock.wait("read_loss")?;
-        crate::gpu::runtime::poller::block(self.read_loss_held())
+        self.ctx.run_locked(&self.lock, self.read_loss_held())
     }
 
     /// The async form of [`PreparedLoss::read_loss`].
     pub async fn read_loss_async(&self) -> Result<Output> {
         self.check_started("read_loss")?;
-        let _run = self.lock.hold().await;
-        self.read_loss_held().await
+        self.ctx
+            .run_locked_async(&self.lock, self.read_loss_held())
+            .await
     }
 
     /// The loss (reduced, or each chunk's rows) and its staging buffers, as a readback
@@ -89,10 +89,8 @@ impl PreparedLoss {
         if let Some((flag, staging)) = &self.error {
             reads.push((flag, 0, staging));
         }
-        let (mut words, _) = self
-            .ctx
-            .scoped(self.ctx.run_program(&Program::default(), &reads, None))
-            .await?;
+        let empty = Program::default();
+        let (mut words, _) = self.ctx.run_program(&empty, &reads, None).await?;
         if self.error.is_some() {
             self.check_error(&words.pop().unwrap_or_default())?;
         }

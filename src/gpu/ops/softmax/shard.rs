@@ -116,7 +116,7 @@ impl ShardPasses {
     fn partials(&self, forward: bool) -> Result<Vec<Stat>> {
         let reads: Vec<_> = self.stats.iter().map(|(b, _, s)| (b, 0, s)).collect();
         let run = self.ctx.run_program(&self.first, &reads, None);
-        let (planes, _) = crate::gpu::runtime::poller::block(self.ctx.scoped(run))?;
+        let (planes, _) = self.ctx.run_blocking(run)?;
         let k = self.segments;
         let mut out = vec![];
         for ((_, rows, _), words) in self.stats.iter().zip(&planes) {
@@ -154,7 +154,7 @@ impl ShardPasses {
         }
         let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
         let run = self.ctx.run_program(&self.second, &reads, None);
-        let (parts, _) = crate::gpu::runtime::poller::block(self.ctx.scoped(run))?;
+        let (parts, _) = self.ctx.run_blocking(run)?;
         Ok(Output {
             data: join(parts),
             shape: self.shape.clone(),
