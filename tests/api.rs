@@ -172,7 +172,56 @@ fn what_a_call_cannot_do_is_an_error() {
         "grad_output",
     );
     let back = SoftmaxCall::softmax(&dx, 1).backward(Tensor::new(&x, &[2, 3]));
-    invalid(ctx.prepare(&back).map(|_| ()), "host tensors");
+    invalid(ctx.prepare(&back).map(|_| ()), "on the device");
+    let back = SoftmaxCall::softmax(Tensor::new(&x, &[2, 3]), 1).backward(&dx);
+    invalid(ctx.prepare(&back).map(|_| ()), "f32 host tensor");
     let host_out = SoftmaxCall::softmax(Tensor::new(&x, &[2, 3]), 1).output(DType::F16);
     invalid(ctx.prepare(&host_out).map(|_| ()), "device call");
+}
+
+/// The softmax backward pass on device tensors, prepared and recorded, gives the host call's
+/// result for both log_softmax and softmax, along either dim.
+#[test]
+fn device_softmax_backward_matches_the_host_one() {
+    let ctx = ctx();
+    let (n, c) = (7, 45);
+    let shape = [n, c];
+    let (x, gy) = (data(n * c, 7), data(n * c, 8));
+    for log in [true, false] {
+        for dim in [1, 0] {
+            let forward = match log {
+                true => SoftmaxCall::log_softmax(Tensor::new(&x, &shape), dim),
+                false => SoftmaxCall::softmax(Tensor::new(&x, &shape), dim),
+            };
+            let y = ctx.run(&forward).unwrap().data;
+            let host = match log {
+                true => {
+                    ctx.log_softmax_backward(Tensor::new(&gy, &shape), Tensor::new(&y, &shape), dim)
+                }
+                false => {
+                    ctx.softmax_backward(Tensor::new(&gy, &shape), Tensor::new(&y, &shape), dim)
+                }
+            }
+            .unwrap();
+            let dy = DeviceTensor::from_host(ctx, &y, &shape, DType::F32).unwrap();
+            let dg = DeviceTensor::from_host(ctx, &gy, &shape, DType::F32).unwrap();
+            let call = match log {
+                true => SoftmaxCall::log_softmax(&dy, dim),
+                false => SoftmaxCall::softmax(&dy, dim),
+            };
+            let step = ctx.prepare(&call.backward(&dg)).unwrap();
+            let mut encoder = ctx.device().create_command_encoder(&Default::default());
+            step.record(&mut encoder);
+            ctx.queue().submit([encoder.finish()]);
+            let got = step.output().read_f32(ctx).unwrap();
+            let what = format!("log={log} dim={dim}");
+            assert_eq!(got.len(), host.data.len(), "{what}");
+            for (a, b) in got.iter().zip(&host.data) {
+                assert!(
+                    (a - b).abs() <= 1e-6 + 1e-5 * b.abs(),
+                    "{what}: {a} against {b}"
+                );
+            }
+        }
+    }
 }

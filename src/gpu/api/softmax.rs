@@ -7,7 +7,7 @@ use crate::error::{Result, XentError};
 use crate::gpu::kernels::Entry;
 use crate::gpu::ops::softmax::PreparedSoftmax;
 use crate::gpu::runtime::context::Context;
-use crate::options::{DType, Output, Tensor};
+use crate::options::{DType, FloatTensor, Output, Tensor};
 
 /// One log_softmax or softmax call along `dim`, or its backward pass.
 ///
@@ -23,10 +23,10 @@ pub struct SoftmaxCall<'a> {
     pub input: Input<'a>,
     /// The dim the rows run along (negative counts from the end).
     pub dim: i64,
-    /// The upstream gradient d(objective)/d(output), the input's shape: the backward pass
-    /// (host calls), `input - exp(out)·Σ grad` for log_softmax, `out·(grad - Σ grad·out)`
-    /// for softmax.
-    pub backward: Option<Tensor<'a, f32>>,
+    /// The upstream gradient d(objective)/d(output), f32 of the input's shape and on the
+    /// same side (host or device): the backward pass, `grad - exp(out)·Σ grad` for
+    /// log_softmax, `out·(grad - Σ grad·out)` for softmax.
+    pub backward: Option<Input<'a>>,
     /// The dtype of a device call's output: f32 (default), or f16 / bf16 rounded to
     /// nearest even.
     pub output: DType,
@@ -54,10 +54,21 @@ impl<'a> SoftmaxCall<'a> {
     }
 
     /// The backward pass: the input is the forward's output, `grad` the upstream gradient.
-    pub fn backward(self, grad: Tensor<'a, f32>) -> Self {
+    pub fn backward(self, grad: impl Into<Input<'a>>) -> Self {
         Self {
-            backward: Some(grad),
+            backward: Some(grad.into()),
             ..self
+        }
+    }
+
+    /// The upstream gradient of a host call, f32: `None` for the forward.
+    fn host_backward(&self) -> Result<Option<Tensor<'a, f32>>> {
+        match self.backward {
+            None => Ok(None),
+            Some(Input::Host(FloatTensor::F32(g))) => Ok(Some(g)),
+            Some(_) => Err(XentError::InvalidArgument(
+                "a host softmax backward takes the upstream gradient as an f32 host tensor".into(),
+            )),
         }
     }
 
@@ -90,21 +101,25 @@ impl Prepare for SoftmaxCall<'_> {
                         "a host softmax call returns f32; `output` is a device call's dtype".into(),
                     ));
                 }
-                ctx.build_softmax(self.entry(), x, self.dim, self.backward)
+                ctx.build_softmax(self.entry(), x, self.dim, self.host_backward()?)
             }
             Input::Device(x) => {
-                if self.backward.is_some() {
-                    return Err(XentError::Unsupported(
-                        "the softmax backward pass takes host tensors".into(),
-                    ));
-                }
+                let gy =
+                    match self.backward {
+                        None => None,
+                        Some(Input::Device(g)) => Some(g),
+                        Some(Input::Host(_)) => return Err(XentError::InvalidArgument(
+                            "a device softmax backward takes the upstream gradient on the device"
+                                .into(),
+                        )),
+                    };
                 let out = self.output.float().ok_or_else(|| {
                     XentError::InvalidArgument(format!(
                         "softmax output must be f32, f16 or bf16, not {:?}",
                         self.output
                     ))
                 })?;
-                ctx.softmax_device(x, self.dim, self.log, out)
+                ctx.softmax_device(x, self.dim, self.entry(), gy, out)
             }
         }
     }
@@ -116,7 +131,7 @@ impl Call for SoftmaxCall<'_> {
     async fn run_on(&self, ctx: &Context) -> Result<Output> {
         match self.input {
             Input::Host(x) => {
-                ctx.scoped(ctx.softmax_family(self.entry(), x, self.dim, self.backward))
+                ctx.scoped(ctx.softmax_family(self.entry(), x, self.dim, self.host_backward()?))
                     .await
             }
             Input::Device(_) => ctx.prepare_async(self).await?.run_async().await,

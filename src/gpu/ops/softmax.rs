@@ -226,9 +226,26 @@ impl Context {
         &self,
         x: &DeviceTensor,
         dim: i64,
-        log: bool,
+        entry: Entry,
+        gy: Option<&DeviceTensor>,
         out: Float,
     ) -> Result<PreparedSoftmax> {
+        if let Some(gy) = gy {
+            // The backward reads the forward's output and the upstream gradient as f32.
+            if (x.dtype(), gy.dtype()) != (DType::F32, DType::F32) {
+                return Err(XentError::Unsupported(format!(
+                    "the softmax backward pass takes f32 tensors, got {:?} and {:?}",
+                    x.dtype(),
+                    gy.dtype()
+                )));
+            }
+            if gy.shape() != x.shape() {
+                return Err(XentError::ShapeMismatch {
+                    input: x.shape().to_vec(),
+                    target: gy.shape().to_vec(),
+                });
+            }
+        }
         let dtype = match x.dtype() {
             DType::F32 => Float::F32,
             DType::F16 => Float::F16,
@@ -245,15 +262,18 @@ impl Context {
                 "nothing to prepare: the tensor is empty".into(),
             ));
         }
-        let entry = if log {
-            Entry::LogSoftmax
-        } else {
-            Entry::Softmax
-        };
         (|| {
             let mut program = Program::default();
             let unused = self.upload::<f32>("unused", &[])?;
             let bound = x.grouped(self, &mut program, Access::Read)?;
+            let upstream = match gy {
+                Some(gy) => Some(gy.grouped(self, &mut program, Access::Read)?),
+                None => None,
+            };
+            let upstream: &dyn Bindable = match &upstream {
+                Some(b) => b,
+                None => &unused,
+            };
             let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
             let walk = rows::plan(&layout, &self.walk_tuning(), forward);
             let part = SoftmaxChunk {
@@ -266,7 +286,7 @@ impl Context {
             let kind = self.variant(dtype, [bound.size]);
             let mut second = Program::default();
             let passes = (&mut program, &mut second);
-            let output = self.push_softmax(passes, entry, kind, &part, &bound, &unused)?;
+            let output = self.push_softmax(passes, entry, kind, &part, &bound, upstream)?;
             program.append(second);
             let packed = match out {
                 Float::F32 => None,
