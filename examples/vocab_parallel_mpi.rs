@@ -167,7 +167,7 @@ fn run(world: &SimpleCommunicator) -> Result<(), Error> {
         classes: p.c,
         target: Target::I64(Tensor::new(&p.t, &rows)),
         options: p.opts,
-        grad: true,
+        grad: wgpu_xent::Grad::Returned,
     };
     let prepared = ctx.prepare(&shard)?;
     // Twice: the second run must give the same bits.

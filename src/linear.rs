@@ -65,10 +65,10 @@ impl<'a> Linear<'a> {
         }
     }
 
-    /// Also returns each row's log-sum-exp of its logits (after softcap): `[N]`, or `[]`
+    /// Returns (or not) each row's log-sum-exp of its logits (after softcap): `[N]`, or `[]`
     /// unbatched.
-    pub fn with_lse(self) -> Self {
-        Self { lse: true, ..self }
+    pub fn lse(self, lse: bool) -> Self {
+        Self { lse, ..self }
     }
 
     /// Checks the shapes, with PyTorch's messages.

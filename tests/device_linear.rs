@@ -60,7 +60,7 @@ fn host(i: &Inputs, opts: &LossOptions, budget: usize) -> LinearOutput {
     let linear = Linear::new(Tensor::new(&i.x, &xs), Tensor::new(&i.w, &ws))
         .bias(Tensor::new(&i.b, &bs))
         .budget(budget)
-        .with_lse();
+        .lse(true);
     let target = Target::I64(Tensor::new(&i.t, &ts));
     ctx()
         .linear_cross_entropy_backward(linear, target, opts)

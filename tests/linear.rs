@@ -63,7 +63,7 @@ fn check(case: &Case) {
     let (xs, ws, bs, ts) = ([n, d], [c, d], [c], [n]);
     let mut linear = Linear::new(Tensor::new(&x, &xs), Tensor::new(&w, &ws))
         .budget(case.budget_rows * c * 4)
-        .with_lse();
+        .lse(true);
     if case.bias {
         linear = linear.bias(Tensor::new(&b, &bs));
     }

@@ -216,7 +216,7 @@ fn bad_shards_are_refused() {
             classes: 3,
             target,
             options: opts,
-            grad: false,
+            grad: wgpu_xent::Grad::None,
         };
         let e = ctx().prepare(&shard);
         assert!(e.err().unwrap().to_string().contains("within C"));

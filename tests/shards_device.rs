@@ -9,8 +9,8 @@ mod common;
 use common::{ctx, Rng};
 use wgpu_xent::shard::{loss_of_merged, merge, Partial};
 use wgpu_xent::{
-    BackwardOptions, DType, DeviceShard, DeviceTensor, LossOptions, Output, Reduction, Target,
-    Tensor,
+    BackwardOptions, DType, DeviceShard, DeviceTensor, Grad, LossOptions, Output, Reduction,
+    Target, Tensor,
 };
 
 /// Each shard's partials read back, merged, written back, then each shard's gradient: the
@@ -32,12 +32,13 @@ fn run(x: &[f32], t: &[i64], sizes: &[usize], opts: &LossOptions) -> (Output, Ve
     let prepared: Vec<_> = shards
         .iter()
         .map(|(logits, grad, first)| {
+            let into = [grad];
             let call = DeviceShard {
                 logits,
                 target: &target,
                 first_class: *first,
                 classes: c,
-                grad_into: Some(grad),
+                grad: Grad::Into(&into),
                 options: *opts,
             };
             ctx.prepare(&call).unwrap()
@@ -169,7 +170,7 @@ fn bad_device_shards_are_refused() {
         target: &target,
         first_class: 2,
         classes: 5,
-        grad_into: None,
+        grad: Grad::None,
         options: opts,
     };
     let err = |call: DeviceShard| ctx.prepare(&call).err().map(|e| e.to_string());
@@ -186,14 +187,16 @@ fn bad_device_shards_are_refused() {
     })
     .unwrap()
     .contains("class indices"));
+    let into_probs = [&probs];
     assert!(err(DeviceShard {
-        grad_into: Some(&probs),
+        grad: Grad::Into(&into_probs),
         ..call
     })
     .is_none());
     let wrong = DeviceTensor::zeros(ctx, &[4, 2]).unwrap();
+    let into_wrong = [&wrong];
     assert!(err(DeviceShard {
-        grad_into: Some(&wrong),
+        grad: Grad::Into(&into_wrong),
         ..call
     })
     .unwrap()
@@ -214,7 +217,7 @@ fn bad_device_shards_are_refused() {
         target: &target,
         first_class: 0,
         classes: 100_000,
-        grad_into: None,
+        grad: Grad::None,
         options: opts,
     };
     let e = short.prepare(&call).err().map(|e| e.to_string());
@@ -236,7 +239,7 @@ fn device_shards_check_their_targets() {
             target,
             first_class: 2,
             classes: 5,
-            grad_into: None,
+            grad: Grad::None,
             options: LossOptions::default(),
         };
         let prepared = ctx.prepare(&call).unwrap();

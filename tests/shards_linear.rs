@@ -14,7 +14,7 @@ use proptest::prelude::*;
 use std::sync::OnceLock;
 use wgpu_xent::shard::{loss_of_merged, merge, Partial};
 use wgpu_xent::{
-    Context, ContextOptions, DType, DeviceLinearShard, DeviceTensor, Linear, LinearShard,
+    Context, ContextOptions, DType, DeviceLinearShard, DeviceTensor, Grad, Linear, LinearShard,
     LossOptions, Output, Reduction, Target, Tensor,
 };
 
@@ -143,6 +143,10 @@ fn sharded_device(
         .iter()
         .zip(&dx_all)
         .map(|((ws, bs, (dw, db), first), dx)| {
+            let into: Vec<&DeviceTensor> = match case.bias {
+                true => vec![dx, dw, db],
+                false => vec![dx, dw],
+            };
             let shard = DeviceLinearShard {
                 input: &input,
                 weight: ws,
@@ -150,7 +154,7 @@ fn sharded_device(
                 target: &target,
                 first_class: *first,
                 classes: c,
-                grads_into: Some((dx, dw, case.bias.then_some(db))),
+                grad: Grad::Into(&into),
                 budget: case.budget,
                 options: *opts,
             };
@@ -226,7 +230,7 @@ fn sharded(
             classes: c,
             target,
             options: *opts,
-            grad: true,
+            grad: Grad::Returned,
         };
         prepared.push(on(case).prepare(&shard).unwrap());
         c0 += cs;

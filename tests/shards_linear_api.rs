@@ -7,7 +7,7 @@ mod common;
 
 use common::{ctx, Rng};
 use wgpu_xent::{
-    DType, DeviceLinearShard, DeviceTensor, Linear, LinearShard, LossOptions, Target, Tensor,
+    DType, DeviceLinearShard, DeviceTensor, Grad, Linear, LinearShard, LossOptions, Target, Tensor,
 };
 #[test]
 fn the_helper_over_several_devices_equals_the_unsharded_call() {
@@ -91,6 +91,7 @@ fn bad_device_linear_shards_are_refused() {
     let target = DeviceTensor::from_host(ctx, &[0i64, 1, 2, 3], &[4], DType::I64).unwrap();
     let (dx, dw, db, probs) = (t(&[4, 3]), t(&[2, 3]), t(&[2]), t(&[4, 5]));
     let wide = t(&[2, 4]);
+    let (all, twice, shared) = ([&dx, &dw, &db], [&dx, &dx], [&x, &dw]);
     let call = DeviceLinearShard {
         input: &x,
         weight: &w,
@@ -98,7 +99,7 @@ fn bad_device_linear_shards_are_refused() {
         target: &target,
         first_class: 3,
         classes: 5,
-        grads_into: Some((&dx, &dw, Some(&db))),
+        grad: Grad::Into(&all),
         budget: wgpu_xent::DEFAULT_LINEAR_BUDGET,
         options: LossOptions::default(),
     };
@@ -129,14 +130,14 @@ fn bad_device_linear_shards_are_refused() {
         (DeviceLinearShard { bias: None, ..call }, "without a bias"),
         (
             DeviceLinearShard {
-                grads_into: Some((&dx, &dx, None)),
+                grad: Grad::Into(&twice),
                 ..call
             },
             "[2, 3]",
         ),
         (
             DeviceLinearShard {
-                grads_into: Some((&x, &dw, None)),
+                grad: Grad::Into(&shared),
                 ..call
             },
             "shares a buffer",
@@ -183,7 +184,7 @@ fn bad_device_linear_shards_are_refused() {
         assert!(e.contains(words), "{e}: wants {words}");
     }
     let no_grads = DeviceLinearShard {
-        grads_into: None,
+        grad: Grad::None,
         options: Default::default(),
         ..call
     };
@@ -200,7 +201,7 @@ fn bad_device_linear_shards_are_refused() {
         classes: usize::MAX,
         target: Target::I64(Tensor::new(&ts, &[2])),
         options: Default::default(),
-        grad: true,
+        grad: Grad::Returned,
     };
     let e = ctx.prepare(&shard);
     assert!(e.err().unwrap().to_string().contains("2147483647"));
@@ -224,7 +225,7 @@ fn device_linear_shards_check_their_targets() {
             target: &target,
             first_class: 0,
             classes: 4,
-            grads_into: None,
+            grad: Grad::None,
             // Two rows of logits a chunk: five chunks.
             budget: 16,
             options: LossOptions::default(),

@@ -96,7 +96,7 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
                 classes,
                 target: target(),
                 options: opts,
-                grad: true,
+                grad: wgpu_xent::Grad::Returned,
             })
             .unwrap();
         let logits = rng.logits(n * classes, 2.0);
@@ -111,7 +111,7 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
                 classes,
                 target: target(),
                 options: opts,
-                grad: true,
+                grad: wgpu_xent::Grad::Returned,
             })
             .unwrap();
         let ce_want = cpu::cross_entropy_backward(

@@ -270,7 +270,7 @@ mod tests {
         assert_eq!(split(&strided, &tuning(16, 4096, 0)).segments, 1);
     }
 
-    /// The rows that lost their tails on lavapipe (issue 11, D1-D4) are now cut into segments
+    /// Rows long enough to lose their tails to lavapipe's loop limit are cut into segments
     /// short enough for the software adapters' loop limit.
     #[test]
     fn rows_past_the_loop_limit_are_split() {

@@ -1,6 +1,7 @@
 //! What every call description is made of: an input on the host or the device, targets on
 //! either, and the one way to ask for a gradient.
 
+use crate::error::{Result, XentError};
 use crate::gpu::runtime::device_tensor::DeviceTensor;
 use crate::options::{FloatTensor, Target, Tensor};
 
@@ -81,4 +82,35 @@ pub enum Grad<'a> {
     /// the call's order: the loss's input; or linear_cross_entropy's input, weight and
     /// (optionally) bias.
     Into(&'a [&'a DeviceTensor]),
+}
+
+impl<'a> Grad<'a> {
+    /// Whether a host call (`what`) returns its gradient: `None` or `Returned`.
+    pub(crate) fn returned(self, what: &str) -> Result<bool> {
+        match self {
+            Grad::None => Ok(false),
+            Grad::Returned => Ok(true),
+            g => Err(XentError::InvalidArgument(format!(
+                "{what} returns its gradient (Grad::Returned), not {g:?}"
+            ))),
+        }
+    }
+
+    /// The tensors a device call (`what`) writes its gradients into, `counts` of them:
+    /// `None`, or `Into`.
+    pub(crate) fn tensors(
+        self,
+        what: &str,
+        counts: std::ops::RangeInclusive<usize>,
+    ) -> Result<Option<&'a [&'a DeviceTensor]>> {
+        match self {
+            Grad::None => Ok(None),
+            Grad::Into(t) if counts.contains(&t.len()) => Ok(Some(t)),
+            g => Err(XentError::InvalidArgument(format!(
+                "{what} writes its gradients into {} to {} device tensors (Grad::Into), not {g:?}",
+                counts.start(),
+                counts.end()
+            ))),
+        }
+    }
 }

@@ -17,7 +17,8 @@ impl Prepare for VocabShard<'_> {
     type Prepared = PreparedShard;
 
     fn build(&self, ctx: &Context) -> Result<PreparedShard> {
-        ctx.build_shard(*self, self.target, &self.options, self.grad)
+        let grad = self.grad.returned("a host shard")?;
+        ctx.build_shard(*self, self.target, &self.options, grad)
     }
 }
 
@@ -33,7 +34,8 @@ impl Prepare for LinearShard<'_> {
     type Prepared = PreparedLinearShard;
 
     fn build(&self, ctx: &Context) -> Result<PreparedLinearShard> {
-        ctx.build_linear_shard(*self, self.target, &self.options, self.grad)
+        let grad = self.grad.returned("a host linear shard")?;
+        ctx.build_linear_shard(*self, self.target, &self.options, grad)
     }
 }
 

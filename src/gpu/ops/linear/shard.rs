@@ -13,6 +13,7 @@
 use super::chunks::At;
 use super::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
 use crate::error::{Result, XentError};
+use crate::gpu::api::Grad;
 use crate::gpu::ops::loss::{check_classes, Loss, PreparedShard, VocabShard};
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
@@ -40,8 +41,8 @@ pub struct LinearShard<'a> {
     pub target: Target<'a>,
     /// PyTorch's loss options (`weight`: all C classes).
     pub options: LossOptions<'a>,
-    /// Whether [`PreparedLinearShard::grads`] may follow the partials.
-    pub grad: bool,
+    /// `Grad::Returned`: [`PreparedLinearShard::grad`] may follow the partials; `Grad::None`.
+    pub grad: Grad<'a>,
 }
 
 /// A shard's gradients: its share of d loss / d input (summed over the shards, it is the
@@ -187,6 +188,11 @@ impl Context {
                 db.as_ref().map(|b| tensor(b, &[cs])),
             )
         });
+        let into: Vec<&DeviceTensor> = into
+            .iter()
+            .flat_map(|(dx, dw, db)| [Some(dx), Some(dw), db.as_ref()])
+            .flatten()
+            .collect();
         let call = DeviceLinearShard {
             input: &inputs[0],
             weight: &inputs[1],
@@ -194,7 +200,10 @@ impl Context {
             target: &inputs[2],
             first_class: shard.first_class,
             classes: shard.classes,
-            grads_into: into.as_ref().map(|(dx, dw, db)| (dx, dw, db.as_ref())),
+            grad: match into.is_empty() {
+                true => Grad::None,
+                false => Grad::Into(&into),
+            },
             budget: DEFAULT_LINEAR_BUDGET,
             options: opts,
         };
@@ -246,7 +255,7 @@ impl Context {
             classes: shard.classes,
             target,
             options: *opts,
-            grad,
+            grad: if grad { Grad::Returned } else { Grad::None },
         };
         let keep = |t: &Tensor<f32>, rows: usize| match grad {
             true => transpose(t.data, rows, d),

@@ -23,6 +23,7 @@ use super::device::{check_apart, check_shape, grad_at};
 use super::matmul::Operand;
 use crate::error::{Result, XentError};
 use crate::geometry::tiles::row_chunks;
+use crate::gpu::api::Grad;
 use crate::gpu::ops::loss::shard_kernels::{ShardChunk, ShardGrad, ShardKernels, ShardRows};
 use crate::gpu::runtime::buffers::Bound;
 use crate::gpu::runtime::context::Context;
@@ -48,7 +49,7 @@ pub struct DeviceLinearShard<'a> {
     /// f32 tensors for the shard's gradients: its share `[N, D]` of the input's (written;
     /// summed over the shards it is the input's gradient), and its slices `[Cs, D]` of the
     /// weight's and `[Cs]` of the bias's (which may be left out). `None`: partials only.
-    pub grads_into: Option<(&'a DeviceTensor, &'a DeviceTensor, Option<&'a DeviceTensor>)>,
+    pub grad: Grad<'a>,
     /// The most bytes of logits held at once (their gradient is written over them)
     /// ([`crate::DEFAULT_LINEAR_BUDGET`], for one).
     pub budget: usize,
@@ -104,7 +105,7 @@ impl Context {
         let spec = self.shard_spec(shape, call.target, opts)?;
         check_apart(
             [Some(call.input), Some(call.weight), call.bias],
-            call.grads_into,
+            grads_into(&call)?,
         )?;
         if !call
             .target
@@ -193,7 +194,7 @@ impl Context {
             major: d,
             step: 1,
         };
-        let grads = match call.grads_into {
+        let grads = match grads_into(call)? {
             Some((dx, dw, db)) => Some((
                 grad_at(dx, "the input's gradient", &[n, d])?,
                 grad_at(dw, "the weight's gradient", &[cs, d])?,
@@ -329,13 +330,24 @@ impl PreparedLinearShardDevice {
     /// Records the shard's gradients into `encoder` (upstream gradient 1; of the summed
     /// losses for `none`), from [`PreparedLinearShardDevice::merged`] and the inputs as they
     /// are now (which should be as `record_partials` read them). An error when the shard was
-    /// made without `grads_into`.
+    /// made without gradients.
     pub fn record_grad(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let program = self.grads.as_ref().ok_or_else(|| {
-            XentError::InvalidArgument("the linear shard was prepared without grads_into".into())
+            XentError::InvalidArgument(
+                "the linear shard was prepared without gradients (Grad::Into)".into(),
+            )
         })?;
         self.record_prelude(encoder);
         self.ctx.record_settled(encoder, program);
         Ok(())
     }
+}
+
+/// Where a device linear shard's gradients go: dX, dW and db (which may be left out).
+fn grads_into<'a>(call: &DeviceLinearShard<'a>) -> Result<Option<super::device::Grads<'a>>> {
+    Ok(match call.grad.tensors("a device linear shard", 2..=3)? {
+        None => None,
+        Some(&[dx, dw]) => Some((dx, dw, None)),
+        Some(g) => Some((g[0], g[1], Some(g[2]))),
+    })
 }

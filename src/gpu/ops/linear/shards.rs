@@ -4,6 +4,7 @@
 
 use super::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};
 use crate::error::{Result, XentError};
+use crate::gpu::api::Grad;
 use crate::gpu::ops::loss::Loss;
 use crate::gpu::runtime::context::Context;
 use crate::linear::{Linear, LinearOutput};
@@ -58,7 +59,7 @@ pub(crate) fn run_linear_sharded(
             classes: c,
             target,
             options: *opts,
-            grad,
+            grad: if grad { Grad::Returned } else { Grad::None },
         };
         devices[k % devices.len()].build_linear_shard(shard, target, opts, grad)
     };

@@ -36,8 +36,8 @@ pub struct VocabShard<'a> {
     pub target: Target<'a>,
     /// PyTorch's loss options (`weight`: all C classes).
     pub options: LossOptions<'a>,
-    /// Whether [`PreparedShard::grad`] may follow the partials.
-    pub grad: bool,
+    /// `Grad::Returned`: [`PreparedShard::grad`] may follow the partials; `Grad::None`.
+    pub grad: crate::gpu::api::Grad<'a>,
 }
 
 /// A shard's cross_entropy prepared on one context: [`PreparedShard::partials`], then, with

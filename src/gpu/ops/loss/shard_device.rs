@@ -17,6 +17,7 @@
 
 use super::shard_kernels::{ShardChunk, ShardGrad, ShardKernels, ShardRows};
 use crate::error::{Result, XentError};
+use crate::gpu::api::Grad;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::{Access, DeviceTensor};
 use crate::gpu::runtime::program::Program;
@@ -31,8 +32,9 @@ pub struct DeviceShard<'a> {
     pub target: &'a DeviceTensor,
     pub first_class: usize,
     pub classes: usize,
-    /// An f32 tensor `[N, Cs]` for the shard's gradient; `None`: partials only.
-    pub grad_into: Option<&'a DeviceTensor>,
+    /// `Grad::Into(&[&g])`: an f32 tensor `[N, Cs]` for the shard's gradient; `Grad::None`:
+    /// partials only.
+    pub grad: Grad<'a>,
     /// PyTorch's loss options (`weight`: all C classes).
     pub options: LossOptions<'a>,
 }
@@ -64,7 +66,8 @@ impl Context {
                 logits.dtype()
             )));
         }
-        if let Some(g) = call.grad_into {
+        let grad_into = call.grad.tensors("a device shard", 1..=1)?.map(|g| g[0]);
+        if let Some(g) = grad_into {
             if g.dtype() != DType::F32 || g.shape() != [n, cs] {
                 return Err(XentError::InvalidShape(format!(
                     "the shard's gradient is f32 [{n}, {cs}], not {:?} {:?}",
@@ -86,7 +89,7 @@ impl Context {
             targets: target.bound(),
             rows: 0..n,
         };
-        let grad = match call.grad_into {
+        let grad = match grad_into {
             Some(g) => ShardGrad::Into(g.grouped(self, &mut staged_out, Access::Write)?),
             None => ShardGrad::None,
         };
@@ -94,7 +97,7 @@ impl Context {
         let mut partials = staged_in;
         kernels.push_target_check(&mut partials)?;
         kernels.push_partials(&mut partials, 0)?;
-        let grad = match call.grad_into {
+        let grad = match grad_into {
             Some(_) => {
                 let mut g = Program::default();
                 kernels.push_dens(&mut g)?;
@@ -144,10 +147,12 @@ impl PreparedShardDevice {
 
     /// Records the shard's slice of the gradient into `encoder` (upstream gradient 1; of the
     /// summed losses for `none`): from [`PreparedShardDevice::merged`], and the shard's logits
-    /// as `record_partials` read them. An error when the shard was made without `grad_into`.
+    /// as `record_partials` read them. An error when the shard was made without a gradient.
     pub fn record_grad(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let program = self.grad.as_ref().ok_or_else(|| {
-            XentError::InvalidArgument("the shard was prepared without grad_into".into())
+            XentError::InvalidArgument(
+                "the shard was prepared without a gradient (Grad::Into)".into(),
+            )
         })?;
         self.ctx.record_settled(encoder, program);
         Ok(())

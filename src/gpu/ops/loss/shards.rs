@@ -54,7 +54,11 @@ pub(crate) fn run_sharded(
             classes: c,
             target,
             options: *opts,
-            grad,
+            grad: if grad {
+                crate::gpu::api::Grad::Returned
+            } else {
+                crate::gpu::api::Grad::None
+            },
         };
         devices[k % devices.len()].build_shard(vocab, target, opts, grad)
     };
