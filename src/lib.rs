@@ -15,11 +15,12 @@ pub use problem::{check_cross_entropy, check_nll_loss};
 
 pub use error::{Result, XentError};
 pub use gpu::{
-    BandwidthCall, Call, Context, ContextInfo, ContextOptions, DeviceLinear, DeviceLinearShard,
-    DeviceShard, DeviceTensor, Grad, Input, LinearCall, LinearShard, LinearShardGrads, LossCall,
-    LossKind, MatmulCall, Prepare, PreparedBandwidth, PreparedLinear, PreparedLinearDevice,
-    PreparedLinearShard, PreparedLinearShardDevice, PreparedLoss, PreparedMatmul, PreparedShard,
-    PreparedShardDevice, PreparedSoftmax, SoftmaxCall, TargetInput, Tuning, VocabShard,
+    BandwidthCall, Call, Context, ContextInfo, ContextOptions, CrossEntropyShards, DeviceLinear,
+    DeviceLinearShard, DeviceShard, DeviceTensor, Grad, Input, LinearCall, LinearShard,
+    LinearShardGrads, LinearShards, LossCall, LossKind, MatmulCall, Prepare, PreparedBandwidth,
+    PreparedLinear, PreparedLinearDevice, PreparedLinearShard, PreparedLinearShardDevice,
+    PreparedLoss, PreparedMatmul, PreparedShard, PreparedShardDevice, PreparedSoftmax, ShardedCall,
+    SoftmaxCall, SoftmaxShards, TargetInput, Tuning, VocabShard,
 };
 pub use linear::{Linear, LinearOutput, LinearProblem, DEFAULT_LINEAR_BUDGET};
 pub use options::{

@@ -225,3 +225,42 @@ fn device_softmax_backward_matches_the_host_one() {
         }
     }
 }
+
+/// A sharded call's async form gives the sync form's results, bit for bit.
+#[test]
+fn sharded_calls_run_async_too() {
+    let devices = [ctx().clone(), ctx().clone()];
+    let (n, c) = (4, 9);
+    let x = data(n * c, 9);
+    let t: Vec<i64> = (0..n as i64).map(|i| i * 2 % 9).collect();
+    let (a, b) = split(&x, c, 4);
+    let (sa, sb, rows) = ([n, 4], [n, c - 4], [n]);
+    let shards = [Tensor::new(&a, &sa), Tensor::new(&b, &sb)];
+    let call = wgpu_xent::CrossEntropyShards {
+        shards: &shards,
+        target: Target::I64(Tensor::new(&t, &rows)),
+        options: LossOptions::default(),
+        grad: Grad::Returned,
+    };
+    let sync = Context::run_sharded(&devices, &call).unwrap();
+    let joined = pollster::block_on(Context::run_sharded_async(&devices, &call)).unwrap();
+    assert_eq!(bits(&sync.0.data), bits(&joined.0.data));
+    for (g, h) in sync.1.unwrap().iter().zip(&joined.1.unwrap()) {
+        assert_eq!(bits(&g.data), bits(&h.data));
+    }
+    let whole = ctx()
+        .cross_entropy(
+            Tensor::new(&x, &[n, c]),
+            Target::I64(Tensor::new(&t, &[n])),
+            &Default::default(),
+        )
+        .unwrap();
+    assert!((sync.0.scalar() - whole.scalar()).abs() <= 1e-5 * whole.scalar().abs());
+}
+
+/// Each row of `x` (`c` classes) cut at class `at`: the two shards' values.
+fn split(x: &[f32], c: usize, at: usize) -> (Vec<f32>, Vec<f32>) {
+    let a = x.chunks(c).flat_map(|row| &row[..at]).copied().collect();
+    let b = x.chunks(c).flat_map(|row| &row[at..]).copied().collect();
+    (a, b)
+}

@@ -10,6 +10,7 @@ mod common;
 
 use common::{assert_close, ctx, shard_devices, widen};
 use wgpu_xent::cpu::wide::{self, WideOptions, WideTarget};
+use wgpu_xent::CrossEntropyShards;
 use wgpu_xent::{
     cpu, BackwardOptions, Context, DType, DeviceTensor, Grad, LossCall, LossOptions, Reduction,
     Target, Tensor,
@@ -268,9 +269,16 @@ fn sharded_cross_entropy(case: &Case) -> (Vec<f32>, Vec<f32>) {
     let shards = [Tensor::new(&a, &sa), Tensor::new(&b, &sb)];
     let tshape = [n];
     let target = Target::I64(Tensor::new(&case.t, &tshape));
-    let (loss, grads) =
-        Context::cross_entropy_sharded(&shard_devices()[..2], &shards, target, &case.opts(), true)
-            .unwrap();
+    let (loss, grads) = Context::run_sharded(
+        &shard_devices()[..2],
+        &CrossEntropyShards {
+            shards: &shards,
+            target,
+            options: case.opts(),
+            grad: Grad::Returned,
+        },
+    )
+    .unwrap();
     let grads = grads.unwrap();
     let grad = (0..n)
         .flat_map(|r| {

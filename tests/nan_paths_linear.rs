@@ -9,6 +9,7 @@ mod common;
 use common::{assert_close, ctx, shard_devices, widen};
 use wgpu_xent::cpu::linear::linear_cross_entropy as cpu_linear;
 use wgpu_xent::cpu::wide::{WideOptions, WideTarget};
+use wgpu_xent::LinearShards;
 use wgpu_xent::{
     BackwardOptions, Context, DType, DeviceLinear, DeviceTensor, Grad, Linear, LinearCall,
     LossCall, LossOptions, Reduction, Target, Tensor,
@@ -209,12 +210,14 @@ fn linear_cross_entropy_gives_pytorchs_nans_on_every_path() {
             .linear_cross_entropy_backward(small, target, &opts)
             .unwrap();
         check("chunks of 2 rows", outputs(&chunked));
-        let sharded = Context::linear_cross_entropy_sharded(
+        let sharded = Context::run_sharded(
             &shard_devices()[..2],
-            linear,
-            target,
-            &opts,
-            true,
+            &LinearShards {
+                linear,
+                target,
+                options: opts,
+                grad: Grad::Returned,
+            },
         )
         .unwrap();
         check("sharded", outputs(&sharded));

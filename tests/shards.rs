@@ -10,6 +10,7 @@ use proptest::prelude::*;
 use wgpu_xent::cpu::wide::WideOptions;
 use wgpu_xent::shard::ShardTargets;
 use wgpu_xent::{BackwardOptions, Context, ContextOptions, LossOptions, Reduction, Target, Tensor};
+use wgpu_xent::{CrossEntropyShards, Grad};
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -88,9 +89,26 @@ fn check(case: &Case) {
         .map(|(x, s)| Tensor::new(x, s))
         .collect();
     let on = &shard_devices()[..case.devices];
-    let (loss, grads) = Context::cross_entropy_sharded(on, &shards, target, &opts, true).unwrap();
-    let (again, again_grads) =
-        Context::cross_entropy_sharded(on, &shards, target, &opts, true).unwrap();
+    let (loss, grads) = Context::run_sharded(
+        on,
+        &CrossEntropyShards {
+            shards: &shards,
+            target,
+            options: opts,
+            grad: Grad::Returned,
+        },
+    )
+    .unwrap();
+    let (again, again_grads) = Context::run_sharded(
+        on,
+        &CrossEntropyShards {
+            shards: &shards,
+            target,
+            options: opts,
+            grad: Grad::Returned,
+        },
+    )
+    .unwrap();
     let close = |what: &str, a: &[f32], b: &[f32]| {
         assert_eq!(a.len(), b.len(), "{case:?} {what}");
         for (i, (a, b)) in a.iter().zip(b).enumerate() {
@@ -198,16 +216,33 @@ fn bad_shards_are_refused() {
     let target = Target::I64(Tensor::new(&t, &[2]));
     let on = std::slice::from_ref(ctx());
     let err = |shards: &[Tensor<f32>]| {
-        Context::cross_entropy_sharded(on, shards, target, &opts, true)
-            .unwrap_err()
-            .to_string()
+        Context::run_sharded(
+            on,
+            &CrossEntropyShards {
+                shards,
+                target,
+                options: opts,
+                grad: Grad::Returned,
+            },
+        )
+        .unwrap_err()
+        .to_string()
     };
     assert!(err(&[]).contains("at least one"));
     let uneven = [Tensor::new(&x[..4], &[2, 2]), Tensor::new(&x[..3], &[3, 1])];
     assert!(err(&uneven).contains("every shard is [2, Cs]"));
     let bad = [Tensor::new(&x[..2], &[2, 1])];
     assert!(err(&bad).contains("out of bounds"), "{}", err(&bad));
-    assert!(Context::cross_entropy_sharded(&[], &bad, target, &opts, false).is_err());
+    assert!(Context::run_sharded(
+        &[],
+        &CrossEntropyShards {
+            shards: &bad,
+            target,
+            options: opts,
+            grad: Grad::None
+        }
+    )
+    .is_err());
     // A shard's classes past C, even where first_class + Cs overflows.
     for first_class in [2, usize::MAX] {
         let shard = wgpu_xent::VocabShard {

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{ctx, Rng};
+use wgpu_xent::LinearShards;
 use wgpu_xent::{
     DType, DeviceLinearShard, DeviceTensor, Grad, Linear, LinearShard, LossOptions, Target, Tensor,
 };
@@ -53,9 +54,16 @@ fn the_helper_over_several_devices_equals_the_unsharded_call() {
             .linear_cross_entropy_backward(linear, target, &opts)
             .unwrap();
         let on: Vec<_> = (0..shards).map(|k| devices[k % 2].clone()).collect();
-        let got =
-            wgpu_xent::Context::linear_cross_entropy_sharded(&on, linear, target, &opts, true)
-                .unwrap();
+        let got = wgpu_xent::Context::run_sharded(
+            &on,
+            &LinearShards {
+                linear,
+                target,
+                options: opts,
+                grad: Grad::Returned,
+            },
+        )
+        .unwrap();
         let pairs = [
             (&got.loss, &truth.loss),
             (

@@ -7,6 +7,7 @@ mod common;
 
 use common::{ctx, shard_devices, Rng};
 use proptest::prelude::*;
+use wgpu_xent::SoftmaxShards;
 use wgpu_xent::{Context, Output, Tensor};
 
 /// Classes `starts[i]..starts[i + 1]` of every row of `v` (`[n, c]`).
@@ -59,12 +60,22 @@ fn check(n: usize, sizes: &[usize], on: usize, log: bool, seed: u64) {
     let (xs, gys, ys) = (cut(&x), cut(&gy), cut(&y.data));
     let devices = &shard_devices()[..on];
     let run = || -> (Vec<Output>, Vec<Output>) {
-        let out = Context::softmax_sharded(devices, &tensors(&xs, &shapes), log, None).unwrap();
-        let back = Context::softmax_sharded(
+        let out = Context::run_sharded(
             devices,
-            &tensors(&ys, &shapes),
-            log,
-            Some(&tensors(&gys, &shapes)),
+            &SoftmaxShards {
+                shards: &tensors(&xs, &shapes),
+                log,
+                backward: None,
+            },
+        )
+        .unwrap();
+        let back = Context::run_sharded(
+            devices,
+            &SoftmaxShards {
+                shards: &tensors(&ys, &shapes),
+                log,
+                backward: Some(&tensors(&gys, &shapes)),
+            },
         );
         (out, back.unwrap())
     };

@@ -8,8 +8,8 @@ mod ops;
 mod runtime;
 
 pub use api::{
-    BandwidthCall, Call, Grad, Input, LinearCall, LossCall, LossKind, MatmulCall, Prepare,
-    SoftmaxCall, TargetInput,
+    BandwidthCall, Call, CrossEntropyShards, Grad, Input, LinearCall, LinearShards, LossCall,
+    LossKind, MatmulCall, Prepare, ShardedCall, SoftmaxCall, SoftmaxShards, TargetInput,
 };
 pub use ops::bandwidth::PreparedBandwidth;
 pub use ops::linear::device::{DeviceLinear, PreparedLinearDevice};

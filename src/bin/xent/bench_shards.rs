@@ -10,6 +10,7 @@ use crate::sharded::{tensors, Cut};
 use crate::traffic::BenchOp;
 use std::time::Instant;
 use wgpu_xent::{Context, Linear, LossOptions, Target, Tensor};
+use wgpu_xent::{CrossEntropyShards, Grad, LinearShards};
 
 /// f64s a row's partial takes on the wire (max, sum-exp, Q, Σ q(z - max), z_target, found).
 const WIRE_F64S: usize = 6;
@@ -150,7 +151,15 @@ fn time_shape(
     let opts = LossOptions::default();
     let mut sharded_loss = 0.0;
     let sharded = time(a, || {
-        let (l, _) = Context::cross_entropy_sharded(devices, &shards, target, &opts, grad)?;
+        let (l, _) = Context::run_sharded(
+            devices,
+            &CrossEntropyShards {
+                shards: &shards,
+                target,
+                options: opts,
+                grad: if grad { Grad::Returned } else { Grad::None },
+            },
+        )?;
         sharded_loss = l.data[0];
         Ok(())
     })?;
@@ -193,7 +202,15 @@ fn time_linear(
     let opts = LossOptions::default();
     let mut sharded_loss = 0.0;
     let sharded = time(a, || {
-        let out = Context::linear_cross_entropy_sharded(devices, linear, target, &opts, grad)?;
+        let out = Context::run_sharded(
+            devices,
+            &LinearShards {
+                linear,
+                target,
+                options: opts,
+                grad: if grad { Grad::Returned } else { Grad::None },
+            },
+        )?;
         sharded_loss = out.loss.data[0];
         Ok(())
     })?;

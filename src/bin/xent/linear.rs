@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use wgpu_xent::cpu::linear::{linear_cross_entropy, WideLinearOutput};
 use wgpu_xent::cpu::wide::{WideOptions, WideOutput, WideTarget};
 use wgpu_xent::{Context, DType, Linear, LinearOutput, LossOptions, Output, Target, Tensor};
+use wgpu_xent::{Grad, LinearShards};
 
 /// The inputs of one linear-cross-entropy.
 pub struct LinearInputs {
@@ -226,8 +227,14 @@ pub fn run_sharded(
     grad: bool,
 ) -> Result<LinearOutput> {
     let (linear, target) = call(li);
-    Ok(Context::linear_cross_entropy_sharded(
-        devices, linear, target, opts, grad,
+    Ok(Context::run_sharded(
+        devices,
+        &LinearShards {
+            linear,
+            target,
+            options: *opts,
+            grad: if grad { Grad::Returned } else { Grad::None },
+        },
     )?)
 }
 

@@ -15,6 +15,7 @@ use wgpu_xent::{
     check_cross_entropy, check_nll_loss, BackwardOptions, Context, LossAndGrad, LossOptions,
     Output, Reduction, Target, Tensor, XentError,
 };
+use wgpu_xent::{CrossEntropyShards, Grad, SoftmaxShards};
 
 /// The input's view around class axis `dim`: (outer, C, inner).
 fn view(shape: &[usize], dim: usize) -> (usize, usize, usize) {
@@ -152,7 +153,15 @@ fn cross_entropy(
         None => Target::I64(Tensor::new(&inp.classes, &row)),
     };
     let shards = tensors(&xs, &shapes);
-    let (mut loss, grads) = Context::cross_entropy_sharded(devices, &shards, target, opts, grad)?;
+    let (mut loss, grads) = Context::run_sharded(
+        devices,
+        &CrossEntropyShards {
+            shards: &shards,
+            target,
+            options: *opts,
+            grad: if grad { Grad::Returned } else { Grad::None },
+        },
+    )?;
     if opts.reduction == Reduction::None {
         loss.shape = out_shape;
     }
@@ -175,13 +184,27 @@ fn softmax(
         devices.len(),
     );
     let (xs, shapes) = (cut.shards(&inp.x), cut.shapes());
-    let y = Context::softmax_sharded(devices, &tensors(&xs, &shapes), log, None)?;
+    let y = Context::run_sharded(
+        devices,
+        &SoftmaxShards {
+            shards: &tensors(&xs, &shapes),
+            log,
+            backward: None,
+        },
+    )?;
     let grad = match grad {
         true => {
             let ones: Vec<Vec<f32>> = y.iter().map(|o| vec![1.0; o.data.len()]).collect();
             let ys: Vec<Vec<f32>> = y.iter().map(|o| o.data.clone()).collect();
             let (gy, out) = (tensors(&ones, &shapes), tensors(&ys, &shapes));
-            let g = Context::softmax_sharded(devices, &out, log, Some(&gy))?;
+            let g = Context::run_sharded(
+                devices,
+                &SoftmaxShards {
+                    shards: &out,
+                    log,
+                    backward: Some(&gy),
+                },
+            )?;
             Some(cut.join(&g, &inp.shape))
         }
         false => None,

@@ -15,6 +15,7 @@ mod sugar;
 pub use call::{Grad, Input, TargetInput};
 pub use linear::{BandwidthCall, LinearCall, MatmulCall};
 pub use loss::{LossCall, LossKind};
+pub use shard::{CrossEntropyShards, LinearShards, ShardedCall, SoftmaxShards};
 pub use softmax::SoftmaxCall;
 
 use crate::error::Result;

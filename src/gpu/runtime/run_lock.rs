@@ -122,9 +122,13 @@ impl Context {
         self.scoped(work).await
     }
 
-    /// A run that holds no call's lock (a one-shot call's own prepared form, or a sharded
-    /// call's pass), blocking, inside the error scopes.
-    pub(crate) fn run_blocking<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        crate::gpu::runtime::poller::block(self.scoped(work))
+    /// A run that holds no call's lock (a sharded call's pass), inside the error scopes.
+    pub(crate) async fn run_scoped<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        self.scoped(work).await
+    }
+
+    /// A build inside the error scopes, never waiting (a sharded call's shard on its context).
+    pub(crate) async fn build_async<T>(&self, build: impl FnOnce() -> Result<T>) -> Result<T> {
+        self.scoped(async { build() }).await
     }
 }

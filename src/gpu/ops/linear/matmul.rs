@@ -387,7 +387,7 @@ impl PreparedMatmul {
     }
 
     /// One run by a caller that holds the run lock.
-    async fn run_held(&self, timed: bool) -> Result<(Output, Option<Duration>)> {
+    pub(crate) async fn run_held(&self, timed: bool) -> Result<(Output, Option<Duration>)> {
         let reads = [(&self.c, 0, &self.staging)];
         let timestamps = self.timestamps.as_ref().filter(|_| timed);
         let run = self.ctx.run_program(&self.program, &reads, timestamps);
@@ -402,5 +402,12 @@ impl PreparedMatmul {
             },
             elapsed,
         ))
+    }
+}
+
+impl Context {
+    /// `a @ b.T` built and run once, inside the caller's error scopes.
+    pub(crate) async fn product(&self, a: Tensor<'_, f32>, b: Tensor<'_, f32>) -> Result<Output> {
+        Ok(self.build_matmul(a, b)?.run_held(false).await?.0)
     }
 }

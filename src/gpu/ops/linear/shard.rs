@@ -273,34 +273,53 @@ impl Context {
 impl PreparedLinearShard {
     /// Each row's [`Partial`] over this shard's classes.
     pub fn partials(&self) -> Result<Vec<Partial>> {
-        let _run = self.lock.wait("partials")?;
-        match &self.form {
-            Form::Fused(f) => self.fused_partials(f),
-            Form::Whole(w) => w.loss.partials(),
-        }
+        self.ctx.run_locked(&self.lock, self.partials_held())
+    }
+
+    /// The async form of [`PreparedLinearShard::partials`].
+    pub async fn partials_async(&self) -> Result<Vec<Partial>> {
+        self.ctx
+            .run_locked_async(&self.lock, self.partials_held())
+            .await
     }
 
     /// The shard's gradients (upstream gradient 1; of the summed losses for `none`) from
     /// every shard's partials merged in shard order.
     pub fn grad(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
-        let _run = self.lock.wait("grad")?;
+        self.ctx.run_locked(&self.lock, self.grad_held(merged))
+    }
+
+    /// The async form of [`PreparedLinearShard::grad`].
+    pub async fn grad_async(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
+        self.ctx
+            .run_locked_async(&self.lock, self.grad_held(merged))
+            .await
+    }
+
+    /// `partials` by a caller that holds the run lock, inside its error scopes.
+    async fn partials_held(&self) -> Result<Vec<Partial>> {
         match &self.form {
-            Form::Fused(f) => self.fused_grads(f, merged),
-            Form::Whole(w) => self.whole_grads(w, merged),
+            Form::Fused(f) => self.fused_partials(f).await,
+            Form::Whole(w) => w.loss.partials_held().await,
         }
     }
 
-    fn fused_partials(&self, f: &Fused) -> Result<Vec<Partial>> {
-        // Submitted within the error scopes, so a GPU error is an `Err`, not zeros read back.
-        let v = self.ctx.run_blocking(async {
-            let mut encoder = self
-                .ctx
-                .device()
-                .create_command_encoder(&Default::default());
-            f.shard.record_partials(&mut encoder);
-            self.ctx.queue().submit([encoder.finish()]);
-            f.shard.partials().read_f32_async(&self.ctx).await
-        })?;
+    /// `grad` by a caller that holds the run lock, inside its error scopes.
+    async fn grad_held(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
+        match &self.form {
+            Form::Fused(f) => self.fused_grads(f, merged).await,
+            Form::Whole(w) => self.whole_grads(w, merged).await,
+        }
+    }
+
+    async fn fused_partials(&self, f: &Fused) -> Result<Vec<Partial>> {
+        let mut encoder = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        f.shard.record_partials(&mut encoder);
+        self.ctx.queue().submit([encoder.finish()]);
+        let v = f.shard.partials().read_f32_async(&self.ctx).await?;
         f.ran.store(true, Ordering::Relaxed);
         let n = self.dims.0;
         let plane = |r: usize, k: usize| -> [f32; 4] {
@@ -312,7 +331,7 @@ impl PreparedLinearShard {
             .collect())
     }
 
-    fn fused_grads(&self, f: &Fused, merged: &[Partial]) -> Result<LinearShardGrads> {
+    async fn fused_grads(&self, f: &Fused, merged: &[Partial]) -> Result<LinearShardGrads> {
         let (n, d, cs) = self.dims;
         if f.reads.is_empty() {
             return Err(XentError::InvalidArgument(
@@ -326,23 +345,21 @@ impl PreparedLinearShard {
             )));
         }
         if !f.ran.load(Ordering::Relaxed) {
-            self.fused_partials(f)?;
+            self.fused_partials(f).await?;
         }
         let stats: Vec<f32> = merged.iter().flat_map(|p| p.stats()).collect();
         let into = f.shard.merged();
         let reads: Vec<_> = f.reads.iter().map(|(b, s, _)| (b, 0, s)).collect();
         let nothing = Program::default();
-        let (words, _) = self.ctx.run_blocking(async {
-            let queue = self.ctx.queue();
-            queue.write_buffer(into.buffer(), into.offset(), bytemuck::cast_slice(&stats));
-            let mut encoder = self
-                .ctx
-                .device()
-                .create_command_encoder(&Default::default());
-            f.shard.record_grad(&mut encoder)?;
-            queue.submit([encoder.finish()]);
-            self.ctx.run_program(&nothing, &reads, None).await
-        })?;
+        let queue = self.ctx.queue();
+        queue.write_buffer(into.buffer(), into.offset(), bytemuck::cast_slice(&stats));
+        let mut encoder = self
+            .ctx
+            .device()
+            .create_command_encoder(&Default::default());
+        f.shard.record_grad(&mut encoder)?;
+        queue.submit([encoder.finish()]);
+        let (words, _) = self.ctx.run_program(&nothing, &reads, None).await?;
         let mut outputs = words
             .into_iter()
             .zip(&f.reads)
@@ -361,9 +378,9 @@ impl PreparedLinearShard {
         })
     }
 
-    fn whole_grads(&self, w: &Whole, merged: &[Partial]) -> Result<LinearShardGrads> {
+    async fn whole_grads(&self, w: &Whole, merged: &[Partial]) -> Result<LinearShardGrads> {
         let (n, d, cs) = self.dims;
-        let g = w.loss.grad(merged)?.data;
+        let g = w.loss.grad_held(merged).await?.data;
         if n == 0 || d == 0 {
             let zeros = |rows: usize, cols: usize| Output {
                 data: vec![0.0; rows * cols],
@@ -382,13 +399,17 @@ impl PreparedLinearShard {
             });
         }
         // dX_s = G · W_s = G @ (W_sᵀ)ᵀ and dW_s = Gᵀ · X = Gᵀ @ (Xᵀ)ᵀ.
+        let (gs, ws) = ([n, cs], [d, cs]);
         let input = self
             .ctx
-            .matmul(Tensor::new(&g, &[n, cs]), Tensor::new(&w.w_t, &[d, cs]))?;
+            .product(Tensor::new(&g, &gs), Tensor::new(&w.w_t, &ws));
+        let input = input.await?;
         let g_t = transpose(&g, n, cs);
+        let (gs, xs) = ([cs, n], [d, n]);
         let weight = self
             .ctx
-            .matmul(Tensor::new(&g_t, &[cs, n]), Tensor::new(&w.x_t, &[d, n]))?;
+            .product(Tensor::new(&g_t, &gs), Tensor::new(&w.x_t, &xs));
+        let weight = weight.await?;
         let bias = w.bias.then(|| Output {
             data: g_t
                 .chunks(n.max(1))
@@ -419,11 +440,11 @@ fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
 impl ShardStep for PreparedLinearShard {
     type Grad = LinearShardGrads;
 
-    fn partials(&self) -> Result<Vec<Partial>> {
-        PreparedLinearShard::partials(self)
+    async fn partials(&self) -> Result<Vec<Partial>> {
+        self.partials_async().await
     }
 
-    fn grad(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
-        PreparedLinearShard::grad(self, merged)
+    async fn grad(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
+        self.grad_async(merged).await
     }
 }

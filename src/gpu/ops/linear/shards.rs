@@ -15,11 +15,11 @@ use crate::shard::{even_bounds, merged_loss, run_steps};
 /// `linear_cross_entropy` with the classifier's classes split over `devices` (shard k of
 /// `min(devices, C)` even slices on `devices[k % len]`, the shards on their own threads),
 /// the partials merged on the host in shard order, dX summed over the shards in that order.
-pub(crate) fn run_linear_sharded(
+pub(crate) async fn run_linear_sharded(
     devices: &[Context],
-    linear: Linear,
-    target: Target,
-    opts: &LossOptions,
+    linear: Linear<'_>,
+    target: Target<'_>,
+    opts: &LossOptions<'_>,
     grad: bool,
 ) -> Result<LinearOutput> {
     let p = linear.problem()?;
@@ -44,7 +44,7 @@ pub(crate) fn run_linear_sharded(
         .windows(2)
         .map(|s| ([s[1] - s[0], d], [n, s[1] - s[0]], [s[1] - s[0]]))
         .collect();
-    let prepare = |k: usize| -> Result<PreparedLinearShard> {
+    let prepare = |k: usize| {
         let (c0, c1) = (bounds[k], bounds[k + 1]);
         let (ws, ps, bs) = &shapes[k];
         let target = match &problem.targets {
@@ -61,9 +61,15 @@ pub(crate) fn run_linear_sharded(
             options: *opts,
             grad: if grad { Grad::Returned } else { Grad::None },
         };
-        devices[k % devices.len()].build_linear_shard(shard, target, opts, grad)
+        (&devices[k % devices.len()], shard)
     };
-    let (merged, grads) = run_steps(count, prepare, grad)?;
+    let mut steps: Vec<PreparedLinearShard> = Vec::with_capacity(count);
+    for k in 0..count {
+        let (ctx, shard) = prepare(k);
+        let build = || ctx.build_linear_shard(shard, shard.target, opts, grad);
+        steps.push(ctx.build_async(build).await?);
+    }
+    let (merged, grads) = run_steps(&steps, grad).await?;
     let mut loss = merged_loss(&merged, c, &problem, opts)?;
     if opts.reduction == Reduction::None {
         loss.shape = problem.out_shape.clone();
@@ -88,7 +94,7 @@ fn shard_targets(
     problem: &crate::problem::LossProblem,
     bounds: &[usize],
     (n, c): (usize, usize),
-    opts: &LossOptions,
+    opts: &LossOptions<'_>,
 ) -> (Vec<i64>, Vec<Vec<f32>>) {
     match &problem.targets {
         Targets::Classes(t) => {

@@ -272,12 +272,36 @@ fn check_shard(
 impl PreparedShard {
     /// Runs the shard's forward and returns each row's [`Partial`] over its classes.
     pub fn partials(&self) -> Result<Vec<Partial>> {
+        self.ctx.run_locked(&self.lock, self.partials_held())
+    }
+
+    /// The async form of [`PreparedShard::partials`].
+    pub async fn partials_async(&self) -> Result<Vec<Partial>> {
+        self.ctx
+            .run_locked_async(&self.lock, self.partials_held())
+            .await
+    }
+
+    /// The shard's slice `[N, Cs]` of d loss / d logits (upstream gradient 1; of the summed
+    /// losses for `none`), from every shard's partials merged in shard order.
+    pub fn grad(&self, merged: &[Partial]) -> Result<Output> {
+        self.ctx.run_locked(&self.lock, self.grad_held(merged))
+    }
+
+    /// The async form of [`PreparedShard::grad`].
+    pub async fn grad_async(&self, merged: &[Partial]) -> Result<Output> {
+        self.ctx
+            .run_locked_async(&self.lock, self.grad_held(merged))
+            .await
+    }
+
+    /// `partials` by a caller that holds the run lock.
+    pub(crate) async fn partials_held(&self) -> Result<Vec<Partial>> {
         let reads: Vec<_> = row_chunks(&self.chunks)
             .zip(&self.stats_staging)
             .map(|(b, s)| (&b.stats, 0, s))
             .collect();
-        let run = self.ctx.run_program(&self.partials, &reads, None);
-        let (planes, _) = self.ctx.run_locked(&self.lock, run)?;
+        let (planes, _) = self.ctx.run_program(&self.partials, &reads, None).await?;
         let mut out = Vec::with_capacity(self.rows);
         for (b, words) in row_chunks(&self.chunks).zip(&planes) {
             let k = self.segments;
@@ -293,9 +317,8 @@ impl PreparedShard {
         Ok(out)
     }
 
-    /// The shard's slice `[N, Cs]` of d loss / d logits (upstream gradient 1; of the summed
-    /// losses for `none`), from every shard's partials merged in shard order.
-    pub fn grad(&self, merged: &[Partial]) -> Result<Output> {
+    /// `grad` by a caller that holds the run lock.
+    pub(crate) async fn grad_held(&self, merged: &[Partial]) -> Result<Output> {
         let Some(program) = &self.grad else {
             return Err(XentError::InvalidArgument(
                 "the shard was prepared without its gradient".into(),
@@ -315,11 +338,8 @@ impl PreparedShard {
             .zip(&self.grad_staging)
             .map(|(g, s)| (&g.buffer, g.offset, s))
             .collect();
-        let run = async {
-            self.write_merged(merged);
-            self.ctx.run_program(program, &reads, None).await
-        };
-        let (parts, _) = self.ctx.run_locked(&self.lock, run)?;
+        self.write_merged(merged);
+        let (parts, _) = self.ctx.run_program(program, &reads, None).await?;
         let mut data = crate::gpu::runtime::program::join(parts);
         data.truncate(self.rows * self.shard_classes);
         Ok(Output {
@@ -359,11 +379,11 @@ fn quad(v: &[f32]) -> [f32; 4] {
 impl ShardStep for PreparedShard {
     type Grad = Output;
 
-    fn partials(&self) -> Result<Vec<Partial>> {
-        PreparedShard::partials(self)
+    async fn partials(&self) -> Result<Vec<Partial>> {
+        self.partials_async().await
     }
 
-    fn grad(&self, merged: &[Partial]) -> Result<Output> {
-        PreparedShard::grad(self, merged)
+    async fn grad(&self, merged: &[Partial]) -> Result<Output> {
+        self.grad_async(merged).await
     }
 }

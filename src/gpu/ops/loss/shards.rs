@@ -3,7 +3,7 @@
 //! host in shard order and reduced to the loss in f64 ([`crate::shard`]); then each
 //! shard's slice of the gradient on its context.
 
-use super::shard::{PreparedShard, VocabShard};
+use super::shard::VocabShard;
 use super::Loss;
 use crate::error::{Result, XentError};
 use crate::gpu::runtime::context::Context;
@@ -13,11 +13,11 @@ use crate::shard::{merged_loss, run_steps};
 
 /// The shards' loss and, with `grad`, each shard's gradient; shard k runs on
 /// `devices[k % devices.len()]`.
-pub(crate) fn run_sharded(
+pub(crate) async fn run_sharded(
     devices: &[Context],
-    shards: &[Tensor<f32>],
-    target: Target,
-    opts: &LossOptions,
+    shards: &[Tensor<'_, f32>],
+    target: Target<'_>,
+    opts: &LossOptions<'_>,
     grad: bool,
 ) -> Result<(Output, Option<Vec<Output>>)> {
     let (n, sizes) = shard_sizes(shards)?;
@@ -43,7 +43,7 @@ pub(crate) fn run_sharded(
         c0 += cs;
     }
     let shard_shapes: Vec<[usize; 2]> = sizes.iter().map(|&cs| [n, cs]).collect();
-    let prepare = |k: usize| -> Result<PreparedShard> {
+    let prepare = |k: usize| {
         let target = match &problem.targets {
             Targets::Probs(_) => Target::Probs(Tensor::new(&probs[k], &shard_shapes[k])),
             Targets::Classes(_) => target,
@@ -60,9 +60,18 @@ pub(crate) fn run_sharded(
                 crate::gpu::api::Grad::None
             },
         };
-        devices[k % devices.len()].build_shard(vocab, target, opts, grad)
+        let ctx = &devices[k % devices.len()];
+        (ctx, vocab)
     };
-    let (merged, grads) = run_steps(shards.len(), prepare, grad)?;
+    let mut steps = Vec::with_capacity(shards.len());
+    for k in 0..shards.len() {
+        let (ctx, vocab) = prepare(k);
+        steps.push(
+            ctx.build_async(|| ctx.build_shard(vocab, vocab.target, opts, grad))
+                .await?,
+        );
+    }
+    let (merged, grads) = run_steps(&steps, grad).await?;
     Ok((merged_loss(&merged, c, &problem, opts)?, grads))
 }
 

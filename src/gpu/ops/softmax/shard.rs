@@ -15,7 +15,7 @@ use crate::gpu::runtime::program::{join, Program};
 use crate::gpu::runtime::readback::Staging;
 use crate::layout::RowLayout;
 use crate::options::{Output, Tensor};
-use crate::shard::{concurrently, Lse};
+use crate::shard::{join_all, Lse};
 
 /// One shard's two passes, built.
 struct ShardPasses {
@@ -113,10 +113,10 @@ impl Context {
 
 impl ShardPasses {
     /// Runs the first pass: each row's statistic over the shard, its segments merged in order.
-    fn partials(&self, forward: bool) -> Result<Vec<Stat>> {
+    async fn partials(&self, forward: bool) -> Result<Vec<Stat>> {
         let reads: Vec<_> = self.stats.iter().map(|(b, _, s)| (b, 0, s)).collect();
         let run = self.ctx.run_program(&self.first, &reads, None);
-        let (planes, _) = self.ctx.run_blocking(run)?;
+        let (planes, _) = self.ctx.run_scoped(run).await?;
         let k = self.segments;
         let mut out = vec![];
         for ((_, rows, _), words) in self.stats.iter().zip(&planes) {
@@ -134,7 +134,7 @@ impl ShardPasses {
     }
 
     /// Writes every row's merged statistic and runs the second pass: the shard's output.
-    fn finish(&self, merged: &[Stat], forward: bool) -> Result<Output> {
+    async fn finish(&self, merged: &[Stat], forward: bool) -> Result<Output> {
         let k = self.segments;
         let mut at = 0;
         for (buffer, rows, _) in &self.stats {
@@ -154,7 +154,7 @@ impl ShardPasses {
         }
         let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
         let run = self.ctx.run_program(&self.second, &reads, None);
-        let (parts, _) = self.ctx.run_blocking(run)?;
+        let (parts, _) = self.ctx.run_scoped(run).await?;
         Ok(Output {
             data: join(parts),
             shape: self.shape.clone(),
@@ -175,11 +175,11 @@ fn merge_stats(stats: impl Iterator<Item = Stat>, forward: bool) -> Stat {
 
 /// `entry` over the shards (with the upstream gradient's shards for the backward entries);
 /// shard k on `devices[k % devices.len()]`.
-pub(crate) fn run_softmax_sharded(
+pub(crate) async fn run_softmax_sharded(
     devices: &[Context],
     entry: Entry,
-    shards: &[Tensor<f32>],
-    gy: Option<&[Tensor<f32>]>,
+    shards: &[Tensor<'_, f32>],
+    gy: Option<&[Tensor<'_, f32>]>,
 ) -> Result<Vec<Output>> {
     if devices.is_empty() || shards.is_empty() {
         return Err(XentError::InvalidArgument(
@@ -201,17 +201,18 @@ pub(crate) fn run_softmax_sharded(
         ));
     }
     let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
-    let build = |k: usize| -> Result<(ShardPasses, Vec<Stat>)> {
+    let mut passes = Vec::with_capacity(shards.len());
+    for (k, &x) in shards.iter().enumerate() {
         let ctx = &devices[k % devices.len()];
-        let passes = ctx.build_softmax_shard(entry, shards[k], gy.map(|g| g[k]))?;
-        let partials = passes.partials(forward)?;
-        Ok((passes, partials))
-    };
-    let (passes, partials): (Vec<_>, Vec<_>) =
-        concurrently(shards.len(), build)?.into_iter().unzip();
+        let build = || ctx.build_softmax_shard(entry, x, gy.map(|g| g[k]));
+        passes.push(ctx.build_async(build).await?);
+    }
+    let partials = join_all(passes.iter().map(|p| p.partials(forward)).collect()).await;
+    let partials: Vec<Vec<Stat>> = partials.into_iter().collect::<Result<_>>()?;
     let n = partials[0].len();
     let merged: Vec<Stat> = (0..n)
         .map(|r| merge_stats(partials.iter().map(|p| p[r]), forward))
         .collect();
-    concurrently(passes.len(), |k| passes[k].finish(&merged, forward))
+    let outputs = join_all(passes.iter().map(|p| p.finish(&merged, forward)).collect()).await;
+    outputs.into_iter().collect()
 }
