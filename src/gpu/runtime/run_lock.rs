@@ -126,9 +126,4 @@ impl Context {
     pub(crate) async fn run_scoped<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
         self.scoped(work).await
     }
-
-    /// A build inside the error scopes, never waiting (a sharded call's shard on its context).
-    pub(crate) async fn build_async<T>(&self, build: impl FnOnce() -> Result<T>) -> Result<T> {
-        self.scoped(async { build() }).await
-    }
 }

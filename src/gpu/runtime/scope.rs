@@ -45,3 +45,26 @@ impl Context {
         })
     }
 }
+
+/// `build(k, context)` for k in `0..count`, each on a thread of its own and inside the error
+/// scopes of its context `contexts[k % len]`: the CPU-side work of a sharded call's shards
+/// (their uploads) at once. In order; the first error.
+pub(crate) fn build_each<T: Send>(
+    contexts: &[Context],
+    count: usize,
+    build: impl Fn(usize, &Context) -> Result<T> + Sync,
+) -> Result<Vec<T>> {
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..count)
+            .map(|k| {
+                let (ctx, build) = (&contexts[k % contexts.len()], &build);
+                s.spawn(move || ctx.build_scoped(|| build(k, ctx)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            // A panic is a bug, not an input error: it goes on as the panic it was.
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    })
+}

@@ -2,11 +2,12 @@
 //! shard on its own thread, the partials merged on the host in shard order, the input's
 //! gradient summed over the shards in that order.
 
-use super::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};
+use super::shard::{LinearShard, LinearShardGrads};
 use crate::error::{Result, XentError};
 use crate::gpu::api::Grad;
 use crate::gpu::ops::loss::Loss;
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::scope::build_each;
 use crate::linear::{Linear, LinearOutput};
 use crate::options::{LossOptions, Output, Reduction, Target, Tensor};
 use crate::problem::{check_loss, Targets, IGNORED};
@@ -51,7 +52,7 @@ pub(crate) async fn run_linear_sharded(
             Targets::Probs(_) => Target::Probs(Tensor::new(&probs[k], ps)),
             Targets::Classes(_) => Target::I64(Tensor::new(&classes, &rows)),
         };
-        let shard = LinearShard {
+        LinearShard {
             input: Tensor::new(&x, &xs),
             weight: Tensor::new(&w[c0 * d..c1 * d], ws),
             bias: b.as_ref().map(|b| Tensor::new(&b[c0..c1], bs)),
@@ -60,15 +61,12 @@ pub(crate) async fn run_linear_sharded(
             target,
             options: *opts,
             grad: if grad { Grad::Returned } else { Grad::None },
-        };
-        (&devices[k % devices.len()], shard)
+        }
     };
-    let mut steps: Vec<PreparedLinearShard> = Vec::with_capacity(count);
-    for k in 0..count {
-        let (ctx, shard) = prepare(k);
-        let build = || ctx.build_linear_shard(shard, shard.target, opts, grad);
-        steps.push(ctx.build_async(build).await?);
-    }
+    let steps = build_each(devices, count, |k, ctx| {
+        let shard = prepare(k);
+        ctx.build_linear_shard(shard, shard.target, opts, grad)
+    })?;
     let (merged, grads) = run_steps(&steps, grad).await?;
     let mut loss = merged_loss(&merged, c, &problem, opts)?;
     if opts.reduction == Reduction::None {

@@ -7,6 +7,7 @@ use super::shard::VocabShard;
 use super::Loss;
 use crate::error::{Result, XentError};
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::scope::build_each;
 use crate::options::{LossOptions, Output, Target, Tensor};
 use crate::problem::{check_loss, Targets};
 use crate::shard::{merged_loss, run_steps};
@@ -48,7 +49,7 @@ pub(crate) async fn run_sharded(
             Targets::Probs(_) => Target::Probs(Tensor::new(&probs[k], &shard_shapes[k])),
             Targets::Classes(_) => target,
         };
-        let vocab = VocabShard {
+        VocabShard {
             logits: shards[k],
             first_class: firsts[k],
             classes: c,
@@ -59,18 +60,12 @@ pub(crate) async fn run_sharded(
             } else {
                 crate::gpu::api::Grad::None
             },
-        };
-        let ctx = &devices[k % devices.len()];
-        (ctx, vocab)
+        }
     };
-    let mut steps = Vec::with_capacity(shards.len());
-    for k in 0..shards.len() {
-        let (ctx, vocab) = prepare(k);
-        steps.push(
-            ctx.build_async(|| ctx.build_shard(vocab, vocab.target, opts, grad))
-                .await?,
-        );
-    }
+    let steps = build_each(devices, shards.len(), |k, ctx| {
+        let vocab = prepare(k);
+        ctx.build_shard(vocab, vocab.target, opts, grad)
+    })?;
     let (merged, grads) = run_steps(&steps, grad).await?;
     Ok((merged_loss(&merged, c, &problem, opts)?, grads))
 }

@@ -13,6 +13,7 @@ use crate::gpu::kernels::Entry;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::program::{join, Program};
 use crate::gpu::runtime::readback::Staging;
+use crate::gpu::runtime::scope::build_each;
 use crate::layout::RowLayout;
 use crate::options::{Output, Tensor};
 use crate::shard::{join_all, Lse};
@@ -201,12 +202,9 @@ pub(crate) async fn run_softmax_sharded(
         ));
     }
     let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
-    let mut passes = Vec::with_capacity(shards.len());
-    for (k, &x) in shards.iter().enumerate() {
-        let ctx = &devices[k % devices.len()];
-        let build = || ctx.build_softmax_shard(entry, x, gy.map(|g| g[k]));
-        passes.push(ctx.build_async(build).await?);
-    }
+    let passes = build_each(devices, shards.len(), |k, ctx| {
+        ctx.build_softmax_shard(entry, shards[k], gy.map(|g| g[k]))
+    })?;
     let partials = join_all(passes.iter().map(|p| p.partials(forward)).collect()).await;
     let partials: Vec<Vec<Stat>> = partials.into_iter().collect::<Result<_>>()?;
     let n = partials[0].len();
