@@ -181,6 +181,6 @@ pub struct LinearOutput {
     pub grad_linear_weight: Option<Output>,
     /// d loss / d linear_bias, `[C]` (when a bias was given).
     pub grad_linear_bias: Option<Output>,
-    /// Each row's log-sum-exp, `[N]` or `[]` (when asked for with `Linear::with_lse`).
+    /// Each row's log-sum-exp, `[N]` or `[]` (when asked for with `Linear::lse`).
     pub lse: Option<Output>,
 }

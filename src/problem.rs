@@ -72,7 +72,7 @@ pub(crate) fn check_loss(
 
 /// Every check `cross_entropy` makes of its input's shape, its target and its options, in
 /// PyTorch's order and words, without running it: `Ok` with the shape of the `none` output.
-/// (A sharded caller checks the whole problem before cutting it: [`crate::Context::cross_entropy_sharded`].)
+/// (A sharded caller checks the whole problem before cutting it: [`crate::CrossEntropyShards`].)
 pub fn check_cross_entropy(
     input_shape: &[usize],
     target: &Target,

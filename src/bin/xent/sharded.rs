@@ -2,8 +2,8 @@
 //! adapters wgpu finds, in turn; never more devices than classes). The input is viewed as
 //! rows × C around its class axis and cut into N class shards, as even as they come; outputs
 //! and gradients are put back in the input's layout.
-//! - cross-entropy: `Context::cross_entropy_sharded` (partials merged on the host);
-//! - log-softmax, softmax: `Context::softmax_sharded` and `softmax_backward_sharded`;
+//! - cross-entropy: `Context::run_sharded` over `CrossEntropyShards` (partials merged on the host);
+//! - log-softmax, softmax: `Context::run_sharded` over `SoftmaxShards`, forward and backward;
 //! - nll-loss reads one value a row, so it needs no merged statistics: each shard takes the
 //!   rows whose target it holds (its own weights, the others ignored), and the host adds the
 //!   rows up and divides by the mean's D.

@@ -46,7 +46,7 @@ pub(crate) fn backends_from_env() -> String {
 }
 
 impl crate::gpu::Context {
-    /// The async form of [`Context::for_shards`].
+    /// The async form of [`super::context::Context::for_shards`].
     pub async fn for_shards_async(count: usize, options: ContextOptions) -> Result<Vec<Self>> {
         let instance =
             wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Where the gradients go: the input's, the weight's and the bias's (if any), f32.
 pub(crate) type Grads<'a> = (&'a DeviceTensor, &'a DeviceTensor, Option<&'a DeviceTensor>);
 
-/// A `linear_cross_entropy` over device tensors ([`Context::prepare_linear_cross_entropy_device`]):
+/// A `linear_cross_entropy` over device tensors (`ctx.prepare(&DeviceLinear::new(..))`):
 /// `input` `[N, D]` or `[D]`, `linear_weight` `[C, D]` and `linear_bias` `[C]`, each f32, f16
 /// or bf16 (16-bit ones are widened into f32 copies of ours on every run: 4 bytes an element
 /// more device memory), and class targets `[N]` (or `[]`) of i32, u32 or i64.
@@ -317,7 +317,7 @@ impl PreparedLinearDevice {
     }
 
     /// Each row's log-sum-exp on the device, `[N]` or `[]`, when built with
-    /// [`DeviceLinear::with_lse`].
+    /// [`DeviceLinear::lse`].
     pub fn lse(&self) -> Option<DeviceTensor> {
         let lse = self.built.lse.clone()?;
         Some(DeviceTensor::from_parts(

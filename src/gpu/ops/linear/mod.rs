@@ -17,8 +17,10 @@
 pub(crate) mod chunks;
 pub(crate) mod device;
 pub(crate) mod matmul;
+mod matmul_prepared;
 pub(crate) mod shard;
 pub(crate) mod shard_device;
+mod shard_whole;
 pub(crate) mod shards;
 
 use crate::error::Result;
@@ -35,7 +37,7 @@ use chunks::{At, Built, ChunkTargets, Tensors};
 use matmul::Operand;
 use std::time::Duration;
 
-pub use matmul::PreparedMatmul;
+pub use matmul_prepared::PreparedMatmul;
 
 /// A `linear_cross_entropy` built once, run many times.
 ///

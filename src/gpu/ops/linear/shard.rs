@@ -6,15 +6,15 @@
 //! - class targets: the fused device shard (src/gpu/ops/linear/shard_device.rs) over our copies
 //!   of the tensors. The logits are held `DEFAULT_LINEAR_BUDGET` bytes at a time, never whole;
 //! - probability targets (this shard's slice `[N, Cs]` of them), and empty products: the
-//!   logits `[N, Cs]` whole ([`PreparedShard`]), then G, then G's products with the host's
-//!   transposes of X and W_s. The shard holds `N × Cs` floats: C / R classes each over R
-//!   shards, never the full C.
+//!   logits `[N, Cs]` whole, then G, then G's products with the host's transposes of X and
+//!   W_s (src/gpu/ops/linear/shard_whole.rs). The shard holds `N × Cs` floats: C / R classes
+//!   each over R shards, never the full C.
 
 use super::chunks::At;
 use super::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
 use crate::error::{Result, XentError};
 use crate::gpu::api::Grad;
-use crate::gpu::ops::loss::{check_classes, Loss, PreparedShard, VocabShard};
+use crate::gpu::ops::loss::{check_classes, Loss};
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
 use crate::gpu::runtime::program::Program;
@@ -55,14 +55,16 @@ pub struct LinearShardGrads {
 }
 
 /// A [`LinearShard`] prepared on one context: [`PreparedLinearShard::partials`], then, with
-/// every shard's merged, [`PreparedLinearShard::grads`].
+/// every shard's merged, [`PreparedLinearShard::grad`].
 pub struct PreparedLinearShard {
-    ctx: Context,
+    pub(super) ctx: Context,
     form: Form,
-    dims: (usize, usize, usize),
+    pub(super) dims: (usize, usize, usize),
     /// Held by each run (src/gpu/runtime/run_lock.rs).
     lock: crate::gpu::runtime::run_lock::RunLock,
 }
+
+use super::shard_whole::Whole;
 
 enum Form {
     Fused(Box<Fused>),
@@ -79,15 +81,6 @@ struct Fused {
     reads: Vec<(wgpu::Buffer, Staging, usize)>,
     /// Whether the partials have run (the gradients read what they left).
     ran: AtomicBool,
-}
-
-/// The logits whole, and Xᵀ `[D, N]` and W_sᵀ `[D, Cs]`, the backward's second operands
-/// (K-contiguous).
-struct Whole {
-    loss: PreparedShard,
-    x_t: Vec<f32>,
-    w_t: Vec<f32>,
-    bias: bool,
 }
 
 impl Context {
@@ -226,48 +219,6 @@ impl Context {
             ran: false.into(),
         })
     }
-
-    /// The logits whole (one product, the bias added on the host), as a cross_entropy shard.
-    fn whole_shard(
-        &self,
-        shard: LinearShard,
-        target: Target,
-        opts: &LossOptions,
-        grad: bool,
-    ) -> Result<Whole> {
-        let (&[n, d], cs) = (shard.input.shape, shard.weight.shape[0]) else {
-            unreachable!("checked by build_linear_shard")
-        };
-        // An empty product (no rows or no features) is all zeros, without a dispatch.
-        let mut logits = match n == 0 || d == 0 {
-            true => vec![0f32; n * cs],
-            false => self.build_matmul(shard.input, shard.weight)?.run()?.data,
-        };
-        if let Some(b) = shard.bias {
-            for row in logits.chunks_mut(cs.max(1)) {
-                row.iter_mut().zip(b.data).for_each(|(z, &b)| *z += b);
-            }
-        }
-        let shape = [n, cs];
-        let vocab = VocabShard {
-            logits: Tensor::new(&logits, &shape),
-            first_class: shard.first_class,
-            classes: shard.classes,
-            target,
-            options: *opts,
-            grad: if grad { Grad::Returned } else { Grad::None },
-        };
-        let keep = |t: &Tensor<f32>, rows: usize| match grad {
-            true => transpose(t.data, rows, d),
-            false => vec![],
-        };
-        Ok(Whole {
-            loss: self.build_shard(vocab, target, opts, grad)?,
-            x_t: keep(&shard.input, n),
-            w_t: keep(&shard.weight, cs),
-            bias: shard.bias.is_some(),
-        })
-    }
 }
 
 impl PreparedLinearShard {
@@ -377,64 +328,6 @@ impl PreparedLinearShard {
             bias: (f.reads.len() == 3).then(|| next(vec![cs])),
         })
     }
-
-    async fn whole_grads(&self, w: &Whole, merged: &[Partial]) -> Result<LinearShardGrads> {
-        let (n, d, cs) = self.dims;
-        let g = w.loss.grad_held(merged).await?.data;
-        if n == 0 || d == 0 {
-            let zeros = |rows: usize, cols: usize| Output {
-                data: vec![0.0; rows * cols],
-                shape: vec![rows, cols],
-            };
-            let bias = w.bias.then(|| Output {
-                data: (0..cs)
-                    .map(|c| (0..n).map(|r| g[r * cs + c] as f64).sum::<f64>() as f32)
-                    .collect(),
-                shape: vec![cs],
-            });
-            return Ok(LinearShardGrads {
-                input: zeros(n, d),
-                weight: zeros(cs, d),
-                bias,
-            });
-        }
-        // dX_s = G · W_s = G @ (W_sᵀ)ᵀ and dW_s = Gᵀ · X = Gᵀ @ (Xᵀ)ᵀ.
-        let (gs, ws) = ([n, cs], [d, cs]);
-        let input = self
-            .ctx
-            .product(Tensor::new(&g, &gs), Tensor::new(&w.w_t, &ws));
-        let input = input.await?;
-        let g_t = transpose(&g, n, cs);
-        let (gs, xs) = ([cs, n], [d, n]);
-        let weight = self
-            .ctx
-            .product(Tensor::new(&g_t, &gs), Tensor::new(&w.x_t, &xs));
-        let weight = weight.await?;
-        let bias = w.bias.then(|| Output {
-            data: g_t
-                .chunks(n.max(1))
-                .take(cs)
-                .map(|col| col.iter().map(|&v| v as f64).sum::<f64>() as f32)
-                .collect(),
-            shape: vec![cs],
-        });
-        Ok(LinearShardGrads {
-            input,
-            weight,
-            bias,
-        })
-    }
-}
-
-/// `[rows, cols]` row-major, transposed to `[cols, rows]`.
-fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
-    let mut t = vec![0f32; rows * cols];
-    for r in 0..rows {
-        for c in 0..cols {
-            t[c * rows + r] = a[r * cols + c];
-        }
-    }
-    t
 }
 
 impl ShardStep for PreparedLinearShard {

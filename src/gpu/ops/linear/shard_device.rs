@@ -320,7 +320,7 @@ impl PreparedLinearShardDevice {
         DeviceTensor::from_parts(self.out.clone(), vec![2, self.rows, 4], DType::F32)
     }
 
-    /// Where the merged statistics go before [`PreparedLinearShardDevice::record_grads`]:
+    /// Where the merged statistics go before [`PreparedLinearShardDevice::record_grad`]:
     /// `[N, 4]` f32, each row's (max, sum_exp, q, lse) over all C classes
     /// ([`crate::shard::Partial::stats`]), over plane 0 of the partials.
     pub fn merged(&self) -> DeviceTensor {

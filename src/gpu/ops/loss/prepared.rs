@@ -89,7 +89,7 @@ impl Context {
 
 /// A loss call whose inputs are on the device and whose buffers, bind groups, dispatches and
 /// staging buffers are built: each [`PreparedLoss::run_timed`] is one submission and one readback.
-/// Built by [`Context::prepare_cross_entropy`].
+/// Built by `ctx.prepare(&LossCall::..)`.
 ///
 /// Runs one at a time: its runs and reads hold the call's lock, so it may be shared by threads
 /// (in an `Arc`) and joined futures, and a dropped `…_async` future leaves it usable. A
@@ -224,7 +224,7 @@ impl PreparedLoss {
 
     /// Each row's log-sum-exp on the device, shape `[N, d1..dk]` (a single-chunk call, as
     /// every device call is), when the call was prepared with it
-    /// ([`crate::DeviceLoss::with_lse`]).
+    /// (`LossCall::lse`).
     pub fn lse(&self) -> Option<crate::DeviceTensor> {
         let lse = self.chunks[0].lse.clone()?;
         Some(crate::DeviceTensor::from_parts(
