@@ -117,7 +117,7 @@ fn device_api(
     let (dx, dw) = (grad(&[n, d])?, grad(&[c, d])?);
     let grads = [&dx, &dw];
     let call = DeviceLinear::new(&x, &w, &t)
-        .grad(Grad::Into(&grads))?
+        .grad(Grad::Into(&grads))
         .budget(budget);
     let step = ctx.prepare(&call)?;
     settle(ctx);

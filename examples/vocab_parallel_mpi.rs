@@ -168,6 +168,7 @@ fn run(world: &SimpleCommunicator) -> Result<(), Error> {
         target: Target::I64(Tensor::new(&p.t, &rows)),
         options: p.opts,
         grad: wgpu_xent::Grad::Returned,
+        budget: wgpu_xent::DEFAULT_LINEAR_BUDGET,
     };
     let prepared = ctx.prepare(&shard)?;
     // Twice: the second run must give the same bits.

@@ -50,6 +50,7 @@ impl<'a> Linear<'a> {
     }
 
     /// Adds the bias `[C]`.
+    #[must_use = "returns the updated description"]
     pub fn bias(self, linear_bias: impl Into<FloatTensor<'a>>) -> Self {
         Self {
             linear_bias: Some(linear_bias.into()),
@@ -58,6 +59,7 @@ impl<'a> Linear<'a> {
     }
 
     /// Sets the most bytes of logits held at once.
+    #[must_use = "returns the updated description"]
     pub fn budget(self, bytes: usize) -> Self {
         Self {
             budget: bytes,
@@ -67,6 +69,7 @@ impl<'a> Linear<'a> {
 
     /// Returns (or not) each row's log-sum-exp of its logits (after softcap): `[N]`, or `[]`
     /// unbatched.
+    #[must_use = "returns the updated description"]
     pub fn lse(self, lse: bool) -> Self {
         Self { lse, ..self }
     }

@@ -345,7 +345,8 @@ impl Default for BackwardOptions {
 pub struct LossAndGrad {
     /// The loss, as the forward op returns it.
     pub loss: Output,
-    /// d(loss)/d(input), the input's shape; `None` when it was written in place.
+    /// d(loss)/d(input), the input's shape, when asked for and read back (a host call's
+    /// `Grad::Returned` or `Grad::InPlace`); `None` otherwise.
     pub grad: Option<Output>,
     /// The per-row log-sum-exp, shape `[N, d1..dk]`, when asked for.
     pub lse: Option<Output>,

@@ -264,3 +264,107 @@ fn split(x: &[f32], c: usize, at: usize) -> (Vec<f32>, Vec<f32>) {
     let b = x.chunks(c).flat_map(|row| &row[at..]).copied().collect();
     (a, b)
 }
+
+/// What a fresh review found, each now an answer or a clear error: a device call run once
+/// returns its lse; a prepared call on device tensors takes no host batch; `write_logits`
+/// after a shorter batch walks every row again; a sharded linear call returns its lse; the
+/// one-line calls take device tensors; a wrong `Grad` for a device linear call, and a 16-bit
+/// softmax output run once, are errors.
+#[test]
+fn device_runs_batches_and_sharded_lse_say_what_they_do() {
+    let ctx = ctx();
+    let (n, c, d) = (6, 11, 5);
+    let (x, t): (Vec<f32>, Vec<i64>) =
+        (data(n * c, 10), (0..n as i64).map(|i| i * 4 % 11).collect());
+    let (shape, rows) = ([n, c], [n]);
+    let host =
+        LossCall::cross_entropy(Tensor::new(&x, &shape), Target::I64(Tensor::new(&t, &rows)));
+    let want = ctx.run(&host.lse(true)).unwrap();
+    let dx = DeviceTensor::from_host(ctx, &x, &shape, DType::F32).unwrap();
+    let dt = DeviceTensor::from_host(ctx, &t, &rows, DType::I64).unwrap();
+    let got = ctx
+        .run(&LossCall::cross_entropy(&dx, &dt).lse(true))
+        .unwrap();
+    let (l, m) = (
+        got.lse.expect("the device lse read back"),
+        want.lse.unwrap(),
+    );
+    assert_eq!(l.shape, m.shape);
+    assert!(l
+        .data
+        .iter()
+        .zip(&m.data)
+        .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0)));
+    // The sugar takes device tensors too.
+    let sugar = ctx.cross_entropy(&dx, &dt, &Default::default()).unwrap();
+    assert!((sugar.scalar() - want.loss.scalar()).abs() <= 1e-5);
+
+    let on_device = ctx.prepare(&LossCall::cross_entropy(&dx, &dt)).unwrap();
+    let batch = on_device.run_batch(
+        Tensor::new(&x, &shape),
+        Target::I64(Tensor::new(&t, &rows)),
+        None,
+    );
+    assert!(matches!(batch, Err(XentError::Unsupported(_))), "{batch:?}");
+    assert!(matches!(
+        on_device.write_logits(&x),
+        Err(XentError::Unsupported(_))
+    ));
+
+    let step = ctx.prepare(&host.grad(Grad::Returned)).unwrap();
+    let (half, half_rows) = ([n / 2, c], [n / 2]);
+    step.run_batch(
+        Tensor::new(&x[..n / 2 * c], &half),
+        Target::I64(Tensor::new(&t[..n / 2], &half_rows)),
+        None,
+    )
+    .unwrap();
+    step.write_logits(&x).unwrap();
+    let all = step.run().unwrap();
+    assert_eq!(
+        bits(&all.loss.data),
+        bits(&ctx.run(&host).unwrap().loss.data),
+        "every row again"
+    );
+
+    let (h, w) = (data(n * d, 11), data(c * d, 12));
+    let (hs, ws) = ([n, d], [c, d]);
+    let linear = Linear::new(Tensor::new(&h, &hs), Tensor::new(&w, &ws)).lse(true);
+    let target = Target::I64(Tensor::new(&t, &rows));
+    let whole = ctx
+        .run(&LinearCall::new(linear, target))
+        .unwrap()
+        .lse
+        .unwrap();
+    let devices = [ctx.clone(), ctx.clone()];
+    let call = wgpu_xent::LinearShards {
+        linear,
+        target,
+        options: Default::default(),
+        grad: Grad::None,
+    };
+    let sharded = Context::run_sharded(&devices, &call)
+        .unwrap()
+        .lse
+        .expect("the sharded lse");
+    assert_eq!(sharded.shape, whole.shape);
+    assert!(sharded
+        .data
+        .iter()
+        .zip(&whole.data)
+        .all(|(a, b)| (a - b).abs() <= 1e-5 * b.abs().max(1.0)));
+
+    let dh = DeviceTensor::from_host(ctx, &h, &hs, DType::F32).unwrap();
+    let dw = DeviceTensor::from_host(ctx, &w, &ws, DType::F32).unwrap();
+    let one = [&dh];
+    let wrong = DeviceLinear::new(&dh, &dw, &dt).grad(Grad::Into(&one));
+    assert!(ctx
+        .prepare(&wrong)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("2 to 3"));
+    let half_out = SoftmaxCall::softmax(&dx, 1).output(DType::F16);
+    assert!(ctx.run(&half_out).is_err());
+    assert!(ctx.prepare(&half_out).is_ok());
+}

@@ -283,7 +283,6 @@ fn device_linear(c: &Context, case: &LinearCase, opts: &LossOptions) -> [Vec<f32
     let call = DeviceLinear::new(&x, &w, &t)
         .bias(&b)
         .grad(Grad::Into(&grads))
-        .unwrap()
         .options(*opts);
     let step = c.prepare(&call).unwrap();
     let mut encoder = c.device().create_command_encoder(&Default::default());

@@ -231,6 +231,7 @@ fn sharded(
             target,
             options: *opts,
             grad: Grad::Returned,
+            budget: wgpu_xent::DEFAULT_LINEAR_BUDGET,
         };
         prepared.push(on(case).prepare(&shard).unwrap());
         c0 += cs;

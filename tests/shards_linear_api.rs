@@ -210,6 +210,7 @@ fn bad_device_linear_shards_are_refused() {
         target: Target::I64(Tensor::new(&ts, &[2])),
         options: Default::default(),
         grad: Grad::Returned,
+        budget: wgpu_xent::DEFAULT_LINEAR_BUDGET,
     };
     let e = ctx.prepare(&shard);
     assert!(e.err().unwrap().to_string().contains("2147483647"));

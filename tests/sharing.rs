@@ -97,6 +97,7 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
                 target: target(),
                 options: opts,
                 grad: wgpu_xent::Grad::Returned,
+                budget: wgpu_xent::DEFAULT_LINEAR_BUDGET,
             })
             .unwrap();
         let logits = rng.logits(n * classes, 2.0);

@@ -2,6 +2,7 @@
 //! and `MatmulCall` (the product it is built on) as call descriptions.
 
 use super::call::Grad;
+use super::loss::{read, submit_once};
 use super::{Call, Prepare};
 use crate::error::{Result, XentError};
 use crate::gpu::ops::linear::device::{DeviceLinear, PreparedLinearDevice};
@@ -41,11 +42,13 @@ impl<'a> LinearCall<'a> {
     }
 
     /// With these options.
+    #[must_use = "returns the updated description"]
     pub fn options(self, options: LossOptions<'a>) -> Self {
         Self { options, ..self }
     }
 
     /// With the gradients (`Grad::Returned`) or without.
+    #[must_use = "returns the updated description"]
     pub fn grad(self, grad: Grad<'a>) -> Self {
         Self { grad, ..self }
     }
@@ -89,20 +92,25 @@ impl Prepare for DeviceLinear<'_> {
 impl Call for DeviceLinear<'_> {
     type Output = LinearOutput;
 
-    /// One run: built, recorded, submitted, and the loss read back; the gradients and lse
+    /// One run: built, recorded, submitted, and the loss and lse read back; the gradients
     /// stay in their device tensors.
     async fn run_on(&self, ctx: &Context) -> Result<LinearOutput> {
         let step = ctx.prepare_async(self).await?;
-        let mut encoder = ctx.device().create_command_encoder(&Default::default());
-        step.record(&mut encoder);
-        ctx.queue().submit([encoder.finish()]);
-        Ok(LinearOutput {
-            loss: step.read_loss_async().await?,
-            grad_input: None,
-            grad_linear_weight: None,
-            grad_linear_bias: None,
-            lse: None,
+        ctx.scoped(async {
+            submit_once(ctx, |encoder| step.record(encoder)).await?;
+            let lse = match step.lse() {
+                Some(t) => Some(read(ctx, &t).await?),
+                None => None,
+            };
+            Ok(LinearOutput {
+                loss: step.read_loss_async().await?,
+                grad_input: None,
+                grad_linear_weight: None,
+                grad_linear_bias: None,
+                lse,
+            })
         })
+        .await
     }
 }
 

@@ -73,16 +73,19 @@ impl<'a> LossCall<'a> {
     }
 
     /// With these options.
+    #[must_use = "returns the updated description"]
     pub fn options(self, options: LossOptions<'a>) -> Self {
         Self { options, ..self }
     }
 
     /// With the gradient going to `grad`.
+    #[must_use = "returns the updated description"]
     pub fn grad(self, grad: Grad<'a>) -> Self {
         Self { grad, ..self }
     }
 
     /// With the upstream gradient `g`.
+    #[must_use = "returns the updated description"]
     pub fn grad_output(self, g: f32) -> Self {
         Self {
             grad_output: g,
@@ -91,11 +94,13 @@ impl<'a> LossCall<'a> {
     }
 
     /// Keeping (or not) each row's log-sum-exp.
+    #[must_use = "returns the updated description"]
     pub fn lse(self, lse: bool) -> Self {
         Self { lse, ..self }
     }
 
     /// With class weights on the device.
+    #[must_use = "returns the updated description"]
     pub fn device_weight(self, weight: &'a DeviceTensor) -> Self {
         Self {
             device_weight: Some(weight),
@@ -207,7 +212,7 @@ impl Call for LossCall<'_> {
     type Output = LossAndGrad;
 
     /// Host calls: the loss, and the gradient and lse when asked for. Device calls: the
-    /// loss read back; the gradient and lse stay on the device.
+    /// loss and the lse read back; the gradient stays where `Grad` put it.
     async fn run_on(&self, ctx: &Context) -> Result<LossAndGrad> {
         match (self.input, self.target) {
             (Input::Host(x), TargetInput::Host(t)) => {
@@ -217,14 +222,19 @@ impl Call for LossCall<'_> {
             }
             (Input::Device(_), TargetInput::Device(_)) => {
                 let step = ctx.prepare_async(self).await?;
-                let mut encoder = ctx.device().create_command_encoder(&Default::default());
-                step.record(&mut encoder);
-                ctx.queue().submit([encoder.finish()]);
-                Ok(LossAndGrad {
-                    loss: step.read_loss_async().await?,
-                    grad: None,
-                    lse: None,
+                ctx.scoped(async {
+                    submit_once(ctx, |encoder| step.record(encoder)).await?;
+                    let lse = match step.lse() {
+                        Some(t) => Some(read(ctx, &t).await?),
+                        None => None,
+                    };
+                    Ok(LossAndGrad {
+                        loss: step.read_loss_async().await?,
+                        grad: None,
+                        lse,
+                    })
                 })
+                .await
             }
             _ => Err(mixed()),
         }
@@ -235,4 +245,25 @@ fn mixed() -> XentError {
     XentError::InvalidArgument(
         "a call's tensors are all on the host or all on the device, not both".into(),
     )
+}
+
+/// Records a device call into a new encoder and submits it, inside the caller's error
+/// scopes, after what dropped runs left mapped is settled (so recording never waits).
+pub(super) async fn submit_once(
+    ctx: &Context,
+    record: impl FnOnce(&mut wgpu::CommandEncoder),
+) -> Result<()> {
+    ctx.settle().await?;
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    record(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    Ok(())
+}
+
+/// A device tensor of ours read back as the host `Output` of its shape.
+pub(super) async fn read(ctx: &Context, t: &DeviceTensor) -> Result<crate::options::Output> {
+    Ok(crate::options::Output {
+        data: t.read_f32_async(ctx).await?,
+        shape: t.shape().to_vec(),
+    })
 }

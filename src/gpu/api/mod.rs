@@ -41,7 +41,7 @@ pub trait Call: Prepare {
     fn run_on(&self, ctx: &Context) -> impl Future<Output = Result<Self::Output>>;
 }
 
-/// The generic verbs: every call description goes through these three.
+/// The generic verbs: every call description goes through these four.
 impl Context {
     /// Builds `call` once (checks, uploads, pipelines), to run or record it many times.
     ///

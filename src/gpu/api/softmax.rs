@@ -54,6 +54,7 @@ impl<'a> SoftmaxCall<'a> {
     }
 
     /// The backward pass: the input is the forward's output, `grad` the upstream gradient.
+    #[must_use = "returns the updated description"]
     pub fn backward(self, grad: impl Into<Input<'a>>) -> Self {
         Self {
             backward: Some(grad.into()),
@@ -73,6 +74,7 @@ impl<'a> SoftmaxCall<'a> {
     }
 
     /// A device call's output in `dtype` (f32, f16 or bf16).
+    #[must_use = "returns the updated description"]
     pub fn output(self, dtype: DType) -> Self {
         Self {
             output: dtype,
@@ -134,6 +136,11 @@ impl Call for SoftmaxCall<'_> {
                 ctx.scoped(ctx.softmax_family(self.entry(), x, self.dim, self.host_backward()?))
                     .await
             }
+            Input::Device(_) if self.output != DType::F32 => Err(XentError::InvalidArgument(
+                "a 16-bit softmax output stays on the device: prepare the call, record it and \
+                 use its output()"
+                    .into(),
+            )),
             Input::Device(_) => ctx.prepare_async(self).await?.run_async().await,
         }
     }

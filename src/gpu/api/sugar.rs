@@ -1,6 +1,6 @@
 //! One-line forms of the common calls, each `ctx.run(&call)` over its description.
 
-use super::call::{Grad, Input};
+use super::call::{Grad, Input, TargetInput};
 use super::linear::{LinearCall, MatmulCall};
 use super::loss::LossCall;
 use super::softmax::SoftmaxCall;
@@ -25,7 +25,7 @@ impl Context {
     pub fn cross_entropy<'i>(
         &self,
         input: impl Into<Input<'i>>,
-        target: Target<'i>,
+        target: impl Into<TargetInput<'i>>,
         opts: &LossOptions<'i>,
     ) -> Result<Output> {
         let call = LossCall::cross_entropy(input, target).options(*opts);
@@ -37,7 +37,7 @@ impl Context {
     pub fn cross_entropy_backward<'i>(
         &self,
         input: impl Into<Input<'i>>,
-        target: Target<'i>,
+        target: impl Into<TargetInput<'i>>,
         opts: &LossOptions<'i>,
         backward: &BackwardOptions,
     ) -> Result<LossAndGrad> {
@@ -49,7 +49,7 @@ impl Context {
     pub fn nll_loss<'i>(
         &self,
         input: impl Into<Input<'i>>,
-        target: Target<'i>,
+        target: impl Into<TargetInput<'i>>,
         opts: &LossOptions<'i>,
     ) -> Result<Output> {
         let call = LossCall::nll_loss(input, target).options(*opts);
@@ -60,7 +60,7 @@ impl Context {
     pub fn nll_loss_backward<'i>(
         &self,
         input: impl Into<Input<'i>>,
-        target: Target<'i>,
+        target: impl Into<TargetInput<'i>>,
         opts: &LossOptions<'i>,
         backward: &BackwardOptions,
     ) -> Result<LossAndGrad> {

@@ -105,7 +105,7 @@ impl Context {
     ) -> Result<PreparedLoss> {
         if loss == Loss::Nll && call.grad == Grad::InPlace {
             return Err(XentError::Unsupported(
-                "nll_loss writes its gradient into a tensor of its own (DeviceLoss::grad_into)"
+                "nll_loss writes its gradient into a tensor of its own (Grad::Into(&[&grad]))"
                     .into(),
             ));
         }
@@ -207,6 +207,7 @@ impl Context {
             grad_into,
             grad_pack,
             weight: call.weight.map(|w| w.bound()),
+            uploaded: false,
         };
         Ok((spec, grad))
     }

@@ -41,8 +41,9 @@ struct SoftmaxChunk<'a> {
     split_always: bool,
 }
 
-/// A softmax-family call with its input on the device and everything built: each
-/// [`PreparedSoftmax::run_timed`] is one submission and one readback.
+/// A softmax-family call built once (`ctx.prepare(&SoftmaxCall::..)`), on host data or on a
+/// device tensor: each [`PreparedSoftmax::run`] is one submission and one readback, or it is
+/// recorded ([`PreparedSoftmax::record`]) and its output stays on the device.
 ///
 /// Runs one at a time: its runs and reads hold the call's lock, so it may be shared by threads
 /// (in an `Arc`) and joined futures, and a dropped `…_async` future leaves it usable. A

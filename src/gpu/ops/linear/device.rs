@@ -31,7 +31,7 @@ pub struct DeviceLinear<'a> {
     linear_weight: &'a DeviceTensor,
     linear_bias: Option<&'a DeviceTensor>,
     target: &'a DeviceTensor,
-    grads: Option<Grads<'a>>,
+    grad: Grad<'a>,
     budget: usize,
     lse: bool,
     options: LossOptions<'a>,
@@ -49,7 +49,7 @@ impl<'a> DeviceLinear<'a> {
             linear_weight,
             linear_bias: None,
             target,
-            grads: None,
+            grad: Grad::None,
             budget: DEFAULT_LINEAR_BUDGET,
             lse: false,
             options: LossOptions::default(),
@@ -57,6 +57,7 @@ impl<'a> DeviceLinear<'a> {
     }
 
     /// Adds the bias `[C]`.
+    #[must_use = "returns the updated description"]
     pub fn bias(self, linear_bias: &'a DeviceTensor) -> Self {
         Self {
             linear_bias: Some(linear_bias),
@@ -67,31 +68,37 @@ impl<'a> DeviceLinear<'a> {
     /// Also the backward (`Grad::Into(&[grad_input, grad_linear_weight, grad_linear_bias])`,
     /// the bias's may be left out): the gradients are written (not added) into f32 tensors
     /// of the input's, the weight's and the bias's shapes. `Grad::None`: the forward alone.
-    pub fn grad(self, grad: Grad<'a>) -> Result<Self> {
-        let grads = match grad {
-            Grad::None => None,
-            Grad::Into(&[x, w]) => Some((x, w, None)),
-            Grad::Into(&[x, w, b]) => Some((x, w, Some(b))),
-            g => {
-                return Err(XentError::InvalidArgument(format!(
-                    "a device linear_cross_entropy writes its gradients into 2 or 3 tensors (Grad::Into), not {g:?}"
-                )))
-            }
-        };
-        Ok(Self { grads, ..self })
+    /// Anything else is refused when the call is built.
+    #[must_use = "returns the updated description"]
+    pub fn grad(self, grad: Grad<'a>) -> Self {
+        Self { grad, ..self }
+    }
+
+    /// Where the gradients go: dX, dW and db (which may be left out).
+    fn grads(&self) -> Result<Option<Grads<'a>>> {
+        Ok(
+            match self.grad.tensors("a device linear_cross_entropy", 2..=3)? {
+                None => None,
+                Some(&[x, w]) => Some((x, w, None)),
+                Some(g) => Some((g[0], g[1], Some(g[2]))),
+            },
+        )
     }
 
     /// With these loss options.
+    #[must_use = "returns the updated description"]
     pub fn options(self, options: LossOptions<'a>) -> Self {
         Self { options, ..self }
     }
 
     /// Keeps (or not) each row's log-sum-exp on the device ([`PreparedLinearDevice::lse`]).
+    #[must_use = "returns the updated description"]
     pub fn lse(self, lse: bool) -> Self {
         Self { lse, ..self }
     }
 
     /// Sets the most bytes of logits held at once (`Linear::budget`).
+    #[must_use = "returns the updated description"]
     pub fn budget(self, bytes: usize) -> Self {
         Self {
             budget: bytes,
@@ -211,7 +218,7 @@ impl Context {
             major: p.features,
             step: 1,
         };
-        let grads = match call.grads {
+        let grads = match call.grads()? {
             Some((dx, dw, db)) => Some((
                 grad_at(dx, "grad_input", &p.input_shape())?,
                 grad_at(dw, "grad_linear_weight", &weight_shape)?,
@@ -260,7 +267,7 @@ impl Context {
             )));
         }
         let inputs = [Some(call.input), Some(call.linear_weight), call.linear_bias];
-        check_apart(inputs, call.grads)?;
+        check_apart(inputs, call.grads()?)?;
         let target_shape = call.target.shape();
         let len = p.rows * p.classes;
         check_loss_shapes(

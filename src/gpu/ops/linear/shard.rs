@@ -19,7 +19,7 @@ use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
 use crate::gpu::runtime::program::Program;
 use crate::gpu::runtime::readback::Staging;
-use crate::linear::{LinearProblem, DEFAULT_LINEAR_BUDGET};
+use crate::linear::LinearProblem;
 use crate::options::{DType, LossOptions, Output, Target, Tensor};
 use crate::problem::{check_loss, Targets, IGNORED};
 use crate::shard::{Partial, ShardStep};
@@ -43,6 +43,9 @@ pub struct LinearShard<'a> {
     pub options: LossOptions<'a>,
     /// `Grad::Returned`: [`PreparedLinearShard::grad`] may follow the partials; `Grad::None`.
     pub grad: Grad<'a>,
+    /// The most bytes of logits held at once by the fused form (class targets)
+    /// ([`crate::DEFAULT_LINEAR_BUDGET`], for one).
+    pub budget: usize,
 }
 
 /// A shard's gradients: its share of d loss / d input (summed over the shards, it is the
@@ -197,7 +200,7 @@ impl Context {
                 true => Grad::None,
                 false => Grad::Into(&into),
             },
-            budget: DEFAULT_LINEAR_BUDGET,
+            budget: shard.budget,
             options: opts,
         };
         let reads = match &grads {

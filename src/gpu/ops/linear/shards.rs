@@ -61,6 +61,7 @@ pub(crate) async fn run_linear_sharded(
             target,
             options: *opts,
             grad: if grad { Grad::Returned } else { Grad::None },
+            budget: linear.budget,
         }
     };
     let steps = build_each(devices, count, |k, ctx| {
@@ -77,7 +78,11 @@ pub(crate) async fn run_linear_sharded(
         grad_input: None,
         grad_linear_weight: None,
         grad_linear_bias: None,
-        lse: None,
+        // Each row's lse over all C, from its merged partial: (max, sum_exp, q, lse).
+        lse: linear.lse.then(|| Output {
+            data: merged.iter().map(|p| p.stats()[3]).collect(),
+            shape: p.rows_shape(),
+        }),
     };
     if let Some(grads) = grads {
         let (dx, dw, db) = join_grads(&grads, linear.input.shape(), (n, d, c), b.is_some());

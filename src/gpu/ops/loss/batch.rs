@@ -76,6 +76,13 @@ impl PreparedLoss {
         weight: Option<&[f32]>,
     ) -> Result<(usize, LossProblem)> {
         let host = &self.batch;
+        if !host.uploaded {
+            return Err(XentError::Unsupported(
+                "run_batch writes a batch into the call's own buffers: a call on device tensors \
+                 reads yours (write them, set_batch, record)"
+                    .into(),
+            ));
+        }
         if weight.is_some() && !host.weighted {
             return Err(XentError::InvalidArgument(
                 "new class weights for a call prepared without LossOptions::weight".into(),
@@ -170,7 +177,7 @@ impl PreparedLoss {
     }
 
     /// `set_batch`, by a run that holds the lock.
-    fn set_rows(&self, outer: usize) -> Result<()> {
+    pub(super) fn set_rows(&self, outer: usize) -> Result<()> {
         let prepared = self.batch.layout;
         if outer == 0 || outer > prepared.outer {
             return Err(XentError::InvalidShape(format!(
@@ -228,6 +235,9 @@ pub(super) struct Batch {
     pub options: LossOptions<'static>,
     /// Whether it was prepared with host class weights (then each batch may bring new ones).
     pub weighted: bool,
+    /// Whether its inputs were uploaded into buffers of ours (a host call): only then may a
+    /// batch be written over them.
+    pub uploaded: bool,
     pub layout: crate::layout::RowLayout,
     /// The batch the kernels walk now: `layout.outer` or fewer (`PreparedLoss::set_batch`).
     pub outer: std::sync::atomic::AtomicUsize,

@@ -35,6 +35,8 @@ pub(crate) struct LossSpec {
     pub grad_pack: Option<(Bound, Float)>,
     /// Class weights on the device (else `LossOptions::weight`, uploaded).
     pub weight: Option<Bound>,
+    /// Host data uploaded into buffers of ours: only such a call takes new batches.
+    pub uploaded: bool,
 }
 
 impl LossSpec {
@@ -54,6 +56,7 @@ impl LossSpec {
             grad_into: None,
             grad_pack: None,
             weight: None,
+            uploaded: true,
         }
     }
 }

@@ -64,6 +64,7 @@ impl Context {
                     ..*opts
                 },
                 weighted: opts.weight.is_some(),
+                uploaded: spec.uploaded,
                 layout: spec.layout,
                 outer: spec.layout.outer.into(),
                 weight: common.weight.clone(),
@@ -87,9 +88,10 @@ impl Context {
     }
 }
 
-/// A loss call whose inputs are on the device and whose buffers, bind groups, dispatches and
-/// staging buffers are built: each [`PreparedLoss::run_timed`] is one submission and one readback.
-/// Built by `ctx.prepare(&LossCall::..)`.
+/// A loss call built once (`ctx.prepare(&LossCall::..)`), on host data uploaded into buffers
+/// of ours or on the caller's device tensors: its bind groups, dispatches and staging buffers.
+/// Each run ([`PreparedLoss::run`], `run_batch`, `run_timed`) is one submission and one
+/// readback; a device call is recorded ([`PreparedLoss::record`]) and read (`read_loss`).
 ///
 /// Runs one at a time: its runs and reads hold the call's lock, so it may be shared by threads
 /// (in an `Arc`) and joined futures, and a dropped `…_async` future leaves it usable. A
@@ -148,7 +150,8 @@ impl PreparedLoss {
             .map(|(r, t)| (r.into_loss_and_grad(&self.input_shape), t))
     }
 
-    /// Replaces the logits (same shape) with `data`: a queue write, no allocation.
+    /// Replaces the logits (same shape) with `data`: a queue write, no allocation, and every
+    /// prepared row walked again (after a shorter `run_batch`). A call on host data only.
     pub fn write_logits(&self, data: &[f32]) -> Result<()> {
         let total: usize = self.chunks.iter().map(|c| c.elems).sum();
         if data.len() != total {
@@ -162,7 +165,16 @@ impl PreparedLoss {
                 "write_logits takes f32 values; these logits are 16-bit".into(),
             ));
         }
+        if !self.batch.uploaded {
+            return Err(crate::XentError::Unsupported(
+                "write_logits writes the call's own buffers: a call on device tensors reads \
+                 yours"
+                    .into(),
+            ));
+        }
         let _run = self.lock.wait("write_logits")?;
+        // A whole batch of logits: every prepared row is walked again.
+        self.set_rows(self.batch.layout.outer)?;
         let mut at = 0;
         for c in &self.chunks {
             let logits = &c.input.logits;
@@ -212,20 +224,30 @@ impl PreparedLoss {
         self.ctx.record_settled(encoder, &self.program);
     }
 
-    /// The loss on the device: an f32 scalar for `mean` and `sum`, per position for `none`
-    /// (a single-chunk call, as every device call is).
-    pub fn loss(&self) -> crate::DeviceTensor {
+    /// The loss on the device: an f32 scalar for `mean` and `sum`, per position for `none`.
+    /// `None` for a `none` loss cut into chunks (host data past one binding), which no
+    /// one tensor holds; a device call is always one chunk.
+    pub fn loss(&self) -> Option<crate::DeviceTensor> {
         let (buffer, shape) = match &self.reduced {
             Some(r) => (r.value.clone(), vec![]),
-            None => (self.chunks[0].losses.clone(), self.loss_shape.clone()),
+            None if self.chunks.len() == 1 => {
+                (self.chunks[0].losses.clone(), self.loss_shape.clone())
+            }
+            None => return None,
         };
-        crate::DeviceTensor::from_parts(buffer, shape, crate::DType::F32)
+        Some(crate::DeviceTensor::from_parts(
+            buffer,
+            shape,
+            crate::DType::F32,
+        ))
     }
 
-    /// Each row's log-sum-exp on the device, shape `[N, d1..dk]` (a single-chunk call, as
-    /// every device call is), when the call was prepared with it
-    /// (`LossCall::lse`).
+    /// Each row's log-sum-exp on the device, shape `[N, d1..dk]`, when the call was prepared
+    /// with it (`LossCall::lse`) and one chunk holds it (a device call always does).
     pub fn lse(&self) -> Option<crate::DeviceTensor> {
+        if self.chunks.len() != 1 {
+            return None;
+        }
         let lse = self.chunks[0].lse.clone()?;
         Some(crate::DeviceTensor::from_parts(
             lse,

@@ -9,7 +9,7 @@ use crate::gpu::runtime::readback::Staging;
 use crate::options::Output;
 
 impl PreparedLoss {
-    /// Reads back the gradient of the last run (empty unless prepared with `grad`).
+    /// Reads back the gradient of the last run (empty unless prepared with a `Grad`).
     pub fn read_grad(&self) -> Result<Vec<f32>> {
         self.check_started("read_grad")?;
         let reads = self.grad_reads();

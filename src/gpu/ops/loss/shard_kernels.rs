@@ -186,6 +186,7 @@ impl Context {
             grad_into: None,
             grad_pack: None,
             weight: None,
+            uploaded: false,
         })
     }
 }
