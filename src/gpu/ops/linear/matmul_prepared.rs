@@ -83,7 +83,7 @@ impl PreparedMatmul {
 
     /// Runs the product and reads `[M, N]` back.
     pub fn run(&self) -> Result<Output> {
-        Ok(self.run_timed()?.0)
+        Ok(self.ctx.run_locked(&self.lock, self.run_held(false))?.0)
     }
 
     /// The async form of [`PreparedMatmul::run`].

@@ -188,7 +188,7 @@ impl Context {
 impl PreparedLinear {
     /// Runs the call and reads the loss (and gradients) back.
     pub fn run(&self) -> Result<LinearOutput> {
-        Ok(self.run_timed()?.0)
+        Ok(self.ctx.run_locked(&self.lock, self.run_held(false))?.0)
     }
 
     /// The async form of [`PreparedLinear::run`].

@@ -34,6 +34,7 @@ pub struct LinearShard<'a> {
     pub weight: Tensor<'a, f32>,
     /// This shard's slice `[Cs]` of the bias.
     pub bias: Option<Tensor<'a, f32>>,
+    /// The first of its classes: it holds `first_class .. first_class + Cs` of C.
     pub first_class: usize,
     /// C, the classes of all shards together.
     pub classes: usize,
@@ -52,8 +53,11 @@ pub struct LinearShard<'a> {
 /// input's gradient), and its own slices of the weight's and the bias's.
 #[derive(Clone, Debug)]
 pub struct LinearShardGrads {
+    /// Its share `[N, D]` of d loss / d input: summed over the shards, the input's gradient.
     pub input: Output,
+    /// Its slice `[Cs, D]` of the weight's gradient.
     pub weight: Output,
+    /// Its slice `[Cs]` of the bias's gradient, when there is a bias.
     pub bias: Option<Output>,
 }
 

@@ -40,11 +40,17 @@ use std::ops::Range;
 /// ([`PreparedLinearShardDevice::check_targets`] reads it).
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceLinearShard<'a> {
+    /// The hidden states `[N, D]`, the same on every shard.
     pub input: &'a DeviceTensor,
+    /// This shard's rows `[Cs, D]` of the classifier weight.
     pub weight: &'a DeviceTensor,
+    /// This shard's slice `[Cs]` of the bias.
     pub bias: Option<&'a DeviceTensor>,
+    /// The class targets `[N]` over all C (i32, u32 or i64), checked on the device.
     pub target: &'a DeviceTensor,
+    /// The first of its classes: it holds `first_class .. first_class + Cs` of C.
     pub first_class: usize,
+    /// C, the classes of all shards together.
     pub classes: usize,
     /// f32 tensors for the shard's gradients: its share `[N, D]` of the input's (written;
     /// summed over the shards it is the input's gradient), and its slices `[Cs, D]` of the

@@ -28,7 +28,9 @@ use crate::shard::{Partial, ShardStep};
 /// One shard's logits: `[N, Cs]`, classes `first_class .. first_class + Cs` of `classes`.
 #[derive(Clone, Copy, Debug)]
 pub struct VocabShard<'a> {
+    /// This shard's logits `[N, Cs]`.
     pub logits: Tensor<'a, f32>,
+    /// The first of its classes: it holds `first_class .. first_class + Cs` of C.
     pub first_class: usize,
     /// C, the classes of all shards together.
     pub classes: usize,

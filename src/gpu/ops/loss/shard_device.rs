@@ -28,9 +28,13 @@ use crate::options::{DType, LossOptions};
 /// targets are checked on the device: [`PreparedShardDevice::check_targets`] reads it.
 #[derive(Clone, Copy, Debug)]
 pub struct DeviceShard<'a> {
+    /// This shard's f32 logits `[N, Cs]`.
     pub logits: &'a DeviceTensor,
+    /// The class targets `[N]` over all C (i32, u32 or i64), checked on the device.
     pub target: &'a DeviceTensor,
+    /// The first of its classes: it holds `first_class .. first_class + Cs` of C.
     pub first_class: usize,
+    /// C, the classes of all shards together.
     pub classes: usize,
     /// `Grad::Into(&[&g])`: an f32 tensor `[N, Cs]` for the shard's gradient; `Grad::None`:
     /// partials only.
