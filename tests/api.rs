@@ -368,3 +368,50 @@ fn device_runs_batches_and_sharded_lse_say_what_they_do() {
     assert!(ctx.run(&half_out).is_err());
     assert!(ctx.prepare(&half_out).is_ok());
 }
+
+/// The reads of a prepared call have async forms with the same results: the gradient, into a
+/// new `Vec` or the caller's slice, and a device shard's check of its targets.
+#[test]
+fn prepared_reads_have_async_forms() {
+    let ctx = ctx();
+    let (n, c) = (5, 13);
+    let (x, t): (Vec<f32>, Vec<i64>) =
+        (data(n * c, 13), (0..n as i64).map(|i| i * 5 % 13).collect());
+    let (shape, rows) = ([n, c], [n]);
+    let call =
+        LossCall::cross_entropy(Tensor::new(&x, &shape), Target::I64(Tensor::new(&t, &rows)))
+            .grad(Grad::Returned);
+    let step = ctx.prepare(&call).unwrap();
+    step.run_timed().unwrap();
+    let sync = step.read_grad().unwrap();
+    let joined = pollster::block_on(step.read_grad_async()).unwrap();
+    assert_eq!(bits(&sync), bits(&joined));
+    let mut into = vec![0f32; n * c];
+    pollster::block_on(step.read_grad_into_async(&mut into)).unwrap();
+    assert_eq!(bits(&sync), bits(&into));
+
+    let bad: Vec<i64> = vec![0, 1, 99, 2, 3];
+    let dx = DeviceTensor::from_host(ctx, &x, &shape, DType::F32).unwrap();
+    let dt = DeviceTensor::from_host(ctx, &bad, &rows, DType::I64).unwrap();
+    let shard = wgpu_xent::DeviceShard {
+        logits: &dx,
+        target: &dt,
+        first_class: 0,
+        classes: 20,
+        grad: Grad::None,
+        options: LossOptions::default(),
+    };
+    let step = ctx.prepare(&shard).unwrap();
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    step.record_partials(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    let (a, b) = (
+        step.check_targets(),
+        pollster::block_on(step.check_targets_async()),
+    );
+    assert!(
+        matches!(a, Err(XentError::TargetOutOfBounds { .. })),
+        "{a:?}"
+    );
+    assert_eq!(a.unwrap_err().to_string(), b.unwrap_err().to_string());
+}

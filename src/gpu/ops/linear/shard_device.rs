@@ -319,6 +319,11 @@ impl PreparedLinearShardDevice {
         self.kernels.read_target_check()
     }
 
+    /// The async form of [`PreparedLinearShardDevice::check_targets`].
+    pub async fn check_targets_async(&self) -> Result<()> {
+        self.kernels.read_target_check_async().await
+    }
+
     /// The partials, `[2, N, 4]` f32, as a device `cross_entropy` shard's
     /// ([`crate::PreparedShardDevice::partials`]). Past `max_binding_bytes / 32` rows this
     /// is larger than one binding: copy or read it, don't bind it whole.

@@ -12,11 +12,15 @@ impl PreparedLoss {
     /// Reads back the gradient of the last run (empty unless prepared with a `Grad`).
     pub fn read_grad(&self) -> Result<Vec<f32>> {
         self.check_started("read_grad")?;
-        let reads = self.grad_reads();
-        let empty = Program::default();
-        let read = self.ctx.run_program(&empty, &reads, None);
-        let (parts, _) = self.ctx.run_locked(&self.lock, read)?;
-        Ok(join(parts))
+        self.ctx.run_locked(&self.lock, self.read_grad_held())
+    }
+
+    /// The async form of [`PreparedLoss::read_grad`].
+    pub async fn read_grad_async(&self) -> Result<Vec<f32>> {
+        self.check_started("read_grad")?;
+        self.ctx
+            .run_locked_async(&self.lock, self.read_grad_held())
+            .await
     }
 
     /// Copies the gradient of the last run into `out` (the logits' length), memory the
@@ -27,6 +31,23 @@ impl PreparedLoss {
         let empty = Program::default();
         let read = self.ctx.run_program_into(&empty, &reads, out);
         self.ctx.run_locked(&self.lock, read)
+    }
+
+    /// The async form of [`PreparedLoss::read_grad_into`].
+    pub async fn read_grad_into_async(&self, out: &mut [f32]) -> Result<()> {
+        self.check_started("read_grad_into")?;
+        let reads = self.grad_reads();
+        let empty = Program::default();
+        let read = self.ctx.run_program_into(&empty, &reads, out);
+        self.ctx.run_locked_async(&self.lock, read).await
+    }
+
+    /// `read_grad` by a caller that holds the run lock.
+    async fn read_grad_held(&self) -> Result<Vec<f32>> {
+        let reads = self.grad_reads();
+        let empty = Program::default();
+        let (parts, _) = self.ctx.run_program(&empty, &reads, None).await?;
+        Ok(join(parts))
     }
 
     /// Each chunk's gradient and its staging buffer, as a readback takes them.

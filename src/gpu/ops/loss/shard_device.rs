@@ -137,6 +137,11 @@ impl PreparedShardDevice {
         self.kernels.read_target_check()
     }
 
+    /// The async form of [`PreparedShardDevice::check_targets`].
+    pub async fn check_targets_async(&self) -> Result<()> {
+        self.kernels.read_target_check_async().await
+    }
+
     /// The partials, `[2, N, 4]` f32 (the layout: this module's header).
     pub fn partials(&self) -> DeviceTensor {
         DeviceTensor::from_parts(self.stats.clone(), vec![2, self.rows, 4], DType::F32)

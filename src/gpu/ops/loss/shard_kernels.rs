@@ -219,11 +219,22 @@ impl ShardKernels {
     /// [`ShardKernels::push_target_check`] (waiting for it): a class target past C is an
     /// `Err` naming its row, as the host API's.
     pub fn read_target_check(&self) -> Result<()> {
+        self.ctx.run_locked(&self.lock, self.target_check_held())
+    }
+
+    /// The async form of [`ShardKernels::read_target_check`].
+    pub async fn read_target_check_async(&self) -> Result<()> {
+        self.ctx
+            .run_locked_async(&self.lock, self.target_check_held())
+            .await
+    }
+
+    /// `read_target_check` by a caller that holds the lock.
+    async fn target_check_held(&self) -> Result<()> {
         let (_, staging, classes, ignore_index) = &self.check;
         let reads = [(&self.common.error, 0, staging)];
         let nothing = Program::default();
-        let run = self.ctx.run_program(&nothing, &reads, None);
-        let (words, _) = self.ctx.run_locked(&self.lock, run)?;
+        let (words, _) = self.ctx.run_program(&nothing, &reads, None).await?;
         let word = |i: usize| words[0].get(i).map_or(u32::MAX, |f| f.to_bits());
         if word(0) == u32::MAX {
             return Ok(());
