@@ -2,7 +2,7 @@
 //! and `MatmulCall` (the product it is built on) as call descriptions.
 
 use super::call::Grad;
-use super::loss::{read, submit_once};
+use super::loss::submit_once;
 use super::{Call, Prepare};
 use crate::error::{Result, XentError};
 use crate::gpu::ops::linear::device::{DeviceLinear, PreparedLinearDevice};
@@ -97,11 +97,7 @@ impl Call for DeviceLinear<'_> {
     async fn run_on(&self, ctx: &Context) -> Result<LinearOutput> {
         let step = ctx.prepare_async(self).await?;
         ctx.scoped(async {
-            submit_once(ctx, |encoder| step.record(encoder)).await?;
-            let lse = match step.lse() {
-                Some(t) => Some(read(ctx, &t).await?),
-                None => None,
-            };
+            let lse = submit_once(ctx, |encoder| step.record(encoder), step.lse()).await?;
             Ok(LinearOutput {
                 loss: step.read_loss_async().await?,
                 grad_input: None,

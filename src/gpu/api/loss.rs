@@ -223,11 +223,7 @@ impl Call for LossCall<'_> {
             (Input::Device(_), TargetInput::Device(_)) => {
                 let step = ctx.prepare_async(self).await?;
                 ctx.scoped(async {
-                    submit_once(ctx, |encoder| step.record(encoder)).await?;
-                    let lse = match step.lse() {
-                        Some(t) => Some(read(ctx, &t).await?),
-                        None => None,
-                    };
+                    let lse = submit_once(ctx, |encoder| step.record(encoder), step.lse()).await?;
                     Ok(LossAndGrad {
                         loss: step.read_loss_async().await?,
                         grad: None,
@@ -247,23 +243,23 @@ fn mixed() -> XentError {
     )
 }
 
-/// Records a device call into a new encoder and submits it, inside the caller's error
-/// scopes, after what dropped runs left mapped is settled (so recording never waits).
+/// A device call run once, inside the caller's error scopes: recorded into a new encoder and
+/// submitted (after what dropped runs left mapped is settled, so recording never waits),
+/// then its `lse`, where it keeps one, read back.
 pub(super) async fn submit_once(
     ctx: &Context,
     record: impl FnOnce(&mut wgpu::CommandEncoder),
-) -> Result<()> {
+    lse: Option<DeviceTensor>,
+) -> Result<Option<crate::options::Output>> {
     ctx.settle().await?;
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     record(&mut encoder);
     ctx.queue().submit([encoder.finish()]);
-    Ok(())
-}
-
-/// A device tensor of ours read back as the host `Output` of its shape.
-pub(super) async fn read(ctx: &Context, t: &DeviceTensor) -> Result<crate::options::Output> {
-    Ok(crate::options::Output {
-        data: t.read_f32_async(ctx).await?,
-        shape: t.shape().to_vec(),
-    })
+    let Some(lse) = lse else {
+        return Ok(None);
+    };
+    Ok(Some(crate::options::Output {
+        data: lse.read_f32_async(ctx).await?,
+        shape: lse.shape().to_vec(),
+    }))
 }
