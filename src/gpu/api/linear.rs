@@ -5,9 +5,14 @@ use super::call::Grad;
 use super::loss::submit_once;
 use super::{Call, Prepare};
 use crate::error::{Result, XentError};
+use crate::gpu::ops::bandwidth::build_bandwidth;
+use crate::gpu::ops::linear::build_linear;
+use crate::gpu::ops::linear::device::build_linear_device;
 use crate::gpu::ops::linear::device::{DeviceLinear, PreparedLinearDevice};
+use crate::gpu::ops::linear::matmul_prepared::build_matmul;
 use crate::gpu::ops::linear::{PreparedLinear, PreparedMatmul};
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::scope::scoped;
 use crate::linear::{Linear, LinearOutput};
 use crate::options::{LossOptions, Output, Target, Tensor};
 
@@ -69,7 +74,7 @@ impl Prepare for LinearCall<'_> {
 
     fn build(&self, ctx: &Context) -> Result<PreparedLinear> {
         let grad = self.returns_grad()?;
-        ctx.build_linear(self.linear, self.target, &self.options, grad)
+        build_linear(ctx, self.linear, self.target, &self.options, grad)
     }
 }
 
@@ -85,7 +90,7 @@ impl Prepare for DeviceLinear<'_> {
     type Prepared = PreparedLinearDevice;
 
     fn build(&self, ctx: &Context) -> Result<PreparedLinearDevice> {
-        ctx.build_linear_device(*self)
+        build_linear_device(ctx, *self)
     }
 }
 
@@ -96,7 +101,7 @@ impl Call for DeviceLinear<'_> {
     /// stay in their device tensors.
     async fn run_on(&self, ctx: &Context) -> Result<LinearOutput> {
         let step = ctx.prepare_async(self).await?;
-        ctx.scoped(async {
+        scoped(ctx, async {
             let lse = submit_once(ctx, |encoder| step.record(encoder), step.lse()).await?;
             Ok(LinearOutput {
                 loss: step.read_loss_async().await?,
@@ -130,7 +135,7 @@ impl Prepare for MatmulCall<'_> {
     type Prepared = PreparedMatmul;
 
     fn build(&self, ctx: &Context) -> Result<PreparedMatmul> {
-        ctx.build_matmul(self.a, self.b)
+        build_matmul(ctx, self.a, self.b)
     }
 }
 
@@ -154,6 +159,6 @@ impl Prepare for BandwidthCall {
     type Prepared = crate::gpu::ops::bandwidth::PreparedBandwidth;
 
     fn build(&self, ctx: &Context) -> Result<Self::Prepared> {
-        ctx.build_bandwidth(self.bytes)
+        build_bandwidth(ctx, self.bytes)
     }
 }

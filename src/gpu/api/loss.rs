@@ -4,10 +4,14 @@
 use super::call::{Grad, Input, TargetInput};
 use super::{Call, Prepare};
 use crate::error::{Result, XentError};
+use crate::gpu::ops::device::prepare_device;
 use crate::gpu::ops::device::DeviceLoss;
 use crate::gpu::ops::loss::{self, Loss, PreparedLoss, Request};
+use crate::gpu::ops::loss::{prepare_loss, run_loss};
+use crate::gpu::runtime::cancel::settle;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
+use crate::gpu::runtime::scope::scoped;
 use crate::options::{LossAndGrad, LossOptions};
 
 /// Which loss a [`LossCall`] computes.
@@ -198,10 +202,10 @@ impl Prepare for LossCall<'_> {
     fn build(&self, ctx: &Context) -> Result<PreparedLoss> {
         match (self.input, self.target) {
             (Input::Host(x), TargetInput::Host(t)) => {
-                ctx.prepare_loss(x, t, &self.options, self.host_request()?)
+                prepare_loss(ctx, x, t, &self.options, self.host_request()?)
             }
             (Input::Device(x), TargetInput::Device(t)) => {
-                ctx.prepare_device(self.loss(), self.device_call(x, t)?, &self.options)
+                prepare_device(ctx, self.loss(), self.device_call(x, t)?, &self.options)
             }
             _ => Err(mixed()),
         }
@@ -217,12 +221,12 @@ impl Call for LossCall<'_> {
         match (self.input, self.target) {
             (Input::Host(x), TargetInput::Host(t)) => {
                 let req = self.host_request()?;
-                let r = ctx.scoped(ctx.run_loss(x, t, &self.options, req)).await?;
+                let r = scoped(ctx, run_loss(ctx, x, t, &self.options, req)).await?;
                 Ok(r.into_loss_and_grad(x.shape()))
             }
             (Input::Device(_), TargetInput::Device(_)) => {
                 let step = ctx.prepare_async(self).await?;
-                ctx.scoped(async {
+                scoped(ctx, async {
                     let lse = submit_once(ctx, |encoder| step.record(encoder), step.lse()).await?;
                     Ok(LossAndGrad {
                         loss: step.read_loss_async().await?,
@@ -251,7 +255,7 @@ pub(super) async fn submit_once(
     record: impl FnOnce(&mut wgpu::CommandEncoder),
     lse: Option<DeviceTensor>,
 ) -> Result<Option<crate::options::Output>> {
-    ctx.settle().await?;
+    settle(ctx).await?;
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     record(&mut encoder);
     ctx.queue().submit([encoder.finish()]);

@@ -20,6 +20,8 @@ pub use softmax::SoftmaxCall;
 
 use crate::error::Result;
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::info::{context_info, ContextInfo};
+use crate::gpu::runtime::scope::{build_scoped, scoped};
 use std::future::Future;
 
 /// A description of an op that a [`Context`] can build once: `ctx.prepare(&call)`.
@@ -43,6 +45,11 @@ pub trait Call: Prepare {
 
 /// The generic verbs: every call description goes through these four.
 impl Context {
+    /// What this context runs on, and how it was tuned.
+    pub fn info(&self) -> ContextInfo {
+        context_info(self)
+    }
+
     /// Builds `call` once (checks, uploads, pipelines), to run or record it many times.
     ///
     /// ```
@@ -58,12 +65,12 @@ impl Context {
     /// # Ok::<(), wgpu_xent::XentError>(())
     /// ```
     pub fn prepare<C: Prepare>(&self, call: &C) -> Result<C::Prepared> {
-        self.build_scoped(|| call.build(self))
+        build_scoped(self, || call.build(self))
     }
 
     /// The async form of [`Context::prepare`]: the build inside error scopes, never waiting.
     pub async fn prepare_async<C: Prepare>(&self, call: &C) -> Result<C::Prepared> {
-        self.scoped(async { call.build(self) }).await
+        scoped(self, async { call.build(self) }).await
     }
 
     /// Runs `call` once and returns its results, blocking this thread until they are read.

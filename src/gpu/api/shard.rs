@@ -7,9 +7,13 @@ use super::call::Grad;
 use super::Prepare;
 use crate::error::Result;
 use crate::gpu::kernels::Entry;
+use crate::gpu::ops::linear::shard::build_linear_shard;
 use crate::gpu::ops::linear::shard::{LinearShard, PreparedLinearShard};
+use crate::gpu::ops::linear::shard_device::build_linear_shard_device;
 use crate::gpu::ops::linear::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
 use crate::gpu::ops::linear::shards::run_linear_sharded;
+use crate::gpu::ops::loss::shard::build_shard;
+use crate::gpu::ops::loss::shard_device::build_shard_device;
 use crate::gpu::ops::loss::{
     run_sharded, DeviceShard, PreparedShard, PreparedShardDevice, VocabShard,
 };
@@ -25,7 +29,7 @@ impl Prepare for VocabShard<'_> {
 
     fn build(&self, ctx: &Context) -> Result<PreparedShard> {
         let grad = self.grad.returned("a host shard")?;
-        ctx.build_shard(*self, self.target, &self.options, grad)
+        build_shard(ctx, *self, self.target, &self.options, grad)
     }
 }
 
@@ -33,7 +37,7 @@ impl Prepare for DeviceShard<'_> {
     type Prepared = PreparedShardDevice;
 
     fn build(&self, ctx: &Context) -> Result<PreparedShardDevice> {
-        ctx.build_shard_device(*self)
+        build_shard_device(ctx, *self)
     }
 }
 
@@ -42,7 +46,7 @@ impl Prepare for LinearShard<'_> {
 
     fn build(&self, ctx: &Context) -> Result<PreparedLinearShard> {
         let grad = self.grad.returned("a host linear shard")?;
-        ctx.build_linear_shard(*self, self.target, &self.options, grad)
+        build_linear_shard(ctx, *self, self.target, &self.options, grad)
     }
 }
 
@@ -50,7 +54,7 @@ impl Prepare for DeviceLinearShard<'_> {
     type Prepared = PreparedLinearShardDevice;
 
     fn build(&self, ctx: &Context) -> Result<PreparedLinearShardDevice> {
-        ctx.build_linear_shard_device(*self)
+        build_linear_shard_device(ctx, *self)
     }
 }
 
@@ -157,6 +161,8 @@ impl Context {
 
     /// A context on each of up to `count` adapters (or several on one), for shards.
     pub fn for_shards(count: usize, options: ContextOptions) -> Result<Vec<Context>> {
-        crate::gpu::runtime::poller::block(Self::for_shards_async(count, options))
+        crate::gpu::runtime::poller::block(crate::gpu::runtime::adapter::for_shards_async(
+            count, options,
+        ))
     }
 }

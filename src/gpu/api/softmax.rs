@@ -6,7 +6,9 @@ use super::{Call, Prepare};
 use crate::error::{Result, XentError};
 use crate::gpu::kernels::Entry;
 use crate::gpu::ops::softmax::PreparedSoftmax;
+use crate::gpu::ops::softmax::{build_softmax, softmax_device, softmax_family};
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::scope::scoped;
 use crate::options::{DType, FloatTensor, Output, Tensor};
 
 /// One log_softmax or softmax call along `dim`, or its backward pass.
@@ -103,7 +105,7 @@ impl Prepare for SoftmaxCall<'_> {
                         "a host softmax call returns f32; `output` is a device call's dtype".into(),
                     ));
                 }
-                ctx.build_softmax(self.entry(), x, self.dim, self.host_backward()?)
+                build_softmax(ctx, self.entry(), x, self.dim, self.host_backward()?)
             }
             Input::Device(x) => {
                 let gy =
@@ -121,7 +123,7 @@ impl Prepare for SoftmaxCall<'_> {
                         self.output
                     ))
                 })?;
-                ctx.softmax_device(x, self.dim, self.entry(), gy, out)
+                softmax_device(ctx, x, self.dim, self.entry(), gy, out)
             }
         }
     }
@@ -133,8 +135,11 @@ impl Call for SoftmaxCall<'_> {
     async fn run_on(&self, ctx: &Context) -> Result<Output> {
         match self.input {
             Input::Host(x) => {
-                ctx.scoped(ctx.softmax_family(self.entry(), x, self.dim, self.host_backward()?))
-                    .await
+                scoped(
+                    ctx,
+                    softmax_family(ctx, self.entry(), x, self.dim, self.host_backward()?),
+                )
+                .await
             }
             Input::Device(_) if self.output != DType::F32 => Err(XentError::InvalidArgument(
                 "a 16-bit softmax output stays on the device: prepare the call, record it and \

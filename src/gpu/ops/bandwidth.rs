@@ -4,9 +4,15 @@
 use crate::error::Result;
 use crate::gpu::kernels::uniform;
 use crate::gpu::kernels::{Entry, Family, KernelKey, Variant};
+use crate::gpu::runtime::buffers::{bind, output, uniform};
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::program::push;
+use crate::gpu::runtime::program::run_program;
 use crate::gpu::runtime::program::Program;
+use crate::gpu::runtime::readback::staging;
 use crate::gpu::runtime::readback::Staging;
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::timestamps::timestamp_queries;
 use crate::gpu::runtime::timestamps::Timestamps;
 use crate::options::Float;
 use std::time::{Duration, Instant};
@@ -35,72 +41,71 @@ pub struct PreparedBandwidth {
     lock: crate::gpu::runtime::run_lock::RunLock,
 }
 
-impl Context {
-    /// Two buffers of `bytes` bytes (rounded down to 32, capped at one binding) to time with
-    /// [`PreparedBandwidth::copy`], [`PreparedBandwidth::read`] and
-    /// [`PreparedBandwidth::write`]. The read kernel loads f32 the way the loss kernels load
-    /// logits of that size (`Context::variant`), and the write kernel stores them the way
-    /// the kernels write a row output (`Context::with_wide_output`).
-    pub(crate) fn build_bandwidth(&self, bytes: u64) -> Result<PreparedBandwidth> {
-        let bytes = (bytes.min(self.max_binding_bytes()) / 32 * 32).max(32);
-        (|| {
-            let usage = wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST;
-            let make = |label| {
-                self.shared.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(label),
-                    size: bytes,
-                    usage,
-                    mapped_at_creation: false,
-                })
-            };
-            let (src, dst) = (make("bandwidth src"), make("bandwidth dst"));
-            let n_pairs = (bytes / 32) as u32;
-            let wg = self.workgroup_size() as u64;
-            // A contiguous block of pairs per workgroup, 16 a lane: enough workgroups to fill
-            // any adapter, in one grid dimension.
-            let block = (wg * 16).max((n_pairs as u64).div_ceil(65_535));
-            let workgroups = (n_pairs as u64).div_ceil(block).max(1);
-            let invocations = workgroups * wg;
-            let params = self.uniform(
-                "bandwidth params",
-                &BandwidthParams {
-                    n_pairs,
-                    block: block as u32,
-                    _pad: [0; 2],
-                },
-            );
-            let out = self.output("bandwidth out", invocations as usize)?;
-            let mut program = Program::default();
-            // `bytes` is whole 32-byte units, so the output is written as wide as any can be.
-            let kind = Variant {
-                wide_out: self.wide_f32(),
-                ..self.variant(Float::F32, [bytes])
-            };
-            let mut write = Program::default();
-            for (program, entry) in [
-                (&mut program, Entry::ReadSum),
-                (&mut write, Entry::WriteFill),
-            ] {
-                let bind = self.bind(Family::Bandwidth, &[&params, &src, &out, &dst]);
-                let key = KernelKey::new(entry, kind);
-                self.push(program, key, bind, workgroups, "")?;
-            }
-            Ok(PreparedBandwidth {
-                ctx: self.clone(),
-                src,
-                dst,
-                bytes,
-                program,
-                write,
-                out,
-                staging: self.staging(4),
-                timestamps: self.timestamp_queries(),
-                lock: Default::default(),
+/// Two buffers of `bytes` bytes (rounded down to 32, capped at one binding) to time with
+/// [`PreparedBandwidth::copy`], [`PreparedBandwidth::read`] and
+/// [`PreparedBandwidth::write`]. The read kernel loads f32 the way the loss kernels load
+/// logits of that size (`Context::variant`), and the write kernel stores them the way
+/// the kernels write a row output (`Context::with_wide_output`).
+pub(crate) fn build_bandwidth(ctx: &Context, bytes: u64) -> Result<PreparedBandwidth> {
+    let bytes = (bytes.min(ctx.max_binding_bytes()) / 32 * 32).max(32);
+    (|| {
+        let usage = wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_SRC
+            | wgpu::BufferUsages::COPY_DST;
+        let make = |label| {
+            ctx.shared.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage,
+                mapped_at_creation: false,
             })
-        })()
-    }
+        };
+        let (src, dst) = (make("bandwidth src"), make("bandwidth dst"));
+        let n_pairs = (bytes / 32) as u32;
+        let wg = ctx.workgroup_size() as u64;
+        // A contiguous block of pairs per workgroup, 16 a lane: enough workgroups to fill
+        // any adapter, in one grid dimension.
+        let block = (wg * 16).max((n_pairs as u64).div_ceil(65_535));
+        let workgroups = (n_pairs as u64).div_ceil(block).max(1);
+        let invocations = workgroups * wg;
+        let params = uniform(
+            ctx,
+            "bandwidth params",
+            &BandwidthParams {
+                n_pairs,
+                block: block as u32,
+                _pad: [0; 2],
+            },
+        );
+        let out = output(ctx, "bandwidth out", invocations as usize)?;
+        let mut program = Program::default();
+        // `bytes` is whole 32-byte units, so the output is written as wide as any can be.
+        let kind = Variant {
+            wide_out: ctx.wide_f32(),
+            ..ctx.variant(Float::F32, [bytes])
+        };
+        let mut write = Program::default();
+        for (program, entry) in [
+            (&mut program, Entry::ReadSum),
+            (&mut write, Entry::WriteFill),
+        ] {
+            let bind = bind(ctx, Family::Bandwidth, &[&params, &src, &out, &dst]);
+            let key = KernelKey::new(entry, kind);
+            push(ctx, program, key, bind, workgroups, "")?;
+        }
+        Ok(PreparedBandwidth {
+            ctx: ctx.clone(),
+            src,
+            dst,
+            bytes,
+            program,
+            write,
+            out,
+            staging: staging(ctx, 4),
+            timestamps: timestamp_queries(ctx),
+            lock: Default::default(),
+        })
+    })()
 }
 
 impl PreparedBandwidth {
@@ -135,10 +140,8 @@ impl PreparedBandwidth {
     pub fn read(&self) -> Result<(Duration, Option<Duration>)> {
         let t = Instant::now();
         let reads = [(&self.out, 0, &self.staging)];
-        let run = self
-            .ctx
-            .run_program(&self.program, &reads, self.timestamps.as_ref());
-        let (_, kernel) = self.ctx.run_locked(&self.lock, run)?;
+        let run = run_program(&self.ctx, &self.program, &reads, self.timestamps.as_ref());
+        let (_, kernel) = run_locked(&self.ctx, &self.lock, run)?;
         Ok((t.elapsed(), kernel))
     }
 
@@ -146,10 +149,8 @@ impl PreparedBandwidth {
     /// the adapter has timestamps, the kernel time.
     pub fn write(&self) -> Result<(Duration, Option<Duration>)> {
         let t = Instant::now();
-        let run = self
-            .ctx
-            .run_program(&self.write, &[], self.timestamps.as_ref());
-        let (_, kernel) = self.ctx.run_locked(&self.lock, run)?;
+        let run = run_program(&self.ctx, &self.write, &[], self.timestamps.as_ref());
+        let (_, kernel) = run_locked(&self.ctx, &self.lock, run)?;
         Ok((t.elapsed(), kernel))
     }
 }

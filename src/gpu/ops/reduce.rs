@@ -5,7 +5,9 @@ use crate::error::Result;
 use crate::gpu::kernels::uniform;
 use crate::gpu::kernels::{reduce_block_len, Entry, Family, KernelKey};
 use crate::gpu::runtime::buffers::Bindable;
+use crate::gpu::runtime::buffers::{bind, output, uniform};
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::program::push;
 use crate::gpu::runtime::program::Program;
 use crate::options::Float;
 use crate::options::{LossOptions, Reduction};
@@ -67,206 +69,216 @@ pub(crate) struct Reduced {
 /// One input of a reduction: `(values, dens, n)`.
 pub(crate) type Part<'a> = (&'a dyn Bindable, &'a dyn Bindable, usize);
 
-impl Context {
-    /// Appends the reduction of `parts` in their order, finished as `finish` says. D goes to
-    /// `den_into[0]` when given (the gradient's scale buffer), else to a buffer of its own.
-    pub(crate) fn push_reduction(
-        &self,
-        program: &mut Program,
-        parts: &[Part],
-        finish: Finish,
-        den_into: Option<&wgpu::Buffer>,
-    ) -> Result<Reduced> {
-        let value = self.output("loss", 1)?;
-        let den_out = match den_into {
-            Some(b) => b.clone(),
-            None => self.output("loss denominator", 1)?,
-        };
-        let mode = mode(finish);
-        match parts {
-            [(values, dens, n)] if self.single_pass(*n) => {
-                let out = (&value, &den_out);
-                self.push_single(program, (*values, *dens, *n), mode, false, out)?;
-            }
-            _ => {
-                let (sum, den) = self.push_blocks(program, parts)?;
-                self.push_finalize(program, (&sum, &den), mode, (&value, &den_out), 0)?;
-            }
+/// Appends the reduction of `parts` in their order, finished as `finish` says. D goes to
+/// `den_into[0]` when given (the gradient's scale buffer), else to a buffer of its own.
+pub(crate) fn push_reduction(
+    ctx: &Context,
+    program: &mut Program,
+    parts: &[Part],
+    finish: Finish,
+    den_into: Option<&wgpu::Buffer>,
+) -> Result<Reduced> {
+    let value = output(ctx, "loss", 1)?;
+    let den_out = match den_into {
+        Some(b) => b.clone(),
+        None => output(ctx, "loss denominator", 1)?,
+    };
+    let mode = mode(finish);
+    match parts {
+        [(values, dens, n)] if single_pass(ctx, *n) => {
+            let out = (&value, &den_out);
+            push_single(ctx, program, (*values, *dens, *n), mode, false, out)?;
         }
-        Ok(Reduced {
-            value,
-            den: den_out,
-        })
+        _ => {
+            let (sum, den) = push_blocks(ctx, program, parts)?;
+            push_finalize(ctx, program, (&sum, &den), mode, (&value, &den_out), 0)?;
+        }
     }
+    Ok(Reduced {
+        value,
+        den: den_out,
+    })
+}
 
-    /// Whether `n` values are reduced by one workgroup in one dispatch (`reduce_single`):
-    /// at most [`SINGLE_PASS_TRIPS`] values a lane.
-    pub(crate) fn single_pass(&self, n: usize) -> bool {
-        n <= SINGLE_PASS_TRIPS * self.workgroup_size() as usize
-    }
+/// Whether `n` values are reduced by one workgroup in one dispatch (`reduce_single`):
+/// at most [`SINGLE_PASS_TRIPS`] values a lane.
+pub(crate) fn single_pass(ctx: &Context, n: usize) -> bool {
+    n <= SINGLE_PASS_TRIPS * ctx.workgroup_size() as usize
+}
 
-    /// Appends the reduction of `n` values whose mean divides by `den[0]`, a D summed before
-    /// (the fused backward's): one dispatch. Needs [`Context::single_pass`] of `n`.
-    pub(crate) fn push_reduction_over(
-        &self,
-        program: &mut Program,
-        values: &dyn Bindable,
-        n: usize,
-        finish: Finish,
-        den: &wgpu::Buffer,
-    ) -> Result<Reduced> {
-        let value = self.output("loss", 1)?;
-        let den_out = self.output("loss denominator", 1)?;
-        let out = (&value, &den_out);
-        self.push_single(program, (values, den, n), mode(finish), true, out)?;
-        Ok(Reduced {
-            value,
-            den: den_out,
-        })
-    }
+/// Appends the reduction of `n` values whose mean divides by `den[0]`, a D summed before
+/// (the fused backward's): one dispatch. Needs `single_pass` of `n`.
+pub(crate) fn push_reduction_over(
+    ctx: &Context,
+    program: &mut Program,
+    values: &dyn Bindable,
+    n: usize,
+    finish: Finish,
+    den: &wgpu::Buffer,
+) -> Result<Reduced> {
+    let value = output(ctx, "loss", 1)?;
+    let den_out = output(ctx, "loss denominator", 1)?;
+    let out = (&value, &den_out);
+    push_single(ctx, program, (values, den, n), mode(finish), true, out)?;
+    Ok(Reduced {
+        value,
+        den: den_out,
+    })
+}
 
-    fn push_single(
-        &self,
-        program: &mut Program,
-        (values, dens, n): Part,
-        mode: u32,
-        den_given: bool,
-        out: (&wgpu::Buffer, &wgpu::Buffer),
-    ) -> Result<()> {
-        let params = ReduceParams {
-            n: n as u32,
-            out_base: 0,
-            mode,
-            den_given: den_given as u32,
-        };
-        let shape = format!("n={n}");
-        self.push_reduce(
+fn push_single(
+    ctx: &Context,
+    program: &mut Program,
+    (values, dens, n): Part,
+    mode: u32,
+    den_given: bool,
+    out: (&wgpu::Buffer, &wgpu::Buffer),
+) -> Result<()> {
+    let params = ReduceParams {
+        n: n as u32,
+        out_base: 0,
+        mode,
+        den_given: den_given as u32,
+    };
+    let shape = format!("n={n}");
+    push_reduce(
+        ctx,
+        program,
+        Entry::ReduceSingle,
+        &params,
+        (values, dens),
+        (out.0, out.1),
+        (1, &shape),
+    )
+}
+
+/// Appends `into[index] = Σ values[0..n]`, summed in the same fixed order as a loss
+/// (e.g. W = Σ w of device weights, into the gradient's scale buffer).
+pub(crate) fn push_sum_into(
+    ctx: &Context,
+    program: &mut Program,
+    values: &dyn Bindable,
+    n: usize,
+    into: &wgpu::Buffer,
+    index: u32,
+) -> Result<()> {
+    let (sum, den) = push_blocks(ctx, program, &[(values, values, n)])?;
+    // finalize writes a den too; it goes to a scratch buffer.
+    let scratch = output(ctx, "unused den", index as usize + 1)?;
+    push_finalize(
+        ctx,
+        program,
+        (&sum, &den),
+        mode(Finish::Sum),
+        (into, &scratch),
+        index,
+    )
+}
+
+/// Block sums of every part, then of the partial sums, until one pair is left.
+fn push_blocks(
+    ctx: &Context,
+    program: &mut Program,
+    parts: &[Part],
+) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
+    let block = reduce_block_len(ctx.workgroup_size());
+    let counts: Vec<u64> = parts.iter().map(|p| (p.2 as u64).div_ceil(block)).collect();
+    let total: u64 = counts.iter().sum();
+    let mut sum = output(ctx, "reduce partial sums", total as usize)?;
+    let mut den = output(ctx, "reduce partial dens", total as usize)?;
+    let mut base = 0u64;
+    for (part, &groups) in parts.iter().zip(&counts) {
+        push_block(
+            ctx,
             program,
-            Entry::ReduceSingle,
-            &params,
-            (values, dens),
-            (out.0, out.1),
-            (1, &shape),
-        )
-    }
-
-    /// Appends `into[index] = Σ values[0..n]`, summed in the same fixed order as a loss
-    /// (e.g. W = Σ w of device weights, into the gradient's scale buffer).
-    pub(crate) fn push_sum_into(
-        &self,
-        program: &mut Program,
-        values: &dyn Bindable,
-        n: usize,
-        into: &wgpu::Buffer,
-        index: u32,
-    ) -> Result<()> {
-        let (sum, den) = self.push_blocks(program, &[(values, values, n)])?;
-        // finalize writes a den too; it goes to a scratch buffer.
-        let scratch = self.output("unused den", index as usize + 1)?;
-        self.push_finalize(
-            program,
+            (part.0, part.1),
+            part.2 as u64,
+            base,
             (&sum, &den),
-            mode(Finish::Sum),
-            (into, &scratch),
-            index,
-        )
+        )?;
+        base += groups;
     }
+    let mut n = total;
+    while n > 1 {
+        let groups = n.div_ceil(block);
+        let next_sum = output(ctx, "reduce partial sums", groups as usize)?;
+        let next_den = output(ctx, "reduce partial dens", groups as usize)?;
+        push_block(ctx, program, (&sum, &den), n, 0, (&next_sum, &next_den))?;
+        (sum, den, n) = (next_sum, next_den, groups);
+    }
+    Ok((sum, den))
+}
 
-    /// Block sums of every part, then of the partial sums, until one pair is left.
-    fn push_blocks(
-        &self,
-        program: &mut Program,
-        parts: &[Part],
-    ) -> Result<(wgpu::Buffer, wgpu::Buffer)> {
-        let block = reduce_block_len(self.workgroup_size());
-        let counts: Vec<u64> = parts.iter().map(|p| (p.2 as u64).div_ceil(block)).collect();
-        let total: u64 = counts.iter().sum();
-        let mut sum = self.output("reduce partial sums", total as usize)?;
-        let mut den = self.output("reduce partial dens", total as usize)?;
-        let mut base = 0u64;
-        for (part, &groups) in parts.iter().zip(&counts) {
-            self.push_block(program, (part.0, part.1), part.2 as u64, base, (&sum, &den))?;
-            base += groups;
-        }
-        let mut n = total;
-        while n > 1 {
-            let groups = n.div_ceil(block);
-            let next_sum = self.output("reduce partial sums", groups as usize)?;
-            let next_den = self.output("reduce partial dens", groups as usize)?;
-            self.push_block(program, (&sum, &den), n, 0, (&next_sum, &next_den))?;
-            (sum, den, n) = (next_sum, next_den, groups);
-        }
-        Ok((sum, den))
-    }
+/// Appends finalize: the last pair `input` to `out.0[index]`, `out.1[index]`.
+fn push_finalize(
+    ctx: &Context,
+    program: &mut Program,
+    input: (&wgpu::Buffer, &wgpu::Buffer),
+    mode: u32,
+    out: (&wgpu::Buffer, &wgpu::Buffer),
+    index: u32,
+) -> Result<()> {
+    let params = ReduceParams {
+        n: 1,
+        out_base: index,
+        mode,
+        den_given: 0,
+    };
+    let entry = Entry::ReduceFinalize;
+    push_reduce(
+        ctx,
+        program,
+        entry,
+        &params,
+        (input.0, input.1),
+        (out.0, out.1),
+        (1, ""),
+    )
+}
 
-    /// Appends finalize: the last pair `input` to `out.0[index]`, `out.1[index]`.
-    fn push_finalize(
-        &self,
-        program: &mut Program,
-        input: (&wgpu::Buffer, &wgpu::Buffer),
-        mode: u32,
-        out: (&wgpu::Buffer, &wgpu::Buffer),
-        index: u32,
-    ) -> Result<()> {
-        let params = ReduceParams {
-            n: 1,
-            out_base: index,
-            mode,
-            den_given: 0,
-        };
-        let entry = Entry::ReduceFinalize;
-        self.push_reduce(
-            program,
-            entry,
-            &params,
-            (input.0, input.1),
-            (out.0, out.1),
-            (1, ""),
-        )
-    }
+fn push_block(
+    ctx: &Context,
+    program: &mut Program,
+    input: (&dyn Bindable, &dyn Bindable),
+    n: u64,
+    out_base: u64,
+    out: (&wgpu::Buffer, &wgpu::Buffer),
+) -> Result<()> {
+    let params = ReduceParams {
+        n: n as u32,
+        out_base: out_base as u32,
+        mode: 0,
+        den_given: 0,
+    };
+    let groups = n.div_ceil(reduce_block_len(ctx.workgroup_size()));
+    let shape = format!("n={n}");
+    push_reduce(
+        ctx,
+        program,
+        Entry::ReduceBlock,
+        &params,
+        input,
+        (out.0, out.1),
+        (groups, &shape),
+    )
+}
 
-    fn push_block(
-        &self,
-        program: &mut Program,
-        input: (&dyn Bindable, &dyn Bindable),
-        n: u64,
-        out_base: u64,
-        out: (&wgpu::Buffer, &wgpu::Buffer),
-    ) -> Result<()> {
-        let params = ReduceParams {
-            n: n as u32,
-            out_base: out_base as u32,
-            mode: 0,
-            den_given: 0,
-        };
-        let groups = n.div_ceil(reduce_block_len(self.workgroup_size()));
-        let shape = format!("n={n}");
-        self.push_reduce(
-            program,
-            Entry::ReduceBlock,
-            &params,
-            input,
-            (out.0, out.1),
-            (groups, &shape),
-        )
-    }
-
-    /// Appends one reduce-family dispatch of `groups` workgroups over `input` into `out`.
-    fn push_reduce(
-        &self,
-        program: &mut Program,
-        entry: Entry,
-        params: &ReduceParams,
-        input: (&dyn Bindable, &dyn Bindable),
-        (out_sum, out_den): (&dyn Bindable, &dyn Bindable),
-        (groups, shape): (u64, &str),
-    ) -> Result<()> {
-        let params = self.uniform("reduce params", params);
-        let bind = self.bind(
-            Family::Reduce,
-            &[&params, input.0, input.1, out_sum, out_den],
-        );
-        let key = KernelKey::new(entry, Float::F32.into());
-        self.push(program, key, bind, groups, shape)
-    }
+/// Appends one reduce-family dispatch of `groups` workgroups over `input` into `out`.
+fn push_reduce(
+    ctx: &Context,
+    program: &mut Program,
+    entry: Entry,
+    params: &ReduceParams,
+    input: (&dyn Bindable, &dyn Bindable),
+    (out_sum, out_den): (&dyn Bindable, &dyn Bindable),
+    (groups, shape): (u64, &str),
+) -> Result<()> {
+    let params = uniform(ctx, "reduce params", params);
+    let bind = bind(
+        ctx,
+        Family::Reduce,
+        &[&params, input.0, input.1, out_sum, out_den],
+    );
+    let key = KernelKey::new(entry, Float::F32.into());
+    push(ctx, program, key, bind, groups, shape)
 }

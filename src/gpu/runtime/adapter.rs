@@ -3,6 +3,7 @@
 //! in turn ([`crate::gpu::Context::for_shards`]).
 
 use crate::error::{Result, XentError};
+use crate::gpu::runtime::context::Context;
 use crate::ContextOptions;
 
 /// The adapter named by `WGPU_ADAPTER_NAME` (a case-insensitive part of its name), else
@@ -45,18 +46,16 @@ pub(crate) fn backends_from_env() -> String {
     std::env::var("WGPU_BACKEND").unwrap_or_else(|_| "all (WGPU_BACKEND unset)".into())
 }
 
-impl crate::gpu::Context {
-    /// The async form of [`super::context::Context::for_shards`].
-    pub async fn for_shards_async(count: usize, options: ContextOptions) -> Result<Vec<Self>> {
-        let instance =
-            wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-        let adapters = shard_adapters(&instance).await?;
-        let mut out = Vec::with_capacity(count);
-        for k in 0..count {
-            out.push(Self::on_adapter(&adapters[k % adapters.len()], options.clone()).await?);
-        }
-        Ok(out)
+/// The async form of [`super::context::Context::for_shards`].
+pub async fn for_shards_async(count: usize, options: ContextOptions) -> Result<Vec<Context>> {
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapters = shard_adapters(&instance).await?;
+    let mut out = Vec::with_capacity(count);
+    for k in 0..count {
+        out.push(Context::on_adapter(&adapters[k % adapters.len()], options.clone()).await?);
     }
+    Ok(out)
 }
 
 /// The adapters shards take in turn: the one [`choose_adapter`] picks first, then every other

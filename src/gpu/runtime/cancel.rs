@@ -6,11 +6,13 @@
 //! is refused, and the map then lands, leaving the buffer mapped into the next submission
 //! ("still mapped"). So each map keeps a [`MapDone`] its callback sets, a dropped readback
 //! hands its unread maps to the context ([`Cancelled`]), and the next readback first waits for
-//! each of them to finish and unmaps what mapped ([`Context::settle`]).
+//! each of them to finish and unmaps what mapped (`settle`).
 
 use crate::error::Result;
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::program::record;
 use crate::gpu::runtime::program::Program;
+use crate::gpu::runtime::readback::wait_for;
 use futures_intrusive::sync::ManualResetEvent;
 use std::sync::{Arc, Mutex};
 
@@ -109,26 +111,24 @@ impl Cancelled {
     }
 }
 
-impl Context {
-    /// Waits for every unsettled map to finish, and unmaps the buffers it mapped. Each map
-    /// stays listed until it is settled, so a settle that is itself dropped loses none.
-    pub(crate) async fn settle(&self) -> Result<()> {
-        let cancelled = &self.shared.cancelled;
-        while let Some(map) = cancelled.first() {
-            self.wait_for(map.submission.clone())?;
-            let mapped = map.done.mapped().await.is_ok();
-            cancelled.settle(&map, mapped);
-        }
-        Ok(())
+/// Waits for every unsettled map to finish, and unmaps the buffers it mapped. Each map
+/// stays listed until it is settled, so a settle that is itself dropped loses none.
+pub(crate) async fn settle(ctx: &Context) -> Result<()> {
+    let cancelled = &ctx.shared.cancelled;
+    while let Some(map) = cancelled.first() {
+        wait_for(ctx, map.submission.clone())?;
+        let mapped = map.done.mapped().await.is_ok();
+        cancelled.settle(&map, mapped);
     }
+    Ok(())
+}
 
-    /// Records `program` into the caller's encoder, which the caller submits: after
-    /// settling, blocking, what a dropped run left mapped (only then is there a wait, for
-    /// that run's submission). A failed settle shows at the caller's submission.
-    pub(crate) fn record_settled(&self, encoder: &mut wgpu::CommandEncoder, program: &Program) {
-        if !self.shared.cancelled.is_empty() {
-            let _ = crate::gpu::runtime::poller::block(self.settle());
-        }
-        self.record(encoder, program, None);
+/// Records `program` into the caller's encoder, which the caller submits: after
+/// settling, blocking, what a dropped run left mapped (only then is there a wait, for
+/// that run's submission). A failed settle shows at the caller's submission.
+pub(crate) fn record_settled(ctx: &Context, encoder: &mut wgpu::CommandEncoder, program: &Program) {
+    if !ctx.shared.cancelled.is_empty() {
+        let _ = crate::gpu::runtime::poller::block(settle(ctx));
     }
+    record(encoder, program, None);
 }

@@ -4,6 +4,8 @@ use crate::error::{Result, XentError};
 use crate::gpu::kernels::{DeviceCaps, Entry, KernelKey, Kernels, RowReduce, Variant};
 use crate::gpu::runtime::adapter::choose_adapter;
 use crate::gpu::runtime::buffers::wide_unit;
+use crate::gpu::runtime::probe::probe_subgroup_layout;
+use crate::gpu::runtime::scope::scoped;
 use crate::gpu::runtime::tuning::{ContextOptions, Tuning};
 use crate::options::Float;
 use std::sync::Arc;
@@ -153,7 +155,7 @@ impl Context {
                     let probing = Self {
                         shared: std::sync::Arc::new(shared),
                     };
-                    let layout = probing.probe_subgroup_layout().await?;
+                    let layout = probe_subgroup_layout(&probing).await?;
                     shared = std::sync::Arc::into_inner(probing.shared).ok_or_else(|| {
                         XentError::Unsupported("the subgroup probe kept the context".into())
                     })?;
@@ -285,7 +287,7 @@ impl Context {
 
     /// Compiles the f32 pipeline of every entry point (other variants on first use).
     async fn build_pipelines(&mut self) -> Result<()> {
-        self.scoped(async {
+        scoped(self, async {
             // matmul_lanes.wgsl only where it runs: it needs SHADER_INT64 and SUBGROUP.
             let lanes = self.shared.tuning.lane_matmul;
             for entry in Entry::ALL

@@ -2,9 +2,12 @@
 //! without a copy, checked once, bound where they lie.
 
 use crate::error::{Result, XentError};
+use crate::gpu::runtime::buffers::{output, upload};
 use crate::gpu::runtime::buffers::{wide_unit, Bound};
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::program::{BufferCopy, Program};
+use crate::gpu::runtime::readback::{copy_to, staging, submit_and_read};
+use crate::gpu::runtime::scope::scoped;
 use crate::options::DType;
 
 /// The bytes of a group of four elements, the unit in which kernels read logits and
@@ -105,7 +108,7 @@ impl DeviceTensor {
                 std::mem::size_of_val(data)
             )));
         }
-        let buffer = ctx.upload("device tensor", data)?;
+        let buffer = upload(ctx, "device tensor", data)?;
         Self::from_buffer(ctx, &buffer, 0, shape, dtype)
     }
 
@@ -118,7 +121,7 @@ impl DeviceTensor {
     pub fn zeros_of(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Self> {
         // wgpu zero-initialises every buffer: no host zeros to make and upload.
         let words = byte_len(shape, dtype)?.div_ceil(4);
-        let buffer = ctx.output("device tensor", words)?;
+        let buffer = output(ctx, "device tensor", words)?;
         Self::from_buffer(ctx, &buffer, 0, shape, dtype)
     }
 
@@ -131,15 +134,16 @@ impl DeviceTensor {
             )));
         }
         let bytes = (self.len() * 2).div_ceil(4) * 4;
-        let staging = ctx.staging(bytes as u64);
+        let staging = staging(ctx, bytes as u64);
         let mut encoder = ctx
             .shared
             .device
             .create_command_encoder(&Default::default());
-        ctx.copy_to(&mut encoder, &self.buffer, self.offset, &staging);
-        let words = crate::gpu::runtime::poller::block(
-            ctx.scoped(ctx.submit_and_read(encoder, &[&staging])),
-        )?;
+        copy_to(&mut encoder, &self.buffer, self.offset, &staging);
+        let words = crate::gpu::runtime::poller::block(scoped(
+            ctx,
+            submit_and_read(ctx, encoder, &[&staging]),
+        ))?;
         let words = words.into_iter().next().unwrap_or_default();
         let halves: &[u16] = bytemuck::cast_slice(&words);
         Ok(halves[..self.len()].to_vec())
@@ -158,15 +162,13 @@ impl DeviceTensor {
                 self.dtype
             )));
         }
-        let staging = ctx.staging((self.len() * 4) as u64);
+        let staging = staging(ctx, (self.len() * 4) as u64);
         let mut encoder = ctx
             .shared
             .device
             .create_command_encoder(&Default::default());
-        ctx.copy_to(&mut encoder, &self.buffer, self.offset, &staging);
-        let mut parts = ctx
-            .scoped(ctx.submit_and_read(encoder, &[&staging]))
-            .await?;
+        copy_to(&mut encoder, &self.buffer, self.offset, &staging);
+        let mut parts = scoped(ctx, submit_and_read(ctx, encoder, &[&staging])).await?;
         Ok(parts.pop().unwrap_or_default())
     }
 
@@ -262,7 +264,7 @@ impl DeviceTensor {
                 ctx.max_binding_bytes()
             )));
         }
-        let scratch = ctx.output("staged device tensor", (size / 4) as usize)?;
+        let scratch = output(ctx, "staged device tensor", (size / 4) as usize)?;
         let copy = |src: &wgpu::Buffer, src_offset, dst: &wgpu::Buffer, dst_offset| BufferCopy {
             src: src.clone(),
             src_offset,

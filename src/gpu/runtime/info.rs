@@ -31,20 +31,18 @@ pub struct ContextInfo {
     pub hold_path: String,
 }
 
-impl Context {
-    /// What this context runs on, and how it was tuned.
-    pub fn info(&self) -> ContextInfo {
-        ContextInfo {
-            adapter: self.adapter_info().clone(),
-            limits: self.limits().clone(),
-            features: self.features(),
-            tuning: self.tuning().clone(),
-            subgroup_layout: self.subgroup_layout(),
-            reduction_path: self.reduction_path(),
-            f32_path: self.f32_path(),
-            f16_path: self.f16_path(),
-            half_path: self.half_path(),
-            hold_path: self.hold_path(),
-        }
+/// What this context runs on, and how it was tuned.
+pub(crate) fn context_info(ctx: &Context) -> ContextInfo {
+    ContextInfo {
+        adapter: ctx.adapter_info().clone(),
+        limits: ctx.limits().clone(),
+        features: ctx.features(),
+        tuning: ctx.tuning().clone(),
+        subgroup_layout: ctx.subgroup_layout(),
+        reduction_path: ctx.reduction_path(),
+        f32_path: ctx.f32_path(),
+        f16_path: ctx.f16_path(),
+        half_path: ctx.half_path(),
+        hold_path: ctx.hold_path(),
     }
 }

@@ -10,6 +10,7 @@ use crate::geometry::chunks::grid;
 use crate::gpu::kernels::KernelKey;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::readback::Staging;
+use crate::gpu::runtime::readback::{copy_to, submit_and_read, submit_and_read_into};
 use crate::gpu::runtime::timestamps::Timestamps;
 
 /// One dispatch: a kernel, its bindings and its grid.
@@ -103,131 +104,126 @@ impl Program {
     }
 }
 
-impl Context {
-    /// Appends a dispatch of `workgroups` workgroups (a 2-D grid past 65,535) of `key`,
-    /// labelled with the key's kernel name and `shape` (what `dispatch_labels` shows).
-    pub(crate) fn push(
-        &self,
-        program: &mut Program,
-        key: KernelKey,
-        bind: wgpu::BindGroup,
-        workgroups: u64,
-        shape: &str,
-    ) -> Result<()> {
-        let grid = grid(
-            workgroups,
-            self.limits().max_compute_workgroups_per_dimension,
-        )?;
-        if grid.0 > 0 {
-            program.dispatches.push(Dispatch {
-                key,
-                pipeline: self.pipeline(key),
-                bind,
-                grid,
-                label: format!("{} {shape}", key.label()),
-            });
-        }
-        Ok(())
-    }
-
-    /// Records `program` into one compute pass, with a timestamp at its start and end
-    /// (query indices `first` and `first + 1`) when `timestamps` is given.
-    pub(crate) fn record(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        program: &Program,
-        timestamps: Option<(&wgpu::QuerySet, u32)>,
-    ) {
-        let copy = |encoder: &mut wgpu::CommandEncoder, c: &BufferCopy| {
-            encoder.copy_buffer_to_buffer(&c.src, c.src_offset, &c.dst, c.dst_offset, c.bytes);
-        };
-        for c in &program.before {
-            copy(encoder, c);
-        }
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-            label: Some("xent"),
-            timestamp_writes: timestamps.map(|(set, first)| wgpu::ComputePassTimestampWrites {
-                query_set: set,
-                beginning_of_pass_write_index: Some(first),
-                end_of_pass_write_index: Some(first + 1),
-            }),
+/// Appends a dispatch of `workgroups` workgroups (a 2-D grid past 65,535) of `key`,
+/// labelled with the key's kernel name and `shape` (what `dispatch_labels` shows).
+pub(crate) fn push(
+    ctx: &Context,
+    program: &mut Program,
+    key: KernelKey,
+    bind: wgpu::BindGroup,
+    workgroups: u64,
+    shape: &str,
+) -> Result<()> {
+    let grid = grid(
+        workgroups,
+        ctx.limits().max_compute_workgroups_per_dimension,
+    )?;
+    if grid.0 > 0 {
+        program.dispatches.push(Dispatch {
+            key,
+            pipeline: ctx.pipeline(key),
+            bind,
+            grid,
+            label: format!("{} {shape}", key.label()),
         });
-        for d in &program.dispatches {
-            pass.push_debug_group(&d.label);
-            pass.set_pipeline(&d.pipeline);
-            pass.set_bind_group(0, &d.bind, &[]);
-            pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
-            pass.pop_debug_group();
-        }
-        drop(pass);
-        for c in &program.after {
-            copy(encoder, c);
-        }
+    }
+    Ok(())
+}
+
+/// Records `program` into one compute pass, with a timestamp at its start and end
+/// (query indices `first` and `first + 1`) when `timestamps` is given.
+pub(crate) fn record(
+    encoder: &mut wgpu::CommandEncoder,
+    program: &Program,
+    timestamps: Option<(&wgpu::QuerySet, u32)>,
+) {
+    let copy = |encoder: &mut wgpu::CommandEncoder, c: &BufferCopy| {
+        encoder.copy_buffer_to_buffer(&c.src, c.src_offset, &c.dst, c.dst_offset, c.bytes);
+    };
+    for c in &program.before {
+        copy(encoder, c);
+    }
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+        label: Some("xent"),
+        timestamp_writes: timestamps.map(|(set, first)| wgpu::ComputePassTimestampWrites {
+            query_set: set,
+            beginning_of_pass_write_index: Some(first),
+            end_of_pass_write_index: Some(first + 1),
+        }),
+    });
+    for d in &program.dispatches {
+        pass.push_debug_group(&d.label);
+        pass.set_pipeline(&d.pipeline);
+        pass.set_bind_group(0, &d.bind, &[]);
+        pass.dispatch_workgroups(d.grid.0, d.grid.1, 1);
+        pass.pop_debug_group();
+    }
+    drop(pass);
+    for c in &program.after {
+        copy(encoder, c);
     }
 }
 
-impl Context {
-    /// Records `program` (timed when `timestamps` is given), copies each `(source, staging)`
-    /// pair, submits once and reads the staging buffers back. Returns their contents as f32,
-    /// in order, and the GPU time of the pass.
-    pub(crate) async fn run_program(
-        &self,
-        program: &Program,
-        reads: &[(&wgpu::Buffer, u64, &Staging)],
-        timestamps: Option<&Timestamps>,
-    ) -> Result<(Vec<Vec<f32>>, Option<std::time::Duration>)> {
-        let mut encoder = self
-            .shared
-            .device
-            .create_command_encoder(&Default::default());
-        self.record(&mut encoder, program, timestamps.map(|t| (&t.set, 0)));
-        for (src, offset, staging) in reads {
-            self.copy_to(&mut encoder, src, *offset, staging);
-        }
-        let mut staged: Vec<&Staging> = reads.iter().map(|r| r.2).collect();
-        if let Some(t) = timestamps {
-            encoder.resolve_query_set(&t.set, 0..2, &t.resolve, 0);
-            self.copy_to(&mut encoder, &t.resolve, 0, &t.staging);
-            staged.push(&t.staging);
-        }
-        let mut words = self.submit_and_read(encoder, &staged).await?;
-        let elapsed = match timestamps {
-            Some(_) => {
-                // Two little-endian u64 ticks, read back as four 32-bit words.
-                let w: Vec<u64> = words
-                    .pop()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|f| f.to_bits() as u64)
-                    .collect();
-                let (start, end) = (w[0] | w[1] << 32, w[2] | w[3] << 32);
-                let ns = end.saturating_sub(start) as f64
-                    * self.shared.queue.get_timestamp_period() as f64;
-                Some(std::time::Duration::from_nanos(ns as u64))
-            }
-            None => None,
-        };
-        Ok((words, elapsed))
+/// Records `program` (timed when `timestamps` is given), copies each `(source, staging)`
+/// pair, submits once and reads the staging buffers back. Returns their contents as f32,
+/// in order, and the GPU time of the pass.
+pub(crate) async fn run_program(
+    ctx: &Context,
+    program: &Program,
+    reads: &[(&wgpu::Buffer, u64, &Staging)],
+    timestamps: Option<&Timestamps>,
+) -> Result<(Vec<Vec<f32>>, Option<std::time::Duration>)> {
+    let mut encoder = ctx
+        .shared
+        .device
+        .create_command_encoder(&Default::default());
+    record(&mut encoder, program, timestamps.map(|t| (&t.set, 0)));
+    for (src, offset, staging) in reads {
+        copy_to(&mut encoder, src, *offset, staging);
     }
+    let mut staged: Vec<&Staging> = reads.iter().map(|r| r.2).collect();
+    if let Some(t) = timestamps {
+        encoder.resolve_query_set(&t.set, 0..2, &t.resolve, 0);
+        copy_to(&mut encoder, &t.resolve, 0, &t.staging);
+        staged.push(&t.staging);
+    }
+    let mut words = submit_and_read(ctx, encoder, &staged).await?;
+    let elapsed = match timestamps {
+        Some(_) => {
+            // Two little-endian u64 ticks, read back as four 32-bit words.
+            let w: Vec<u64> = words
+                .pop()
+                .unwrap_or_default()
+                .iter()
+                .map(|f| f.to_bits() as u64)
+                .collect();
+            let (start, end) = (w[0] | w[1] << 32, w[2] | w[3] << 32);
+            let ns =
+                end.saturating_sub(start) as f64 * ctx.shared.queue.get_timestamp_period() as f64;
+            Some(std::time::Duration::from_nanos(ns as u64))
+        }
+        None => None,
+    };
+    Ok((words, elapsed))
+}
 
-    /// As [`Context::run_program`], untimed, with the reads copied in order into `out`.
-    pub(crate) async fn run_program_into(
-        &self,
-        program: &Program,
-        reads: &[(&wgpu::Buffer, u64, &Staging)],
-        out: &mut [f32],
-    ) -> Result<()> {
-        let mut encoder = self
-            .shared
-            .device
-            .create_command_encoder(&Default::default());
-        self.record(&mut encoder, program, None);
-        for (src, offset, staging) in reads {
-            self.copy_to(&mut encoder, src, *offset, staging);
-        }
-        let staged: Vec<&Staging> = reads.iter().map(|r| r.2).collect();
-        self.submit_and_read_into(encoder, &staged, out).await
+/// As `run_program`, untimed, with the reads copied in order into `out`.
+pub(crate) async fn run_program_into(
+    ctx: &Context,
+    program: &Program,
+    reads: &[(&wgpu::Buffer, u64, &Staging)],
+    out: &mut [f32],
+) -> Result<()> {
+    let mut encoder = ctx
+        .shared
+        .device
+        .create_command_encoder(&Default::default());
+    record(&mut encoder, program, None);
+    for (src, offset, staging) in reads {
+        copy_to(&mut encoder, src, *offset, staging);
     }
+    let staged: Vec<&Staging> = reads.iter().map(|r| r.2).collect();
+    submit_and_read_into(ctx, encoder, &staged, out).await
 }
 
 /// Joins per-chunk results, without a copy when there is one chunk.

@@ -3,6 +3,7 @@
 //! back the bytes. Async at the core; ops block on it with pollster.
 
 use crate::error::{Result, XentError};
+use crate::gpu::runtime::cancel::settle;
 use crate::gpu::runtime::cancel::{Cancelled, MapDone, Unsettled};
 use crate::gpu::runtime::context::Context;
 use std::sync::{Arc, Mutex};
@@ -19,133 +20,130 @@ pub(crate) struct Staging {
     pending: Mutex<Option<(wgpu::SubmissionIndex, Arc<MapDone>)>>,
 }
 
-impl Context {
-    /// A reusable mappable buffer of `size` bytes.
-    pub(crate) fn staging(&self, size: u64) -> Staging {
-        let buffer = self.shared.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("xent staging"),
-            size: size.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+/// A reusable mappable buffer of `size` bytes.
+pub(crate) fn staging(ctx: &Context, size: u64) -> Staging {
+    let buffer = ctx.shared.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("xent staging"),
+        size: size.max(4),
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    Staging {
+        buffer,
+        size,
+        direct: false,
+        pending: Mutex::new(None),
+    }
+}
+
+/// What reads back `size` bytes of `src` from byte `offset`: `src` itself when it is
+/// mappable (`host_output`) and read from its start, else a staging buffer.
+pub(crate) fn staging_for(ctx: &Context, src: &wgpu::Buffer, offset: u64, size: u64) -> Staging {
+    if offset == 0 && src.usage().contains(wgpu::BufferUsages::MAP_READ) {
         Staging {
-            buffer,
+            buffer: src.clone(),
             size,
-            direct: false,
+            direct: true,
             pending: Mutex::new(None),
         }
+    } else {
+        staging(ctx, size)
     }
+}
 
-    /// What reads back `size` bytes of `src` from byte `offset`: `src` itself when it is
-    /// mappable ([`Context::host_output`]) and read from its start, else a staging buffer.
-    pub(crate) fn staging_for(&self, src: &wgpu::Buffer, offset: u64, size: u64) -> Staging {
-        if offset == 0 && src.usage().contains(wgpu::BufferUsages::MAP_READ) {
-            Staging {
-                buffer: src.clone(),
-                size,
-                direct: true,
-                pending: Mutex::new(None),
-            }
-        } else {
-            self.staging(size)
-        }
+/// Records a copy of `staging.size` bytes of `src`, from byte `offset`, into `staging`.
+pub(crate) fn copy_to(
+    encoder: &mut wgpu::CommandEncoder,
+    src: &wgpu::Buffer,
+    offset: u64,
+    staging: &Staging,
+) {
+    if staging.direct {
+        // Read where it lies; a direct staging is only made for its own buffer.
+        debug_assert!(offset == 0 && *src == staging.buffer);
+    } else if staging.size > 0 {
+        encoder.copy_buffer_to_buffer(src, offset, &staging.buffer, 0, staging.size);
     }
+}
 
-    /// Records a copy of `staging.size` bytes of `src`, from byte `offset`, into `staging`.
-    pub(crate) fn copy_to(
-        &self,
-        encoder: &mut wgpu::CommandEncoder,
-        src: &wgpu::Buffer,
-        offset: u64,
-        staging: &Staging,
-    ) {
-        if staging.direct {
-            // Read where it lies; a direct staging is only made for its own buffer.
-            debug_assert!(offset == 0 && *src == staging.buffer);
-        } else if staging.size > 0 {
-            encoder.copy_buffer_to_buffer(src, offset, &staging.buffer, 0, staging.size);
-        }
+/// Submits `encoder` and returns the staged buffers' contents as 32-bit words (f32), in
+/// order, copied once from the mapped memory.
+pub(crate) async fn submit_and_read(
+    ctx: &Context,
+    encoder: wgpu::CommandEncoder,
+    staged: &[&Staging],
+) -> Result<Vec<Vec<f32>>> {
+    let _release = Release(staged, &ctx.shared.cancelled);
+    submit_and_map(ctx, encoder, staged).await?;
+    staged.iter().map(|s| s.read(host_copy)).collect()
+}
+
+/// As `submit_and_read`, with the staged buffers' words copied, one after the
+/// other, into `out`, which must hold exactly all of them: memory the caller reuses, so
+/// no fresh pages are touched.
+pub(crate) async fn submit_and_read_into(
+    ctx: &Context,
+    encoder: wgpu::CommandEncoder,
+    staged: &[&Staging],
+    out: &mut [f32],
+) -> Result<()> {
+    let total: u64 = staged.iter().map(|s| s.size / 4).sum();
+    if total != out.len() as u64 {
+        return Err(XentError::InvalidShape(format!(
+            "the output holds {} values; the result is {total}",
+            out.len()
+        )));
     }
-
-    /// Submits `encoder` and returns the staged buffers' contents as 32-bit words (f32), in
-    /// order, copied once from the mapped memory.
-    pub(crate) async fn submit_and_read(
-        &self,
-        encoder: wgpu::CommandEncoder,
-        staged: &[&Staging],
-    ) -> Result<Vec<Vec<f32>>> {
-        let _release = Release(staged, &self.shared.cancelled);
-        self.submit_and_map(encoder, staged).await?;
-        staged.iter().map(|s| s.read(host_copy)).collect()
+    let _release = Release(staged, &ctx.shared.cancelled);
+    submit_and_map(ctx, encoder, staged).await?;
+    let mut at = 0;
+    for s in staged {
+        let n = (s.size / 4) as usize;
+        s.read(|words| copy_into(&mut out[at..at + n], words))?;
+        at += n;
     }
+    Ok(())
+}
 
-    /// As [`Context::submit_and_read`], with the staged buffers' words copied, one after the
-    /// other, into `out`, which must hold exactly all of them: memory the caller reuses, so
-    /// no fresh pages are touched.
-    pub(crate) async fn submit_and_read_into(
-        &self,
-        encoder: wgpu::CommandEncoder,
-        staged: &[&Staging],
-        out: &mut [f32],
-    ) -> Result<()> {
-        let total: u64 = staged.iter().map(|s| s.size / 4).sum();
-        if total != out.len() as u64 {
-            return Err(XentError::InvalidShape(format!(
-                "the output holds {} values; the result is {total}",
-                out.len()
-            )));
-        }
-        let _release = Release(staged, &self.shared.cancelled);
-        self.submit_and_map(encoder, staged).await?;
-        let mut at = 0;
-        for s in staged {
-            let n = (s.size / 4) as usize;
-            s.read(|words| copy_into(&mut out[at..at + n], words))?;
-            at += n;
-        }
-        Ok(())
+/// Submits `encoder` (after settling what cancelled readbacks left mapped), then maps
+/// every staged buffer once the submission is done.
+async fn submit_and_map(
+    ctx: &Context,
+    encoder: wgpu::CommandEncoder,
+    staged: &[&Staging],
+) -> Result<()> {
+    settle(ctx).await?;
+    let submission = ctx.shared.queue.submit(Some(encoder.finish()));
+    let mut maps = Vec::with_capacity(staged.len());
+    for s in staged {
+        let done = MapDone::new();
+        s.buffer
+            .slice(..s.size.max(4))
+            .map_async(wgpu::MapMode::Read, done.callback());
+        *s.pending() = Some((submission.clone(), done.clone()));
+        maps.push(done);
     }
-
-    /// Submits `encoder` (after settling what cancelled readbacks left mapped), then maps
-    /// every staged buffer once the submission is done.
-    async fn submit_and_map(
-        &self,
-        encoder: wgpu::CommandEncoder,
-        staged: &[&Staging],
-    ) -> Result<()> {
-        self.settle().await?;
-        let submission = self.shared.queue.submit(Some(encoder.finish()));
-        let mut maps = Vec::with_capacity(staged.len());
-        for s in staged {
-            let done = MapDone::new();
-            s.buffer
-                .slice(..s.size.max(4))
-                .map_async(wgpu::MapMode::Read, done.callback());
-            *s.pending() = Some((submission.clone(), done.clone()));
-            maps.push(done);
-        }
-        self.wait_for(submission)?;
-        for done in maps {
-            done.mapped().await.map_err(XentError::Readback)?;
-        }
-        Ok(())
+    wait_for(ctx, submission)?;
+    for done in maps {
+        done.mapped().await.map_err(XentError::Readback)?;
     }
+    Ok(())
+}
 
-    /// Has the device finish `submission` and fire its map callbacks: here, at once, in a
-    /// blocking call (no busy loop); on the poller thread for an async one.
-    pub(crate) fn wait_for(&self, submission: wgpu::SubmissionIndex) -> Result<()> {
-        if crate::gpu::runtime::poller::blocking() {
-            self.shared
-                .device
-                .poll(wgpu::PollType::Wait {
-                    submission_index: Some(submission),
-                    timeout: None,
-                })
-                .map(|_| ())
-                .map_err(|e| XentError::Readback(e.to_string()))
-        } else {
-            self.shared.poller.wait_for(submission)
-        }
+/// Has the device finish `submission` and fire its map callbacks: here, at once, in a
+/// blocking call (no busy loop); on the poller thread for an async one.
+pub(crate) fn wait_for(ctx: &Context, submission: wgpu::SubmissionIndex) -> Result<()> {
+    if crate::gpu::runtime::poller::blocking() {
+        ctx.shared
+            .device
+            .poll(wgpu::PollType::Wait {
+                submission_index: Some(submission),
+                timeout: None,
+            })
+            .map(|_| ())
+            .map_err(|e| XentError::Readback(e.to_string()))
+    } else {
+        ctx.shared.poller.wait_for(submission)
     }
 }
 

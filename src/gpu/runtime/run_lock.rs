@@ -20,6 +20,7 @@
 
 use crate::error::{Result, XentError};
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::scope::scoped;
 use futures_intrusive::sync::{Mutex, MutexGuard};
 use std::future::Future;
 use std::thread::{self, ThreadId};
@@ -100,30 +101,31 @@ impl Drop for Mark<'_> {
 
 /// How every prepared call runs: its sync verbs through `run_locked`, its async ones through
 /// `run_locked_async`, the one place each blocks (the sync form) and opens error scopes.
-impl Context {
-    /// A prepared call's blocking run: `work` under the call's lock and the error scopes.
-    pub(crate) fn run_locked<T>(
-        &self,
-        lock: &RunLock,
-        work: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let _run = lock.wait("a blocking run")?;
-        crate::gpu::runtime::poller::block(self.scoped(work))
-    }
+/// A prepared call's blocking run: `work` under the call's lock and the error scopes.
+pub(crate) fn run_locked<T>(
+    ctx: &Context,
+    lock: &RunLock,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let _run = lock.wait("a blocking run")?;
+    crate::gpu::runtime::poller::block(scoped(ctx, work))
+}
 
-    /// The async form of [`Context::run_locked`]: it waits for the lock and the GPU without
-    /// blocking the thread.
-    pub(crate) async fn run_locked_async<T>(
-        &self,
-        lock: &RunLock,
-        work: impl Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let _run = lock.hold().await;
-        self.scoped(work).await
-    }
+/// The async form of `run_locked`: it waits for the lock and the GPU without
+/// blocking the thread.
+pub(crate) async fn run_locked_async<T>(
+    ctx: &Context,
+    lock: &RunLock,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    let _run = lock.hold().await;
+    scoped(ctx, work).await
+}
 
-    /// A run that holds no call's lock (a sharded call's pass), inside the error scopes.
-    pub(crate) async fn run_scoped<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        self.scoped(work).await
-    }
+/// A run that holds no call's lock (a sharded call's pass), inside the error scopes.
+pub(crate) async fn run_scoped<T>(
+    ctx: &Context,
+    work: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    scoped(ctx, work).await
 }

@@ -4,46 +4,44 @@ use crate::error::{Result, XentError};
 use crate::gpu::runtime::context::Context;
 use std::future::Future;
 
-impl Context {
-    /// Runs `build` (buffers, bind groups, programs) inside the error scopes, so a GPU error
-    /// while building (out of memory, a binding past a limit) is an `Err`, not a log line.
-    pub(crate) fn build_scoped<T>(&self, build: impl FnOnce() -> Result<T>) -> Result<T> {
-        crate::gpu::runtime::poller::block(self.scoped(async { build() }))
-    }
+/// Runs `build` (buffers, bind groups, programs) inside the error scopes, so a GPU error
+/// while building (out of memory, a binding past a limit) is an `Err`, not a log line.
+pub(crate) fn build_scoped<T>(ctx: &Context, build: impl FnOnce() -> Result<T>) -> Result<T> {
+    crate::gpu::runtime::poller::block(scoped(ctx, async { build() }))
+}
 
-    /// Runs `work` inside validation and out-of-memory error scopes, so that wgpu errors come
-    /// back as `Err` rather than panics; a scoped wgpu error wins over the work's own result.
-    ///
-    /// The scopes are pushed and popped around each poll of `work`, never held across one of
-    /// its awaits: wgpu's scopes are a stack on each thread, and async calls joined on one
-    /// executor interleave their polls (src/gpu/runtime/poller.rs).
-    pub(crate) fn scoped<'a, T: 'a>(
-        &'a self,
-        work: impl Future<Output = Result<T>> + 'a,
-    ) -> impl Future<Output = Result<T>> + 'a {
-        let mut work = Box::pin(work);
-        let mut first_error: Option<XentError> = None;
-        std::future::poll_fn(move |cx| {
-            let device = &self.shared.device;
-            let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-            let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
-            let poll = work.as_mut().poll(cx);
-            // Native scopes pop at once: the futures are ready.
-            let validation = pollster::block_on(validation.pop());
-            let oom = pollster::block_on(oom.pop());
-            if first_error.is_none() {
-                first_error = match (oom, validation) {
-                    (Some(e), _) => Some(XentError::OutOfMemory(e.to_string())),
-                    (None, Some(e)) => Some(XentError::Gpu(e.to_string())),
-                    (None, None) => None,
-                };
-            }
-            poll.map(|result| match first_error.take() {
-                Some(e) => Err(e),
-                None => result,
-            })
+/// Runs `work` inside validation and out-of-memory error scopes, so that wgpu errors come
+/// back as `Err` rather than panics; a scoped wgpu error wins over the work's own result.
+///
+/// The scopes are pushed and popped around each poll of `work`, never held across one of
+/// its awaits: wgpu's scopes are a stack on each thread, and async calls joined on one
+/// executor interleave their polls (src/gpu/runtime/poller.rs).
+pub(crate) fn scoped<'a, T: 'a>(
+    ctx: &'a Context,
+    work: impl Future<Output = Result<T>> + 'a,
+) -> impl Future<Output = Result<T>> + 'a {
+    let mut work = Box::pin(work);
+    let mut first_error: Option<XentError> = None;
+    std::future::poll_fn(move |cx| {
+        let device = &ctx.shared.device;
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let poll = work.as_mut().poll(cx);
+        // Native scopes pop at once: the futures are ready.
+        let validation = pollster::block_on(validation.pop());
+        let oom = pollster::block_on(oom.pop());
+        if first_error.is_none() {
+            first_error = match (oom, validation) {
+                (Some(e), _) => Some(XentError::OutOfMemory(e.to_string())),
+                (None, Some(e)) => Some(XentError::Gpu(e.to_string())),
+                (None, None) => None,
+            };
+        }
+        poll.map(|result| match first_error.take() {
+            Some(e) => Err(e),
+            None => result,
         })
-    }
+    })
 }
 
 /// `build(k, context)` for k in `0..count`, each on a thread of its own and inside the error
@@ -58,7 +56,7 @@ pub(crate) fn build_each<T: Send>(
         let handles: Vec<_> = (0..count)
             .map(|k| {
                 let (ctx, build) = (&contexts[k % contexts.len()], &build);
-                s.spawn(move || ctx.build_scoped(|| build(k, ctx)))
+                s.spawn(move || build_scoped(ctx, || build(k, ctx)))
             })
             .collect();
         handles

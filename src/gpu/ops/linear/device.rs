@@ -7,12 +7,20 @@ use super::matmul::Operand;
 use crate::error::{Result, XentError};
 use crate::geometry::windows::aligned_pieces;
 use crate::gpu::api::Grad;
+use crate::gpu::ops::convert::push_widen;
+use crate::gpu::ops::linear::chunks::build_linear_chunks;
 use crate::gpu::ops::loss::Loss;
+use crate::gpu::runtime::buffers::output;
 use crate::gpu::runtime::buffers::Bound;
+use crate::gpu::runtime::cancel::record_settled;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
+use crate::gpu::runtime::program::run_program;
 use crate::gpu::runtime::program::Program;
 use crate::gpu::runtime::readback::Staging;
+use crate::gpu::runtime::readback::{staging, staging_for};
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::run_lock::run_locked_async;
 use crate::linear::{LinearProblem, DEFAULT_LINEAR_BUDGET};
 use crate::options::{DType, Float, LossOptions, Output, Reduction};
 use crate::problem::check_loss_shapes;
@@ -161,152 +169,160 @@ pub(super) fn grad_at(t: &DeviceTensor, what: &str, shape: &[usize]) -> Result<A
     Ok((t.buffer().clone(), t.offset() as usize / 4))
 }
 
-impl Context {
-    /// An input tensor as the products read it: f32 where it lies, or a 16-bit one widened
-    /// into an f32 copy of ours at the start of every run (`prelude`), in pieces that fit
-    /// one binding.
-    pub(super) fn f32_view(
-        &self,
-        t: &DeviceTensor,
-        what: &str,
-        shape: &[usize],
-        prelude: &mut Program,
-    ) -> Result<At> {
-        check_shape(t, what, shape)?;
-        let half = match t.dtype().float() {
-            Some(Float::F32) => return Ok((t.buffer().clone(), t.offset() as usize / 4)),
-            Some(half) => half,
-            None => {
-                return Err(XentError::Unsupported(format!(
-                    "linear_cross_entropy takes f32, f16 or bf16 {what}, got {:?}",
-                    t.dtype()
-                )))
-            }
-        };
-        let n = t.len();
-        let wide = self.output(what, n)?;
-        // Piece starts keep both bindings' offsets (2 and 4 bytes an element) aligned.
-        let unit = self.limits().min_storage_buffer_offset_alignment as usize / 2;
-        let max = self.max_binding_bytes() as usize / 4;
-        for piece in aligned_pieces(n, max, unit) {
-            let src = Bound {
-                buffer: t.buffer().clone(),
-                offset: t.offset() + (piece.start * 2) as u64,
-                size: (piece.len().div_ceil(2) * 4) as u64,
-            };
-            let dst = Bound {
-                buffer: wide.clone(),
-                offset: (piece.start * 4) as u64,
-                size: (piece.len() * 4) as u64,
-            };
-            self.push_widen(prelude, &src, &dst, piece.len(), half)?;
-        }
-        Ok((wide, 0))
-    }
-
-    /// The call's tensors, checked, as the chunks take them.
-    fn device_tensors<'a>(
-        &self,
-        call: &DeviceLinear<'a>,
-        p: &LinearProblem,
-        prelude: &mut Program,
-    ) -> Result<Tensors<'a>> {
-        let (weight_shape, bias_shape) = ([p.classes, p.features], [p.classes]);
-        let operand = |(buffer, offset): At| Operand {
-            buffer,
-            offset,
-            major: p.features,
-            step: 1,
-        };
-        let grads = match call.grads()? {
-            Some((dx, dw, db)) => Some((
-                grad_at(dx, "grad_input", &p.input_shape())?,
-                grad_at(dw, "grad_linear_weight", &weight_shape)?,
-                match (db, call.linear_bias) {
-                    (Some(db), Some(_)) => Some(grad_at(db, "grad_linear_bias", &bias_shape)?),
-                    (Some(_), None) => {
-                        return Err(XentError::InvalidArgument(
-                            "linear_cross_entropy: grad_linear_bias given without a bias".into(),
-                        ))
-                    }
-                    (None, _) => None,
-                },
-            )),
-            None => None,
-        };
-        Ok(Tensors {
-            x: operand(self.f32_view(call.input, "input", &p.input_shape(), prelude)?),
-            w: operand(self.f32_view(
-                call.linear_weight,
-                "linear_weight",
-                &weight_shape,
-                prelude,
-            )?),
-            bias: match call.linear_bias {
-                Some(b) => Some(self.f32_view(b, "linear_bias", &bias_shape, prelude)?),
-                None => None,
-            },
-            targets: ChunkTargets::Classes(call.target),
-            grads,
-            budget: call.budget,
-            lse: call.lse,
-        })
-    }
-
-    pub(crate) fn build_linear_device(&self, call: DeviceLinear) -> Result<PreparedLinearDevice> {
-        let opts = &call.options;
-        let p = LinearProblem::new(
-            call.input.shape(),
-            call.linear_weight.shape(),
-            call.linear_bias.map(|b| b.shape()),
-        )?;
-        if !matches!(call.target.dtype(), DType::I32 | DType::U32 | DType::I64) {
+/// An input tensor as the products read it: f32 where it lies, or a 16-bit one widened
+/// into an f32 copy of ours at the start of every run (`prelude`), in pieces that fit
+/// one binding.
+pub(super) fn f32_view(
+    ctx: &Context,
+    t: &DeviceTensor,
+    what: &str,
+    shape: &[usize],
+    prelude: &mut Program,
+) -> Result<At> {
+    check_shape(t, what, shape)?;
+    let half = match t.dtype().float() {
+        Some(Float::F32) => return Ok((t.buffer().clone(), t.offset() as usize / 4)),
+        Some(half) => half,
+        None => {
             return Err(XentError::Unsupported(format!(
-                "linear_cross_entropy on the device takes class targets (i32, u32 or i64), got {:?} (probabilities: the host API)",
-                call.target.dtype()
-            )));
+                "linear_cross_entropy takes f32, f16 or bf16 {what}, got {:?}",
+                t.dtype()
+            )))
         }
-        let inputs = [Some(call.input), Some(call.linear_weight), call.linear_bias];
-        check_apart(inputs, call.grads()?)?;
-        let target_shape = call.target.shape();
-        let len = p.rows * p.classes;
-        check_loss_shapes(
-            Loss::CrossEntropy,
-            &p.logits_shape(),
-            len,
-            target_shape,
-            false,
-            opts,
-        )?;
-        let (program, built) = (|| {
-            let mut program = Program::default();
-            let tensors = self.device_tensors(&call, &p, &mut program)?;
-            let mut built = self.build_linear_chunks(&tensors, &p, opts)?;
-            program.append(std::mem::take(&mut built.program));
-            Ok((program, built))
-        })()?;
-        let loss_shape = match opts.reduction {
-            Reduction::None => target_shape.to_vec(),
-            _ => vec![],
+    };
+    let n = t.len();
+    let wide = output(ctx, what, n)?;
+    // Piece starts keep both bindings' offsets (2 and 4 bytes an element) aligned.
+    let unit = ctx.limits().min_storage_buffer_offset_alignment as usize / 2;
+    let max = ctx.max_binding_bytes() as usize / 4;
+    for piece in aligned_pieces(n, max, unit) {
+        let src = Bound {
+            buffer: t.buffer().clone(),
+            offset: t.offset() + (piece.start * 2) as u64,
+            size: (piece.len().div_ceil(2) * 4) as u64,
         };
-        let loss_len = match opts.reduction {
-            Reduction::None => p.rows,
-            _ => 1,
+        let dst = Bound {
+            buffer: wide.clone(),
+            offset: (piece.start * 4) as u64,
+            size: (piece.len() * 4) as u64,
         };
-        Ok(PreparedLinearDevice {
-            ctx: self.clone(),
-            program,
-            loss: built.loss.clone(),
-            loss_staging: self.staging_for(&built.loss, 0, (loss_len.max(1) * 4) as u64),
-            flag_staging: built.chunks.iter().map(|_| self.staging(16)).collect(),
-            built,
-            loss_shape,
-            target_shape: target_shape.to_vec(),
-            rows_shape: p.rows_shape(),
-            started: false.into(),
-            lock: Default::default(),
-        })
+        push_widen(ctx, prelude, &src, &dst, piece.len(), half)?;
     }
+    Ok((wide, 0))
+}
+
+/// The call's tensors, checked, as the chunks take them.
+fn device_tensors<'a>(
+    ctx: &Context,
+    call: &DeviceLinear<'a>,
+    p: &LinearProblem,
+    prelude: &mut Program,
+) -> Result<Tensors<'a>> {
+    let (weight_shape, bias_shape) = ([p.classes, p.features], [p.classes]);
+    let operand = |(buffer, offset): At| Operand {
+        buffer,
+        offset,
+        major: p.features,
+        step: 1,
+    };
+    let grads = match call.grads()? {
+        Some((dx, dw, db)) => Some((
+            grad_at(dx, "grad_input", &p.input_shape())?,
+            grad_at(dw, "grad_linear_weight", &weight_shape)?,
+            match (db, call.linear_bias) {
+                (Some(db), Some(_)) => Some(grad_at(db, "grad_linear_bias", &bias_shape)?),
+                (Some(_), None) => {
+                    return Err(XentError::InvalidArgument(
+                        "linear_cross_entropy: grad_linear_bias given without a bias".into(),
+                    ))
+                }
+                (None, _) => None,
+            },
+        )),
+        None => None,
+    };
+    Ok(Tensors {
+        x: operand(f32_view(
+            ctx,
+            call.input,
+            "input",
+            &p.input_shape(),
+            prelude,
+        )?),
+        w: operand(f32_view(
+            ctx,
+            call.linear_weight,
+            "linear_weight",
+            &weight_shape,
+            prelude,
+        )?),
+        bias: match call.linear_bias {
+            Some(b) => Some(f32_view(ctx, b, "linear_bias", &bias_shape, prelude)?),
+            None => None,
+        },
+        targets: ChunkTargets::Classes(call.target),
+        grads,
+        budget: call.budget,
+        lse: call.lse,
+    })
+}
+
+pub(crate) fn build_linear_device(
+    ctx: &Context,
+    call: DeviceLinear,
+) -> Result<PreparedLinearDevice> {
+    let opts = &call.options;
+    let p = LinearProblem::new(
+        call.input.shape(),
+        call.linear_weight.shape(),
+        call.linear_bias.map(|b| b.shape()),
+    )?;
+    if !matches!(call.target.dtype(), DType::I32 | DType::U32 | DType::I64) {
+        return Err(XentError::Unsupported(format!(
+            "linear_cross_entropy on the device takes class targets (i32, u32 or i64), got {:?} (probabilities: the host API)",
+            call.target.dtype()
+        )));
+    }
+    let inputs = [Some(call.input), Some(call.linear_weight), call.linear_bias];
+    check_apart(inputs, call.grads()?)?;
+    let target_shape = call.target.shape();
+    let len = p.rows * p.classes;
+    check_loss_shapes(
+        Loss::CrossEntropy,
+        &p.logits_shape(),
+        len,
+        target_shape,
+        false,
+        opts,
+    )?;
+    let (program, built) = (|| {
+        let mut program = Program::default();
+        let tensors = device_tensors(ctx, &call, &p, &mut program)?;
+        let mut built = build_linear_chunks(ctx, &tensors, &p, opts)?;
+        program.append(std::mem::take(&mut built.program));
+        Ok((program, built))
+    })()?;
+    let loss_shape = match opts.reduction {
+        Reduction::None => target_shape.to_vec(),
+        _ => vec![],
+    };
+    let loss_len = match opts.reduction {
+        Reduction::None => p.rows,
+        _ => 1,
+    };
+    Ok(PreparedLinearDevice {
+        ctx: ctx.clone(),
+        program,
+        loss: built.loss.clone(),
+        loss_staging: staging_for(ctx, &built.loss, 0, (loss_len.max(1) * 4) as u64),
+        flag_staging: built.chunks.iter().map(|_| staging(ctx, 16)).collect(),
+        built,
+        loss_shape,
+        target_shape: target_shape.to_vec(),
+        rows_shape: p.rows_shape(),
+        started: false.into(),
+        lock: Default::default(),
+    })
 }
 
 impl PreparedLinearDevice {
@@ -315,7 +331,7 @@ impl PreparedLinearDevice {
     /// [`PreparedLinearDevice::loss`], the gradients in the tensors given.
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         self.started.store(true, Ordering::Relaxed);
-        self.ctx.record_settled(encoder, &self.program);
+        record_settled(&self.ctx, encoder, &self.program);
     }
 
     /// The loss on the device: an f32 scalar for `mean` and `sum`, per row for `none`.
@@ -338,14 +354,12 @@ impl PreparedLinearDevice {
     /// for it), and the device-target check: a class target out of range is reported here
     /// with its position, as the host API reports it.
     pub fn read_loss(&self) -> Result<Output> {
-        self.ctx.run_locked(&self.lock, self.read_loss_held())
+        run_locked(&self.ctx, &self.lock, self.read_loss_held())
     }
 
     /// The async form of [`PreparedLinearDevice::read_loss`].
     pub async fn read_loss_async(&self) -> Result<Output> {
-        self.ctx
-            .run_locked_async(&self.lock, self.read_loss_held())
-            .await
+        run_locked_async(&self.ctx, &self.lock, self.read_loss_held()).await
     }
 
     /// `read_loss` by a caller that holds the run lock.
@@ -363,7 +377,7 @@ impl PreparedLinearDevice {
             }
         }
         let nothing = Program::default();
-        let (mut words, _) = self.ctx.run_program(&nothing, &reads, None).await?;
+        let (mut words, _) = run_program(&self.ctx, &nothing, &reads, None).await?;
         let loss = words.remove(0);
         for ((step, first_row), flag) in self.built.chunks.iter().zip(&words) {
             step.flag_error(flag, *first_row, &self.target_shape)?;

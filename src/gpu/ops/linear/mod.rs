@@ -17,18 +17,24 @@
 pub(crate) mod chunks;
 pub(crate) mod device;
 pub(crate) mod matmul;
-mod matmul_prepared;
+pub(crate) mod matmul_prepared;
 pub(crate) mod shard;
 pub(crate) mod shard_device;
 mod shard_whole;
 pub(crate) mod shards;
 
 use crate::error::Result;
+use crate::gpu::ops::linear::chunks::build_linear_chunks;
 use crate::gpu::ops::loss::Loss;
+use crate::gpu::runtime::buffers::{host_output, upload};
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
+use crate::gpu::runtime::program::run_program;
 use crate::gpu::runtime::program::Program;
+use crate::gpu::runtime::readback::staging_for;
 use crate::gpu::runtime::readback::Staging;
+use crate::gpu::runtime::run_lock::{run_locked, run_locked_async};
+use crate::gpu::runtime::timestamps::timestamp_queries;
 use crate::gpu::runtime::timestamps::Timestamps;
 use crate::linear::{Linear, LinearOutput, LinearProblem};
 use crate::options::{DType, LossOptions, Output, Reduction, Target};
@@ -62,144 +68,140 @@ pub struct PreparedLinear {
     lock: crate::gpu::runtime::run_lock::RunLock,
 }
 
-impl Context {
-    pub(crate) fn build_linear(
-        &self,
-        linear: Linear,
-        target: Target,
-        opts: &LossOptions,
-        grad: bool,
-    ) -> Result<PreparedLinear> {
-        let p = linear.problem()?;
-        let logits_shape = p.logits_shape();
-        let checked = check_loss(
-            Loss::CrossEntropy,
-            &logits_shape,
-            p.rows * p.classes,
-            &target,
-            opts,
-        )?;
-        (|| {
-            let upload = |label, t: &crate::options::FloatTensor| self.upload(label, &t.to_f32());
-            let operand = |buffer| Operand {
-                buffer,
-                offset: 0,
-                major: p.features,
-                step: 1,
-            };
-            let class_targets;
-            let targets = match &checked.targets {
-                Targets::Classes(t) => {
-                    class_targets = DeviceTensor::from_host(self, t, &[t.len()], DType::I32)?;
-                    ChunkTargets::Classes(&class_targets)
-                }
-                Targets::Probs(t) => ChunkTargets::Probs(t),
-            };
-            let has_bias = linear.linear_bias.is_some();
-            let grads = match grad {
-                true => Some(self.host_grads(&p, has_bias)?),
-                false => None,
-            };
-            let tensors = Tensors {
-                x: operand(upload("linear input", &linear.input)?),
-                w: operand(upload("linear weight", &linear.linear_weight)?),
-                bias: match &linear.linear_bias {
-                    Some(b) => Some((upload("linear bias", b)?, 0)),
-                    None => None,
-                },
-                targets,
-                grads,
-                budget: linear.budget,
-                lse: linear.lse,
-            };
-            // The host targets are checked and their ignored ones marked IGNORED.
-            let chunk_opts = LossOptions {
-                ignore_index: IGNORED as i64,
-                ..*opts
-            };
-            let built = self.build_linear_chunks(&tensors, &p, &chunk_opts)?;
-            let reads = self.linear_reads(&built, &tensors, &p, opts.reduction);
-            let probs = matches!(checked.targets, Targets::Probs(_));
-            Ok(PreparedLinear {
-                ctx: self.clone(),
-                program: built.program,
-                problem: p,
-                reduction: opts.reduction,
-                divisor: match opts.reduction {
-                    Reduction::Mean if probs => p.rows as f64,
-                    _ => 1.0,
-                },
-                out_shape: checked.out_shape,
-                reads,
-                has_bias,
-                grad,
-                lse: linear.lse,
-                timestamps: self.timestamp_queries(),
-                lock: Default::default(),
-            })
-        })()
-    }
+pub(crate) fn build_linear(
+    ctx: &Context,
+    linear: Linear,
+    target: Target,
+    opts: &LossOptions,
+    grad: bool,
+) -> Result<PreparedLinear> {
+    let p = linear.problem()?;
+    let logits_shape = p.logits_shape();
+    let checked = check_loss(
+        Loss::CrossEntropy,
+        &logits_shape,
+        p.rows * p.classes,
+        &target,
+        opts,
+    )?;
+    (|| {
+        let upload = |label, t: &crate::options::FloatTensor| upload(ctx, label, &t.to_f32());
+        let operand = |buffer| Operand {
+            buffer,
+            offset: 0,
+            major: p.features,
+            step: 1,
+        };
+        let class_targets;
+        let targets = match &checked.targets {
+            Targets::Classes(t) => {
+                class_targets = DeviceTensor::from_host(ctx, t, &[t.len()], DType::I32)?;
+                ChunkTargets::Classes(&class_targets)
+            }
+            Targets::Probs(t) => ChunkTargets::Probs(t),
+        };
+        let has_bias = linear.linear_bias.is_some();
+        let grads = match grad {
+            true => Some(host_grads(ctx, &p, has_bias)?),
+            false => None,
+        };
+        let tensors = Tensors {
+            x: operand(upload("linear input", &linear.input)?),
+            w: operand(upload("linear weight", &linear.linear_weight)?),
+            bias: match &linear.linear_bias {
+                Some(b) => Some((upload("linear bias", b)?, 0)),
+                None => None,
+            },
+            targets,
+            grads,
+            budget: linear.budget,
+            lse: linear.lse,
+        };
+        // The host targets are checked and their ignored ones marked IGNORED.
+        let chunk_opts = LossOptions {
+            ignore_index: IGNORED as i64,
+            ..*opts
+        };
+        let built = build_linear_chunks(ctx, &tensors, &p, &chunk_opts)?;
+        let reads = linear_reads(ctx, &built, &tensors, &p, opts.reduction);
+        let probs = matches!(checked.targets, Targets::Probs(_));
+        Ok(PreparedLinear {
+            ctx: ctx.clone(),
+            program: built.program,
+            problem: p,
+            reduction: opts.reduction,
+            divisor: match opts.reduction {
+                Reduction::Mean if probs => p.rows as f64,
+                _ => 1.0,
+            },
+            out_shape: checked.out_shape,
+            reads,
+            has_bias,
+            grad,
+            lse: linear.lse,
+            timestamps: timestamp_queries(ctx),
+            lock: Default::default(),
+        })
+    })()
 }
 
-impl Context {
-    /// The gradients' buffers: dX, dW, and db where there is a bias.
-    pub(super) fn host_grads(
-        &self,
-        p: &LinearProblem,
-        has_bias: bool,
-    ) -> Result<(At, At, Option<At>)> {
-        let (n, d, c) = (p.rows, p.features, p.classes);
-        Ok((
-            (self.host_output("grad input", n * d)?, 0),
-            (self.host_output("grad linear weight", c * d)?, 0),
-            match has_bias {
-                true => Some((self.host_output("grad linear bias", c)?, 0)),
-                false => None,
-            },
-        ))
-    }
+/// The gradients' buffers: dX, dW, and db where there is a bias.
+pub(super) fn host_grads(
+    ctx: &Context,
+    p: &LinearProblem,
+    has_bias: bool,
+) -> Result<(At, At, Option<At>)> {
+    let (n, d, c) = (p.rows, p.features, p.classes);
+    Ok((
+        (host_output(ctx, "grad input", n * d)?, 0),
+        (host_output(ctx, "grad linear weight", c * d)?, 0),
+        match has_bias {
+            true => Some((host_output(ctx, "grad linear bias", c)?, 0)),
+            false => None,
+        },
+    ))
+}
 
-    /// What each run reads back, in order: the loss, dX, dW, db (with a bias), the lse.
-    fn linear_reads(
-        &self,
-        built: &Built,
-        t: &Tensors,
-        p: &LinearProblem,
-        reduction: Reduction,
-    ) -> Vec<(wgpu::Buffer, Staging)> {
-        let loss_len = match reduction {
-            Reduction::None => p.rows,
-            _ => 1,
-        };
-        let mut parts = vec![(&built.loss, loss_len)];
-        if let Some((dx, dw, db)) = &t.grads {
-            parts.push((&dx.0, p.rows * p.features));
-            parts.push((&dw.0, p.classes * p.features));
-            parts.extend(db.as_ref().map(|db| (&db.0, p.classes)));
-        }
-        parts.extend(built.lse.as_ref().map(|lse| (lse, p.rows)));
-        parts
-            .into_iter()
-            .map(|(b, len)| (b.clone(), self.staging_for(b, 0, (len.max(1) * 4) as u64)))
-            .collect()
+/// What each run reads back, in order: the loss, dX, dW, db (with a bias), the lse.
+fn linear_reads(
+    ctx: &Context,
+    built: &Built,
+    t: &Tensors,
+    p: &LinearProblem,
+    reduction: Reduction,
+) -> Vec<(wgpu::Buffer, Staging)> {
+    let loss_len = match reduction {
+        Reduction::None => p.rows,
+        _ => 1,
+    };
+    let mut parts = vec![(&built.loss, loss_len)];
+    if let Some((dx, dw, db)) = &t.grads {
+        parts.push((&dx.0, p.rows * p.features));
+        parts.push((&dw.0, p.classes * p.features));
+        parts.extend(db.as_ref().map(|db| (&db.0, p.classes)));
     }
+    parts.extend(built.lse.as_ref().map(|lse| (lse, p.rows)));
+    parts
+        .into_iter()
+        .map(|(b, len)| (b.clone(), staging_for(ctx, b, 0, (len.max(1) * 4) as u64)))
+        .collect()
 }
 
 impl PreparedLinear {
     /// Runs the call and reads the loss (and gradients) back.
     pub fn run(&self) -> Result<LinearOutput> {
-        Ok(self.ctx.run_locked(&self.lock, self.run_held(false))?.0)
+        Ok(run_locked(&self.ctx, &self.lock, self.run_held(false))?.0)
     }
 
     /// The async form of [`PreparedLinear::run`].
     pub async fn run_async(&self) -> Result<LinearOutput> {
         let run = self.run_held(false);
-        Ok(self.ctx.run_locked_async(&self.lock, run).await?.0)
+        Ok(run_locked_async(&self.ctx, &self.lock, run).await?.0)
     }
 
     /// As `run`, with the GPU time of the call where the adapter has timestamps.
     pub fn run_timed(&self) -> Result<(LinearOutput, Option<Duration>)> {
-        self.ctx.run_locked(&self.lock, self.run_held(true))
+        run_locked(&self.ctx, &self.lock, self.run_held(true))
     }
 
     /// One run by a caller that holds the run lock.
@@ -207,7 +209,7 @@ impl PreparedLinear {
         let p = &self.problem;
         let reads: Vec<_> = self.reads.iter().map(|(b, s)| (b, 0, s)).collect();
         let timestamps = self.timestamps.as_ref().filter(|_| timed);
-        let run = self.ctx.run_program(&self.program, &reads, timestamps);
+        let run = run_program(&self.ctx, &self.program, &reads, timestamps);
         let (parts, elapsed) = run.await?;
         let mut parts = parts.into_iter();
         let losses = parts.next().unwrap_or_default();

@@ -72,6 +72,14 @@ pub struct PreparedLinearShard {
 }
 
 use super::shard_whole::Whole;
+use crate::gpu::ops::linear::host_grads;
+use crate::gpu::ops::linear::shard_device::build_linear_shard_device;
+use crate::gpu::ops::linear::shard_whole::whole_shard;
+use crate::gpu::ops::loss::shard_kernels::walks_shard;
+use crate::gpu::runtime::program::run_program;
+use crate::gpu::runtime::readback::staging_for;
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::run_lock::run_locked_async;
 
 enum Form {
     Fused(Box<Fused>),
@@ -90,168 +98,162 @@ struct Fused {
     ran: AtomicBool,
 }
 
-impl Context {
-    pub(crate) fn build_linear_shard(
-        &self,
-        shard: LinearShard,
-        target: Target,
-        opts: &LossOptions,
-        grad: bool,
-    ) -> Result<PreparedLinearShard> {
-        let (n, d, cs) = match (shard.input.shape, shard.weight.shape) {
-            (&[n, d], &[cs, dw]) if d == dw => (n, d, cs),
-            (x, w) => {
-                return Err(XentError::InvalidShape(format!(
-                    "a linear shard's input is [N, D] and its weight [Cs, D], got {x:?} and {w:?}"
-                )))
-            }
-        };
-        shard.input.check_len("input")?;
-        shard.weight.check_len("linear_weight")?;
-        if let Some(b) = shard.bias {
-            if b.shape != [cs] {
-                return Err(XentError::InvalidShape(format!(
-                    "a linear shard's bias is [{cs}], got {:?}",
-                    b.shape
-                )));
-            }
-            b.check_len("linear_bias")?;
+pub(crate) fn build_linear_shard(
+    ctx: &Context,
+    shard: LinearShard,
+    target: Target,
+    opts: &LossOptions,
+    grad: bool,
+) -> Result<PreparedLinearShard> {
+    let (n, d, cs) = match (shard.input.shape, shard.weight.shape) {
+        (&[n, d], &[cs, dw]) if d == dw => (n, d, cs),
+        (x, w) => {
+            return Err(XentError::InvalidShape(format!(
+                "a linear shard's input is [N, D] and its weight [Cs, D], got {x:?} and {w:?}"
+            )))
         }
-        check_classes(n, shard.first_class, cs, shard.classes)?;
-        let classes = matches!(target, Target::I64(_) | Target::I32(_) | Target::U32(_));
-        let form = match classes && self.fuses_linear_shard(n, d, cs) {
-            true => Form::Fused(Box::new(self.fused_shard(shard, target, opts, grad)?)),
-            false => Form::Whole(Box::new(self.whole_shard(shard, target, opts, grad)?)),
-        };
-        Ok(PreparedLinearShard {
-            ctx: self.clone(),
-            form,
-            dims: (n, d, cs),
-            lock: Default::default(),
-        })
-    }
-
-    /// Whether the fused form takes a shard of `n` rows, `d` features and `cs` classes:
-    /// something to compute, the input and the weight slice each within one binding (as
-    /// device tensors), and a row of the shard walked by one workgroup. Otherwise the
-    /// logits are made whole, which the `cross_entropy` shard splits and chunks as it needs.
-    fn fuses_linear_shard(&self, n: usize, d: usize, cs: usize) -> bool {
-        let binds = |elems: usize| {
-            (elems.saturating_mul(4) as u64).saturating_add(32) <= self.max_binding_bytes()
-        };
-        n > 0 && d > 0 && cs > 0 && binds(n * d) && binds(cs * d) && self.walks_shard(cs)
-    }
-
-    /// The fused device shard over copies of the tensors, its class targets checked over all
-    /// C here (the device shard does not check them) and the ignored ones marked.
-    fn fused_shard(
-        &self,
-        shard: LinearShard,
-        target: Target,
-        opts: &LossOptions,
-        grad: bool,
-    ) -> Result<Fused> {
-        let (&[n, d], cs) = (shard.input.shape, shard.weight.shape[0]) else {
-            unreachable!("checked by build_linear_shard")
-        };
-        let shape = [n, shard.classes];
-        // N·C fits: build_linear_shard checked the classes.
-        let problem = check_loss(Loss::CrossEntropy, &shape, n * shard.classes, &target, opts)?;
-        let Targets::Classes(classes) = &problem.targets else {
-            unreachable!("class targets")
-        };
-        let opts = LossOptions {
-            ignore_index: IGNORED as i64,
-            ..*opts
-        };
-        let up = |t: &Tensor<f32>| DeviceTensor::from_host(self, t.data, t.shape, DType::F32);
-        let mut inputs = vec![
-            up(&shard.input)?,
-            up(&shard.weight)?,
-            DeviceTensor::from_host(self, classes, &[n], DType::I32)?,
-        ];
-        if let Some(b) = &shard.bias {
-            inputs.push(up(b)?);
+    };
+    shard.input.check_len("input")?;
+    shard.weight.check_len("linear_weight")?;
+    if let Some(b) = shard.bias {
+        if b.shape != [cs] {
+            return Err(XentError::InvalidShape(format!(
+                "a linear shard's bias is [{cs}], got {:?}",
+                b.shape
+            )));
         }
-        let p = LinearProblem::new(shard.input.shape, shard.weight.shape, None)?;
-        let grads = match grad {
-            true => Some(self.host_grads(&p, shard.bias.is_some())?),
-            false => None,
-        };
-        let tensor = |(buffer, _): &At, shape: &[usize]| {
-            DeviceTensor::from_parts(buffer.clone(), shape.to_vec(), DType::F32)
-        };
-        let into = grads.as_ref().map(|(dx, dw, db)| {
-            (
-                tensor(dx, &[n, d]),
-                tensor(dw, &[cs, d]),
-                db.as_ref().map(|b| tensor(b, &[cs])),
-            )
-        });
-        let into: Vec<&DeviceTensor> = into
-            .iter()
-            .flat_map(|(dx, dw, db)| [Some(dx), Some(dw), db.as_ref()])
-            .flatten()
-            .collect();
-        let call = DeviceLinearShard {
-            input: &inputs[0],
-            weight: &inputs[1],
-            bias: inputs.get(3),
-            target: &inputs[2],
-            first_class: shard.first_class,
-            classes: shard.classes,
-            grad: match into.is_empty() {
-                true => Grad::None,
-                false => Grad::Into(&into),
-            },
-            budget: shard.budget,
-            options: opts,
-        };
-        let reads = match &grads {
-            Some((dx, dw, db)) => [
-                Some((dx, n * d)),
-                Some((dw, cs * d)),
-                db.as_ref().map(|b| (b, cs)),
-            ]
-            .into_iter()
-            .flatten()
-            .map(|((b, _), len)| (b.clone(), self.staging_for(b, 0, (len * 4) as u64), len))
-            .collect(),
-            None => vec![],
-        };
-        Ok(Fused {
-            shard: self.build_linear_shard_device(call)?,
-            _inputs: inputs,
-            reads,
-            ran: false.into(),
-        })
+        b.check_len("linear_bias")?;
     }
+    check_classes(n, shard.first_class, cs, shard.classes)?;
+    let classes = matches!(target, Target::I64(_) | Target::I32(_) | Target::U32(_));
+    let form = match classes && fuses_linear_shard(ctx, n, d, cs) {
+        true => Form::Fused(Box::new(fused_shard(ctx, shard, target, opts, grad)?)),
+        false => Form::Whole(Box::new(whole_shard(ctx, shard, target, opts, grad)?)),
+    };
+    Ok(PreparedLinearShard {
+        ctx: ctx.clone(),
+        form,
+        dims: (n, d, cs),
+        lock: Default::default(),
+    })
+}
+
+/// Whether the fused form takes a shard of `n` rows, `d` features and `cs` classes:
+/// something to compute, the input and the weight slice each within one binding (as
+/// device tensors), and a row of the shard walked by one workgroup. Otherwise the
+/// logits are made whole, which the `cross_entropy` shard splits and chunks as it needs.
+fn fuses_linear_shard(ctx: &Context, n: usize, d: usize, cs: usize) -> bool {
+    let binds = |elems: usize| {
+        (elems.saturating_mul(4) as u64).saturating_add(32) <= ctx.max_binding_bytes()
+    };
+    n > 0 && d > 0 && cs > 0 && binds(n * d) && binds(cs * d) && walks_shard(ctx, cs)
+}
+
+/// The fused device shard over copies of the tensors, its class targets checked over all
+/// C here (the device shard does not check them) and the ignored ones marked.
+fn fused_shard(
+    ctx: &Context,
+    shard: LinearShard,
+    target: Target,
+    opts: &LossOptions,
+    grad: bool,
+) -> Result<Fused> {
+    let (&[n, d], cs) = (shard.input.shape, shard.weight.shape[0]) else {
+        unreachable!("checked by build_linear_shard")
+    };
+    let shape = [n, shard.classes];
+    // N·C fits: build_linear_shard checked the classes.
+    let problem = check_loss(Loss::CrossEntropy, &shape, n * shard.classes, &target, opts)?;
+    let Targets::Classes(classes) = &problem.targets else {
+        unreachable!("class targets")
+    };
+    let opts = LossOptions {
+        ignore_index: IGNORED as i64,
+        ..*opts
+    };
+    let up = |t: &Tensor<f32>| DeviceTensor::from_host(ctx, t.data, t.shape, DType::F32);
+    let mut inputs = vec![
+        up(&shard.input)?,
+        up(&shard.weight)?,
+        DeviceTensor::from_host(ctx, classes, &[n], DType::I32)?,
+    ];
+    if let Some(b) = &shard.bias {
+        inputs.push(up(b)?);
+    }
+    let p = LinearProblem::new(shard.input.shape, shard.weight.shape, None)?;
+    let grads = match grad {
+        true => Some(host_grads(ctx, &p, shard.bias.is_some())?),
+        false => None,
+    };
+    let tensor = |(buffer, _): &At, shape: &[usize]| {
+        DeviceTensor::from_parts(buffer.clone(), shape.to_vec(), DType::F32)
+    };
+    let into = grads.as_ref().map(|(dx, dw, db)| {
+        (
+            tensor(dx, &[n, d]),
+            tensor(dw, &[cs, d]),
+            db.as_ref().map(|b| tensor(b, &[cs])),
+        )
+    });
+    let into: Vec<&DeviceTensor> = into
+        .iter()
+        .flat_map(|(dx, dw, db)| [Some(dx), Some(dw), db.as_ref()])
+        .flatten()
+        .collect();
+    let call = DeviceLinearShard {
+        input: &inputs[0],
+        weight: &inputs[1],
+        bias: inputs.get(3),
+        target: &inputs[2],
+        first_class: shard.first_class,
+        classes: shard.classes,
+        grad: match into.is_empty() {
+            true => Grad::None,
+            false => Grad::Into(&into),
+        },
+        budget: shard.budget,
+        options: opts,
+    };
+    let reads = match &grads {
+        Some((dx, dw, db)) => [
+            Some((dx, n * d)),
+            Some((dw, cs * d)),
+            db.as_ref().map(|b| (b, cs)),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|((b, _), len)| (b.clone(), staging_for(ctx, b, 0, (len * 4) as u64), len))
+        .collect(),
+        None => vec![],
+    };
+    Ok(Fused {
+        shard: build_linear_shard_device(ctx, call)?,
+        _inputs: inputs,
+        reads,
+        ran: false.into(),
+    })
 }
 
 impl PreparedLinearShard {
     /// Each row's [`Partial`] over this shard's classes.
     pub fn partials(&self) -> Result<Vec<Partial>> {
-        self.ctx.run_locked(&self.lock, self.partials_held())
+        run_locked(&self.ctx, &self.lock, self.partials_held())
     }
 
     /// The async form of [`PreparedLinearShard::partials`].
     pub async fn partials_async(&self) -> Result<Vec<Partial>> {
-        self.ctx
-            .run_locked_async(&self.lock, self.partials_held())
-            .await
+        run_locked_async(&self.ctx, &self.lock, self.partials_held()).await
     }
 
     /// The shard's gradients (upstream gradient 1; of the summed losses for `none`) from
     /// every shard's partials merged in shard order.
     pub fn grad(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
-        self.ctx.run_locked(&self.lock, self.grad_held(merged))
+        run_locked(&self.ctx, &self.lock, self.grad_held(merged))
     }
 
     /// The async form of [`PreparedLinearShard::grad`].
     pub async fn grad_async(&self, merged: &[Partial]) -> Result<LinearShardGrads> {
-        self.ctx
-            .run_locked_async(&self.lock, self.grad_held(merged))
-            .await
+        run_locked_async(&self.ctx, &self.lock, self.grad_held(merged)).await
     }
 
     /// `partials` by a caller that holds the run lock, inside its error scopes.
@@ -317,7 +319,7 @@ impl PreparedLinearShard {
             .create_command_encoder(&Default::default());
         f.shard.record_grad(&mut encoder)?;
         queue.submit([encoder.finish()]);
-        let (words, _) = self.ctx.run_program(&nothing, &reads, None).await?;
+        let (words, _) = run_program(&self.ctx, &nothing, &reads, None).await?;
         let mut outputs = words
             .into_iter()
             .zip(&f.reads)

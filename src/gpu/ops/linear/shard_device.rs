@@ -24,10 +24,16 @@ use super::matmul::Operand;
 use crate::error::{Result, XentError};
 use crate::geometry::tiles::row_chunks;
 use crate::gpu::api::Grad;
+use crate::gpu::ops::linear::chunks::{linear_chunk_rows, push_linear_grads, push_logits};
+use crate::gpu::ops::linear::device::f32_view;
+use crate::gpu::ops::loss::shard_kernels::{shard_kernels, shard_spec};
 use crate::gpu::ops::loss::shard_kernels::{ShardChunk, ShardGrad, ShardKernels, ShardRows};
 use crate::gpu::runtime::buffers::Bound;
+use crate::gpu::runtime::buffers::{output, upload};
+use crate::gpu::runtime::cancel::record_settled;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
+use crate::gpu::runtime::program::record;
 use crate::gpu::runtime::program::{BufferCopy, Program};
 use crate::linear::LinearProblem;
 use crate::options::{DType, LossOptions};
@@ -84,192 +90,196 @@ struct Scratch {
     ones: Operand,
 }
 
-impl Context {
-    pub(crate) fn build_linear_shard_device(
-        &self,
-        call: DeviceLinearShard,
-    ) -> Result<PreparedLinearShardDevice> {
-        let opts = &call.options;
-        let p = LinearProblem::new(
-            call.input.shape(),
-            call.weight.shape(),
-            call.bias.map(|b| b.shape()),
-        )?;
-        if p.unbatched {
-            return Err(XentError::InvalidShape(format!(
-                "a linear shard's input is [N, D], got {:?}",
-                call.input.shape()
-            )));
-        }
-        let (n, cs) = (p.rows, p.classes);
-        let shape = ShardRows {
-            rows: n,
-            first_class: call.first_class,
-            shard_classes: cs,
-            classes: call.classes,
-        };
-        let spec = self.shard_spec(shape, call.target, opts)?;
-        check_apart(
-            [Some(call.input), Some(call.weight), call.bias],
-            grads_into(&call)?,
-        )?;
-        if !call
-            .target
-            .buffer()
-            .usage()
-            .contains(wgpu::BufferUsages::COPY_SRC)
-        {
-            return Err(XentError::InvalidArgument(
-                "a linear shard's target buffer needs COPY_SRC usage: each chunk's targets are copied out of it".into(),
-            ));
-        }
-        let mut prelude = Program::default();
-        let t = self.shard_tensors(&call, &p, &mut prelude)?;
-        // Each chunk's partials are bound whole: 32 bytes a row.
-        let stats_rows = (self.max_binding_bytes() as usize / 32).max(1);
-        let rows = self.linear_chunk_rows(&p, call.budget)?.min(stats_rows);
-        let spans = row_chunks(n, rows);
-        let scratch = Scratch {
-            logits: self.output("shard logits", rows * cs)?,
-            ones: Operand {
-                buffer: self.upload("ones", &vec![1.0f32; rows])?,
-                offset: 0,
-                major: 0,
-                step: 1,
-            },
-        };
-        let (chunks, target_copies) =
-            self.linear_shard_chunks(&spans, cs, &scratch.logits, call.target)?;
-        let grad = match t.grads {
-            Some(_) => ShardGrad::OverLogits,
-            None => ShardGrad::None,
-        };
-        let kernels = self.shard_kernels((shape, spec), opts, chunks, grad)?;
-        let out = self.output("shard partials", 8 * n)?;
-        let mut partials = Program::default();
-        target_copies
-            .iter()
-            .for_each(|c| partials.copy_in(c.clone()));
-        kernels.push_target_check(&mut partials)?;
-        for (k, span) in spans.iter().enumerate() {
-            self.push_logits(&mut partials, &t, &p, &scratch.logits, span.clone())?;
-            kernels.push_partials(&mut partials, k)?;
-            for plane in 0..2 {
-                partials.copy_out(stats_copy(&kernels, k, span, n, plane, true, &out));
-            }
-        }
-        let grads = match &t.grads {
-            Some(grads) => {
-                let mut program = Program::default();
-                target_copies.into_iter().for_each(|c| program.copy_in(c));
-                kernels.push_dens(&mut program)?;
-                for (k, span) in spans.iter().enumerate() {
-                    program.copy_in(stats_copy(&kernels, k, span, n, 0, false, &out));
-                    self.push_logits(&mut program, &t, &p, &scratch.logits, span.clone())?;
-                    kernels.push_grad(&mut program, k)?;
-                    let g = (&scratch.logits, &scratch.ones);
-                    self.push_linear_grads(&mut program, &t, grads, g, &p, span.clone())?;
-                }
-                Some(program)
-            }
-            None => None,
-        };
-        Ok(PreparedLinearShardDevice {
-            ctx: self.clone(),
-            prelude,
-            partials,
-            grads,
-            out,
-            rows: n,
-            kernels,
-        })
+pub(crate) fn build_linear_shard_device(
+    ctx: &Context,
+    call: DeviceLinearShard,
+) -> Result<PreparedLinearShardDevice> {
+    let opts = &call.options;
+    let p = LinearProblem::new(
+        call.input.shape(),
+        call.weight.shape(),
+        call.bias.map(|b| b.shape()),
+    )?;
+    if p.unbatched {
+        return Err(XentError::InvalidShape(format!(
+            "a linear shard's input is [N, D], got {:?}",
+            call.input.shape()
+        )));
     }
-
-    /// The shard's tensors, checked, as the chunks' products take them (16-bit ones widened
-    /// by `prelude`).
-    fn shard_tensors<'a>(
-        &self,
-        call: &DeviceLinearShard<'a>,
-        p: &LinearProblem,
-        prelude: &mut Program,
-    ) -> Result<Tensors<'a>> {
-        let (n, d, cs) = (p.rows, p.features, p.classes);
-        let operand = |(buffer, offset)| Operand {
-            buffer,
-            offset,
-            major: d,
+    let (n, cs) = (p.rows, p.classes);
+    let shape = ShardRows {
+        rows: n,
+        first_class: call.first_class,
+        shard_classes: cs,
+        classes: call.classes,
+    };
+    let spec = shard_spec(shape, call.target, opts)?;
+    check_apart(
+        [Some(call.input), Some(call.weight), call.bias],
+        grads_into(&call)?,
+    )?;
+    if !call
+        .target
+        .buffer()
+        .usage()
+        .contains(wgpu::BufferUsages::COPY_SRC)
+    {
+        return Err(XentError::InvalidArgument(
+            "a linear shard's target buffer needs COPY_SRC usage: each chunk's targets are copied out of it".into(),
+        ));
+    }
+    let mut prelude = Program::default();
+    let t = shard_tensors(ctx, &call, &p, &mut prelude)?;
+    // Each chunk's partials are bound whole: 32 bytes a row.
+    let stats_rows = (ctx.max_binding_bytes() as usize / 32).max(1);
+    let rows = linear_chunk_rows(ctx, &p, call.budget)?.min(stats_rows);
+    let spans = row_chunks(n, rows);
+    let scratch = Scratch {
+        logits: output(ctx, "shard logits", rows * cs)?,
+        ones: Operand {
+            buffer: upload(ctx, "ones", &vec![1.0f32; rows])?,
+            offset: 0,
+            major: 0,
             step: 1,
-        };
-        let grads = match grads_into(call)? {
-            Some((dx, dw, db)) => Some((
-                grad_at(dx, "the input's gradient", &[n, d])?,
-                grad_at(dw, "the weight's gradient", &[cs, d])?,
-                match (db, call.bias) {
-                    (Some(db), Some(_)) => Some(grad_at(db, "the bias's gradient", &[cs])?),
-                    (Some(_), None) => {
-                        return Err(XentError::InvalidArgument(
-                            "a linear shard's bias gradient is given without a bias".into(),
-                        ))
-                    }
-                    (None, _) => None,
-                },
-            )),
-            None => None,
-        };
-        check_shape(call.target, "target", &[n])?;
-        Ok(Tensors {
-            x: operand(self.f32_view(call.input, "input", &[n, d], prelude)?),
-            w: operand(self.f32_view(call.weight, "linear_weight", &[cs, d], prelude)?),
-            bias: match call.bias {
-                Some(b) => Some(self.f32_view(b, "linear_bias", &[cs], prelude)?),
-                None => None,
-            },
-            targets: ChunkTargets::Classes(call.target),
-            grads,
-            budget: call.budget,
-            lse: false,
-        })
-    }
-
-    /// Each chunk of rows: its logits in the scratch, and its targets in a buffer of its
-    /// own, copied out of the call's (the copies returned) at the start of every run.
-    fn linear_shard_chunks(
-        &self,
-        spans: &[Range<usize>],
-        cs: usize,
-        scratch: &wgpu::Buffer,
-        target: &DeviceTensor,
-    ) -> Result<(Vec<ShardChunk>, Vec<BufferCopy>)> {
-        let word = target.dtype().size();
-        let mut chunks = vec![];
-        let mut copies = vec![];
-        for span in spans {
-            let bytes = span.len() * word;
-            let targets = self.output("shard chunk targets", bytes.div_ceil(4))?;
-            copies.push(BufferCopy {
-                src: target.buffer().clone(),
-                src_offset: target.offset() + (span.start * word) as u64,
-                dst: targets.clone(),
-                dst_offset: 0,
-                bytes: bytes as u64,
-            });
-            chunks.push(ShardChunk {
-                // Bound in whole groups of 8, which wide loads read.
-                logits: Bound {
-                    buffer: scratch.clone(),
-                    offset: 0,
-                    size: ((span.len() * cs).next_multiple_of(8) * 4) as u64,
-                },
-                targets: Bound {
-                    buffer: targets,
-                    offset: 0,
-                    size: (bytes.next_multiple_of(4)) as u64,
-                },
-                rows: span.clone(),
-            });
+        },
+    };
+    let (chunks, target_copies) =
+        linear_shard_chunks(ctx, &spans, cs, &scratch.logits, call.target)?;
+    let grad = match t.grads {
+        Some(_) => ShardGrad::OverLogits,
+        None => ShardGrad::None,
+    };
+    let kernels = shard_kernels(ctx, (shape, spec), opts, chunks, grad)?;
+    let out = output(ctx, "shard partials", 8 * n)?;
+    let mut partials = Program::default();
+    target_copies
+        .iter()
+        .for_each(|c| partials.copy_in(c.clone()));
+    kernels.push_target_check(&mut partials)?;
+    for (k, span) in spans.iter().enumerate() {
+        push_logits(ctx, &mut partials, &t, &p, &scratch.logits, span.clone())?;
+        kernels.push_partials(&mut partials, k)?;
+        for plane in 0..2 {
+            partials.copy_out(stats_copy(&kernels, k, span, n, plane, true, &out));
         }
-        Ok((chunks, copies))
     }
+    let grads = match &t.grads {
+        Some(grads) => {
+            let mut program = Program::default();
+            target_copies.into_iter().for_each(|c| program.copy_in(c));
+            kernels.push_dens(&mut program)?;
+            for (k, span) in spans.iter().enumerate() {
+                program.copy_in(stats_copy(&kernels, k, span, n, 0, false, &out));
+                push_logits(ctx, &mut program, &t, &p, &scratch.logits, span.clone())?;
+                kernels.push_grad(&mut program, k)?;
+                let g = (&scratch.logits, &scratch.ones);
+                push_linear_grads(ctx, &mut program, &t, grads, g, &p, span.clone())?;
+            }
+            Some(program)
+        }
+        None => None,
+    };
+    Ok(PreparedLinearShardDevice {
+        ctx: ctx.clone(),
+        prelude,
+        partials,
+        grads,
+        out,
+        rows: n,
+        kernels,
+    })
+}
+
+/// The shard's tensors, checked, as the chunks' products take them (16-bit ones widened
+/// by `prelude`).
+fn shard_tensors<'a>(
+    ctx: &Context,
+    call: &DeviceLinearShard<'a>,
+    p: &LinearProblem,
+    prelude: &mut Program,
+) -> Result<Tensors<'a>> {
+    let (n, d, cs) = (p.rows, p.features, p.classes);
+    let operand = |(buffer, offset)| Operand {
+        buffer,
+        offset,
+        major: d,
+        step: 1,
+    };
+    let grads = match grads_into(call)? {
+        Some((dx, dw, db)) => Some((
+            grad_at(dx, "the input's gradient", &[n, d])?,
+            grad_at(dw, "the weight's gradient", &[cs, d])?,
+            match (db, call.bias) {
+                (Some(db), Some(_)) => Some(grad_at(db, "the bias's gradient", &[cs])?),
+                (Some(_), None) => {
+                    return Err(XentError::InvalidArgument(
+                        "a linear shard's bias gradient is given without a bias".into(),
+                    ))
+                }
+                (None, _) => None,
+            },
+        )),
+        None => None,
+    };
+    check_shape(call.target, "target", &[n])?;
+    Ok(Tensors {
+        x: operand(f32_view(ctx, call.input, "input", &[n, d], prelude)?),
+        w: operand(f32_view(
+            ctx,
+            call.weight,
+            "linear_weight",
+            &[cs, d],
+            prelude,
+        )?),
+        bias: match call.bias {
+            Some(b) => Some(f32_view(ctx, b, "linear_bias", &[cs], prelude)?),
+            None => None,
+        },
+        targets: ChunkTargets::Classes(call.target),
+        grads,
+        budget: call.budget,
+        lse: false,
+    })
+}
+
+/// Each chunk of rows: its logits in the scratch, and its targets in a buffer of its
+/// own, copied out of the call's (the copies returned) at the start of every run.
+fn linear_shard_chunks(
+    ctx: &Context,
+    spans: &[Range<usize>],
+    cs: usize,
+    scratch: &wgpu::Buffer,
+    target: &DeviceTensor,
+) -> Result<(Vec<ShardChunk>, Vec<BufferCopy>)> {
+    let word = target.dtype().size();
+    let mut chunks = vec![];
+    let mut copies = vec![];
+    for span in spans {
+        let bytes = span.len() * word;
+        let targets = output(ctx, "shard chunk targets", bytes.div_ceil(4))?;
+        copies.push(BufferCopy {
+            src: target.buffer().clone(),
+            src_offset: target.offset() + (span.start * word) as u64,
+            dst: targets.clone(),
+            dst_offset: 0,
+            bytes: bytes as u64,
+        });
+        chunks.push(ShardChunk {
+            // Bound in whole groups of 8, which wide loads read.
+            logits: Bound {
+                buffer: scratch.clone(),
+                offset: 0,
+                size: ((span.len() * cs).next_multiple_of(8) * 4) as u64,
+            },
+            targets: Bound {
+                buffer: targets,
+                offset: 0,
+                size: (bytes.next_multiple_of(4)) as u64,
+            },
+            rows: span.clone(),
+        });
+    }
+    Ok((chunks, copies))
 }
 
 /// The copy of chunk `k`'s plane `plane` of partials (rows `span` of `n`) to its place in
@@ -303,12 +313,12 @@ impl PreparedLinearShardDevice {
     /// [`PreparedLinearShardDevice::partials`] holds them once it has run.
     pub fn record_partials(&self, encoder: &mut wgpu::CommandEncoder) {
         self.record_prelude(encoder);
-        self.ctx.record_settled(encoder, &self.partials);
+        record_settled(&self.ctx, encoder, &self.partials);
     }
 
     fn record_prelude(&self, encoder: &mut wgpu::CommandEncoder) {
         if self.prelude.len() > 0 {
-            self.ctx.record(encoder, &self.prelude, None);
+            record(encoder, &self.prelude, None);
         }
     }
 
@@ -349,7 +359,7 @@ impl PreparedLinearShardDevice {
             )
         })?;
         self.record_prelude(encoder);
-        self.ctx.record_settled(encoder, program);
+        record_settled(&self.ctx, encoder, program);
         Ok(())
     }
 }

@@ -5,6 +5,9 @@
 use super::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};
 use crate::error::Result;
 use crate::gpu::api::Grad;
+use crate::gpu::ops::linear::matmul_prepared::build_matmul;
+use crate::gpu::ops::linear::matmul_prepared::product;
+use crate::gpu::ops::loss::shard::build_shard;
 use crate::gpu::ops::loss::{PreparedShard, VocabShard};
 use crate::gpu::runtime::context::Context;
 use crate::options::{LossOptions, Output, Target, Tensor};
@@ -19,48 +22,46 @@ pub(super) struct Whole {
     bias: bool,
 }
 
-impl Context {
-    /// The logits whole (one product, the bias added on the host), as a cross_entropy shard.
-    pub(super) fn whole_shard(
-        &self,
-        shard: LinearShard,
-        target: Target,
-        opts: &LossOptions,
-        grad: bool,
-    ) -> Result<Whole> {
-        let (&[n, d], cs) = (shard.input.shape, shard.weight.shape[0]) else {
-            unreachable!("checked by build_linear_shard")
-        };
-        // An empty product (no rows or no features) is all zeros, without a dispatch.
-        let mut logits = match n == 0 || d == 0 {
-            true => vec![0f32; n * cs],
-            false => self.build_matmul(shard.input, shard.weight)?.run()?.data,
-        };
-        if let Some(b) = shard.bias {
-            for row in logits.chunks_mut(cs.max(1)) {
-                row.iter_mut().zip(b.data).for_each(|(z, &b)| *z += b);
-            }
+/// The logits whole (one product, the bias added on the host), as a cross_entropy shard.
+pub(super) fn whole_shard(
+    ctx: &Context,
+    shard: LinearShard,
+    target: Target,
+    opts: &LossOptions,
+    grad: bool,
+) -> Result<Whole> {
+    let (&[n, d], cs) = (shard.input.shape, shard.weight.shape[0]) else {
+        unreachable!("checked by build_linear_shard")
+    };
+    // An empty product (no rows or no features) is all zeros, without a dispatch.
+    let mut logits = match n == 0 || d == 0 {
+        true => vec![0f32; n * cs],
+        false => build_matmul(ctx, shard.input, shard.weight)?.run()?.data,
+    };
+    if let Some(b) = shard.bias {
+        for row in logits.chunks_mut(cs.max(1)) {
+            row.iter_mut().zip(b.data).for_each(|(z, &b)| *z += b);
         }
-        let shape = [n, cs];
-        let vocab = VocabShard {
-            logits: Tensor::new(&logits, &shape),
-            first_class: shard.first_class,
-            classes: shard.classes,
-            target,
-            options: *opts,
-            grad: if grad { Grad::Returned } else { Grad::None },
-        };
-        let keep = |t: &Tensor<f32>, rows: usize| match grad {
-            true => transpose(t.data, rows, d),
-            false => vec![],
-        };
-        Ok(Whole {
-            loss: self.build_shard(vocab, target, opts, grad)?,
-            x_t: keep(&shard.input, n),
-            w_t: keep(&shard.weight, cs),
-            bias: shard.bias.is_some(),
-        })
     }
+    let shape = [n, cs];
+    let vocab = VocabShard {
+        logits: Tensor::new(&logits, &shape),
+        first_class: shard.first_class,
+        classes: shard.classes,
+        target,
+        options: *opts,
+        grad: if grad { Grad::Returned } else { Grad::None },
+    };
+    let keep = |t: &Tensor<f32>, rows: usize| match grad {
+        true => transpose(t.data, rows, d),
+        false => vec![],
+    };
+    Ok(Whole {
+        loss: build_shard(ctx, vocab, target, opts, grad)?,
+        x_t: keep(&shard.input, n),
+        w_t: keep(&shard.weight, cs),
+        bias: shard.bias.is_some(),
+    })
 }
 
 impl PreparedLinearShard {
@@ -90,15 +91,11 @@ impl PreparedLinearShard {
         }
         // dX_s = G · W_s = G @ (W_sᵀ)ᵀ and dW_s = Gᵀ · X = Gᵀ @ (Xᵀ)ᵀ.
         let (gs, ws) = ([n, cs], [d, cs]);
-        let input = self
-            .ctx
-            .product(Tensor::new(&g, &gs), Tensor::new(&w.w_t, &ws));
+        let input = product(&self.ctx, Tensor::new(&g, &gs), Tensor::new(&w.w_t, &ws));
         let input = input.await?;
         let g_t = transpose(&g, n, cs);
         let (gs, xs) = ([cs, n], [d, n]);
-        let weight = self
-            .ctx
-            .product(Tensor::new(&g_t, &gs), Tensor::new(&w.x_t, &xs));
+        let weight = product(&self.ctx, Tensor::new(&g_t, &gs), Tensor::new(&w.x_t, &xs));
         let weight = weight.await?;
         let bias = w.bias.then(|| Output {
             data: g_t

@@ -5,6 +5,7 @@
 use super::shard::{LinearShard, LinearShardGrads};
 use crate::error::{Result, XentError};
 use crate::gpu::api::Grad;
+use crate::gpu::ops::linear::shard::build_linear_shard;
 use crate::gpu::ops::loss::Loss;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::scope::build_each;
@@ -66,7 +67,7 @@ pub(crate) async fn run_linear_sharded(
     };
     let steps = build_each(devices, count, |k, ctx| {
         let shard = prepare(k);
-        ctx.build_linear_shard(shard, shard.target, opts, grad)
+        build_linear_shard(ctx, shard, shard.target, opts, grad)
     })?;
     let (merged, grads) = run_steps(&steps, grad).await?;
     let mut loss = merged_loss(&merged, c, &problem, opts)?;

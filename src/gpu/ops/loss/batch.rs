@@ -9,6 +9,7 @@ use super::plan::ROWS_OFFSET;
 use super::prepared::PreparedLoss;
 use super::{empty_loss, Grad, Results};
 use crate::error::{Result, XentError};
+use crate::gpu::runtime::run_lock::{run_locked, run_locked_async};
 use crate::options::{FloatTensor, LossAndGrad, LossOptions, Output, Reduction, Target};
 use crate::problem::{check_loss, LossProblem, Targets};
 use std::sync::atomic::Ordering;
@@ -33,7 +34,7 @@ impl PreparedLoss {
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
         let run = self.run_batch_held(input.into(), target, weight);
-        self.ctx.run_locked(&self.lock, run)
+        run_locked(&self.ctx, &self.lock, run)
     }
 
     /// The async form of [`PreparedLoss::run_batch`].
@@ -44,7 +45,7 @@ impl PreparedLoss {
         weight: Option<&[f32]>,
     ) -> Result<LossAndGrad> {
         let run = self.run_batch_held(input.into(), target, weight);
-        self.ctx.run_locked_async(&self.lock, run).await
+        run_locked_async(&self.ctx, &self.lock, run).await
     }
 
     /// `run_batch` by a caller that holds the run lock, inside its error scopes.

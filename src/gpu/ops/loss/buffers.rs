@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::geometry::chunks;
 use crate::geometry::rows;
 use crate::gpu::kernels::Family;
+use crate::gpu::runtime::buffers::{bind, host_output, output, uniform, upload};
 use crate::gpu::runtime::buffers::{Bindable, Bound};
 use crate::gpu::runtime::context::Context;
 use crate::options::{FloatTensor, LossOptions};
@@ -58,155 +59,153 @@ pub(crate) struct Common {
     dummy_rw: wgpu::Buffer,
 }
 
-impl Context {
-    /// Uploads host inputs, one buffer per chunk (whole rows, or segments of a row larger than
-    /// one binding, split as `LossPlan` will walk them).
-    pub(crate) fn host_inputs(
-        &self,
-        input: &FloatTensor<'_>,
-        problem: &LossProblem,
-    ) -> Result<Vec<ChunkInputs>> {
-        let layout = &problem.layout;
-        let split = rows::split(layout, &self.walk_tuning());
-        chunks::plan(layout, &split, self.max_binding_bytes())?
-            .iter()
-            .map(|chunk| {
-                let (elems, rows) = (chunk.elems(layout, &split), chunk.rows(layout));
-                let (targets, probs) = match &problem.targets {
-                    Targets::Classes(t) => (self.upload("targets", &t[rows.clone()])?, None),
-                    Targets::Probs(p) => (
-                        self.upload::<i32>("targets", &[])?,
-                        Some(Bound::whole(self.upload("probs", &p[elems.clone()])?)),
-                    ),
-                };
-                Ok(ChunkInputs {
-                    logits: Bound::whole(self.upload("logits", input.bytes(elems.clone()))?),
-                    targets: Bound::whole(targets),
-                    probs,
-                    rows,
-                    elems: elems.clone(),
-                    seg_first: chunk.seg_first,
-                    classes: chunk.classes(layout, &split),
-                })
-            })
-            .collect()
-    }
-
-    /// The buffers every chunk binds.
-    pub(crate) fn loss_common(&self, spec: &LossSpec, opts: &LossOptions) -> Result<Common> {
-        let weight = match &spec.weight {
-            Some(w) => w.clone(),
-            None => Bound::whole(self.upload("weight", opts.weight.unwrap_or(&[]))?),
-        };
-        // W is known here unless the weights are on the device.
-        let classes = spec.layout.classes as f64;
-        let weight_sum = opts
-            .weight
-            .map_or(classes, |w| w.iter().map(|&v| v as f64).sum());
-        Ok(Common {
-            weight,
-            scale: self.upload("scale (D, W)", &[1.0f32, weight_sum as f32])?,
-            error: self.upload("target error", &[u32::MAX, 0, 0, 0])?,
-            dummy: self.upload::<f32>("unused", &[])?,
-            dummy_rw: self.upload::<f32>("unused (writable)", &[])?,
-        })
-    }
-
-    /// Each chunk's parameters and outputs; the chunks of a row larger than one binding share
-    /// its per-row outputs.
-    pub(crate) fn chunk_buffers(
-        &self,
-        (spec, opts, req): (&LossSpec, &LossOptions, Request),
-        plan: &LossPlan,
-        inputs: Vec<ChunkInputs>,
-    ) -> Result<Vec<ChunkBuffers>> {
-        let split = plan.walk.split;
-        // Split rows keep a second plane of (r, x_target, found) per segment.
-        let planes = if plan.split_rows { 2 } else { 1 };
-        let mut bufs: Vec<ChunkBuffers> = Vec::with_capacity(inputs.len());
-        for input in inputs {
-            let rows = input.rows.len();
-            let params = self.uniform("loss params", &plan.params(spec, opts, req, &input));
-            let (losses, dens, stats, lse) = match bufs.last().filter(|_| input.seg_first > 0) {
-                Some(b) => (
-                    b.losses.clone(),
-                    b.dens.clone(),
-                    b.stats.clone(),
-                    b.lse.clone(),
-                ),
-                None => (
-                    self.output("losses", rows)?,
-                    self.output("dens", rows)?,
-                    self.output("stats", rows * split.segments as usize * 4 * planes)?,
-                    req.lse.then(|| self.output("lse", rows)).transpose()?,
+/// Uploads host inputs, one buffer per chunk (whole rows, or segments of a row larger than
+/// one binding, split as `LossPlan` will walk them).
+pub(crate) fn host_inputs(
+    ctx: &Context,
+    input: &FloatTensor<'_>,
+    problem: &LossProblem,
+) -> Result<Vec<ChunkInputs>> {
+    let layout = &problem.layout;
+    let split = rows::split(layout, &ctx.walk_tuning());
+    chunks::plan(layout, &split, ctx.max_binding_bytes())?
+        .iter()
+        .map(|chunk| {
+            let (elems, rows) = (chunk.elems(layout, &split), chunk.rows(layout));
+            let (targets, probs) = match &problem.targets {
+                Targets::Classes(t) => (upload(ctx, "targets", &t[rows.clone()])?, None),
+                Targets::Probs(p) => (
+                    upload::<i32>(ctx, "targets", &[])?,
+                    Some(Bound::whole(upload(ctx, "probs", &p[elems.clone()])?)),
                 ),
             };
-            let grad = match (req.grad, &spec.grad_into) {
-                (Grad::OutOfPlace, Some(into)) => Some(into.clone()),
-                (Grad::OutOfPlace, None) => {
-                    Some(Bound::whole(self.host_output("grad", input.elems.len())?))
-                }
-                _ => None,
-            };
-            let segments = plan.segments(&input);
-            bufs.push(ChunkBuffers {
-                params,
-                losses,
-                dens,
-                stats,
-                lse,
-                grad,
+            Ok(ChunkInputs {
+                logits: Bound::whole(upload(ctx, "logits", input.bytes(elems.clone()))?),
+                targets: Bound::whole(targets),
+                probs,
                 rows,
-                elems: input.elems.len(),
-                segments,
-                last_of_row: input.seg_first + segments == split.segments,
-                input,
-            });
-        }
-        Ok(bufs)
-    }
+                elems: elems.clone(),
+                seg_first: chunk.seg_first,
+                classes: chunk.classes(layout, &split),
+            })
+        })
+        .collect()
+}
 
-    /// The forward kernels' bindings (shaders/loss.wgsl).
-    pub(crate) fn forward_bind(&self, c: &Common, b: &ChunkBuffers) -> wgpu::BindGroup {
-        let probs = b
-            .input
-            .probs
-            .as_ref()
-            .map_or(&c.dummy as &dyn Bindable, |p| p);
-        let inputs: [&dyn Bindable; 5] = [
-            &b.params,
-            &b.input.logits,
-            &b.input.targets,
-            probs,
-            &c.weight,
-        ];
-        let outputs: [&dyn Bindable; 4] = [&b.losses, &b.dens, &b.stats, &c.error];
-        self.bind(Family::Loss, &[&inputs[..], &outputs[..]].concat())
-    }
+/// The buffers every chunk binds.
+pub(crate) fn loss_common(ctx: &Context, spec: &LossSpec, opts: &LossOptions) -> Result<Common> {
+    let weight = match &spec.weight {
+        Some(w) => w.clone(),
+        None => Bound::whole(upload(ctx, "weight", opts.weight.unwrap_or(&[]))?),
+    };
+    // W is known here unless the weights are on the device.
+    let classes = spec.layout.classes as f64;
+    let weight_sum = opts
+        .weight
+        .map_or(classes, |w| w.iter().map(|&v| v as f64).sum());
+    Ok(Common {
+        weight,
+        scale: upload(ctx, "scale (D, W)", &[1.0f32, weight_sum as f32])?,
+        error: upload(ctx, "target error", &[u32::MAX, 0, 0, 0])?,
+        dummy: upload::<f32>(ctx, "unused", &[])?,
+        dummy_rw: upload::<f32>(ctx, "unused (writable)", &[])?,
+    })
+}
 
-    /// The backward kernels' bindings (shaders/grad.wgsl), D in `scale`.
-    pub(crate) fn grad_bind(
-        &self,
-        c: &Common,
-        b: &ChunkBuffers,
-        scale: &wgpu::Buffer,
-    ) -> wgpu::BindGroup {
-        let probs = b
-            .input
-            .probs
-            .as_ref()
-            .map_or(&c.dummy as &dyn Bindable, |p| p);
-        let grad = b.grad.as_ref().map_or(&c.dummy_rw as &dyn Bindable, |g| g);
-        let inputs: [&dyn Bindable; 5] = [
-            &b.params,
-            &b.input.logits,
-            &b.input.targets,
-            probs,
-            &c.weight,
-        ];
-        let outputs: [&dyn Bindable; 4] = [&b.losses, scale, grad, &b.stats];
-        self.bind(Family::Grad, &[&inputs[..], &outputs[..]].concat())
+/// Each chunk's parameters and outputs; the chunks of a row larger than one binding share
+/// its per-row outputs.
+pub(crate) fn chunk_buffers(
+    ctx: &Context,
+    (spec, opts, req): (&LossSpec, &LossOptions, Request),
+    plan: &LossPlan,
+    inputs: Vec<ChunkInputs>,
+) -> Result<Vec<ChunkBuffers>> {
+    let split = plan.walk.split;
+    // Split rows keep a second plane of (r, x_target, found) per segment.
+    let planes = if plan.split_rows { 2 } else { 1 };
+    let mut bufs: Vec<ChunkBuffers> = Vec::with_capacity(inputs.len());
+    for input in inputs {
+        let rows = input.rows.len();
+        let params = uniform(ctx, "loss params", &plan.params(spec, opts, req, &input));
+        let (losses, dens, stats, lse) = match bufs.last().filter(|_| input.seg_first > 0) {
+            Some(b) => (
+                b.losses.clone(),
+                b.dens.clone(),
+                b.stats.clone(),
+                b.lse.clone(),
+            ),
+            None => (
+                output(ctx, "losses", rows)?,
+                output(ctx, "dens", rows)?,
+                output(ctx, "stats", rows * split.segments as usize * 4 * planes)?,
+                req.lse.then(|| output(ctx, "lse", rows)).transpose()?,
+            ),
+        };
+        let grad = match (req.grad, &spec.grad_into) {
+            (Grad::OutOfPlace, Some(into)) => Some(into.clone()),
+            (Grad::OutOfPlace, None) => {
+                Some(Bound::whole(host_output(ctx, "grad", input.elems.len())?))
+            }
+            _ => None,
+        };
+        let segments = plan.segments(&input);
+        bufs.push(ChunkBuffers {
+            params,
+            losses,
+            dens,
+            stats,
+            lse,
+            grad,
+            rows,
+            elems: input.elems.len(),
+            segments,
+            last_of_row: input.seg_first + segments == split.segments,
+            input,
+        });
     }
+    Ok(bufs)
+}
+
+/// The forward kernels' bindings (shaders/loss.wgsl).
+pub(crate) fn forward_bind(ctx: &Context, c: &Common, b: &ChunkBuffers) -> wgpu::BindGroup {
+    let probs = b
+        .input
+        .probs
+        .as_ref()
+        .map_or(&c.dummy as &dyn Bindable, |p| p);
+    let inputs: [&dyn Bindable; 5] = [
+        &b.params,
+        &b.input.logits,
+        &b.input.targets,
+        probs,
+        &c.weight,
+    ];
+    let outputs: [&dyn Bindable; 4] = [&b.losses, &b.dens, &b.stats, &c.error];
+    bind(ctx, Family::Loss, &[&inputs[..], &outputs[..]].concat())
+}
+
+/// The backward kernels' bindings (shaders/grad.wgsl), D in `scale`.
+pub(crate) fn grad_bind(
+    ctx: &Context,
+    c: &Common,
+    b: &ChunkBuffers,
+    scale: &wgpu::Buffer,
+) -> wgpu::BindGroup {
+    let probs = b
+        .input
+        .probs
+        .as_ref()
+        .map_or(&c.dummy as &dyn Bindable, |p| p);
+    let grad = b.grad.as_ref().map_or(&c.dummy_rw as &dyn Bindable, |g| g);
+    let inputs: [&dyn Bindable; 5] = [
+        &b.params,
+        &b.input.logits,
+        &b.input.targets,
+        probs,
+        &c.weight,
+    ];
+    let outputs: [&dyn Bindable; 4] = [&b.losses, scale, grad, &b.stats];
+    bind(ctx, Family::Grad, &[&inputs[..], &outputs[..]].concat())
 }
 
 /// The chunks that own their rows' outputs: one per row, the first of each row's chunks.

@@ -5,12 +5,12 @@
 
 mod batch;
 mod buffers;
-mod encode;
+pub(crate) mod encode;
 pub(crate) mod plan;
 mod prepared;
 mod read;
-mod shard;
-mod shard_device;
+pub(crate) mod shard;
+pub(crate) mod shard_device;
 pub(crate) mod shard_kernels;
 mod shards;
 
@@ -25,6 +25,8 @@ pub use shard_device::{DeviceShard, PreparedShardDevice};
 pub(crate) use shards::run_sharded;
 
 use crate::error::Result;
+use crate::gpu::ops::loss::buffers::host_inputs;
+use crate::gpu::ops::loss::encode::build_loss;
 use crate::gpu::runtime::context::Context;
 use crate::options::{FloatTensor, LossAndGrad, LossOptions, Output, Reduction, Target};
 pub(crate) use crate::problem::Loss;
@@ -72,47 +74,43 @@ pub(crate) struct Results {
     pub lse: Option<Vec<f32>>,
 }
 
-impl Context {
-    /// A host call run once: checked, built, run and read (the caller opens the error scopes).
-    pub(crate) async fn run_loss(
-        &self,
-        input: FloatTensor<'_>,
-        target: Target<'_>,
-        opts: &LossOptions<'_>,
-        req: Request,
-    ) -> Result<Results> {
-        let problem = check_loss(req.loss, input.shape(), input.len(), &target, opts)?;
-        if problem.layout.rows() == 0 {
-            return Ok(Results {
-                loss: empty_loss(&problem, opts.reduction),
-                grad: (req.grad != Grad::None).then(Vec::new),
-                lse: req.lse.then(Vec::new),
-            });
-        }
-        let spec = LossSpec::host(&problem, &input, target.shape());
-        let plan = self.build_loss(&spec, self.host_inputs(&input, &problem)?, opts, req)?;
-        plan.run_results().await.map(|(r, _)| r)
+/// A host call run once: checked, built, run and read (the caller opens the error scopes).
+pub(crate) async fn run_loss(
+    ctx: &Context,
+    input: FloatTensor<'_>,
+    target: Target<'_>,
+    opts: &LossOptions<'_>,
+    req: Request,
+) -> Result<Results> {
+    let problem = check_loss(req.loss, input.shape(), input.len(), &target, opts)?;
+    if problem.layout.rows() == 0 {
+        return Ok(Results {
+            loss: empty_loss(&problem, opts.reduction),
+            grad: (req.grad != Grad::None).then(Vec::new),
+            lse: req.lse.then(Vec::new),
+        });
     }
+    let spec = LossSpec::host(&problem, &input, target.shape());
+    let plan = build_loss(ctx, &spec, host_inputs(ctx, &input, &problem)?, opts, req)?;
+    plan.run_results().await.map(|(r, _)| r)
 }
 
-impl Context {
-    /// A host call built once (`ctx.prepare(&LossCall)`).
-    pub(crate) fn prepare_loss(
-        &self,
-        input: FloatTensor,
-        target: Target,
-        opts: &LossOptions,
-        req: Request,
-    ) -> Result<PreparedLoss> {
-        let problem = check_loss(req.loss, input.shape(), input.len(), &target, opts)?;
-        if problem.layout.rows() == 0 {
-            return Err(crate::XentError::InvalidShape(
-                "nothing to prepare: the batch is empty".into(),
-            ));
-        }
-        let spec = LossSpec::host(&problem, &input, target.shape());
-        self.build_loss(&spec, self.host_inputs(&input, &problem)?, opts, req)
+/// A host call built once (`ctx.prepare(&LossCall)`).
+pub(crate) fn prepare_loss(
+    ctx: &Context,
+    input: FloatTensor,
+    target: Target,
+    opts: &LossOptions,
+    req: Request,
+) -> Result<PreparedLoss> {
+    let problem = check_loss(req.loss, input.shape(), input.len(), &target, opts)?;
+    if problem.layout.rows() == 0 {
+        return Err(crate::XentError::InvalidShape(
+            "nothing to prepare: the batch is empty".into(),
+        ));
     }
+    let spec = LossSpec::host(&problem, &input, target.shape());
+    build_loss(ctx, &spec, host_inputs(ctx, &input, &problem)?, opts, req)
 }
 
 impl Results {

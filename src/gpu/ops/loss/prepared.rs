@@ -6,85 +6,88 @@ use super::plan::LossSpec;
 use super::{Grad, Request, Results};
 use crate::error::Result;
 use crate::gpu::ops::reduce::Reduced;
+use crate::gpu::runtime::cancel::record_settled;
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::program::run_program;
 use crate::gpu::runtime::program::{join, Program};
 use crate::gpu::runtime::readback::Staging;
+use crate::gpu::runtime::readback::{staging, staging_for};
+use crate::gpu::runtime::run_lock::{run_locked, run_locked_async};
+use crate::gpu::runtime::timestamps::timestamp_queries;
 use crate::gpu::runtime::timestamps::Timestamps;
 use crate::options::{Float, LossAndGrad, LossOptions, Output, Reduction};
 
-impl Context {
-    /// The prepared call over a built program: its staging buffers, made once and reused by
-    /// every run.
-    pub(crate) fn prepared_loss(
-        &self,
-        program: Program,
-        (common, bufs, reduced): (Common, Vec<ChunkBuffers>, Option<Reduced>),
-        (spec, opts, req): (&LossSpec, &LossOptions, Request),
-    ) -> PreparedLoss {
-        // An embedded call is read through the program that holds it: no staging of its own.
-        let staged = !req.embedded;
-        let loss_staging = match &reduced {
-            _ if !staged => vec![],
-            Some(_) => vec![self.staging(4)],
-            None => row_chunks(&bufs)
-                .map(|b| self.staging(b.rows as u64 * 4))
-                .collect(),
-        };
-        let grad_staging = match req.grad {
-            _ if !staged => vec![],
-            Grad::None => vec![],
-            _ => bufs
-                .iter()
-                .map(|b| {
-                    let g = b.grad.as_ref().unwrap_or(&b.input.logits);
-                    self.staging_for(&g.buffer, g.offset, b.elems as u64 * 4)
-                })
-                .collect(),
-        };
-        let lse_staging = match req.lse && staged {
-            true => row_chunks(&bufs)
-                .map(|b| self.staging(b.rows as u64 * 4))
-                .collect(),
-            false => vec![],
-        };
-        PreparedLoss {
-            ctx: self.clone(),
-            program,
-            reduced,
-            chunks: bufs,
-            loss_staging,
-            grad_staging,
-            lse_staging,
-            error: spec
-                .check_targets
-                .then(|| (common.error.clone(), self.staging(16))),
-            batch: super::batch::Batch {
-                options: LossOptions {
-                    weight: None,
-                    ..*opts
-                },
-                weighted: opts.weight.is_some(),
-                uploaded: spec.uploaded,
-                layout: spec.layout,
-                outer: spec.layout.outer.into(),
-                weight: common.weight.clone(),
-                scale: common.scale.clone(),
+/// The prepared call over a built program: its staging buffers, made once and reused by
+/// every run.
+pub(crate) fn prepared_loss(
+    ctx: &Context,
+    program: Program,
+    (common, bufs, reduced): (Common, Vec<ChunkBuffers>, Option<Reduced>),
+    (spec, opts, req): (&LossSpec, &LossOptions, Request),
+) -> PreparedLoss {
+    // An embedded call is read through the program that holds it: no staging of its own.
+    let staged = !req.embedded;
+    let loss_staging = match &reduced {
+        _ if !staged => vec![],
+        Some(_) => vec![staging(ctx, 4)],
+        None => row_chunks(&bufs)
+            .map(|b| staging(ctx, b.rows as u64 * 4))
+            .collect(),
+    };
+    let grad_staging = match req.grad {
+        _ if !staged => vec![],
+        Grad::None => vec![],
+        _ => bufs
+            .iter()
+            .map(|b| {
+                let g = b.grad.as_ref().unwrap_or(&b.input.logits);
+                staging_for(ctx, &g.buffer, g.offset, b.elems as u64 * 4)
+            })
+            .collect(),
+    };
+    let lse_staging = match req.lse && staged {
+        true => row_chunks(&bufs)
+            .map(|b| staging(ctx, b.rows as u64 * 4))
+            .collect(),
+        false => vec![],
+    };
+    PreparedLoss {
+        ctx: ctx.clone(),
+        program,
+        reduced,
+        chunks: bufs,
+        loss_staging,
+        grad_staging,
+        lse_staging,
+        error: spec
+            .check_targets
+            .then(|| (common.error.clone(), staging(ctx, 16))),
+        batch: super::batch::Batch {
+            options: LossOptions {
+                weight: None,
+                ..*opts
             },
-            timestamps: self.timestamp_queries().filter(|_| staged),
-            lse_shape: spec.out_shape.clone(),
-            loss_shape: match opts.reduction {
-                Reduction::None => spec.out_shape.clone(),
-                _ => vec![],
-            },
-            input_shape: spec.input_shape.clone(),
-            target_shape: spec.target_shape.clone(),
-            classes: spec.layout.classes,
-            ignore_index: spec.ignore_index as i64,
-            dtype: spec.dtype,
-            req,
-            started: false.into(),
-            lock: Default::default(),
-        }
+            weighted: opts.weight.is_some(),
+            uploaded: spec.uploaded,
+            layout: spec.layout,
+            outer: spec.layout.outer.into(),
+            weight: common.weight.clone(),
+            scale: common.scale.clone(),
+        },
+        timestamps: timestamp_queries(ctx).filter(|_| staged),
+        lse_shape: spec.out_shape.clone(),
+        loss_shape: match opts.reduction {
+            Reduction::None => spec.out_shape.clone(),
+            _ => vec![],
+        },
+        input_shape: spec.input_shape.clone(),
+        target_shape: spec.target_shape.clone(),
+        classes: spec.layout.classes,
+        ignore_index: spec.ignore_index as i64,
+        dtype: spec.dtype,
+        req,
+        started: false.into(),
+        lock: Default::default(),
     }
 }
 
@@ -129,14 +132,14 @@ impl PreparedLoss {
     /// loss, and the gradient and each row's lse when asked for.
     pub fn run(&self) -> Result<LossAndGrad> {
         let run = self.run_reading(true, false);
-        let (r, _) = self.ctx.run_locked(&self.lock, run)?;
+        let (r, _) = run_locked(&self.ctx, &self.lock, run)?;
         Ok(r.into_loss_and_grad(&self.input_shape))
     }
 
     /// The async form of [`PreparedLoss::run`].
     pub async fn run_async(&self) -> Result<LossAndGrad> {
         let run = self.run_reading(true, false);
-        let (r, _) = self.ctx.run_locked_async(&self.lock, run).await?;
+        let (r, _) = run_locked_async(&self.ctx, &self.lock, run).await?;
         Ok(r.into_loss_and_grad(&self.input_shape))
     }
 
@@ -145,8 +148,7 @@ impl PreparedLoss {
     /// results and, when the adapter has timestamp queries, the GPU time of the pass.
     pub fn run_timed(&self) -> Result<(LossAndGrad, Option<std::time::Duration>)> {
         let run = self.run_reading(false, true);
-        self.ctx
-            .run_locked(&self.lock, run)
+        run_locked(&self.ctx, &self.lock, run)
             .map(|(r, t)| (r.into_loss_and_grad(&self.input_shape), t))
     }
 
@@ -221,7 +223,7 @@ impl PreparedLoss {
     pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
         self.started
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.ctx.record_settled(encoder, &self.program);
+        record_settled(&self.ctx, encoder, &self.program);
     }
 
     /// The loss on the device: an f32 scalar for `mean` and `sum`, per position for `none`.
@@ -305,14 +307,13 @@ impl PreparedLoss {
         if let Some((flag, staging)) = &self.error {
             reads.push((flag, 0, staging));
         }
-        let (mut words, elapsed) = self
-            .ctx
-            .run_program(
-                &self.program,
-                &reads,
-                self.timestamps.as_ref().filter(|_| timed),
-            )
-            .await?;
+        let (mut words, elapsed) = run_program(
+            &self.ctx,
+            &self.program,
+            &reads,
+            self.timestamps.as_ref().filter(|_| timed),
+        )
+        .await?;
         if self.error.is_some() {
             self.check_error(&words.pop().unwrap_or_default())?;
         }

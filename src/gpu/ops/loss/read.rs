@@ -5,22 +5,22 @@ use super::buffers::row_chunks;
 use super::prepared::PreparedLoss;
 use crate::error::Result;
 use crate::gpu::runtime::program::{join, Program};
+use crate::gpu::runtime::program::{run_program, run_program_into};
 use crate::gpu::runtime::readback::Staging;
+use crate::gpu::runtime::run_lock::{run_locked, run_locked_async};
 use crate::options::Output;
 
 impl PreparedLoss {
     /// Reads back the gradient of the last run (empty unless prepared with a `Grad`).
     pub fn read_grad(&self) -> Result<Vec<f32>> {
         self.check_started("read_grad")?;
-        self.ctx.run_locked(&self.lock, self.read_grad_held())
+        run_locked(&self.ctx, &self.lock, self.read_grad_held())
     }
 
     /// The async form of [`PreparedLoss::read_grad`].
     pub async fn read_grad_async(&self) -> Result<Vec<f32>> {
         self.check_started("read_grad")?;
-        self.ctx
-            .run_locked_async(&self.lock, self.read_grad_held())
-            .await
+        run_locked_async(&self.ctx, &self.lock, self.read_grad_held()).await
     }
 
     /// Copies the gradient of the last run into `out` (the logits' length), memory the
@@ -29,8 +29,8 @@ impl PreparedLoss {
         self.check_started("read_grad_into")?;
         let reads = self.grad_reads();
         let empty = Program::default();
-        let read = self.ctx.run_program_into(&empty, &reads, out);
-        self.ctx.run_locked(&self.lock, read)
+        let read = run_program_into(&self.ctx, &empty, &reads, out);
+        run_locked(&self.ctx, &self.lock, read)
     }
 
     /// The async form of [`PreparedLoss::read_grad_into`].
@@ -38,15 +38,15 @@ impl PreparedLoss {
         self.check_started("read_grad_into")?;
         let reads = self.grad_reads();
         let empty = Program::default();
-        let read = self.ctx.run_program_into(&empty, &reads, out);
-        self.ctx.run_locked_async(&self.lock, read).await
+        let read = run_program_into(&self.ctx, &empty, &reads, out);
+        run_locked_async(&self.ctx, &self.lock, read).await
     }
 
     /// `read_grad` by a caller that holds the run lock.
     async fn read_grad_held(&self) -> Result<Vec<f32>> {
         let reads = self.grad_reads();
         let empty = Program::default();
-        let (parts, _) = self.ctx.run_program(&empty, &reads, None).await?;
+        let (parts, _) = run_program(&self.ctx, &empty, &reads, None).await?;
         Ok(join(parts))
     }
 
@@ -81,15 +81,13 @@ impl PreparedLoss {
     /// host API reports it.
     pub fn read_loss(&self) -> Result<Output> {
         self.check_started("read_loss")?;
-        self.ctx.run_locked(&self.lock, self.read_loss_held())
+        run_locked(&self.ctx, &self.lock, self.read_loss_held())
     }
 
     /// The async form of [`PreparedLoss::read_loss`].
     pub async fn read_loss_async(&self) -> Result<Output> {
         self.check_started("read_loss")?;
-        self.ctx
-            .run_locked_async(&self.lock, self.read_loss_held())
-            .await
+        run_locked_async(&self.ctx, &self.lock, self.read_loss_held()).await
     }
 
     /// The loss (reduced, or each chunk's rows) and its staging buffers, as a readback
@@ -111,7 +109,7 @@ impl PreparedLoss {
             reads.push((flag, 0, staging));
         }
         let empty = Program::default();
-        let (mut words, _) = self.ctx.run_program(&empty, &reads, None).await?;
+        let (mut words, _) = run_program(&self.ctx, &empty, &reads, None).await?;
         if self.error.is_some() {
             self.check_error(&words.pop().unwrap_or_default())?;
         }

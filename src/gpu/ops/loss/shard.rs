@@ -16,10 +16,16 @@ use crate::error::{Result, XentError};
 use crate::geometry::chunks;
 use crate::geometry::rows::Split;
 use crate::gpu::kernels::{Entry, KernelKey};
+use crate::gpu::ops::loss::buffers::{chunk_buffers, forward_bind, grad_bind, loss_common};
+use crate::gpu::runtime::buffers::upload;
 use crate::gpu::runtime::buffers::Bound;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::program::Program;
+use crate::gpu::runtime::program::{push, run_program};
+use crate::gpu::runtime::readback::staging_for;
 use crate::gpu::runtime::readback::Staging;
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::run_lock::run_locked_async;
 use crate::layout::RowLayout;
 use crate::options::{FloatTensor, LossOptions, Output, Reduction, Target, Tensor};
 use crate::problem::{check_loss, check_loss_shapes, Targets};
@@ -63,140 +69,139 @@ pub struct PreparedShard {
     lock: crate::gpu::runtime::run_lock::RunLock,
 }
 
-impl Context {
-    pub(crate) fn build_shard(
-        &self,
-        shard: VocabShard,
-        target: Target,
-        opts: &LossOptions,
-        grad: bool,
-    ) -> Result<PreparedShard> {
-        let (n, cs, problem, den) = check_shard(&shard, &target, opts)?;
-        let shape = [n, shard.classes];
-        let spec = LossSpec::host(&problem, &FloatTensor::F32(Tensor::new(&[], &shape)), &[n]);
-        let req = Request {
-            grad: if grad { Grad::OutOfPlace } else { Grad::None },
-            ..Request::forward(Loss::CrossEntropy)
-        };
-        // The segment length of the whole row's plan; the shard is whole segments of it.
-        let tuning = self.walk_tuning();
-        let any = self.variant(spec.dtype, []);
-        let len = LossPlan::new(&spec, opts, req, any, &tuning)?
-            .walk
-            .split
-            .len
-            .max(1);
-        let split = Split {
-            segments: (cs as u32).div_ceil(len),
-            len,
-        };
-        let inputs = self.shard_chunks(&shard, &problem, &split)?;
-        let variant = self.variant(spec.dtype, inputs.iter().map(|c| c.logits.size));
-        let plan = LossPlan::new(&spec, opts, req, variant, &tuning)?
-            .split_into(split, tuning.workgroup_size);
-        let common = self.loss_common(&spec, opts)?;
-        let chunks = self.chunk_buffers((&spec, opts, req), &plan, inputs)?;
-        let mut partials = Program::default();
-        let key = KernelKey::new(Entry::CrossEntropyPartials, plan.variant);
-        for b in &chunks {
-            let groups = b.rows as u64 * b.segments as u64;
-            let shape = format!("rows={} segments={}", b.rows, b.segments);
-            self.push(
-                &mut partials,
-                key,
-                self.forward_bind(&common, b),
-                groups,
-                &shape,
-            )?;
-        }
-        let grad = match grad {
-            true => Some(self.shard_grad_program(&spec, &plan, &common, &chunks)?),
-            false => None,
-        };
-        Ok(PreparedShard {
-            stats_staging: row_chunks(&chunks)
-                .map(|b| self.staging_for(&b.stats, 0, b.stats.size()))
-                .collect(),
-            grad_staging: chunks
-                .iter()
-                .filter_map(|b| Some((b.grad.as_ref()?, b.elems as u64 * 4)))
-                .map(|(g, bytes)| self.staging_for(&g.buffer, g.offset, bytes))
-                .collect(),
-            ctx: self.clone(),
-            common,
-            chunks,
-            partials,
-            grad,
-            segments: split.segments as usize,
-            rows: n,
-            shard_classes: cs,
-            den,
-            lock: Default::default(),
-        })
+pub(crate) fn build_shard(
+    ctx: &Context,
+    shard: VocabShard,
+    target: Target,
+    opts: &LossOptions,
+    grad: bool,
+) -> Result<PreparedShard> {
+    let (n, cs, problem, den) = check_shard(&shard, &target, opts)?;
+    let shape = [n, shard.classes];
+    let spec = LossSpec::host(&problem, &FloatTensor::F32(Tensor::new(&[], &shape)), &[n]);
+    let req = Request {
+        grad: if grad { Grad::OutOfPlace } else { Grad::None },
+        ..Request::forward(Loss::CrossEntropy)
+    };
+    // The segment length of the whole row's plan; the shard is whole segments of it.
+    let tuning = ctx.walk_tuning();
+    let any = ctx.variant(spec.dtype, []);
+    let len = LossPlan::new(&spec, opts, req, any, &tuning)?
+        .walk
+        .split
+        .len
+        .max(1);
+    let split = Split {
+        segments: (cs as u32).div_ceil(len),
+        len,
+    };
+    let inputs = shard_chunks(ctx, &shard, &problem, &split)?;
+    let variant = ctx.variant(spec.dtype, inputs.iter().map(|c| c.logits.size));
+    let plan =
+        LossPlan::new(&spec, opts, req, variant, &tuning)?.split_into(split, tuning.workgroup_size);
+    let common = loss_common(ctx, &spec, opts)?;
+    let chunks = chunk_buffers(ctx, (&spec, opts, req), &plan, inputs)?;
+    let mut partials = Program::default();
+    let key = KernelKey::new(Entry::CrossEntropyPartials, plan.variant);
+    for b in &chunks {
+        let groups = b.rows as u64 * b.segments as u64;
+        let shape = format!("rows={} segments={}", b.rows, b.segments);
+        push(
+            ctx,
+            &mut partials,
+            key,
+            forward_bind(ctx, &common, b),
+            groups,
+            &shape,
+        )?;
     }
-
-    fn shard_grad_program(
-        &self,
-        spec: &LossSpec,
-        plan: &LossPlan,
-        common: &Common,
-        chunks: &[ChunkBuffers],
-    ) -> Result<Program> {
-        let outputs = chunks
+    let grad = match grad {
+        true => Some(shard_grad_program(ctx, &spec, &plan, &common, &chunks)?),
+        false => None,
+    };
+    Ok(PreparedShard {
+        stats_staging: row_chunks(&chunks)
+            .map(|b| staging_for(ctx, &b.stats, 0, b.stats.size()))
+            .collect(),
+        grad_staging: chunks
             .iter()
-            .map(|b| (b.input.classes.len(), b.grad.as_ref().map_or(0, |g| g.size)));
-        let kind = self.with_wide_output(plan.variant, spec.layout.inner, outputs);
-        let key = KernelKey::new(Entry::CrossEntropyGradSegments, kind);
-        let mut program = Program::default();
-        for b in chunks {
-            let groups = b.rows as u64 * b.segments as u64;
-            let shape = format!("rows={} segments={}", b.rows, b.segments);
-            let bind = self.grad_bind(common, b, &common.scale);
-            self.push(&mut program, key, bind, groups, &shape)?;
-        }
-        Ok(program)
+            .filter_map(|b| Some((b.grad.as_ref()?, b.elems as u64 * 4)))
+            .map(|(g, bytes)| staging_for(ctx, &g.buffer, g.offset, bytes))
+            .collect(),
+        ctx: ctx.clone(),
+        common,
+        chunks,
+        partials,
+        grad,
+        segments: split.segments as usize,
+        rows: n,
+        shard_classes: cs,
+        den,
+        lock: Default::default(),
+    })
+}
+
+fn shard_grad_program(
+    ctx: &Context,
+    spec: &LossSpec,
+    plan: &LossPlan,
+    common: &Common,
+    chunks: &[ChunkBuffers],
+) -> Result<Program> {
+    let outputs = chunks
+        .iter()
+        .map(|b| (b.input.classes.len(), b.grad.as_ref().map_or(0, |g| g.size)));
+    let kind = ctx.with_wide_output(plan.variant, spec.layout.inner, outputs);
+    let key = KernelKey::new(Entry::CrossEntropyGradSegments, kind);
+    let mut program = Program::default();
+    for b in chunks {
+        let groups = b.rows as u64 * b.segments as u64;
+        let shape = format!("rows={} segments={}", b.rows, b.segments);
+        let bind = grad_bind(ctx, common, b, &common.scale);
+        push(ctx, &mut program, key, bind, groups, &shape)?;
     }
+    Ok(program)
+}
 
-    /// The shard as chunks within one binding: runs of whole rows, or pieces of whole
-    /// segments of a row larger than one binding (`geometry::chunks`).
-    fn shard_chunks(
-        &self,
-        shard: &VocabShard,
-        problem: &crate::problem::LossProblem,
-        split: &Split,
-    ) -> Result<Vec<ChunkInputs>> {
-        let (n, cs) = (shard.logits.shape[0], shard.logits.shape[1]);
-        let layout = RowLayout {
-            outer: n,
-            classes: cs,
-            inner: 1,
-        };
-        let c0 = shard.first_class;
-        chunks::shard_plan(&layout, split, self.max_binding_bytes())?
-            .iter()
-            .map(|chunk| {
-                let (elems, rows) = (chunk.elems(&layout, split), chunk.rows(&layout));
-                let classes = chunk.classes(&layout, split);
-                let (targets, probs) = match &problem.targets {
-                    Targets::Classes(t) => (self.upload("targets", &t[rows.clone()])?, None),
-                    Targets::Probs(p) => (
-                        self.upload::<i32>("targets", &[])?,
-                        Some(Bound::whole(self.upload("probs", &p[elems.clone()])?)),
-                    ),
-                };
-                let logits = self.upload("shard logits", &shard.logits.data[elems.clone()])?;
-                Ok(ChunkInputs {
-                    logits: Bound::whole(logits),
-                    targets: Bound::whole(targets),
-                    probs,
-                    rows,
-                    elems,
-                    seg_first: chunk.seg_first,
-                    classes: c0 + classes.start..c0 + classes.end,
-                })
+/// The shard as chunks within one binding: runs of whole rows, or pieces of whole
+/// segments of a row larger than one binding (`geometry::chunks`).
+fn shard_chunks(
+    ctx: &Context,
+    shard: &VocabShard,
+    problem: &crate::problem::LossProblem,
+    split: &Split,
+) -> Result<Vec<ChunkInputs>> {
+    let (n, cs) = (shard.logits.shape[0], shard.logits.shape[1]);
+    let layout = RowLayout {
+        outer: n,
+        classes: cs,
+        inner: 1,
+    };
+    let c0 = shard.first_class;
+    chunks::shard_plan(&layout, split, ctx.max_binding_bytes())?
+        .iter()
+        .map(|chunk| {
+            let (elems, rows) = (chunk.elems(&layout, split), chunk.rows(&layout));
+            let classes = chunk.classes(&layout, split);
+            let (targets, probs) = match &problem.targets {
+                Targets::Classes(t) => (upload(ctx, "targets", &t[rows.clone()])?, None),
+                Targets::Probs(p) => (
+                    upload::<i32>(ctx, "targets", &[])?,
+                    Some(Bound::whole(upload(ctx, "probs", &p[elems.clone()])?)),
+                ),
+            };
+            let logits = upload(ctx, "shard logits", &shard.logits.data[elems.clone()])?;
+            Ok(ChunkInputs {
+                logits: Bound::whole(logits),
+                targets: Bound::whole(targets),
+                probs,
+                rows,
+                elems,
+                seg_first: chunk.seg_first,
+                classes: c0 + classes.start..c0 + classes.end,
             })
-            .collect()
-    }
+        })
+        .collect()
 }
 
 /// Checks a shard of `n` rows and classes `first_class .. first_class + cs` of `classes`:
@@ -274,27 +279,23 @@ fn check_shard(
 impl PreparedShard {
     /// Runs the shard's forward and returns each row's [`Partial`] over its classes.
     pub fn partials(&self) -> Result<Vec<Partial>> {
-        self.ctx.run_locked(&self.lock, self.partials_held())
+        run_locked(&self.ctx, &self.lock, self.partials_held())
     }
 
     /// The async form of [`PreparedShard::partials`].
     pub async fn partials_async(&self) -> Result<Vec<Partial>> {
-        self.ctx
-            .run_locked_async(&self.lock, self.partials_held())
-            .await
+        run_locked_async(&self.ctx, &self.lock, self.partials_held()).await
     }
 
     /// The shard's slice `[N, Cs]` of d loss / d logits (upstream gradient 1; of the summed
     /// losses for `none`), from every shard's partials merged in shard order.
     pub fn grad(&self, merged: &[Partial]) -> Result<Output> {
-        self.ctx.run_locked(&self.lock, self.grad_held(merged))
+        run_locked(&self.ctx, &self.lock, self.grad_held(merged))
     }
 
     /// The async form of [`PreparedShard::grad`].
     pub async fn grad_async(&self, merged: &[Partial]) -> Result<Output> {
-        self.ctx
-            .run_locked_async(&self.lock, self.grad_held(merged))
-            .await
+        run_locked_async(&self.ctx, &self.lock, self.grad_held(merged)).await
     }
 
     /// `partials` by a caller that holds the run lock.
@@ -303,7 +304,7 @@ impl PreparedShard {
             .zip(&self.stats_staging)
             .map(|(b, s)| (&b.stats, 0, s))
             .collect();
-        let (planes, _) = self.ctx.run_program(&self.partials, &reads, None).await?;
+        let (planes, _) = run_program(&self.ctx, &self.partials, &reads, None).await?;
         let mut out = Vec::with_capacity(self.rows);
         for (b, words) in row_chunks(&self.chunks).zip(&planes) {
             let k = self.segments;
@@ -341,7 +342,7 @@ impl PreparedShard {
             .map(|(g, s)| (&g.buffer, g.offset, s))
             .collect();
         self.write_merged(merged);
-        let (parts, _) = self.ctx.run_program(program, &reads, None).await?;
+        let (parts, _) = run_program(&self.ctx, program, &reads, None).await?;
         let mut data = crate::gpu::runtime::program::join(parts);
         data.truncate(self.rows * self.shard_classes);
         Ok(Output {

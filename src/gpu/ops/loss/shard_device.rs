@@ -18,6 +18,8 @@
 use super::shard_kernels::{ShardChunk, ShardGrad, ShardKernels, ShardRows};
 use crate::error::{Result, XentError};
 use crate::gpu::api::Grad;
+use crate::gpu::ops::loss::shard_kernels::{shard_kernels, shard_spec};
+use crate::gpu::runtime::cancel::record_settled;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::{Access, DeviceTensor};
 use crate::gpu::runtime::program::Program;
@@ -54,79 +56,77 @@ pub struct PreparedShardDevice {
     kernels: ShardKernels,
 }
 
-impl Context {
-    pub(crate) fn build_shard_device(&self, call: DeviceShard) -> Result<PreparedShardDevice> {
-        let opts = &call.options;
-        let (logits, target) = (call.logits, call.target);
-        let &[n, cs] = logits.shape() else {
-            return Err(XentError::InvalidShape(format!(
-                "a shard's logits are [N, Cs], got {:?}",
-                logits.shape()
-            )));
-        };
-        if logits.dtype() != DType::F32 {
-            return Err(XentError::InvalidArgument(format!(
-                "a device shard's logits are f32, not {:?}",
-                logits.dtype()
-            )));
-        }
-        let grad_into = call.grad.tensors("a device shard", 1..=1)?.map(|g| g[0]);
-        if let Some(g) = grad_into {
-            if g.dtype() != DType::F32 || g.shape() != [n, cs] {
-                return Err(XentError::InvalidShape(format!(
-                    "the shard's gradient is f32 [{n}, {cs}], not {:?} {:?}",
-                    g.dtype(),
-                    g.shape()
-                )));
-            }
-        }
-        let shape = ShardRows {
-            rows: n,
-            first_class: call.first_class,
-            shard_classes: cs,
-            classes: call.classes,
-        };
-        let spec = self.shard_spec(shape, target, opts)?;
-        let (mut staged_in, mut staged_out) = (Program::default(), Program::default());
-        let chunk = ShardChunk {
-            logits: logits.grouped(self, &mut staged_in, Access::Read)?,
-            targets: target.bound(),
-            rows: 0..n,
-        };
-        let grad = match grad_into {
-            Some(g) => ShardGrad::Into(g.grouped(self, &mut staged_out, Access::Write)?),
-            None => ShardGrad::None,
-        };
-        let kernels = self.shard_kernels((shape, spec), opts, vec![chunk], grad)?;
-        let mut partials = staged_in;
-        kernels.push_target_check(&mut partials)?;
-        kernels.push_partials(&mut partials, 0)?;
-        let grad = match grad_into {
-            Some(_) => {
-                let mut g = Program::default();
-                kernels.push_dens(&mut g)?;
-                kernels.push_grad(&mut g, 0)?;
-                g.append(staged_out);
-                Some(g)
-            }
-            None => None,
-        };
-        Ok(PreparedShardDevice {
-            ctx: self.clone(),
-            partials,
-            grad,
-            stats: kernels.chunks[0].stats.clone(),
-            rows: n,
-            kernels,
-        })
+pub(crate) fn build_shard_device(ctx: &Context, call: DeviceShard) -> Result<PreparedShardDevice> {
+    let opts = &call.options;
+    let (logits, target) = (call.logits, call.target);
+    let &[n, cs] = logits.shape() else {
+        return Err(XentError::InvalidShape(format!(
+            "a shard's logits are [N, Cs], got {:?}",
+            logits.shape()
+        )));
+    };
+    if logits.dtype() != DType::F32 {
+        return Err(XentError::InvalidArgument(format!(
+            "a device shard's logits are f32, not {:?}",
+            logits.dtype()
+        )));
     }
+    let grad_into = call.grad.tensors("a device shard", 1..=1)?.map(|g| g[0]);
+    if let Some(g) = grad_into {
+        if g.dtype() != DType::F32 || g.shape() != [n, cs] {
+            return Err(XentError::InvalidShape(format!(
+                "the shard's gradient is f32 [{n}, {cs}], not {:?} {:?}",
+                g.dtype(),
+                g.shape()
+            )));
+        }
+    }
+    let shape = ShardRows {
+        rows: n,
+        first_class: call.first_class,
+        shard_classes: cs,
+        classes: call.classes,
+    };
+    let spec = shard_spec(shape, target, opts)?;
+    let (mut staged_in, mut staged_out) = (Program::default(), Program::default());
+    let chunk = ShardChunk {
+        logits: logits.grouped(ctx, &mut staged_in, Access::Read)?,
+        targets: target.bound(),
+        rows: 0..n,
+    };
+    let grad = match grad_into {
+        Some(g) => ShardGrad::Into(g.grouped(ctx, &mut staged_out, Access::Write)?),
+        None => ShardGrad::None,
+    };
+    let kernels = shard_kernels(ctx, (shape, spec), opts, vec![chunk], grad)?;
+    let mut partials = staged_in;
+    kernels.push_target_check(&mut partials)?;
+    kernels.push_partials(&mut partials, 0)?;
+    let grad = match grad_into {
+        Some(_) => {
+            let mut g = Program::default();
+            kernels.push_dens(&mut g)?;
+            kernels.push_grad(&mut g, 0)?;
+            g.append(staged_out);
+            Some(g)
+        }
+        None => None,
+    };
+    Ok(PreparedShardDevice {
+        ctx: ctx.clone(),
+        partials,
+        grad,
+        stats: kernels.chunks[0].stats.clone(),
+        rows: n,
+        kernels,
+    })
 }
 
 impl PreparedShardDevice {
     /// Records the shard's partials into `encoder` (after whatever wrote its logits):
     /// [`PreparedShardDevice::partials`] holds them once it has run.
     pub fn record_partials(&self, encoder: &mut wgpu::CommandEncoder) {
-        self.ctx.record_settled(encoder, &self.partials);
+        record_settled(&self.ctx, encoder, &self.partials);
     }
 
     /// Reads the check of the targets made by the last submitted
@@ -163,7 +163,7 @@ impl PreparedShardDevice {
                 "the shard was prepared without a gradient (Grad::Into)".into(),
             )
         })?;
-        self.ctx.record_settled(encoder, program);
+        record_settled(&self.ctx, encoder, program);
         Ok(())
     }
 }

@@ -6,6 +6,7 @@
 use super::shard::VocabShard;
 use super::Loss;
 use crate::error::{Result, XentError};
+use crate::gpu::ops::loss::shard::build_shard;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::scope::build_each;
 use crate::options::{LossOptions, Output, Target, Tensor};
@@ -64,7 +65,7 @@ pub(crate) async fn run_sharded(
     };
     let steps = build_each(devices, shards.len(), |k, ctx| {
         let vocab = prepare(k);
-        ctx.build_shard(vocab, vocab.target, opts, grad)
+        build_shard(ctx, vocab, vocab.target, opts, grad)
     })?;
     let (merged, grads) = run_steps(&steps, grad).await?;
     Ok((merged_loss(&merged, c, &problem, opts)?, grads))

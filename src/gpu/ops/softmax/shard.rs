@@ -10,9 +10,14 @@ use super::SoftmaxChunk;
 use crate::error::{Result, XentError};
 use crate::geometry::{chunks, rows};
 use crate::gpu::kernels::Entry;
+use crate::gpu::ops::softmax::push_softmax;
+use crate::gpu::runtime::buffers::{output, upload};
 use crate::gpu::runtime::context::Context;
+use crate::gpu::runtime::program::run_program;
 use crate::gpu::runtime::program::{join, Program};
+use crate::gpu::runtime::readback::staging_for;
 use crate::gpu::runtime::readback::Staging;
+use crate::gpu::runtime::run_lock::run_scoped;
 use crate::gpu::runtime::scope::build_each;
 use crate::layout::RowLayout;
 use crate::options::{Output, Tensor};
@@ -33,91 +38,89 @@ struct ShardPasses {
 /// A row's statistic: forward (m, s), backward (Σ, 0).
 type Stat = (f64, f64);
 
-impl Context {
-    fn build_softmax_shard(
-        &self,
-        entry: Entry,
-        x: Tensor<f32>,
-        gy: Option<Tensor<f32>>,
-    ) -> Result<ShardPasses> {
-        let &[n, cs] = x.shape else {
-            return Err(XentError::InvalidShape(format!(
-                "a shard is [rows, Cs], got {:?}",
-                x.shape
-            )));
-        };
-        x.check_len("shard")?;
-        if let Some(g) = gy {
-            g.check_len("grad_out")?;
-            if g.shape != x.shape {
-                return Err(XentError::ShapeMismatch {
-                    input: x.shape.to_vec(),
-                    target: g.shape.to_vec(),
-                });
-            }
+fn build_softmax_shard(
+    ctx: &Context,
+    entry: Entry,
+    x: Tensor<f32>,
+    gy: Option<Tensor<f32>>,
+) -> Result<ShardPasses> {
+    let &[n, cs] = x.shape else {
+        return Err(XentError::InvalidShape(format!(
+            "a shard is [rows, Cs], got {:?}",
+            x.shape
+        )));
+    };
+    x.check_len("shard")?;
+    if let Some(g) = gy {
+        g.check_len("grad_out")?;
+        if g.shape != x.shape {
+            return Err(XentError::ShapeMismatch {
+                input: x.shape.to_vec(),
+                target: g.shape.to_vec(),
+            });
         }
-        let layout = RowLayout {
-            outer: n,
-            classes: cs,
-            inner: 1,
-        };
-        let mut walk = rows::plan(&layout, &self.walk_tuning(), false);
-        // Always the split kernels: one segment a row where the walk would not split it.
-        if walk.split.segments == 1 {
-            walk.split.len = (cs as u32).next_multiple_of(4);
-        }
-        walk.lanes = self.workgroup_size();
-        let pieces = match layout.is_empty() {
-            true => vec![],
-            false => chunks::shard_plan(&layout, &walk.split, self.max_binding_bytes())?,
-        };
-        let k = walk.split.segments as usize;
-        let (mut first, mut second) = (Program::default(), Program::default());
-        let (mut outputs, mut stats) = (vec![], vec![]);
-        for chunk in &pieces {
-            let elems = chunk.elems(&layout, &walk.split);
-            let input = self.upload("softmax shard x", &x.data[elems.clone()])?;
-            let upstream = match gy {
-                Some(g) => self.upload("softmax shard gy", &g.data[elems.clone()])?,
-                None => self.upload::<f32>("unused", &[])?,
-            };
-            if chunk.seg_first == 0 {
-                let rows = chunk.rows(&layout).len();
-                let buffer = self.output("softmax shard partials", 2 * rows * k)?;
-                let staging = self.staging_for(&buffer, 0, (8 * rows * k) as u64);
-                stats.push((buffer, rows, staging));
-            }
-            let part = SoftmaxChunk {
-                layout: chunk.layout(&layout, &walk.split),
-                walk,
-                seg_first: chunk.seg_first,
-                stats: &stats.last().expect("a row's first chunk comes first").0,
-                split_always: true,
-            };
-            let kind = self.variant(crate::options::Float::F32, [input.size()]);
-            let passes = (&mut first, &mut second);
-            let output = self.push_softmax(passes, entry, kind, &part, &input, &upstream)?;
-            let staging = self.staging_for(&output, 0, elems.len() as u64 * 4);
-            outputs.push((output, staging));
-        }
-        Ok(ShardPasses {
-            ctx: self.clone(),
-            first,
-            second,
-            stats,
-            outputs,
-            segments: k,
-            shape: vec![n, cs],
-        })
     }
+    let layout = RowLayout {
+        outer: n,
+        classes: cs,
+        inner: 1,
+    };
+    let mut walk = rows::plan(&layout, &ctx.walk_tuning(), false);
+    // Always the split kernels: one segment a row where the walk would not split it.
+    if walk.split.segments == 1 {
+        walk.split.len = (cs as u32).next_multiple_of(4);
+    }
+    walk.lanes = ctx.workgroup_size();
+    let pieces = match layout.is_empty() {
+        true => vec![],
+        false => chunks::shard_plan(&layout, &walk.split, ctx.max_binding_bytes())?,
+    };
+    let k = walk.split.segments as usize;
+    let (mut first, mut second) = (Program::default(), Program::default());
+    let (mut outputs, mut stats) = (vec![], vec![]);
+    for chunk in &pieces {
+        let elems = chunk.elems(&layout, &walk.split);
+        let input = upload(ctx, "softmax shard x", &x.data[elems.clone()])?;
+        let upstream = match gy {
+            Some(g) => upload(ctx, "softmax shard gy", &g.data[elems.clone()])?,
+            None => upload::<f32>(ctx, "unused", &[])?,
+        };
+        if chunk.seg_first == 0 {
+            let rows = chunk.rows(&layout).len();
+            let buffer = output(ctx, "softmax shard partials", 2 * rows * k)?;
+            let staging = staging_for(ctx, &buffer, 0, (8 * rows * k) as u64);
+            stats.push((buffer, rows, staging));
+        }
+        let part = SoftmaxChunk {
+            layout: chunk.layout(&layout, &walk.split),
+            walk,
+            seg_first: chunk.seg_first,
+            stats: &stats.last().expect("a row's first chunk comes first").0,
+            split_always: true,
+        };
+        let kind = ctx.variant(crate::options::Float::F32, [input.size()]);
+        let passes = (&mut first, &mut second);
+        let output = push_softmax(ctx, passes, entry, kind, &part, &input, &upstream)?;
+        let staging = staging_for(ctx, &output, 0, elems.len() as u64 * 4);
+        outputs.push((output, staging));
+    }
+    Ok(ShardPasses {
+        ctx: ctx.clone(),
+        first,
+        second,
+        stats,
+        outputs,
+        segments: k,
+        shape: vec![n, cs],
+    })
 }
 
 impl ShardPasses {
     /// Runs the first pass: each row's statistic over the shard, its segments merged in order.
     async fn partials(&self, forward: bool) -> Result<Vec<Stat>> {
         let reads: Vec<_> = self.stats.iter().map(|(b, _, s)| (b, 0, s)).collect();
-        let run = self.ctx.run_program(&self.first, &reads, None);
-        let (planes, _) = self.ctx.run_scoped(run).await?;
+        let run = run_program(&self.ctx, &self.first, &reads, None);
+        let (planes, _) = run_scoped(&self.ctx, run).await?;
         let k = self.segments;
         let mut out = vec![];
         for ((_, rows, _), words) in self.stats.iter().zip(&planes) {
@@ -154,8 +157,8 @@ impl ShardPasses {
             at += rows;
         }
         let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
-        let run = self.ctx.run_program(&self.second, &reads, None);
-        let (parts, _) = self.ctx.run_scoped(run).await?;
+        let run = run_program(&self.ctx, &self.second, &reads, None);
+        let (parts, _) = run_scoped(&self.ctx, run).await?;
         Ok(Output {
             data: join(parts),
             shape: self.shape.clone(),
@@ -203,7 +206,7 @@ pub(crate) async fn run_softmax_sharded(
     }
     let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
     let passes = build_each(devices, shards.len(), |k, ctx| {
-        ctx.build_softmax_shard(entry, shards[k], gy.map(|g| g[k]))
+        build_softmax_shard(ctx, entry, shards[k], gy.map(|g| g[k]))
     })?;
     let partials = join_all(passes.iter().map(|p| p.partials(forward)).collect()).await;
     let partials: Vec<Vec<Stat>> = partials.into_iter().collect::<Result<_>>()?;
