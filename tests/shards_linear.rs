@@ -292,6 +292,14 @@ fn check_over(case: &Case, runs: &[Run]) {
     let truth = ctx()
         .linear_cross_entropy_backward(linear, target, &opts)
         .unwrap();
+    if d == 0 && n > 0 && case.bias {
+        // No features: every row's logits are the bias.
+        let logits: Vec<f32> = (0..n).flat_map(|_| b.iter().copied()).collect();
+        let ce = ctx()
+            .cross_entropy(Tensor::new(&logits, &[n, c]), target, &opts)
+            .unwrap();
+        assert_eq!(ce.data, truth.loss.data, "{case:?}: the bias as logits");
+    }
     for run in runs {
         let got = run(case, &x, &w, &b, &t, &opts);
         let again = run(case, &x, &w, &b, &t, &opts);
@@ -402,9 +410,10 @@ fn device_shards_widen_16_bit_inputs() {
     }
 }
 
-/// Shards past what the fused form takes run unfused on the host (logits made whole): a
-/// shard longer than one workgroup walks, an input past one binding. And on the device,
-/// many rows of few classes are cut into chunks whose partials fit one binding each.
+/// Host shards past what a device shard takes: a shard longer than one workgroup walks
+/// (its rows cut into segments), an input past one binding (the products' windows), no
+/// rows and no features (the logits are the bias). And on the device, many rows of few
+/// classes are cut into chunks whose partials fit one binding each.
 #[test]
 fn shards_past_the_fused_form_and_chunks_of_few_classes() {
     let case = |n, d, sizes, on| Case {
@@ -425,4 +434,6 @@ fn shards_past_the_fused_form_and_chunks_of_few_classes() {
     check_over(&case(6, 7, vec![300, 40], On::ShortLoops), &[sharded]);
     check_over(&case(40, 40, vec![5, 9], On::SmallBindings), &[sharded]);
     check(&case(300, 2, vec![3, 4, 5], On::SmallBindings));
+    check_over(&case(5, 0, vec![3, 4], On::Default), &[sharded]);
+    check_over(&case(0, 3, vec![3, 4], On::Default), &[sharded]);
 }

@@ -17,6 +17,7 @@ pub use ops::linear::shard::{LinearShard, LinearShardGrads, PreparedLinearShard}
 pub use ops::linear::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
 pub use ops::linear::{PreparedLinear, PreparedMatmul};
 pub use ops::loss::{DeviceShard, PreparedLoss, PreparedShard, PreparedShardDevice, VocabShard};
+pub use ops::shard_host::PreparedHostShard;
 pub use ops::softmax::PreparedSoftmax;
 pub use runtime::context::Context;
 pub use runtime::device_tensor::DeviceTensor;

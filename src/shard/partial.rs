@@ -49,6 +49,37 @@ impl Partial {
         }
     }
 
+    /// Each of `rows` rows' partial from a GPU shard's partials `[2, rows·K, 4]` (`words`),
+    /// the `K` segments of a row merged in order.
+    pub(crate) fn read_planes(words: &[f32], rows: usize, segments: usize) -> Vec<Partial> {
+        let quad = |at: usize| [words[at], words[at + 1], words[at + 2], words[at + 3]];
+        let aux = rows * segments * 4;
+        (0..rows)
+            .map(|r| {
+                let segment = |j: usize| {
+                    let at = 4 * (r * segments + j);
+                    Partial::from_planes(quad(at), quad(aux + at))
+                };
+                match segments {
+                    1 => segment(0),
+                    _ => (0..segments)
+                        .map(segment)
+                        .fold(Partial::EMPTY, Partial::merge),
+                }
+            })
+            .collect()
+    }
+
+    /// The merged statistics of every row ([`Partial::stats`]) over plane 0 of a GPU shard's
+    /// partials of `K` segments a row: at each row's first segment; the rest is not read.
+    pub(crate) fn merged_words(merged: &[Partial], segments: usize) -> Vec<f32> {
+        let mut words = vec![0f32; merged.len() * segments * 4];
+        for (r, p) in merged.iter().enumerate() {
+            words[4 * r * segments..][..4].copy_from_slice(&p.stats());
+        }
+        words
+    }
+
     /// The merged statistics a GPU shard's gradient reads, in f32: (max, sum_exp, q, lse).
     pub fn stats(&self) -> [f32; 4] {
         let lse = self.max + self.sum_exp.ln();

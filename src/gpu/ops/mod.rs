@@ -9,4 +9,5 @@ pub(crate) mod device;
 pub(crate) mod linear;
 pub(crate) mod loss;
 pub(crate) mod reduce;
+pub(crate) mod shard_host;
 pub(crate) mod softmax;

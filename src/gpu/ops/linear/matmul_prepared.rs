@@ -124,12 +124,3 @@ impl PreparedMatmul {
         ))
     }
 }
-
-/// `a @ b.T` built and run once, inside the caller's error scopes.
-pub(crate) async fn product(
-    ctx: &Context,
-    a: Tensor<'_, f32>,
-    b: Tensor<'_, f32>,
-) -> Result<Output> {
-    Ok(build_matmul(ctx, a, b)?.run_held(false).await?.0)
-}

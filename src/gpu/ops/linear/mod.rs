@@ -20,7 +20,6 @@ pub(crate) mod matmul;
 pub(crate) mod matmul_prepared;
 pub(crate) mod shard;
 pub(crate) mod shard_device;
-mod shard_whole;
 pub(crate) mod shards;
 
 use crate::error::Result;

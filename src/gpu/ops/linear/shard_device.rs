@@ -22,21 +22,22 @@ use super::chunks::{ChunkTargets, Tensors};
 use super::device::{check_apart, check_shape, grad_at};
 use super::matmul::Operand;
 use crate::error::{Result, XentError};
+use crate::geometry::rows::Split;
 use crate::geometry::tiles::row_chunks;
 use crate::gpu::api::Grad;
 use crate::gpu::ops::linear::chunks::{linear_chunk_rows, push_linear_grads, push_logits};
 use crate::gpu::ops::linear::device::f32_view;
-use crate::gpu::ops::loss::shard_kernels::{shard_kernels, shard_spec};
-use crate::gpu::ops::loss::shard_kernels::{ShardChunk, ShardGrad, ShardKernels, ShardRows};
-use crate::gpu::runtime::buffers::Bound;
-use crate::gpu::runtime::buffers::{output, upload};
-use crate::gpu::runtime::cancel::record_settled;
+use crate::gpu::ops::loss::buffers::ChunkInputs;
+use crate::gpu::ops::loss::plan::LossSpec;
+use crate::gpu::ops::loss::shard_kernels::{device_split, shard_kernels, shard_spec};
+use crate::gpu::ops::loss::shard_kernels::{ShardGrad, ShardRows};
+use crate::gpu::ops::loss::PreparedShardDevice;
+use crate::gpu::runtime::buffers::{output, upload, Bound};
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
-use crate::gpu::runtime::program::record;
 use crate::gpu::runtime::program::{BufferCopy, Program};
 use crate::linear::LinearProblem;
-use crate::options::{DType, LossOptions};
+use crate::options::LossOptions;
 use std::ops::Range;
 
 /// A shard of a `linear_cross_entropy` on the device: `input` `[N, D]` and this shard's
@@ -69,19 +70,9 @@ pub struct DeviceLinearShard<'a> {
     pub options: LossOptions<'a>,
 }
 
-/// A [`DeviceLinearShard`] prepared: record its partials, merge, record its gradients.
-pub struct PreparedLinearShardDevice {
-    ctx: Context,
-    /// Widens 16-bit inputs into our f32 copies: recorded before either program, so each
-    /// reads the inputs as they are when it is recorded.
-    prelude: Program,
-    partials: Program,
-    grads: Option<Program>,
-    out: wgpu::Buffer,
-    rows: usize,
-    // Keeps the buffers the programs bind.
-    kernels: ShardKernels,
-}
+/// A [`DeviceLinearShard`] prepared: the one recorded form of a shard, with the same verbs
+/// as a device `cross_entropy` shard's.
+pub type PreparedLinearShardDevice = PreparedShardDevice;
 
 /// The buffers the chunks share: the logits scratch (G over it in the gradients' pass), and
 /// a row of ones (db = 1ᵀ·G).
@@ -131,11 +122,29 @@ pub(crate) fn build_linear_shard_device(
     let mut prelude = Program::default();
     let t = shard_tensors(ctx, &call, &p, &mut prelude)?;
     // Each chunk's partials are bound whole: 32 bytes a row.
-    let stats_rows = (ctx.max_binding_bytes() as usize / 32).max(1);
-    let rows = linear_chunk_rows(ctx, &p, call.budget)?.min(stats_rows);
-    let spans = row_chunks(n, rows);
+    let rows = linear_chunk_rows(ctx, &p, call.budget)?.min(stats_rows(ctx, 1));
+    let split = device_split(ctx, rows, cs)?;
+    linear_shard_core(ctx, (shape, spec), opts, (&t, &p), (split, rows), prelude)
+}
+
+/// The chunk rows whose partials, `K` segments a row, fit one binding.
+pub(crate) fn stats_rows(ctx: &Context, segments: usize) -> usize {
+    (ctx.max_binding_bytes() as usize / (32 * segments)).max(1)
+}
+
+/// The shard's programs over tensors `t` (checked, f32), chunks of `rows` rows, each row
+/// in `split`'s segments: the partials after `prelude`, and the gradients where `t` has them.
+pub(crate) fn linear_shard_core(
+    ctx: &Context,
+    (shape, spec): (ShardRows, LossSpec),
+    opts: &LossOptions,
+    (t, p): (&Tensors, &LinearProblem),
+    (split, rows): (Split, usize),
+    prelude: Program,
+) -> Result<PreparedShardDevice> {
+    let spans = row_chunks(p.rows, rows);
     let scratch = Scratch {
-        logits: output(ctx, "shard logits", rows * cs)?,
+        logits: output(ctx, "shard logits", rows * p.classes)?,
         ones: Operand {
             buffer: upload(ctx, "ones", &vec![1.0f32; rows])?,
             offset: 0,
@@ -143,51 +152,46 @@ pub(crate) fn build_linear_shard_device(
             step: 1,
         },
     };
-    let (chunks, target_copies) =
-        linear_shard_chunks(ctx, &spans, cs, &scratch.logits, call.target)?;
+    let (chunks, target_copies) = linear_shard_chunks(ctx, &spans, shape, &scratch.logits, t)?;
     let grad = match t.grads {
         Some(_) => ShardGrad::OverLogits,
         None => ShardGrad::None,
     };
-    let kernels = shard_kernels(ctx, (shape, spec), opts, chunks, grad)?;
-    let out = output(ctx, "shard partials", 8 * n)?;
+    let kernels = shard_kernels(ctx, (shape, spec), opts, (split, chunks), grad)?;
     let mut partials = Program::default();
     target_copies
         .iter()
         .for_each(|c| partials.copy_in(c.clone()));
-    kernels.push_target_check(&mut partials)?;
-    for (k, span) in spans.iter().enumerate() {
-        push_logits(ctx, &mut partials, &t, &p, &scratch.logits, span.clone())?;
-        kernels.push_partials(&mut partials, k)?;
-        for plane in 0..2 {
-            partials.copy_out(stats_copy(&kernels, k, span, n, plane, true, &out));
-        }
+    if let ChunkTargets::Classes(_) = t.targets {
+        kernels.push_target_check(&mut partials)?;
     }
+    for (k, span) in spans.iter().enumerate() {
+        push_logits(ctx, &mut partials, t, p, &scratch.logits, span.clone())?;
+        kernels.push_partials(&mut partials, k)?;
+    }
+    kernels.copy_partials_out(&mut partials);
     let grads = match &t.grads {
         Some(grads) => {
             let mut program = Program::default();
             target_copies.into_iter().for_each(|c| program.copy_in(c));
+            kernels.copy_merged_in(&mut program);
             kernels.push_dens(&mut program)?;
             for (k, span) in spans.iter().enumerate() {
-                program.copy_in(stats_copy(&kernels, k, span, n, 0, false, &out));
-                push_logits(ctx, &mut program, &t, &p, &scratch.logits, span.clone())?;
+                push_logits(ctx, &mut program, t, p, &scratch.logits, span.clone())?;
                 kernels.push_grad(&mut program, k)?;
                 let g = (&scratch.logits, &scratch.ones);
-                push_linear_grads(ctx, &mut program, &t, grads, g, &p, span.clone())?;
+                push_linear_grads(ctx, &mut program, t, grads, g, p, span.clone())?;
             }
             Some(program)
         }
         None => None,
     };
-    Ok(PreparedLinearShardDevice {
-        ctx: ctx.clone(),
-        prelude,
-        partials,
-        grads,
-        out,
-        rows: n,
+    // The scratch and the ones stay alive in the programs' bind groups.
+    Ok(PreparedShardDevice::new(
+        ctx,
+        (prelude, partials, grads),
         kernels,
-    })
+    ))
 }
 
 /// The shard's tensors, checked, as the chunks' products take them (16-bit ones widened
@@ -242,126 +246,68 @@ fn shard_tensors<'a>(
     })
 }
 
-/// Each chunk of rows: its logits in the scratch, and its targets in a buffer of its
-/// own, copied out of the call's (the copies returned) at the start of every run.
+/// Each chunk of rows: its logits in the scratch, and its targets: class targets in a
+/// buffer of its own, copied out of the call's (the copies returned) at the start of every
+/// run, or its rows of the shard's probabilities `[N, Cs]`, uploaded.
 fn linear_shard_chunks(
     ctx: &Context,
     spans: &[Range<usize>],
-    cs: usize,
+    shape: ShardRows,
     scratch: &wgpu::Buffer,
-    target: &DeviceTensor,
-) -> Result<(Vec<ShardChunk>, Vec<BufferCopy>)> {
-    let word = target.dtype().size();
+    t: &Tensors,
+) -> Result<(Vec<ChunkInputs>, Vec<BufferCopy>)> {
+    let cs = shape.shard_classes;
     let mut chunks = vec![];
     let mut copies = vec![];
     for span in spans {
-        let bytes = span.len() * word;
-        let targets = output(ctx, "shard chunk targets", bytes.div_ceil(4))?;
-        copies.push(BufferCopy {
-            src: target.buffer().clone(),
-            src_offset: target.offset() + (span.start * word) as u64,
-            dst: targets.clone(),
-            dst_offset: 0,
-            bytes: bytes as u64,
-        });
-        chunks.push(ShardChunk {
+        let (targets, probs) = match t.targets {
+            ChunkTargets::Classes(target) => {
+                let word = target.dtype().size();
+                let bytes = span.len() * word;
+                let targets = output(ctx, "shard chunk targets", bytes.div_ceil(4))?;
+                copies.push(BufferCopy {
+                    src: target.buffer().clone(),
+                    src_offset: target.offset() + (span.start * word) as u64,
+                    dst: targets.clone(),
+                    dst_offset: 0,
+                    bytes: bytes as u64,
+                });
+                let size = bytes.next_multiple_of(4) as u64;
+                (
+                    Bound {
+                        buffer: targets,
+                        offset: 0,
+                        size,
+                    },
+                    None,
+                )
+            }
+            ChunkTargets::Probs(all) => {
+                let probs = upload(
+                    ctx,
+                    "shard chunk probs",
+                    &all[span.start * cs..span.end * cs],
+                )?;
+                let none = upload::<i32>(ctx, "targets", &[])?;
+                (Bound::whole(none), Some(Bound::whole(probs)))
+            }
+        };
+        chunks.push(ChunkInputs {
             // Bound in whole groups of 8, which wide loads read.
             logits: Bound {
                 buffer: scratch.clone(),
                 offset: 0,
                 size: ((span.len() * cs).next_multiple_of(8) * 4) as u64,
             },
-            targets: Bound {
-                buffer: targets,
-                offset: 0,
-                size: (bytes.next_multiple_of(4)) as u64,
-            },
+            targets,
+            probs,
             rows: span.clone(),
+            elems: 0..span.len() * cs,
+            seg_first: 0,
+            classes: shape.first_class..shape.first_class + cs,
         });
     }
     Ok((chunks, copies))
-}
-
-/// The copy of chunk `k`'s plane `plane` of partials (rows `span` of `n`) to its place in
-/// the shard's `[2, N, 4]` (`out`), or back from it.
-fn stats_copy(
-    kernels: &ShardKernels,
-    k: usize,
-    span: &Range<usize>,
-    n: usize,
-    plane: usize,
-    out: bool,
-    all: &wgpu::Buffer,
-) -> BufferCopy {
-    let stats = &kernels.chunks[k].stats;
-    let (at_chunk, at_all) = (plane * span.len() * 16, (plane * n + span.start) * 16);
-    let (src, src_offset, dst, dst_offset) = match out {
-        true => (stats, at_chunk, all, at_all),
-        false => (all, at_all, stats, at_chunk),
-    };
-    BufferCopy {
-        src: src.clone(),
-        src_offset: src_offset as u64,
-        dst: dst.clone(),
-        dst_offset: dst_offset as u64,
-        bytes: (span.len() * 16) as u64,
-    }
-}
-
-impl PreparedLinearShardDevice {
-    /// Records the shard's partials into `encoder` (after whatever wrote its inputs):
-    /// [`PreparedLinearShardDevice::partials`] holds them once it has run.
-    pub fn record_partials(&self, encoder: &mut wgpu::CommandEncoder) {
-        self.record_prelude(encoder);
-        record_settled(&self.ctx, encoder, &self.partials);
-    }
-
-    fn record_prelude(&self, encoder: &mut wgpu::CommandEncoder) {
-        if self.prelude.len() > 0 {
-            record(encoder, &self.prelude, None);
-        }
-    }
-
-    /// Reads the check of the targets made by the last submitted
-    /// [`PreparedLinearShardDevice::record_partials`] (waiting for it), as
-    /// [`crate::PreparedShardDevice::check_targets`].
-    pub fn check_targets(&self) -> Result<()> {
-        self.kernels.read_target_check()
-    }
-
-    /// The async form of [`PreparedLinearShardDevice::check_targets`].
-    pub async fn check_targets_async(&self) -> Result<()> {
-        self.kernels.read_target_check_async().await
-    }
-
-    /// The partials, `[2, N, 4]` f32, as a device `cross_entropy` shard's
-    /// ([`crate::PreparedShardDevice::partials`]). Past `max_binding_bytes / 32` rows this
-    /// is larger than one binding: copy or read it, don't bind it whole.
-    pub fn partials(&self) -> DeviceTensor {
-        DeviceTensor::from_parts(self.out.clone(), vec![2, self.rows, 4], DType::F32)
-    }
-
-    /// Where the merged statistics go before [`PreparedLinearShardDevice::record_grad`]:
-    /// `[N, 4]` f32, each row's (max, sum_exp, q, lse) over all C classes
-    /// ([`crate::shard::Partial::stats`]), over plane 0 of the partials.
-    pub fn merged(&self) -> DeviceTensor {
-        DeviceTensor::from_parts(self.out.clone(), vec![self.rows, 4], DType::F32)
-    }
-
-    /// Records the shard's gradients into `encoder` (upstream gradient 1; of the summed
-    /// losses for `none`), from [`PreparedLinearShardDevice::merged`] and the inputs as they
-    /// are now (which should be as `record_partials` read them). An error when the shard was
-    /// made without gradients.
-    pub fn record_grad(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
-        let program = self.grads.as_ref().ok_or_else(|| {
-            XentError::InvalidArgument(
-                "the linear shard was prepared without gradients (Grad::Into)".into(),
-            )
-        })?;
-        self.record_prelude(encoder);
-        record_settled(&self.ctx, encoder, program);
-        Ok(())
-    }
 }
 
 /// Where a device linear shard's gradients go: dX, dW and db (which may be left out).

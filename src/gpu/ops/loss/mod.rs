@@ -4,7 +4,7 @@
 //! and the result is a `PreparedLoss` (`prepared`).
 
 mod batch;
-mod buffers;
+pub(crate) mod buffers;
 pub(crate) mod encode;
 pub(crate) mod plan;
 mod prepared;

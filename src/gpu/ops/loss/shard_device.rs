@@ -14,14 +14,20 @@
 //! [`crate::shard::Partial::from_planes`] reads one row. For the gradient the caller
 //! writes each row's merged (max, sum_exp, q, lse) ([`crate::shard::Partial::stats`])
 //! over plane 0, [`PreparedShardDevice::merged`].
+//!
+//! [`PreparedShardDevice`] is the one recorded form of a shard: a device `linear_cross_entropy`
+//! shard (src/gpu/ops/linear/shard_device.rs) is one too, and the host shards read one back
+//! (src/gpu/ops/shard_host.rs).
 
-use super::shard_kernels::{ShardChunk, ShardGrad, ShardKernels, ShardRows};
+use super::buffers::ChunkInputs;
+use super::shard_kernels::{ShardGrad, ShardKernels, ShardRows};
 use crate::error::{Result, XentError};
 use crate::gpu::api::Grad;
-use crate::gpu::ops::loss::shard_kernels::{shard_kernels, shard_spec};
+use crate::gpu::ops::loss::shard_kernels::{device_split, shard_kernels, shard_spec};
 use crate::gpu::runtime::cancel::record_settled;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::{Access, DeviceTensor};
+use crate::gpu::runtime::program::record;
 use crate::gpu::runtime::program::Program;
 use crate::options::{DType, LossOptions};
 
@@ -45,15 +51,38 @@ pub struct DeviceShard<'a> {
     pub options: LossOptions<'a>,
 }
 
-/// A [`DeviceShard`] prepared: record its partials, merge, record its gradient.
+/// A shard prepared on the device ([`DeviceShard`], or a `crate::DeviceLinearShard`): record
+/// its partials, merge, record its gradient.
 pub struct PreparedShardDevice {
     ctx: Context,
+    /// Recorded before either program (a linear shard's widening of 16-bit inputs).
+    prelude: Program,
     partials: Program,
     grad: Option<Program>,
-    stats: wgpu::Buffer,
-    rows: usize,
     // Keeps the buffers the programs bind.
     kernels: ShardKernels,
+}
+
+impl PreparedShardDevice {
+    /// The shard's programs: `prelude` before each of the others, `partials` and `grad`.
+    pub(crate) fn new(
+        ctx: &Context,
+        (prelude, partials, grad): (Program, Program, Option<Program>),
+        kernels: ShardKernels,
+    ) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            prelude,
+            partials,
+            grad,
+            kernels,
+        }
+    }
+
+    /// The partials of every row, `[2, N·K, 4]`, and K (1 but for a host shard's).
+    pub(crate) fn all_partials(&self) -> (&wgpu::Buffer, usize) {
+        (&self.kernels.out, self.kernels.segments)
+    }
 }
 
 pub(crate) fn build_shard_device(ctx: &Context, call: DeviceShard) -> Result<PreparedShardDevice> {
@@ -88,17 +117,22 @@ pub(crate) fn build_shard_device(ctx: &Context, call: DeviceShard) -> Result<Pre
         classes: call.classes,
     };
     let spec = shard_spec(shape, target, opts)?;
+    let split = device_split(ctx, n, cs)?;
     let (mut staged_in, mut staged_out) = (Program::default(), Program::default());
-    let chunk = ShardChunk {
+    let chunk = ChunkInputs {
         logits: logits.grouped(ctx, &mut staged_in, Access::Read)?,
         targets: target.bound(),
+        probs: None,
         rows: 0..n,
+        elems: 0..n * cs,
+        seg_first: 0,
+        classes: call.first_class..call.first_class + cs,
     };
     let grad = match grad_into {
         Some(g) => ShardGrad::Into(g.grouped(ctx, &mut staged_out, Access::Write)?),
         None => ShardGrad::None,
     };
-    let kernels = shard_kernels(ctx, (shape, spec), opts, vec![chunk], grad)?;
+    let kernels = shard_kernels(ctx, (shape, spec), opts, (split, vec![chunk]), grad)?;
     let mut partials = staged_in;
     kernels.push_target_check(&mut partials)?;
     kernels.push_partials(&mut partials, 0)?;
@@ -112,21 +146,22 @@ pub(crate) fn build_shard_device(ctx: &Context, call: DeviceShard) -> Result<Pre
         }
         None => None,
     };
-    Ok(PreparedShardDevice {
-        ctx: ctx.clone(),
-        partials,
-        grad,
-        stats: kernels.chunks[0].stats.clone(),
-        rows: n,
-        kernels,
-    })
+    let programs = (Program::default(), partials, grad);
+    Ok(PreparedShardDevice::new(ctx, programs, kernels))
 }
 
 impl PreparedShardDevice {
     /// Records the shard's partials into `encoder` (after whatever wrote its logits):
     /// [`PreparedShardDevice::partials`] holds them once it has run.
     pub fn record_partials(&self, encoder: &mut wgpu::CommandEncoder) {
+        self.record_prelude(encoder);
         record_settled(&self.ctx, encoder, &self.partials);
+    }
+
+    fn record_prelude(&self, encoder: &mut wgpu::CommandEncoder) {
+        if self.prelude.len() > 0 {
+            record(encoder, &self.prelude, None);
+        }
     }
 
     /// Reads the check of the targets made by the last submitted
@@ -142,27 +177,33 @@ impl PreparedShardDevice {
         self.kernels.read_target_check_async().await
     }
 
-    /// The partials, `[2, N, 4]` f32 (the layout: this module's header).
+    /// The partials, `[2, N, 4]` f32 (the layout: this module's header). Past
+    /// `max_binding_bytes / 32` rows this is larger than one binding: copy or read it, don't
+    /// bind it whole.
     pub fn partials(&self) -> DeviceTensor {
-        DeviceTensor::from_parts(self.stats.clone(), vec![2, self.rows, 4], DType::F32)
+        let rows = self.kernels.rows * self.kernels.segments;
+        DeviceTensor::from_parts(self.kernels.out.clone(), vec![2, rows, 4], DType::F32)
     }
 
     /// Where the merged statistics go before [`PreparedShardDevice::record_grad`]: `[N, 4]`
     /// f32, each row's (max, sum_exp, q, lse) over all C classes, over plane 0 of the
     /// partials.
     pub fn merged(&self) -> DeviceTensor {
-        DeviceTensor::from_parts(self.stats.clone(), vec![self.rows, 4], DType::F32)
+        let rows = self.kernels.rows * self.kernels.segments;
+        DeviceTensor::from_parts(self.kernels.out.clone(), vec![rows, 4], DType::F32)
     }
 
     /// Records the shard's slice of the gradient into `encoder` (upstream gradient 1; of the
-    /// summed losses for `none`): from [`PreparedShardDevice::merged`], and the shard's logits
-    /// as `record_partials` read them. An error when the shard was made without a gradient.
+    /// summed losses for `none`): from [`PreparedShardDevice::merged`], and the shard's inputs
+    /// as they are now (which should be as `record_partials` read them). An error when the
+    /// shard was made without a gradient.
     pub fn record_grad(&self, encoder: &mut wgpu::CommandEncoder) -> Result<()> {
         let program = self.grad.as_ref().ok_or_else(|| {
             XentError::InvalidArgument(
                 "the shard was prepared without a gradient (Grad::Into)".into(),
             )
         })?;
+        self.record_prelude(encoder);
         record_settled(&self.ctx, encoder, program);
         Ok(())
     }

@@ -1,15 +1,20 @@
-//! The kernels of a vocabulary shard on the device, over row chunks whose logits lie where
-//! the caller put them: a device shard's own tensor (one chunk), or a linear shard's logits
-//! scratch, refilled chunk by chunk. Each row is one segment of `cross_entropy_partials`:
-//! its partial is one pair of vec4s in the chunk's stats, `[2, rows, 4]` f32 (the layout:
-//! src/gpu/ops/loss/shard_device.rs).
+//! The kernels of a vocabulary shard: the one GPU implementation of the shard protocol
+//! (`crate::shard`), which every shard form records. Its chunks' logits lie where the caller
+//! put them: a device shard's own tensor, a linear shard's logits scratch refilled chunk by
+//! chunk, or a host shard's uploads.
+//!
+//! Each row is `K` segments of `cross_entropy_partials` (one for a device shard, whose
+//! layout is part of its contract). The partials of all rows are `[2, N·K, 4]` f32: plane 0
+//! holds each segment's (max, sum_exp, q, a), plane 1 its (r, z_target, found, 0) (the layout:
+//! src/gpu/ops/loss/shard_device.rs). For the gradient the merged (max, sum_exp, q, lse) of
+//! each row goes over plane 0 at the row's first segment, `crate::shard::Partial::stats`.
 //!
 //! What the caller records, in order: for the partials, each chunk's
-//! [`ShardKernels::push_partials`]; for the gradient, with the merged statistics over plane
-//! 0 of each chunk's stats, [`ShardKernels::push_dens`] (the mean's D, from the targets of
-//! every chunk), then each chunk's [`ShardKernels::push_grad`].
+//! [`ShardKernels::push_partials`], then [`ShardKernels::copy_partials_out`]; for the
+//! gradient, [`ShardKernels::copy_merged_in`], [`ShardKernels::push_dens`] (the mean's D,
+//! from the targets of every row), then each chunk's [`ShardKernels::push_grad`].
 
-use super::buffers::{ChunkBuffers, ChunkInputs, Common};
+use super::buffers::{row_chunks, ChunkBuffers, ChunkInputs, Common};
 use super::plan::{LossPlan, LossSpec};
 use super::shard::check_classes;
 use super::{Grad, Loss, Request};
@@ -18,12 +23,10 @@ use crate::geometry::rows::{self, Split};
 use crate::gpu::kernels::{Entry, KernelKey};
 use crate::gpu::ops::loss::buffers::{chunk_buffers, forward_bind, grad_bind, loss_common};
 use crate::gpu::ops::reduce::push_reduction;
-use crate::gpu::runtime::buffers::upload;
-use crate::gpu::runtime::buffers::Bound;
+use crate::gpu::runtime::buffers::{output, upload, Bound};
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
-use crate::gpu::runtime::program::Program;
-use crate::gpu::runtime::program::{push, run_program};
+use crate::gpu::runtime::program::{push, run_program, BufferCopy, Program};
 use crate::gpu::runtime::readback::staging;
 use crate::gpu::runtime::readback::Staging;
 use crate::gpu::runtime::run_lock::run_locked;
@@ -31,7 +34,6 @@ use crate::gpu::runtime::run_lock::run_locked_async;
 use crate::layout::RowLayout;
 use crate::options::{DType, Float, LossOptions, Reduction};
 use crate::problem::check_loss_shapes;
-use std::ops::Range;
 
 /// A shard's rows and classes: rows `[N]`, classes `first_class ..` (`Cs` of them) of C.
 #[derive(Clone, Copy, Debug)]
@@ -42,13 +44,6 @@ pub(crate) struct ShardRows {
     pub classes: usize,
 }
 
-/// One chunk of rows: its logits `[rows, Cs]` and targets `[rows]` where they lie.
-pub(crate) struct ShardChunk {
-    pub logits: Bound,
-    pub targets: Bound,
-    pub rows: Range<usize>,
-}
-
 /// Where a shard's gradient goes.
 pub(crate) enum ShardGrad {
     /// Nowhere: partials only.
@@ -57,6 +52,8 @@ pub(crate) enum ShardGrad {
     Into(Bound),
     /// Over the chunk's logits.
     OverLogits,
+    /// Into a host-mappable buffer of each chunk's own.
+    Own,
 }
 
 /// A shard's kernels, planned, with the buffers of each chunk.
@@ -72,32 +69,29 @@ pub(crate) struct ShardKernels {
     check: (wgpu::Buffer, Staging, usize, i64),
     /// Held by each read (src/gpu/runtime/run_lock.rs).
     lock: crate::gpu::runtime::run_lock::RunLock,
+    /// The partials of every row, `[2, N·K, 4]`: the only chunk's own stats, or a buffer
+    /// the chunks' stats are copied into.
+    pub out: wgpu::Buffer,
+    copies: bool,
+    pub rows: usize,
+    /// K, the segments of each row.
+    pub segments: usize,
 }
 
-/// Plans the kernels of a shard of `shape` over `chunks` (`shard_spec` gave
-/// `spec`), its gradient going where `grad` says.
+/// Plans the kernels of a shard of `shape` (`spec`: its problem as rows of all C classes)
+/// over `chunks`, each row in `split`'s segments, its gradient going where `grad` says.
 pub(crate) fn shard_kernels(
     ctx: &Context,
     (shape, mut spec): (ShardRows, LossSpec),
     opts: &LossOptions,
-    chunks: Vec<ShardChunk>,
+    (split, chunks): (Split, Vec<ChunkInputs>),
     grad: ShardGrad,
 ) -> Result<ShardKernels> {
     let t = ctx.walk_tuning();
-    let longest = chunks.iter().map(|c| c.rows.len()).max().unwrap_or(0);
-    let split = one_segment(&t, longest, shape.shard_classes)?;
-    // Each row's partial is two vec4s in the chunk's stats, bound whole.
-    if longest * 32 > ctx.max_binding_bytes() as usize {
-        return Err(XentError::Unsupported(format!(
-            "a device shard's partials of {longest} rows need {} bytes, past one binding ({} bytes): use fewer rows",
-            longest * 32,
-            ctx.max_binding_bytes()
-        )));
-    }
     let req = Request {
         grad: match grad {
             ShardGrad::None => Grad::None,
-            ShardGrad::Into(_) => Grad::OutOfPlace,
+            ShardGrad::Into(_) | ShardGrad::Own => Grad::OutOfPlace,
             ShardGrad::OverLogits => Grad::InPlace,
         },
         ..Request::forward(Loss::CrossEntropy)
@@ -107,21 +101,14 @@ pub(crate) fn shard_kernels(
     }
     let variant = ctx.variant(Float::F32, chunks.iter().map(|c| c.logits.size));
     let plan = LossPlan::new(&spec, opts, req, variant, &t)?.split_into(split, t.workgroup_size);
-    let cs = shape.shard_classes;
-    let inputs = chunks
-        .into_iter()
-        .map(|c| ChunkInputs {
-            logits: c.logits,
-            targets: c.targets,
-            probs: None,
-            elems: 0..c.rows.len() * cs,
-            rows: c.rows,
-            seg_first: 0,
-            classes: shape.first_class..shape.first_class + cs,
-        })
-        .collect();
     let common = loss_common(ctx, &spec, opts)?;
-    let chunks = chunk_buffers(ctx, (&spec, opts, req), &plan, inputs)?;
+    let chunks = chunk_buffers(ctx, (&spec, opts, req), &plan, chunks)?;
+    let segments = split.segments as usize;
+    let copies = !matches!(&chunks[..], [only] if only.rows == shape.rows);
+    let out = match copies {
+        true => output(ctx, "shard partials", 8 * shape.rows * segments)?,
+        false => chunks[0].stats.clone(),
+    };
     Ok(ShardKernels {
         ctx: ctx.clone(),
         plan,
@@ -136,7 +123,47 @@ pub(crate) fn shard_kernels(
             opts.ignore_index,
         ),
         lock: Default::default(),
+        out,
+        copies,
+        rows: shape.rows,
+        segments,
     })
+}
+
+/// The segments of a shard's rows as its host form walks them: the segment length of the
+/// whole row of C classes (`spec`), so that the shard is whole segments of it.
+pub(crate) fn host_split(
+    ctx: &Context,
+    spec: &LossSpec,
+    opts: &LossOptions,
+    shard_classes: usize,
+) -> Result<Split> {
+    let req = Request::forward(Loss::CrossEntropy);
+    let any = ctx.variant(spec.dtype, []);
+    let len = LossPlan::new(spec, opts, req, any, &ctx.walk_tuning())?
+        .walk
+        .split
+        .len
+        .max(1);
+    Ok(Split {
+        segments: (shard_classes as u32).div_ceil(len),
+        len,
+    })
+}
+
+/// A device shard's one segment a row, for chunks of at most `rows` rows of `cs` classes:
+/// an error past one workgroup's walk, or when a chunk's partials pass one binding.
+pub(crate) fn device_split(ctx: &Context, rows: usize, cs: usize) -> Result<Split> {
+    let split = one_segment(&ctx.walk_tuning(), rows, cs)?;
+    // Each row's partial is two vec4s in the chunk's stats, bound whole.
+    if rows * 32 > ctx.max_binding_bytes() as usize {
+        return Err(XentError::Unsupported(format!(
+            "a device shard's partials of {rows} rows need {} bytes, past one binding ({} bytes): use fewer rows",
+            rows * 32,
+            ctx.max_binding_bytes()
+        )));
+    }
+    Ok(split)
 }
 
 /// The checks of a shard's rows, classes, class targets `[N]` and options, and its
@@ -199,15 +226,46 @@ impl ShardKernels {
         let chunk = &self.chunks[k];
         let key = KernelKey::new(Entry::CrossEntropyPartials, self.plan.variant);
         let bind = forward_bind(&self.ctx, &self.common, chunk);
-        let rows = chunk.rows;
-        push(
-            &self.ctx,
-            program,
-            key,
-            bind,
-            rows as u64,
-            &format!("rows={rows}"),
-        )
+        let groups = chunk.rows as u64 * chunk.segments as u64;
+        let shape = format!("rows={} segments={}", chunk.rows, chunk.segments);
+        push(&self.ctx, program, key, bind, groups, &shape)
+    }
+
+    /// Copies each chunk's partials into their rows of [`ShardKernels::out`].
+    pub fn copy_partials_out(&self, program: &mut Program) {
+        for plane in 0..2 {
+            self.stats_copies(plane, true)
+                .for_each(|c| program.copy_out(c));
+        }
+    }
+
+    /// Copies the merged statistics written over plane 0 of [`ShardKernels::out`] into
+    /// each chunk's stats, where the gradient kernels read them.
+    pub fn copy_merged_in(&self, program: &mut Program) {
+        self.stats_copies(0, false).for_each(|c| program.copy_in(c));
+    }
+
+    /// The copies of plane `plane` between each chunk's stats and its rows of `out`.
+    fn stats_copies(&self, plane: usize, out: bool) -> impl Iterator<Item = BufferCopy> + '_ {
+        let (n, k) = (self.rows, self.segments);
+        row_chunks(&self.chunks)
+            .filter(|_| self.copies)
+            .map(move |b| {
+                let (rows, first) = (b.rows, b.input.rows.start);
+                let at_chunk = (plane * rows * k * 16) as u64;
+                let at_all = ((plane * n + first) * k * 16) as u64;
+                let (src, src_offset, dst, dst_offset) = match out {
+                    true => (&b.stats, at_chunk, &self.out, at_all),
+                    false => (&self.out, at_all, &b.stats, at_chunk),
+                };
+                BufferCopy {
+                    src: src.clone(),
+                    src_offset,
+                    dst: dst.clone(),
+                    dst_offset,
+                    bytes: (rows * k * 16) as u64,
+                }
+            })
     }
 
     /// The check of the targets, from the flag's reset: each chunk's rows' dens (which
@@ -265,13 +323,12 @@ impl ShardKernels {
         if self.reduction == Reduction::None {
             return Ok(());
         }
+        // The pieces of a row share its dens: each row counts once.
         let ctx = &self.ctx;
-        for chunk in &self.chunks {
+        for chunk in row_chunks(&self.chunks) {
             self.push_row_dens(program, chunk)?;
         }
-        let dens: Vec<_> = self
-            .chunks
-            .iter()
+        let dens: Vec<_> = row_chunks(&self.chunks)
             .map(|c| (&c.dens as _, &c.dens as _, c.rows))
             .collect();
         let scale = Some(&self.common.scale);
@@ -293,14 +350,9 @@ impl ShardKernels {
             key = key.in_place();
         }
         let bind = grad_bind(&self.ctx, &self.common, chunk, &self.common.scale);
-        push(&self.ctx, program, key, bind, chunk.rows as u64, "grad")
+        let groups = chunk.rows as u64 * chunk.segments as u64;
+        push(&self.ctx, program, key, bind, groups, "grad")
     }
-}
-
-/// Whether one workgroup walks a row of `cs` classes on this adapter, as a shard's
-/// kernels need.
-pub(crate) fn walks_shard(ctx: &Context, cs: usize) -> bool {
-    one_segment(&ctx.walk_tuning(), 1, cs).is_ok()
 }
 
 /// One segment a row: within the loop-trip and binding limits, never split for threads.
