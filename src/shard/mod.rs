@@ -26,4 +26,4 @@ pub use loss::{loss, loss_of_merged, ShardTargets};
 pub(crate) use loss::{merged_loss, row_losses};
 pub use lse::Lse;
 pub use partial::{even_bounds, merge, Partial};
-pub(crate) use step::{join_all, run_steps, ShardStep};
+pub(crate) use step::{probs_slices, run_steps, ShardStep};

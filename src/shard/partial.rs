@@ -116,6 +116,16 @@ pub fn even_bounds(classes: usize, shards: usize) -> Vec<usize> {
 /// Every row's partials merged over the shards, in the order given (rank order); an error
 /// when the shards do not all hold the same rows.
 pub fn merge(shards: &[Vec<Partial>]) -> Result<Vec<Partial>> {
+    merge_with(shards, Partial::EMPTY, Partial::merge)
+}
+
+/// Every row's statistics merged over the shards from `empty`, in the order given, by
+/// `merge`; an error when the shards do not all hold the same rows.
+pub(crate) fn merge_with<S: Copy>(
+    shards: &[Vec<S>],
+    empty: S,
+    merge: impl Fn(S, S) -> S,
+) -> Result<Vec<S>> {
     let rows = shards.first().map_or(0, |s| s.len());
     if let Some(s) = shards.iter().find(|s| s.len() != rows) {
         return Err(XentError::InvalidShape(format!(
@@ -124,6 +134,6 @@ pub fn merge(shards: &[Vec<Partial>]) -> Result<Vec<Partial>> {
         )));
     }
     Ok((0..rows)
-        .map(|r| shards.iter().fold(Partial::EMPTY, |acc, s| acc.merge(s[r])))
+        .map(|r| shards.iter().fold(empty, |acc, s| merge(acc, s[r])))
         .collect())
 }

@@ -166,7 +166,16 @@ impl<G> PreparedHostShard<G> {
 }
 
 impl<G> ShardStep for PreparedHostShard<G> {
+    type Stat = Partial;
     type Grad = G;
+
+    fn empty(&self) -> Partial {
+        Partial::EMPTY
+    }
+
+    fn merge(&self, stat: Partial, later: Partial) -> Partial {
+        stat.merge(later)
+    }
 
     async fn partials(&self) -> Result<Vec<Partial>> {
         self.partials_async().await

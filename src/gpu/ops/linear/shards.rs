@@ -12,7 +12,7 @@ use crate::gpu::runtime::scope::build_each;
 use crate::linear::{Linear, LinearOutput};
 use crate::options::{LossOptions, Output, Reduction, Target, Tensor};
 use crate::problem::{check_loss, Targets, IGNORED};
-use crate::shard::{even_bounds, merged_loss, run_steps};
+use crate::shard::{even_bounds, merged_loss, probs_slices, run_steps};
 
 /// `linear_cross_entropy` with the classifier's classes split over `devices` (shard k of
 /// `min(devices, C)` even slices on `devices[k % len]`, the shards on their own threads),
@@ -114,15 +114,7 @@ fn shard_targets(
                 vec![vec![]; bounds.len() - 1],
             )
         }
-        Targets::Probs(q) => {
-            let slice = |s: &[usize]| -> Vec<f32> {
-                (0..n)
-                    .flat_map(|r| &q[r * c + s[0]..r * c + s[1]])
-                    .copied()
-                    .collect()
-            };
-            (vec![], bounds.windows(2).map(slice).collect())
-        }
+        Targets::Probs(q) => (vec![], probs_slices(q, (n, c), bounds)),
     }
 }
 

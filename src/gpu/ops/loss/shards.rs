@@ -11,7 +11,7 @@ use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::scope::build_each;
 use crate::options::{LossOptions, Output, Target, Tensor};
 use crate::problem::{check_loss, Targets};
-use crate::shard::{merged_loss, run_steps};
+use crate::shard::{merged_loss, probs_slices, run_steps};
 
 /// The shards' loss and, with `grad`, each shard's gradient; shard k runs on
 /// `devices[k % devices.len()]`.
@@ -31,19 +31,16 @@ pub(crate) async fn run_sharded(
     let c: usize = sizes.iter().sum();
     let shape = [n, c];
     let problem = check_loss(Loss::CrossEntropy, &shape, n * c, &target, opts)?;
-    let mut probs: Vec<Vec<f32>> = vec![vec![]; shards.len()];
-    let mut firsts = vec![];
-    let mut c0 = 0;
-    for (k, &cs) in sizes.iter().enumerate() {
-        if let Targets::Probs(p) = &problem.targets {
-            probs[k] = (0..n)
-                .flat_map(|r| &p[r * c + c0..r * c + c0 + cs])
-                .copied()
-                .collect();
-        }
-        firsts.push(c0);
-        c0 += cs;
-    }
+    let bounds: Vec<usize> = std::iter::once(0)
+        .chain(sizes.iter().scan(0, |c0, &cs| {
+            *c0 += cs;
+            Some(*c0)
+        }))
+        .collect();
+    let probs = match &problem.targets {
+        Targets::Probs(q) => probs_slices(q, (n, c), &bounds),
+        Targets::Classes(_) => vec![],
+    };
     let shard_shapes: Vec<[usize; 2]> = sizes.iter().map(|&cs| [n, cs]).collect();
     let prepare = |k: usize| {
         let target = match &problem.targets {
@@ -52,7 +49,7 @@ pub(crate) async fn run_sharded(
         };
         VocabShard {
             logits: shards[k],
-            first_class: firsts[k],
+            first_class: bounds[k],
             classes: c,
             target,
             options: *opts,

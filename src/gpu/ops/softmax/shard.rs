@@ -21,7 +21,7 @@ use crate::gpu::runtime::run_lock::run_scoped;
 use crate::gpu::runtime::scope::build_each;
 use crate::layout::RowLayout;
 use crate::options::{Output, Tensor};
-use crate::shard::{join_all, Lse};
+use crate::shard::{run_steps, Lse, ShardStep};
 
 /// One shard's two passes, built.
 struct ShardPasses {
@@ -33,6 +33,8 @@ struct ShardPasses {
     outputs: Vec<(wgpu::Buffer, Staging)>,
     segments: usize,
     shape: Vec<usize>,
+    /// Forward ((m, s) merged as log-sum-exp states) or backward (Σ summed).
+    forward: bool,
 }
 
 /// A row's statistic: forward (m, s), backward (Σ, 0).
@@ -112,12 +114,13 @@ fn build_softmax_shard(
         outputs,
         segments: k,
         shape: vec![n, cs],
+        forward: matches!(entry, Entry::LogSoftmax | Entry::Softmax),
     })
 }
 
 impl ShardPasses {
     /// Runs the first pass: each row's statistic over the shard, its segments merged in order.
-    async fn partials(&self, forward: bool) -> Result<Vec<Stat>> {
+    async fn partials_held(&self) -> Result<Vec<Stat>> {
         let reads: Vec<_> = self.stats.iter().map(|(b, _, s)| (b, 0, s)).collect();
         let run = run_program(&self.ctx, &self.first, &reads, None);
         let (planes, _) = run_scoped(&self.ctx, run).await?;
@@ -131,15 +134,15 @@ impl ShardPasses {
                         words[2 * (r * k + j) + 1] as f64,
                     )
                 };
-                out.push(merge_stats((0..k).map(seg), forward));
+                out.push((0..k).map(seg).fold(self.empty(), |a, b| self.merge(a, b)));
             }
         }
         Ok(out)
     }
 
     /// Writes every row's merged statistic and runs the second pass: the shard's output.
-    async fn finish(&self, merged: &[Stat], forward: bool) -> Result<Output> {
-        let k = self.segments;
+    async fn finish(&self, merged: &[Stat]) -> Result<Output> {
+        let (k, forward) = (self.segments, self.forward);
         let mut at = 0;
         for (buffer, rows, _) in &self.stats {
             let mut words = vec![0f32; 2 * rows * k];
@@ -166,14 +169,34 @@ impl ShardPasses {
     }
 }
 
-/// Statistics merged in order: (m, s) as log-sum-exp states forward, sums backward.
-fn merge_stats(stats: impl Iterator<Item = Stat>, forward: bool) -> Stat {
-    match forward {
-        true => {
-            let st = stats.fold(Lse::EMPTY, |acc, (m, s)| acc.merge(Lse { m, s }));
-            (st.m, st.s)
+impl ShardStep for ShardPasses {
+    type Stat = Stat;
+    type Grad = Output;
+
+    async fn partials(&self) -> Result<Vec<Stat>> {
+        self.partials_held().await
+    }
+
+    async fn grad(&self, merged: &[Stat]) -> Result<Output> {
+        self.finish(merged).await
+    }
+
+    fn empty(&self) -> Stat {
+        match self.forward {
+            true => (Lse::EMPTY.m, Lse::EMPTY.s),
+            // The neutral element of f64's sum.
+            false => (-0.0, 0.0),
         }
-        false => (stats.map(|s| s.0).sum(), 0.0),
+    }
+
+    fn merge(&self, (a, b): Stat, (c, d): Stat) -> Stat {
+        match self.forward {
+            true => {
+                let st = Lse { m: a, s: b }.merge(Lse { m: c, s: d });
+                (st.m, st.s)
+            }
+            false => (a + c, 0.0),
+        }
     }
 }
 
@@ -204,16 +227,9 @@ pub(crate) async fn run_softmax_sharded(
             "one upstream gradient shard per shard".into(),
         ));
     }
-    let forward = matches!(entry, Entry::LogSoftmax | Entry::Softmax);
     let passes = build_each(devices, shards.len(), |k, ctx| {
         build_softmax_shard(ctx, entry, shards[k], gy.map(|g| g[k]))
     })?;
-    let partials = join_all(passes.iter().map(|p| p.partials(forward)).collect()).await;
-    let partials: Vec<Vec<Stat>> = partials.into_iter().collect::<Result<_>>()?;
-    let n = partials[0].len();
-    let merged: Vec<Stat> = (0..n)
-        .map(|r| merge_stats(partials.iter().map(|p| p[r]), forward))
-        .collect();
-    let outputs = join_all(passes.iter().map(|p| p.finish(&merged, forward)).collect()).await;
-    outputs.into_iter().collect()
+    let (_, outputs) = run_steps(&passes, true).await?;
+    Ok(outputs.unwrap_or_default())
 }
