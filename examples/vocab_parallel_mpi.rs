@@ -140,13 +140,13 @@ fn sharded(
     let loss = loss_of_merged(&merged, p.c, Target::I64(Tensor::new(&p.t, &rows)), &p.opts)?;
     let grads = shard.grad(&merged)?;
     let mut shares = vec![0f32; p.n * p.d * ranks];
-    world.all_gather_into(&grads.input.data[..], &mut shares[..]);
+    world.all_gather_into(&grads.grad_input.data[..], &mut shares[..]);
     let mut dx = vec![0f32; p.n * p.d];
     for share in shares.chunks(p.n * p.d) {
         dx.iter_mut().zip(share).for_each(|(a, v)| *a += v);
     }
-    let db = grads.bias.map(|b| b.data).unwrap_or_default();
-    Ok((loss, dx, grads.weight.data, db))
+    let db = grads.grad_linear_bias.map(|b| b.data).unwrap_or_default();
+    Ok((loss, dx, grads.grad_linear_weight.data, db))
 }
 
 fn run(world: &SimpleCommunicator) -> Result<(), Error> {
@@ -161,8 +161,8 @@ fn run(world: &SimpleCommunicator) -> Result<(), Error> {
     let (xs, ws, bs, rows) = ([p.n, p.d], [c1 - c0, p.d], [c1 - c0], [p.n]);
     let shard = LinearShard {
         input: Tensor::new(&p.x, &xs),
-        weight: Tensor::new(&w, &ws),
-        bias: Some(Tensor::new(&b, &bs)),
+        linear_weight: Tensor::new(&w, &ws),
+        linear_bias: Some(Tensor::new(&b, &bs)),
         first_class: c0,
         classes: p.c,
         target: Target::I64(Tensor::new(&p.t, &rows)),

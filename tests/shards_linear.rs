@@ -4,7 +4,7 @@
 //! bias, every reduction and option; the input's gradient summed over the shards; and
 //! bit-for-bit repeatability. The same for the fused device shards
 //! (`ctx.prepare(&DeviceLinearShard { .. })`), their rows in chunks of a small budget, and
-//! over 16-bit inputs; shards past the fused form. (tests/shards_linear_api.rs: the helper
+//! over 16-bit inputs; host shards past what a device shard takes. (tests/shards_linear_api.rs: the helper
 //! over several devices, and the refusals.)
 
 mod common;
@@ -149,8 +149,8 @@ fn sharded_device(
             };
             let shard = DeviceLinearShard {
                 input: &input,
-                weight: ws,
-                bias: case.bias.then_some(bs),
+                linear_weight: ws,
+                linear_bias: case.bias.then_some(bs),
                 target: &target,
                 first_class: *first,
                 classes: c,
@@ -224,8 +224,8 @@ fn sharded(
         let (ws, bs) = ([cs, d], [cs]);
         let shard = LinearShard {
             input: Tensor::new(x, &xs),
-            weight: Tensor::new(&w[c0 * d..(c0 + cs) * d], &ws),
-            bias: case.bias.then_some(Tensor::new(&b[c0..c0 + cs], &bs)),
+            linear_weight: Tensor::new(&w[c0 * d..(c0 + cs) * d], &ws),
+            linear_bias: case.bias.then_some(Tensor::new(&b[c0..c0 + cs], &bs)),
             first_class: c0,
             classes: c,
             target,
@@ -243,8 +243,8 @@ fn sharded(
         .iter()
         .map(|p| {
             let g = p.grad(&merged).unwrap();
-            let db = g.bias.map_or(vec![], |b| b.data);
-            [g.input.data, g.weight.data, db]
+            let db = g.grad_linear_bias.map_or(vec![], |b| b.data);
+            [g.grad_input.data, g.grad_linear_weight.data, db]
         })
         .collect();
     joined(case, loss, grads)

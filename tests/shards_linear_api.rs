@@ -1,7 +1,6 @@
 //! linear_cross_entropy over vocabulary shards, the rest of the API: the helper
-//! (`Context::linear_cross_entropy_sharded`) over two devices with class targets (the
-//! shards' fused form) and probability targets (the unfused one), against the unsharded
-//! call; and what the device and host shards refuse.
+//! (`LinearShards`) over two devices with class targets and probability targets, against the
+//! unsharded call; and what the device and host shards refuse.
 
 mod common;
 
@@ -27,7 +26,7 @@ fn the_helper_over_several_devices_equals_the_unsharded_call() {
         .collect();
     let (xs, ws, bs, rows) = ([n, d], [c, d], [c], [n]);
     let linear = Linear::new(Tensor::new(&x, &xs), Tensor::new(&w, &ws)).bias(Tensor::new(&b, &bs));
-    // Probability targets take the shards' unfused form, class targets the fused one.
+    // Probability targets, uploaded a chunk of rows at a time, and class targets.
     let q: Vec<f32> = (0..n * c).map(|_| rng.uniform()).collect();
     let q: Vec<f32> = q
         .chunks(c)
@@ -102,8 +101,8 @@ fn bad_device_linear_shards_are_refused() {
     let (all, twice, shared) = ([&dx, &dw, &db], [&dx, &dx], [&x, &dw]);
     let call = DeviceLinearShard {
         input: &x,
-        weight: &w,
-        bias: Some(&b),
+        linear_weight: &w,
+        linear_bias: Some(&b),
         target: &target,
         first_class: 3,
         classes: 5,
@@ -130,12 +129,18 @@ fn bad_device_linear_shards_are_refused() {
         ),
         (
             DeviceLinearShard {
-                weight: &wide,
+                linear_weight: &wide,
                 ..call
             },
             "linear_weight",
         ),
-        (DeviceLinearShard { bias: None, ..call }, "without a bias"),
+        (
+            DeviceLinearShard {
+                linear_bias: None,
+                ..call
+            },
+            "without a bias",
+        ),
         (
             DeviceLinearShard {
                 grad: Grad::Into(&twice),
@@ -203,8 +208,8 @@ fn bad_device_linear_shards_are_refused() {
     let (xs, ws, ts) = ([0f32; 6], [0f32; 3], [0i64, 1]);
     let shard = LinearShard {
         input: Tensor::new(&xs, &[2, 3]),
-        weight: Tensor::new(&ws, &[1, 3]),
-        bias: None,
+        linear_weight: Tensor::new(&ws, &[1, 3]),
+        linear_bias: None,
         first_class: 0,
         classes: usize::MAX,
         target: Target::I64(Tensor::new(&ts, &[2])),
@@ -229,8 +234,8 @@ fn device_linear_shards_check_their_targets() {
         let target = DeviceTensor::from_host(ctx, t, &[9], DType::I64).unwrap();
         let call = DeviceLinearShard {
             input: &x,
-            weight: &w,
-            bias: None,
+            linear_weight: &w,
+            linear_bias: None,
             target: &target,
             first_class: 0,
             classes: 4,

@@ -90,8 +90,8 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
         let lin_shard = c
             .prepare(&wgpu_xent::LinearShard {
                 input: Tensor::new(&x[..], &x_shape),
-                weight: Tensor::new(&w[..], &w_shape),
-                bias: None,
+                linear_weight: Tensor::new(&w[..], &w_shape),
+                linear_bias: None,
                 first_class: 0,
                 classes,
                 target: target(),
@@ -130,7 +130,7 @@ fn prepared_softmax_linear_and_shard_calls_shared_by_threads_give_the_one_shot_r
                 let merged = lin_shard.partials().expect("shared linear partials");
                 let g = lin_shard.grad(&merged).expect("shared linear shard grads");
                 let want_dx = widen(&want.grad_input.as_ref().unwrap().data);
-                assert_close(&what, &g.input.data, &want_dx, 1e-6, 1e-4);
+                assert_close(&what, &g.grad_input.data, &want_dx, 1e-6, 1e-4);
                 let (s, _) = soft.run_timed().expect("a shared softmax run succeeds");
                 assert_close(&what, &s.data, &widen(&soft_want.data), 1e-6, 1e-5);
                 let merged = shard.partials().expect("shared partials");

@@ -34,9 +34,9 @@ pub struct LinearShard<'a> {
     /// The hidden states `[N, D]`, the same on every shard.
     pub input: Tensor<'a, f32>,
     /// This shard's rows `[Cs, D]` of the classifier weight.
-    pub weight: Tensor<'a, f32>,
+    pub linear_weight: Tensor<'a, f32>,
     /// This shard's slice `[Cs]` of the bias.
-    pub bias: Option<Tensor<'a, f32>>,
+    pub linear_bias: Option<Tensor<'a, f32>>,
     /// The first of its classes: it holds `first_class .. first_class + Cs` of C.
     pub first_class: usize,
     /// C, the classes of all shards together.
@@ -47,7 +47,7 @@ pub struct LinearShard<'a> {
     pub options: LossOptions<'a>,
     /// `Grad::Returned`: [`PreparedLinearShard::grad`] may follow the partials; `Grad::None`.
     pub grad: Grad<'a>,
-    /// The most bytes of logits held at once by the fused form (class targets)
+    /// The most bytes of logits held at once
     /// ([`crate::DEFAULT_LINEAR_BUDGET`], for one).
     pub budget: usize,
 }
@@ -57,11 +57,11 @@ pub struct LinearShard<'a> {
 #[derive(Clone, Debug)]
 pub struct LinearShardGrads {
     /// Its share `[N, D]` of d loss / d input: summed over the shards, the input's gradient.
-    pub input: Output,
+    pub grad_input: Output,
     /// Its slice `[Cs, D]` of the weight's gradient.
-    pub weight: Output,
+    pub grad_linear_weight: Output,
     /// Its slice `[Cs]` of the bias's gradient, when there is a bias.
-    pub bias: Option<Output>,
+    pub grad_linear_bias: Option<Output>,
 }
 
 /// A [`LinearShard`] prepared on one context: [`PreparedHostShard::partials`], then, with
@@ -76,7 +76,7 @@ pub(crate) fn build_linear_shard(
     grad: bool,
 ) -> Result<PreparedLinearShard> {
     let (n, d, cs) = check_linear_shard(&shard)?;
-    let has_bias = shard.bias.is_some();
+    let has_bias = shard.linear_bias.is_some();
     let assemble = Box::new(move |words: Vec<Vec<f32>>| {
         let mut words = words.into_iter();
         let mut next = |shape: Vec<usize>| Output {
@@ -84,9 +84,9 @@ pub(crate) fn build_linear_shard(
             shape,
         };
         LinearShardGrads {
-            input: next(vec![n, d]),
-            weight: next(vec![cs, d]),
-            bias: has_bias.then(|| next(vec![cs])),
+            grad_input: next(vec![n, d]),
+            grad_linear_weight: next(vec![cs, d]),
+            grad_linear_bias: has_bias.then(|| next(vec![cs])),
         }
     });
     let lens = [Some(n * d), Some(cs * d), has_bias.then_some(cs)];
@@ -101,7 +101,7 @@ pub(crate) fn build_linear_shard(
         ignore_index: IGNORED as i64,
         ..*opts
     };
-    let p = LinearProblem::new(shard.input.shape, shard.weight.shape, None)?;
+    let p = LinearProblem::new(shard.input.shape, shard.linear_weight.shape, None)?;
     let up = |t: &Tensor<f32>| upload(ctx, "linear shard input", t.data);
     let operand = |buffer| Operand {
         buffer,
@@ -119,8 +119,8 @@ pub(crate) fn build_linear_shard(
     };
     let t = Tensors {
         x: operand(up(&shard.input)?),
-        w: operand(up(&shard.weight)?),
-        bias: match &shard.bias {
+        w: operand(up(&shard.linear_weight)?),
+        bias: match &shard.linear_bias {
             Some(b) => Some((up(b)?, 0)),
             None => None,
         },
@@ -165,7 +165,7 @@ pub(crate) fn build_linear_shard(
 
 /// Checks a shard's shapes: `(N, D, Cs)`.
 fn check_linear_shard(shard: &LinearShard) -> Result<(usize, usize, usize)> {
-    let (n, d, cs) = match (shard.input.shape, shard.weight.shape) {
+    let (n, d, cs) = match (shard.input.shape, shard.linear_weight.shape) {
         (&[n, d], &[cs, dw]) if d == dw => (n, d, cs),
         (x, w) => {
             return Err(XentError::InvalidShape(format!(
@@ -174,8 +174,8 @@ fn check_linear_shard(shard: &LinearShard) -> Result<(usize, usize, usize)> {
         }
     };
     shard.input.check_len("input")?;
-    shard.weight.check_len("linear_weight")?;
-    if let Some(b) = shard.bias {
+    shard.linear_weight.check_len("linear_weight")?;
+    if let Some(b) = shard.linear_bias {
         if b.shape != [cs] {
             return Err(XentError::InvalidShape(format!(
                 "a linear shard's bias is [{cs}], got {:?}",

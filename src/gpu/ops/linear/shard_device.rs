@@ -50,9 +50,9 @@ pub struct DeviceLinearShard<'a> {
     /// The hidden states `[N, D]`, the same on every shard.
     pub input: &'a DeviceTensor,
     /// This shard's rows `[Cs, D]` of the classifier weight.
-    pub weight: &'a DeviceTensor,
+    pub linear_weight: &'a DeviceTensor,
     /// This shard's slice `[Cs]` of the bias.
-    pub bias: Option<&'a DeviceTensor>,
+    pub linear_bias: Option<&'a DeviceTensor>,
     /// The class targets `[N]` over all C (i32, u32 or i64), checked on the device.
     pub target: &'a DeviceTensor,
     /// The first of its classes: it holds `first_class .. first_class + Cs` of C.
@@ -88,8 +88,8 @@ pub(crate) fn build_linear_shard_device(
     let opts = &call.options;
     let p = LinearProblem::new(
         call.input.shape(),
-        call.weight.shape(),
-        call.bias.map(|b| b.shape()),
+        call.linear_weight.shape(),
+        call.linear_bias.map(|b| b.shape()),
     )?;
     if p.unbatched {
         return Err(XentError::InvalidShape(format!(
@@ -106,7 +106,7 @@ pub(crate) fn build_linear_shard_device(
     };
     let spec = shard_spec(shape, call.target, opts)?;
     check_apart(
-        [Some(call.input), Some(call.weight), call.bias],
+        [Some(call.input), Some(call.linear_weight), call.linear_bias],
         grads_into(&call)?,
     )?;
     if !call
@@ -213,7 +213,7 @@ fn shard_tensors<'a>(
         Some((dx, dw, db)) => Some((
             grad_at(dx, "the input's gradient", &[n, d])?,
             grad_at(dw, "the weight's gradient", &[cs, d])?,
-            match (db, call.bias) {
+            match (db, call.linear_bias) {
                 (Some(db), Some(_)) => Some(grad_at(db, "the bias's gradient", &[cs])?),
                 (Some(_), None) => {
                     return Err(XentError::InvalidArgument(
@@ -230,12 +230,12 @@ fn shard_tensors<'a>(
         x: operand(f32_view(ctx, call.input, "input", &[n, d], prelude)?),
         w: operand(f32_view(
             ctx,
-            call.weight,
+            call.linear_weight,
             "linear_weight",
             &[cs, d],
             prelude,
         )?),
-        bias: match call.bias {
+        bias: match call.linear_bias {
             Some(b) => Some(f32_view(ctx, b, "linear_bias", &[cs], prelude)?),
             None => None,
         },

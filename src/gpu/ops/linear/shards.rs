@@ -55,8 +55,8 @@ pub(crate) async fn run_linear_sharded(
         };
         LinearShard {
             input: Tensor::new(&x, &xs),
-            weight: Tensor::new(&w[c0 * d..c1 * d], ws),
-            bias: b.as_ref().map(|b| Tensor::new(&b[c0..c1], bs)),
+            linear_weight: Tensor::new(&w[c0 * d..c1 * d], ws),
+            linear_bias: b.as_ref().map(|b| Tensor::new(&b[c0..c1], bs)),
             first_class: c0,
             classes: c,
             target,
@@ -127,12 +127,18 @@ fn join_grads(
 ) -> (Output, Output, Option<Output>) {
     let mut dx = vec![0f32; n * d];
     for g in grads {
-        dx.iter_mut().zip(&g.input.data).for_each(|(a, v)| *a += v);
+        dx.iter_mut()
+            .zip(&g.grad_input.data)
+            .for_each(|(a, v)| *a += v);
     }
-    let dw = grads.iter().flat_map(|g| g.weight.data.iter().copied());
-    let db = grads
+    let dw = grads
         .iter()
-        .flat_map(|g| g.bias.iter().flat_map(|b| b.data.iter().copied()));
+        .flat_map(|g| g.grad_linear_weight.data.iter().copied());
+    let db = grads.iter().flat_map(|g| {
+        g.grad_linear_bias
+            .iter()
+            .flat_map(|b| b.data.iter().copied())
+    });
     (
         Output {
             data: dx,
