@@ -7,7 +7,7 @@
 //! - prepared: the peak RSS growth of one `PreparedLinear::run` whose inputs were uploaded
 //!   before (as PyTorch's inputs are already in its memory), the gradients' device buffers
 //!   made and first written during the run, then read back into new host vectors;
-//! - device API: one `PreparedLinearDevice` recorded and submitted, inputs on the device, the
+//! - device API: one `PreparedLinear` recorded and submitted, inputs on the device, the
 //!   gradients written into device tensors made before (untouched until the run) and left
 //!   there: the figure the goal is about;
 //! - host API: the same for one `Context::linear_cross_entropy_backward` (uploads included).

@@ -18,9 +18,9 @@ pub use gpu::{
     BandwidthCall, Call, Context, ContextInfo, ContextOptions, CrossEntropyShards, DeviceLinear,
     DeviceLinearShard, DeviceShard, DeviceTensor, Grad, Input, LinearCall, LinearShard,
     LinearShardGrads, LinearShards, LossCall, LossKind, MatmulCall, Prepare, PreparedBandwidth,
-    PreparedHostShard, PreparedLinear, PreparedLinearDevice, PreparedLinearShard,
-    PreparedLinearShardDevice, PreparedLoss, PreparedMatmul, PreparedShard, PreparedShardDevice,
-    PreparedSoftmax, ShardedCall, SoftmaxCall, SoftmaxShards, TargetInput, Tuning, VocabShard,
+    PreparedHostShard, PreparedLinear, PreparedLinearShard, PreparedLinearShardDevice,
+    PreparedLoss, PreparedMatmul, PreparedShard, PreparedShardDevice, PreparedSoftmax, ShardedCall,
+    SoftmaxCall, SoftmaxShards, TargetInput, Tuning, VocabShard,
 };
 pub use linear::{Linear, LinearOutput, LinearProblem, DEFAULT_LINEAR_BUDGET};
 pub use options::{

@@ -415,3 +415,43 @@ fn prepared_reads_have_async_forms() {
     );
     assert_eq!(a.unwrap_err().to_string(), b.unwrap_err().to_string());
 }
+
+#[test]
+fn one_prepared_linear_runs_and_records_on_host_or_device_tensors() {
+    let ctx = ctx();
+    let (n, c, d) = (6, 13, 5);
+    let (h, w) = (data(n * d, 7), data(c * d, 8));
+    let t: Vec<i64> = (0..n as i64).map(|i| i * 5 % 13).collect();
+    let (rows, hs, ws, qs) = ([n], [n, d], [c, d], [n, c]);
+    let target = Target::I64(Tensor::new(&t, &rows));
+    let linear = Linear::new(Tensor::new(&h, &hs), Tensor::new(&w, &ws));
+    let host = ctx.prepare(&LinearCall::new(linear, target)).unwrap();
+    let run = host.run().unwrap();
+    // A host call recorded into our encoder: its loss on the device, then read back.
+    let mut encoder = ctx.device().create_command_encoder(&Default::default());
+    host.record(&mut encoder);
+    ctx.queue().submit([encoder.finish()]);
+    let loss = host.loss().unwrap().read_f32(ctx).unwrap();
+    assert_eq!(bits(&loss), bits(&run.loss.data));
+    assert_eq!(bits(&host.read_loss().unwrap().data), bits(&run.loss.data));
+
+    // A device call run: the loss read back, as recorded and read.
+    let (dh, dw) = (
+        DeviceTensor::from_host(ctx, &h, &[n, d], DType::F32).unwrap(),
+        DeviceTensor::from_host(ctx, &w, &[c, d], DType::F32).unwrap(),
+    );
+    let dt = DeviceTensor::from_host(ctx, &t, &[n], DType::I64).unwrap();
+    let device = ctx.prepare(&DeviceLinear::new(&dh, &dw, &dt).lse(true)).unwrap();
+    assert!(device.read_loss().is_err(), "nothing recorded yet");
+    let ran = device.run().unwrap();
+    assert_eq!(bits(&ran.loss.data), bits(&device.read_loss().unwrap().data));
+    assert_eq!(ran.lse.unwrap().data.len(), n);
+    assert!((ran.loss.scalar() - run.loss.scalar()).abs() <= 1e-5 * run.loss.scalar().abs());
+
+    // A host mean over probabilities is divided on the host: no one device tensor holds it.
+    let q: Vec<f32> = vec![1.0 / c as f32; n * c];
+    let probs = Target::Probs(Tensor::new(&q, &qs));
+    let step = ctx.prepare(&LinearCall::new(linear, probs)).unwrap();
+    assert!(step.loss().is_none());
+    assert!(step.run().unwrap().loss.scalar().is_finite());
+}

@@ -8,7 +8,7 @@ mod common;
 use common::{assert_close, ctx, Rng};
 use wgpu_xent::{
     Context, DType, DeviceLinear, DeviceTensor, Grad, Linear, LinearOutput, LossOptions,
-    PreparedLinearDevice, Reduction, Target, Tensor, XentError,
+    PreparedLinear, Reduction, Target, Tensor, XentError,
 };
 
 /// `data` in a new buffer, 64 floats (256 bytes) in: a tensor that does not start its buffer.
@@ -19,7 +19,7 @@ fn at_offset(ctx: &Context, data: &[f32], shape: &[usize]) -> DeviceTensor {
 }
 
 /// Records the call into an encoder of ours, submits it, reads the loss.
-fn run(ctx: &Context, step: &PreparedLinearDevice) -> Vec<f32> {
+fn run(ctx: &Context, step: &PreparedLinear) -> Vec<f32> {
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     step.record(&mut encoder);
     ctx.queue().submit([encoder.finish()]);
@@ -102,7 +102,7 @@ fn device_calls_match_the_host_api_in_every_reduction() {
         let what = format!("{reduction:?}");
         let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
         assert_close(&what, &loss, &wide(&truth.loss.data), 1e-5, 1e-4);
-        assert_eq!(step.loss().shape(), &truth.loss.shape[..], "{what}");
+        assert_eq!(step.loss().unwrap().shape(), &truth.loss.shape[..], "{what}");
         let pairs = [
             (&step.lse().unwrap(), truth.lse.unwrap()),
             (&dx, truth.grad_input.unwrap()),

@@ -12,7 +12,7 @@ pub use api::{
     LossKind, MatmulCall, Prepare, ShardedCall, SoftmaxCall, SoftmaxShards, TargetInput,
 };
 pub use ops::bandwidth::PreparedBandwidth;
-pub use ops::linear::device::{DeviceLinear, PreparedLinearDevice};
+pub use ops::linear::device::DeviceLinear;
 pub use ops::linear::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};
 pub use ops::linear::shard_device::{DeviceLinearShard, PreparedLinearShardDevice};
 pub use ops::linear::{PreparedLinear, PreparedMatmul};

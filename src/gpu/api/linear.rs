@@ -2,17 +2,15 @@
 //! and `MatmulCall` (the product it is built on) as call descriptions.
 
 use super::call::Grad;
-use super::loss::submit_once;
 use super::{Call, Prepare};
 use crate::error::{Result, XentError};
 use crate::gpu::ops::bandwidth::build_bandwidth;
 use crate::gpu::ops::linear::build_linear;
 use crate::gpu::ops::linear::device::build_linear_device;
-use crate::gpu::ops::linear::device::{DeviceLinear, PreparedLinearDevice};
+use crate::gpu::ops::linear::device::DeviceLinear;
 use crate::gpu::ops::linear::matmul_prepared::build_matmul;
 use crate::gpu::ops::linear::{PreparedLinear, PreparedMatmul};
 use crate::gpu::runtime::context::Context;
-use crate::gpu::runtime::scope::scoped;
 use crate::linear::{Linear, LinearOutput};
 use crate::options::{LossOptions, Output, Target, Tensor};
 
@@ -87,9 +85,9 @@ impl Call for LinearCall<'_> {
 }
 
 impl Prepare for DeviceLinear<'_> {
-    type Prepared = PreparedLinearDevice;
+    type Prepared = PreparedLinear;
 
-    fn build(&self, ctx: &Context) -> Result<PreparedLinearDevice> {
+    fn build(&self, ctx: &Context) -> Result<PreparedLinear> {
         build_linear_device(ctx, *self)
     }
 }
@@ -97,21 +95,10 @@ impl Prepare for DeviceLinear<'_> {
 impl Call for DeviceLinear<'_> {
     type Output = LinearOutput;
 
-    /// One run: built, recorded, submitted, and the loss and lse read back; the gradients
-    /// stay in their device tensors.
+    /// One run: built, submitted, and the loss and lse read back; the gradients stay in
+    /// their device tensors.
     async fn run_on(&self, ctx: &Context) -> Result<LinearOutput> {
-        let step = ctx.prepare_async(self).await?;
-        scoped(ctx, async {
-            let lse = submit_once(ctx, |encoder| step.record(encoder), step.lse()).await?;
-            Ok(LinearOutput {
-                loss: step.read_loss_async().await?,
-                grad_input: None,
-                grad_linear_weight: None,
-                grad_linear_bias: None,
-                lse,
-            })
-        })
-        .await
+        ctx.prepare_async(self).await?.run_async().await
     }
 }
 

@@ -8,7 +8,7 @@
 use crate::error::{Result, XentError};
 use crate::gpu::ops::loss::PreparedShardDevice;
 use crate::gpu::runtime::context::Context;
-use crate::gpu::runtime::program::{run_program, Program};
+use crate::gpu::runtime::program::run_program;
 use crate::gpu::runtime::readback::{staging_for, Staging};
 use crate::gpu::runtime::run_lock::{run_locked, run_locked_async, RunLock};
 use crate::shard::{Partial, ShardStep};
@@ -105,15 +105,9 @@ impl<G> PreparedHostShard<G> {
         let Some((device, staging)) = &self.device else {
             return Ok(vec![]);
         };
-        let mut encoder = self
-            .ctx
-            .device()
-            .create_command_encoder(&Default::default());
-        device.record_partials(&mut encoder);
-        self.ctx.queue().submit([encoder.finish()]);
         let (out, segments) = device.all_partials();
-        let (words, _) =
-            run_program(&self.ctx, &Program::default(), &[(out, 0, staging)], None).await?;
+        let (program, _) = device.programs();
+        let (words, _) = run_program(&self.ctx, program, &[(out, 0, staging)], None).await?;
         self.ran.store(true, Ordering::Relaxed);
         Ok(Partial::read_planes(&words[0], self.rows, segments))
     }
@@ -145,14 +139,11 @@ impl<G> PreparedHostShard<G> {
         self.ctx
             .queue()
             .write_buffer(out, 0, bytemuck::cast_slice(&stats));
-        let mut encoder = self
-            .ctx
-            .device()
-            .create_command_encoder(&Default::default());
-        device.record_grad(&mut encoder)?;
-        self.ctx.queue().submit([encoder.finish()]);
+        let Some(program) = device.programs().1 else {
+            unreachable!("a host shard with its gradient has its program")
+        };
         let reads: Vec<_> = self.reads.iter().map(|(b, at, s, _)| (b, *at, s)).collect();
-        let (words, _) = run_program(&self.ctx, &Program::default(), &reads, None).await?;
+        let (words, _) = run_program(&self.ctx, program, &reads, None).await?;
         let words = words
             .into_iter()
             .zip(&self.reads)

@@ -2,8 +2,9 @@
 //! classifier and targets in, the gradients into the caller's tensors, recorded into the
 //! caller's encoder.
 
-use super::chunks::{At, Built, ChunkTargets, Tensors};
+use super::chunks::{At, ChunkTargets, Tensors};
 use super::matmul::Operand;
+use super::PreparedLinear;
 use crate::error::{Result, XentError};
 use crate::geometry::windows::aligned_pieces;
 use crate::gpu::api::Grad;
@@ -12,19 +13,14 @@ use crate::gpu::ops::linear::chunks::build_linear_chunks;
 use crate::gpu::ops::loss::Loss;
 use crate::gpu::runtime::buffers::output;
 use crate::gpu::runtime::buffers::Bound;
-use crate::gpu::runtime::cancel::record_settled;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
-use crate::gpu::runtime::program::run_program;
 use crate::gpu::runtime::program::Program;
-use crate::gpu::runtime::readback::Staging;
-use crate::gpu::runtime::readback::{staging, staging_for};
-use crate::gpu::runtime::run_lock::run_locked;
-use crate::gpu::runtime::run_lock::run_locked_async;
+use crate::gpu::runtime::readback::staging_for;
+use crate::gpu::runtime::timestamps::timestamp_queries;
 use crate::linear::{LinearProblem, DEFAULT_LINEAR_BUDGET};
-use crate::options::{DType, Float, LossOptions, Output, Reduction};
+use crate::options::{DType, Float, LossOptions, Reduction};
 use crate::problem::check_loss_shapes;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Where the gradients go: the input's, the weight's and the bias's (if any), f32.
 pub(crate) type Grads<'a> = (&'a DeviceTensor, &'a DeviceTensor, Option<&'a DeviceTensor>);
@@ -99,7 +95,7 @@ impl<'a> DeviceLinear<'a> {
         Self { options, ..self }
     }
 
-    /// Keeps (or not) each row's log-sum-exp on the device ([`PreparedLinearDevice::lse`]).
+    /// Keeps (or not) each row's log-sum-exp on the device ([`crate::PreparedLinear::lse`]).
     #[must_use = "returns the updated description"]
     pub fn lse(self, lse: bool) -> Self {
         Self { lse, ..self }
@@ -113,22 +109,6 @@ impl<'a> DeviceLinear<'a> {
             ..self
         }
     }
-}
-
-/// A device `linear_cross_entropy`, built once: record it as often as the tensors change.
-pub struct PreparedLinearDevice {
-    ctx: Context,
-    program: Program,
-    loss: wgpu::Buffer,
-    loss_shape: Vec<usize>,
-    loss_staging: Staging,
-    built: Built,
-    flag_staging: Vec<Staging>,
-    target_shape: Vec<usize>,
-    rows_shape: Vec<usize>,
-    started: AtomicBool,
-    /// Held by each read (src/gpu/runtime/run_lock.rs).
-    lock: crate::gpu::runtime::run_lock::RunLock,
 }
 
 /// Checks that `t` has `shape`.
@@ -267,10 +247,7 @@ fn device_tensors<'a>(
     })
 }
 
-pub(crate) fn build_linear_device(
-    ctx: &Context,
-    call: DeviceLinear,
-) -> Result<PreparedLinearDevice> {
+pub(crate) fn build_linear_device(ctx: &Context, call: DeviceLinear) -> Result<PreparedLinear> {
     let opts = &call.options;
     let p = LinearProblem::new(
         call.input.shape(),
@@ -310,91 +287,39 @@ pub(crate) fn build_linear_device(
         Reduction::None => p.rows,
         _ => 1,
     };
-    Ok(PreparedLinearDevice {
+    // The loss, the lse, then each chunk's target check.
+    let mut reads = vec![(built.loss.clone(), loss_len)];
+    reads.extend(built.lse.clone().map(|lse| (lse, p.rows)));
+    let flags: Vec<_> = built
+        .chunks
+        .iter()
+        .filter_map(|(step, _)| step.error_flag())
+        .map(|flag| (flag.clone(), 4))
+        .collect();
+    let checks = flags.len();
+    reads.extend(flags);
+    let reads = reads
+        .into_iter()
+        .map(|(b, len)| {
+            let staging = staging_for(ctx, &b, 0, (len.max(1) * 4) as u64);
+            (b, staging)
+        })
+        .collect();
+    Ok(PreparedLinear {
         ctx: ctx.clone(),
         program,
-        loss: built.loss.clone(),
-        loss_staging: staging_for(ctx, &built.loss, 0, (loss_len.max(1) * 4) as u64),
-        flag_staging: built.chunks.iter().map(|_| staging(ctx, 16)).collect(),
         built,
+        problem: p,
+        reduction: opts.reduction,
+        divisor: 1.0,
         loss_shape,
+        reads,
+        checks,
+        grads: None,
+        lse: call.lse,
         target_shape: target_shape.to_vec(),
-        rows_shape: p.rows_shape(),
         started: false.into(),
+        timestamps: timestamp_queries(ctx),
         lock: Default::default(),
     })
-}
-
-impl PreparedLinearDevice {
-    /// Records the call into `encoder`, after whatever the caller recorded before (the pass
-    /// that wrote the hidden states). Nothing is submitted or read: the loss lands in
-    /// [`PreparedLinearDevice::loss`], the gradients in the tensors given.
-    pub fn record(&self, encoder: &mut wgpu::CommandEncoder) {
-        self.started.store(true, Ordering::Relaxed);
-        record_settled(&self.ctx, encoder, &self.program);
-    }
-
-    /// The loss on the device: an f32 scalar for `mean` and `sum`, per row for `none`.
-    pub fn loss(&self) -> DeviceTensor {
-        DeviceTensor::from_parts(self.loss.clone(), self.loss_shape.clone(), DType::F32)
-    }
-
-    /// Each row's log-sum-exp on the device, `[N]` or `[]`, when built with
-    /// [`DeviceLinear::lse`].
-    pub fn lse(&self) -> Option<DeviceTensor> {
-        let lse = self.built.lse.clone()?;
-        Some(DeviceTensor::from_parts(
-            lse,
-            self.rows_shape.clone(),
-            DType::F32,
-        ))
-    }
-
-    /// Reads the loss of the last submitted [`PreparedLinearDevice::record`] back (waiting
-    /// for it), and the device-target check: a class target out of range is reported here
-    /// with its position, as the host API reports it.
-    pub fn read_loss(&self) -> Result<Output> {
-        run_locked(&self.ctx, &self.lock, self.read_loss_held())
-    }
-
-    /// The async form of [`PreparedLinearDevice::read_loss`].
-    pub async fn read_loss_async(&self) -> Result<Output> {
-        run_locked_async(&self.ctx, &self.lock, self.read_loss_held()).await
-    }
-
-    /// `read_loss` by a caller that holds the run lock.
-    async fn read_loss_held(&self) -> Result<Output> {
-        if !self.started.load(Ordering::Relaxed) {
-            return Err(XentError::InvalidArgument(
-                "read_loss before the call was ever recorded: there is no loss yet".into(),
-            ));
-        }
-        let mut reads = vec![(&self.loss, 0, &self.loss_staging)];
-        let flags = self.built.chunks.iter().zip(&self.flag_staging);
-        for ((step, _), staging) in flags {
-            if let Some(flag) = step.error_flag() {
-                reads.push((flag, 0, staging));
-            }
-        }
-        let nothing = Program::default();
-        let (mut words, _) = run_program(&self.ctx, &nothing, &reads, None).await?;
-        let loss = words.remove(0);
-        for ((step, first_row), flag) in self.built.chunks.iter().zip(&words) {
-            step.flag_error(flag, *first_row, &self.target_shape)?;
-        }
-        let len = self.loss_shape.iter().product::<usize>();
-        Ok(Output {
-            data: loss[..len].to_vec(),
-            shape: self.loss_shape.clone(),
-        })
-    }
-}
-
-impl std::fmt::Debug for PreparedLinearDevice {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PreparedLinearDevice")
-            .field("loss_shape", &self.loss_shape)
-            .field("dispatches", &self.program.len())
-            .finish_non_exhaustive()
-    }
 }

@@ -18,6 +18,7 @@ pub(crate) mod chunks;
 pub(crate) mod device;
 pub(crate) mod matmul;
 pub(crate) mod matmul_prepared;
+mod prepared;
 pub(crate) mod shard;
 pub(crate) mod shard_device;
 pub(crate) mod shards;
@@ -28,44 +29,17 @@ use crate::gpu::ops::loss::Loss;
 use crate::gpu::runtime::buffers::{host_output, upload};
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
-use crate::gpu::runtime::program::run_program;
-use crate::gpu::runtime::program::Program;
 use crate::gpu::runtime::readback::staging_for;
 use crate::gpu::runtime::readback::Staging;
-use crate::gpu::runtime::run_lock::{run_locked, run_locked_async};
 use crate::gpu::runtime::timestamps::timestamp_queries;
-use crate::gpu::runtime::timestamps::Timestamps;
-use crate::linear::{Linear, LinearOutput, LinearProblem};
-use crate::options::{DType, LossOptions, Output, Reduction, Target};
+use crate::linear::{Linear, LinearProblem};
+use crate::options::{DType, LossOptions, Reduction, Target};
 use crate::problem::{check_loss, Targets, IGNORED};
 use chunks::{At, Built, ChunkTargets, Tensors};
 use matmul::Operand;
-use std::time::Duration;
 
 pub use matmul_prepared::PreparedMatmul;
-
-/// A `linear_cross_entropy` built once, run many times.
-///
-/// Runs one at a time: each run holds the call's lock, so it may be shared by threads (in an
-/// `Arc`), each run returning its own results.
-pub struct PreparedLinear {
-    ctx: Context,
-    program: Program,
-    problem: LinearProblem,
-    reduction: Reduction,
-    /// What the device's loss is divided by on the host: N for a mean over probabilities.
-    divisor: f64,
-    out_shape: Vec<usize>,
-    /// What each run reads back: the loss, then dX, dW and db with the backward.
-    reads: Vec<(wgpu::Buffer, Staging)>,
-    has_bias: bool,
-    /// Whether the backward's gradients and the lse are read.
-    grad: bool,
-    lse: bool,
-    timestamps: Option<Timestamps>,
-    /// Held by each run (src/gpu/runtime/run_lock.rs).
-    lock: crate::gpu::runtime::run_lock::RunLock,
-}
+pub use prepared::PreparedLinear;
 
 pub(crate) fn build_linear(
     ctx: &Context,
@@ -121,23 +95,29 @@ pub(crate) fn build_linear(
             ignore_index: IGNORED as i64,
             ..*opts
         };
-        let built = build_linear_chunks(ctx, &tensors, &p, &chunk_opts)?;
+        let mut built = build_linear_chunks(ctx, &tensors, &p, &chunk_opts)?;
         let reads = linear_reads(ctx, &built, &tensors, &p, opts.reduction);
         let probs = matches!(checked.targets, Targets::Probs(_));
         Ok(PreparedLinear {
             ctx: ctx.clone(),
-            program: built.program,
+            program: std::mem::take(&mut built.program),
+            built,
             problem: p,
             reduction: opts.reduction,
             divisor: match opts.reduction {
                 Reduction::Mean if probs => p.rows as f64,
                 _ => 1.0,
             },
-            out_shape: checked.out_shape,
+            loss_shape: match opts.reduction {
+                Reduction::None => checked.out_shape,
+                _ => vec![],
+            },
             reads,
-            has_bias,
-            grad,
+            checks: 0,
+            grads: grad.then_some(has_bias),
             lse: linear.lse,
+            target_shape: target.shape().to_vec(),
+            started: false.into(),
             timestamps: timestamp_queries(ctx),
             lock: Default::default(),
         })
@@ -184,69 +164,4 @@ fn linear_reads(
         .into_iter()
         .map(|(b, len)| (b.clone(), staging_for(ctx, b, 0, (len.max(1) * 4) as u64)))
         .collect()
-}
-
-impl PreparedLinear {
-    /// Runs the call and reads the loss (and gradients) back.
-    pub fn run(&self) -> Result<LinearOutput> {
-        Ok(run_locked(&self.ctx, &self.lock, self.run_held(false))?.0)
-    }
-
-    /// The async form of [`PreparedLinear::run`].
-    pub async fn run_async(&self) -> Result<LinearOutput> {
-        let run = self.run_held(false);
-        Ok(run_locked_async(&self.ctx, &self.lock, run).await?.0)
-    }
-
-    /// As `run`, with the GPU time of the call where the adapter has timestamps.
-    pub fn run_timed(&self) -> Result<(LinearOutput, Option<Duration>)> {
-        run_locked(&self.ctx, &self.lock, self.run_held(true))
-    }
-
-    /// One run by a caller that holds the run lock.
-    async fn run_held(&self, timed: bool) -> Result<(LinearOutput, Option<Duration>)> {
-        let p = &self.problem;
-        let reads: Vec<_> = self.reads.iter().map(|(b, s)| (b, 0, s)).collect();
-        let timestamps = self.timestamps.as_ref().filter(|_| timed);
-        let run = run_program(&self.ctx, &self.program, &reads, timestamps);
-        let (parts, elapsed) = run.await?;
-        let mut parts = parts.into_iter();
-        let losses = parts.next().unwrap_or_default();
-        let data = match self.reduction {
-            Reduction::None => losses[..p.rows].to_vec(),
-            _ => vec![(losses[0] as f64 / self.divisor) as f32],
-        };
-        let loss = Output {
-            data,
-            shape: match self.reduction {
-                Reduction::None => self.out_shape.clone(),
-                _ => vec![],
-            },
-        };
-        let mut take = |len: usize, shape: Vec<usize>| {
-            parts.next().map(|mut v| {
-                v.truncate(len);
-                Output { data: v, shape }
-            })
-        };
-        let (mut grad_input, mut grad_linear_weight, mut grad_linear_bias) = (None, None, None);
-        if self.grad {
-            grad_input = take(p.rows * p.features, p.input_shape());
-            grad_linear_weight = take(p.classes * p.features, vec![p.classes, p.features]);
-            if self.has_bias {
-                grad_linear_bias = take(p.classes, vec![p.classes]);
-            }
-        }
-        let lse = take(p.rows, p.rows_shape()).filter(|_| self.lse);
-        Ok((
-            LinearOutput {
-                loss,
-                grad_input,
-                grad_linear_weight,
-                grad_linear_bias,
-                lse,
-            },
-            elapsed,
-        ))
-    }
 }

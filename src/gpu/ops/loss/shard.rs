@@ -16,7 +16,7 @@ use crate::gpu::ops::loss::PreparedShardDevice;
 use crate::gpu::ops::shard_host::PreparedHostShard;
 use crate::gpu::runtime::buffers::{upload, Bound};
 use crate::gpu::runtime::context::Context;
-use crate::gpu::runtime::program::Program;
+use crate::gpu::runtime::program::{join, Program};
 use crate::layout::RowLayout;
 use crate::options::{FloatTensor, LossOptions, Output, Target, Tensor};
 use crate::problem::{check_loss, check_loss_shapes, Targets};
@@ -52,7 +52,7 @@ pub(crate) fn build_shard(
 ) -> Result<PreparedShard> {
     let (n, cs, problem) = check_shard(&shard, &target, opts)?;
     let assemble = Box::new(move |parts: Vec<Vec<f32>>| Output {
-        data: parts.concat(),
+        data: join(parts),
         shape: vec![n, cs],
     });
     if n == 0 {

@@ -79,6 +79,13 @@ impl PreparedShardDevice {
         }
     }
 
+    /// The programs of a shard without a prelude (a host shard's, over f32 uploads): the
+    /// partials and the gradient, run by the host adapter with its reads in one submission.
+    pub(crate) fn programs(&self) -> (&Program, Option<&Program>) {
+        debug_assert_eq!(self.prelude.len(), 0, "a host shard has no prelude");
+        (&self.partials, self.grad.as_ref())
+    }
+
     /// The partials of every row, `[2, N·K, 4]`, and K (1 but for a host shard's).
     pub(crate) fn all_partials(&self) -> (&wgpu::Buffer, usize) {
         (&self.kernels.out, self.kernels.segments)
