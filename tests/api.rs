@@ -441,10 +441,15 @@ fn one_prepared_linear_runs_and_records_on_host_or_device_tensors() {
         DeviceTensor::from_host(ctx, &w, &[c, d], DType::F32).unwrap(),
     );
     let dt = DeviceTensor::from_host(ctx, &t, &[n], DType::I64).unwrap();
-    let device = ctx.prepare(&DeviceLinear::new(&dh, &dw, &dt).lse(true)).unwrap();
+    let device = ctx
+        .prepare(&DeviceLinear::new(&dh, &dw, &dt).lse(true))
+        .unwrap();
     assert!(device.read_loss().is_err(), "nothing recorded yet");
     let ran = device.run().unwrap();
-    assert_eq!(bits(&ran.loss.data), bits(&device.read_loss().unwrap().data));
+    assert_eq!(
+        bits(&ran.loss.data),
+        bits(&device.read_loss().unwrap().data)
+    );
     assert_eq!(ran.lse.unwrap().data.len(), n);
     assert!((ran.loss.scalar() - run.loss.scalar()).abs() <= 1e-5 * run.loss.scalar().abs());
 

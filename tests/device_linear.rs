@@ -102,7 +102,11 @@ fn device_calls_match_the_host_api_in_every_reduction() {
         let what = format!("{reduction:?}");
         let wide = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<_>>();
         assert_close(&what, &loss, &wide(&truth.loss.data), 1e-5, 1e-4);
-        assert_eq!(step.loss().unwrap().shape(), &truth.loss.shape[..], "{what}");
+        assert_eq!(
+            step.loss().unwrap().shape(),
+            &truth.loss.shape[..],
+            "{what}"
+        );
         let pairs = [
             (&step.lse().unwrap(), truth.lse.unwrap()),
             (&dx, truth.grad_input.unwrap()),

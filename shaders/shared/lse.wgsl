@@ -7,7 +7,7 @@
 // two: the tree reductions below halve it.
 override WG: u32 = 256u;
 
-const FLT_MAX: f32 = 3.40282347e+38;
+const FLT_MAX: f32 = 0x1.fffffep+127f;
 
 // Online log-sum-exp state: s = Σ exp(x - m) over the values pushed so far.
 //

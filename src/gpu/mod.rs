@@ -7,10 +7,13 @@ mod kernels;
 mod ops;
 mod runtime;
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use api::BandwidthCall;
 pub use api::{
-    BandwidthCall, Call, CrossEntropyShards, Grad, Input, LinearCall, LinearShards, LossCall,
-    LossKind, MatmulCall, Prepare, ShardedCall, SoftmaxCall, SoftmaxShards, TargetInput,
+    Call, CrossEntropyShards, Grad, Input, LinearCall, LinearShards, LossCall, LossKind,
+    MatmulCall, Prepare, ShardedCall, SoftmaxCall, SoftmaxShards, TargetInput,
 };
+#[cfg(not(target_arch = "wasm32"))]
 pub use ops::bandwidth::PreparedBandwidth;
 pub use ops::linear::device::DeviceLinear;
 pub use ops::linear::shard::{LinearShard, LinearShardGrads, PreparedLinearShard};

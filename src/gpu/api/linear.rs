@@ -4,6 +4,7 @@
 use super::call::Grad;
 use super::{Call, Prepare};
 use crate::error::{Result, XentError};
+#[cfg(not(target_arch = "wasm32"))]
 use crate::gpu::ops::bandwidth::build_bandwidth;
 use crate::gpu::ops::linear::build_linear;
 use crate::gpu::ops::linear::device::build_linear_device;
@@ -134,6 +135,7 @@ impl Call for MatmulCall<'_> {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The adapter's own copy, read and write kernels over `bytes` (a binding at most): the
 /// roofline each op's bytes are measured against (`xent bench`).
 #[derive(Clone, Copy, Debug)]
@@ -142,6 +144,7 @@ pub struct BandwidthCall {
     pub bytes: u64,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Prepare for BandwidthCall {
     type Prepared = crate::gpu::ops::bandwidth::PreparedBandwidth;
 

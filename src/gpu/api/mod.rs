@@ -10,10 +10,13 @@ mod linear;
 mod loss;
 mod shard;
 mod softmax;
+#[cfg(not(target_arch = "wasm32"))]
 mod sugar;
 
 pub use call::{Grad, Input, TargetInput};
-pub use linear::{BandwidthCall, LinearCall, MatmulCall};
+#[cfg(not(target_arch = "wasm32"))]
+pub use linear::BandwidthCall;
+pub use linear::{LinearCall, MatmulCall};
 pub use loss::{LossCall, LossKind};
 pub use shard::{CrossEntropyShards, LinearShards, ShardedCall, SoftmaxShards};
 pub use softmax::SoftmaxCall;
@@ -21,7 +24,9 @@ pub use softmax::SoftmaxCall;
 use crate::error::Result;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::info::{context_info, ContextInfo};
-use crate::gpu::runtime::scope::{build_scoped, scoped};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::runtime::scope::build_scoped;
+use crate::gpu::runtime::scope::scoped;
 use std::future::Future;
 
 /// A description of an op that a [`Context`] can build once: `ctx.prepare(&call)`.
@@ -64,6 +69,7 @@ impl Context {
     /// assert_eq!(out.grad.unwrap().data.len(), 8);
     /// # Ok::<(), wgpu_xent::XentError>(())
     /// ```
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn prepare<C: Prepare>(&self, call: &C) -> Result<C::Prepared> {
         build_scoped(self, || call.build(self))
     }
@@ -74,6 +80,7 @@ impl Context {
     }
 
     /// Runs `call` once and returns its results, blocking this thread until they are read.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run<C: Call>(&self, call: &C) -> Result<C::Output> {
         crate::gpu::runtime::poller::block(call.run_on(self))
     }

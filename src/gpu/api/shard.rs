@@ -145,6 +145,7 @@ impl ShardedCall for SoftmaxShards<'_> {
 impl Context {
     /// Runs a sharded call over `contexts`, blocking this thread until its results are read.
     /// The shards' runs are joined, so their devices work at once.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_sharded<C: ShardedCall>(contexts: &[Context], call: &C) -> Result<C::Output> {
         // Not `poller::block`: the shards' waits go to their contexts' poller threads, so
         // that every device runs while this thread waits for all of them.
@@ -160,9 +161,13 @@ impl Context {
     }
 
     /// A context on each of up to `count` adapters (or several on one), for shards.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn for_shards(count: usize, options: ContextOptions) -> Result<Vec<Context>> {
-        crate::gpu::runtime::poller::block(crate::gpu::runtime::adapter::for_shards_async(
-            count, options,
-        ))
+        crate::gpu::runtime::poller::block(Self::for_shards_async(count, options))
+    }
+
+    /// The async form of [`Context::for_shards`].
+    pub async fn for_shards_async(count: usize, options: ContextOptions) -> Result<Vec<Context>> {
+        crate::gpu::runtime::adapter::for_shards_async(count, options).await
     }
 }

@@ -3,6 +3,7 @@
 //! deterministic reduction (`reduce`), 16-bit packing and gathers (`convert`) and the
 //! roofline kernels (`bandwidth`). Each plans its dispatches on the runtime and the kernels.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) mod bandwidth;
 pub(crate) mod convert;
 pub(crate) mod device;

@@ -10,7 +10,9 @@ use crate::gpu::ops::loss::PreparedShardDevice;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::program::run_program;
 use crate::gpu::runtime::readback::{staging_for, Staging};
-use crate::gpu::runtime::run_lock::{run_locked, run_locked_async, RunLock};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::run_lock::{run_locked_async, RunLock};
 use crate::shard::{Partial, ShardStep};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -80,6 +82,7 @@ impl<G> PreparedHostShard<G> {
     }
 
     /// Runs the shard's forward and returns each row's [`Partial`] over its classes.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn partials(&self) -> Result<Vec<Partial>> {
         run_locked(&self.ctx, &self.lock, self.partials_held())
     }
@@ -91,6 +94,7 @@ impl<G> PreparedHostShard<G> {
 
     /// The shard's gradient (upstream gradient 1; of the summed losses for `none`), from
     /// every shard's partials merged in shard order.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn grad(&self, merged: &[Partial]) -> Result<G> {
         run_locked(&self.ctx, &self.lock, self.grad_held(merged))
     }

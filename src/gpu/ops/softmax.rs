@@ -16,7 +16,9 @@ use crate::gpu::runtime::program::{join, Program};
 use crate::gpu::runtime::program::{push, run_program_into};
 use crate::gpu::runtime::readback::staging_for;
 use crate::gpu::runtime::readback::Staging;
-use crate::gpu::runtime::run_lock::{run_locked, run_locked_async};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::run_lock::run_locked_async;
 use crate::gpu::runtime::timestamps::timestamp_queries;
 use crate::gpu::runtime::timestamps::Timestamps;
 use crate::layout::RowLayout;
@@ -366,6 +368,7 @@ impl PreparedSoftmax {
 
     /// Runs the call: one submission, then the output read back. Returns the output and,
     /// when the adapter has timestamp queries, the GPU time of the compute pass.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_timed(&self) -> Result<(Output, Option<std::time::Duration>)> {
         run_locked(&self.ctx, &self.lock, self.run_held(true))
     }
@@ -373,6 +376,7 @@ impl PreparedSoftmax {
     /// Runs the call and copies the output into `out` (the output's length, row-major):
     /// memory the caller keeps and reuses, where a fresh `Vec` would first have its pages
     /// faulted in (most of the time of a large call on a CPU adapter; docs/PERFORMANCE.md).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_into(&self, out: &mut [f32]) -> Result<()> {
         let reads: Vec<_> = self.outputs.iter().map(|(b, s)| (b, 0, s)).collect();
         let run = run_program_into(&self.ctx, &self.program, &reads, out);
@@ -387,6 +391,7 @@ impl PreparedSoftmax {
     }
 
     /// Runs the call: one submission, then the output read back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self) -> Result<Output> {
         Ok(run_locked(&self.ctx, &self.lock, self.run_held(false))?.0)
     }

@@ -88,6 +88,7 @@ impl Cancelled {
         self.list().first().cloned()
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn is_empty(&self) -> bool {
         self.list().is_empty()
     }
@@ -127,6 +128,10 @@ pub(crate) async fn settle(ctx: &Context) -> Result<()> {
 /// settling, blocking, what a dropped run left mapped (only then is there a wait, for
 /// that run's submission). A failed settle shows at the caller's submission.
 pub(crate) fn record_settled(ctx: &Context, encoder: &mut wgpu::CommandEncoder, program: &Program) {
+    // In a browser nothing may block: the next submission of an async call settles them.
+    #[cfg(target_arch = "wasm32")]
+    let _ = ctx;
+    #[cfg(not(target_arch = "wasm32"))]
     if !ctx.shared.cancelled.is_empty() {
         let _ = crate::gpu::runtime::poller::block(settle(ctx));
     }

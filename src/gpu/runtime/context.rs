@@ -39,11 +39,13 @@ pub(crate) struct Shared {
 
 impl Context {
     /// The adapter chosen by `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`, with its own limits.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new() -> Result<Self> {
         crate::gpu::runtime::poller::block(Self::new_async(ContextOptions::default()))
     }
 
     /// As [`Context::new`], with options.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn with_options(options: ContextOptions) -> Result<Self> {
         crate::gpu::runtime::poller::block(Self::new_async(options))
     }
@@ -96,6 +98,7 @@ impl Context {
     /// Uses a device and queue the caller already has (its own model or renderer), so that
     /// its buffers can be used directly ([`crate::DeviceTensor`]). Checks the limits
     /// wgpu-xent needs and names any that fall short. `TIMESTAMP_QUERY` is used if enabled.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn from_device(
         device: wgpu::Device,
         queue: wgpu::Queue,

@@ -126,6 +126,7 @@ impl DeviceTensor {
     }
 
     /// Reads an f16 / bf16 tensor back as its 16-bit patterns.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_u16(&self, ctx: &Context) -> Result<Vec<u16>> {
         if self.dtype.size() != 2 {
             return Err(XentError::InvalidArgument(format!(
@@ -150,6 +151,7 @@ impl DeviceTensor {
     }
 
     /// Reads an f32 tensor back to the host: one submission, mapped when it is done.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_f32(&self, ctx: &Context) -> Result<Vec<f32>> {
         crate::gpu::runtime::poller::block(self.read_f32_async(ctx))
     }

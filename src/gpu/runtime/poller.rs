@@ -3,8 +3,11 @@
 //! awaits wgpu's map callbacks, so its future never blocks the executor: calls joined on one
 //! executor all submit before any of them waits, and their GPU work overlaps.
 
-use crate::error::{Result, XentError};
+use crate::error::Result;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::error::XentError;
 use std::cell::Cell;
+#[cfg(not(target_arch = "wasm32"))]
 use std::future::Future;
 use std::sync::mpsc;
 use std::sync::Mutex;
@@ -15,7 +18,8 @@ thread_local! {
 }
 
 /// Runs an op's future to completion on this thread, which also waits in the driver itself
-/// (no hand-off to the poller: the lowest latency).
+/// (no hand-off to the poller: the lowest latency). Not in a browser, where nothing blocks.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn block<F: Future>(future: F) -> F::Output {
     let before = BLOCKING.with(|b| b.replace(true));
     let out = pollster::block_on(future);
@@ -32,6 +36,7 @@ pub(crate) fn blocking() -> bool {
 /// the map callbacks that async calls await. It starts with the first async call (a context
 /// used only through blocking calls has none) and ends when its context (every clone) is gone.
 pub(crate) struct Poller {
+    #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
     device: wgpu::Device,
     running: Mutex<Option<Running>>,
 }
@@ -49,21 +54,31 @@ impl Poller {
         }
     }
 
-    /// Has the poller wait for `index`, starting its thread on first use.
+    /// Has the poller wait for `index`, starting its thread on first use. In a browser there
+    /// is no thread and no need of one: WebGPU settles the maps from its own event loop.
     pub(crate) fn wait_for(&self, index: wgpu::SubmissionIndex) -> Result<()> {
-        let mut running = self
-            .running
-            .lock()
-            .map_err(|_| XentError::Readback("the poller's lock is poisoned".into()))?;
-        if running.is_none() {
-            *running = Some(self.start()?);
+        #[cfg(target_arch = "wasm32")]
+        {
+            let _ = index;
+            Ok(())
         }
-        running
-            .as_ref()
-            .and_then(|r| r.submissions.send(index).ok())
-            .ok_or_else(|| XentError::Readback("the poller thread has stopped".into()))
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let mut running = self
+                .running
+                .lock()
+                .map_err(|_| XentError::Readback("the poller's lock is poisoned".into()))?;
+            if running.is_none() {
+                *running = Some(self.start()?);
+            }
+            running
+                .as_ref()
+                .and_then(|r| r.submissions.send(index).ok())
+                .ok_or_else(|| XentError::Readback("the poller thread has stopped".into()))
+        }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn start(&self) -> Result<Running> {
         let (submissions, rx) = mpsc::channel::<wgpu::SubmissionIndex>();
         let device = self.device.clone();

@@ -18,7 +18,9 @@
 //! it, so an executor that moves futures between threads may see `Busy` where waiting was
 //! possible.
 
-use crate::error::{Result, XentError};
+use crate::error::Result;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::error::XentError;
 use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::scope::scoped;
 use futures_intrusive::sync::{Mutex, MutexGuard};
@@ -63,6 +65,7 @@ impl RunLock {
 
     /// Blocks until the runs of other threads are done; an error when a run of this thread
     /// (an unfinished future) holds the lock or waits for it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self, what: &str) -> Result<RunGuard<'_>> {
         if let Some(held) = self.mutex.try_lock() {
             return Ok(RunGuard {
@@ -102,6 +105,7 @@ impl Drop for Mark<'_> {
 /// How every prepared call runs: its sync verbs through `run_locked`, its async ones through
 /// `run_locked_async`, the one place each blocks (the sync form) and opens error scopes.
 /// A prepared call's blocking run: `work` under the call's lock and the error scopes.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn run_locked<T>(
     ctx: &Context,
     lock: &RunLock,

@@ -6,6 +6,7 @@ use std::future::Future;
 
 /// Runs `build` (buffers, bind groups, programs) inside the error scopes, so a GPU error
 /// while building (out of memory, a binding past a limit) is an `Err`, not a log line.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn build_scoped<T>(ctx: &Context, build: impl FnOnce() -> Result<T>) -> Result<T> {
     crate::gpu::runtime::poller::block(scoped(ctx, async { build() }))
 }
@@ -16,6 +17,7 @@ pub(crate) fn build_scoped<T>(ctx: &Context, build: impl FnOnce() -> Result<T>) 
 /// The scopes are pushed and popped around each poll of `work`, never held across one of
 /// its awaits: wgpu's scopes are a stack on each thread, and async calls joined on one
 /// executor interleave their polls (src/gpu/runtime/poller.rs).
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn scoped<'a, T: 'a>(
     ctx: &'a Context,
     work: impl Future<Output = Result<T>> + 'a,
@@ -44,10 +46,43 @@ pub(crate) fn scoped<'a, T: 'a>(
     })
 }
 
-/// `build(k, context)` for k in `0..count`, each on a thread of its own and inside the error
-/// scopes of its context `contexts[k % len]`: the CPU-side work of a sharded call's shards
-/// (their uploads) at once. In order; the first error.
-pub(crate) fn build_each<T: Send>(
+/// In a browser, where popping a scope is a promise: the scopes pushed once around the whole
+/// of `work`. Calls joined on one device may then see each other's errors; none is lost.
+#[cfg(target_arch = "wasm32")]
+pub(crate) async fn scoped<T>(ctx: &Context, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let device = &ctx.shared.device;
+    let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+    let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+    let result = work.await;
+    let validation = validation.pop().await;
+    let oom = oom.pop().await;
+    match (oom, validation) {
+        (Some(e), _) => Err(XentError::OutOfMemory(e.to_string())),
+        (None, Some(e)) => Err(XentError::Gpu(e.to_string())),
+        (None, None) => result,
+    }
+}
+
+/// `build(k, context)` for k in `0..count`, each inside the error scopes of its context
+/// `contexts[k % len]`: the CPU-side work of a sharded call's shards (their uploads), each
+/// on a thread of its own (one after another in a browser). In order; the first error.
+#[cfg(target_arch = "wasm32")]
+pub(crate) async fn build_each<T>(
+    contexts: &[Context],
+    count: usize,
+    build: impl Fn(usize, &Context) -> Result<T>,
+) -> Result<Vec<T>> {
+    let mut built = Vec::with_capacity(count);
+    for k in 0..count {
+        let ctx = &contexts[k % contexts.len()];
+        built.push(scoped(ctx, async { build(k, ctx) }).await?);
+    }
+    Ok(built)
+}
+
+/// As the browser's `build_each`, each build on a thread of its own.
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) async fn build_each<T: Send>(
     contexts: &[Context],
     count: usize,
     build: impl Fn(usize, &Context) -> Result<T> + Sync,

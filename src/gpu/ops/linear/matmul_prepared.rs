@@ -10,7 +10,9 @@ use crate::gpu::runtime::program::run_program;
 use crate::gpu::runtime::program::Program;
 use crate::gpu::runtime::readback::staging_for;
 use crate::gpu::runtime::readback::Staging;
-use crate::gpu::runtime::run_lock::{run_locked, run_locked_async};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::run_lock::run_locked_async;
 use crate::gpu::runtime::timestamps::timestamp_queries;
 use crate::gpu::runtime::timestamps::Timestamps;
 use crate::options::{Output, Tensor};
@@ -90,6 +92,7 @@ impl PreparedMatmul {
     }
 
     /// Runs the product and reads `[M, N]` back.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self) -> Result<Output> {
         Ok(run_locked(&self.ctx, &self.lock, self.run_held(false))?.0)
     }
@@ -102,6 +105,7 @@ impl PreparedMatmul {
 
     /// Runs the product and reads `[M, N]` back, with the GPU time where the adapter has
     /// timestamps.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_timed(&self) -> Result<(Output, Option<Duration>)> {
         run_locked(&self.ctx, &self.lock, self.run_held(true))
     }

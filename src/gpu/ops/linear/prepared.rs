@@ -10,7 +10,9 @@ use crate::gpu::runtime::context::Context;
 use crate::gpu::runtime::device_tensor::DeviceTensor;
 use crate::gpu::runtime::program::{run_program, Program};
 use crate::gpu::runtime::readback::Staging;
-use crate::gpu::runtime::run_lock::{run_locked, run_locked_async, RunLock};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::run_lock::{run_locked_async, RunLock};
 use crate::gpu::runtime::timestamps::Timestamps;
 use crate::linear::{LinearOutput, LinearProblem};
 use crate::options::{DType, Output, Reduction};
@@ -51,6 +53,7 @@ pub struct PreparedLinear {
 impl PreparedLinear {
     /// Runs the call and reads back the loss, the gradients (a call on host tensors; a call
     /// on device tensors writes them into its tensors) and the lse where asked for.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self) -> Result<LinearOutput> {
         Ok(run_locked(&self.ctx, &self.lock, self.run_held(false))?.0)
     }
@@ -62,6 +65,7 @@ impl PreparedLinear {
     }
 
     /// As `run`, with the GPU time of the call where the adapter has timestamps.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_timed(&self) -> Result<(LinearOutput, Option<Duration>)> {
         run_locked(&self.ctx, &self.lock, self.run_held(true))
     }
@@ -91,6 +95,7 @@ impl PreparedLinear {
     /// Reads the loss of the last submitted [`PreparedLinear::record`] back (waiting for
     /// it), and the device-target check: a class target out of range is reported here with
     /// its position, as the host API reports it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_loss(&self) -> Result<Output> {
         run_locked(&self.ctx, &self.lock, self.read_loss_held())
     }

@@ -68,7 +68,8 @@ pub(crate) async fn run_linear_sharded(
     let steps = build_each(devices, count, |k, ctx| {
         let shard = prepare(k);
         build_linear_shard(ctx, shard, shard.target, opts, grad)
-    })?;
+    })
+    .await?;
     let (merged, grads) = run_steps(&steps, grad).await?;
     let mut loss = merged_loss(&merged, c, &problem, opts)?;
     if opts.reduction == Reduction::None {

@@ -9,7 +9,9 @@ use super::plan::ROWS_OFFSET;
 use super::prepared::PreparedLoss;
 use super::{empty_loss, Grad, Results};
 use crate::error::{Result, XentError};
-use crate::gpu::runtime::run_lock::{run_locked, run_locked_async};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::run_lock::run_locked_async;
 use crate::options::{FloatTensor, LossAndGrad, LossOptions, Output, Reduction, Target};
 use crate::problem::{check_loss, LossProblem, Targets};
 use std::sync::atomic::Ordering;
@@ -27,6 +29,7 @@ impl PreparedLoss {
     /// The result equals the one-shot call's on the same batch bit for bit, whenever the
     /// one-shot call walks the rows the same way: always when a row fits one workgroup's walk
     /// (no split rows) and the prepared rows fit one binding.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_batch<'i>(
         &self,
         input: impl Into<FloatTensor<'i>>,
@@ -172,6 +175,7 @@ impl PreparedLoss {
     /// Makes the kernels walk the first `outer` rows along dim 0 (at most the prepared
     /// count): for a device call whose buffers hold a smaller batch, before recording it.
     /// The loss of the rows past it is zero, and their gradient is not written.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn set_batch(&self, outer: usize) -> Result<()> {
         let _run = self.lock.wait("set_batch")?;
         self.set_rows(outer)

@@ -12,7 +12,9 @@ use crate::gpu::runtime::program::run_program;
 use crate::gpu::runtime::program::{join, Program};
 use crate::gpu::runtime::readback::Staging;
 use crate::gpu::runtime::readback::{staging, staging_for};
-use crate::gpu::runtime::run_lock::{run_locked, run_locked_async};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::run_lock::run_locked_async;
 use crate::gpu::runtime::timestamps::timestamp_queries;
 use crate::gpu::runtime::timestamps::Timestamps;
 use crate::options::{Float, LossAndGrad, LossOptions, Output, Reduction};
@@ -130,6 +132,7 @@ pub struct PreparedLoss {
 impl PreparedLoss {
     /// Runs the call: one submission, then everything it was prepared for read back: the
     /// loss, and the gradient and each row's lse when asked for.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self) -> Result<LossAndGrad> {
         let run = self.run_reading(true, false);
         let (r, _) = run_locked(&self.ctx, &self.lock, run)?;
@@ -146,6 +149,7 @@ impl PreparedLoss {
     /// Runs the call as a benchmark times it: one submission, then the loss (and lse) read
     /// back, the gradient left on the device ([`PreparedLoss::read_grad`]). Returns the
     /// results and, when the adapter has timestamp queries, the GPU time of the pass.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_timed(&self) -> Result<(LossAndGrad, Option<std::time::Duration>)> {
         let run = self.run_reading(false, true);
         run_locked(&self.ctx, &self.lock, run)
@@ -154,6 +158,7 @@ impl PreparedLoss {
 
     /// Replaces the logits (same shape) with `data`: a queue write, no allocation, and every
     /// prepared row walked again (after a shorter `run_batch`). A call on host data only.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn write_logits(&self, data: &[f32]) -> Result<()> {
         let total: usize = self.chunks.iter().map(|c| c.elems).sum();
         if data.len() != total {

@@ -7,11 +7,14 @@ use crate::error::Result;
 use crate::gpu::runtime::program::{join, Program};
 use crate::gpu::runtime::program::{run_program, run_program_into};
 use crate::gpu::runtime::readback::Staging;
-use crate::gpu::runtime::run_lock::{run_locked, run_locked_async};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::runtime::run_lock::run_locked;
+use crate::gpu::runtime::run_lock::run_locked_async;
 use crate::options::Output;
 
 impl PreparedLoss {
     /// Reads back the gradient of the last run (empty unless prepared with a `Grad`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_grad(&self) -> Result<Vec<f32>> {
         self.check_started("read_grad")?;
         run_locked(&self.ctx, &self.lock, self.read_grad_held())
@@ -25,6 +28,7 @@ impl PreparedLoss {
 
     /// Copies the gradient of the last run into `out` (the logits' length), memory the
     /// caller reuses: no fresh pages to fault in, as a new `Vec` would have.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_grad_into(&self, out: &mut [f32]) -> Result<()> {
         self.check_started("read_grad_into")?;
         let reads = self.grad_reads();
@@ -79,6 +83,7 @@ impl PreparedLoss {
     /// Reads the loss of the last submitted [`PreparedLoss::record`] back (waiting for it),
     /// and the device-target error flag: an out-of-range target is reported here, as the
     /// host API reports it.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_loss(&self) -> Result<Output> {
         self.check_started("read_loss")?;
         run_locked(&self.ctx, &self.lock, self.read_loss_held())

@@ -29,6 +29,7 @@ use crate::gpu::runtime::device_tensor::DeviceTensor;
 use crate::gpu::runtime::program::{push, run_program, BufferCopy, Program};
 use crate::gpu::runtime::readback::staging;
 use crate::gpu::runtime::readback::Staging;
+#[cfg(not(target_arch = "wasm32"))]
 use crate::gpu::runtime::run_lock::run_locked;
 use crate::gpu::runtime::run_lock::run_locked_async;
 use crate::layout::RowLayout;
@@ -284,6 +285,7 @@ impl ShardKernels {
     /// Reads the target check of the last submitted program with
     /// [`ShardKernels::push_target_check`] (waiting for it): a class target past C is an
     /// `Err` naming its row, as the host API's.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read_target_check(&self) -> Result<()> {
         run_locked(&self.ctx, &self.lock, self.target_check_held())
     }

@@ -63,7 +63,8 @@ pub(crate) async fn run_sharded(
     let steps = build_each(devices, shards.len(), |k, ctx| {
         let vocab = prepare(k);
         build_shard(ctx, vocab, vocab.target, opts, grad)
-    })?;
+    })
+    .await?;
     let (merged, grads) = run_steps(&steps, grad).await?;
     Ok((merged_loss(&merged, c, &problem, opts)?, grads))
 }

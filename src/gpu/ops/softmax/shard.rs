@@ -229,7 +229,8 @@ pub(crate) async fn run_softmax_sharded(
     }
     let passes = build_each(devices, shards.len(), |k, ctx| {
         build_softmax_shard(ctx, entry, shards[k], gy.map(|g| g[k]))
-    })?;
+    })
+    .await?;
     let (_, outputs) = run_steps(&passes, true).await?;
     Ok(outputs.unwrap_or_default())
 }
