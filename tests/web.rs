@@ -18,7 +18,8 @@ use std::cell::RefCell;
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use wgpu_xent::cpu::linear::linear_cross_entropy;
 use wgpu_xent::cpu::wide::{WideOptions, WideTarget};
-use wgpu_xent::{cpu, BackwardOptions, Context, ContextOptions, DType, FloatTensor, Grad};
+use wgpu_xent::{cpu, BackwardOptions, Context, ContextOptions, CrossEntropyShards, DType};
+use wgpu_xent::{DeviceTensor, FloatTensor, Grad};
 use wgpu_xent::{Linear, LinearCall, LossCall, LossOptions, Reduction, SoftmaxCall, Target};
 use wgpu_xent::{Result, Tensor};
 
@@ -398,4 +399,86 @@ async fn large_problems_match_the_cpu_reference() {
         let want: Vec<f64> = want.data.iter().map(|&v| v as f64).collect();
         assert_close(&what, &g.data, &want, 1e-9, 1e-4);
     }
+}
+
+/// Logits `[n, c]` with a spread of values, and class targets.
+fn problem(n: usize, c: usize) -> (Vec<f32>, Vec<i64>) {
+    let x = (0..n * c)
+        .map(|i| ((i * 37) % 101) as f32 / 10.0 - 5.0)
+        .collect();
+    let t = (0..n as i64).map(|r| (r * 13) % c as i64).collect();
+    (x, t)
+}
+
+/// The device API there: a loss call on device tensors, its gradient written into a tensor
+/// of ours, as the host call gives it.
+#[wasm_bindgen_test]
+async fn device_tensors_give_what_host_data_gives() {
+    let ctx = ctx().await;
+    let (n, c) = (37, 301);
+    let (x, t) = problem(n, c);
+    let (shape, rows) = ([n, c], [n]);
+    let host =
+        LossCall::cross_entropy(Tensor::new(&x, &shape), Target::I64(Tensor::new(&t, &rows)));
+    let host = ctx
+        .run_async(&host.grad(Grad::Returned))
+        .await
+        .expect("the host call");
+    let dx = DeviceTensor::from_host(&ctx, &x, &shape, DType::F32).expect("logits");
+    let dt = DeviceTensor::from_host(&ctx, &t, &rows, DType::I64).expect("targets");
+    let g = DeviceTensor::zeros(&ctx, &shape).expect("a gradient tensor");
+    let into = [&g];
+    let call = LossCall::cross_entropy(&dx, &dt).grad(Grad::Into(&into));
+    let device = ctx.run_async(&call).await.expect("the device call");
+    assert_eq!(device.loss.data, host.loss.data);
+    let got = g.read_f32_async(&ctx).await.expect("the gradient");
+    assert_eq!(got, host.grad.expect("a gradient").data);
+}
+
+/// Vocabulary shards over one device (two shards on the one context), as the unsharded call.
+#[wasm_bindgen_test]
+async fn shards_over_one_device_give_the_unsharded_loss() {
+    let ctx = ctx().await;
+    let (n, c, cut) = (19, 500, 211);
+    let (x, t) = problem(n, c);
+    let (a, b): (Vec<f32>, Vec<f32>) = (
+        x.chunks(c).flat_map(|r| r[..cut].to_vec()).collect(),
+        x.chunks(c).flat_map(|r| r[cut..].to_vec()).collect(),
+    );
+    let (sa, sb, rows, shape) = ([n, cut], [n, c - cut], [n], [n, c]);
+    let shards = [Tensor::new(&a, &sa), Tensor::new(&b, &sb)];
+    let target = Target::I64(Tensor::new(&t, &rows));
+    let call = CrossEntropyShards {
+        shards: &shards,
+        target,
+        options: LossOptions::default(),
+        grad: Grad::Returned,
+    };
+    let contexts = [ctx.clone(), ctx.clone()];
+    let (loss, grads) = Context::run_sharded_async(&contexts, &call)
+        .await
+        .expect("sharded");
+    let whole = LossCall::cross_entropy(Tensor::new(&x, &shape), target).grad(Grad::Returned);
+    let whole = ctx.run_async(&whole).await.expect("unsharded");
+    let truth: Vec<f64> = whole.loss.data.iter().map(|&v| v as f64).collect();
+    assert_close("sharded loss", &loss.data, &truth, 1e-6, 1e-5);
+    let joined: Vec<f32> = (0..n)
+        .flat_map(|r| {
+            let grads = grads.as_ref().expect("gradients");
+            let (ga, gb) = (&grads[0].data, &grads[1].data);
+            [
+                &ga[r * cut..(r + 1) * cut],
+                &gb[r * (c - cut)..(r + 1) * (c - cut)],
+            ]
+            .concat()
+        })
+        .collect();
+    let want: Vec<f64> = whole
+        .grad
+        .expect("a gradient")
+        .data
+        .iter()
+        .map(|&v| v as f64)
+        .collect();
+    assert_close("sharded gradient", &joined, &want, 1e-7, 1e-4);
 }

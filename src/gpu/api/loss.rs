@@ -226,15 +226,19 @@ impl Call for LossCall<'_> {
             }
             (Input::Device(_), TargetInput::Device(_)) => {
                 let step = ctx.prepare_async(self).await?;
-                scoped(ctx, async {
-                    let lse = submit_once(ctx, |encoder| step.record(encoder), step.lse()).await?;
-                    Ok(LossAndGrad {
-                        loss: step.read_loss_async().await?,
-                        grad: None,
-                        lse,
-                    })
+                scoped(ctx, submit_once(ctx, |encoder| step.record(encoder))).await?;
+                let lse = match step.lse() {
+                    Some(lse) => Some(crate::options::Output {
+                        data: lse.read_f32_async(ctx).await?,
+                        shape: lse.shape().to_vec(),
+                    }),
+                    None => None,
+                };
+                Ok(LossAndGrad {
+                    loss: step.read_loss_async().await?,
+                    grad: None,
+                    lse,
                 })
-                .await
             }
             _ => Err(mixed()),
         }
@@ -253,17 +257,10 @@ fn mixed() -> XentError {
 pub(super) async fn submit_once(
     ctx: &Context,
     record: impl FnOnce(&mut wgpu::CommandEncoder),
-    lse: Option<DeviceTensor>,
-) -> Result<Option<crate::options::Output>> {
+) -> Result<()> {
     settle(ctx).await?;
     let mut encoder = ctx.device().create_command_encoder(&Default::default());
     record(&mut encoder);
     ctx.queue().submit([encoder.finish()]);
-    let Some(lse) = lse else {
-        return Ok(None);
-    };
-    Ok(Some(crate::options::Output {
-        data: lse.read_f32_async(ctx).await?,
-        shape: lse.shape().to_vec(),
-    }))
+    Ok(())
 }

@@ -28,6 +28,10 @@ pub(crate) struct Shared {
     pub(crate) queue: wgpu::Queue,
     /// Maps left by readbacks whose futures were dropped (src/gpu/runtime/cancel.rs).
     pub(crate) cancelled: crate::gpu::runtime::cancel::Cancelled,
+    /// In a browser, where a call's error scopes stay pushed across its awaits: one scoped
+    /// call at a time on this device, so that scopes pop in the order they were pushed.
+    #[cfg(target_arch = "wasm32")]
+    pub(crate) scopes: futures_intrusive::sync::Mutex<()>,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
     features: wgpu::Features,
@@ -150,6 +154,8 @@ impl Context {
             kernels,
             poller,
             cancelled: Default::default(),
+            #[cfg(target_arch = "wasm32")]
+            scopes: futures_intrusive::sync::Mutex::new((), true),
         };
         if shared.tuning.subgroups {
             let layout = match options.subgroup_layout {

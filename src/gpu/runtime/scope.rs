@@ -47,9 +47,12 @@ pub(crate) fn scoped<'a, T: 'a>(
 }
 
 /// In a browser, where popping a scope is a promise: the scopes pushed once around the whole
-/// of `work`. Calls joined on one device may then see each other's errors; none is lost.
+/// of `work`, which holds the device's scope lock meanwhile, so that calls joined on one
+/// device run their scoped parts one after another and pop in order. `work` must not open
+/// scopes of its own there (it would wait for itself).
 #[cfg(target_arch = "wasm32")]
 pub(crate) async fn scoped<T>(ctx: &Context, work: impl Future<Output = Result<T>>) -> Result<T> {
+    let _one_at_a_time = ctx.shared.scopes.lock().await;
     let device = &ctx.shared.device;
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
