@@ -1,33 +1,13 @@
-// The demo page's check: serves the repository, opens examples/web/ in headless Chromium
-// with WebGPU, waits for the page to finish, and asserts that training ran, that the loss
-// fell, that the GPU and the CPU reference agree, and that the benchmark ran. Saves a
-// screenshot. Run after examples/web/build.sh, from examples/web (npm install first):
+// The demo page's check: opens examples/web/ in headless Chromium with WebGPU, waits for the
+// page to finish, and asserts that training ran, that the loss fell, that the GPU and the CPU
+// reference agree, and that the benchmark ran. Saves a screenshot. Run after
+// examples/web/build.sh, from examples/web (npm install first):
 //   node check.mjs [screenshot.png]
-import puppeteer from 'puppeteer-core';
-import { spawn } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { runPage } from './browser.mjs';
 
-const root = new URL('../..', import.meta.url).pathname;
-const port = 8000 + Math.floor(Math.random() * 1000);
-const server = spawn('python3', ['-m', 'http.server', String(port), '--bind', '127.0.0.1'],
-                     { cwd: root, stdio: 'ignore' });
 const fail = message => { console.error(`FAIL: ${message}`); process.exitCode = 1; };
-let browser;
 try {
-  await sleep(1000);
-  browser = await puppeteer.launch({
-    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-    headless: 'new',
-    args: ['--enable-unsafe-webgpu', '--no-sandbox', '--disable-background-networking',
-           '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-  const page = await browser.newPage();
-  await page.setViewport({ width: 820, height: 900 });
-  page.on('console', m => console.log(`page: ${m.text()}`));
-  await page.goto(`http://127.0.0.1:${port}/examples/web/`);
-  await page.waitForFunction('window.done === true', { timeout: 300000 });
-  const r = await page.evaluate(() => window.result);
-  await page.screenshot({ path: process.argv[2] || 'screenshot.png', fullPage: true });
+  const r = await runPage('', { screenshot: process.argv[2] || 'screenshot.png' });
   if (r.error) {
     fail(`the page failed: ${r.error}`);
   } else {
@@ -45,7 +25,4 @@ try {
   }
 } catch (e) {
   fail(String(e));
-} finally {
-  if (browser) await browser.close();
-  server.kill();
 }
