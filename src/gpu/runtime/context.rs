@@ -196,21 +196,6 @@ impl Context {
         .union(wgpu::Features::SHADER_F16)
         .union(wgpu::Features::SUBGROUP);
 
-    /// How rows are reduced on this device: subgroup operations (`SUBGROUP`) or a tree in
-    /// workgroup memory.
-    pub(crate) fn reduction_path(&self) -> &'static str {
-        match self.device_caps().reduce {
-            RowReduce::Shuffle => "subgroup shuffles, no barrier (a workgroup is one subgroup)",
-            RowReduce::Subgroup => {
-                "subgroup operations (SUBGROUP), tree for rows narrower than a subgroup"
-            }
-            RowReduce::Tree if self.shared.subgroup_layout == Some(false) => {
-                "tree in workgroup memory (the device's subgroups are not runs of consecutive invocations)"
-            }
-            RowReduce::Tree => "tree in workgroup memory",
-        }
-    }
-
     /// The subgroup layout probe's answer (shaders/probe_subgroups.wgsl), or the one forced
     /// by `ContextOptions::subgroup_layout`; `None` where subgroups are not used at all.
     pub(crate) fn subgroup_layout(&self) -> Option<bool> {
@@ -218,7 +203,7 @@ impl Context {
     }
 
     /// What the shaders may use on this device.
-    fn device_caps(&self) -> DeviceCaps {
+    pub(crate) fn device_caps(&self) -> DeviceCaps {
         // One subgroup a workgroup only where the size is fixed: a device free to pick another
         // at run time could split a workgroup into several subgroups.
         let wg = self.shared.tuning.workgroup_size;
@@ -284,16 +269,6 @@ impl Context {
         }
     }
 
-    /// How f16 inputs are read on this device when not 8 at a time (`half_path`):
-    /// "native f16 (SHADER_F16)" or "unpack2x16float from u32".
-    pub(crate) fn f16_path(&self) -> &'static str {
-        if self.shared.features.contains(wgpu::Features::SHADER_F16) {
-            "native f16 (SHADER_F16)"
-        } else {
-            "unpack2x16float from u32"
-        }
-    }
-
     /// Compiles the f32 pipeline of every entry point (other variants on first use).
     async fn build_pipelines(&mut self) -> Result<()> {
         scoped(self, async {
@@ -343,36 +318,6 @@ impl Context {
     /// The choices every kernel and row walk follow on this device, resolved once.
     pub(crate) fn tuning(&self) -> &Tuning {
         &self.shared.tuning
-    }
-
-    /// How f32 inputs are read (`xent info` prints it).
-    pub(crate) fn f32_path(&self) -> &'static str {
-        if self.wide_f32() {
-            "8 at a time as vec4<u64> (SHADER_INT64, CPU adapter), where the binding allows; row outputs of C % 4 == 0 written the same way"
-        } else {
-            "4 at a time as vec4<f32>"
-        }
-    }
-
-    /// How f16 and bf16 inputs are read (`xent info` prints it).
-    pub(crate) fn half_path(&self) -> &'static str {
-        if self.wide_loads(Float::F16) {
-            "8 at a time as vec4<u32> (CPU adapter), where the binding allows"
-        } else {
-            "4 at a time"
-        }
-    }
-
-    /// Where log_softmax, softmax and the fused backward take their second read of a row
-    /// from (`xent info` prints it).
-    pub(crate) fn hold_path(&self) -> String {
-        match self.hold_vec4s() {
-            0 => "from memory (rows not held: off on CPU adapters, where it measured slower)".into(),
-            v => format!(
-                "from workgroup memory where the rows fit ({v} vec4s: up to {} classes a row), else from memory",
-                (v - 1) * 4 + 3
-            ),
-        }
     }
 
     /// vec4s of workgroup memory the held kernels keep rows in (0 when rows are not held).
